@@ -1,0 +1,475 @@
+//! The household (ruta) → family (KK) → person (ART) model with the attribute groups of
+//! the DTKS data components, and the structural rules a household must satisfy.
+//!
+//! Categorical attributes carry the same numeric codes as the `dtks.common.v1` contract,
+//! so the gRPC edge converts them by code without a table per enum.
+
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::nik::{KkNumber, Nik};
+use crate::region::RegionCode;
+use crate::violation::Violations;
+
+/// Declares a categorical attribute with its contract code; code 0 (unspecified) is not a
+/// value of the enum, so a missing attribute is `None` in the model.
+macro_rules! coded_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name { $($variant = $code),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The value for a contract code; `Ok(None)` for 0 (unspecified).
+            pub fn from_code(code: i32) -> Result<Option<Self>, String> {
+                match code {
+                    0 => Ok(None),
+                    $($code => Ok(Some($name::$variant)),)+
+                    other => Err(format!("{} is not a valid {} code", other, stringify!($name))),
+                }
+            }
+
+            pub fn code(self) -> i32 {
+                self as i32
+            }
+        }
+    };
+}
+
+coded_enum!(Sex { Male = 1, Female = 2 });
+coded_enum!(
+    /// Relationship to the head of household (hubungan dengan KRT).
+    Relationship { Head = 1, Spouse = 2, Child = 3, ChildInLaw = 4, Grandchild = 5, Parent = 6, OtherRelative = 7, Other = 8 }
+);
+coded_enum!(MaritalStatus { Single = 1, Married = 2, Divorced = 3, Widowed = 4 });
+coded_enum!(EducationLevel { None = 1, Primary = 2, Junior = 3, Senior = 4, Tertiary = 5 });
+coded_enum!(SchoolStatus { Never = 1, Attending = 2, Left = 3 });
+coded_enum!(WorkStatus { NotWorking = 1, Informal = 2, Formal = 3, SelfEmployed = 4 });
+coded_enum!(Disability { None = 1, Physical = 2, Sensory = 3, Intellectual = 4, Mental = 5, Multiple = 6, Severe = 7 });
+coded_enum!(SpecialGroup { ElderlyAlone = 1, Orphan = 2, DisasterVictim = 3, FormerPrisoner = 4, RemoteIndigenous = 5, Homeless = 6 });
+coded_enum!(Tenure { Owned = 1, Rented = 2, RentFree = 3, Other = 4 });
+coded_enum!(FloorMaterial { Earth = 1, BambooWood = 2, Cement = 3, Tile = 4 });
+coded_enum!(WallMaterial { Bamboo = 1, Wood = 2, BrickUnplastered = 3, BrickPlastered = 4 });
+coded_enum!(RoofMaterial { Thatch = 1, Zinc = 2, Tile = 3, Concrete = 4 });
+coded_enum!(WaterSource { Unprotected = 1, ProtectedWell = 2, Piped = 3, Bottled = 4 });
+coded_enum!(Sanitation { None = 1, Shared = 2, Private = 3 });
+coded_enum!(Electricity { None = 1, NonPln = 2, Pln450 = 3, Pln900 = 4, PlnAbove900 = 5 });
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub chronic_illness: bool,
+    pub disability: Option<Disability>,
+    pub has_health_insurance: bool,
+    pub pregnant: bool,
+    pub undernourished: bool,
+}
+
+/// One household member (ART).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    /// `None` for a person without a NIK yet (e.g. a newborn).
+    pub nik: Option<Nik>,
+    pub full_name: String,
+    pub birth_place: String,
+    pub birth_date: NaiveDate,
+    pub sex: Sex,
+    pub marital_status: Option<MaritalStatus>,
+    pub relationship: Relationship,
+    pub education: Option<EducationLevel>,
+    pub school_status: Option<SchoolStatus>,
+    pub work_status: Option<WorkStatus>,
+    pub occupation: String,
+    pub sector: String,
+    /// Monthly income in rupiah.
+    pub monthly_income: i64,
+    pub health: Health,
+    pub special_groups: Vec<SpecialGroup>,
+    pub skills: Vec<String>,
+    pub deceased: bool,
+}
+
+impl Person {
+    /// Age in whole years on `on`.
+    pub fn age_on(&self, on: NaiveDate) -> i32 {
+        let mut age = on.year() - self.birth_date.year();
+        if (on.month(), on.day()) < (self.birth_date.month(), self.birth_date.day()) {
+            age -= 1;
+        }
+        age
+    }
+}
+
+/// A family as on one family card (KK).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Family {
+    pub kk_number: Option<KkNumber>,
+    pub members: Vec<Person>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Address {
+    pub village: Option<RegionCode>,
+    pub rt: String,
+    pub rw: String,
+    pub street: String,
+    pub postal_code: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GeoPoint {
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+impl GeoPoint {
+    /// Indonesia's bounding box (Sabang to Merauke, Miangas to Rote), with a margin for
+    /// the outer islands.
+    pub fn is_in_indonesia(&self) -> bool {
+        (-11.5..=6.5).contains(&self.latitude) && (94.5..=141.5).contains(&self.longitude)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dwelling {
+    pub tenure: Option<Tenure>,
+    pub floor_area_m2: f64,
+    pub floor: Option<FloorMaterial>,
+    pub wall: Option<WallMaterial>,
+    pub roof: Option<RoofMaterial>,
+    pub water: Option<WaterSource>,
+    pub sanitation: Option<Sanitation>,
+    pub electricity: Option<Electricity>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Assets {
+    pub land_m2: f64,
+    pub house_elsewhere: bool,
+    pub motorcycles: u32,
+    pub cars: u32,
+    pub livestock: u32,
+    pub refrigerator: bool,
+    pub productive_business: bool,
+    pub savings: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssistanceRecord {
+    pub programme_code: String,
+    pub year: i32,
+    pub month: u32,
+    pub amount: i64,
+}
+
+/// A household (ruta): the unit DTKS determines and ranks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Household {
+    pub household_id: Option<String>,
+    pub address: Address,
+    pub location: Option<GeoPoint>,
+    pub families: Vec<Family>,
+    pub dwelling: Dwelling,
+    pub assets: Assets,
+    pub assistance_history: Vec<AssistanceRecord>,
+    pub psks_potential: Vec<String>,
+}
+
+impl Household {
+    pub fn persons(&self) -> impl Iterator<Item = &Person> {
+        self.families.iter().flat_map(|f| f.members.iter())
+    }
+
+    pub fn size(&self) -> usize {
+        self.families.iter().map(|f| f.members.len()).sum()
+    }
+
+    pub fn head(&self) -> Option<&Person> {
+        self.persons()
+            .find(|p| p.relationship == Relationship::Head)
+    }
+
+    pub fn village(&self) -> Option<&RegionCode> {
+        self.address.village.as_ref()
+    }
+
+    /// Structural rules every household proposal must satisfy, each violation with its
+    /// field path. Rules chosen (and why):
+    /// - exactly one head (KRT): DTKS ranks households by their head's record;
+    /// - at least one family with at least one member;
+    /// - no person born in the future or more than 120 years ago;
+    /// - a child (anak) is at least 12 years younger than the head: younger gaps are
+    ///   almost always a swapped relationship or a mistyped year;
+    /// - a parent (orang tua/mertua) is at least 12 years older than the head, for the
+    ///   same reason;
+    /// - the NIK's encoded birth date and sex agree with the stated ones (Dukcapil rule);
+    /// - no NIK appears twice in the household (integrity criteria 1 and 4);
+    /// - a person in a family must not be marked pregnant unless female.
+    pub fn structural_violations(&self, today: NaiveDate) -> Violations {
+        let mut v = Violations::default();
+        if self.families.is_empty() {
+            v.push(
+                "household.families",
+                "a household needs at least one family (KK)",
+            );
+        }
+        let heads = self
+            .persons()
+            .filter(|p| p.relationship == Relationship::Head)
+            .count();
+        if heads != 1 && !self.families.is_empty() {
+            v.push(
+                "household.families",
+                format!("a household has exactly one head (KRT); found {heads}"),
+            );
+        }
+        let head_birth = self.head().map(|h| h.birth_date);
+        let mut seen = std::collections::HashMap::new();
+        for (fi, family) in self.families.iter().enumerate() {
+            if family.members.is_empty() {
+                v.push(
+                    format!("household.families[{fi}].members"),
+                    "a family needs at least one member",
+                );
+            }
+            for (mi, person) in family.members.iter().enumerate() {
+                let path = format!("household.families[{fi}].members[{mi}]");
+                if person.birth_date > today {
+                    v.push(format!("{path}.birth_date"), "birth date is in the future");
+                } else if person.age_on(today) > 120 {
+                    v.push(
+                        format!("{path}.birth_date"),
+                        "birth date is more than 120 years ago",
+                    );
+                }
+                if let Some(nik) = &person.nik {
+                    if !nik.agrees_with_birth_date(person.birth_date) {
+                        v.push(
+                            format!("{path}.nik"),
+                            "the NIK's encoded birth date differs from birth_date",
+                        );
+                    }
+                    if nik.sex() != person.sex {
+                        v.push(
+                            format!("{path}.nik"),
+                            "the NIK's encoded sex (day + 40 for women) differs from sex",
+                        );
+                    }
+                    if let Some(first) = seen.insert(nik.clone(), path.clone()) {
+                        v.push(
+                            format!("{path}.nik"),
+                            format!("the same NIK is already given for {first}"),
+                        );
+                    }
+                }
+                if person.health.pregnant && person.sex != Sex::Female {
+                    v.push(
+                        format!("{path}.health.pregnant"),
+                        "only a woman can be recorded as pregnant",
+                    );
+                }
+                if let Some(head) = head_birth {
+                    let gap_years =
+                        |older: NaiveDate, younger: NaiveDate| (younger - older).num_days() / 365;
+                    match person.relationship {
+                        Relationship::Child if gap_years(head, person.birth_date) < 12 => v.push(
+                            format!("{path}.relationship"),
+                            "a child must be at least 12 years younger than the head",
+                        ),
+                        Relationship::Parent if gap_years(person.birth_date, head) < 12 => v.push(
+                            format!("{path}.relationship"),
+                            "a parent must be at least 12 years older than the head",
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if let Some(point) = &self.location {
+            if !point.is_in_indonesia() {
+                v.push("household.location", "coordinates fall outside Indonesia");
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    pub fn person(
+        nik: &str,
+        name: &str,
+        born: (i32, u32, u32),
+        sex: Sex,
+        rel: Relationship,
+    ) -> Person {
+        Person {
+            nik: Some(Nik::parse(nik).unwrap()),
+            full_name: name.into(),
+            birth_place: "Bandung".into(),
+            birth_date: NaiveDate::from_ymd_opt(born.0, born.1, born.2).unwrap(),
+            sex,
+            marital_status: Some(MaritalStatus::Married),
+            relationship: rel,
+            education: Some(EducationLevel::Primary),
+            school_status: Some(SchoolStatus::Left),
+            work_status: Some(WorkStatus::Informal),
+            occupation: "buruh tani".into(),
+            sector: "pertanian".into(),
+            monthly_income: 900_000,
+            health: Health {
+                disability: Some(Disability::None),
+                ..Health::default()
+            },
+            special_groups: vec![],
+            skills: vec![],
+            deceased: false,
+        }
+    }
+
+    pub fn household() -> Household {
+        Household {
+            household_id: None,
+            address: Address {
+                village: Some(RegionCode::parse("32.04.01.2001").unwrap()),
+                rt: "001".into(),
+                rw: "002".into(),
+                street: "Jl. Melati 3".into(),
+                postal_code: "40375".into(),
+            },
+            location: Some(GeoPoint {
+                latitude: -7.0,
+                longitude: 107.6,
+            }),
+            families: vec![Family {
+                kk_number: Some(KkNumber::parse("3204010505150001").unwrap()),
+                members: vec![
+                    person(
+                        "3204011203800001",
+                        "Asep Sunandar",
+                        (1980, 3, 12),
+                        Sex::Male,
+                        Relationship::Head,
+                    ),
+                    person(
+                        "3204015708840002",
+                        "Siti Aminah",
+                        (1984, 8, 17),
+                        Sex::Female,
+                        Relationship::Spouse,
+                    ),
+                    person(
+                        "3204010102100003",
+                        "Dede Kurnia",
+                        (2010, 2, 1),
+                        Sex::Male,
+                        Relationship::Child,
+                    ),
+                ],
+            }],
+            dwelling: Dwelling {
+                tenure: Some(Tenure::Owned),
+                floor_area_m2: 36.0,
+                floor: Some(FloorMaterial::Cement),
+                wall: Some(WallMaterial::BrickUnplastered),
+                roof: Some(RoofMaterial::Zinc),
+                water: Some(WaterSource::ProtectedWell),
+                sanitation: Some(Sanitation::Shared),
+                electricity: Some(Electricity::Pln450),
+            },
+            assets: Assets {
+                motorcycles: 1,
+                ..Assets::default()
+            },
+            assistance_history: vec![],
+            psks_potential: vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()
+    }
+
+    #[test]
+    fn a_sound_household_has_no_violations() {
+        assert!(household().structural_violations(today()).is_empty());
+    }
+
+    #[test]
+    fn two_heads_are_refused() {
+        let mut h = household();
+        h.families[0].members[1].relationship = Relationship::Head;
+        let v = household_violations(&h);
+        assert!(
+            v.iter()
+                .any(|f| f.field == "household.families" && f.description.contains("found 2"))
+        );
+    }
+
+    #[test]
+    fn nik_birth_date_and_sex_must_agree() {
+        let mut h = household();
+        h.families[0].members[0].birth_date = NaiveDate::from_ymd_opt(1980, 3, 13).unwrap();
+        h.families[0].members[1].sex = Sex::Male;
+        let v = household_violations(&h);
+        assert!(
+            v.iter()
+                .any(|f| f.field == "household.families[0].members[0].nik"
+                    && f.description.contains("birth date"))
+        );
+        assert!(
+            v.iter()
+                .any(|f| f.field == "household.families[0].members[1].nik"
+                    && f.description.contains("sex"))
+        );
+    }
+
+    #[test]
+    fn a_child_older_than_plausible_is_refused() {
+        let mut h = household();
+        let child = &mut h.families[0].members[2];
+        child.birth_date = NaiveDate::from_ymd_opt(1975, 2, 1).unwrap();
+        child.nik = Some(Nik::parse("3204010102750003").unwrap());
+        let v = household_violations(&h);
+        assert!(
+            v.iter()
+                .any(|f| f.field == "household.families[0].members[2].relationship")
+        );
+    }
+
+    #[test]
+    fn coordinates_outside_indonesia_are_refused() {
+        let mut h = household();
+        h.location = Some(GeoPoint {
+            latitude: 51.5,
+            longitude: -0.1,
+        });
+        assert!(
+            household_violations(&h)
+                .iter()
+                .any(|f| f.field == "household.location")
+        );
+    }
+
+    #[test]
+    fn codes_round_trip_and_zero_is_unspecified() {
+        for s in Electricity::ALL {
+            assert_eq!(Electricity::from_code(s.code()).unwrap(), Some(*s));
+        }
+        assert_eq!(Sex::from_code(0).unwrap(), None);
+        assert!(Sex::from_code(9).is_err());
+    }
+
+    fn household_violations(h: &Household) -> Vec<crate::FieldViolation> {
+        h.structural_violations(today()).0
+    }
+}

@@ -1,0 +1,18 @@
+//! The DTKS domain: identity numbers (NIK, KK), Kemendagri region codes, the household
+//! (ruta) → family (KK) → person model with its attribute groups, the five data-integrity
+//! criteria of Permensos 3/2021 (Pasal 8 ayat 3), and the proxy-means-test welfare score.
+//!
+//! Plain Rust only: no I/O, no async, no gRPC or database types. Every service parses its
+//! input into these types at its edge and keeps its rules here.
+
+pub mod household;
+pub mod integrity;
+pub mod nik;
+pub mod pmt;
+pub mod region;
+pub mod violation;
+
+pub use household::{Family, Household, Person};
+pub use nik::{KkNumber, Nik, NikError};
+pub use region::{RegionCode, RegionLevel};
+pub use violation::{FieldViolation, Violations};
