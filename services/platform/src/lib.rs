@@ -1,1 +1,20 @@
+//! The platform every DTKS service stands on, written once: typed configuration,
+//! telemetry, PostgreSQL with per-service schemas and migrations, the RabbitMQ bus with
+//! a transactional outbox and an idempotent inbox, Redis, the gRPC server bootstrap
+//! (health, reflection, message limits, graceful shutdown) and authentication.
 
+pub mod auth;
+pub mod bus;
+pub mod cache;
+pub mod app;
+pub mod config;
+pub mod convert;
+pub mod db;
+pub mod events;
+pub mod grpc;
+pub mod outbox;
+pub mod reference;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::Config;

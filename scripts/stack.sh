@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The local stack: PostgreSQL, RabbitMQ (management + prometheus plugins) and Redis from
+# Debian packages, without systemd and without Docker.
+#
+#   scripts/stack.sh start    install what is missing, start what is not running, wait
+#   scripts/stack.sh stop
+#   scripts/stack.sh status
+#   scripts/stack.sh env      print the connection settings as DTKS_* variables
+#
+# Idempotent: running `start` twice leaves one of each server. State lives in
+# $DTKS_STACK_DIR (default /var/tmp/dtks-stack).
+set -euo pipefail
+
+STACK_DIR=${DTKS_STACK_DIR:-/var/tmp/dtks-stack}
+PG_PORT=${DTKS_PG_PORT:-5432}
+REDIS_PORT=${DTKS_REDIS_PORT:-6379}
+AMQP_PORT=${DTKS_AMQP_PORT:-5672}
+PG_USER=dtks
+PG_PASSWORD=dtks
+PG_DB=dtks
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$dir" ] && echo "$dir"
+}
+
+install_missing() {
+  local pkgs=()
+  [ -n "$(pg_bin)" ] || pkgs+=(postgresql postgresql-contrib)
+  command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || pkgs+=(rabbitmq-server)
+  command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+  command -v runuser >/dev/null 2>&1 || pkgs+=(util-linux)
+  [ ${#pkgs[@]} -eq 0 ] && return 0
+  log "installing ${pkgs[*]}"
+  # No init system here: keep the packages' own scripts from starting services.
+  local policy=/usr/sbin/policy-rc.d created=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+    as_root chmod +x "$policy"
+    created=1
+  fi
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  [ "$created" -eq 1 ] && as_root rm -f "$policy"
+  return 0
+}
+
+pg_ready() { "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+
+start_postgres() {
+  local bin data=$STACK_DIR/postgres
+  bin=$(pg_bin)
+  if pg_ready; then log "postgres already running on $PG_PORT"; return 0; fi
+  as_root mkdir -p "$data"
+  as_root chown -R postgres:postgres "$data"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initialising postgres cluster in $data"
+    as_root runuser -u postgres -- "$bin/initdb" -D "$data" -A trust -U postgres >/dev/null
+    cat <<CONF | as_root tee -a "$data/postgresql.conf" >/dev/null
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+max_connections = 300
+shared_buffers = 512MB
+fsync = on
+synchronous_commit = off
+unix_socket_directories = '$data'
+CONF
+  fi
+  as_root runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start >/dev/null
+  log "postgres started on $PG_PORT"
+  local psql=("$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
+  if [ "$("${psql[@]}" -c "select 1 from pg_roles where rolname='$PG_USER'")" != 1 ]; then
+    "${psql[@]}" -c "create role $PG_USER login superuser password '$PG_PASSWORD'"
+  fi
+  if [ "$("${psql[@]}" -c "select 1 from pg_database where datname='$PG_DB'")" != 1 ]; then
+    "${psql[@]}" -c "create database $PG_DB owner $PG_USER"
+  fi
+}
+
+redis_ready() { redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; }
+
+start_redis() {
+  if redis_ready; then log "redis already running on $REDIS_PORT"; return 0; fi
+  mkdir -p "$STACK_DIR/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --dir "$STACK_DIR/redis" \
+    --logfile "$STACK_DIR/redis/redis.log" --pidfile "$STACK_DIR/redis/redis.pid" --save '' >/dev/null
+  for _ in $(seq 1 50); do redis_ready && break; sleep 0.1; done
+  redis_ready || { log "redis did not start"; exit 1; }
+  log "redis started on $REDIS_PORT"
+}
+
+rabbit_env() {
+  export RABBITMQ_MNESIA_BASE=$STACK_DIR/rabbitmq/mnesia
+  export RABBITMQ_LOG_BASE=$STACK_DIR/rabbitmq/log
+  export RABBITMQ_PID_FILE=$STACK_DIR/rabbitmq/rabbitmq.pid
+  export RABBITMQ_NODE_PORT=$AMQP_PORT
+  export RABBITMQ_NODENAME=dtks@localhost
+  export RABBITMQ_ENABLED_PLUGINS_FILE=$STACK_DIR/rabbitmq/enabled_plugins
+  export HOME=$STACK_DIR/rabbitmq
+}
+
+rabbit_ready() { rabbit_env; rabbitmqctl -q -n dtks@localhost status >/dev/null 2>&1; }
+
+start_rabbitmq() {
+  rabbit_env
+  mkdir -p "$STACK_DIR/rabbitmq/log" "$STACK_DIR/rabbitmq/mnesia"
+  chown -R rabbitmq:rabbitmq "$STACK_DIR/rabbitmq" 2>/dev/null || true
+  if rabbit_ready; then log "rabbitmq already running on $AMQP_PORT"; return 0; fi
+  rabbitmq-plugins -q --offline enable rabbitmq_management rabbitmq_prometheus >/dev/null
+  chown -R rabbitmq:rabbitmq "$STACK_DIR/rabbitmq" 2>/dev/null || true
+  rm -f "$RABBITMQ_PID_FILE"
+  rabbitmq-server -detached >/dev/null 2>&1
+  # `await_startup` straight after start fails: wait on the pid file instead.
+  for _ in $(seq 1 100); do [ -s "$RABBITMQ_PID_FILE" ] && break; sleep 0.2; done
+  rabbitmqctl -q -n dtks@localhost wait --timeout 120 "$RABBITMQ_PID_FILE" >/dev/null
+  log "rabbitmq started on $AMQP_PORT (management on 15672)"
+}
+
+stop_all() {
+  local bin
+  bin=$(pg_bin)
+  if [ -n "$bin" ] && [ -f "$STACK_DIR/postgres/PG_VERSION" ] && pg_ready; then
+    as_root runuser -u postgres -- "$bin/pg_ctl" -D "$STACK_DIR/postgres" -m fast -w stop >/dev/null && log "postgres stopped"
+  fi
+  if redis_ready; then redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; log "redis stopped"; fi
+  if rabbit_ready; then rabbit_env; rabbitmqctl -q -n dtks@localhost stop >/dev/null 2>&1 || true; log "rabbitmq stopped"; fi
+}
+
+status() {
+  local rc=0
+  if pg_ready; then echo "postgres: running on $PG_PORT"; else echo "postgres: stopped"; rc=1; fi
+  if redis_ready; then echo "redis:    running on $REDIS_PORT"; else echo "redis:    stopped"; rc=1; fi
+  if rabbit_ready; then echo "rabbitmq: running on $AMQP_PORT"; else echo "rabbitmq: stopped"; rc=1; fi
+  return $rc
+}
+
+print_env() {
+  cat <<ENV
+export DTKS_DATABASE__URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
+export DTKS_BUS__URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f
+export DTKS_REDIS__URL=redis://127.0.0.1:$REDIS_PORT/
+ENV
+}
+
+case "${1:-start}" in
+  start) install_missing; start_postgres; start_redis; start_rabbitmq ;;
+  stop) stop_all ;;
+  status) status ;;
+  env) print_env ;;
+  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+esac

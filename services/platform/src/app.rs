@@ -1,0 +1,54 @@
+//! The life of a service process, written once: `<binary> migrate` applies migrations
+//! and exits; `<binary>` (or `<binary> serve`) loads config, starts telemetry, connects
+//! PostgreSQL and RabbitMQ, runs the outbox relay, hands a [`Context`] to the service's
+//! own start function, and drains on SIGTERM/SIGINT.
+
+use std::future::Future;
+
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use tokio::net::TcpListener;
+
+use crate::auth::Authenticator;
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::outbox::OutboxSignal;
+use crate::shutdown::Shutdown;
+
+/// What every service's start function receives.
+#[derive(Clone)]
+pub struct Context {
+    pub config: Config,
+    pub db: DatabaseConnection,
+    pub bus: Bus,
+    pub outbox: OutboxSignal,
+    pub shutdown: Shutdown,
+    pub auth: Authenticator,
+}
+
+pub async fn run<M, F, Fut>(service: &'static str, start: F) -> anyhow::Result<()>
+where
+    M: MigratorTrait,
+    F: FnOnce(Context, TcpListener) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let config = Config::load(service)?;
+    let _telemetry = crate::telemetry::init(service, &config.telemetry)?;
+    match std::env::args().nth(1).as_deref() {
+        Some("migrate") => return crate::db::migrate::<M>(&config.database, service).await,
+        None | Some("serve") => {}
+        Some(other) => anyhow::bail!("unknown command `{other}`; use `migrate` or `serve`"),
+    }
+    let db = crate::db::connect(&config.database, service).await?;
+    let bus = Bus::connect(&config.bus).await?;
+    let shutdown = Shutdown::on_signals();
+    let outbox = OutboxSignal::default();
+    let relay = tokio::spawn(crate::outbox::run_relay(db.clone(), bus.clone(), outbox.clone(), shutdown.clone()));
+    let listener = TcpListener::bind(&config.grpc_addr).await?;
+    let auth = Authenticator::new(&config.auth);
+    let context = Context { config, db, bus, outbox, shutdown, auth };
+    let result = start(context, listener).await;
+    let _ = relay.await;
+    tracing::info!("stopped");
+    result
+}

@@ -1,0 +1,272 @@
+//! RabbitMQ topology and clients.
+//!
+//! - one durable topic exchange `{ns}.events`; routing key = event type;
+//! - per consuming service a quorum queue `{ns}.{service}` bound to the event types it
+//!   reads, dead-lettering to `{ns}.dlx` after `delivery_limit` deliveries;
+//! - per service a dead-letter quorum queue `{ns}.{service}.dead`;
+//! - publishers use confirms; consumers ack only after their transaction committed and
+//!   record every event id in an inbox table, so a redelivery has no second effect.
+
+use std::time::Duration;
+
+use dtks_proto::events::v1::Envelope;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use prost::Message;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use secrecy::ExposeSecret;
+
+use crate::config::BusConfig;
+use crate::db::stmt;
+use crate::shutdown::Shutdown;
+
+#[derive(Clone)]
+pub struct Bus {
+    connection: std::sync::Arc<Connection>,
+    config: BusConfig,
+}
+
+impl Bus {
+    /// Connects, retrying for up to a minute while the broker starts.
+    pub async fn connect(config: &BusConfig) -> anyhow::Result<Self> {
+        let mut delay = Duration::from_millis(200);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match Connection::connect(config.url.expose_secret(), ConnectionProperties::default()).await {
+                Ok(connection) => {
+                    let bus = Self { connection: std::sync::Arc::new(connection), config: config.clone() };
+                    bus.declare_exchanges().await?;
+                    return Ok(bus);
+                }
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(%error, "cannot reach RabbitMQ yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    pub fn events_exchange(&self) -> String {
+        format!("{}.events", self.config.namespace)
+    }
+
+    fn dead_letter_exchange(&self) -> String {
+        format!("{}.dlx", self.config.namespace)
+    }
+
+    pub fn queue_name(&self, service: &str) -> String {
+        format!("{}.{service}", self.config.namespace)
+    }
+
+    pub fn dead_letter_queue(&self, service: &str) -> String {
+        format!("{}.{service}.dead", self.config.namespace)
+    }
+
+    async fn declare_exchanges(&self) -> lapin::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        for exchange in [self.events_exchange(), self.dead_letter_exchange()] {
+            channel
+                .exchange_declare(exchange.into(), ExchangeKind::Topic, durable, FieldTable::default())
+                .await?;
+        }
+        channel.close(200, "declared".into()).await?;
+        Ok(())
+    }
+
+    /// Declares the service's queue (bound to `routing_keys`) and its dead-letter queue.
+    pub async fn declare_queue(&self, service: &str, routing_keys: &[&str]) -> lapin::Result<String> {
+        let channel = self.connection.create_channel().await?;
+        let queue = self.queue_name(service);
+        let dead = self.dead_letter_queue(service);
+        let mut quorum = FieldTable::default();
+        quorum.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+        channel.queue_declare(dead.clone().into(), durable, quorum.clone()).await?;
+        channel
+            .queue_bind(dead.into(), self.dead_letter_exchange().into(), service.into(), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+        let mut args = quorum;
+        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(LongString::from(self.dead_letter_exchange())));
+        args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(LongString::from(service)));
+        args.insert("x-delivery-limit".into(), AMQPValue::LongInt(self.config.delivery_limit as i32));
+        channel.queue_declare(queue.clone().into(), durable, args).await?;
+        for key in routing_keys {
+            channel
+                .queue_bind(queue.clone().into(), self.events_exchange().into(), (*key).into(), QueueBindOptions::default(), FieldTable::default())
+                .await?;
+        }
+        channel.close(200, "declared".into()).await?;
+        Ok(queue)
+    }
+
+    /// A channel in confirm mode for publishing events.
+    pub async fn publisher(&self) -> lapin::Result<Publisher> {
+        let channel = self.connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok(Publisher { channel, exchange: self.events_exchange() })
+    }
+
+    /// Consumes `queue` until shutdown, handing each new event to `handler` inside a
+    /// transaction that also records the event id in the inbox.
+    pub async fn consume<H: EventHandler>(
+        &self,
+        queue: &str,
+        db: DatabaseConnection,
+        handler: H,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        channel.basic_qos(self.config.prefetch, BasicQosOptions::default()).await?;
+        let tag = format!("{queue}.{}", uuid::Uuid::new_v4());
+        let mut consumer = channel
+            .basic_consume(queue.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        loop {
+            let next = tokio::select! {
+                next = consumer.next() => next,
+                _ = shutdown.clone().wait() => None,
+            };
+            let Some(delivery) = next else { break };
+            let delivery = delivery?;
+            let Ok(envelope) = Envelope::decode(delivery.data.as_slice()) else {
+                tracing::error!(routing_key = %delivery.routing_key, "undecodable envelope; dead-lettering");
+                delivery.acker.nack(BasicNackOptions { requeue: false, multiple: false }).await?;
+                continue;
+            };
+            let span = tracing::info_span!("consume", event_type = %envelope.r#type, event_id = %envelope.event_id);
+            crate::telemetry::set_remote_parent(&span, &envelope.traceparent, &envelope.tracestate);
+            let outcome = tracing::Instrument::instrument(handle_once(&db, &handler, &envelope), span).await;
+            match outcome {
+                Ok(()) => {
+                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                }
+                Err(HandlerError::Permanent(reason)) => {
+                    tracing::error!(event_type = %envelope.r#type, %reason, "event refused; dead-lettering");
+                    delivery.acker.nack(BasicNackOptions { requeue: false, multiple: false }).await?;
+                }
+                Err(HandlerError::Transient(error)) => {
+                    tracing::warn!(event_type = %envelope.r#type, %error, "event failed; will be redelivered");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await?;
+                }
+            }
+        }
+        let _ = channel.close(200, "shutdown".into()).await;
+        Ok(())
+    }
+}
+
+async fn handle_once<H: EventHandler>(db: &DatabaseConnection, handler: &H, envelope: &Envelope) -> Result<(), HandlerError> {
+    let event_id = uuid::Uuid::parse_str(&envelope.event_id).map_err(|e| HandlerError::Permanent(format!("event id: {e}")))?;
+    let txn = db.begin().await.map_err(HandlerError::transient)?;
+    let inserted = txn
+        .execute_raw(stmt(
+            "INSERT INTO inbox (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [event_id.into(), envelope.r#type.clone().into()],
+        ))
+        .await
+        .map_err(HandlerError::transient)?;
+    if inserted.rows_affected() == 0 {
+        tracing::debug!("duplicate delivery ignored");
+        txn.commit().await.map_err(HandlerError::transient)?;
+        return Ok(());
+    }
+    handler.handle(&txn, envelope).await?;
+    txn.commit().await.map_err(HandlerError::transient)?;
+    handler.after_commit();
+    Ok(())
+}
+
+/// Why an event could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Redelivery cannot help (bad payload, broken invariant): dead-letter now.
+    #[error("permanent: {0}")]
+    Permanent(String),
+    /// Redelivery may help (database or upstream unavailable).
+    #[error("transient: {0}")]
+    Transient(anyhow::Error),
+}
+
+impl HandlerError {
+    pub fn transient(e: impl Into<anyhow::Error>) -> Self {
+        Self::Transient(e.into())
+    }
+}
+
+impl From<crate::events::PayloadError> for HandlerError {
+    fn from(e: crate::events::PayloadError) -> Self {
+        Self::Permanent(e.to_string())
+    }
+}
+
+impl From<sea_orm::DbErr> for HandlerError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Transient(e.into())
+    }
+}
+
+/// What a service does with one event, inside the consumer's transaction.
+pub trait EventHandler: Send + Sync {
+    fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        envelope: &Envelope,
+    ) -> impl std::future::Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Called after the transaction committed (e.g. to wake the outbox relay).
+    fn after_commit(&self) {}
+}
+
+/// A confirm-mode channel bound to the events exchange.
+pub struct Publisher {
+    channel: Channel,
+    exchange: String,
+}
+
+impl Publisher {
+    /// Publishes every envelope persistently and waits until the broker confirmed all.
+    pub async fn publish_all(&self, envelopes: &[Envelope]) -> anyhow::Result<()> {
+        let mut confirms = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let mut headers = FieldTable::default();
+            if !envelope.traceparent.is_empty() {
+                headers.insert("traceparent".into(), AMQPValue::LongString(LongString::from(envelope.traceparent.as_str())));
+            }
+            if !envelope.tracestate.is_empty() {
+                headers.insert("tracestate".into(), AMQPValue::LongString(LongString::from(envelope.tracestate.as_str())));
+            }
+            let properties = BasicProperties::default()
+                .with_message_id(ShortString::from(envelope.event_id.as_str()))
+                .with_type(ShortString::from(envelope.r#type.as_str()))
+                .with_app_id(ShortString::from(envelope.producer.as_str()))
+                .with_content_type(ShortString::from("application/x-protobuf"))
+                .with_delivery_mode(2)
+                .with_headers(headers);
+            let confirm = self
+                .channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    envelope.r#type.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &envelope.encode_to_vec(),
+                    properties,
+                )
+                .await?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            let confirmation = confirm.await?;
+            anyhow::ensure!(confirmation.is_ack(), "broker refused an event (nack)");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! Typed configuration: an optional TOML file (`DTKS_CONFIG`), then environment
+//! variables with the `DTKS_` prefix and `__` between levels
+//! (`DTKS_DATABASE__URL`, `DTKS_AUTH__JWT_SECRET`). Secrets are `SecretString` so that
+//! they never reach a log through `Debug`.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// The service's own name; also its PostgreSQL schema and queue name.
+    pub service: String,
+    #[serde(default = "default_grpc_addr")]
+    pub grpc_addr: String,
+    pub database: DatabaseConfig,
+    pub bus: BusConfig,
+    #[serde(default)]
+    pub redis: RedisConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+}
+
+fn default_grpc_addr() -> String {
+    "0.0.0.0:50051".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseConfig {
+    pub url: SecretString,
+    #[serde(default = "default_pool")]
+    pub max_connections: u32,
+}
+
+fn default_pool() -> u32 {
+    10
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BusConfig {
+    pub url: SecretString,
+    /// Prefix of every exchange and queue; lets several deployments (or test runs) share
+    /// one broker without seeing each other's events.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Deliveries of one message before it is dead-lettered.
+    #[serde(default = "default_delivery_limit")]
+    pub delivery_limit: u32,
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+}
+
+fn default_namespace() -> String {
+    "dtks".to_owned()
+}
+fn default_delivery_limit() -> u32 {
+    5
+}
+fn default_prefetch() -> u16 {
+    64
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisConfig {
+    pub url: SecretString,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self { url: SecretString::from("redis://127.0.0.1:6379/"), namespace: default_namespace() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC collector endpoint; when absent nothing is exported and nothing breaks.
+    pub otlp_endpoint: Option<String>,
+    /// `json` for one JSON object per line, anything else for human-readable lines.
+    #[serde(default)]
+    pub log_format: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthConfig {
+    /// HMAC key of the local development issuer (`dtksctl token`).
+    pub jwt_secret: SecretString,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    #[serde(default = "default_audience")]
+    pub audience: String,
+}
+
+fn default_issuer() -> String {
+    "dtks-dev".to_owned()
+}
+fn default_audience() -> String {
+    "dtks".to_owned()
+}
+
+/// Addresses of what a service calls.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UpstreamConfig {
+    /// Base URL of the civil registry's DCI API (matching).
+    pub civil_registry_url: Option<String>,
+    /// gRPC endpoint of determination (distribution reads snapshots from it).
+    pub determination_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the configuration of `service`.
+    pub fn load(service: &str) -> Result<Self, config::ConfigError> {
+        let mut builder = config::Config::builder().set_default("service", service)?;
+        if let Ok(path) = std::env::var("DTKS_CONFIG") {
+            builder = builder.add_source(config::File::with_name(&path));
+        }
+        builder
+            .add_source(config::Environment::with_prefix("DTKS").prefix_separator("_").separator("__"))
+            .set_override("service", service)?
+            .build()?
+            .try_deserialize()
+    }
+}

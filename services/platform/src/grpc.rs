@@ -1,0 +1,85 @@
+//! The gRPC server bootstrap, written once: health (`grpc.health.v1`), server reflection,
+//! explicit message limits, and graceful shutdown that reports NOT_SERVING first and then
+//! drains in-flight calls. Also the one way a service refuses bad input.
+
+use std::convert::Infallible;
+
+use tokio::net::TcpListener;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::transport::Server;
+use tonic::{Code, Status};
+use tonic_health::ServingStatus;
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::shutdown::Shutdown;
+
+/// Largest message a DTKS service decodes: a household with its members is a few KiB;
+/// bulk imports stream one proposal per message.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Largest message a DTKS service sends (snapshot and list pages).
+pub const MAX_SEND_BYTES: usize = 8 * 1024 * 1024;
+
+/// Serves `service` with health and reflection on `listener` until `shutdown`.
+pub async fn serve<S>(listener: TcpListener, service: S, shutdown: Shutdown) -> anyhow::Result<()>
+where
+    S: tower::Service<http::Request<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_service_status(S::NAME, ServingStatus::Serving).await;
+    reporter.set_service_status("", ServingStatus::Serving).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(dtks_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, service = S::NAME, "gRPC listening");
+    let drain = async move {
+        shutdown.wait().await;
+        reporter.set_service_status(S::NAME, ServingStatus::NotServing).await;
+        reporter.set_service_status("", ServingStatus::NotServing).await;
+        tracing::info!("draining gRPC calls");
+    };
+    Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), drain)
+        .await?;
+    Ok(())
+}
+
+/// INVALID_ARGUMENT with a `google.rpc.BadRequest` naming every offending field.
+pub fn invalid_argument(violations: &dtks_domain::Violations) -> Status {
+    let mut details = ErrorDetails::new();
+    for v in &violations.0 {
+        details.add_bad_request_violation(v.field.clone(), v.description.clone());
+    }
+    let first = violations.0.first().map(|v| v.to_string()).unwrap_or_default();
+    let message = if violations.0.len() > 1 {
+        format!("{first} (and {} more field violations)", violations.0.len() - 1)
+    } else {
+        first
+    };
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// INVALID_ARGUMENT for one field.
+pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
+    let mut v = dtks_domain::Violations::default();
+    v.push(field, description);
+    invalid_argument(&v)
+}
+
+/// INTERNAL for a storage or bus failure; the cause is logged, never sent to the caller.
+pub fn internal(error: impl std::fmt::Display) -> Status {
+    tracing::error!(%error, "internal error");
+    Status::internal("internal error; the operation was not applied")
+}

@@ -1,0 +1,74 @@
+//! Tracing and OpenTelemetry. Spans always carry W3C trace context (so it travels through
+//! gRPC metadata and AMQP headers); they are exported over OTLP only when an endpoint is
+//! configured. Handlers never record whole requests: they hold personal data.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::TelemetryConfig;
+
+/// Keeps the tracer provider alive; flushes spans when dropped.
+pub struct TelemetryGuard(SdkTracerProvider);
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown();
+    }
+}
+
+pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let resource = Resource::builder().with_service_name(format!("dtks-{service}")).build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if let Some(endpoint) = config.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(format!("dtks-{service}")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn,sea_orm=warn"));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    if config.log_format == "json" {
+        registry.with(tracing_subscriber::fmt::layer().json()).try_init()?;
+    } else {
+        registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init()?;
+    }
+    Ok(TelemetryGuard(provider))
+}
+
+/// The current span's W3C trace context as `(traceparent, tracestate)`.
+pub fn current_trace_context() -> (String, String) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let mut carrier = std::collections::HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut carrier));
+    (
+        carrier.remove("traceparent").unwrap_or_default(),
+        carrier.remove("tracestate").unwrap_or_default(),
+    )
+}
+
+/// Makes `span` a child of the remote operation described by the W3C headers.
+pub fn set_remote_parent(span: &tracing::Span, traceparent: &str, tracestate: &str) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if traceparent.is_empty() {
+        return;
+    }
+    let mut carrier = std::collections::HashMap::new();
+    carrier.insert("traceparent".to_owned(), traceparent.to_owned());
+    if !tracestate.is_empty() {
+        carrier.insert("tracestate".to_owned(), tracestate.to_owned());
+    }
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+    let _ = span.set_parent(parent);
+}
