@@ -1,1 +1,76 @@
-fn main() {}
+//! The reference civil registry: a stand-in for Dukcapil (unreachable from here) that
+//! speaks the DCI registry API (`/registry/sync/search`, search by identifier) over a
+//! synthetic population in its own schema. Matching reaches it only through its DCI
+//! adapter, exactly as it would reach the real registry.
+//!
+//! `dtks-civil-registry migrate | load FILE.csv | serve`
+
+mod dci;
+
+use anyhow::Context as _;
+use sea_orm::ConnectionTrait;
+use secrecy::ExposeSecret;
+
+const SCHEMA: &str = "civil_registry";
+
+const SCHEMA_SQL: &str = r#"
+CREATE TABLE IF NOT EXISTS persons (
+    nik TEXT PRIMARY KEY,
+    kk_number TEXT NOT NULL,
+    full_name TEXT NOT NULL,
+    birth_place TEXT NOT NULL,
+    birth_date DATE NOT NULL,
+    sex SMALLINT NOT NULL,
+    village_code TEXT NOT NULL,
+    death_date DATE
+);
+"#;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber_init();
+    let url = std::env::var("DTKS_DATABASE__URL").context("DTKS_DATABASE__URL is required")?;
+    let config = dtks_platform::config::DatabaseConfig { url: url.into(), max_connections: 8 };
+    let db = dtks_platform::db::connect(&config, SCHEMA).await?;
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("migrate") => {
+            db.execute_unprepared(SCHEMA_SQL).await?;
+            Ok(())
+        }
+        Some("load") => {
+            let path = args.get(2).context("usage: dtks-civil-registry load FILE.csv")?;
+            db.execute_unprepared(SCHEMA_SQL).await?;
+            let rows = load(&db, config.url.expose_secret(), path).await?;
+            println!("loaded {rows} persons into the reference civil registry");
+            Ok(())
+        }
+        None | Some("serve") => {
+            let addr = std::env::var("DTKS_CIVIL_REGISTRY_ADDR").unwrap_or_else(|_| "0.0.0.0:8090".into());
+            let listener = tokio::net::TcpListener::bind(&addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "DCI civil registry listening");
+            let shutdown = dtks_platform::shutdown::Shutdown::on_signals();
+            axum::serve(listener, dci::router(db)).with_graceful_shutdown(shutdown.wait()).await?;
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("unknown command `{other}`; use migrate, load FILE or serve"),
+    }
+}
+
+fn tracing_subscriber_init() {
+    let config = dtks_platform::config::TelemetryConfig::default();
+    let _ = dtks_platform::telemetry::init("civil-registry", &config).map(std::mem::forget);
+}
+
+/// Replaces the population with FILE (the `registry.csv` of `dtksctl gen`) by COPY.
+async fn load(db: &sea_orm::DatabaseConnection, _url: &str, path: &str) -> anyhow::Result<u64> {
+    let data = tokio::fs::read(path).await.with_context(|| format!("reading {path}"))?;
+    let pool = db.get_postgres_connection_pool();
+    let mut conn = pool.acquire().await?;
+    sqlx::query("TRUNCATE persons").execute(&mut *conn).await?;
+    let mut copy = conn
+        .copy_in_raw("COPY persons (nik, kk_number, full_name, birth_place, birth_date, sex, village_code, death_date) FROM STDIN WITH (FORMAT csv, HEADER true)")
+        .await?;
+    copy.send(data).await?;
+    Ok(copy.finish().await?)
+}

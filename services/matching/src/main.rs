@@ -1,1 +1,11 @@
-fn main() {}
+//! Matching (pemadanan): every person of a proposal is checked against the civil
+//! registry (Dukcapil) through the DCI adapter, with answers cached in Redis; the
+//! per-person and per-household outcomes are published as `proposal.matched`.
+
+mod dci;
+mod service;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    dtks_platform::app::run::<service::Migrator, _, _>("matching", service::start).await
+}

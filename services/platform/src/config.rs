@@ -21,6 +21,10 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    /// Verivali only: the explicit demo policy that approves every workflow step on the
+    /// officers' behalf, for the local walking skeleton. Never on in production.
+    #[serde(default)]
+    pub demo_auto_approve: bool,
 }
 
 fn default_grpc_addr() -> String {

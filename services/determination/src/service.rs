@@ -1,0 +1,357 @@
+use dtks_platform::app::Context;
+use dtks_platform::auth::{Role, claims};
+use dtks_platform::bus::{EventHandler, HandlerError};
+use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
+use dtks_platform::{convert, events, grpc, outbox};
+use dtks_proto::common::v1 as pb;
+use dtks_proto::determination::v1::determination_service_server::{DeterminationService, DeterminationServiceServer};
+use dtks_proto::determination::v1::*;
+use dtks_proto::events::v1::{self as ev, Envelope};
+use prost::Message;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn Migration>> {
+        sql_migrations(vec![SqlMigration {
+            name: "m0001_registry_and_snapshots",
+            sql: r#"
+CREATE TABLE registry_households (
+    household_id UUID PRIMARY KEY,
+    region_code TEXT NOT NULL,
+    household BYTEA NOT NULL,
+    persons INT NOT NULL,
+    change_seq BIGINT NOT NULL,
+    verified_at TIMESTAMPTZ NOT NULL
+);
+CREATE SEQUENCE registry_change_seq;
+CREATE TABLE snapshots (
+    snapshot_id UUID PRIMARY KEY,
+    year INT NOT NULL,
+    month INT NOT NULL,
+    households BIGINT NOT NULL,
+    persons BIGINT NOT NULL,
+    model_version TEXT NOT NULL,
+    input_watermark BIGINT NOT NULL,
+    content_hash TEXT NOT NULL,
+    unchanged BOOLEAN NOT NULL,
+    stands_from_year INT NOT NULL,
+    stands_from_month INT NOT NULL,
+    added BIGINT NOT NULL, removed BIGINT NOT NULL, changed BIGINT NOT NULL, decile_moves BIGINT NOT NULL,
+    determined_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (year, month)
+);
+CREATE TABLE snapshot_rows (
+    snapshot_id UUID NOT NULL REFERENCES snapshots (snapshot_id),
+    national_rank BIGINT NOT NULL,
+    household_id UUID NOT NULL,
+    region_code TEXT NOT NULL,
+    score DOUBLE PRECISION NOT NULL,
+    decile SMALLINT NOT NULL,
+    household BYTEA NOT NULL,
+    PRIMARY KEY (snapshot_id, national_rank)
+);
+"#,
+        }])
+    }
+}
+
+pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    let queue = ctx.bus.declare_queue("determination", &[events::HOUSEHOLD_ACCEPTED]).await?;
+    let consumer = tokio::spawn({
+        let (bus, db, shutdown) = (ctx.bus.clone(), ctx.db.clone(), ctx.shutdown.clone());
+        async move { bus.consume(&queue, db, Accepted, shutdown).await }
+    });
+    let service = DeterminationServiceServer::new(Api { db: ctx.db.clone(), outbox: ctx.outbox.clone() })
+        .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(grpc::MAX_SEND_BYTES);
+    let service = tonic::service::interceptor::InterceptedService::new(service, ctx.auth.clone());
+    grpc::serve(listener, service, ctx.shutdown.clone()).await?;
+    consumer.await??;
+    Ok(())
+}
+
+/// Takes accepted households into the master registry.
+struct Accepted;
+
+impl EventHandler for Accepted {
+    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandlerError> {
+        let accepted: ev::HouseholdAccepted = events::payload(envelope)?;
+        let id = uuid::Uuid::parse_str(&accepted.household_id).map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let household = accepted.household.unwrap_or_default();
+        let persons: usize = household.families.iter().map(|f| f.members.len()).sum();
+        txn.execute_raw(stmt(
+            "INSERT INTO registry_households (household_id, region_code, household, persons, change_seq, verified_at)
+             VALUES ($1, $2, $3, $4, nextval('registry_change_seq'), now())
+             ON CONFLICT (household_id) DO UPDATE SET region_code = EXCLUDED.region_code, household = EXCLUDED.household,
+                 persons = EXCLUDED.persons, change_seq = EXCLUDED.change_seq, verified_at = EXCLUDED.verified_at",
+            [id.into(), envelope.region_code.clone().into(), household.encode_to_vec().into(), (persons as i32).into()],
+        ))
+        .await?;
+        Ok(())
+    }
+}
+
+struct Api {
+    db: DatabaseConnection,
+    outbox: outbox::OutboxSignal,
+}
+
+/// Only one determination at a time (a PostgreSQL advisory lock held by the transaction).
+const DETERMINATION_LOCK: i64 = 0x4445_5445; // "DETE"
+
+struct Ranked {
+    household_id: uuid::Uuid,
+    region_code: String,
+    score: f64,
+    household: Vec<u8>,
+}
+
+fn row_snapshot(r: &sea_orm::QueryResult) -> Result<Snapshot, Status> {
+    let get_i = |c: &str| r.try_get::<i64>("", c).map_err(grpc::internal);
+    let get_i32 = |c: &str| r.try_get::<i32>("", c).map_err(grpc::internal);
+    let determined_at: chrono::DateTime<chrono::Utc> = r.try_get("", "determined_at").map_err(grpc::internal)?;
+    Ok(Snapshot {
+        snapshot_id: r.try_get::<uuid::Uuid>("", "snapshot_id").map_err(grpc::internal)?.to_string(),
+        period: Some(pb::Period { year: get_i32("year")?, month: get_i32("month")? }),
+        households: get_i("households")? as u64,
+        persons: get_i("persons")? as u64,
+        model_version: r.try_get("", "model_version").map_err(grpc::internal)?,
+        input_watermark: get_i("input_watermark")? as u64,
+        content_hash: r.try_get("", "content_hash").map_err(grpc::internal)?,
+        unchanged: r.try_get("", "unchanged").map_err(grpc::internal)?,
+        stands_from: Some(pb::Period { year: get_i32("stands_from_year")?, month: get_i32("stands_from_month")? }),
+        determined_at: Some(prost_types::Timestamp { seconds: determined_at.timestamp(), nanos: 0 }),
+        diff: Some(SnapshotDiff {
+            added: get_i("added")? as u64,
+            removed: get_i("removed")? as u64,
+            changed: get_i("changed")? as u64,
+            decile_moves: get_i("decile_moves")? as u64,
+        }),
+    })
+}
+
+const SNAPSHOT_COLUMNS: &str = "snapshot_id, year, month, households, persons, model_version, input_watermark, content_hash, unchanged,
+    stands_from_year, stands_from_month, added, removed, changed, decile_moves, determined_at";
+
+impl Api {
+    async fn snapshot(&self, conn: &impl ConnectionTrait, (year, month): (i32, i32)) -> Result<Option<Snapshot>, Status> {
+        conn.query_one_raw(stmt(&format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE year = $1 AND month = $2"), [year.into(), month.into()]))
+            .await
+            .map_err(grpc::internal)?
+            .map(|r| row_snapshot(&r))
+            .transpose()
+    }
+
+    /// The snapshot whose rows stand for `period` (an unchanged month points back).
+    async fn standing_snapshot_id(&self, period: (i32, i32)) -> Result<uuid::Uuid, Status> {
+        let snap = self.snapshot(&self.db, period).await?.ok_or_else(|| Status::not_found("period not determined"))?;
+        let from = snap.stands_from.unwrap_or_default();
+        let source = if snap.unchanged { self.snapshot(&self.db, (from.year, from.month)).await?.ok_or_else(|| Status::internal("missing source snapshot"))? } else { snap };
+        uuid::Uuid::parse_str(&source.snapshot_id).map_err(grpc::internal)
+    }
+
+    async fn determine(&self, period: (i32, i32)) -> Result<Snapshot, Status> {
+        let txn = self.db.begin().await.map_err(grpc::internal)?;
+        let locked = txn
+            .query_one_raw(stmt("SELECT pg_try_advisory_xact_lock($1) AS locked", [DETERMINATION_LOCK.into()]))
+            .await
+            .map_err(grpc::internal)?
+            .map(|r| r.try_get::<bool>("", "locked").unwrap_or(false))
+            .unwrap_or(false);
+        if !locked {
+            return Err(Status::aborted("another determination is running; try again when it finishes"));
+        }
+        if let Some(existing) = self.snapshot(&txn, period).await? {
+            return Ok(existing); // snapshots are never rewritten
+        }
+        let model = dtks_domain::pmt::Model::default();
+        let on = chrono::NaiveDate::from_ymd_opt(period.0, period.1 as u32, 1).ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
+        let rows = txn
+            .query_all_raw(stmt("SELECT household_id, region_code, household, persons, change_seq FROM registry_households", []))
+            .await
+            .map_err(grpc::internal)?;
+        let (mut ranked, mut persons, mut watermark) = (Vec::with_capacity(rows.len()), 0i64, 0i64);
+        for r in &rows {
+            let bytes: Vec<u8> = r.try_get("", "household").map_err(grpc::internal)?;
+            let pb_household = pb::Household::decode(bytes.as_slice()).map_err(grpc::internal)?;
+            let household = convert::household_from_proto(&pb_household, on).map_err(|v| Status::internal(format!("registry holds an invalid household: {v}")))?;
+            persons += i64::from(r.try_get::<i32>("", "persons").map_err(grpc::internal)?);
+            watermark = watermark.max(r.try_get::<i64>("", "change_seq").map_err(grpc::internal)?);
+            ranked.push(Ranked {
+                household_id: r.try_get("", "household_id").map_err(grpc::internal)?,
+                region_code: r.try_get("", "region_code").map_err(grpc::internal)?,
+                score: model.score(&household, on),
+                household: bytes,
+            });
+        }
+        // Poorest first; ties broken by household id so that the ranking is deterministic.
+        ranked.sort_by(|a, b| a.score.total_cmp(&b.score).then(a.household_id.cmp(&b.household_id)));
+        let n = ranked.len();
+        let mut hasher = Sha256::new();
+        hasher.update(model.version.as_bytes());
+        let mut deciles = std::collections::BTreeMap::<String, Vec<u64>>::new();
+        for (rank, r) in ranked.iter().enumerate() {
+            let decile = dtks_domain::pmt::decile_of_rank(rank, n);
+            hasher.update(r.household_id.as_bytes());
+            hasher.update(r.score.to_bits().to_be_bytes());
+            hasher.update(Sha256::digest(&r.household));
+            let regency = r.region_code.get(..5).unwrap_or(&r.region_code).to_owned();
+            deciles.entry(regency).or_insert_with(|| vec![0; 10])[(decile - 1) as usize] += 1;
+        }
+        let content_hash = hex::encode(hasher.finalize());
+        let previous = txn
+            .query_one_raw(stmt(&format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots ORDER BY year DESC, month DESC LIMIT 1"), []))
+            .await
+            .map_err(grpc::internal)?
+            .map(|r| row_snapshot(&r))
+            .transpose()?;
+        let unchanged = previous.as_ref().is_some_and(|p| p.content_hash == content_hash);
+        let snapshot_id = uuid::Uuid::now_v7();
+        let stands_from = match (&previous, unchanged) {
+            (Some(p), true) => p.stands_from.unwrap_or_default(),
+            _ => pb::Period { year: period.0, month: period.1 },
+        };
+        let added = if unchanged { 0 } else { n as i64 - previous.as_ref().map(|p| p.households as i64).unwrap_or(0) };
+        txn.execute_raw(stmt(
+            "INSERT INTO snapshots (snapshot_id, year, month, households, persons, model_version, input_watermark, content_hash, unchanged,
+                 stands_from_year, stands_from_month, added, removed, changed, decile_moves)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, 0, 0)",
+            [
+                snapshot_id.into(), period.0.into(), period.1.into(), (n as i64).into(), persons.into(), model.version.clone().into(),
+                watermark.into(), content_hash.clone().into(), unchanged.into(), stands_from.year.into(), stands_from.month.into(), added.max(0).into(),
+            ],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+        if !unchanged {
+            for (chunk_start, chunk) in ranked.chunks(2000).enumerate().map(|(i, c)| (i * 2000, c)) {
+                let ranks: Vec<i64> = (0..chunk.len()).map(|i| (chunk_start + i + 1) as i64).collect();
+                let ids: Vec<uuid::Uuid> = chunk.iter().map(|r| r.household_id).collect();
+                let regions: Vec<String> = chunk.iter().map(|r| r.region_code.clone()).collect();
+                let scores: Vec<f64> = chunk.iter().map(|r| r.score).collect();
+                let decs: Vec<i16> = (0..chunk.len()).map(|i| dtks_domain::pmt::decile_of_rank(chunk_start + i, n) as i16).collect();
+                let blobs: Vec<Vec<u8>> = chunk.iter().map(|r| r.household.clone()).collect();
+                txn.execute_raw(stmt(
+                    "INSERT INTO snapshot_rows (snapshot_id, national_rank, household_id, region_code, score, decile, household)
+                     SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::float8[], $6::int2[], $7::bytea[])",
+                    [snapshot_id.into(), ranks.into(), ids.into(), regions.into(), scores.into(), decs.into(), blobs.into()],
+                ))
+                .await
+                .map_err(grpc::internal)?;
+            }
+        }
+        let published = ev::DeterminationPublished {
+            period: Some(pb::Period { year: period.0, month: period.1 }),
+            snapshot_id: snapshot_id.to_string(),
+            households: n as u64,
+            persons: persons as u64,
+            content_hash,
+            unchanged,
+            added: added.max(0) as u64,
+            removed: 0,
+            changed: 0,
+            deciles: deciles.into_iter().map(|(region_code, households_per_decile)| ev::RegionDeciles { region_code, households_per_decile }).collect(),
+        };
+        outbox::enqueue(&txn, &events::envelope(events::DETERMINATION_PUBLISHED, "determination", "", &published)).await.map_err(grpc::internal)?;
+        let snapshot = self.snapshot(&txn, period).await?.ok_or_else(|| Status::internal("snapshot vanished"))?;
+        txn.commit().await.map_err(grpc::internal)?;
+        self.outbox.wake();
+        tracing::info!(households = n, unchanged, "determination published");
+        Ok(snapshot)
+    }
+}
+
+type PageStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<SnapshotPage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DeterminationService for Api {
+    #[tracing::instrument(skip_all)]
+    async fn determine(&self, request: Request<DetermineRequest>) -> Result<Response<Snapshot>, Status> {
+        claims(&request)?.require_role(&[Role::PusdatinAdmin, Role::Service])?;
+        let period = convert::period_key(request.get_ref().period.as_ref())?;
+        Ok(Response::new(self.determine(period).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_snapshot(&self, request: Request<GetSnapshotRequest>) -> Result<Response<Snapshot>, Status> {
+        claims(&request)?;
+        let period = convert::period_key(request.get_ref().period.as_ref())?;
+        Ok(Response::new(self.snapshot(&self.db, period).await?.ok_or_else(|| Status::not_found("period not determined"))?))
+    }
+
+    type StreamSnapshotStream = PageStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn stream_snapshot(&self, request: Request<StreamSnapshotRequest>) -> Result<Response<PageStream>, Status> {
+        let who = claims(&request)?.clone();
+        let req = request.into_inner();
+        let period = convert::period_key(req.period.as_ref())?;
+        let region = if req.region_code.is_empty() { who.region.clone() } else { req.region_code.clone() };
+        who.require_region(if region.is_empty() { "" } else { &region }).or_else(|e| if who.region.is_empty() { Ok(()) } else { Err(e) })?;
+        let snapshot_id = self.standing_snapshot_id(period).await?;
+        let batch = i64::from(req.batch_size.clamp(1, 5000));
+        let max_decile = if req.max_decile == 0 { 10 } else { req.max_decile.min(10) } as i16;
+        let db = self.db.clone();
+        let stream = async_stream(db, snapshot_id, region, max_decile, batch, req.after_rank as i64);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_household_standing(&self, _: Request<GetHouseholdStandingRequest>) -> Result<Response<HouseholdStanding>, Status> {
+        Err(Status::unimplemented("explanations arrive with the determination issue"))
+    }
+
+    async fn diff_snapshots(&self, _: Request<DiffSnapshotsRequest>) -> Result<Response<SnapshotDiff>, Status> {
+        Err(Status::unimplemented("diffs between any two periods arrive with the determination issue"))
+    }
+}
+
+/// Pages of a snapshot in rank order, read lazily one batch at a time.
+fn async_stream(
+    db: DatabaseConnection,
+    snapshot_id: uuid::Uuid,
+    region: String,
+    max_decile: i16,
+    batch: i64,
+    after_rank: i64,
+) -> impl futures::Stream<Item = Result<SnapshotPage, Status>> + Send {
+    futures::stream::unfold(Some(after_rank), move |cursor| {
+        let (db, region) = (db.clone(), region.clone());
+        async move {
+            let after = cursor?;
+            let rows = db
+                .query_all_raw(stmt(
+                    "SELECT national_rank, household_id, region_code, score, decile, household FROM snapshot_rows
+                     WHERE snapshot_id = $1 AND national_rank > $2 AND decile <= $3 AND (region_code = $4 OR region_code LIKE $4 || '.%' OR $4 = '')
+                     ORDER BY national_rank LIMIT $5",
+                    [snapshot_id.into(), after.into(), max_decile.into(), region.into(), batch.into()],
+                ))
+                .await;
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(e) => return Some((Err(grpc::internal(e)), None)),
+            };
+            if rows.is_empty() {
+                return None;
+            }
+            let mut last = after;
+            let mut page = SnapshotPage::default();
+            for r in rows {
+                last = r.try_get::<i64>("", "national_rank").unwrap_or(last);
+                let bytes: Vec<u8> = r.try_get("", "household").unwrap_or_default();
+                page.households.push(RankedHousehold {
+                    household_id: r.try_get::<uuid::Uuid>("", "household_id").map(|u| u.to_string()).unwrap_or_default(),
+                    region_code: r.try_get("", "region_code").unwrap_or_default(),
+                    score: r.try_get("", "score").unwrap_or_default(),
+                    national_rank: last as u64,
+                    decile: r.try_get::<i16>("", "decile").unwrap_or_default() as u32,
+                    household: pb::Household::decode(bytes.as_slice()).ok(),
+                });
+            }
+            Some((Ok(page), Some(last)))
+        }
+    })
+}
