@@ -1,1 +1,10 @@
-fn main() {}
+//! Distribution (penggunaan data): programmes and their beneficiary lists (KPM), built
+//! from a determined snapshot read over gRPC from determination, fixed with a content
+//! hash and announced as `distribution.list_fixed`.
+
+mod service;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    dtks_platform::app::run::<service::Migrator, _, _>("distribution", service::start).await
+}
