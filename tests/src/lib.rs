@@ -1,1 +1,226 @@
+//! End-to-end harness: starts every DTKS service as its own process against the real
+//! PostgreSQL, RabbitMQ and Redis of `scripts/stack.sh`, isolated per run by a fresh
+//! database and a fresh bus/cache namespace.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use tokio::process::{Child, Command};
+
+pub const SERVICES: &[&str] = &[
+    "intake",
+    "matching",
+    "verivali",
+    "determination",
+    "distribution",
+    "reporting",
+];
+pub const JWT_SECRET: &str = "e2e-secret-not-for-production";
+
+pub struct Stack {
+    pub run_id: String,
+    pub database_url: String,
+    pub ports: HashMap<&'static str, u16>,
+    pub registry_port: u16,
+    pub db: DatabaseConnection,
+    children: Vec<Child>,
+}
+
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/e2e-xxxx → target/debug
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn required(var: &str) -> anyhow::Result<String> {
+    std::env::var(var)
+        .with_context(|| format!("{var} is not set: run the tests through scripts/test.sh"))
+}
+
+impl Stack {
+    /// Creates the run's database, migrates every service, loads `registry_csv` into the
+    /// reference civil registry and starts all seven processes.
+    pub async fn start(registry_csv: &str) -> anyhow::Result<Self> {
+        let base_url = required("DTKS_DATABASE__URL")?;
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let db_name = format!("dtks_e2e_{run_id}");
+        Database::connect(&base_url)
+            .await?
+            .execute_unprepared(&format!("CREATE DATABASE {db_name}"))
+            .await?;
+        let (prefix, _) = base_url
+            .rsplit_once('/')
+            .context("database URL without a database name")?;
+        let database_url = format!("{prefix}/{db_name}");
+        let ports: HashMap<&'static str, u16> =
+            SERVICES.iter().map(|s| (*s, free_port())).collect();
+        let registry_port = free_port();
+        let mut stack = Stack {
+            run_id,
+            db: Database::connect(&database_url).await?,
+            database_url,
+            ports,
+            registry_port,
+            children: Vec::new(),
+        };
+
+        let csv_path = std::env::temp_dir().join(format!("dtks-e2e-{}.csv", stack.run_id));
+        std::fs::write(&csv_path, registry_csv)?;
+        stack
+            .run_to_end(
+                "dtks-civil-registry",
+                &["load", csv_path.to_str().unwrap_or_default()],
+                "civil-registry",
+            )
+            .await?;
+        for service in SERVICES {
+            stack
+                .run_to_end(&format!("dtks-{service}"), &["migrate"], service)
+                .await?;
+        }
+        let child = stack
+            .command("dtks-civil-registry", "civil-registry")
+            .arg("serve")
+            .spawn()?;
+        stack.children.push(child);
+        for service in SERVICES {
+            let child = stack.command(&format!("dtks-{service}"), service).spawn()?;
+            stack.children.push(child);
+        }
+        for service in SERVICES {
+            stack.wait_serving(service).await?;
+        }
+        Ok(stack)
+    }
+
+    fn command(&self, binary: &str, service: &str) -> Command {
+        let mut cmd = Command::new(bin_dir().join(binary));
+        let port = self
+            .ports
+            .get(service)
+            .copied()
+            .unwrap_or(self.registry_port);
+        cmd.env("DTKS_DATABASE__URL", &self.database_url)
+            .env("DTKS_BUS__NAMESPACE", format!("e2e.{}", self.run_id))
+            .env("DTKS_REDIS__NAMESPACE", format!("e2e.{}", self.run_id))
+            .env("DTKS_AUTH__JWT_SECRET", JWT_SECRET)
+            .env("DTKS_GRPC_ADDR", format!("127.0.0.1:{port}"))
+            .env(
+                "DTKS_CIVIL_REGISTRY_ADDR",
+                format!("127.0.0.1:{}", self.registry_port),
+            )
+            .env(
+                "DTKS_UPSTREAM__CIVIL_REGISTRY_URL",
+                format!("http://127.0.0.1:{}", self.registry_port),
+            )
+            .env(
+                "DTKS_UPSTREAM__DETERMINATION_URL",
+                format!("http://127.0.0.1:{}", self.ports["determination"]),
+            )
+            .env("DTKS_DEMO_AUTO_APPROVE", "true")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn run_to_end(&self, binary: &str, args: &[&str], service: &str) -> anyhow::Result<()> {
+        let status = self.command(binary, service).args(args).status().await?;
+        anyhow::ensure!(status.success(), "{binary} {args:?} failed: {status}");
+        Ok(())
+    }
+
+    pub fn endpoint(&self, service: &str) -> String {
+        format!("http://127.0.0.1:{}", self.ports[service])
+    }
+
+    pub async fn channel(&self, service: &str) -> anyhow::Result<tonic::transport::Channel> {
+        Ok(
+            tonic::transport::Endpoint::from_shared(self.endpoint(service))?
+                .connect()
+                .await?,
+        )
+    }
+
+    async fn wait_serving(&self, service: &str) -> anyhow::Result<()> {
+        use tonic_health::pb::{
+            HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(channel) = self.channel(service).await {
+                let answer = HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await;
+                if answer.is_ok_and(|r| r.get_ref().status == ServingStatus::Serving as i32) {
+                    return Ok(());
+                }
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{service} did not become SERVING"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A signed token for an officer of `role` scoped to `region` ("" = national).
+    pub fn token(&self, role: dtks_platform::auth::Role, region: &str) -> String {
+        let config = dtks_platform::config::AuthConfig {
+            jwt_secret: secrecy::SecretString::from(JWT_SECRET),
+            issuer: "dtks-dev".into(),
+            audience: "dtks".into(),
+        };
+        dtks_platform::auth::issue(&config, "e2e-officer", role, region, 600).expect("token")
+    }
+
+    /// Polls `probe` until it returns `Some`, for up to `secs` seconds.
+    pub async fn eventually<T, F, Fut>(
+        &self,
+        secs: u64,
+        what: &str,
+        mut probe: F,
+    ) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(value) = probe().await? {
+                return Ok(value);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Attaches a bearer token to a request.
+pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    request
+}

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use dtks_platform::db::stmt;
 
 pub fn router(db: DatabaseConnection) -> Router {
-    Router::new().route("/registry/sync/search", post(sync_search)).with_state(db)
+    Router::new()
+        .route("/registry/sync/search", post(sync_search))
+        .with_state(db)
 }
 
 fn now() -> String {
@@ -19,25 +21,52 @@ fn now() -> String {
 }
 
 fn error(status: StatusCode, message: &str) -> (StatusCode, Json<Value>) {
-    (status, Json(json!({ "error": { "code": status.as_u16().to_string(), "message": message } })))
+    (
+        status,
+        Json(json!({ "error": { "code": status.as_u16().to_string(), "message": message } })),
+    )
 }
 
-async fn sync_search(State(db): State<DatabaseConnection>, Json(body): Json<Value>) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
-    let header = body.get("header").ok_or_else(|| error(StatusCode::BAD_REQUEST, "header is required"))?;
+async fn sync_search(
+    State(db): State<DatabaseConnection>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    let header = body
+        .get("header")
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "header is required"))?;
     let requests = body
         .pointer("/message/search_request")
         .and_then(Value::as_array)
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "message.search_request must be an array"))?;
+        .ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "message.search_request must be an array",
+            )
+        })?;
     if requests.len() > 100 {
-        return Err(error(StatusCode::BAD_REQUEST, "at most 100 search requests per message"));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "at most 100 search requests per message",
+        ));
     }
     let mut responses = Vec::with_capacity(requests.len());
     for request in requests {
-        let reference_id = request.get("reference_id").cloned().unwrap_or(Value::String(String::new()));
+        let reference_id = request
+            .get("reference_id")
+            .cloned()
+            .unwrap_or(Value::String(String::new()));
         let criteria = request.get("search_criteria").cloned().unwrap_or_default();
-        let id_type = criteria.pointer("/query/type").and_then(Value::as_str).unwrap_or_default();
-        let value = criteria.pointer("/query/value").and_then(Value::as_str).unwrap_or_default();
-        if criteria.get("query_type").and_then(Value::as_str) != Some("idtype-value") || id_type != "NIK" {
+        let id_type = criteria
+            .pointer("/query/type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let value = criteria
+            .pointer("/query/value")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if criteria.get("query_type").and_then(Value::as_str) != Some("idtype-value")
+            || id_type != "NIK"
+        {
             responses.push(json!({
                 "reference_id": reference_id, "timestamp": now(), "status": "rjct",
                 "status_reason_code": "rjct.search_criteria.invalid",

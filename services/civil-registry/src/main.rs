@@ -30,7 +30,10 @@ CREATE TABLE IF NOT EXISTS persons (
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber_init();
     let url = std::env::var("DTKS_DATABASE__URL").context("DTKS_DATABASE__URL is required")?;
-    let config = dtks_platform::config::DatabaseConfig { url: url.into(), max_connections: 8 };
+    let config = dtks_platform::config::DatabaseConfig {
+        url: url.into(),
+        max_connections: 8,
+    };
     let db = dtks_platform::db::connect(&config, SCHEMA).await?;
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -39,18 +42,23 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some("load") => {
-            let path = args.get(2).context("usage: dtks-civil-registry load FILE.csv")?;
+            let path = args
+                .get(2)
+                .context("usage: dtks-civil-registry load FILE.csv")?;
             db.execute_unprepared(SCHEMA_SQL).await?;
             let rows = load(&db, config.url.expose_secret(), path).await?;
             println!("loaded {rows} persons into the reference civil registry");
             Ok(())
         }
         None | Some("serve") => {
-            let addr = std::env::var("DTKS_CIVIL_REGISTRY_ADDR").unwrap_or_else(|_| "0.0.0.0:8090".into());
+            let addr =
+                std::env::var("DTKS_CIVIL_REGISTRY_ADDR").unwrap_or_else(|_| "0.0.0.0:8090".into());
             let listener = tokio::net::TcpListener::bind(&addr).await?;
             tracing::info!(addr = %listener.local_addr()?, "DCI civil registry listening");
             let shutdown = dtks_platform::shutdown::Shutdown::on_signals();
-            axum::serve(listener, dci::router(db)).with_graceful_shutdown(shutdown.wait()).await?;
+            axum::serve(listener, dci::router(db))
+                .with_graceful_shutdown(shutdown.wait())
+                .await?;
             Ok(())
         }
         Some(other) => anyhow::bail!("unknown command `{other}`; use migrate, load FILE or serve"),
@@ -64,7 +72,9 @@ fn tracing_subscriber_init() {
 
 /// Replaces the population with FILE (the `registry.csv` of `dtksctl gen`) by COPY.
 async fn load(db: &sea_orm::DatabaseConnection, _url: &str, path: &str) -> anyhow::Result<u64> {
-    let data = tokio::fs::read(path).await.with_context(|| format!("reading {path}"))?;
+    let data = tokio::fs::read(path)
+        .await
+        .with_context(|| format!("reading {path}"))?;
     let pool = db.get_postgres_connection_pool();
     let mut conn = pool.acquire().await?;
     sqlx::query("TRUNCATE persons").execute(&mut *conn).await?;

@@ -4,7 +4,9 @@ use dtks_platform::bus::{EventHandler, HandlerError};
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
 use dtks_platform::{convert, events, grpc, outbox};
 use dtks_proto::common::v1 as pb;
-use dtks_proto::determination::v1::determination_service_server::{DeterminationService, DeterminationServiceServer};
+use dtks_proto::determination::v1::determination_service_server::{
+    DeterminationService, DeterminationServiceServer,
+};
 use dtks_proto::determination::v1::*;
 use dtks_proto::events::v1::{self as ev, Envelope};
 use prost::Message;
@@ -60,14 +62,20 @@ CREATE TABLE snapshot_rows (
 }
 
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let queue = ctx.bus.declare_queue("determination", &[events::HOUSEHOLD_ACCEPTED]).await?;
+    let queue = ctx
+        .bus
+        .declare_queue("determination", &[events::HOUSEHOLD_ACCEPTED])
+        .await?;
     let consumer = tokio::spawn({
         let (bus, db, shutdown) = (ctx.bus.clone(), ctx.db.clone(), ctx.shutdown.clone());
         async move { bus.consume(&queue, db, Accepted, shutdown).await }
     });
-    let service = DeterminationServiceServer::new(Api { db: ctx.db.clone(), outbox: ctx.outbox.clone() })
-        .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(grpc::MAX_SEND_BYTES);
+    let service = DeterminationServiceServer::new(Api {
+        db: ctx.db.clone(),
+        outbox: ctx.outbox.clone(),
+    })
+    .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(grpc::MAX_SEND_BYTES);
     let service = tonic::service::interceptor::InterceptedService::new(service, ctx.auth.clone());
     grpc::serve(listener, service, ctx.shutdown.clone()).await?;
     consumer.await??;
@@ -78,9 +86,14 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
 struct Accepted;
 
 impl EventHandler for Accepted {
-    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
         let accepted: ev::HouseholdAccepted = events::payload(envelope)?;
-        let id = uuid::Uuid::parse_str(&accepted.household_id).map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let id = uuid::Uuid::parse_str(&accepted.household_id)
+            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
         let household = accepted.household.unwrap_or_default();
         let persons: usize = household.families.iter().map(|f| f.members.len()).sum();
         txn.execute_raw(stmt(
@@ -113,18 +126,31 @@ struct Ranked {
 fn row_snapshot(r: &sea_orm::QueryResult) -> Result<Snapshot, Status> {
     let get_i = |c: &str| r.try_get::<i64>("", c).map_err(grpc::internal);
     let get_i32 = |c: &str| r.try_get::<i32>("", c).map_err(grpc::internal);
-    let determined_at: chrono::DateTime<chrono::Utc> = r.try_get("", "determined_at").map_err(grpc::internal)?;
+    let determined_at: chrono::DateTime<chrono::Utc> =
+        r.try_get("", "determined_at").map_err(grpc::internal)?;
     Ok(Snapshot {
-        snapshot_id: r.try_get::<uuid::Uuid>("", "snapshot_id").map_err(grpc::internal)?.to_string(),
-        period: Some(pb::Period { year: get_i32("year")?, month: get_i32("month")? }),
+        snapshot_id: r
+            .try_get::<uuid::Uuid>("", "snapshot_id")
+            .map_err(grpc::internal)?
+            .to_string(),
+        period: Some(pb::Period {
+            year: get_i32("year")?,
+            month: get_i32("month")?,
+        }),
         households: get_i("households")? as u64,
         persons: get_i("persons")? as u64,
         model_version: r.try_get("", "model_version").map_err(grpc::internal)?,
         input_watermark: get_i("input_watermark")? as u64,
         content_hash: r.try_get("", "content_hash").map_err(grpc::internal)?,
         unchanged: r.try_get("", "unchanged").map_err(grpc::internal)?,
-        stands_from: Some(pb::Period { year: get_i32("stands_from_year")?, month: get_i32("stands_from_month")? }),
-        determined_at: Some(prost_types::Timestamp { seconds: determined_at.timestamp(), nanos: 0 }),
+        stands_from: Some(pb::Period {
+            year: get_i32("stands_from_year")?,
+            month: get_i32("stands_from_month")?,
+        }),
+        determined_at: Some(prost_types::Timestamp {
+            seconds: determined_at.timestamp(),
+            nanos: 0,
+        }),
         diff: Some(SnapshotDiff {
             added: get_i("added")? as u64,
             removed: get_i("removed")? as u64,
@@ -138,38 +164,60 @@ const SNAPSHOT_COLUMNS: &str = "snapshot_id, year, month, households, persons, m
     stands_from_year, stands_from_month, added, removed, changed, decile_moves, determined_at";
 
 impl Api {
-    async fn snapshot(&self, conn: &impl ConnectionTrait, (year, month): (i32, i32)) -> Result<Option<Snapshot>, Status> {
-        conn.query_one_raw(stmt(&format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE year = $1 AND month = $2"), [year.into(), month.into()]))
-            .await
-            .map_err(grpc::internal)?
-            .map(|r| row_snapshot(&r))
-            .transpose()
+    async fn snapshot(
+        &self,
+        conn: &impl ConnectionTrait,
+        (year, month): (i32, i32),
+    ) -> Result<Option<Snapshot>, Status> {
+        conn.query_one_raw(stmt(
+            &format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE year = $1 AND month = $2"),
+            [year.into(), month.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?
+        .map(|r| row_snapshot(&r))
+        .transpose()
     }
 
     /// The snapshot whose rows stand for `period` (an unchanged month points back).
     async fn standing_snapshot_id(&self, period: (i32, i32)) -> Result<uuid::Uuid, Status> {
-        let snap = self.snapshot(&self.db, period).await?.ok_or_else(|| Status::not_found("period not determined"))?;
+        let snap = self
+            .snapshot(&self.db, period)
+            .await?
+            .ok_or_else(|| Status::not_found("period not determined"))?;
         let from = snap.stands_from.unwrap_or_default();
-        let source = if snap.unchanged { self.snapshot(&self.db, (from.year, from.month)).await?.ok_or_else(|| Status::internal("missing source snapshot"))? } else { snap };
+        let source = if snap.unchanged {
+            self.snapshot(&self.db, (from.year, from.month))
+                .await?
+                .ok_or_else(|| Status::internal("missing source snapshot"))?
+        } else {
+            snap
+        };
         uuid::Uuid::parse_str(&source.snapshot_id).map_err(grpc::internal)
     }
 
     async fn determine(&self, period: (i32, i32)) -> Result<Snapshot, Status> {
         let txn = self.db.begin().await.map_err(grpc::internal)?;
         let locked = txn
-            .query_one_raw(stmt("SELECT pg_try_advisory_xact_lock($1) AS locked", [DETERMINATION_LOCK.into()]))
+            .query_one_raw(stmt(
+                "SELECT pg_try_advisory_xact_lock($1) AS locked",
+                [DETERMINATION_LOCK.into()],
+            ))
             .await
             .map_err(grpc::internal)?
             .map(|r| r.try_get::<bool>("", "locked").unwrap_or(false))
             .unwrap_or(false);
         if !locked {
-            return Err(Status::aborted("another determination is running; try again when it finishes"));
+            return Err(Status::aborted(
+                "another determination is running; try again when it finishes",
+            ));
         }
         if let Some(existing) = self.snapshot(&txn, period).await? {
             return Ok(existing); // snapshots are never rewritten
         }
         let model = dtks_domain::pmt::Model::default();
-        let on = chrono::NaiveDate::from_ymd_opt(period.0, period.1 as u32, 1).ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
+        let on = chrono::NaiveDate::from_ymd_opt(period.0, period.1 as u32, 1)
+            .ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
         let rows = txn
             .query_all_raw(stmt("SELECT household_id, region_code, household, persons, change_seq FROM registry_households", []))
             .await
@@ -178,7 +226,9 @@ impl Api {
         for r in &rows {
             let bytes: Vec<u8> = r.try_get("", "household").map_err(grpc::internal)?;
             let pb_household = pb::Household::decode(bytes.as_slice()).map_err(grpc::internal)?;
-            let household = convert::household_from_proto(&pb_household, on).map_err(|v| Status::internal(format!("registry holds an invalid household: {v}")))?;
+            let household = convert::household_from_proto(&pb_household, on).map_err(|v| {
+                Status::internal(format!("registry holds an invalid household: {v}"))
+            })?;
             persons += i64::from(r.try_get::<i32>("", "persons").map_err(grpc::internal)?);
             watermark = watermark.max(r.try_get::<i64>("", "change_seq").map_err(grpc::internal)?);
             ranked.push(Ranked {
@@ -189,7 +239,11 @@ impl Api {
             });
         }
         // Poorest first; ties broken by household id so that the ranking is deterministic.
-        ranked.sort_by(|a, b| a.score.total_cmp(&b.score).then(a.household_id.cmp(&b.household_id)));
+        ranked.sort_by(|a, b| {
+            a.score
+                .total_cmp(&b.score)
+                .then(a.household_id.cmp(&b.household_id))
+        });
         let n = ranked.len();
         let mut hasher = Sha256::new();
         hasher.update(model.version.as_bytes());
@@ -209,13 +263,22 @@ impl Api {
             .map_err(grpc::internal)?
             .map(|r| row_snapshot(&r))
             .transpose()?;
-        let unchanged = previous.as_ref().is_some_and(|p| p.content_hash == content_hash);
+        let unchanged = previous
+            .as_ref()
+            .is_some_and(|p| p.content_hash == content_hash);
         let snapshot_id = uuid::Uuid::now_v7();
         let stands_from = match (&previous, unchanged) {
             (Some(p), true) => p.stands_from.unwrap_or_default(),
-            _ => pb::Period { year: period.0, month: period.1 },
+            _ => pb::Period {
+                year: period.0,
+                month: period.1,
+            },
         };
-        let added = if unchanged { 0 } else { n as i64 - previous.as_ref().map(|p| p.households as i64).unwrap_or(0) };
+        let added = if unchanged {
+            0
+        } else {
+            n as i64 - previous.as_ref().map(|p| p.households as i64).unwrap_or(0)
+        };
         txn.execute_raw(stmt(
             "INSERT INTO snapshots (snapshot_id, year, month, households, persons, model_version, input_watermark, content_hash, unchanged,
                  stands_from_year, stands_from_month, added, removed, changed, decile_moves)
@@ -228,12 +291,17 @@ impl Api {
         .await
         .map_err(grpc::internal)?;
         if !unchanged {
-            for (chunk_start, chunk) in ranked.chunks(2000).enumerate().map(|(i, c)| (i * 2000, c)) {
-                let ranks: Vec<i64> = (0..chunk.len()).map(|i| (chunk_start + i + 1) as i64).collect();
+            for (chunk_start, chunk) in ranked.chunks(2000).enumerate().map(|(i, c)| (i * 2000, c))
+            {
+                let ranks: Vec<i64> = (0..chunk.len())
+                    .map(|i| (chunk_start + i + 1) as i64)
+                    .collect();
                 let ids: Vec<uuid::Uuid> = chunk.iter().map(|r| r.household_id).collect();
                 let regions: Vec<String> = chunk.iter().map(|r| r.region_code.clone()).collect();
                 let scores: Vec<f64> = chunk.iter().map(|r| r.score).collect();
-                let decs: Vec<i16> = (0..chunk.len()).map(|i| dtks_domain::pmt::decile_of_rank(chunk_start + i, n) as i16).collect();
+                let decs: Vec<i16> = (0..chunk.len())
+                    .map(|i| dtks_domain::pmt::decile_of_rank(chunk_start + i, n) as i16)
+                    .collect();
                 let blobs: Vec<Vec<u8>> = chunk.iter().map(|r| r.household.clone()).collect();
                 txn.execute_raw(stmt(
                     "INSERT INTO snapshot_rows (snapshot_id, national_rank, household_id, region_code, score, decile, household)
@@ -245,7 +313,10 @@ impl Api {
             }
         }
         let published = ev::DeterminationPublished {
-            period: Some(pb::Period { year: period.0, month: period.1 }),
+            period: Some(pb::Period {
+                year: period.0,
+                month: period.1,
+            }),
             snapshot_id: snapshot_id.to_string(),
             households: n as u64,
             persons: persons as u64,
@@ -254,10 +325,29 @@ impl Api {
             added: added.max(0) as u64,
             removed: 0,
             changed: 0,
-            deciles: deciles.into_iter().map(|(region_code, households_per_decile)| ev::RegionDeciles { region_code, households_per_decile }).collect(),
+            deciles: deciles
+                .into_iter()
+                .map(|(region_code, households_per_decile)| ev::RegionDeciles {
+                    region_code,
+                    households_per_decile,
+                })
+                .collect(),
         };
-        outbox::enqueue(&txn, &events::envelope(events::DETERMINATION_PUBLISHED, "determination", "", &published)).await.map_err(grpc::internal)?;
-        let snapshot = self.snapshot(&txn, period).await?.ok_or_else(|| Status::internal("snapshot vanished"))?;
+        outbox::enqueue(
+            &txn,
+            &events::envelope(
+                events::DETERMINATION_PUBLISHED,
+                "determination",
+                "",
+                &published,
+            ),
+        )
+        .await
+        .map_err(grpc::internal)?;
+        let snapshot = self
+            .snapshot(&txn, period)
+            .await?
+            .ok_or_else(|| Status::internal("snapshot vanished"))?;
         txn.commit().await.map_err(grpc::internal)?;
         self.outbox.wake();
         tracing::info!(households = n, unchanged, "determination published");
@@ -265,47 +355,93 @@ impl Api {
     }
 }
 
-type PageStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<SnapshotPage, Status>> + Send>>;
+type PageStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<SnapshotPage, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl DeterminationService for Api {
     #[tracing::instrument(skip_all)]
-    async fn determine(&self, request: Request<DetermineRequest>) -> Result<Response<Snapshot>, Status> {
+    async fn determine(
+        &self,
+        request: Request<DetermineRequest>,
+    ) -> Result<Response<Snapshot>, Status> {
         claims(&request)?.require_role(&[Role::PusdatinAdmin, Role::Service])?;
         let period = convert::period_key(request.get_ref().period.as_ref())?;
         Ok(Response::new(self.determine(period).await?))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn get_snapshot(&self, request: Request<GetSnapshotRequest>) -> Result<Response<Snapshot>, Status> {
+    async fn get_snapshot(
+        &self,
+        request: Request<GetSnapshotRequest>,
+    ) -> Result<Response<Snapshot>, Status> {
         claims(&request)?;
         let period = convert::period_key(request.get_ref().period.as_ref())?;
-        Ok(Response::new(self.snapshot(&self.db, period).await?.ok_or_else(|| Status::not_found("period not determined"))?))
+        Ok(Response::new(
+            self.snapshot(&self.db, period)
+                .await?
+                .ok_or_else(|| Status::not_found("period not determined"))?,
+        ))
     }
 
     type StreamSnapshotStream = PageStream;
 
     #[tracing::instrument(skip_all)]
-    async fn stream_snapshot(&self, request: Request<StreamSnapshotRequest>) -> Result<Response<PageStream>, Status> {
+    async fn stream_snapshot(
+        &self,
+        request: Request<StreamSnapshotRequest>,
+    ) -> Result<Response<PageStream>, Status> {
         let who = claims(&request)?.clone();
         let req = request.into_inner();
         let period = convert::period_key(req.period.as_ref())?;
-        let region = if req.region_code.is_empty() { who.region.clone() } else { req.region_code.clone() };
-        who.require_region(if region.is_empty() { "" } else { &region }).or_else(|e| if who.region.is_empty() { Ok(()) } else { Err(e) })?;
+        let region = if req.region_code.is_empty() {
+            who.region.clone()
+        } else {
+            req.region_code.clone()
+        };
+        who.require_region(if region.is_empty() { "" } else { &region })
+            .or_else(|e| {
+                if who.region.is_empty() {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
         let snapshot_id = self.standing_snapshot_id(period).await?;
         let batch = i64::from(req.batch_size.clamp(1, 5000));
-        let max_decile = if req.max_decile == 0 { 10 } else { req.max_decile.min(10) } as i16;
+        let max_decile = if req.max_decile == 0 {
+            10
+        } else {
+            req.max_decile.min(10)
+        } as i16;
         let db = self.db.clone();
-        let stream = async_stream(db, snapshot_id, region, max_decile, batch, req.after_rank as i64);
+        let stream = async_stream(
+            db,
+            snapshot_id,
+            region,
+            max_decile,
+            batch,
+            req.after_rank as i64,
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn get_household_standing(&self, _: Request<GetHouseholdStandingRequest>) -> Result<Response<HouseholdStanding>, Status> {
-        Err(Status::unimplemented("explanations arrive with the determination issue"))
+    async fn get_household_standing(
+        &self,
+        _: Request<GetHouseholdStandingRequest>,
+    ) -> Result<Response<HouseholdStanding>, Status> {
+        Err(Status::unimplemented(
+            "explanations arrive with the determination issue",
+        ))
     }
 
-    async fn diff_snapshots(&self, _: Request<DiffSnapshotsRequest>) -> Result<Response<SnapshotDiff>, Status> {
-        Err(Status::unimplemented("diffs between any two periods arrive with the determination issue"))
+    async fn diff_snapshots(
+        &self,
+        _: Request<DiffSnapshotsRequest>,
+    ) -> Result<Response<SnapshotDiff>, Status> {
+        Err(Status::unimplemented(
+            "diffs between any two periods arrive with the determination issue",
+        ))
     }
 }
 
@@ -343,7 +479,10 @@ fn async_stream(
                 last = r.try_get::<i64>("", "national_rank").unwrap_or(last);
                 let bytes: Vec<u8> = r.try_get("", "household").unwrap_or_default();
                 page.households.push(RankedHousehold {
-                    household_id: r.try_get::<uuid::Uuid>("", "household_id").map(|u| u.to_string()).unwrap_or_default(),
+                    household_id: r
+                        .try_get::<uuid::Uuid>("", "household_id")
+                        .map(|u| u.to_string())
+                        .unwrap_or_default(),
                     region_code: r.try_get("", "region_code").unwrap_or_default(),
                     score: r.try_get("", "score").unwrap_or_default(),
                     national_rank: last as u64,

@@ -5,7 +5,9 @@ use dtks_platform::{convert, events, grpc, outbox};
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::StreamSnapshotRequest;
 use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
-use dtks_proto::distribution::v1::distribution_service_server::{DistributionService, DistributionServiceServer};
+use dtks_proto::distribution::v1::distribution_service_server::{
+    DistributionService, DistributionServiceServer,
+};
 use dtks_proto::distribution::v1::*;
 use dtks_proto::events::v1 as ev;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
@@ -60,13 +62,30 @@ CREATE TABLE list_entries (
 type Determination = DeterminationServiceClient<InterceptedService<Channel, BearerToken>>;
 
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let url = ctx.config.upstream.determination_url.clone().ok_or_else(|| anyhow::anyhow!("DTKS_UPSTREAM__DETERMINATION_URL is required"))?;
+    let url = ctx
+        .config
+        .upstream
+        .determination_url
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("DTKS_UPSTREAM__DETERMINATION_URL is required"))?;
     let channel = Channel::from_shared(url)?.connect_lazy();
-    let token = dtks_platform::auth::issue(&ctx.config.auth, "service:distribution", Role::Service, "", 365 * 24 * 3600)?;
-    let determination = DeterminationServiceClient::with_interceptor(channel, BearerToken::new(&token)?).max_decoding_message_size(grpc::MAX_SEND_BYTES);
-    let service = DistributionServiceServer::new(Api { db: ctx.db.clone(), outbox: ctx.outbox.clone(), determination })
-        .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(grpc::MAX_SEND_BYTES);
+    let token = dtks_platform::auth::issue(
+        &ctx.config.auth,
+        "service:distribution",
+        Role::Service,
+        "",
+        365 * 24 * 3600,
+    )?;
+    let determination =
+        DeterminationServiceClient::with_interceptor(channel, BearerToken::new(&token)?)
+            .max_decoding_message_size(grpc::MAX_SEND_BYTES);
+    let service = DistributionServiceServer::new(Api {
+        db: ctx.db.clone(),
+        outbox: ctx.outbox.clone(),
+        determination,
+    })
+    .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(grpc::MAX_SEND_BYTES);
     let service = InterceptedService::new(service, ctx.auth.clone());
     grpc::serve(listener, service, ctx.shutdown.clone()).await
 }
@@ -77,14 +96,23 @@ struct Api {
     determination: Determination,
 }
 
-const LIST_COLUMNS: &str = "list_id, programme_code, programme_version, year, month, recipients, content_hash";
+const LIST_COLUMNS: &str =
+    "list_id, programme_code, programme_version, year, month, recipients, content_hash";
 
 fn list_from_row(r: &sea_orm::QueryResult) -> Result<BeneficiaryList, Status> {
     Ok(BeneficiaryList {
-        list_id: r.try_get::<uuid::Uuid>("", "list_id").map_err(grpc::internal)?.to_string(),
+        list_id: r
+            .try_get::<uuid::Uuid>("", "list_id")
+            .map_err(grpc::internal)?
+            .to_string(),
         programme_code: r.try_get("", "programme_code").map_err(grpc::internal)?,
-        programme_version: r.try_get::<i32>("", "programme_version").map_err(grpc::internal)? as u32,
-        period: Some(pb::Period { year: r.try_get("", "year").map_err(grpc::internal)?, month: r.try_get("", "month").map_err(grpc::internal)? }),
+        programme_version: r
+            .try_get::<i32>("", "programme_version")
+            .map_err(grpc::internal)? as u32,
+        period: Some(pb::Period {
+            year: r.try_get("", "year").map_err(grpc::internal)?,
+            month: r.try_get("", "month").map_err(grpc::internal)?,
+        }),
         status: ListStatus::Fixed as i32,
         recipients: r.try_get::<i64>("", "recipients").map_err(grpc::internal)? as u64,
         content_hash: r.try_get("", "content_hash").map_err(grpc::internal)?,
@@ -93,25 +121,41 @@ fn list_from_row(r: &sea_orm::QueryResult) -> Result<BeneficiaryList, Status> {
 }
 
 fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
-    Err(Status::unimplemented(format!("{what} arrives with the distribution issue")))
+    Err(Status::unimplemented(format!(
+        "{what} arrives with the distribution issue"
+    )))
 }
 
-type BatchStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<RecipientBatch, Status>> + Send>>;
+type BatchStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<RecipientBatch, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl DistributionService for Api {
     #[tracing::instrument(skip_all)]
-    async fn build_list(&self, request: Request<BuildListRequest>) -> Result<Response<BeneficiaryList>, Status> {
+    async fn build_list(
+        &self,
+        request: Request<BuildListRequest>,
+    ) -> Result<Response<BeneficiaryList>, Status> {
         claims(&request)?.require_role(&[Role::EselonI, Role::PusdatinAdmin])?;
         let req = request.into_inner();
         let (year, month) = convert::period_key(req.period.as_ref())?;
         let programme = self
             .db
-            .query_one_raw(stmt("SELECT max_decile, version FROM programmes WHERE code = $1", [req.programme_code.clone().into()]))
+            .query_one_raw(stmt(
+                "SELECT max_decile, version FROM programmes WHERE code = $1",
+                [req.programme_code.clone().into()],
+            ))
             .await
             .map_err(grpc::internal)?
-            .ok_or_else(|| grpc::invalid_field("programme_code", format!("unknown programme {}", req.programme_code)))?;
-        let max_decile: i16 = programme.try_get("", "max_decile").map_err(grpc::internal)?;
+            .ok_or_else(|| {
+                grpc::invalid_field(
+                    "programme_code",
+                    format!("unknown programme {}", req.programme_code),
+                )
+            })?;
+        let max_decile: i16 = programme
+            .try_get("", "max_decile")
+            .map_err(grpc::internal)?;
         let version: i32 = programme.try_get("", "version").map_err(grpc::internal)?;
         if let Some(existing) = self
             .db
@@ -127,12 +171,25 @@ impl DistributionService for Api {
         let mut stream = self
             .determination
             .clone()
-            .stream_snapshot(StreamSnapshotRequest { period: req.period, region_code: String::new(), max_decile: max_decile as u32, batch_size: 2000, after_rank: 0 })
+            .stream_snapshot(StreamSnapshotRequest {
+                period: req.period,
+                region_code: String::new(),
+                max_decile: max_decile as u32,
+                batch_size: 2000,
+                after_rank: 0,
+            })
             .await?
             .into_inner();
         let mut entries = Vec::new();
         while let Some(page) = stream.message().await? {
-            entries.extend(page.households.into_iter().map(|h| (h.household_id, h.region_code, h.national_rank as i64, h.decile as i16)));
+            entries.extend(page.households.into_iter().map(|h| {
+                (
+                    h.household_id,
+                    h.region_code,
+                    h.national_rank as i64,
+                    h.decile as i16,
+                )
+            }));
         }
         let mut hasher = Sha256::new();
         for (id, _, rank, _) in &entries {
@@ -150,11 +207,19 @@ impl DistributionService for Api {
         .map_err(grpc::internal)?;
         let mut coverage = std::collections::BTreeMap::<String, u64>::new();
         for (offset, chunk) in entries.chunks(5000).enumerate() {
-            let positions: Vec<i64> = (0..chunk.len()).map(|i| (offset * 5000 + i + 1) as i64).collect();
-            let ids: Vec<uuid::Uuid> = chunk.iter().map(|e| uuid::Uuid::parse_str(&e.0)).collect::<Result<_, _>>().map_err(grpc::internal)?;
+            let positions: Vec<i64> = (0..chunk.len())
+                .map(|i| (offset * 5000 + i + 1) as i64)
+                .collect();
+            let ids: Vec<uuid::Uuid> = chunk
+                .iter()
+                .map(|e| uuid::Uuid::parse_str(&e.0))
+                .collect::<Result<_, _>>()
+                .map_err(grpc::internal)?;
             let regions: Vec<String> = chunk.iter().map(|e| e.1.clone()).collect();
             for region in &regions {
-                *coverage.entry(region.get(..5).unwrap_or(region).to_owned()).or_default() += 1;
+                *coverage
+                    .entry(region.get(..5).unwrap_or(region).to_owned())
+                    .or_default() += 1;
             }
             let ranks: Vec<i64> = chunk.iter().map(|e| e.2).collect();
             let deciles: Vec<i16> = chunk.iter().map(|e| e.3).collect();
@@ -172,11 +237,27 @@ impl DistributionService for Api {
             period: Some(pb::Period { year, month }),
             recipients: entries.len() as u64,
             content_hash,
-            coverage: coverage.into_iter().map(|(region_code, n)| ev::RegionCoverage { region_code, eligible: n, selected: n, quota: 0 }).collect(),
+            coverage: coverage
+                .into_iter()
+                .map(|(region_code, n)| ev::RegionCoverage {
+                    region_code,
+                    eligible: n,
+                    selected: n,
+                    quota: 0,
+                })
+                .collect(),
         };
-        outbox::enqueue(&txn, &events::envelope(events::LIST_FIXED, "distribution", "", &fixed)).await.map_err(grpc::internal)?;
+        outbox::enqueue(
+            &txn,
+            &events::envelope(events::LIST_FIXED, "distribution", "", &fixed),
+        )
+        .await
+        .map_err(grpc::internal)?;
         let row = txn
-            .query_one_raw(stmt(&format!("SELECT {LIST_COLUMNS} FROM lists WHERE list_id = $1"), [list_id.into()]))
+            .query_one_raw(stmt(
+                &format!("SELECT {LIST_COLUMNS} FROM lists WHERE list_id = $1"),
+                [list_id.into()],
+            ))
             .await
             .map_err(grpc::internal)?
             .ok_or_else(|| Status::internal("list vanished"))?;
@@ -186,48 +267,82 @@ impl DistributionService for Api {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn get_list(&self, request: Request<GetListRequest>) -> Result<Response<BeneficiaryList>, Status> {
+    async fn get_list(
+        &self,
+        request: Request<GetListRequest>,
+    ) -> Result<Response<BeneficiaryList>, Status> {
         claims(&request)?;
-        let id = uuid::Uuid::parse_str(&request.get_ref().list_id).map_err(|_| grpc::invalid_field("list_id", "must be a UUID"))?;
+        let id = uuid::Uuid::parse_str(&request.get_ref().list_id)
+            .map_err(|_| grpc::invalid_field("list_id", "must be a UUID"))?;
         let row = self
             .db
-            .query_one_raw(stmt(&format!("SELECT {LIST_COLUMNS} FROM lists WHERE list_id = $1"), [id.into()]))
+            .query_one_raw(stmt(
+                &format!("SELECT {LIST_COLUMNS} FROM lists WHERE list_id = $1"),
+                [id.into()],
+            ))
             .await
             .map_err(grpc::internal)?
             .ok_or_else(|| Status::not_found("no such list"))?;
         Ok(Response::new(list_from_row(&row)?))
     }
 
-    async fn create_data_request(&self, _: Request<CreateDataRequestRequest>) -> Result<Response<DataRequest>, Status> {
+    async fn create_data_request(
+        &self,
+        _: Request<CreateDataRequestRequest>,
+    ) -> Result<Response<DataRequest>, Status> {
         unimplemented("CreateDataRequest")
     }
-    async fn approve_data_request(&self, _: Request<DecideDataRequestRequest>) -> Result<Response<DataRequest>, Status> {
+    async fn approve_data_request(
+        &self,
+        _: Request<DecideDataRequestRequest>,
+    ) -> Result<Response<DataRequest>, Status> {
         unimplemented("ApproveDataRequest")
     }
-    async fn reject_data_request(&self, _: Request<DecideDataRequestRequest>) -> Result<Response<DataRequest>, Status> {
+    async fn reject_data_request(
+        &self,
+        _: Request<DecideDataRequestRequest>,
+    ) -> Result<Response<DataRequest>, Status> {
         unimplemented("RejectDataRequest")
     }
-    async fn revoke_data_request(&self, _: Request<DecideDataRequestRequest>) -> Result<Response<DataRequest>, Status> {
+    async fn revoke_data_request(
+        &self,
+        _: Request<DecideDataRequestRequest>,
+    ) -> Result<Response<DataRequest>, Status> {
         unimplemented("RevokeDataRequest")
     }
-    async fn record_handover(&self, _: Request<RecordHandoverRequest>) -> Result<Response<DataRequest>, Status> {
+    async fn record_handover(
+        &self,
+        _: Request<RecordHandoverRequest>,
+    ) -> Result<Response<DataRequest>, Status> {
         unimplemented("RecordHandover")
     }
     async fn save_programme(&self, _: Request<Programme>) -> Result<Response<Programme>, Status> {
         unimplemented("SaveProgramme")
     }
-    async fn list_programmes(&self, _: Request<ListProgrammesRequest>) -> Result<Response<ListProgrammesResponse>, Status> {
+    async fn list_programmes(
+        &self,
+        _: Request<ListProgrammesRequest>,
+    ) -> Result<Response<ListProgrammesResponse>, Status> {
         unimplemented("ListProgrammes")
     }
-    async fn approve_list(&self, _: Request<ApproveListRequest>) -> Result<Response<BeneficiaryList>, Status> {
+    async fn approve_list(
+        &self,
+        _: Request<ApproveListRequest>,
+    ) -> Result<Response<BeneficiaryList>, Status> {
         unimplemented("ApproveList")
     }
     type StreamListStream = BatchStream;
-    async fn stream_list(&self, _: Request<StreamListRequest>) -> Result<Response<BatchStream>, Status> {
+    async fn stream_list(
+        &self,
+        _: Request<StreamListRequest>,
+    ) -> Result<Response<BatchStream>, Status> {
         unimplemented("StreamList")
     }
     type StreamExtractStream = BatchStream;
-    async fn stream_extract(&self, _: Request<StreamExtractRequest>) -> Result<Response<BatchStream>, Status> {
+    async fn stream_extract(
+        &self,
+        _: Request<StreamExtractRequest>,
+    ) -> Result<Response<BatchStream>, Status> {
         unimplemented("StreamExtract")
     }
 }

@@ -23,8 +23,13 @@ pub struct DciRegistry {
 
 impl DciRegistry {
     pub fn new(base_url: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-        Ok(Self { http, base_url: base_url.trim_end_matches('/').to_owned() })
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
     }
 
     /// Looks one NIK up; `Ok(None)` when the registry does not know it.
@@ -61,9 +66,21 @@ impl DciRegistry {
         let answer = response
             .pointer("/message/search_response/0")
             .ok_or_else(|| anyhow::anyhow!("DCI answer without search_response"))?;
-        anyhow::ensure!(answer.get("status").and_then(Value::as_str) == Some("succ"), "DCI search refused: {}", answer.get("status_reason_message").unwrap_or(&Value::Null));
-        let Some(record) = answer.pointer("/data/reg_records/0") else { return Ok(None) };
-        let text = |p: &str| record.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+        anyhow::ensure!(
+            answer.get("status").and_then(Value::as_str) == Some("succ"),
+            "DCI search refused: {}",
+            answer.get("status_reason_message").unwrap_or(&Value::Null)
+        );
+        let Some(record) = answer.pointer("/data/reg_records/0") else {
+            return Ok(None);
+        };
+        let text = |p: &str| {
+            record
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         Ok(Some(RegistryPerson {
             full_name: text("/name/given_name"),
             birth_date: text("/birth_date"),

@@ -35,17 +35,34 @@ CREATE TABLE match_results (
 const CACHE_TTL_SECS: u64 = 3600;
 
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let url = ctx.config.upstream.civil_registry_url.clone().ok_or_else(|| anyhow::anyhow!("DTKS_UPSTREAM__CIVIL_REGISTRY_URL is required"))?;
-    let matcher = Matcher { registry: DciRegistry::new(&url)?, cache: Cache::connect(&ctx.config.redis).await? };
-    let queue = ctx.bus.declare_queue("matching", &[events::PROPOSAL_SUBMITTED]).await?;
+    let url = ctx
+        .config
+        .upstream
+        .civil_registry_url
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("DTKS_UPSTREAM__CIVIL_REGISTRY_URL is required"))?;
+    let matcher = Matcher {
+        registry: DciRegistry::new(&url)?,
+        cache: Cache::connect(&ctx.config.redis).await?,
+    };
+    let queue = ctx
+        .bus
+        .declare_queue("matching", &[events::PROPOSAL_SUBMITTED])
+        .await?;
     let consumer = tokio::spawn({
-        let handler = Submitted { matcher: matcher.clone(), outbox: ctx.outbox.clone() };
+        let handler = Submitted {
+            matcher: matcher.clone(),
+            outbox: ctx.outbox.clone(),
+        };
         let (bus, db, shutdown) = (ctx.bus.clone(), ctx.db.clone(), ctx.shutdown.clone());
         async move { bus.consume(&queue, db, handler, shutdown).await }
     });
-    let service = MatchingServiceServer::new(Api { db: ctx.db.clone(), matcher })
-        .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(grpc::MAX_SEND_BYTES);
+    let service = MatchingServiceServer::new(Api {
+        db: ctx.db.clone(),
+        matcher,
+    })
+    .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(grpc::MAX_SEND_BYTES);
     let service = tonic::service::interceptor::InterceptedService::new(service, ctx.auth.clone());
     grpc::serve(listener, service, ctx.shutdown.clone()).await?;
     consumer.await??;
@@ -59,11 +76,15 @@ struct Matcher {
 }
 
 fn normalise(name: &str) -> String {
-    name.split_whitespace().collect::<Vec<_>>().join(" ").to_uppercase()
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
 }
 
 fn iso(d: Option<&pb::Date>) -> String {
-    d.map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)).unwrap_or_default()
+    d.map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+        .unwrap_or_default()
 }
 
 impl Matcher {
@@ -80,11 +101,16 @@ impl Matcher {
     }
 
     /// Exact NIK check: outcome and the fields where Dukcapil differs.
-    async fn match_person(&self, p: &pb::Person) -> anyhow::Result<(PersonOutcome, Vec<ev::FieldCorrection>)> {
+    async fn match_person(
+        &self,
+        p: &pb::Person,
+    ) -> anyhow::Result<(PersonOutcome, Vec<ev::FieldCorrection>)> {
         if p.nik.is_empty() {
             return Ok((PersonOutcome::NoNik, vec![]));
         }
-        let Some(found) = self.lookup(&p.nik).await? else { return Ok((PersonOutcome::NotFound, vec![])) };
+        let Some(found) = self.lookup(&p.nik).await? else {
+            return Ok((PersonOutcome::NotFound, vec![]));
+        };
         if found.deceased {
             return Ok((PersonOutcome::Deceased, vec![]));
         }
@@ -95,10 +121,16 @@ impl Matcher {
             return Ok((PersonOutcome::NikOfAnotherPerson, vec![]));
         }
         if name_differs {
-            corrections.push(ev::FieldCorrection { field: "full_name".into(), registry_value: found.full_name.clone() });
+            corrections.push(ev::FieldCorrection {
+                field: "full_name".into(),
+                registry_value: found.full_name.clone(),
+            });
         }
         if birth_differs {
-            corrections.push(ev::FieldCorrection { field: "birth_date".into(), registry_value: found.birth_date.clone() });
+            corrections.push(ev::FieldCorrection {
+                field: "birth_date".into(),
+                registry_value: found.birth_date.clone(),
+            });
         }
         let sex = match p.sex {
             1 => "male",
@@ -106,9 +138,16 @@ impl Matcher {
             _ => "",
         };
         if found.sex != sex {
-            corrections.push(ev::FieldCorrection { field: "sex".into(), registry_value: found.sex.clone() });
+            corrections.push(ev::FieldCorrection {
+                field: "sex".into(),
+                registry_value: found.sex.clone(),
+            });
         }
-        Ok(if corrections.is_empty() { (PersonOutcome::Matched, corrections) } else { (PersonOutcome::MatchedWithCorrections, corrections) })
+        Ok(if corrections.is_empty() {
+            (PersonOutcome::Matched, corrections)
+        } else {
+            (PersonOutcome::MatchedWithCorrections, corrections)
+        })
     }
 }
 
@@ -118,13 +157,21 @@ struct Submitted {
 }
 
 impl EventHandler for Submitted {
-    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
         let submitted: ev::ProposalSubmitted = events::payload(envelope)?;
         let household = submitted.household.clone().unwrap_or_default();
         let mut persons = Vec::new();
         for (fi, family) in household.families.iter().enumerate() {
             for (mi, person) in family.members.iter().enumerate() {
-                let (outcome, corrections) = self.matcher.match_person(person).await.map_err(HandlerError::Transient)?;
+                let (outcome, corrections) = self
+                    .matcher
+                    .match_person(person)
+                    .await
+                    .map_err(HandlerError::Transient)?;
                 persons.push(ev::PersonMatch {
                     family_index: fi as u32,
                     member_index: mi as u32,
@@ -143,14 +190,24 @@ impl EventHandler for Submitted {
             persons,
             outcome: outcome as i32,
         };
-        let proposal_id = uuid::Uuid::parse_str(&submitted.proposal_id).map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let proposal_id = uuid::Uuid::parse_str(&submitted.proposal_id)
+            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
         txn.execute_raw(stmt(
             "INSERT INTO match_results (proposal_id, region_code, outcome, result) VALUES ($1, $2, $3, $4)
              ON CONFLICT (proposal_id) DO UPDATE SET outcome = EXCLUDED.outcome, result = EXCLUDED.result, matched_at = now()",
             [proposal_id.into(), envelope.region_code.clone().into(), (outcome as i16).into(), matched.encode_to_vec().into()],
         ))
         .await?;
-        outbox::enqueue(txn, &events::envelope(events::PROPOSAL_MATCHED, "matching", &envelope.region_code, &matched)).await?;
+        outbox::enqueue(
+            txn,
+            &events::envelope(
+                events::PROPOSAL_MATCHED,
+                "matching",
+                &envelope.region_code,
+                &matched,
+            ),
+        )
+        .await?;
         Ok(())
     }
 
@@ -160,10 +217,18 @@ impl EventHandler for Submitted {
 }
 
 fn household_outcome(persons: &[ev::PersonMatch]) -> ev::HouseholdOutcome {
-    let outcomes: Vec<PersonOutcome> = persons.iter().map(|p| PersonOutcome::try_from(p.outcome).unwrap_or_default()).collect();
+    let outcomes: Vec<PersonOutcome> = persons
+        .iter()
+        .map(|p| PersonOutcome::try_from(p.outcome).unwrap_or_default())
+        .collect();
     if outcomes.iter().all(|o| *o == PersonOutcome::Matched) {
         ev::HouseholdOutcome::AllMatched
-    } else if outcomes.iter().all(|o| matches!(o, PersonOutcome::Matched | PersonOutcome::MatchedWithCorrections)) {
+    } else if outcomes.iter().all(|o| {
+        matches!(
+            o,
+            PersonOutcome::Matched | PersonOutcome::MatchedWithCorrections
+        )
+    }) {
         ev::HouseholdOutcome::NeedsCorrection
     } else {
         ev::HouseholdOutcome::Unmatched
@@ -178,36 +243,75 @@ struct Api {
 #[tonic::async_trait]
 impl MatchingService for Api {
     #[tracing::instrument(skip_all)]
-    async fn match_person(&self, request: Request<MatchPersonRequest>) -> Result<Response<MatchPersonResponse>, Status> {
+    async fn match_person(
+        &self,
+        request: Request<MatchPersonRequest>,
+    ) -> Result<Response<MatchPersonResponse>, Status> {
         dtks_platform::auth::claims(&request)?;
-        let person = request.get_ref().person.clone().ok_or_else(|| grpc::invalid_field("person", "is required"))?;
+        let person = request
+            .get_ref()
+            .person
+            .clone()
+            .ok_or_else(|| grpc::invalid_field("person", "is required"))?;
         if !person.nik.is_empty() {
-            dtks_domain::Nik::parse(&person.nik).map_err(|e| grpc::invalid_field("person.nik", e.to_string()))?;
+            dtks_domain::Nik::parse(&person.nik)
+                .map_err(|e| grpc::invalid_field("person.nik", e.to_string()))?;
         }
-        let (outcome, corrections) = self.matcher.match_person(&person).await.map_err(|e| Status::unavailable(format!("civil registry unavailable: {e}")))?;
-        Ok(Response::new(MatchPersonResponse { outcome: outcome as i32, corrections, score: 0.0, duplicate_household_id: String::new() }))
+        let (outcome, corrections) = self
+            .matcher
+            .match_person(&person)
+            .await
+            .map_err(|e| Status::unavailable(format!("civil registry unavailable: {e}")))?;
+        Ok(Response::new(MatchPersonResponse {
+            outcome: outcome as i32,
+            corrections,
+            score: 0.0,
+            duplicate_household_id: String::new(),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn get_proposal_match(&self, request: Request<GetProposalMatchRequest>) -> Result<Response<ev::ProposalMatched>, Status> {
+    async fn get_proposal_match(
+        &self,
+        request: Request<GetProposalMatchRequest>,
+    ) -> Result<Response<ev::ProposalMatched>, Status> {
         let who = dtks_platform::auth::claims(&request)?.clone();
-        let id = uuid::Uuid::parse_str(&request.get_ref().proposal_id).map_err(|_| grpc::invalid_field("proposal_id", "must be a UUID"))?;
+        let id = uuid::Uuid::parse_str(&request.get_ref().proposal_id)
+            .map_err(|_| grpc::invalid_field("proposal_id", "must be a UUID"))?;
         let row = self
             .db
-            .query_one_raw(stmt("SELECT region_code, result FROM match_results WHERE proposal_id = $1", [id.into()]))
+            .query_one_raw(stmt(
+                "SELECT region_code, result FROM match_results WHERE proposal_id = $1",
+                [id.into()],
+            ))
             .await
             .map_err(grpc::internal)?
             .ok_or_else(|| Status::not_found("no match result for this proposal (yet)"))?;
-        who.require_region(&row.try_get::<String>("", "region_code").map_err(grpc::internal)?)?;
+        who.require_region(
+            &row.try_get::<String>("", "region_code")
+                .map_err(grpc::internal)?,
+        )?;
         let bytes: Vec<u8> = row.try_get("", "result").map_err(grpc::internal)?;
-        Ok(Response::new(ev::ProposalMatched::decode(bytes.as_slice()).map_err(grpc::internal)?))
+        Ok(Response::new(
+            ev::ProposalMatched::decode(bytes.as_slice()).map_err(grpc::internal)?,
+        ))
     }
 
-    async fn list_review_pairs(&self, _: Request<ListReviewPairsRequest>) -> Result<Response<ListReviewPairsResponse>, Status> {
-        Err(Status::unimplemented("clerical review arrives with probabilistic linkage (matching issue)"))
+    async fn list_review_pairs(
+        &self,
+        _: Request<ListReviewPairsRequest>,
+    ) -> Result<Response<ListReviewPairsResponse>, Status> {
+        Err(Status::unimplemented(
+            "clerical review arrives with probabilistic linkage (matching issue)",
+        ))
     }
 
-    async fn decide_review_pair(&self, _: Request<DecideReviewPairRequest>) -> Result<Response<ReviewPair>, Status> {
-        Err(Status::unimplemented("clerical review arrives with probabilistic linkage (matching issue)"))
+    async fn decide_review_pair(
+        &self,
+        _: Request<DecideReviewPairRequest>,
+    ) -> Result<Response<ReviewPair>, Status> {
+        Err(Status::unimplemented(
+            "clerical review arrives with probabilistic linkage (matching issue)",
+        ))
     }
 }

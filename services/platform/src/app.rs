@@ -43,10 +43,22 @@ where
     let bus = Bus::connect(&config.bus).await?;
     let shutdown = Shutdown::on_signals();
     let outbox = OutboxSignal::default();
-    let relay = tokio::spawn(crate::outbox::run_relay(db.clone(), bus.clone(), outbox.clone(), shutdown.clone()));
+    let relay = tokio::spawn(crate::outbox::run_relay(
+        db.clone(),
+        bus.clone(),
+        outbox.clone(),
+        shutdown.clone(),
+    ));
     let listener = TcpListener::bind(&config.grpc_addr).await?;
     let auth = Authenticator::new(&config.auth);
-    let context = Context { config, db, bus, outbox, shutdown, auth };
+    let context = Context {
+        config,
+        db,
+        bus,
+        outbox,
+        shutdown,
+        auth,
+    };
     let result = start(context, listener).await;
     let _ = relay.await;
     tracing::info!("stopped");

@@ -49,14 +49,18 @@ impl Claims {
     pub fn covers(&self, region_code: &str) -> bool {
         self.region.is_empty()
             || region_code == self.region
-            || (region_code.starts_with(&self.region) && region_code.as_bytes().get(self.region.len()) == Some(&b'.'))
+            || (region_code.starts_with(&self.region)
+                && region_code.as_bytes().get(self.region.len()) == Some(&b'.'))
     }
 
     pub fn require_role(&self, allowed: &[Role]) -> Result<(), Status> {
         if allowed.contains(&self.role) {
             Ok(())
         } else {
-            Err(Status::permission_denied(format!("role {:?} may not do this", self.role)))
+            Err(Status::permission_denied(format!(
+                "role {:?} may not do this",
+                self.role
+            )))
         }
     }
 
@@ -74,7 +78,10 @@ impl Claims {
 
 /// The claims the interceptor attached; UNAUTHENTICATED when absent.
 pub fn claims<T>(request: &Request<T>) -> Result<&Claims, Status> {
-    request.extensions().get::<Claims>().ok_or_else(|| Status::unauthenticated("no verified identity"))
+    request
+        .extensions()
+        .get::<Claims>()
+        .ok_or_else(|| Status::unauthenticated("no verified identity"))
 }
 
 /// Verifies bearer tokens; a `tonic` interceptor.
@@ -90,7 +97,10 @@ impl Authenticator {
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
         validation.leeway = 30;
-        Self { key: DecodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes()), validation }
+        Self {
+            key: DecodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes()),
+            validation,
+        }
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, Status> {
@@ -118,8 +128,16 @@ impl tonic::service::Interceptor for Authenticator {
 }
 
 /// Signs a token (the local development issuer, and service identities).
-pub fn issue(config: &AuthConfig, sub: &str, role: Role, region: &str, ttl_secs: u64) -> anyhow::Result<String> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+pub fn issue(
+    config: &AuthConfig,
+    sub: &str,
+    role: Role,
+    region: &str,
+    ttl_secs: u64,
+) -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
     let claims = Claims {
         sub: sub.to_owned(),
         role,
@@ -129,7 +147,11 @@ pub fn issue(config: &AuthConfig, sub: &str, role: Role, region: &str, ttl_secs:
         exp: now + ttl_secs,
         iat: now,
     };
-    Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes()))?)
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes()),
+    )?)
 }
 
 /// Adds a bearer token to outgoing calls (service-to-service and CLI clients).
@@ -144,7 +166,9 @@ impl BearerToken {
 
 impl tonic::service::Interceptor for BearerToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
         Ok(request)
     }
 }
@@ -156,7 +180,11 @@ mod tests {
     use tonic::service::Interceptor;
 
     fn config() -> AuthConfig {
-        AuthConfig { jwt_secret: SecretString::from("test-secret"), issuer: "dtks-dev".into(), audience: "dtks".into() }
+        AuthConfig {
+            jwt_secret: SecretString::from("test-secret"),
+            issuer: "dtks-dev".into(),
+            audience: "dtks".into(),
+        }
     }
 
     #[test]
@@ -164,7 +192,9 @@ mod tests {
         let token = issue(&config(), "op-1", Role::RegencyOfficer, "32.04", 60).unwrap();
         let mut auth = Authenticator::new(&config());
         let mut request = Request::new(());
-        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
         let request = auth.call(request).unwrap();
         let claims = super::claims(&request).unwrap();
         assert!(claims.covers("32.04.01.2001"));
@@ -177,8 +207,17 @@ mod tests {
         let mut other = config();
         other.jwt_secret = SecretString::from("another-secret");
         let token = issue(&other, "op-1", Role::Public, "", 60).unwrap();
-        assert_eq!(Authenticator::new(&config()).verify(&token).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            Authenticator::new(&config())
+                .verify(&token)
+                .unwrap_err()
+                .code(),
+            tonic::Code::Unauthenticated
+        );
         let mut auth = Authenticator::new(&config());
-        assert_eq!(auth.call(Request::new(())).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            auth.call(Request::new(())).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 }

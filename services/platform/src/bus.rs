@@ -37,9 +37,14 @@ impl Bus {
         let mut delay = Duration::from_millis(200);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            match Connection::connect(config.url.expose_secret(), ConnectionProperties::default()).await {
+            match Connection::connect(config.url.expose_secret(), ConnectionProperties::default())
+                .await
+            {
                 Ok(connection) => {
-                    let bus = Self { connection: std::sync::Arc::new(connection), config: config.clone() };
+                    let bus = Self {
+                        connection: std::sync::Arc::new(connection),
+                        config: config.clone(),
+                    };
                     bus.declare_exchanges().await?;
                     return Ok(bus);
                 }
@@ -71,10 +76,18 @@ impl Bus {
 
     async fn declare_exchanges(&self) -> lapin::Result<()> {
         let channel = self.connection.create_channel().await?;
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         for exchange in [self.events_exchange(), self.dead_letter_exchange()] {
             channel
-                .exchange_declare(exchange.into(), ExchangeKind::Topic, durable, FieldTable::default())
+                .exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Topic,
+                    durable,
+                    FieldTable::default(),
+                )
                 .await?;
         }
         channel.close(200, "declared".into()).await?;
@@ -82,25 +95,60 @@ impl Bus {
     }
 
     /// Declares the service's queue (bound to `routing_keys`) and its dead-letter queue.
-    pub async fn declare_queue(&self, service: &str, routing_keys: &[&str]) -> lapin::Result<String> {
+    pub async fn declare_queue(
+        &self,
+        service: &str,
+        routing_keys: &[&str],
+    ) -> lapin::Result<String> {
         let channel = self.connection.create_channel().await?;
         let queue = self.queue_name(service);
         let dead = self.dead_letter_queue(service);
         let mut quorum = FieldTable::default();
-        quorum.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
-        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
-        channel.queue_declare(dead.clone().into(), durable, quorum.clone()).await?;
+        quorum.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(LongString::from("quorum")),
+        );
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         channel
-            .queue_bind(dead.into(), self.dead_letter_exchange().into(), service.into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_declare(dead.clone().into(), durable, quorum.clone())
+            .await?;
+        channel
+            .queue_bind(
+                dead.into(),
+                self.dead_letter_exchange().into(),
+                service.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         let mut args = quorum;
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(LongString::from(self.dead_letter_exchange())));
-        args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(LongString::from(service)));
-        args.insert("x-delivery-limit".into(), AMQPValue::LongInt(self.config.delivery_limit as i32));
-        channel.queue_declare(queue.clone().into(), durable, args).await?;
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(LongString::from(self.dead_letter_exchange())),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(LongString::from(service)),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(self.config.delivery_limit as i32),
+        );
+        channel
+            .queue_declare(queue.clone().into(), durable, args)
+            .await?;
         for key in routing_keys {
             channel
-                .queue_bind(queue.clone().into(), self.events_exchange().into(), (*key).into(), QueueBindOptions::default(), FieldTable::default())
+                .queue_bind(
+                    queue.clone().into(),
+                    self.events_exchange().into(),
+                    (*key).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
                 .await?;
         }
         channel.close(200, "declared".into()).await?;
@@ -110,8 +158,13 @@ impl Bus {
     /// A channel in confirm mode for publishing events.
     pub async fn publisher(&self) -> lapin::Result<Publisher> {
         let channel = self.connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        Ok(Publisher { channel, exchange: self.events_exchange() })
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Publisher {
+            channel,
+            exchange: self.events_exchange(),
+        })
     }
 
     /// Consumes `queue` until shutdown, handing each new event to `handler` inside a
@@ -124,10 +177,17 @@ impl Bus {
         shutdown: Shutdown,
     ) -> anyhow::Result<()> {
         let channel = self.connection.create_channel().await?;
-        channel.basic_qos(self.config.prefetch, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(self.config.prefetch, BasicQosOptions::default())
+            .await?;
         let tag = format!("{queue}.{}", uuid::Uuid::new_v4());
         let mut consumer = channel
-            .basic_consume(queue.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                queue.into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         loop {
             let next = tokio::select! {
@@ -138,24 +198,43 @@ impl Bus {
             let delivery = delivery?;
             let Ok(envelope) = Envelope::decode(delivery.data.as_slice()) else {
                 tracing::error!(routing_key = %delivery.routing_key, "undecodable envelope; dead-lettering");
-                delivery.acker.nack(BasicNackOptions { requeue: false, multiple: false }).await?;
+                delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: false,
+                        multiple: false,
+                    })
+                    .await?;
                 continue;
             };
             let span = tracing::info_span!("consume", event_type = %envelope.r#type, event_id = %envelope.event_id);
             crate::telemetry::set_remote_parent(&span, &envelope.traceparent, &envelope.tracestate);
-            let outcome = tracing::Instrument::instrument(handle_once(&db, &handler, &envelope), span).await;
+            let outcome =
+                tracing::Instrument::instrument(handle_once(&db, &handler, &envelope), span).await;
             match outcome {
                 Ok(()) => {
                     delivery.acker.ack(BasicAckOptions::default()).await?;
                 }
                 Err(HandlerError::Permanent(reason)) => {
                     tracing::error!(event_type = %envelope.r#type, %reason, "event refused; dead-lettering");
-                    delivery.acker.nack(BasicNackOptions { requeue: false, multiple: false }).await?;
+                    delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: false,
+                            multiple: false,
+                        })
+                        .await?;
                 }
                 Err(HandlerError::Transient(error)) => {
                     tracing::warn!(event_type = %envelope.r#type, %error, "event failed; will be redelivered");
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await?;
+                    delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            multiple: false,
+                        })
+                        .await?;
                 }
             }
         }
@@ -164,8 +243,13 @@ impl Bus {
     }
 }
 
-async fn handle_once<H: EventHandler>(db: &DatabaseConnection, handler: &H, envelope: &Envelope) -> Result<(), HandlerError> {
-    let event_id = uuid::Uuid::parse_str(&envelope.event_id).map_err(|e| HandlerError::Permanent(format!("event id: {e}")))?;
+async fn handle_once<H: EventHandler>(
+    db: &DatabaseConnection,
+    handler: &H,
+    envelope: &Envelope,
+) -> Result<(), HandlerError> {
+    let event_id = uuid::Uuid::parse_str(&envelope.event_id)
+        .map_err(|e| HandlerError::Permanent(format!("event id: {e}")))?;
     let txn = db.begin().await.map_err(HandlerError::transient)?;
     let inserted = txn
         .execute_raw(stmt(
@@ -239,10 +323,16 @@ impl Publisher {
         for envelope in envelopes {
             let mut headers = FieldTable::default();
             if !envelope.traceparent.is_empty() {
-                headers.insert("traceparent".into(), AMQPValue::LongString(LongString::from(envelope.traceparent.as_str())));
+                headers.insert(
+                    "traceparent".into(),
+                    AMQPValue::LongString(LongString::from(envelope.traceparent.as_str())),
+                );
             }
             if !envelope.tracestate.is_empty() {
-                headers.insert("tracestate".into(), AMQPValue::LongString(LongString::from(envelope.tracestate.as_str())));
+                headers.insert(
+                    "tracestate".into(),
+                    AMQPValue::LongString(LongString::from(envelope.tracestate.as_str())),
+                );
             }
             let properties = BasicProperties::default()
                 .with_message_id(ShortString::from(envelope.event_id.as_str()))

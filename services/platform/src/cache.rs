@@ -17,7 +17,10 @@ impl Cache {
     pub async fn connect(config: &RedisConfig) -> anyhow::Result<Self> {
         let client = redis::Client::open(config.url.expose_secret())?;
         let conn = ConnectionManager::new(client).await?;
-        Ok(Self { conn, namespace: config.namespace.clone() })
+        Ok(Self {
+            conn,
+            namespace: config.namespace.clone(),
+        })
     }
 
     fn key(&self, key: &str) -> String {
@@ -32,9 +35,18 @@ impl Cache {
         })
     }
 
-    pub async fn put<T: Serialize>(&self, key: &str, value: &T, ttl_secs: u64) -> anyhow::Result<()> {
+    pub async fn put<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl_secs: u64,
+    ) -> anyhow::Result<()> {
         let text = serde_json::to_string(value)?;
-        let _: () = self.conn.clone().set_ex(self.key(key), text, ttl_secs).await?;
+        let _: () = self
+            .conn
+            .clone()
+            .set_ex(self.key(key), text, ttl_secs)
+            .await?;
         Ok(())
     }
 

@@ -75,7 +75,10 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { url: SecretString::from("redis://127.0.0.1:6379/"), namespace: default_namespace() }
+        Self {
+            url: SecretString::from("redis://127.0.0.1:6379/"),
+            namespace: default_namespace(),
+        }
     }
 }
 
@@ -122,7 +125,11 @@ impl Config {
             builder = builder.add_source(config::File::with_name(&path));
         }
         builder
-            .add_source(config::Environment::with_prefix("DTKS").prefix_separator("_").separator("__"))
+            .add_source(
+                config::Environment::with_prefix("DTKS")
+                    .prefix_separator("_")
+                    .separator("__"),
+            )
             .set_override("service", service)?
             .build()?
             .try_deserialize()

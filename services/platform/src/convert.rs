@@ -18,14 +18,26 @@ fn date(d: Option<&pb::Date>, field: &str, v: &mut Violations) -> Option<NaiveDa
                 .zip(u32::try_from(d.day).ok())
                 .and_then(|(m, day)| NaiveDate::from_ymd_opt(d.year, m, day));
             if parsed.is_none() {
-                v.push(field, format!("{:04}-{:02}-{:02} is not a calendar date", d.year, d.month, d.day));
+                v.push(
+                    field,
+                    format!(
+                        "{:04}-{:02}-{:02} is not a calendar date",
+                        d.year, d.month, d.day
+                    ),
+                );
             }
             parsed
         }
     }
 }
 
-fn coded<T>(code: i32, field: &str, required: bool, from: fn(i32) -> Result<Option<T>, String>, v: &mut Violations) -> Option<T> {
+fn coded<T>(
+    code: i32,
+    field: &str,
+    required: bool,
+    from: fn(i32) -> Result<Option<T>, String>,
+    v: &mut Violations,
+) -> Option<T> {
     match from(code) {
         Ok(Some(value)) => Some(value),
         Ok(None) => {
@@ -42,27 +54,77 @@ fn coded<T>(code: i32, field: &str, required: bool, from: fn(i32) -> Result<Opti
 }
 
 fn person(p: &pb::Person, path: &str, v: &mut Violations) -> Option<Person> {
-    let nik = if p.nik.is_empty() { Some(None) } else { v.check(&format!("{path}.nik"), Nik::parse(&p.nik)).map(Some) };
+    let nik = if p.nik.is_empty() {
+        Some(None)
+    } else {
+        v.check(&format!("{path}.nik"), Nik::parse(&p.nik))
+            .map(Some)
+    };
     if p.full_name.trim().is_empty() {
         v.push(format!("{path}.full_name"), "is required");
     } else if p.full_name.chars().count() > 120 {
-        v.push(format!("{path}.full_name"), "must be at most 120 characters");
+        v.push(
+            format!("{path}.full_name"),
+            "must be at most 120 characters",
+        );
     }
     let birth_date = date(p.birth_date.as_ref(), &format!("{path}.birth_date"), v);
     let sex = coded(p.sex, &format!("{path}.sex"), true, Sex::from_code, v);
-    let relationship = coded(p.relationship, &format!("{path}.relationship"), true, Relationship::from_code, v);
-    let marital_status = coded(p.marital_status, &format!("{path}.marital_status"), false, MaritalStatus::from_code, v);
-    let education = coded(p.education, &format!("{path}.education"), false, EducationLevel::from_code, v);
-    let school_status = coded(p.school_status, &format!("{path}.school_status"), false, SchoolStatus::from_code, v);
-    let work_status = coded(p.work_status, &format!("{path}.work_status"), false, WorkStatus::from_code, v);
+    let relationship = coded(
+        p.relationship,
+        &format!("{path}.relationship"),
+        true,
+        Relationship::from_code,
+        v,
+    );
+    let marital_status = coded(
+        p.marital_status,
+        &format!("{path}.marital_status"),
+        false,
+        MaritalStatus::from_code,
+        v,
+    );
+    let education = coded(
+        p.education,
+        &format!("{path}.education"),
+        false,
+        EducationLevel::from_code,
+        v,
+    );
+    let school_status = coded(
+        p.school_status,
+        &format!("{path}.school_status"),
+        false,
+        SchoolStatus::from_code,
+        v,
+    );
+    let work_status = coded(
+        p.work_status,
+        &format!("{path}.work_status"),
+        false,
+        WorkStatus::from_code,
+        v,
+    );
     if p.monthly_income < 0 {
         v.push(format!("{path}.monthly_income"), "must not be negative");
     }
     let health = p.health.clone().unwrap_or_default();
-    let disability = coded(health.disability, &format!("{path}.health.disability"), false, Disability::from_code, v);
+    let disability = coded(
+        health.disability,
+        &format!("{path}.health.disability"),
+        false,
+        Disability::from_code,
+        v,
+    );
     let mut special_groups = Vec::new();
     for (i, g) in p.special_groups.iter().enumerate() {
-        if let Some(g) = coded(*g, &format!("{path}.special_groups[{i}]"), true, SpecialGroup::from_code, v) {
+        if let Some(g) = coded(
+            *g,
+            &format!("{path}.special_groups[{i}]"),
+            true,
+            SpecialGroup::from_code,
+            v,
+        ) {
             special_groups.push(g);
         }
     }
@@ -101,11 +163,17 @@ pub fn household_from_proto(h: &pb::Household, today: NaiveDate) -> Result<House
         v.push("household.address.village_code", "is required");
         None
     } else {
-        v.check("household.address.village_code", RegionCode::parse(&address.village_code))
+        v.check(
+            "household.address.village_code",
+            RegionCode::parse(&address.village_code),
+        )
     };
     if let Some(code) = &village {
         if code.level() != dtks_domain::RegionLevel::Village {
-            v.push("household.address.village_code", "must be a village (desa/kelurahan) code such as 32.04.01.2001");
+            v.push(
+                "household.address.village_code",
+                "must be a village (desa/kelurahan) code such as 32.04.01.2001",
+            );
         }
     }
     if h.families.len() > 20 {
@@ -114,9 +182,16 @@ pub fn household_from_proto(h: &pb::Household, today: NaiveDate) -> Result<House
     let mut families = Vec::new();
     for (fi, f) in h.families.iter().enumerate() {
         let path = format!("household.families[{fi}]");
-        let kk_number = if f.kk_number.is_empty() { None } else { v.check(&format!("{path}.kk_number"), KkNumber::parse(&f.kk_number)) };
+        let kk_number = if f.kk_number.is_empty() {
+            None
+        } else {
+            v.check(&format!("{path}.kk_number"), KkNumber::parse(&f.kk_number))
+        };
         if f.members.len() > 30 {
-            v.push(format!("{path}.members"), "at most 30 members in one family");
+            v.push(
+                format!("{path}.members"),
+                "at most 30 members in one family",
+            );
         }
         let members: Vec<Person> = f
             .members
@@ -128,23 +203,77 @@ pub fn household_from_proto(h: &pb::Household, today: NaiveDate) -> Result<House
     }
     let d = h.dwelling.clone().unwrap_or_default();
     let dwelling = Dwelling {
-        tenure: coded(d.tenure, "household.dwelling.tenure", false, Tenure::from_code, &mut v),
+        tenure: coded(
+            d.tenure,
+            "household.dwelling.tenure",
+            false,
+            Tenure::from_code,
+            &mut v,
+        ),
         floor_area_m2: d.floor_area_m2,
-        floor: coded(d.floor, "household.dwelling.floor", false, FloorMaterial::from_code, &mut v),
-        wall: coded(d.wall, "household.dwelling.wall", false, WallMaterial::from_code, &mut v),
-        roof: coded(d.roof, "household.dwelling.roof", false, RoofMaterial::from_code, &mut v),
-        water: coded(d.water, "household.dwelling.water", false, WaterSource::from_code, &mut v),
-        sanitation: coded(d.sanitation, "household.dwelling.sanitation", false, Sanitation::from_code, &mut v),
-        electricity: coded(d.electricity, "household.dwelling.electricity", false, Electricity::from_code, &mut v),
+        floor: coded(
+            d.floor,
+            "household.dwelling.floor",
+            false,
+            FloorMaterial::from_code,
+            &mut v,
+        ),
+        wall: coded(
+            d.wall,
+            "household.dwelling.wall",
+            false,
+            WallMaterial::from_code,
+            &mut v,
+        ),
+        roof: coded(
+            d.roof,
+            "household.dwelling.roof",
+            false,
+            RoofMaterial::from_code,
+            &mut v,
+        ),
+        water: coded(
+            d.water,
+            "household.dwelling.water",
+            false,
+            WaterSource::from_code,
+            &mut v,
+        ),
+        sanitation: coded(
+            d.sanitation,
+            "household.dwelling.sanitation",
+            false,
+            Sanitation::from_code,
+            &mut v,
+        ),
+        electricity: coded(
+            d.electricity,
+            "household.dwelling.electricity",
+            false,
+            Electricity::from_code,
+            &mut v,
+        ),
     };
     if !(0.0..=10_000.0).contains(&d.floor_area_m2) || d.floor_area_m2.is_nan() {
-        v.push("household.dwelling.floor_area_m2", "must be between 0 and 10000");
+        v.push(
+            "household.dwelling.floor_area_m2",
+            "must be between 0 and 10000",
+        );
     }
     let a = h.assets.clone().unwrap_or_default();
     let household = Household {
         household_id: (!h.household_id.is_empty()).then(|| h.household_id.clone()),
-        address: Address { village, rt: address.rt, rw: address.rw, street: address.street, postal_code: address.postal_code },
-        location: h.location.map(|g| GeoPoint { latitude: g.latitude, longitude: g.longitude }),
+        address: Address {
+            village,
+            rt: address.rt,
+            rw: address.rw,
+            street: address.street,
+            postal_code: address.postal_code,
+        },
+        location: h.location.map(|g| GeoPoint {
+            latitude: g.latitude,
+            longitude: g.longitude,
+        }),
         families,
         dwelling,
         assets: Assets {
@@ -172,12 +301,18 @@ pub fn household_from_proto(h: &pb::Household, today: NaiveDate) -> Result<House
     if !v.is_empty() {
         return Err(v);
     }
-    household.structural_violations(today).into_result(household)
+    household
+        .structural_violations(today)
+        .into_result(household)
 }
 
 fn pb_date(d: NaiveDate) -> pb::Date {
     use chrono::Datelike;
-    pb::Date { year: d.year(), month: d.month() as i32, day: d.day() as i32 }
+    pb::Date {
+        year: d.year(),
+        month: d.month() as i32,
+        day: d.day() as i32,
+    }
 }
 
 fn code<T: Copy>(value: Option<T>, f: fn(T) -> i32) -> i32 {
@@ -188,23 +323,39 @@ pub fn household_to_proto(h: &Household) -> pb::Household {
     pb::Household {
         household_id: h.household_id.clone().unwrap_or_default(),
         address: Some(pb::Address {
-            village_code: h.address.village.as_ref().map(ToString::to_string).unwrap_or_default(),
+            village_code: h
+                .address
+                .village
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             rt: h.address.rt.clone(),
             rw: h.address.rw.clone(),
             street: h.address.street.clone(),
             postal_code: h.address.postal_code.clone(),
         }),
-        location: h.location.map(|g| pb::GeoPoint { latitude: g.latitude, longitude: g.longitude }),
+        location: h.location.map(|g| pb::GeoPoint {
+            latitude: g.latitude,
+            longitude: g.longitude,
+        }),
         families: h
             .families
             .iter()
             .map(|f| pb::Family {
-                kk_number: f.kk_number.as_ref().map(|k| k.as_str().to_owned()).unwrap_or_default(),
+                kk_number: f
+                    .kk_number
+                    .as_ref()
+                    .map(|k| k.as_str().to_owned())
+                    .unwrap_or_default(),
                 members: f
                     .members
                     .iter()
                     .map(|p| pb::Person {
-                        nik: p.nik.as_ref().map(|n| n.as_str().to_owned()).unwrap_or_default(),
+                        nik: p
+                            .nik
+                            .as_ref()
+                            .map(|n| n.as_str().to_owned())
+                            .unwrap_or_default(),
                         full_name: p.full_name.clone(),
                         birth_place: p.birth_place.clone(),
                         birth_date: Some(pb_date(p.birth_date)),
@@ -256,7 +407,10 @@ pub fn household_to_proto(h: &Household) -> pb::Household {
             .iter()
             .map(|r| pb::AssistanceRecord {
                 programme_code: r.programme_code.clone(),
-                period: Some(pb::Period { year: r.year, month: r.month as i32 }),
+                period: Some(pb::Period {
+                    year: r.year,
+                    month: r.month as i32,
+                }),
                 amount: r.amount,
             })
             .collect(),
@@ -266,7 +420,12 @@ pub fn household_to_proto(h: &Household) -> pb::Household {
 
 pub fn period_key(p: Option<&pb::Period>) -> Result<(i32, i32), tonic::Status> {
     match p {
-        Some(p) if (2000..=2100).contains(&p.year) && (1..=12).contains(&p.month) => Ok((p.year, p.month)),
-        _ => Err(crate::grpc::invalid_field("period", "a year 2000..2100 and a month 1..12 are required")),
+        Some(p) if (2000..=2100).contains(&p.year) && (1..=12).contains(&p.month) => {
+            Ok((p.year, p.month))
+        }
+        _ => Err(crate::grpc::invalid_field(
+            "period",
+            "a year 2000..2100 and a month 1..12 are required",
+        )),
     }
 }

@@ -23,7 +23,8 @@ async fn connect_with(url: &str, schema: &str, max: u32) -> Result<DatabaseConne
         .sqlx_logging(false)
         .set_schema_search_path(schema.to_owned());
     let db = Database::connect(options).await?;
-    db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
+    db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .await?;
     Ok(db)
 }
 
@@ -42,7 +43,10 @@ impl MigrationName for SqlMigration {
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for SqlMigration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(self.sql).await?;
+        manager
+            .get_connection()
+            .execute_unprepared(self.sql)
+            .await?;
         Ok(())
     }
 }
@@ -80,18 +84,27 @@ const MIGRATION_LOCK: i64 = 0x4454_4b53; // "DTKS"
 
 /// Runs the reference-data migrations and then `M`'s in `schema`, on one connection
 /// holding a session advisory lock.
-pub async fn migrate<M: MigratorTrait>(config: &DatabaseConfig, schema: &str) -> anyhow::Result<()> {
+pub async fn migrate<M: MigratorTrait>(
+    config: &DatabaseConfig,
+    schema: &str,
+) -> anyhow::Result<()> {
     let db = connect_with(config.url.expose_secret(), schema, 1).await?;
-    db.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).await?;
+    db.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .await?;
     let result = async {
-        db.execute_unprepared("CREATE SCHEMA IF NOT EXISTS reference; SET search_path TO reference").await?;
+        db.execute_unprepared(
+            "CREATE SCHEMA IF NOT EXISTS reference; SET search_path TO reference",
+        )
+        .await?;
         crate::reference::Migrator::up(&db, None).await?;
-        db.execute_unprepared(&format!("SET search_path TO \"{schema}\"")).await?;
+        db.execute_unprepared(&format!("SET search_path TO \"{schema}\""))
+            .await?;
         M::up(&db, None).await?;
         Ok::<_, DbErr>(())
     }
     .await;
-    db.execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).await?;
+    db.execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .await?;
     result?;
     tracing::info!(schema, "migrations applied");
     Ok(())

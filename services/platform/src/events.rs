@@ -1,7 +1,7 @@
 //! Event types and the envelope every event travels in.
 
-use prost::Message;
 use dtks_proto::events::v1::Envelope;
+use prost::Message;
 
 pub const PROPOSAL_SUBMITTED: &str = "proposal.submitted";
 pub const PROPOSAL_MATCHED: &str = "proposal.matched";
@@ -16,7 +16,12 @@ pub const DELIVERED: &str = "distribution.delivered";
 
 /// Wraps `payload` in an envelope stamped with a fresh id, the time and the current
 /// span's trace context.
-pub fn envelope(event_type: &str, producer: &str, region_code: &str, payload: &impl Message) -> Envelope {
+pub fn envelope(
+    event_type: &str,
+    producer: &str,
+    region_code: &str,
+    payload: &impl Message,
+) -> Envelope {
     let (traceparent, tracestate) = crate::telemetry::current_trace_context();
     let now = std::time::SystemTime::now();
     Envelope {
@@ -41,6 +46,8 @@ pub struct PayloadError {
 
 /// Decodes the payload of `envelope` as `T`.
 pub fn payload<T: Message + Default>(envelope: &Envelope) -> Result<T, PayloadError> {
-    T::decode(envelope.payload.as_slice())
-        .map_err(|source| PayloadError { event_type: envelope.r#type.clone(), source })
+    T::decode(envelope.payload.as_slice()).map_err(|source| PayloadError {
+        event_type: envelope.r#type.clone(),
+        source,
+    })
 }

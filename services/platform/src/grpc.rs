@@ -33,8 +33,12 @@ where
     S::Future: Send + 'static,
 {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_service_status(S::NAME, ServingStatus::Serving).await;
-    reporter.set_service_status("", ServingStatus::Serving).await;
+    reporter
+        .set_service_status(S::NAME, ServingStatus::Serving)
+        .await;
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(dtks_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -43,15 +47,22 @@ where
     tracing::info!(%addr, service = S::NAME, "gRPC listening");
     let drain = async move {
         shutdown.wait().await;
-        reporter.set_service_status(S::NAME, ServingStatus::NotServing).await;
-        reporter.set_service_status("", ServingStatus::NotServing).await;
+        reporter
+            .set_service_status(S::NAME, ServingStatus::NotServing)
+            .await;
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
         tracing::info!("draining gRPC calls");
     };
     Server::builder()
         .add_service(health)
         .add_service(reflection)
         .add_service(service)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), drain)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            drain,
+        )
         .await?;
     Ok(())
 }
@@ -62,9 +73,16 @@ pub fn invalid_argument(violations: &dtks_domain::Violations) -> Status {
     for v in &violations.0 {
         details.add_bad_request_violation(v.field.clone(), v.description.clone());
     }
-    let first = violations.0.first().map(|v| v.to_string()).unwrap_or_default();
+    let first = violations
+        .0
+        .first()
+        .map(|v| v.to_string())
+        .unwrap_or_default();
     let message = if violations.0.len() > 1 {
-        format!("{first} (and {} more field violations)", violations.0.len() - 1)
+        format!(
+            "{first} (and {} more field violations)",
+            violations.0.len() - 1
+        )
     } else {
         first
     };

@@ -3,10 +3,10 @@
 //! a transactional outbox and an idempotent inbox, Redis, the gRPC server bootstrap
 //! (health, reflection, message limits, graceful shutdown) and authentication.
 
+pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod cache;
-pub mod app;
 pub mod config;
 pub mod convert;
 pub mod db;

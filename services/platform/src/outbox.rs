@@ -17,10 +17,15 @@ use crate::shutdown::Shutdown;
 
 /// Writes `envelope` to the outbox inside the caller's transaction.
 pub async fn enqueue<C: ConnectionTrait>(conn: &C, envelope: &Envelope) -> Result<(), DbErr> {
-    let event_id = uuid::Uuid::parse_str(&envelope.event_id).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let event_id =
+        uuid::Uuid::parse_str(&envelope.event_id).map_err(|e| DbErr::Custom(e.to_string()))?;
     conn.execute_raw(stmt(
         "INSERT INTO outbox (event_id, event_type, envelope) VALUES ($1, $2, $3)",
-        [event_id.into(), envelope.r#type.clone().into(), envelope.encode_to_vec().into()],
+        [
+            event_id.into(),
+            envelope.r#type.clone().into(),
+            envelope.encode_to_vec().into(),
+        ],
     ))
     .await?;
     Ok(())
@@ -55,7 +60,9 @@ pub async fn run_relay(db: DatabaseConnection, bus: Bus, signal: OutboxSignal, s
                 }
             }
         }
-        let Some(p) = publisher.as_ref() else { continue };
+        let Some(p) = publisher.as_ref() else {
+            continue;
+        };
         match relay_once(&db, p).await {
             Ok(n) => {
                 backoff = Duration::from_millis(100);
@@ -86,7 +93,10 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &Shutdown) {
 }
 
 /// One batch: lock unpublished rows, publish them, wait for every confirm, mark them.
-pub async fn relay_once(db: &DatabaseConnection, publisher: &crate::bus::Publisher) -> anyhow::Result<usize> {
+pub async fn relay_once(
+    db: &DatabaseConnection,
+    publisher: &crate::bus::Publisher,
+) -> anyhow::Result<usize> {
     let txn = db.begin().await?;
     let rows = txn
         .query_all_raw(stmt(
@@ -106,8 +116,11 @@ pub async fn relay_once(db: &DatabaseConnection, publisher: &crate::bus::Publish
         envelopes.push(Envelope::decode(bytes.as_slice())?);
     }
     publisher.publish_all(&envelopes).await?;
-    txn.execute_raw(stmt("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", [ids.into()]))
-        .await?;
+    txn.execute_raw(stmt(
+        "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+        [ids.into()],
+    ))
+    .await?;
     txn.commit().await?;
     Ok(rows.len())
 }

@@ -62,7 +62,12 @@ CREATE INDEX regions_parent ON regions (parent_code);
 "#,
         )
         .await?;
-        for (level, text) in [(1i16, PROVINCES), (2, REGENCIES), (3, DISTRICTS), (4, VILLAGES)] {
+        for (level, text) in [
+            (1i16, PROVINCES),
+            (2, REGENCIES),
+            (3, DISTRICTS),
+            (4, VILLAGES),
+        ] {
             let (codes, parents, names) = rows(text)?;
             db.execute_raw(stmt(
                 "INSERT INTO regions (code, parent_code, level, name)
@@ -78,7 +83,10 @@ CREATE INDEX regions_parent ON regions (parent_code);
 /// Names of regions by code, for refusals and reports.
 pub async fn exists<C: ConnectionTrait>(db: &C, code: &str) -> Result<bool, DbErr> {
     Ok(db
-        .query_one_raw(stmt("SELECT 1 AS one FROM reference.regions WHERE code = $1", [code.to_owned().into()]))
+        .query_one_raw(stmt(
+            "SELECT 1 AS one FROM reference.regions WHERE code = $1",
+            [code.to_owned().into()],
+        ))
         .await?
         .is_some())
 }

@@ -15,8 +15,9 @@ impl Shutdown {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]
             {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("installing the SIGTERM handler");
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("installing the SIGTERM handler");
                 tokio::select! {
                     _ = ctrl_c => {},
                     _ = term.recv() => {},

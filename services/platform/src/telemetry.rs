@@ -4,12 +4,12 @@
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::Resource;
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 use crate::config::TelemetryConfig;
 
@@ -24,7 +24,9 @@ impl Drop for TelemetryGuard {
 
 pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let resource = Resource::builder().with_service_name(format!("dtks-{service}")).build();
+    let resource = Resource::builder()
+        .with_service_name(format!("dtks-{service}"))
+        .build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     if let Some(endpoint) = config.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -35,13 +37,19 @@ pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<Telemetry
     }
     let provider = builder.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(format!("dtks-{service}")));
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn,sea_orm=warn"));
+    let otel =
+        tracing_opentelemetry::layer().with_tracer(provider.tracer(format!("dtks-{service}")));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn,sea_orm=warn"));
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     if config.log_format == "json" {
-        registry.with(tracing_subscriber::fmt::layer().json()).try_init()?;
+        registry
+            .with(tracing_subscriber::fmt::layer().json())
+            .try_init()?;
     } else {
-        registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init()?;
+        registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .try_init()?;
     }
     Ok(TelemetryGuard(provider))
 }

@@ -46,12 +46,18 @@ CREATE INDEX case_history_case ON case_history (case_id, id);
 }
 
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let queue = ctx.bus.declare_queue("verivali", &[events::PROPOSAL_MATCHED]).await?;
+    let queue = ctx
+        .bus
+        .declare_queue("verivali", &[events::PROPOSAL_MATCHED])
+        .await?;
     if ctx.config.demo_auto_approve {
         tracing::warn!("DEMO POLICY ON: every verivali step is approved automatically");
     }
     let consumer = tokio::spawn({
-        let handler = Matched { outbox: ctx.outbox.clone(), demo_auto_approve: ctx.config.demo_auto_approve };
+        let handler = Matched {
+            outbox: ctx.outbox.clone(),
+            demo_auto_approve: ctx.config.demo_auto_approve,
+        };
         let (bus, db, shutdown) = (ctx.bus.clone(), ctx.db.clone(), ctx.shutdown.clone());
         async move { bus.consume(&queue, db, handler, shutdown).await }
     });
@@ -67,12 +73,17 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
 fn outcome_of(p: &ev::PersonMatch) -> MatchOutcome {
     match PersonOutcome::try_from(p.outcome).unwrap_or_default() {
         PersonOutcome::Matched => MatchOutcome::Matched,
-        PersonOutcome::MatchedWithCorrections => {
-            MatchOutcome::MatchedWithCorrections(p.corrections.iter().map(|c| (c.field.clone(), c.registry_value.clone())).collect())
-        }
+        PersonOutcome::MatchedWithCorrections => MatchOutcome::MatchedWithCorrections(
+            p.corrections
+                .iter()
+                .map(|c| (c.field.clone(), c.registry_value.clone()))
+                .collect(),
+        ),
         PersonOutcome::NikOfAnotherPerson => MatchOutcome::NikOfAnotherPerson,
         PersonOutcome::Deceased => MatchOutcome::Deceased,
-        PersonOutcome::DuplicateInDtks => MatchOutcome::DuplicateInDtks { household_id: p.duplicate_household_id.clone() },
+        PersonOutcome::DuplicateInDtks => MatchOutcome::DuplicateInDtks {
+            household_id: p.duplicate_household_id.clone(),
+        },
         PersonOutcome::NoNik => MatchOutcome::NoNik,
         PersonOutcome::NotFound | PersonOutcome::Unspecified => MatchOutcome::NotFound,
     }
@@ -106,23 +117,37 @@ async fn transition(
         [case_id.into(), (from as i16).into(), (to as i16).into(), "demo-policy".to_owned().into(), role.to_owned().into(), note.to_owned().into()],
     ))
     .await?;
-    txn.execute_raw(stmt("UPDATE cases SET state = $2, updated_at = now() WHERE case_id = $1", [case_id.into(), (to as i16).into()])).await?;
+    txn.execute_raw(stmt(
+        "UPDATE cases SET state = $2, updated_at = now() WHERE case_id = $1",
+        [case_id.into(), (to as i16).into()],
+    ))
+    .await?;
     let changed = ev::CaseStateChanged {
         case_id: case_id.to_string(),
         from_state: from.as_str_name().to_owned(),
         to_state: to.as_str_name().to_owned(),
         actor_role: role.to_owned(),
     };
-    outbox::enqueue(txn, &events::envelope(events::CASE_STATE_CHANGED, "verivali", region, &changed)).await?;
+    outbox::enqueue(
+        txn,
+        &events::envelope(events::CASE_STATE_CHANGED, "verivali", region, &changed),
+    )
+    .await?;
     Ok(())
 }
 
 impl EventHandler for Matched {
-    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
         let matched: ev::ProposalMatched = events::payload(envelope)?;
-        let proposal_id = uuid::Uuid::parse_str(&matched.proposal_id).map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let proposal_id = uuid::Uuid::parse_str(&matched.proposal_id)
+            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
         let pb_household = matched.household.clone().unwrap_or_default();
-        let household_id = uuid::Uuid::parse_str(&pb_household.household_id).unwrap_or_else(|_| uuid::Uuid::now_v7());
+        let household_id = uuid::Uuid::parse_str(&pb_household.household_id)
+            .unwrap_or_else(|_| uuid::Uuid::now_v7());
         let case_id = uuid::Uuid::now_v7();
         let region = envelope.region_code.clone();
         txn.execute_raw(stmt(
@@ -135,7 +160,16 @@ impl EventHandler for Matched {
         }
         let mut state = CaseState::Matched;
         for (next, role) in DEMO_STEPS {
-            transition(txn, case_id, &region, state, *next, role, "approved by the demo policy").await?;
+            transition(
+                txn,
+                case_id,
+                &region,
+                state,
+                *next,
+                role,
+                "approved by the demo policy",
+            )
+            .await?;
             state = *next;
         }
         // Ministry assessment: the five integrity criteria, automatically.
@@ -145,17 +179,40 @@ impl EventHandler for Matched {
                 let outcomes: integrity::Outcomes = matched
                     .persons
                     .iter()
-                    .map(|p| ((p.family_index as usize, p.member_index as usize), outcome_of(p)))
+                    .map(|p| {
+                        (
+                            (p.family_index as usize, p.member_index as usize),
+                            outcome_of(p),
+                        )
+                    })
                     .collect::<HashMap<_, _>>();
                 integrity::assess(&household, &outcomes)
             }
-            Err(violations) => vec![integrity::CriterionResult { criterion: 5, passed: false, reasons: violations.0.iter().map(ToString::to_string).collect() }],
+            Err(violations) => vec![integrity::CriterionResult {
+                criterion: 5,
+                passed: false,
+                reasons: violations.0.iter().map(ToString::to_string).collect(),
+            }],
         };
         let accepted = criteria.iter().all(|c| c.passed);
-        let assessment = serde_json::to_value(&criteria).map_err(|e| HandlerError::Permanent(e.to_string()))?;
-        txn.execute_raw(stmt("UPDATE cases SET assessment = $2 WHERE case_id = $1", [case_id.into(), assessment.into()])).await?;
+        let assessment =
+            serde_json::to_value(&criteria).map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        txn.execute_raw(stmt(
+            "UPDATE cases SET assessment = $2 WHERE case_id = $1",
+            [case_id.into(), assessment.into()],
+        ))
+        .await?;
         if accepted {
-            transition(txn, case_id, &region, state, CaseState::Accepted, "ministry_assessor", "all five integrity criteria pass").await?;
+            transition(
+                txn,
+                case_id,
+                &region,
+                state,
+                CaseState::Accepted,
+                "ministry_assessor",
+                "all five integrity criteria pass",
+            )
+            .await?;
             let mut household = pb_household;
             household.household_id = household_id.to_string();
             let payload = ev::HouseholdAccepted {
@@ -165,16 +222,41 @@ impl EventHandler for Matched {
                 household: Some(household),
                 verified_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
             };
-            outbox::enqueue(txn, &events::envelope(events::HOUSEHOLD_ACCEPTED, "verivali", &region, &payload)).await?;
+            outbox::enqueue(
+                txn,
+                &events::envelope(events::HOUSEHOLD_ACCEPTED, "verivali", &region, &payload),
+            )
+            .await?;
         } else {
-            transition(txn, case_id, &region, state, CaseState::Returned, "ministry_assessor", "integrity criteria failed").await?;
+            transition(
+                txn,
+                case_id,
+                &region,
+                state,
+                CaseState::Returned,
+                "ministry_assessor",
+                "integrity criteria failed",
+            )
+            .await?;
             let reasons = criteria
                 .iter()
                 .filter(|c| !c.passed)
-                .flat_map(|c| c.reasons.iter().map(move |r| format!("criterion {}: {r}", c.criterion)))
+                .flat_map(|c| {
+                    c.reasons
+                        .iter()
+                        .map(move |r| format!("criterion {}: {r}", c.criterion))
+                })
                 .collect();
-            let payload = ev::HouseholdReturned { proposal_id: matched.proposal_id.clone(), case_id: case_id.to_string(), reasons };
-            outbox::enqueue(txn, &events::envelope(events::HOUSEHOLD_RETURNED, "verivali", &region, &payload)).await?;
+            let payload = ev::HouseholdReturned {
+                proposal_id: matched.proposal_id.clone(),
+                case_id: case_id.to_string(),
+                reasons,
+            };
+            outbox::enqueue(
+                txn,
+                &events::envelope(events::HOUSEHOLD_RETURNED, "verivali", &region, &payload),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -189,7 +271,9 @@ struct Api {
 }
 
 fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
-    Err(Status::unimplemented(format!("{what} arrives with the verivali issue")))
+    Err(Status::unimplemented(format!(
+        "{what} arrives with the verivali issue"
+    )))
 }
 
 #[tonic::async_trait]
@@ -197,7 +281,8 @@ impl VerivaliService for Api {
     #[tracing::instrument(skip_all)]
     async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<Case>, Status> {
         let who = dtks_platform::auth::claims(&request)?.clone();
-        let id = uuid::Uuid::parse_str(&request.get_ref().case_id).map_err(|_| grpc::invalid_field("case_id", "must be a UUID"))?;
+        let id = uuid::Uuid::parse_str(&request.get_ref().case_id)
+            .map_err(|_| grpc::invalid_field("case_id", "must be a UUID"))?;
         let row = self
             .db
             .query_one_raw(stmt("SELECT proposal_id, household_id, region_code, state FROM cases WHERE case_id = $1", [id.into()]))
@@ -223,30 +308,51 @@ impl VerivaliService for Api {
             .collect();
         Ok(Response::new(Case {
             case_id: id.to_string(),
-            proposal_id: row.try_get::<uuid::Uuid>("", "proposal_id").map_err(grpc::internal)?.to_string(),
-            household_id: row.try_get::<uuid::Uuid>("", "household_id").map_err(grpc::internal)?.to_string(),
+            proposal_id: row
+                .try_get::<uuid::Uuid>("", "proposal_id")
+                .map_err(grpc::internal)?
+                .to_string(),
+            household_id: row
+                .try_get::<uuid::Uuid>("", "household_id")
+                .map_err(grpc::internal)?
+                .to_string(),
             region_code: region,
             state: i32::from(row.try_get::<i16>("", "state").map_err(grpc::internal)?),
             history,
             ..Default::default()
         }))
     }
-    async fn list_cases(&self, _: Request<ListCasesRequest>) -> Result<Response<ListCasesResponse>, Status> {
+    async fn list_cases(
+        &self,
+        _: Request<ListCasesRequest>,
+    ) -> Result<Response<ListCasesResponse>, Status> {
         unimplemented("ListCases")
     }
-    async fn work_queue(&self, _: Request<WorkQueueRequest>) -> Result<Response<ListCasesResponse>, Status> {
+    async fn work_queue(
+        &self,
+        _: Request<WorkQueueRequest>,
+    ) -> Result<Response<ListCasesResponse>, Status> {
         unimplemented("WorkQueue")
     }
-    async fn record_village_review(&self, _: Request<RecordVillageReviewRequest>) -> Result<Response<BatchResult>, Status> {
+    async fn record_village_review(
+        &self,
+        _: Request<RecordVillageReviewRequest>,
+    ) -> Result<Response<BatchResult>, Status> {
         unimplemented("RecordVillageReview")
     }
-    async fn record_field_verification(&self, _: Request<RecordFieldVerificationRequest>) -> Result<Response<Case>, Status> {
+    async fn record_field_verification(
+        &self,
+        _: Request<RecordFieldVerificationRequest>,
+    ) -> Result<Response<Case>, Status> {
         unimplemented("RecordFieldVerification")
     }
     async fn sign_off(&self, _: Request<BatchRequest>) -> Result<Response<BatchResult>, Status> {
         unimplemented("SignOff")
     }
-    async fn forward_to_ministry(&self, _: Request<BatchRequest>) -> Result<Response<BatchResult>, Status> {
+    async fn forward_to_ministry(
+        &self,
+        _: Request<BatchRequest>,
+    ) -> Result<Response<BatchResult>, Status> {
         unimplemented("ForwardToMinistry")
     }
     async fn assess(&self, _: Request<AssessRequest>) -> Result<Response<Assessment>, Status> {
@@ -255,10 +361,16 @@ impl VerivaliService for Api {
     async fn resubmit(&self, _: Request<ResubmitRequest>) -> Result<Response<Case>, Status> {
         unimplemented("Resubmit")
     }
-    async fn file_complaint(&self, _: Request<FileComplaintRequest>) -> Result<Response<Complaint>, Status> {
+    async fn file_complaint(
+        &self,
+        _: Request<FileComplaintRequest>,
+    ) -> Result<Response<Complaint>, Status> {
         unimplemented("FileComplaint")
     }
-    async fn list_due(&self, _: Request<ListDueRequest>) -> Result<Response<ListDueResponse>, Status> {
+    async fn list_due(
+        &self,
+        _: Request<ListDueRequest>,
+    ) -> Result<Response<ListDueResponse>, Status> {
         unimplemented("ListDue")
     }
 }
