@@ -1,1 +1,46 @@
-fn main() {}
+//! `dtksctl`: the operator's command line. Issues development tokens (the local issuer),
+//! generates a synthetic population for any regency, and drives a monthly cycle through
+//! the running services.
+
+mod cycle;
+mod population;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "dtksctl", about = "Operate the DTKS platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a signed development token (local issuer; HS256 with DTKS_AUTH__JWT_SECRET).
+    Token {
+        #[arg(long, default_value = "pusdatin_admin")]
+        role: String,
+        /// Region scope; empty for national.
+        #[arg(long, default_value = "")]
+        region: String,
+        #[arg(long, default_value = "dtksctl")]
+        sub: String,
+    },
+    /// Generate a synthetic population: registry.csv (the civil registry), proposals.jsonl
+    /// (with controlled corruption) and truth.csv (what each corruption was).
+    Gen(population::Args),
+    /// Submit proposals, wait for verivali, determine the month, build a list, report.
+    Cycle(cycle::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Token { role, region, sub } => {
+            println!("{}", cycle::token(&role, &region, &sub)?);
+            Ok(())
+        }
+        Command::Gen(args) => population::run(args),
+        Command::Cycle(args) => cycle::run(args).await,
+    }
+}

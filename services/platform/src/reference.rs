@@ -10,7 +10,7 @@ use crate::db::stmt;
 const PROVINCES: &str = include_str!("../../../deploy/reference/idn-area-data/provinces.csv");
 const REGENCIES: &str = include_str!("../../../deploy/reference/idn-area-data/regencies.csv");
 const DISTRICTS: &str = include_str!("../../../deploy/reference/idn-area-data/districts.csv");
-const VILLAGES: &str = include_str!("../../../deploy/reference/idn-area-data/villages.csv");
+pub const VILLAGES: &str = include_str!("../../../deploy/reference/idn-area-data/villages.csv");
 
 pub struct Migrator;
 
