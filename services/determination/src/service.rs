@@ -62,24 +62,16 @@ CREATE TABLE snapshot_rows (
 }
 
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let queue = ctx
-        .bus
-        .declare_queue("determination", &[events::HOUSEHOLD_ACCEPTED])
+    let consumer = ctx
+        .spawn_consumer(&[events::HOUSEHOLD_ACCEPTED], Accepted)
         .await?;
-    let consumer = tokio::spawn({
-        let (bus, db, shutdown) = (ctx.bus.clone(), ctx.db.clone(), ctx.shutdown.clone());
-        async move { bus.consume(&queue, db, Accepted, shutdown).await }
-    });
     let service = DeterminationServiceServer::new(Api {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
     })
     .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(grpc::MAX_SEND_BYTES);
-    let service = tonic::service::interceptor::InterceptedService::new(service, ctx.auth.clone());
-    grpc::serve(listener, service, ctx.shutdown.clone()).await?;
-    consumer.await??;
-    Ok(())
+    ctx.serve(listener, service, Some(consumer)).await
 }
 
 /// Takes accepted households into the master registry.

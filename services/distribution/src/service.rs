@@ -86,8 +86,7 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
     })
     .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(grpc::MAX_SEND_BYTES);
-    let service = InterceptedService::new(service, ctx.auth.clone());
-    grpc::serve(listener, service, ctx.shutdown.clone()).await
+    ctx.serve(listener, service, None).await
 }
 
 struct Api {

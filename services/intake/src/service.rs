@@ -11,30 +11,19 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, Transact
 use tonic::{Request, Response, Status, Streaming};
 
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let queue = ctx
-        .bus
-        .declare_queue(
-            "intake",
+    let consumer = ctx
+        .spawn_consumer(
             &[events::HOUSEHOLD_ACCEPTED, events::HOUSEHOLD_RETURNED],
+            StatusUpdates,
         )
         .await?;
-    let consumer = tokio::spawn({
-        let (bus, db, shutdown) = (ctx.bus.clone(), ctx.db.clone(), ctx.shutdown.clone());
-        async move {
-            bus.consume(&queue, db.clone(), StatusUpdates, shutdown)
-                .await
-        }
-    });
     let service = IntakeServiceServer::new(Intake {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
     })
     .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(grpc::MAX_SEND_BYTES);
-    let service = tonic::service::interceptor::InterceptedService::new(service, ctx.auth.clone());
-    grpc::serve(listener, service, ctx.shutdown.clone()).await?;
-    consumer.await??;
-    Ok(())
+    ctx.serve(listener, service, Some(consumer)).await
 }
 
 struct Intake {

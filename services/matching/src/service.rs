@@ -45,28 +45,22 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         registry: DciRegistry::new(&url)?,
         cache: Cache::connect(&ctx.config.redis).await?,
     };
-    let queue = ctx
-        .bus
-        .declare_queue("matching", &[events::PROPOSAL_SUBMITTED])
+    let consumer = ctx
+        .spawn_consumer(
+            &[events::PROPOSAL_SUBMITTED],
+            Submitted {
+                matcher: matcher.clone(),
+                outbox: ctx.outbox.clone(),
+            },
+        )
         .await?;
-    let consumer = tokio::spawn({
-        let handler = Submitted {
-            matcher: matcher.clone(),
-            outbox: ctx.outbox.clone(),
-        };
-        let (bus, db, shutdown) = (ctx.bus.clone(), ctx.db.clone(), ctx.shutdown.clone());
-        async move { bus.consume(&queue, db, handler, shutdown).await }
-    });
     let service = MatchingServiceServer::new(Api {
         db: ctx.db.clone(),
         matcher,
     })
     .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(grpc::MAX_SEND_BYTES);
-    let service = tonic::service::interceptor::InterceptedService::new(service, ctx.auth.clone());
-    grpc::serve(listener, service, ctx.shutdown.clone()).await?;
-    consumer.await??;
-    Ok(())
+    ctx.serve(listener, service, Some(consumer)).await
 }
 
 #[derive(Clone)]

@@ -64,3 +64,51 @@ where
     tracing::info!("stopped");
     result
 }
+
+impl Context {
+    /// Declares `service`'s queue bound to `routing_keys` and consumes it with `handler`
+    /// until shutdown, in the background.
+    pub async fn spawn_consumer<H: crate::bus::EventHandler + 'static>(
+        &self,
+        routing_keys: &[&str],
+        handler: H,
+    ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+        let queue = self
+            .bus
+            .declare_queue(&self.config.service, routing_keys)
+            .await?;
+        let (bus, db, shutdown) = (self.bus.clone(), self.db.clone(), self.shutdown.clone());
+        Ok(tokio::spawn(async move {
+            bus.consume(&queue, db, handler, shutdown).await
+        }))
+    }
+
+    /// Serves `service` behind the authentication interceptor until shutdown, then waits
+    /// for the background `consumer` (if any) to drain.
+    pub async fn serve<S>(
+        &self,
+        listener: TcpListener,
+        service: S,
+        consumer: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    ) -> anyhow::Result<()>
+    where
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let service =
+            tonic::service::interceptor::InterceptedService::new(service, self.auth.clone());
+        crate::grpc::serve(listener, service, self.shutdown.clone()).await?;
+        if let Some(consumer) = consumer {
+            consumer.await??;
+        }
+        Ok(())
+    }
+}

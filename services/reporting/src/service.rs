@@ -31,18 +31,11 @@ CREATE TABLE counters (
 }
 
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let queue = ctx.bus.declare_queue("reporting", &["#"]).await?;
-    let consumer = tokio::spawn({
-        let (bus, db, shutdown) = (ctx.bus.clone(), ctx.db.clone(), ctx.shutdown.clone());
-        async move { bus.consume(&queue, db, Counts, shutdown).await }
-    });
+    let consumer = ctx.spawn_consumer(&["#"], Counts).await?;
     let service = ReportingServiceServer::new(Api { db: ctx.db.clone() })
         .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(grpc::MAX_SEND_BYTES);
-    let service = tonic::service::interceptor::InterceptedService::new(service, ctx.auth.clone());
-    grpc::serve(listener, service, ctx.shutdown.clone()).await?;
-    consumer.await??;
-    Ok(())
+    ctx.serve(listener, service, Some(consumer)).await
 }
 
 struct Counts;

@@ -46,28 +46,22 @@ CREATE INDEX case_history_case ON case_history (case_id, id);
 }
 
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let queue = ctx
-        .bus
-        .declare_queue("verivali", &[events::PROPOSAL_MATCHED])
-        .await?;
     if ctx.config.demo_auto_approve {
         tracing::warn!("DEMO POLICY ON: every verivali step is approved automatically");
     }
-    let consumer = tokio::spawn({
-        let handler = Matched {
-            outbox: ctx.outbox.clone(),
-            demo_auto_approve: ctx.config.demo_auto_approve,
-        };
-        let (bus, db, shutdown) = (ctx.bus.clone(), ctx.db.clone(), ctx.shutdown.clone());
-        async move { bus.consume(&queue, db, handler, shutdown).await }
-    });
+    let consumer = ctx
+        .spawn_consumer(
+            &[events::PROPOSAL_MATCHED],
+            Matched {
+                outbox: ctx.outbox.clone(),
+                demo_auto_approve: ctx.config.demo_auto_approve,
+            },
+        )
+        .await?;
     let service = VerivaliServiceServer::new(Api { db: ctx.db.clone() })
         .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(grpc::MAX_SEND_BYTES);
-    let service = tonic::service::interceptor::InterceptedService::new(service, ctx.auth.clone());
-    grpc::serve(listener, service, ctx.shutdown.clone()).await?;
-    consumer.await??;
-    Ok(())
+    ctx.serve(listener, service, Some(consumer)).await
 }
 
 fn outcome_of(p: &ev::PersonMatch) -> MatchOutcome {
