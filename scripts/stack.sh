@@ -6,6 +6,8 @@
 #   scripts/stack.sh stop
 #   scripts/stack.sh status
 #   scripts/stack.sh env      print the connection settings as DTKS_* variables
+#   scripts/stack.sh reset    empty the `dtks` database, the `dtks.*` queues and the
+#                             `dtks:*` cache keys (the main job starts from here)
 #
 # Idempotent: running `start` twice leaves one of each server. State lives in
 # $DTKS_STACK_DIR (default /var/tmp/dtks-stack).
@@ -147,10 +149,26 @@ export DTKS_REDIS__URL=redis://127.0.0.1:$REDIS_PORT/
 ENV
 }
 
+reset() {
+  local bin
+  bin=$(pg_bin)
+  local psql=("$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
+  "${psql[@]}" -c "drop database if exists $PG_DB with (force)"
+  "${psql[@]}" -c "create database $PG_DB owner $PG_USER"
+  rabbit_env
+  local q
+  for q in $(rabbitmqctl -q -n dtks@localhost list_queues name --no-table-headers | grep '^dtks\.' || true); do
+    rabbitmqctl -q -n dtks@localhost delete_queue "$q" >/dev/null
+  done
+  redis-cli -p "$REDIS_PORT" --scan --pattern 'dtks:*' | xargs -r redis-cli -p "$REDIS_PORT" del >/dev/null
+  log "reset: database $PG_DB recreated, dtks.* queues and dtks:* cache keys deleted"
+}
+
 case "${1:-start}" in
   start) install_missing; start_postgres; start_redis; start_rabbitmq ;;
   stop) stop_all ;;
   status) status ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+  reset) reset ;;
+  *) echo "usage: $0 start|stop|status|env|reset" >&2; exit 2 ;;
 esac

@@ -10,6 +10,8 @@ PERIOD=${DTKS_PERIOD:-$(date +%Y-%m)}
 
 command -v cargo >/dev/null 2>&1 || { echo "Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
 scripts/stack.sh start
+# Every run starts from an empty registry (DTKS_RESET=0 keeps what an earlier run left).
+[ "${DTKS_RESET:-1}" = 0 ] || scripts/stack.sh reset
 eval "$(scripts/stack.sh env)"
 export DTKS_AUTH__JWT_SECRET=${DTKS_AUTH__JWT_SECRET:-local-dev-secret-change-me}
 export DTKS_DEMO_AUTO_APPROVE=true

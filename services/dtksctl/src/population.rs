@@ -17,7 +17,8 @@ pub struct Args {
     households: usize,
     #[arg(long, default_value_t = 2026)]
     seed: u64,
-    /// Share of proposals with one corrupted person (typo, missing or unknown NIK, deceased).
+    /// Share of proposals with one corrupted person; the kinds are in `CORRUPTIONS` and
+    /// every corruption is written to `truth.csv`.
     #[arg(long, default_value_t = 0.1)]
     corruption: f64,
     #[arg(long, default_value = "target/dtks-gen")]
@@ -52,6 +53,151 @@ const FAMILY: &[&str] = &[
     "Susilo",
     "Pratama",
 ];
+
+/// The ways a proposal departs from the civil registry, as they happen in the field.
+///
+/// - `name_typo`: two adjacent letters of the given name swapped by the operator;
+/// - `name_variant`: the name in the old spelling (ejaan lama: u → oe, j → dj, y → j);
+/// - `missing_nik`: the member is proposed without a NIK;
+/// - `unknown_nik`: a well-formed NIK that the registry does not know;
+/// - `shifted_birth_date`: the registry holds a corrected birth date that differs from
+///   the one on the family card (and encoded in the NIK) by 1 to 400 days;
+/// - `deceased`: the registry records the member's death, the proposal still lists them;
+/// - `moved`: the registry records the member in another village;
+/// - `duplicate`: a member of an earlier household is listed again in this one.
+pub const CORRUPTIONS: &[&str] = &[
+    "name_typo",
+    "name_variant",
+    "missing_nik",
+    "unknown_nik",
+    "shifted_birth_date",
+    "deceased",
+    "moved",
+    "duplicate",
+];
+
+/// One row of `registry.csv`, the reference civil registry's population.
+struct RegistryRow {
+    nik: String,
+    kk: String,
+    full_name: String,
+    birth_place: String,
+    birth_date: NaiveDate,
+    sex: i32,
+    village: String,
+    death_date: Option<NaiveDate>,
+}
+
+impl RegistryRow {
+    fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{},{},{},{},{},{},{},{}",
+            self.nik,
+            self.kk,
+            self.full_name,
+            self.birth_place,
+            self.birth_date,
+            self.sex,
+            self.village,
+            self.death_date.map(|d| d.to_string()).unwrap_or_default()
+        )
+    }
+}
+
+/// Applies one corruption to member `m` (or appends a duplicate); returns the member
+/// index it concerns and a detail for the ground truth.
+#[allow(clippy::too_many_arguments)]
+fn corrupt(
+    rng: &mut ChaCha8Rng,
+    kind: &str,
+    m: usize,
+    members: &mut Vec<Person>,
+    registry: &mut RegistryRow,
+    district: &str,
+    villages: &[String],
+    previous: Option<&(String, Vec<Person>)>,
+) -> anyhow::Result<(usize, String)> {
+    let person = &mut members[m];
+    Ok(match kind {
+        "name_typo" => {
+            let mut chars: Vec<char> = person.full_name.chars().collect();
+            let given = chars.iter().take_while(|c| !c.is_whitespace()).count();
+            // Swap a pair inside the given name, never the first letter, never a double.
+            let pairs: Vec<usize> = (1..given.saturating_sub(1))
+                .filter(|&at| chars[at] != chars[at + 1])
+                .collect();
+            if pairs.is_empty() {
+                chars.insert(given, 'h');
+            } else {
+                let at = pairs[rng.random_range(0..pairs.len())];
+                chars.swap(at, at + 1);
+            }
+            person.full_name = chars.into_iter().collect();
+            (m, String::new())
+        }
+        "name_variant" => {
+            person.full_name = old_spelling(&person.full_name);
+            (m, String::new())
+        }
+        "missing_nik" => {
+            person.nik = None;
+            (m, String::new())
+        }
+        "unknown_nik" => {
+            // Serials from 9000 are never issued by the generator.
+            let serial = 9000 + rng.random_range(0..999);
+            person.nik = Some(Nik::compose(
+                district,
+                person.birth_date,
+                person.sex,
+                serial,
+            )?);
+            (m, String::new())
+        }
+        "shifted_birth_date" => {
+            let days = rng.random_range(1..=400);
+            registry.birth_date = if rng.random_bool(0.5) {
+                registry.birth_date + chrono::Days::new(days)
+            } else {
+                registry.birth_date - chrono::Days::new(days)
+            };
+            (m, registry.birth_date.to_string())
+        }
+        "deceased" => {
+            registry.death_date = NaiveDate::from_ymd_opt(2025, 6, 1);
+            (m, String::new())
+        }
+        "moved" => {
+            let to = loop {
+                let v = &villages[rng.random_range(0..villages.len())];
+                if *v != registry.village || villages.len() == 1 {
+                    break v.clone();
+                }
+            };
+            registry.village = to.clone();
+            (m, to)
+        }
+        "duplicate" => {
+            let (from, persons) = previous.expect("checked by the caller");
+            let mut twin = persons[rng.random_range(0..persons.len())].clone();
+            twin.relationship = Relationship::OtherRelative;
+            members.push(twin);
+            (members.len() - 1, from.clone())
+        }
+        other => anyhow::bail!("unknown corruption {other}"),
+    })
+}
+
+/// The name as the old spelling (ejaan lama) writes it, as older documents still do.
+fn old_spelling(name: &str) -> String {
+    for (new, old) in [("u", "oe"), ("j", "dj"), ("y", "j"), ("c", "tj")] {
+        if name.contains(new) {
+            return name.replacen(new, old, 1);
+        }
+    }
+    format!("{name}h")
+}
 
 fn pick<'a>(rng: &mut ChaCha8Rng, list: &[&'a str]) -> &'a str {
     list[rng.random_range(0..list.len())]
@@ -163,8 +309,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         registry,
         "nik,kk_number,full_name,birth_place,birth_date,sex,village_code,death_date"
     )?;
-    writeln!(truth, "external_reference,family,member,corruption")?;
+    writeln!(truth, "external_reference,family,member,corruption,detail")?;
     let mut serials = std::collections::HashMap::<String, u16>::new();
+    let mut previous: Option<(String, Vec<Person>)> = None;
     for i in 0..args.households {
         let village = villages[rng.random_range(0..villages.len())].clone();
         let district = village[..8].replace('.', "");
@@ -218,45 +365,45 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         *serial += 1;
         let kk = KkNumber::compose(&district, date_between(&mut rng, 2010, 2025), *serial)?;
         let reference = format!("GEN-{:07}", i + 1);
-        let mut deceased_nik = None;
-        let registry_rows: Vec<(String, String)> = members
+        // What the civil registry holds for each member: the truth, before any corruption.
+        let mut registry_rows: Vec<RegistryRow> = members
             .iter()
-            .map(|p| {
-                let nik = p
+            .map(|p| RegistryRow {
+                nik: p
                     .nik
                     .as_ref()
                     .map(|n| n.as_str().to_owned())
-                    .unwrap_or_default();
-                let line = format!(
-                    "{nik},{},{},{},{},{},{village},",
-                    kk.as_str(),
-                    p.full_name,
-                    p.birth_place,
-                    p.birth_date,
-                    p.sex.code()
-                );
-                (nik, line)
+                    .unwrap_or_default(),
+                kk: kk.as_str().to_owned(),
+                full_name: p.full_name.clone(),
+                birth_place: p.birth_place.clone(),
+                birth_date: p.birth_date,
+                sex: p.sex.code(),
+                village: village.clone(),
+                death_date: None,
             })
             .collect();
         if rng.random_bool(args.corruption) {
-            let m = rng.random_range(0..members.len());
-            let kind =
-                ["name_typo", "missing_nik", "unknown_nik", "deceased"][rng.random_range(0..4)];
-            match kind {
-                "name_typo" => members[m].full_name.push('h'),
-                "missing_nik" => members[m].nik = None,
-                "unknown_nik" => {
-                    let p = &members[m];
-                    members[m].nik = Some(Nik::compose(
-                        &district,
-                        p.birth_date,
-                        p.sex,
-                        9000 + m as u16,
-                    )?);
-                }
-                _ => deceased_nik = members[m].nik.clone(),
+            let mut kind = CORRUPTIONS[rng.random_range(0..CORRUPTIONS.len())];
+            if kind == "duplicate" && previous.is_none() {
+                kind = "name_typo";
             }
-            writeln!(truth, "{reference},0,{m},{kind}")?;
+            let m = rng.random_range(0..members.len());
+            let (member, detail) = corrupt(
+                &mut rng,
+                kind,
+                m,
+                &mut members,
+                &mut registry_rows[m],
+                &district,
+                &villages,
+                previous.as_ref(),
+            )?;
+            writeln!(truth, "{reference},0,{member},{kind},{detail}")?;
+        } else {
+            // A later household may list one of this clean household's members (not its
+            // head) again.
+            previous = Some((reference.clone(), members[1..].to_vec()));
         }
         let household = Household {
             household_id: None,
@@ -322,12 +469,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             assistance_history: vec![],
             psks_potential: vec![],
         };
-        for (nik, line) in &registry_rows {
-            // A deceased person: the registry records the death; the proposal still lists them.
-            let died = deceased_nik
-                .as_ref()
-                .is_some_and(|d: &Nik| d.as_str() == nik);
-            writeln!(registry, "{line}{}", if died { "2025-06-01" } else { "" })?;
+        for row in &registry_rows {
+            row.write(&mut registry)?;
         }
         writeln!(
             proposals,
@@ -348,4 +491,132 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn generate(dir: &str, seed: u64) -> std::path::PathBuf {
+        let out = std::env::temp_dir().join(format!("dtks-gen-{}-{dir}", std::process::id()));
+        run(Args {
+            regencies: vec!["32.04".into()],
+            households: 600,
+            seed,
+            corruption: 0.6,
+            out: out.clone(),
+        })
+        .expect("generate");
+        out
+    }
+
+    struct Proposal {
+        village: String,
+        members: Vec<Person>,
+        household: Household,
+    }
+
+    fn proposals(out: &std::path::Path) -> HashMap<String, Proposal> {
+        std::fs::read_to_string(out.join("proposals.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let h: Household = serde_json::from_value(v["household"].clone()).unwrap();
+                let proposal = Proposal {
+                    village: h.address.village.as_ref().unwrap().to_string(),
+                    members: h.families[0].members.clone(),
+                    household: h,
+                };
+                (
+                    v["external_reference"].as_str().unwrap().to_owned(),
+                    proposal,
+                )
+            })
+            .collect()
+    }
+
+    /// registry.csv by NIK: (full_name, birth_date, village, death_date).
+    fn registry(out: &std::path::Path) -> HashMap<String, [String; 4]> {
+        let mut r = csv::Reader::from_path(out.join("registry.csv")).unwrap();
+        r.records()
+            .map(|rec| {
+                let rec = rec.unwrap();
+                let f = |i: usize| rec[i].to_owned();
+                (f(0), [f(2), f(4), f(6), f(7)])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_seed_same_files_and_every_corruption_is_observable() {
+        let a = generate("a", 11);
+        let b = generate("b", 11);
+        for file in ["registry.csv", "proposals.jsonl", "truth.csv"] {
+            assert_eq!(
+                std::fs::read(a.join(file)).unwrap(),
+                std::fs::read(b.join(file)).unwrap(),
+                "{file} differs between two runs with one seed"
+            );
+        }
+        let proposals = proposals(&a);
+        let registry = registry(&a);
+        let today = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        for (reference, p) in &proposals {
+            let v = p.household.structural_violations(today);
+            assert!(
+                v.is_empty(),
+                "{reference} would be refused by intake: {v:?}"
+            );
+        }
+        let mut seen = HashMap::<String, usize>::new();
+        let mut truth = csv::Reader::from_path(a.join("truth.csv")).unwrap();
+        for rec in truth.records() {
+            let rec = rec.unwrap();
+            let (reference, member, kind, detail) = (&rec[0], &rec[2], &rec[3], &rec[4]);
+            *seen.entry(kind.to_owned()).or_default() += 1;
+            let p = &proposals[reference];
+            let person = &p.members[member.parse::<usize>().unwrap()];
+            let nik = person.nik.as_ref().map(|n| n.as_str().to_owned());
+            let held = nik.as_ref().and_then(|n| registry.get(n));
+            match kind {
+                "name_typo" | "name_variant" => {
+                    let held = held.expect("registered");
+                    assert_ne!(held[0], person.full_name, "{reference} {kind}");
+                }
+                "missing_nik" => assert!(nik.is_none(), "{reference}"),
+                "unknown_nik" => assert!(nik.is_some() && held.is_none(), "{reference}"),
+                "shifted_birth_date" => {
+                    let held = held.expect("registered");
+                    assert_eq!(held[1], detail);
+                    assert_ne!(held[1], person.birth_date.to_string());
+                }
+                "deceased" => assert!(!held.expect("registered")[3].is_empty()),
+                "moved" => {
+                    let held = held.expect("registered");
+                    assert_eq!(held[2], detail);
+                    assert_ne!(held[2], p.village);
+                }
+                "duplicate" => {
+                    let other = &proposals[detail];
+                    assert!(
+                        other.members.iter().any(|o| o.nik == person.nik),
+                        "{reference} does not share a member with {detail}"
+                    );
+                    assert!(held.is_some(), "the registry holds the person once");
+                }
+                other => panic!("unexpected corruption {other}"),
+            }
+        }
+        for kind in CORRUPTIONS {
+            assert!(
+                seen.get(*kind).copied().unwrap_or(0) >= 10,
+                "{kind}: {seen:?}"
+            );
+        }
+        for dir in [a, b] {
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
 }
