@@ -203,6 +203,9 @@ impl Household {
     ///   almost always a swapped relationship or a mistyped year;
     /// - a parent (orang tua/mertua) is at least 12 years older than the head, for the
     ///   same reason;
+    /// - a child is also at least 12 years younger than the head's spouse, when the
+    ///   household lists one (the other parent);
+    /// - a grandchild (cucu) is at least 24 years younger than the head (two generations);
     /// - the NIK's encoded birth date and sex agree with the stated ones (Dukcapil rule);
     /// - no NIK appears twice in the household (integrity criteria 1 and 4);
     /// - a person in a family must not be marked pregnant unless female.
@@ -225,6 +228,11 @@ impl Household {
             );
         }
         let head_birth = self.head().map(|h| h.birth_date);
+        let spouse_birth = self
+            .persons()
+            .filter(|p| p.relationship == Relationship::Spouse)
+            .map(|p| p.birth_date)
+            .min();
         let mut seen = std::collections::HashMap::new();
         for (fi, family) in self.families.iter().enumerate() {
             if family.members.is_empty() {
@@ -269,9 +277,17 @@ impl Household {
                         "only a woman can be recorded as pregnant",
                     );
                 }
+                let gap_years =
+                    |older: NaiveDate, younger: NaiveDate| (younger - older).num_days() / 365;
+                if let (Some(spouse), Relationship::Child) = (spouse_birth, person.relationship) {
+                    if gap_years(spouse, person.birth_date) < 12 {
+                        v.push(
+                            format!("{path}.relationship"),
+                            "a child must be at least 12 years younger than the head's spouse",
+                        );
+                    }
+                }
                 if let Some(head) = head_birth {
-                    let gap_years =
-                        |older: NaiveDate, younger: NaiveDate| (younger - older).num_days() / 365;
                     match person.relationship {
                         Relationship::Child if gap_years(head, person.birth_date) < 12 => v.push(
                             format!("{path}.relationship"),
@@ -281,6 +297,12 @@ impl Household {
                             format!("{path}.relationship"),
                             "a parent must be at least 12 years older than the head",
                         ),
+                        Relationship::Grandchild if gap_years(head, person.birth_date) < 24 => {
+                            v.push(
+                                format!("{path}.relationship"),
+                                "a grandchild must be at least 24 years younger than the head",
+                            )
+                        }
                         _ => {}
                     }
                 }
@@ -289,6 +311,51 @@ impl Household {
         if let Some(point) = &self.location {
             if !point.is_in_indonesia() {
                 v.push("household.location", "coordinates fall outside Indonesia");
+            }
+        }
+        v
+    }
+
+    /// The attributes a household must carry to be determined and ranked (integrity
+    /// criterion 5, complete attributes): the village, the dwelling's tenure, materials,
+    /// water, sanitation, electricity and floor area, and for every person the marital
+    /// status, education, work status and disability. Field paths as in the contract.
+    pub fn missing_attributes(&self) -> Violations {
+        const WHY: &str = "is required (integrity criterion 5: complete attributes)";
+        let mut v = Violations::default();
+        if self.address.village.is_none() {
+            v.push("household.address.village_code", WHY);
+        }
+        let d = &self.dwelling;
+        for (field, missing) in [
+            ("tenure", d.tenure.is_none()),
+            ("floor", d.floor.is_none()),
+            ("wall", d.wall.is_none()),
+            ("roof", d.roof.is_none()),
+            ("water", d.water.is_none()),
+            ("sanitation", d.sanitation.is_none()),
+            ("electricity", d.electricity.is_none()),
+            ("floor_area_m2", d.floor_area_m2 <= 0.0),
+        ] {
+            if missing {
+                v.push(format!("household.dwelling.{field}"), WHY);
+            }
+        }
+        for (fi, family) in self.families.iter().enumerate() {
+            for (mi, p) in family.members.iter().enumerate() {
+                for (field, missing) in [
+                    ("marital_status", p.marital_status.is_none()),
+                    ("education", p.education.is_none()),
+                    ("work_status", p.work_status.is_none()),
+                    ("health.disability", p.health.disability.is_none()),
+                ] {
+                    if missing {
+                        v.push(
+                            format!("household.families[{fi}].members[{mi}].{field}"),
+                            WHY,
+                        );
+                    }
+                }
             }
         }
         v
@@ -443,6 +510,51 @@ mod tests {
         assert!(
             v.iter()
                 .any(|f| f.field == "household.families[0].members[2].relationship")
+        );
+    }
+
+    #[test]
+    fn a_child_must_be_plausibly_younger_than_the_spouse_too() {
+        let mut h = household();
+        // Head born 1980 (15 years older: fine); spouse born 1984 (11 years: refused).
+        let child = &mut h.families[0].members[2];
+        child.birth_date = NaiveDate::from_ymd_opt(1995, 2, 1).unwrap();
+        child.nik = Some(Nik::parse("3204010102950003").unwrap());
+        let v = household_violations(&h);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].field, "household.families[0].members[2].relationship");
+        assert!(v[0].description.contains("spouse"));
+    }
+
+    #[test]
+    fn a_grandchild_is_two_generations_younger() {
+        let mut h = household();
+        let grandchild = &mut h.families[0].members[2];
+        grandchild.relationship = Relationship::Grandchild;
+        grandchild.birth_date = NaiveDate::from_ymd_opt(2000, 2, 1).unwrap();
+        grandchild.nik = Some(Nik::parse("3204010102000003").unwrap());
+        let v = household_violations(&h);
+        assert!(v.iter().any(|f| f.description.contains("grandchild")), "{v:?}");
+        h.families[0].members[2].birth_date = NaiveDate::from_ymd_opt(2010, 2, 1).unwrap();
+        h.families[0].members[2].nik = Some(Nik::parse("3204010102100003").unwrap());
+        assert!(household_violations(&h).is_empty());
+    }
+
+    #[test]
+    fn missing_attributes_are_named_by_path() {
+        let mut h = household();
+        assert!(h.missing_attributes().is_empty());
+        h.dwelling.water = None;
+        h.dwelling.floor_area_m2 = 0.0;
+        h.families[0].members[1].education = None;
+        let fields: Vec<String> = h.missing_attributes().0.into_iter().map(|f| f.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "household.dwelling.water",
+                "household.dwelling.floor_area_m2",
+                "household.families[0].members[1].education"
+            ]
         );
     }
 

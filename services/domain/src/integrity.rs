@@ -155,47 +155,12 @@ pub fn no_family_overlap(household: &Household) -> CriterionResult {
 }
 
 pub fn attributes_complete(household: &Household) -> CriterionResult {
-    let mut reasons = Vec::new();
-    let d = &household.dwelling;
-    let missing_dwelling: Vec<&str> = [
-        ("tenure", d.tenure.is_none()),
-        ("floor", d.floor.is_none()),
-        ("wall", d.wall.is_none()),
-        ("roof", d.roof.is_none()),
-        ("water", d.water.is_none()),
-        ("sanitation", d.sanitation.is_none()),
-        ("electricity", d.electricity.is_none()),
-        ("floor_area_m2", d.floor_area_m2 <= 0.0),
-    ]
-    .into_iter()
-    .filter_map(|(name, missing)| missing.then_some(name))
-    .collect();
-    if !missing_dwelling.is_empty() {
-        reasons.push(format!("dwelling lacks {}", missing_dwelling.join(", ")));
-    }
-    if household.address.village.is_none() {
-        reasons.push("address lacks the village code".to_owned());
-    }
-    for (fi, family) in household.families.iter().enumerate() {
-        for (mi, p) in family.members.iter().enumerate() {
-            let missing: Vec<&str> = [
-                ("marital_status", p.marital_status.is_none()),
-                ("education", p.education.is_none()),
-                ("work_status", p.work_status.is_none()),
-                ("health.disability", p.health.disability.is_none()),
-            ]
-            .into_iter()
-            .filter_map(|(name, missing)| missing.then_some(name))
-            .collect();
-            if !missing.is_empty() {
-                reasons.push(format!(
-                    "{} lacks {}",
-                    person_label(fi, mi),
-                    missing.join(", ")
-                ));
-            }
-        }
-    }
+    let reasons = household
+        .missing_attributes()
+        .0
+        .into_iter()
+        .map(|f| format!("{} is missing", f.field))
+        .collect();
     verdict(5, reasons)
 }
 
