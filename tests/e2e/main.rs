@@ -99,6 +99,21 @@ fn household() -> pb::Household {
     }
 }
 
+/// Minutes of a deliberation held last week.
+pub fn minutes() -> dtks_proto::intake::v1::Minutes {
+    use chrono::Datelike;
+    let held = chrono::Utc::now().date_naive() - chrono::Days::new(7);
+    dtks_proto::intake::v1::Minutes {
+        number: "BA/MUSDES/2001/11".into(),
+        date: Some(pb::Date {
+            year: held.year(),
+            month: held.month() as i32,
+            day: held.day() as i32,
+        }),
+        attendees: 42,
+    }
+}
+
 async fn count(stack: &Stack, sql: &str) -> anyhow::Result<i64> {
     let row = stack
         .db
@@ -152,6 +167,7 @@ async fn a_household_travels_from_intake_to_a_programme_list() -> anyhow::Result
                 kind: ProposalKind::Add as i32,
                 external_reference: "SIKS-NG-0001".into(),
                 household: Some(household()),
+                minutes: Some(minutes()),
                 ..Default::default()
             },
             &operator,
@@ -297,6 +313,7 @@ async fn a_malformed_nik_is_refused_naming_the_field_and_leaves_nothing_behind()
                 kind: ProposalKind::Add as i32,
                 external_reference: "BAD-1".into(),
                 household: Some(bad),
+                minutes: Some(minutes()),
                 ..Default::default()
             },
             &operator,
@@ -329,6 +346,7 @@ async fn a_malformed_nik_is_refused_naming_the_field_and_leaves_nothing_behind()
                 channel: Channel::Musdes as i32,
                 kind: ProposalKind::Add as i32,
                 household: Some(household()),
+                minutes: Some(minutes()),
                 ..Default::default()
             },
             &other_regency,

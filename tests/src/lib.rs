@@ -27,10 +27,11 @@ pub struct Stack {
     pub ports: HashMap<&'static str, u16>,
     pub registry_port: u16,
     pub db: DatabaseConnection,
+    env: Vec<(String, String)>,
     children: Vec<Child>,
 }
 
-fn bin_dir() -> PathBuf {
+pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/debug/deps/e2e-xxxx → target/debug
     exe.parent()
@@ -55,6 +56,16 @@ impl Stack {
     /// Creates the run's database, migrates every service, loads `registry_csv` into the
     /// reference civil registry and starts all seven processes.
     pub async fn start(registry_csv: &str) -> anyhow::Result<Self> {
+        Self::start_services(registry_csv, SERVICES, &[]).await
+    }
+
+    /// As [`Stack::start`], but runs only `services` (all are migrated), with `env`
+    /// added to every process.
+    pub async fn start_services(
+        registry_csv: &str,
+        services: &[&'static str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let base_url = required("DTKS_DATABASE__URL")?;
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let db_name = format!("dtks_e2e_{run_id}");
@@ -75,6 +86,10 @@ impl Stack {
             database_url,
             ports,
             registry_port,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             children: Vec::new(),
         };
 
@@ -97,11 +112,11 @@ impl Stack {
             .arg("serve")
             .spawn()?;
         stack.children.push(child);
-        for service in SERVICES {
+        for service in services {
             let child = stack.command(&format!("dtks-{service}"), service).spawn()?;
             stack.children.push(child);
         }
-        for service in SERVICES {
+        for service in services {
             stack.wait_serving(service).await?;
         }
         Ok(stack)
@@ -133,6 +148,7 @@ impl Stack {
             )
             .env("DTKS_DEMO_AUTO_APPROVE", "true")
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .kill_on_drop(true);
         cmd
@@ -182,12 +198,17 @@ impl Stack {
 
     /// A signed token for an officer of `role` scoped to `region` ("" = national).
     pub fn token(&self, role: dtks_platform::auth::Role, region: &str) -> String {
+        self.token_for("e2e-officer", role, region)
+    }
+
+    /// A signed token for `sub` with `role` and `region`.
+    pub fn token_for(&self, sub: &str, role: dtks_platform::auth::Role, region: &str) -> String {
         let config = dtks_platform::config::AuthConfig {
             jwt_secret: secrecy::SecretString::from(JWT_SECRET),
             issuer: "dtks-dev".into(),
             audience: "dtks".into(),
         };
-        dtks_platform::auth::issue(&config, "e2e-officer", role, region, 600).expect("token")
+        dtks_platform::auth::issue(&config, sub, role, region, 600).expect("token")
     }
 
     /// Polls `probe` until it returns `Some`, for up to `secs` seconds.

@@ -279,13 +279,13 @@ impl Household {
                 }
                 let gap_years =
                     |older: NaiveDate, younger: NaiveDate| (younger - older).num_days() / 365;
-                if let (Some(spouse), Relationship::Child) = (spouse_birth, person.relationship) {
-                    if gap_years(spouse, person.birth_date) < 12 {
-                        v.push(
-                            format!("{path}.relationship"),
-                            "a child must be at least 12 years younger than the head's spouse",
-                        );
-                    }
+                if let (Some(spouse), Relationship::Child) = (spouse_birth, person.relationship)
+                    && gap_years(spouse, person.birth_date) < 12
+                {
+                    v.push(
+                        format!("{path}.relationship"),
+                        "a child must be at least 12 years younger than the head's spouse",
+                    );
                 }
                 if let Some(head) = head_birth {
                     match person.relationship {
@@ -297,21 +297,20 @@ impl Household {
                             format!("{path}.relationship"),
                             "a parent must be at least 12 years older than the head",
                         ),
-                        Relationship::Grandchild if gap_years(head, person.birth_date) < 24 => {
-                            v.push(
+                        Relationship::Grandchild if gap_years(head, person.birth_date) < 24 => v
+                            .push(
                                 format!("{path}.relationship"),
                                 "a grandchild must be at least 24 years younger than the head",
-                            )
-                        }
+                            ),
                         _ => {}
                     }
                 }
             }
         }
-        if let Some(point) = &self.location {
-            if !point.is_in_indonesia() {
-                v.push("household.location", "coordinates fall outside Indonesia");
-            }
+        if let Some(point) = &self.location
+            && !point.is_in_indonesia()
+        {
+            v.push("household.location", "coordinates fall outside Indonesia");
         }
         v
     }
@@ -534,7 +533,10 @@ mod tests {
         grandchild.birth_date = NaiveDate::from_ymd_opt(2000, 2, 1).unwrap();
         grandchild.nik = Some(Nik::parse("3204010102000003").unwrap());
         let v = household_violations(&h);
-        assert!(v.iter().any(|f| f.description.contains("grandchild")), "{v:?}");
+        assert!(
+            v.iter().any(|f| f.description.contains("grandchild")),
+            "{v:?}"
+        );
         h.families[0].members[2].birth_date = NaiveDate::from_ymd_opt(2010, 2, 1).unwrap();
         h.families[0].members[2].nik = Some(Nik::parse("3204010102100003").unwrap());
         assert!(household_violations(&h).is_empty());
@@ -547,7 +549,12 @@ mod tests {
         h.dwelling.water = None;
         h.dwelling.floor_area_m2 = 0.0;
         h.families[0].members[1].education = None;
-        let fields: Vec<String> = h.missing_attributes().0.into_iter().map(|f| f.field).collect();
+        let fields: Vec<String> = h
+            .missing_attributes()
+            .0
+            .into_iter()
+            .map(|f| f.field)
+            .collect();
         assert_eq!(
             fields,
             [

@@ -56,13 +56,13 @@ pub fn single_record(household: &Household, outcomes: &Outcomes) -> CriterionRes
     let mut seen = HashSet::new();
     for (fi, family) in household.families.iter().enumerate() {
         for (mi, person) in family.members.iter().enumerate() {
-            if let Some(nik) = &person.nik {
-                if !seen.insert(nik.clone()) {
-                    reasons.push(format!(
-                        "{} repeats a NIK already in this household",
-                        person_label(fi, mi)
-                    ));
-                }
+            if let Some(nik) = &person.nik
+                && !seen.insert(nik.clone())
+            {
+                reasons.push(format!(
+                    "{} repeats a NIK already in this household",
+                    person_label(fi, mi)
+                ));
             }
             if let Some(MatchOutcome::DuplicateInDtks { household_id }) = outcomes.get(&(fi, mi)) {
                 reasons.push(format!(
@@ -129,25 +129,24 @@ pub fn no_family_overlap(household: &Household) -> CriterionResult {
     let mut nik_family = HashMap::new();
     let mut kks = HashSet::new();
     for (fi, family) in household.families.iter().enumerate() {
-        if let Some(kk) = &family.kk_number {
-            if !kks.insert(kk.clone()) {
-                reasons.push(format!(
-                    "family {} repeats the KK number of another family",
-                    fi + 1
-                ));
-            }
+        if let Some(kk) = &family.kk_number
+            && !kks.insert(kk.clone())
+        {
+            reasons.push(format!(
+                "family {} repeats the KK number of another family",
+                fi + 1
+            ));
         }
         for (mi, person) in family.members.iter().enumerate() {
-            if let Some(nik) = &person.nik {
-                if let Some(other) = nik_family.insert(nik.clone(), fi) {
-                    if other != fi {
-                        reasons.push(format!(
-                            "{} also belongs to family {}",
-                            person_label(fi, mi),
-                            other + 1
-                        ));
-                    }
-                }
+            if let Some(nik) = &person.nik
+                && let Some(other) = nik_family.insert(nik.clone(), fi)
+                && other != fi
+            {
+                reasons.push(format!(
+                    "{} also belongs to family {}",
+                    person_label(fi, mi),
+                    other + 1
+                ));
             }
         }
     }

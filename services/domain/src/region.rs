@@ -129,7 +129,7 @@ mod tests {
         assert_eq!(village.nik_prefix().unwrap(), "320401");
         let regency = RegionCode::parse("32.04").unwrap();
         assert!(regency.contains(&village));
-        assert!(!RegionCode::parse("32.0").is_ok());
+        assert!(RegionCode::parse("32.0").is_err());
         assert!(!RegionCode::parse("32.05").unwrap().contains(&village));
         assert!(RegionCode::parse("00").is_err());
         assert!(RegionCode::parse("32.04.01.2001.1").is_err());

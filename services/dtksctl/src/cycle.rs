@@ -1,6 +1,8 @@
 //! Drives one monthly cycle through the running services over gRPC.
 
 use std::io::BufRead;
+
+use chrono::Datelike;
 use std::time::{Duration, Instant};
 
 use dtks_platform::auth::{BearerToken, Role};
@@ -12,7 +14,9 @@ use dtks_proto::distribution::v1::{
     BuildListRequest, distribution_service_client::DistributionServiceClient,
 };
 use dtks_proto::events::v1::{Channel, ProposalKind};
-use dtks_proto::intake::v1::{SubmitProposalRequest, intake_service_client::IntakeServiceClient};
+use dtks_proto::intake::v1::{
+    Minutes, SubmitProposalRequest, intake_service_client::IntakeServiceClient,
+};
 use dtks_proto::reporting::v1::{RegionQuery, reporting_service_client::ReportingServiceClient};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel as GrpcChannel;
@@ -86,7 +90,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         month: month.parse()?,
     };
     let admin = token("pusdatin_admin", "", "dtksctl")?;
-    let mut intake = IntakeServiceClient::new(channel(&args.intake, &admin).await?);
     let mut reporting = ReportingServiceClient::new(channel(&args.reporting, &admin).await?);
     let before = reporting
         .get_pipeline_summary(RegionQuery::default())
@@ -94,29 +97,53 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .into_inner();
 
     let started = Instant::now();
-    let (mut submitted, mut refused) = (0u64, 0u64);
+    // Each regency's officer imports the musdes results of that regency's villages.
+    let minutes_date = chrono::Utc::now().date_naive() - chrono::Days::new(7);
+    let mut by_regency: std::collections::BTreeMap<String, Vec<(u64, SubmitProposalRequest)>> =
+        Default::default();
     let file = std::io::BufReader::new(std::fs::File::open(&args.proposals)?);
-    for line in file.lines() {
+    for (i, line) in file.lines().enumerate() {
         let value: serde_json::Value = serde_json::from_str(&line?)?;
         let household: dtks_domain::Household = serde_json::from_value(value["household"].clone())?;
         let reference = value["external_reference"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
+        let village = household
+            .village()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         let request = SubmitProposalRequest {
             idempotency_key: reference.clone(),
             channel: Channel::Musdes as i32,
             kind: ProposalKind::Add as i32,
             external_reference: reference,
             household: Some(dtks_platform::convert::household_to_proto(&household)),
+            minutes: Some(Minutes {
+                number: format!("BA-MUSDES/{village}/{}", args.period),
+                date: Some(pb::Date {
+                    year: minutes_date.year(),
+                    month: minutes_date.month() as i32,
+                    day: minutes_date.day() as i32,
+                }),
+                attendees: 30,
+            }),
             ..Default::default()
         };
-        match intake.submit_proposal(request).await {
-            Ok(r) if !r.get_ref().replayed => submitted += 1,
-            Ok(_) => {}
-            Err(status) if status.code() == tonic::Code::InvalidArgument => refused += 1,
-            Err(status) => return Err(status.into()),
-        }
+        by_regency
+            .entry(village.get(..5).unwrap_or_default().to_owned())
+            .or_default()
+            .push((i as u64 + 1, request));
+    }
+    let total = by_regency.values().map(Vec::len).sum::<usize>() as u64;
+    let mut progress = crate::bulk::Progress::new(total, false);
+    let (mut submitted, mut refused) = (0u64, 0u64);
+    for (regency, rows) in by_regency {
+        let officer = token("regency_officer", &regency, "dtksctl-cycle")?;
+        let client = IntakeServiceClient::new(channel(&args.intake, &officer).await?);
+        let outcome = crate::bulk::send(&client, rows, 2, &mut progress).await?;
+        submitted += outcome.accepted - outcome.replayed;
+        refused += outcome.rejected.len() as u64;
     }
     println!(
         "intake: {submitted} proposals accepted, {refused} refused with reasons ({:.1} s)",

@@ -2,6 +2,7 @@
 //! generates a synthetic population for any regency, and drives a monthly cycle through
 //! the running services.
 
+mod bulk;
 mod cycle;
 mod population;
 

@@ -3,8 +3,10 @@
 //! offending field named, stored once (idempotency), and published as
 //! `proposal.submitted` through the outbox.
 
+mod check;
 mod migrations;
 mod service;
+mod store;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

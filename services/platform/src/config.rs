@@ -21,6 +21,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Verivali only: the explicit demo policy that approves every workflow step on the
     /// officers' behalf, for the local walking skeleton. Never on in production.
     #[serde(default)]
@@ -106,6 +108,33 @@ fn default_issuer() -> String {
 }
 fn default_audience() -> String {
     "dtks".to_owned()
+}
+
+/// Limits on what callers may send.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitsConfig {
+    /// Self-registrations one client may submit per minute (intake).
+    #[serde(default = "default_self_registration")]
+    pub self_registration_per_minute: u32,
+    /// Rows in one bulk-import stream (intake); larger files go in several streams.
+    #[serde(default = "default_import_rows")]
+    pub import_rows_per_stream: u64,
+}
+
+fn default_self_registration() -> u32 {
+    10
+}
+fn default_import_rows() -> u64 {
+    10_000
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            self_registration_per_minute: default_self_registration(),
+            import_rows_per_stream: default_import_rows(),
+        }
+    }
 }
 
 /// Addresses of what a service calls.

@@ -108,7 +108,7 @@ fn person(p: &pb::Person, path: &str, v: &mut Violations) -> Option<Person> {
     if p.monthly_income < 0 {
         v.push(format!("{path}.monthly_income"), "must not be negative");
     }
-    let health = p.health.clone().unwrap_or_default();
+    let health = p.health.unwrap_or_default();
     let disability = coded(
         health.disability,
         &format!("{path}.health.disability"),
@@ -168,13 +168,13 @@ pub fn household_from_proto(h: &pb::Household, today: NaiveDate) -> Result<House
             RegionCode::parse(&address.village_code),
         )
     };
-    if let Some(code) = &village {
-        if code.level() != dtks_domain::RegionLevel::Village {
-            v.push(
-                "household.address.village_code",
-                "must be a village (desa/kelurahan) code such as 32.04.01.2001",
-            );
-        }
+    if let Some(code) = &village
+        && code.level() != dtks_domain::RegionLevel::Village
+    {
+        v.push(
+            "household.address.village_code",
+            "must be a village (desa/kelurahan) code such as 32.04.01.2001",
+        );
     }
     if h.families.len() > 20 {
         v.push("household.families", "at most 20 families in one household");
@@ -201,7 +201,7 @@ pub fn household_from_proto(h: &pb::Household, today: NaiveDate) -> Result<House
             .collect();
         families.push(Family { kk_number, members });
     }
-    let d = h.dwelling.clone().unwrap_or_default();
+    let d = h.dwelling.unwrap_or_default();
     let dwelling = Dwelling {
         tenure: coded(
             d.tenure,
@@ -260,7 +260,7 @@ pub fn household_from_proto(h: &pb::Household, today: NaiveDate) -> Result<House
             "must be between 0 and 10000",
         );
     }
-    let a = h.assets.clone().unwrap_or_default();
+    let a = h.assets.unwrap_or_default();
     let household = Household {
         household_id: (!h.household_id.is_empty()).then(|| h.household_id.clone()),
         address: Address {

@@ -4,6 +4,7 @@ use dtks_proto::events::v1::Envelope;
 use prost::Message;
 
 pub const PROPOSAL_SUBMITTED: &str = "proposal.submitted";
+pub const PROPOSAL_WITHDRAWN: &str = "proposal.withdrawn";
 pub const PROPOSAL_MATCHED: &str = "proposal.matched";
 pub const HOUSEHOLD_ACCEPTED: &str = "household.accepted";
 pub const HOUSEHOLD_RETURNED: &str = "household.returned";

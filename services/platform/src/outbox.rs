@@ -31,6 +31,24 @@ pub async fn enqueue<C: ConnectionTrait>(conn: &C, envelope: &Envelope) -> Resul
     Ok(())
 }
 
+/// Writes many envelopes to the outbox with one binary COPY inside the caller's
+/// transaction (the bulk path's counterpart of [`enqueue`]).
+pub async fn enqueue_copy<'a>(
+    conn: &mut sqlx::PgConnection,
+    envelopes: impl IntoIterator<Item = &'a Envelope>,
+) -> Result<u64, sqlx::Error> {
+    let mut rows = crate::copy::BinaryRows::new();
+    for envelope in envelopes {
+        let event_id = uuid::Uuid::parse_str(&envelope.event_id)
+            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        rows.row(3)
+            .uuid(event_id)
+            .text(&envelope.r#type)
+            .bytea(&envelope.encode_to_vec());
+    }
+    crate::copy::copy_in(conn, "outbox (event_id, event_type, envelope)", rows).await
+}
+
 /// Wakes the relay right after a commit instead of waiting for its next poll.
 #[derive(Clone, Default)]
 pub struct OutboxSignal(Arc<Notify>);

@@ -12,6 +12,20 @@ const REGENCIES: &str = include_str!("../../../deploy/reference/idn-area-data/re
 const DISTRICTS: &str = include_str!("../../../deploy/reference/idn-area-data/districts.csv");
 pub const VILLAGES: &str = include_str!("../../../deploy/reference/idn-area-data/villages.csv");
 
+/// Every village (desa/kelurahan) code, held in memory: the hot-path check for a
+/// proposal's address, from the same files the migration loads.
+pub fn village_codes() -> &'static std::collections::HashSet<&'static str> {
+    static CODES: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    CODES.get_or_init(|| {
+        VILLAGES
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split(',').next())
+            .collect()
+    })
+}
+
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
