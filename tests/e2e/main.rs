@@ -1,6 +1,8 @@
 //! One household from intake to a programme list, across seven processes, over the real
 //! stack; and a malformed proposal refused with nothing stored or published.
 
+mod intake;
+
 use dtks_e2e::{SERVICES, Stack, authed};
 use dtks_platform::auth::Role;
 use dtks_proto::common::v1 as pb;
