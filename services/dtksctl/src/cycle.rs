@@ -72,7 +72,7 @@ pub fn token(role: &str, region: &str, sub: &str) -> anyhow::Result<String> {
     dtks_platform::auth::issue(&auth_config()?, sub, role, region, 12 * 3600)
 }
 
-async fn channel(
+pub(crate) async fn channel(
     url: &str,
     token: &str,
 ) -> anyhow::Result<InterceptedService<GrpcChannel, BearerToken>> {

@@ -1,10 +1,12 @@
 //! `dtksctl`: the operator's command line. Issues development tokens (the local issuer),
-//! generates a synthetic population for any regency, and drives a monthly cycle through
-//! the running services.
+//! generates a synthetic population for any regency, imports proposal files (XLSX/CSV)
+//! and writes their template, and drives a monthly cycle through the running services.
 
 mod bulk;
 mod cycle;
+mod import;
 mod population;
+mod sheet;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +34,13 @@ enum Command {
     Gen(population::Args),
     /// Submit proposals, wait for verivali, determine the month, build a list, report.
     Cycle(cycle::Args),
+    /// Import a proposal file (XLSX, or a directory of CSV files) through intake's bulk
+    /// path; refused rows go to a file of the same format with the reason on each row.
+    /// Exit status 3 when some rows were refused.
+    Import(import::ImportArgs),
+    /// Write the proposal-file template (XLSX or a directory of CSV files) with one
+    /// example household, the meaning of every column and the codes.
+    Template(import::TemplateArgs),
 }
 
 #[tokio::main]
@@ -43,5 +52,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Gen(args) => population::run(args),
         Command::Cycle(args) => cycle::run(args).await,
+        Command::Import(args) => {
+            let code = import::run(args).await?;
+            std::process::exit(code)
+        }
+        Command::Template(args) => import::template(args),
     }
 }

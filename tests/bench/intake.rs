@@ -1,0 +1,229 @@
+//! Intake's bulk path against a raw PostgreSQL COPY of the same rows.
+//!
+//! Run with `scripts/bench.sh intake [HOUSEHOLDS]` (release build, real stack). It
+//! starts the intake service, generates a synthetic regency with `dtksctl gen`, imports
+//! every household through `ImportProposals` (streams of 10,000 rows, several in
+//! flight: the path `dtksctl import` takes), then copies the very rows intake stored —
+//! `proposals` and `proposal_persons` — into empty tables of the same shape (same
+//! indexes and constraints) with one binary COPY each, and prints both and their ratio.
+//! The bulk path also writes one outbox row per proposal, which the COPY baseline does
+//! not; a second baseline line includes them.
+
+use std::time::Instant;
+
+use chrono::Datelike;
+use dtks_e2e::{Stack, bin_dir};
+use dtks_platform::auth::Role;
+use dtks_proto::common::v1 as pb;
+use dtks_proto::events::v1::{Channel, ProposalKind};
+use dtks_proto::intake::v1::{
+    ImportProposalsRequest, Minutes, SubmitProposalRequest,
+    intake_service_client::IntakeServiceClient,
+};
+use futures::StreamExt;
+
+const STREAM_ROWS: usize = 10_000;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn copy_out(conn: &mut sqlx::PgConnection, table: &str) -> anyhow::Result<Vec<u8>> {
+    let mut stream = conn
+        .copy_out_raw(&format!("COPY {table} TO STDOUT (FORMAT binary)"))
+        .await?;
+    let mut data = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        data.extend_from_slice(&chunk?);
+    }
+    Ok(data)
+}
+
+async fn copy_in(conn: &mut sqlx::PgConnection, table: &str, data: &[u8]) -> anyhow::Result<u64> {
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
+        .await?;
+    for chunk in data.chunks(1 << 20) {
+        copy.send(chunk).await?;
+    }
+    Ok(copy.finish().await?)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; nothing else is expected.
+    let households: usize = env_or("DTKS_BENCH_HOUSEHOLDS", 100_000);
+    let streams: usize = env_or("DTKS_BENCH_STREAMS", 2);
+    println!("intake bulk benchmark: {households} households, {streams} streams in flight");
+
+    let stack = Stack::start_services(
+        "nik,kk_number,full_name,birth_place,birth_date,sex,village_code,death_date\n",
+        &["intake"],
+        &[("DTKS_DATABASE__MAX_CONNECTIONS", "8")],
+    )
+    .await?;
+
+    // A synthetic regency (Kabupaten Bandung), generated once, outside the timing.
+    let out = std::env::temp_dir().join(format!("dtks-bench-{}", stack.run_id));
+    let status = tokio::process::Command::new(bin_dir().join("dtksctl"))
+        .args([
+            "gen",
+            "--regencies",
+            "32.04",
+            "--corruption",
+            "0",
+            "--households",
+        ])
+        .arg(households.to_string())
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "dtksctl gen failed");
+    let held = chrono::Utc::now().date_naive() - chrono::Days::new(7);
+    let mut rows = Vec::with_capacity(households);
+    for (i, line) in std::fs::read_to_string(out.join("proposals.jsonl"))?
+        .lines()
+        .enumerate()
+    {
+        let value: serde_json::Value = serde_json::from_str(line)?;
+        let household: dtks_domain::Household = serde_json::from_value(value["household"].clone())?;
+        let reference = value["external_reference"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        rows.push(ImportProposalsRequest {
+            row: i as u64 + 1,
+            proposal: Some(SubmitProposalRequest {
+                idempotency_key: reference.clone(),
+                channel: Channel::Musdes as i32,
+                kind: ProposalKind::Add as i32,
+                external_reference: reference,
+                household: Some(dtks_platform::convert::household_to_proto(&household)),
+                minutes: Some(Minutes {
+                    number: "BA/MUSDES/BENCH".into(),
+                    date: Some(pb::Date {
+                        year: held.year(),
+                        month: held.month() as i32,
+                        day: held.day() as i32,
+                    }),
+                    attendees: 30,
+                }),
+                ..Default::default()
+            }),
+        });
+    }
+    let _ = std::fs::remove_dir_all(&out);
+
+    // The bulk path: gRPC client streams into the intake service.
+    let token = stack.token(Role::RegencyOfficer, "32.04");
+    let client = IntakeServiceClient::new(stack.channel("intake").await?)
+        .max_decoding_message_size(16 << 20);
+    let mut chunks = Vec::new();
+    let mut rest = rows.into_iter().peekable();
+    while rest.peek().is_some() {
+        chunks.push(rest.by_ref().take(STREAM_ROWS).collect::<Vec<_>>());
+    }
+    let started = Instant::now();
+    let mut answers = futures::stream::iter(chunks.into_iter().map(|chunk| {
+        let mut client = client.clone();
+        let token = token.clone();
+        async move {
+            client
+                .import_proposals(dtks_e2e::authed(futures::stream::iter(chunk), &token))
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    }))
+    .buffer_unordered(streams);
+    let mut accepted = 0;
+    while let Some(answer) = answers.next().await {
+        let answer = answer?;
+        anyhow::ensure!(
+            answer.rejected == 0,
+            "rows refused: {:?}",
+            &answer.rows[..3.min(answer.rows.len())]
+        );
+        accepted += answer.accepted;
+    }
+    let bulk = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        accepted as usize == households,
+        "{accepted} of {households} accepted"
+    );
+
+    let pool = sqlx::PgPool::connect(&stack.database_url).await?;
+    let mut conn = pool.acquire().await?;
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&pool)
+                .await
+        }
+    };
+    let proposals = count("intake.proposals").await?;
+    let persons = count("intake.proposal_persons").await?;
+    let events = count("intake.outbox").await?;
+    anyhow::ensure!(proposals as usize == households && events as usize == households);
+
+    // The baseline: the same rows, exported outside the timing, copied into empty tables
+    // of the same shape.
+    let proposal_rows = copy_out(&mut conn, "intake.proposals").await?;
+    let person_rows = copy_out(&mut conn, "intake.proposal_persons").await?;
+    let outbox_rows = copy_out(
+        &mut conn,
+        "(SELECT event_id, event_type, envelope FROM intake.outbox)",
+    )
+    .await?;
+    sqlx::raw_sql(
+        "CREATE SCHEMA bench_copy;
+         CREATE TABLE bench_copy.proposals (LIKE intake.proposals INCLUDING ALL);
+         CREATE TABLE bench_copy.proposal_persons (LIKE intake.proposal_persons INCLUDING ALL);
+         CREATE TABLE bench_copy.outbox (LIKE intake.outbox INCLUDING ALL);",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let started = Instant::now();
+    let mut txn = sqlx::Connection::begin(&mut *conn).await?;
+    copy_in(&mut txn, "bench_copy.proposals", &proposal_rows).await?;
+    copy_in(&mut txn, "bench_copy.proposal_persons", &person_rows).await?;
+    txn.commit().await?;
+    let raw = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    copy_in(
+        &mut conn,
+        "bench_copy.outbox (event_id, event_type, envelope)",
+        &outbox_rows,
+    )
+    .await?;
+    let raw_outbox = raw + started.elapsed().as_secs_f64();
+
+    let rows_written = (proposals + persons) as f64;
+    let mib = (proposal_rows.len() + person_rows.len()) as f64 / (1024.0 * 1024.0);
+    println!(
+        "rows: {proposals} proposals + {persons} persons = {rows_written} ({mib:.0} MiB as COPY data); {events} outbox events"
+    );
+    println!(
+        "{:<44} {:>9} {:>13} {:>8}",
+        "path", "seconds", "rows/s", "vs COPY"
+    );
+    let line = |name: &str, secs: f64| {
+        println!(
+            "{name:<44} {secs:>9.2} {:>13.0} {:>8.2}",
+            rows_written / secs,
+            raw / secs
+        );
+    };
+    line("raw COPY (proposals + persons)", raw);
+    line("raw COPY incl. outbox rows", raw_outbox);
+    line("gRPC bulk import (checks + outbox)", bulk);
+    println!(
+        "ratio: the bulk path runs at {:.2} of raw COPY speed (goal ≥ 0.50)",
+        raw / bulk
+    );
+    Ok(())
+}
