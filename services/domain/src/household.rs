@@ -163,6 +163,16 @@ pub struct AssistanceRecord {
     pub amount: i64,
 }
 
+/// The contract path of one person, `household.families[f].members[m]`.
+#[derive(Clone, Copy)]
+struct PersonPath(usize, usize);
+
+impl std::fmt::Display for PersonPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "household.families[{}].members[{}]", self.0, self.1)
+    }
+}
+
 /// A household (ruta): the unit DTKS determines and ranks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Household {
@@ -242,7 +252,8 @@ impl Household {
                 );
             }
             for (mi, person) in family.members.iter().enumerate() {
-                let path = format!("household.families[{fi}].members[{mi}]");
+                // Built only for a violation: this runs for every person of a bulk import.
+                let path = PersonPath(fi, mi);
                 if person.birth_date > today {
                     v.push(format!("{path}.birth_date"), "birth date is in the future");
                 } else if person.age_on(today) > 120 {
@@ -264,7 +275,7 @@ impl Household {
                             "the NIK's encoded sex (day + 40 for women) differs from sex",
                         );
                     }
-                    if let Some(first) = seen.insert(nik.clone(), path.clone()) {
+                    if let Some(first) = seen.insert(nik, path) {
                         v.push(
                             format!("{path}.nik"),
                             format!("the same NIK is already given for {first}"),

@@ -36,7 +36,7 @@ pub struct ImportArgs {
     #[arg(long, env = "DTKS_TOKEN", hide_env_values = true)]
     token: String,
     /// Import streams in flight at once.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     concurrency: usize,
     /// Show the progress line even when standard error is not a terminal.
     #[arg(long)]

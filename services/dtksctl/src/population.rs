@@ -199,6 +199,28 @@ fn old_spelling(name: &str) -> String {
     format!("{name}h")
 }
 
+/// The last serial used per district and date, as Dukcapil numbers them: a NIK's four
+/// serial digits count the people of one district born on one day (women and men apart,
+/// as the day of a woman's NIK is shifted by 40); a KK's count the cards issued on one
+/// day. Serials from 9000 are left for `unknown_nik`.
+#[derive(Default)]
+struct Serials(std::collections::HashMap<(String, NaiveDate, bool), u16>);
+
+impl Serials {
+    fn next(&mut self, district: &str, date: NaiveDate, female: bool) -> u16 {
+        let serial = self
+            .0
+            .entry((district.to_owned(), date, female))
+            .or_insert(0);
+        *serial += 1;
+        assert!(
+            *serial < 9000,
+            "more than 8999 NIKs for one district and day"
+        );
+        *serial
+    }
+}
+
 fn pick<'a>(rng: &mut ChaCha8Rng, list: &[&'a str]) -> &'a str {
     list[rng.random_range(0..list.len())]
 }
@@ -212,18 +234,18 @@ fn date_between(rng: &mut ChaCha8Rng, from: i32, to: i32) -> NaiveDate {
 fn make_person(
     rng: &mut ChaCha8Rng,
     district: &str,
-    serial: &mut u16,
+    serials: &mut Serials,
     born: NaiveDate,
     sex: Sex,
     relationship: Relationship,
     family_name: &str,
     poor: bool,
 ) -> Person {
-    *serial += 1;
+    let serial = serials.next(district, born, sex == Sex::Female);
     let given = pick(rng, if sex == Sex::Male { MALE } else { FEMALE });
     let adult = 2026 - born.year() >= 18;
     Person {
-        nik: Some(Nik::compose(district, born, sex, *serial).expect("valid NIK")),
+        nik: Some(Nik::compose(district, born, sex, serial).expect("valid NIK")),
         full_name: format!("{given} {family_name}"),
         birth_place: "Bandung".into(),
         birth_date: born,
@@ -310,19 +332,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "nik,kk_number,full_name,birth_place,birth_date,sex,village_code,death_date"
     )?;
     writeln!(truth, "external_reference,family,member,corruption,detail")?;
-    let mut serials = std::collections::HashMap::<String, u16>::new();
+    let mut serials = Serials::default();
     let mut previous: Option<(String, Vec<Person>)> = None;
     for i in 0..args.households {
         let village = villages[rng.random_range(0..villages.len())].clone();
         let district = village[..8].replace('.', "");
-        let serial = serials.entry(district.clone()).or_insert(0);
         let poor = rng.random_bool(0.5);
         let family_name = pick(&mut rng, FAMILY);
         let head_born = date_between(&mut rng, 1955, 1995);
         let mut members = vec![make_person(
             &mut rng,
             &district,
-            serial,
+            &mut serials,
             head_born,
             Sex::Male,
             Relationship::Head,
@@ -333,7 +354,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         members.push(make_person(
             &mut rng,
             &district,
-            serial,
+            &mut serials,
             spouse_born,
             Sex::Female,
             Relationship::Spouse,
@@ -354,7 +375,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             members.push(make_person(
                 &mut rng,
                 &district,
-                serial,
+                &mut serials,
                 born,
                 sex,
                 Relationship::Child,
@@ -362,8 +383,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 poor,
             ));
         }
-        *serial += 1;
-        let kk = KkNumber::compose(&district, date_between(&mut rng, 2010, 2025), *serial)?;
+        let issued = date_between(&mut rng, 2010, 2025);
+        let kk = KkNumber::compose(&district, issued, serials.next(&district, issued, false))?;
         let reference = format!("GEN-{:07}", i + 1);
         // What the civil registry holds for each member: the truth, before any corruption.
         let mut registry_rows: Vec<RegistryRow> = members

@@ -46,6 +46,8 @@ struct Intake {
 
 /// Proposals a bulk import writes per transaction.
 const BATCH: usize = 1_000;
+/// Batches of one import stream being written at once (each on its own connection).
+const WRITES_IN_FLIGHT: usize = 3;
 
 fn today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
@@ -190,6 +192,35 @@ fn row_refused(row: u64, fields: Vec<(String, String)>) -> RowResult {
     }
 }
 
+/// Checks one batch of an import and stores what passes; a result for every row.
+async fn check_and_store(
+    db: &DatabaseConnection,
+    who: &Claims,
+    batch: Vec<(u64, SubmitProposalRequest)>,
+    today: chrono::NaiveDate,
+) -> Result<Vec<RowResult>, Status> {
+    let mut results = Vec::with_capacity(batch.len());
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut prepared = Vec::with_capacity(batch.len());
+    for (row, proposal) in batch {
+        match check::prepare(who, proposal, today) {
+            Ok(p) => {
+                rows.push(row);
+                prepared.push(p);
+            }
+            Err(refusal) => results.push(row_refused(row, refusal.into_fields())),
+        }
+    }
+    let stored = store::store(db, prepared).await.map_err(grpc::internal)?;
+    results.extend(rows.into_iter().zip(stored).map(|(row, stored)| RowResult {
+        row,
+        proposal_id: stored.proposal_id.to_string(),
+        errors: vec![],
+        replayed: stored.replayed,
+    }));
+    Ok(results)
+}
+
 /// Decodes and checks an opaque page token (`v1.<uuid>`).
 fn page_cursor(page: Option<&pb::PageRequest>) -> Result<(Option<uuid::Uuid>, u64), Status> {
     let page = page.cloned().unwrap_or_default();
@@ -262,24 +293,23 @@ impl IntakeService for Intake {
         let mut response = ImportProposalsResponse::default();
         let today = today();
         let mut received = 0u64;
-        let mut pending: Vec<(u64, Prepared)> = Vec::with_capacity(BATCH);
-        // Writes run one batch behind the reading and checking of the next.
-        let mut writing: Option<tokio::task::JoinHandle<Result<Vec<(u64, Stored)>, Status>>> = None;
-        let mut accepted_rows = Vec::new();
+        let mut pending: Vec<(u64, SubmitProposalRequest)> = Vec::with_capacity(BATCH);
+        // Reading goes on while earlier batches are checked and written, up to
+        // WRITES_IN_FLIGHT batches at once, each on its own task and connection.
+        let mut working: tokio::task::JoinSet<Result<Vec<RowResult>, Status>> =
+            tokio::task::JoinSet::new();
         loop {
             let item = stream.message().await?;
             let flush = item.is_none() || pending.len() >= BATCH;
             if flush && !pending.is_empty() {
-                if let Some(previous) = writing.take() {
-                    accepted_rows.extend(previous.await.map_err(grpc::internal)??);
+                while working.len() >= WRITES_IN_FLIGHT {
+                    if let Some(done) = working.join_next().await {
+                        response.rows.extend(done.map_err(grpc::internal)??);
+                    }
                 }
                 let batch = std::mem::take(&mut pending);
-                let db = self.db.clone();
-                writing = Some(tokio::spawn(async move {
-                    let (rows, prepared): (Vec<u64>, Vec<Prepared>) = batch.into_iter().unzip();
-                    let stored = store::store(&db, prepared).await.map_err(grpc::internal)?;
-                    Ok(rows.into_iter().zip(stored).collect())
-                }));
+                let (db, who) = (self.db.clone(), who.clone());
+                working.spawn(async move { check_and_store(&db, &who, batch, today).await });
                 self.outbox.wake();
             }
             let Some(item) = item else { break };
@@ -297,32 +327,24 @@ impl IntakeService for Intake {
                 ));
                 continue;
             }
-            let Some(proposal) = item.proposal else {
-                response.rows.push(row_refused(
+            match item.proposal {
+                Some(proposal) => pending.push((row, proposal)),
+                None => response.rows.push(row_refused(
                     row,
                     vec![("proposal".into(), "is required".into())],
-                ));
-                continue;
-            };
-            match check::prepare(&who, proposal, today) {
-                Ok(prepared) => pending.push((row, prepared)),
-                Err(refusal) => response.rows.push(row_refused(row, refusal.into_fields())),
+                )),
             }
         }
-        if let Some(previous) = writing.take() {
-            accepted_rows.extend(previous.await.map_err(grpc::internal)??);
+        while let Some(done) = working.join_next().await {
+            response.rows.extend(done.map_err(grpc::internal)??);
         }
-        response.rejected = response.rows.len() as u64;
-        response.accepted = accepted_rows.len() as u64;
-        self.outbox.wake();
-        response
+        response.rejected = response
             .rows
-            .extend(accepted_rows.into_iter().map(|(row, stored)| RowResult {
-                row,
-                proposal_id: stored.proposal_id.to_string(),
-                errors: vec![],
-                replayed: stored.replayed,
-            }));
+            .iter()
+            .filter(|r| !r.errors.is_empty())
+            .count() as u64;
+        response.accepted = response.rows.len() as u64 - response.rejected;
+        self.outbox.wake();
         response.rows.sort_by_key(|r| r.row);
         tracing::info!(
             accepted = response.accepted,

@@ -6,10 +6,11 @@ use dtks_domain::household::*;
 use dtks_domain::{KkNumber, Nik, RegionCode, Violations};
 use dtks_proto::common::v1 as pb;
 
-fn date(d: Option<&pb::Date>, field: &str, v: &mut Violations) -> Option<NaiveDate> {
+fn date(d: Option<&pb::Date>, (path, name): (&str, &str), v: &mut Violations) -> Option<NaiveDate> {
+    let field = || format!("{path}.{name}");
     match d {
         None => {
-            v.push(field, "is required");
+            v.push(field(), "is required");
             None
         }
         Some(d) => {
@@ -19,7 +20,7 @@ fn date(d: Option<&pb::Date>, field: &str, v: &mut Violations) -> Option<NaiveDa
                 .and_then(|(m, day)| NaiveDate::from_ymd_opt(d.year, m, day));
             if parsed.is_none() {
                 v.push(
-                    field,
+                    field(),
                     format!(
                         "{:04}-{:02}-{:02} is not a calendar date",
                         d.year, d.month, d.day
@@ -31,9 +32,10 @@ fn date(d: Option<&pb::Date>, field: &str, v: &mut Violations) -> Option<NaiveDa
     }
 }
 
+/// A coded attribute; the field path (`{path}.{name}`) is only built for a violation.
 fn coded<T>(
     code: i32,
-    field: &str,
+    (path, name): (&str, &str),
     required: bool,
     from: fn(i32) -> Result<Option<T>, String>,
     v: &mut Violations,
@@ -42,12 +44,12 @@ fn coded<T>(
         Ok(Some(value)) => Some(value),
         Ok(None) => {
             if required {
-                v.push(field, "is required");
+                v.push(format!("{path}.{name}"), "is required");
             }
             None
         }
         Err(e) => {
-            v.push(field, e);
+            v.push(format!("{path}.{name}"), e);
             None
         }
     }
@@ -57,8 +59,13 @@ fn person(p: &pb::Person, path: &str, v: &mut Violations) -> Option<Person> {
     let nik = if p.nik.is_empty() {
         Some(None)
     } else {
-        v.check(&format!("{path}.nik"), Nik::parse(&p.nik))
-            .map(Some)
+        match Nik::parse(&p.nik) {
+            Ok(nik) => Some(Some(nik)),
+            Err(e) => {
+                v.push(format!("{path}.nik"), e.to_string());
+                None
+            }
+        }
     };
     if p.full_name.trim().is_empty() {
         v.push(format!("{path}.full_name"), "is required");
@@ -68,39 +75,39 @@ fn person(p: &pb::Person, path: &str, v: &mut Violations) -> Option<Person> {
             "must be at most 120 characters",
         );
     }
-    let birth_date = date(p.birth_date.as_ref(), &format!("{path}.birth_date"), v);
-    let sex = coded(p.sex, &format!("{path}.sex"), true, Sex::from_code, v);
+    let birth_date = date(p.birth_date.as_ref(), (path, "birth_date"), v);
+    let sex = coded(p.sex, (path, "sex"), true, Sex::from_code, v);
     let relationship = coded(
         p.relationship,
-        &format!("{path}.relationship"),
+        (path, "relationship"),
         true,
         Relationship::from_code,
         v,
     );
     let marital_status = coded(
         p.marital_status,
-        &format!("{path}.marital_status"),
+        (path, "marital_status"),
         false,
         MaritalStatus::from_code,
         v,
     );
     let education = coded(
         p.education,
-        &format!("{path}.education"),
+        (path, "education"),
         false,
         EducationLevel::from_code,
         v,
     );
     let school_status = coded(
         p.school_status,
-        &format!("{path}.school_status"),
+        (path, "school_status"),
         false,
         SchoolStatus::from_code,
         v,
     );
     let work_status = coded(
         p.work_status,
-        &format!("{path}.work_status"),
+        (path, "work_status"),
         false,
         WorkStatus::from_code,
         v,
@@ -111,7 +118,7 @@ fn person(p: &pb::Person, path: &str, v: &mut Violations) -> Option<Person> {
     let health = p.health.unwrap_or_default();
     let disability = coded(
         health.disability,
-        &format!("{path}.health.disability"),
+        (path, "health.disability"),
         false,
         Disability::from_code,
         v,
@@ -120,7 +127,7 @@ fn person(p: &pb::Person, path: &str, v: &mut Violations) -> Option<Person> {
     for (i, g) in p.special_groups.iter().enumerate() {
         if let Some(g) = coded(
             *g,
-            &format!("{path}.special_groups[{i}]"),
+            (path, &format!("special_groups[{i}]")),
             true,
             SpecialGroup::from_code,
             v,
@@ -205,7 +212,7 @@ pub fn household_from_proto(h: &pb::Household, today: NaiveDate) -> Result<House
     let dwelling = Dwelling {
         tenure: coded(
             d.tenure,
-            "household.dwelling.tenure",
+            ("household.dwelling", "tenure"),
             false,
             Tenure::from_code,
             &mut v,
@@ -213,42 +220,42 @@ pub fn household_from_proto(h: &pb::Household, today: NaiveDate) -> Result<House
         floor_area_m2: d.floor_area_m2,
         floor: coded(
             d.floor,
-            "household.dwelling.floor",
+            ("household.dwelling", "floor"),
             false,
             FloorMaterial::from_code,
             &mut v,
         ),
         wall: coded(
             d.wall,
-            "household.dwelling.wall",
+            ("household.dwelling", "wall"),
             false,
             WallMaterial::from_code,
             &mut v,
         ),
         roof: coded(
             d.roof,
-            "household.dwelling.roof",
+            ("household.dwelling", "roof"),
             false,
             RoofMaterial::from_code,
             &mut v,
         ),
         water: coded(
             d.water,
-            "household.dwelling.water",
+            ("household.dwelling", "water"),
             false,
             WaterSource::from_code,
             &mut v,
         ),
         sanitation: coded(
             d.sanitation,
-            "household.dwelling.sanitation",
+            ("household.dwelling", "sanitation"),
             false,
             Sanitation::from_code,
             &mut v,
         ),
         electricity: coded(
             d.electricity,
-            "household.dwelling.electricity",
+            ("household.dwelling", "electricity"),
             false,
             Electricity::from_code,
             &mut v,

@@ -20,6 +20,9 @@ pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Largest message a DTKS service sends (snapshot and list pages).
 pub const MAX_SEND_BYTES: usize = 8 * 1024 * 1024;
 
+/// HTTP/2 flow-control window per stream.
+pub const STREAM_WINDOW_BYTES: u32 = 2 * 1024 * 1024;
+
 /// Serves `service` with health and reflection on `listener` until `shutdown`.
 pub async fn serve<S>(listener: TcpListener, service: S, shutdown: Shutdown) -> anyhow::Result<()>
 where
@@ -56,6 +59,10 @@ where
         tracing::info!("draining gRPC calls");
     };
     Server::builder()
+        // Bulk imports stream thousands of messages: HTTP/2's default 64 KiB window would
+        // stall the sender on every few dozen rows.
+        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+        .initial_connection_window_size(Some(4 * STREAM_WINDOW_BYTES))
         .add_service(health)
         .add_service(reflection)
         .add_service(service)
