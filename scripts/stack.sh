@@ -8,6 +8,12 @@
 #   scripts/stack.sh env      print the connection settings as DTKS_* variables
 #   scripts/stack.sh reset    empty the `dtks` database, the `dtks.*` queues and the
 #                             `dtks:*` cache keys (the main job starts from here)
+#   scripts/stack.sh sweep    drop the databases of end-to-end runs that died before
+#                             their own clean-up (scripts/test.sh runs it first)
+#
+# End-to-end runs remove their database, queues and exchanges when they end, and their
+# queues expire on their own after ten idle minutes: hundreds of leftover quorum queues
+# make RabbitMQ's AMQP listener stop answering shortly after a restart.
 #
 # Idempotent: running `start` twice leaves one of each server. State lives in
 # $DTKS_STACK_DIR (default /var/tmp/dtks-stack).
@@ -106,7 +112,15 @@ rabbit_env() {
   export HOME=$STACK_DIR/rabbitmq
 }
 
-rabbit_ready() { rabbit_env; rabbitmqctl -q -n dtks@localhost status >/dev/null 2>&1; }
+# Ready means what clients need: the AMQP listener answers a protocol header with
+# connection.start (frame type 1). `rabbitmqctl status` is not enough — a broker can be
+# up for rabbitmqctl's purposes while its AMQP listener accepts and never answers.
+rabbit_answers() {
+  timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$AMQP_PORT && printf 'AMQP\\x00\\x00\\x09\\x01' >&3 && head -c 1 <&3" 2>/dev/null \
+    | od -An -tx1 | grep -q 01
+}
+rabbit_ready() { rabbit_answers; }
+rabbit_beam() { [ -s "$STACK_DIR/rabbitmq/rabbitmq.pid" ] && kill -0 "$(cat "$STACK_DIR/rabbitmq/rabbitmq.pid")" 2>/dev/null; }
 
 start_rabbitmq() {
   rabbit_env
@@ -115,12 +129,30 @@ start_rabbitmq() {
   if rabbit_ready; then log "rabbitmq already running on $AMQP_PORT"; return 0; fi
   rabbitmq-plugins -q --offline enable rabbitmq_management rabbitmq_prometheus >/dev/null
   chown -R rabbitmq:rabbitmq "$STACK_DIR/rabbitmq" 2>/dev/null || true
-  rm -f "$RABBITMQ_PID_FILE"
-  rabbitmq-server -detached >/dev/null 2>&1
-  # `await_startup` straight after start fails: wait on the pid file instead.
-  for _ in $(seq 1 100); do [ -s "$RABBITMQ_PID_FILE" ] && break; sleep 0.2; done
-  rabbitmqctl -q -n dtks@localhost wait --timeout 120 "$RABBITMQ_PID_FILE" >/dev/null
-  log "rabbitmq started on $AMQP_PORT (management on 15672)"
+  local attempt
+  for attempt in 1 2 3; do
+    # A broker that runs but does not answer is of no use: stop it and start afresh.
+    if rabbit_beam; then
+      log "rabbitmq is running but its AMQP listener does not answer; restarting it"
+      kill -9 "$(cat "$RABBITMQ_PID_FILE")" 2>/dev/null || true
+      sleep 1
+    fi
+    rm -f "$RABBITMQ_PID_FILE"
+    rabbitmq-server -detached >/dev/null 2>&1 </dev/null
+    # `await_startup` straight after start fails: wait on the pid file instead.
+    for _ in $(seq 1 100); do [ -s "$RABBITMQ_PID_FILE" ] && break; sleep 0.2; done
+    timeout 150 rabbitmqctl -q -n dtks@localhost wait --timeout 120 "$RABBITMQ_PID_FILE" >/dev/null 2>&1 </dev/null || true
+    for _ in $(seq 1 30); do
+      if rabbit_answers; then
+        log "rabbitmq started on $AMQP_PORT (management on 15672)"
+        return 0
+      fi
+      sleep 1
+    done
+    log "rabbitmq attempt $attempt: no AMQP answer on $AMQP_PORT"
+  done
+  log "rabbitmq did not start; see $STACK_DIR/rabbitmq/log"
+  exit 1
 }
 
 stop_all() {
@@ -130,14 +162,22 @@ stop_all() {
     as_root runuser -u postgres -- "$bin/pg_ctl" -D "$STACK_DIR/postgres" -m fast -w stop >/dev/null && log "postgres stopped"
   fi
   if redis_ready; then redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; log "redis stopped"; fi
-  if rabbit_ready; then rabbit_env; rabbitmqctl -q -n dtks@localhost stop >/dev/null 2>&1 || true; log "rabbitmq stopped"; fi
+  rabbit_env
+  if rabbit_beam; then
+    timeout 60 rabbitmqctl -q -n dtks@localhost stop >/dev/null 2>&1 </dev/null \
+      || kill -9 "$(cat "$RABBITMQ_PID_FILE")" 2>/dev/null || true
+    log "rabbitmq stopped"
+  fi
 }
 
 status() {
   local rc=0
   if pg_ready; then echo "postgres: running on $PG_PORT"; else echo "postgres: stopped"; rc=1; fi
   if redis_ready; then echo "redis:    running on $REDIS_PORT"; else echo "redis:    stopped"; rc=1; fi
-  if rabbit_ready; then echo "rabbitmq: running on $AMQP_PORT"; else echo "rabbitmq: stopped"; rc=1; fi
+  rabbit_env
+  if rabbit_ready; then echo "rabbitmq: running on $AMQP_PORT"
+  elif rabbit_beam; then echo "rabbitmq: running but not answering on $AMQP_PORT"; rc=1
+  else echo "rabbitmq: stopped"; rc=1; fi
   return $rc
 }
 
@@ -164,11 +204,24 @@ reset() {
   log "reset: database $PG_DB recreated, dtks.* queues and dtks:* cache keys deleted"
 }
 
+# Drops the databases of end-to-end runs that died before their own clean-up.
+sweep() {
+  local bin db n=0
+  bin=$(pg_bin)
+  local psql=("$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
+  for db in $("${psql[@]}" -d postgres -c "select datname from pg_database where datname like 'dtks\_e2e\_%'"); do
+    "${psql[@]}" -d postgres -c "drop database if exists $db with (force)"
+    n=$((n + 1))
+  done
+  log "sweep: $n leftover end-to-end databases dropped"
+}
+
 case "${1:-start}" in
   start) install_missing; start_postgres; start_redis; start_rabbitmq ;;
   stop) stop_all ;;
   status) status ;;
   env) print_env ;;
   reset) reset ;;
-  *) echo "usage: $0 start|stop|status|env|reset" >&2; exit 2 ;;
+  sweep) sweep ;;
+  *) echo "usage: $0 start|stop|status|env|reset|sweep" >&2; exit 2 ;;
 esac

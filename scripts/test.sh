@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/stack.sh start
+scripts/stack.sh sweep
 eval "$(scripts/stack.sh env)"
 
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest

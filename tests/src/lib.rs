@@ -20,10 +20,16 @@ pub const SERVICES: &[&str] = &[
     "reporting",
 ];
 pub const JWT_SECRET: &str = "e2e-secret-not-for-production";
+/// A run's queues delete themselves this long after their consumers are gone, should
+/// the run die before [`Stack`]'s drop removes them.
+const QUEUE_EXPIRES_MS: u32 = 10 * 60 * 1000;
 
 pub struct Stack {
     pub run_id: String,
+    /// The run's own database; dropped with the stack.
     pub database_url: String,
+    /// The server's maintenance database, from which the run's database is created.
+    base_url: String,
     pub ports: HashMap<&'static str, u16>,
     pub registry_port: u16,
     pub db: DatabaseConnection,
@@ -81,6 +87,7 @@ impl Stack {
             SERVICES.iter().map(|s| (*s, free_port())).collect();
         let registry_port = free_port();
         let mut stack = Stack {
+            base_url: base_url.clone(),
             run_id,
             db: Database::connect(&database_url).await?,
             database_url,
@@ -116,8 +123,9 @@ impl Stack {
             let child = stack.command(&format!("dtks-{service}"), service).spawn()?;
             stack.children.push(child);
         }
-        for service in services {
-            stack.wait_serving(service).await?;
+        for (index, service) in services.iter().enumerate() {
+            // children[0] is the civil registry; the services follow in order.
+            stack.wait_serving(service, index + 1).await?;
         }
         Ok(stack)
     }
@@ -131,6 +139,7 @@ impl Stack {
             .unwrap_or(self.registry_port);
         cmd.env("DTKS_DATABASE__URL", &self.database_url)
             .env("DTKS_BUS__NAMESPACE", format!("e2e.{}", self.run_id))
+            .env("DTKS_BUS__QUEUE_EXPIRES_MS", QUEUE_EXPIRES_MS.to_string())
             .env("DTKS_REDIS__NAMESPACE", format!("e2e.{}", self.run_id))
             .env("DTKS_AUTH__JWT_SECRET", JWT_SECRET)
             .env("DTKS_GRPC_ADDR", format!("127.0.0.1:{port}"))
@@ -172,7 +181,7 @@ impl Stack {
         )
     }
 
-    async fn wait_serving(&self, service: &str) -> anyhow::Result<()> {
+    async fn wait_serving(&mut self, service: &str, child: usize) -> anyhow::Result<()> {
         use tonic_health::pb::{
             HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
         };
@@ -188,9 +197,12 @@ impl Stack {
                     return Ok(());
                 }
             }
+            if let Some(status) = self.children[child].try_wait()? {
+                anyhow::bail!("{service} exited before serving ({status}); its log is above");
+            }
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
-                "{service} did not become SERVING"
+                "{service} did not become SERVING within 60 s; its log is above"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -232,6 +244,49 @@ impl Stack {
                 "timed out waiting for {what}"
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Stack {
+    /// Stops the run's processes and removes what the run created on the shared
+    /// servers — its database and its queues and exchanges — so that runs do not pile
+    /// up state that slows the servers' later start-ups.
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.start_kill();
+        }
+        let base_url = self.base_url.clone();
+        let database = format!("dtks_e2e_{}", self.run_id);
+        let namespace = format!("e2e.{}", self.run_id);
+        let cleanup = std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(20), async {
+                    Database::connect(&base_url)
+                        .await?
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+                        ))
+                        .await?;
+                    let bus = dtks_platform::bus::Bus::connect(&dtks_platform::config::BusConfig {
+                        url: secrecy::SecretString::from(required("DTKS_BUS__URL")?),
+                        namespace,
+                        delivery_limit: 5,
+                        prefetch: 1,
+                        queue_expires_ms: None,
+                    })
+                    .await?;
+                    bus.delete_namespace(SERVICES).await?;
+                    anyhow::Ok(())
+                })
+                .await?
+            })
+        });
+        if let Ok(Err(error)) = cleanup.join() {
+            eprintln!("e2e clean-up of run {} incomplete: {error:#}", self.run_id);
         }
     }
 }

@@ -96,9 +96,10 @@ pub async fn store(
         attempt += 1;
         match try_store(pool, &batch).await {
             // A concurrent twin committed one of our keys between the look-up and the
-            // COPY: look again, and it is answered as a replay.
+            // COPY (23505), or two batches sharing keys deadlocked on their unique index
+            // entries (40P01): look again, and what was stored is answered as a replay.
             Err(sqlx::Error::Database(e))
-                if e.code().as_deref() == Some("23505") && attempt < 5 =>
+                if matches!(e.code().as_deref(), Some("23505" | "40P01")) && attempt < 5 =>
             {
                 continue;
             }

@@ -13,7 +13,8 @@ use dtks_proto::events::v1::Envelope;
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -32,28 +33,41 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// Connects, retrying for up to a minute while the broker starts.
+    /// Connects, retrying for up to a minute while the broker starts. Each attempt is
+    /// bounded, so a broker that accepts the TCP connection but never answers the AMQP
+    /// handshake is reported and retried instead of hanging start-up.
     pub async fn connect(config: &BusConfig) -> anyhow::Result<Self> {
+        const ATTEMPT: Duration = Duration::from_secs(10);
         let mut delay = Duration::from_millis(200);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            match Connection::connect(config.url.expose_secret(), ConnectionProperties::default())
-                .await
-            {
-                Ok(connection) => {
-                    let bus = Self {
-                        connection: std::sync::Arc::new(connection),
-                        config: config.clone(),
-                    };
-                    bus.declare_exchanges().await?;
-                    return Ok(bus);
-                }
+            let attempt = tokio::time::timeout(ATTEMPT, async {
+                let connection = Connection::connect(
+                    config.url.expose_secret(),
+                    ConnectionProperties::default(),
+                )
+                .await?;
+                let bus = Self {
+                    connection: std::sync::Arc::new(connection),
+                    config: config.clone(),
+                };
+                bus.declare_exchanges().await?;
+                anyhow::Ok(bus)
+            })
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "RabbitMQ did not complete the AMQP handshake within {ATTEMPT:?}"
+                ))
+            });
+            match attempt {
+                Ok(bus) => return Ok(bus),
                 Err(error) if tokio::time::Instant::now() < deadline => {
-                    tracing::warn!(%error, "cannot reach RabbitMQ yet; retrying");
+                    tracing::warn!(error = %format!("{error:#}"), "cannot reach RabbitMQ yet; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(error.context("connecting to RabbitMQ")),
             }
         }
     }
@@ -108,6 +122,9 @@ impl Bus {
             "x-queue-type".into(),
             AMQPValue::LongString(LongString::from("quorum")),
         );
+        if let Some(expires) = self.config.queue_expires_ms {
+            quorum.insert("x-expires".into(), AMQPValue::LongUInt(expires));
+        }
         let durable = QueueDeclareOptions {
             durable: true,
             ..Default::default()
@@ -153,6 +170,26 @@ impl Bus {
         }
         channel.close(200, "declared".into()).await?;
         Ok(queue)
+    }
+
+    /// Deletes the queues of `services` (with their dead-letter queues) and the
+    /// namespace's two exchanges: tears down a short-lived namespace such as a test run.
+    pub async fn delete_namespace(&self, services: &[&str]) -> lapin::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        for service in services {
+            for queue in [self.queue_name(service), self.dead_letter_queue(service)] {
+                channel
+                    .queue_delete(queue.into(), QueueDeleteOptions::default())
+                    .await?;
+            }
+        }
+        for exchange in [self.events_exchange(), self.dead_letter_exchange()] {
+            channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
+        channel.close(200, "namespace deleted".into()).await?;
+        Ok(())
     }
 
     /// A channel in confirm mode for publishing events.

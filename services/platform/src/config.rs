@@ -56,6 +56,11 @@ pub struct BusConfig {
     pub delivery_limit: u32,
     #[serde(default = "default_prefetch")]
     pub prefetch: u16,
+    /// When set, the queues delete themselves after this many milliseconds without a
+    /// consumer (RabbitMQ `x-expires`). For short-lived namespaces — test runs, previews
+    /// — never for a deployment whose queues must outlive a restart of its consumers.
+    #[serde(default)]
+    pub queue_expires_ms: Option<u32>,
 }
 
 fn default_namespace() -> String {
