@@ -7,6 +7,7 @@
 
 pub mod household;
 pub mod integrity;
+pub mod linkage;
 pub mod nik;
 pub mod pmt;
 pub mod region;

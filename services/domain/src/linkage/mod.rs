@@ -1,0 +1,459 @@
+//! Probabilistic record linkage (*pemadanan probabilistik*) in the Fellegi–Sunter
+//! tradition, for persons whose NIK is missing or does not match.
+//!
+//! - [`Record`]: the identifying fields of one person, names reduced by [`names`].
+//! - [`compare`]: a comparison vector — one agreement level per field, [`NULL`] where a
+//!   side lacks the field.
+//! - [`blocking_keys`]: several blocking rules; two records are candidates when they
+//!   share any key.
+//! - [`Model`]: m- and u-probabilities per level. u is estimated from random pairs, m by
+//!   expectation–maximisation over the candidate pairs of each blocking rule (fields a
+//!   rule holds equal are not learned from that rule), so the weights come from the data.
+//! - [`Thresholds`]: a link, a clerical review (with a reason), or no link.
+
+pub mod names;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use chrono::{Datelike, NaiveDate};
+
+pub use names::{NameKey, jaro_winkler};
+
+/// The fields compared, in vector order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Name = 0,
+    BirthDate = 1,
+    Sex = 2,
+    Region = 3,
+}
+
+pub const FIELDS: [Field; 4] = [Field::Name, Field::BirthDate, Field::Sex, Field::Region];
+
+/// The agreement levels of each field, best first.
+pub const LEVELS: [&[&str]; 4] = [
+    &[
+        "exact",
+        "same spelling variant",
+        "same parts in another order",
+        "close spelling",
+        "one name contains the other",
+        "different",
+    ],
+    &[
+        "exact",
+        "one-digit typo or day/month swapped",
+        "within 13 months",
+        "different",
+    ],
+    &["same", "different"],
+    &[
+        "same village",
+        "same district",
+        "same regency",
+        "different regency",
+    ],
+];
+
+impl Field {
+    pub fn label(self) -> &'static str {
+        match self {
+            Field::Name => "name",
+            Field::BirthDate => "birth date",
+            Field::Sex => "sex",
+            Field::Region => "region",
+        }
+    }
+}
+
+/// A field missing on either side.
+pub const NULL: u8 = u8::MAX;
+
+/// One agreement level per field of [`FIELDS`].
+pub type Vector = [u8; 4];
+
+/// The identifying fields of one person.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Record {
+    pub name: NameKey,
+    pub birth_date: Option<NaiveDate>,
+    /// 1 male, 2 female.
+    pub sex: Option<u8>,
+    /// Village code, `PP.RR.DD.VVVV`.
+    pub village: Option<String>,
+}
+
+impl Record {
+    pub fn new(
+        name: &str,
+        birth_date: Option<NaiveDate>,
+        sex: Option<u8>,
+        village: Option<&str>,
+    ) -> Self {
+        Self {
+            name: NameKey::new(name),
+            birth_date,
+            sex: sex.filter(|s| matches!(s, 1 | 2)),
+            village: village.filter(|v| !v.is_empty()).map(str::to_owned),
+        }
+    }
+}
+
+/// Compares two records field by field.
+pub fn compare(a: &Record, b: &Record) -> Vector {
+    [
+        compare_names(&a.name, &b.name),
+        match (a.birth_date, b.birth_date) {
+            (Some(x), Some(y)) => compare_dates(x, y),
+            _ => NULL,
+        },
+        match (a.sex, b.sex) {
+            (Some(x), Some(y)) => u8::from(x != y),
+            _ => NULL,
+        },
+        match (&a.village, &b.village) {
+            (Some(x), Some(y)) => compare_regions(x, y),
+            _ => NULL,
+        },
+    ]
+}
+
+fn compare_names(a: &NameKey, b: &NameKey) -> u8 {
+    if a.is_empty() || b.is_empty() {
+        return NULL;
+    }
+    if a.tokens == b.tokens {
+        return 0;
+    }
+    let (ja, jb) = (a.phonetic_joined(), b.phonetic_joined());
+    if ja == jb {
+        return 1;
+    }
+    let (sa, sb) = (a.phonetic_sorted(), b.phonetic_sorted());
+    if sa == sb {
+        return 2;
+    }
+    if jaro_winkler(&ja, &jb).max(jaro_winkler(&sa, &sb)) >= 0.92 {
+        return 3;
+    }
+    let (short, long) = if a.phonetic.len() <= b.phonetic.len() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let contained = short.phonetic.iter().all(|t| long.phonetic.contains(t));
+    if contained || jaro_winkler(&ja, &jb) >= 0.80 {
+        return 4;
+    }
+    5
+}
+
+fn compare_dates(a: NaiveDate, b: NaiveDate) -> u8 {
+    if a == b {
+        return 0;
+    }
+    let digits = |d: NaiveDate| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day());
+    let (x, y) = (digits(a), digits(b));
+    let differing: Vec<usize> = x
+        .bytes()
+        .zip(y.bytes())
+        .enumerate()
+        .filter(|(_, (p, q))| p != q)
+        .map(|(i, _)| i)
+        .collect();
+    let one_digit = differing.len() == 1;
+    let adjacent_swap = differing.len() == 2
+        && differing[1] == differing[0] + 1
+        && x.as_bytes()[differing[0]] == y.as_bytes()[differing[1]]
+        && x.as_bytes()[differing[1]] == y.as_bytes()[differing[0]];
+    let day_month_swapped = a.year() == b.year() && a.month() == b.day() && a.day() == b.month();
+    if one_digit || adjacent_swap || day_month_swapped {
+        return 1;
+    }
+    if (a - b).num_days().abs() <= 400 {
+        return 2;
+    }
+    3
+}
+
+fn compare_regions(a: &str, b: &str) -> u8 {
+    let prefix = |n: usize| a.len() >= n && b.len() >= n && a[..n] == b[..n];
+    if a == b {
+        0
+    } else if prefix(8) {
+        1
+    } else if prefix(5) {
+        2
+    } else {
+        3
+    }
+}
+
+/// The blocking rules, and the fields each holds equal or nearly so (a field a rule
+/// constrains even in part is skewed among its candidates, so that rule neither counts
+/// nor learns it).
+pub const RULES: [(&str, &[Field]); 3] = [
+    ("birth date and sex", &[Field::BirthDate, Field::Sex]),
+    (
+        "telling name part, birth year and regency",
+        &[Field::Name, Field::BirthDate, Field::Region],
+    ),
+    (
+        "name parts in any order and district",
+        &[Field::Name, Field::Region],
+    ),
+];
+
+/// The blocking keys of a record: `(rule, key)` for every rule the record has the
+/// fields for. Two records are candidates when they share a `(rule, key)`.
+pub fn blocking_keys(r: &Record) -> Vec<(u8, u64)> {
+    let hash = |rule: u8, parts: &[&str]| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        rule.hash(&mut h);
+        parts.hash(&mut h);
+        (rule, h.finish())
+    };
+    let mut keys = Vec::with_capacity(3);
+    if let (Some(d), Some(s)) = (r.birth_date, r.sex) {
+        keys.push(hash(0, &[&d.to_string(), &s.to_string()]));
+    }
+    let regency = r.village.as_deref().and_then(|v| v.get(..5));
+    let district = r.village.as_deref().and_then(|v| v.get(..8));
+    if let (false, Some(d), Some(reg)) = (r.name.is_empty(), r.birth_date, regency) {
+        keys.push(hash(
+            1,
+            &[r.name.telling_token(), &d.year().to_string(), reg],
+        ));
+    }
+    if let (false, Some(dist)) = (r.name.is_empty(), district) {
+        keys.push(hash(2, &[&r.name.phonetic_sorted(), dist]));
+    }
+    keys
+}
+
+/// Counts of comparison vectors: candidate pairs reduce to a few hundred patterns.
+pub type Patterns = HashMap<Vector, u64>;
+
+/// Fellegi–Sunter parameters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Model {
+    /// Share of candidate pairs that are matches (the prior).
+    pub lambda: f64,
+    /// P(level | match), per field and level.
+    pub m: [Vec<f64>; 4],
+    /// P(level | non-match), per field and level.
+    pub u: [Vec<f64>; 4],
+}
+
+const FLOOR: f64 = 1e-6;
+
+fn normalised(counts: &[f64]) -> Vec<f64> {
+    let total: f64 = counts.iter().sum::<f64>() + FLOOR * counts.len() as f64;
+    counts.iter().map(|c| (c + FLOOR) / total).collect()
+}
+
+impl Model {
+    /// u-probabilities from the comparison vectors of random (overwhelmingly
+    /// non-matching) pairs; m starts from a neutral guess.
+    pub fn from_random_pairs(random: &Patterns) -> Self {
+        let u = std::array::from_fn(|f| {
+            let mut counts = vec![0.0; LEVELS[f].len()];
+            for (v, n) in random {
+                if v[f] != NULL {
+                    counts[v[f] as usize] += *n as f64;
+                }
+            }
+            normalised(&counts)
+        });
+        let m = std::array::from_fn(|f| {
+            let levels = LEVELS[f].len();
+            // Most weight on the best level, decreasing after it.
+            let guess: Vec<f64> = (0..levels).map(|l| 0.5f64.powi(l as i32 * 2 + 1)).collect();
+            normalised(&guess)
+        });
+        Self { lambda: 0.01, m, u }
+    }
+
+    /// Expectation–maximisation of m (and the prior) with u held.
+    ///
+    /// `sessions` holds, per blocking rule, its candidate patterns and the fields it
+    /// holds equal; a field's m is averaged over the sessions that do not hold it.
+    pub fn train(&mut self, sessions: &[(Patterns, &[Field])], iterations: usize) {
+        let mut sums: [Vec<f64>; 4] = std::array::from_fn(|f| vec![0.0; LEVELS[f].len()]);
+        let mut sessions_per_field = [0usize; 4];
+        for (patterns, fixed) in sessions {
+            let mut model = self.clone();
+            // Within a rule's candidates its fields agree by construction: they are
+            // neither evidence nor learned there.
+            model.em(patterns, fixed, iterations);
+            for f in FIELDS {
+                if !fixed.contains(&f) {
+                    for (s, m) in sums[f as usize].iter_mut().zip(&model.m[f as usize]) {
+                        *s += m;
+                    }
+                    sessions_per_field[f as usize] += 1;
+                }
+            }
+        }
+        for f in 0..4 {
+            if sessions_per_field[f] > 0 {
+                self.m[f] = normalised(&sums[f]);
+            }
+        }
+        // The prior over all candidate pairs, with m and u now fixed.
+        let mut all = Patterns::new();
+        for (patterns, _) in sessions {
+            for (v, n) in patterns {
+                *all.entry(*v).or_default() += n;
+            }
+        }
+        self.em_prior(&all, iterations);
+    }
+
+    /// EM of the prior alone, every field counted and none learned.
+    fn em_prior(&mut self, patterns: &Patterns, iterations: usize) {
+        let total: f64 = patterns.values().map(|n| *n as f64).sum();
+        for _ in 0..iterations {
+            if total == 0.0 {
+                return;
+            }
+            let matched: f64 = patterns
+                .iter()
+                .map(|(v, n)| self.probability(v) * *n as f64)
+                .sum();
+            let lambda = (matched / total).clamp(FLOOR, 1.0 - FLOOR);
+            let change = (lambda - self.lambda).abs();
+            self.lambda = lambda;
+            if change < 1e-9 {
+                break;
+            }
+        }
+    }
+
+    /// EM of the prior and of m for every field not in `fixed`; the `fixed` fields are
+    /// left out of the scores as well.
+    fn em(&mut self, patterns: &Patterns, fixed: &[Field], iterations: usize) {
+        let total: f64 = patterns.values().map(|n| *n as f64).sum();
+        if total == 0.0 {
+            return;
+        }
+        for _ in 0..iterations {
+            let mut matched = 0.0;
+            let mut counts: [Vec<f64>; 4] = std::array::from_fn(|f| vec![0.0; LEVELS[f].len()]);
+            for (v, n) in patterns {
+                let mut seen = *v;
+                for f in fixed {
+                    seen[*f as usize] = NULL;
+                }
+                let p = self.probability(&seen) * *n as f64;
+                matched += p;
+                for f in 0..4 {
+                    if v[f] != NULL {
+                        counts[f][v[f] as usize] += p;
+                    }
+                }
+            }
+            let lambda = (matched / total).clamp(FLOOR, 1.0 - FLOOR);
+            let mut change = (lambda - self.lambda).abs();
+            self.lambda = lambda;
+            for f in FIELDS {
+                if !fixed.contains(&f) {
+                    let m = normalised(&counts[f as usize]);
+                    for (old, new) in self.m[f as usize].iter().zip(&m) {
+                        change = change.max((old - new).abs());
+                    }
+                    self.m[f as usize] = m;
+                }
+            }
+            if change < 1e-7 {
+                break;
+            }
+        }
+    }
+
+    /// log2 of the Bayes factor of `v`: the sum of the fields' match weights.
+    pub fn weight(&self, v: &Vector) -> f64 {
+        (0..4)
+            .filter(|f| v[*f] != NULL)
+            .map(|f| (self.m[f][v[f] as usize] / self.u[f][v[f] as usize]).log2())
+            .sum()
+    }
+
+    /// The match weight of one field at one level.
+    pub fn field_weight(&self, f: Field, level: u8) -> f64 {
+        if level == NULL {
+            return 0.0;
+        }
+        (self.m[f as usize][level as usize] / self.u[f as usize][level as usize]).log2()
+    }
+
+    /// Posterior probability that `v` is a match, given the prior.
+    pub fn probability(&self, v: &Vector) -> f64 {
+        let odds = (self.lambda / (1.0 - self.lambda)).log2() + self.weight(v);
+        1.0 / (1.0 + (-odds).exp2())
+    }
+
+    /// In words: each field's level and weight, weakest evidence first.
+    pub fn explain(&self, v: &Vector) -> String {
+        let mut parts: Vec<(f64, String)> = FIELDS
+            .iter()
+            .map(|f| {
+                let level = v[*f as usize];
+                let text = if level == NULL {
+                    format!("{} missing", f.label())
+                } else {
+                    format!("{}: {}", f.label(), LEVELS[*f as usize][level as usize])
+                };
+                (self.field_weight(*f, level), text)
+            })
+            .collect();
+        parts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        parts
+            .into_iter()
+            .map(|(w, t)| format!("{t} ({w:+.1})"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// What a score decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Link,
+    /// Neither sure enough to link nor to reject: a clerk decides.
+    Review,
+    NoLink,
+}
+
+/// Probability thresholds: at or above `link` links; at or above `review` goes to a
+/// clerk; below is no link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub link: f64,
+    pub review: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            link: 0.95,
+            review: 0.5,
+        }
+    }
+}
+
+impl Thresholds {
+    pub fn decide(&self, probability: f64) -> Decision {
+        if probability >= self.link {
+            Decision::Link
+        } else if probability >= self.review {
+            Decision::Review
+        } else {
+            Decision::NoLink
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

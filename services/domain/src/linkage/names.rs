@@ -1,0 +1,312 @@
+//! Indonesian personal names, reduced to comparable keys.
+//!
+//! The same person is written many ways across the family card, the civil registry and a
+//! village form: with or without titles (`H.`, `Hj.`, `Drs.`, `S.Pd.`), with abbreviations
+//! (`Muh.`, `Moch.`, `M.` for Muhammad; `Abd.` for Abdul), in the old spelling (ejaan
+//! lama: `oe`, `dj`, `tj`, `j` for `y`), with the parts in another order, or as a single
+//! name. [`NameKey`] keeps two forms of a name: the canonical tokens (titles and
+//! connectors gone, abbreviations expanded) and a phonetic form of each token that also
+//! merges spelling variants.
+
+/// Titles and degrees dropped wherever they stand (compared without dots).
+const TITLES: &[&str] = &[
+    "H", "HJ", "HAJI", "HAJAH", "HAJJAH", "DR", "DRS", "DRA", "IR", "PROF", "KH", "TGK", "TUAN",
+    "NY", "NYONYA", "SDR", "SDRI", "BPK", "IBU", "SPD", "SPDI", "SAG", "SE", "SH", "SHI", "ST",
+    "SKOM", "SKM", "SSOS", "SIP", "SSI", "SKEP", "SST", "MPD", "MM", "MSI", "MH", "MT", "MKES",
+    "AMD", "AMK", "AMKEB", "AMA", "AMAPK", "BA", "BSC",
+];
+
+/// Words that join a name to a parent's and carry no identity of their own.
+const CONNECTORS: &[&str] = &["BIN", "BINTI", "BT", "BN"];
+
+/// Abbreviations and spellings of common name parts, to one canonical token.
+const CANONICAL: &[(&str, &str)] = &[
+    ("MUH", "MUHAMMAD"),
+    ("MUHD", "MUHAMMAD"),
+    ("MUHAMAD", "MUHAMMAD"),
+    ("MUHAMMED", "MUHAMMAD"),
+    ("MUHAMMAT", "MUHAMMAD"),
+    ("MUCHAMAD", "MUHAMMAD"),
+    ("MUCHAMMAD", "MUHAMMAD"),
+    ("MOH", "MUHAMMAD"),
+    ("MOHD", "MUHAMMAD"),
+    ("MOCH", "MUHAMMAD"),
+    ("MOHAMAD", "MUHAMMAD"),
+    ("MOHAMMAD", "MUHAMMAD"),
+    ("MOHAMMED", "MUHAMMAD"),
+    ("MOCHAMAD", "MUHAMMAD"),
+    ("MOCHAMMAD", "MUHAMMAD"),
+    ("MHD", "MUHAMMAD"),
+    ("MHMD", "MUHAMMAD"),
+    ("ABD", "ABDUL"),
+    ("ABDOEL", "ABDUL"),
+    ("ACHMAD", "AHMAD"),
+    ("AHMED", "AHMAD"),
+    ("AHMAT", "AHMAD"),
+    ("ACHMAT", "AHMAD"),
+    ("SITTI", "SITI"),
+    ("NOOR", "NUR"),
+    ("NOER", "NUR"),
+];
+
+/// A name reduced for comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NameKey {
+    /// Upper-case tokens without titles and connectors, abbreviations expanded.
+    pub tokens: Vec<String>,
+    /// One phonetic form per token (same order).
+    pub phonetic: Vec<String>,
+}
+
+impl NameKey {
+    pub fn new(name: &str) -> Self {
+        let tokens = canonical_tokens(name);
+        let phonetic = tokens.iter().map(|t| phonetic(t)).collect();
+        Self { tokens, phonetic }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The phonetic tokens joined by a space.
+    pub fn phonetic_joined(&self) -> String {
+        self.phonetic.join(" ")
+    }
+
+    /// The phonetic tokens sorted, then joined: the same for transposed name parts.
+    pub fn phonetic_sorted(&self) -> String {
+        let mut sorted = self.phonetic.clone();
+        sorted.sort_unstable();
+        sorted.join(" ")
+    }
+
+    /// The first phonetic token other than a common prefix name (Muhammad, Siti, Nur,
+    /// Abdul, Ahmad): the most telling single token for blocking.
+    pub fn telling_token(&self) -> &str {
+        const COMMON: &[&str] = &["MUHAMAD", "SITI", "NUR", "ABDUL", "AHMAD"];
+        self.phonetic
+            .iter()
+            .find(|t| !COMMON.contains(&t.as_str()))
+            .or_else(|| self.phonetic.first())
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// Splits, upper-cases, strips punctuation, drops degrees after a comma, titles and
+/// connectors, and expands abbreviations.
+pub fn canonical_tokens(name: &str) -> Vec<String> {
+    // "Budi Santoso, S.Pd., M.M." — what follows the first comma is degrees.
+    let name = name.split(',').next().unwrap_or_default();
+    let mut raw: Vec<String> = Vec::new();
+    for word in name.split_whitespace() {
+        let upper = word.to_uppercase();
+        let undotted: String = upper.chars().filter(|c| c.is_alphanumeric()).collect();
+        if upper.contains('.') && TITLES.contains(&undotted.as_str()) {
+            raw.push(undotted);
+            continue;
+        }
+        // "H.Ahmad" or "Moch.Rizky": dots also separate parts.
+        for part in upper.split(['.', '-', '/']) {
+            let part: String = part.chars().filter(|c| c.is_alphabetic()).collect();
+            if !part.is_empty() {
+                raw.push(part);
+            }
+        }
+    }
+    let count = raw.len();
+    let mut tokens = Vec::with_capacity(count);
+    for (i, token) in raw.into_iter().enumerate() {
+        if CONNECTORS.contains(&token.as_str()) {
+            continue;
+        }
+        // A title is dropped only when something else remains: "Haji" alone is a name.
+        if TITLES.contains(&token.as_str()) && count > 1 {
+            continue;
+        }
+        // "M. Rizky": a leading single M is Muhammad.
+        if token == "M" && i == 0 && count > 1 {
+            tokens.push("MUHAMMAD".to_owned());
+            continue;
+        }
+        let canonical = CANONICAL
+            .iter()
+            .find(|(from, _)| *from == token)
+            .map(|(_, to)| (*to).to_owned())
+            .unwrap_or(token);
+        tokens.push(canonical);
+    }
+    tokens
+}
+
+/// A phonetic form of one upper-case token: old spelling to new (OE→U, DJ→J, TJ→C,
+/// NJ→NY, SJ→SY, CH/KH→H), J and Y merged, V→F, Q→K, doubled letters collapsed, and a
+/// final H after a vowel dropped (Aminah / Amina).
+pub fn phonetic(token: &str) -> String {
+    let chars: Vec<char> = token.chars().collect();
+    let mut out: Vec<char> = Vec::with_capacity(chars.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        let (emit, skip): (&[char], usize) = match (c, next) {
+            ('O', Some('E')) => (&['U'], 2),
+            ('D', Some('J')) => (&['Y'], 2),
+            ('T', Some('J')) => (&['C'], 2),
+            ('N', Some('J')) => (&['N', 'Y'], 2),
+            ('S', Some('J')) => (&['S', 'Y'], 2),
+            ('C', Some('H')) | ('K', Some('H')) => (&['H'], 2),
+            ('J', _) => (&['Y'], 1),
+            ('V', _) => (&['F'], 1),
+            ('Q', _) => (&['K'], 1),
+            _ => (std::slice::from_ref(&chars[i]), 1),
+        };
+        for &e in emit {
+            if out.last() != Some(&e) {
+                out.push(e);
+            }
+        }
+        i += skip;
+    }
+    let vowel = |c: char| matches!(c, 'A' | 'E' | 'I' | 'O' | 'U');
+    if out.len() > 2 && out.last() == Some(&'H') && vowel(out[out.len() - 2]) {
+        out.pop();
+    }
+    out.into_iter().collect()
+}
+
+/// Jaro–Winkler similarity in [0, 1] (prefix scale 0.1, at most four characters).
+pub fn jaro_winkler(a: &str, b: &str) -> f64 {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let window = (a.len().max(b.len()) / 2).saturating_sub(1);
+    let mut a_matched = vec![false; a.len()];
+    let mut b_matched = vec![false; b.len()];
+    let mut matches = 0usize;
+    for (i, ca) in a.iter().enumerate() {
+        let lo = i.saturating_sub(window);
+        let hi = (i + window + 1).min(b.len());
+        for j in lo..hi {
+            if !b_matched[j] && b[j] == *ca {
+                a_matched[i] = true;
+                b_matched[j] = true;
+                matches += 1;
+                break;
+            }
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    let mut transpositions = 0usize;
+    let mut j = 0;
+    for (i, ca) in a.iter().enumerate() {
+        if !a_matched[i] {
+            continue;
+        }
+        while !b_matched[j] {
+            j += 1;
+        }
+        if *ca != b[j] {
+            transpositions += 1;
+        }
+        j += 1;
+    }
+    let m = matches as f64;
+    let jaro =
+        (m / a.len() as f64 + m / b.len() as f64 + (m - transpositions as f64 / 2.0) / m) / 3.0;
+    let prefix = a
+        .iter()
+        .zip(b.iter())
+        .take(4)
+        .take_while(|(x, y)| x == y)
+        .count() as f64;
+    jaro + prefix * 0.1 * (1.0 - jaro)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> String {
+        NameKey::new(name).phonetic_joined()
+    }
+
+    #[test]
+    fn titles_degrees_and_connectors_go() {
+        assert_eq!(
+            canonical_tokens("H. Ahmad Hidayat, S.Pd."),
+            ["AHMAD", "HIDAYAT"]
+        );
+        assert_eq!(
+            canonical_tokens("Hj.Siti Aminah binti Rohman"),
+            ["SITI", "AMINAH", "ROHMAN"]
+        );
+        assert_eq!(
+            canonical_tokens("Drs. Bambang Susilo, M.M."),
+            ["BAMBANG", "SUSILO"]
+        );
+        // A title alone is the name.
+        assert_eq!(canonical_tokens("Haji"), ["HAJI"]);
+    }
+
+    #[test]
+    fn abbreviations_of_muhammad_and_friends_agree() {
+        let full = key("Muhammad Rizky");
+        for variant in [
+            "Muh. Rizky",
+            "Moch. Rizky",
+            "Mochammad Rizky",
+            "Mohamad Rizky",
+            "M. Rizky",
+            "MHD Rizky",
+            "Muhamad Rizki",
+        ] {
+            let v = key(variant);
+            assert!(
+                v == full || jaro_winkler(&v, &full) > 0.95,
+                "{variant}: {v} vs {full}"
+            );
+        }
+        assert_eq!(key("Abd. Rohman"), key("Abdul Rohman"));
+        assert_eq!(key("Achmad Yusuf"), key("Ahmad Yusuf"));
+    }
+
+    #[test]
+    fn old_spelling_and_new_spelling_agree() {
+        assert_eq!(key("Djoko Soesilo"), key("Joko Susilo"));
+        assert_eq!(key("Tjahjadi"), key("Cahyadi"));
+        assert_eq!(key("Jusuf Hidajat"), key("Yusuf Hidayat"));
+        assert_eq!(key("Njoman"), key("Nyoman"));
+        assert_eq!(key("Chairul"), key("Khairul"));
+        assert_eq!(key("Siti Aminah"), key("Siti Amina"));
+    }
+
+    #[test]
+    fn transposed_parts_share_the_sorted_form() {
+        assert_eq!(
+            NameKey::new("Hidayat Asep").phonetic_sorted(),
+            NameKey::new("Asep Hidayat").phonetic_sorted()
+        );
+        assert_eq!(
+            NameKey::new("Muhammad Rizky Pratama").telling_token(),
+            "RIZKY"
+        );
+    }
+
+    #[test]
+    fn jaro_winkler_known_values() {
+        assert!((jaro_winkler("MARTHA", "MARHTA") - 0.9611).abs() < 1e-3);
+        assert!((jaro_winkler("DWAYNE", "DUANE") - 0.84).abs() < 1e-3);
+        assert_eq!(jaro_winkler("ASEP", "ASEP"), 1.0);
+        assert_eq!(jaro_winkler("", "ASEP"), 0.0);
+        assert_eq!(jaro_winkler("ABC", "XYZ"), 0.0);
+    }
+}
