@@ -13,85 +13,56 @@ fn asep() -> Record {
     )
 }
 
+/// One change to Asep's record at a time: (name, birth date, sex, village).
+type Change = (
+    &'static str,
+    Option<NaiveDate>,
+    Option<u8>,
+    Option<&'static str>,
+);
+
 #[test]
 fn each_field_reaches_each_level() {
     let base = asep();
-    let with = |name: &str, d: Option<NaiveDate>, sex: Option<u8>, village: Option<&str>| {
-        compare(&base, &Record::new(name, d, sex, village))
-    };
-    let v = Some("32.04.01.2001");
-    assert_eq!(
-        with("ASEP  HIDAYAT", date(1980, 3, 14), Some(1), v),
-        [0, 0, 0, 0]
+    let (n, d, s, v) = (
+        "Asep Hidayat",
+        date(1980, 3, 14),
+        Some(1),
+        Some("32.04.01.2001"),
     );
-    assert_eq!(with("Asep Hidajat", date(1980, 3, 14), Some(1), v)[0], 1);
-    assert_eq!(with("Hidayat Asep", date(1980, 3, 14), Some(1), v)[0], 2);
-    assert_eq!(with("Aspe Hidayat", date(1980, 3, 14), Some(1), v)[0], 3);
-    assert_eq!(with("Asep", date(1980, 3, 14), Some(1), v)[0], 4);
-    assert_eq!(with("Siti Aminah", date(1980, 3, 14), Some(1), v)[0], 5);
-    assert_eq!(with("", date(1980, 3, 14), Some(1), v)[0], NULL);
-
-    assert_eq!(with("Asep Hidayat", date(1980, 3, 15), Some(1), v)[1], 1);
-    assert_eq!(
-        with(
-            "Asep Hidayat",
-            date(1980, 14, 3).or(date(1980, 4, 14)),
-            Some(1),
-            v
-        )[1],
-        1
-    );
-    assert_eq!(
-        with("Asep Hidayat", date(1908, 3, 14), Some(1), v)[1],
-        1,
-        "adjacent swap"
-    );
-    assert_eq!(with("Asep Hidayat", date(1979, 12, 1), Some(1), v)[1], 2);
-    assert_eq!(with("Asep Hidayat", date(1975, 7, 1), Some(1), v)[1], 3);
-    assert_eq!(with("Asep Hidayat", None, Some(1), v)[1], NULL);
-    let swapped = Record::new("Asep Hidayat", date(1980, 5, 3), Some(1), v);
-    assert_eq!(
-        compare(
-            &Record::new("Asep Hidayat", date(1980, 3, 5), Some(1), v),
-            &swapped
-        )[1],
-        1
-    );
-
-    assert_eq!(with("Asep Hidayat", date(1980, 3, 14), Some(2), v)[2], 1);
-    assert_eq!(with("Asep Hidayat", date(1980, 3, 14), None, v)[2], NULL);
-
-    assert_eq!(
-        with(
-            "Asep Hidayat",
-            date(1980, 3, 14),
-            Some(1),
-            Some("32.04.01.2002")
-        )[3],
-        1
-    );
-    assert_eq!(
-        with(
-            "Asep Hidayat",
-            date(1980, 3, 14),
-            Some(1),
-            Some("32.04.02.2001")
-        )[3],
-        2
-    );
-    assert_eq!(
-        with(
-            "Asep Hidayat",
-            date(1980, 3, 14),
-            Some(1),
-            Some("32.73.01.1001")
-        )[3],
-        3
-    );
-    assert_eq!(
-        with("Asep Hidayat", date(1980, 3, 14), Some(1), None)[3],
-        NULL
-    );
+    let cases: &[(Change, Field, u8)] = &[
+        (("ASEP  HIDAYAT", d, s, v), Field::Name, 0),
+        (("Asep Hidajat", d, s, v), Field::Name, 1),
+        (("Hidayat Asep", d, s, v), Field::Name, 2),
+        (("Aspe Hidayat", d, s, v), Field::Name, 3),
+        (("Asep", d, s, v), Field::Name, 4),
+        (("Siti Aminah", d, s, v), Field::Name, 5),
+        (("", d, s, v), Field::Name, NULL),
+        ((n, date(1980, 3, 15), s, v), Field::BirthDate, 1),
+        ((n, date(1980, 4, 14), s, v), Field::BirthDate, 1),
+        ((n, date(1908, 3, 14), s, v), Field::BirthDate, 1),
+        ((n, date(1979, 12, 1), s, v), Field::BirthDate, 2),
+        ((n, date(1975, 7, 1), s, v), Field::BirthDate, 3),
+        ((n, None, s, v), Field::BirthDate, NULL),
+        ((n, d, Some(2), v), Field::Sex, 1),
+        ((n, d, None, v), Field::Sex, NULL),
+        ((n, d, s, Some("32.04.01.2002")), Field::Region, 1),
+        ((n, d, s, Some("32.04.02.2001")), Field::Region, 2),
+        ((n, d, s, Some("32.73.01.1001")), Field::Region, 3),
+        ((n, d, s, None), Field::Region, NULL),
+    ];
+    assert_eq!(compare(&base, &Record::new(n, d, s, v)), [0, 0, 0, 0]);
+    for ((name, birth, sex, village), field, level) in cases {
+        let got = compare(&base, &Record::new(name, *birth, *sex, *village));
+        assert_eq!(
+            got[*field as usize], *level,
+            "{name} {birth:?} {sex:?} {village:?}"
+        );
+    }
+    // Day and month swapped.
+    let a = Record::new(n, date(1980, 3, 5), s, v);
+    let b = Record::new(n, date(1980, 5, 3), s, v);
+    assert_eq!(compare(&a, &b)[Field::BirthDate as usize], 1);
 }
 
 #[test]
