@@ -15,6 +15,10 @@ pub struct Args {
     regencies: Vec<String>,
     #[arg(long, default_value_t = 500)]
     households: usize,
+    /// Further households the civil registry holds that nobody proposes (the rest of
+    /// the population): they appear in registry.csv only.
+    #[arg(long, default_value_t = 0)]
+    unproposed: usize,
     #[arg(long, default_value_t = 2026)]
     seed: u64,
     /// Share of proposals with one corrupted person; the kinds are in `CORRUPTIONS` and
@@ -64,10 +68,21 @@ const FAMILY: &[&str] = &[
 ///   the one on the family card (and encoded in the NIK) by 1 to 400 days;
 /// - `deceased`: the registry records the member's death, the proposal still lists them;
 /// - `moved`: the registry records the member in another village;
-/// - `duplicate`: a member of an earlier household is listed again in this one.
+/// - `duplicate`: a member of an earlier household is listed again in this one;
+/// - `titled`: the name with a pilgrim's title and perhaps a degree (`H. … , S.Pd.`);
+/// - `abbreviated`: Muhammad as Muh., Moch., M. …, Ahmad as Achmad (names without such
+///   a part are `titled` instead);
+/// - `transposed`: the name's parts in reverse order;
+/// - `single_name`: the person known by one name only.
+///
+/// `missing_nik` and `unknown_nik` give the NIK the registry holds in `truth.csv`.
 pub const CORRUPTIONS: &[&str] = &[
     "name_typo",
     "name_variant",
+    "titled",
+    "abbreviated",
+    "transposed",
+    "single_name",
     "missing_nik",
     "unknown_nik",
     "shifted_birth_date",
@@ -140,11 +155,42 @@ fn corrupt(
             person.full_name = old_spelling(&person.full_name);
             (m, String::new())
         }
-        "missing_nik" => {
-            person.nik = None;
+        "titled" => {
+            let title = if person.sex == Sex::Female {
+                "Hj."
+            } else {
+                "H."
+            };
+            let degree = if rng.random_bool(0.5) { ", S.Pd." } else { "" };
+            person.full_name = format!("{title} {}{degree}", person.full_name);
             (m, String::new())
         }
+        "abbreviated" => {
+            let short = pick(rng, &["Muh.", "Moch.", "M.", "Mochammad", "Mohamad"]);
+            person.full_name = abbreviate(&person.full_name, short).expect("checked by the caller");
+            (m, String::new())
+        }
+        "transposed" => {
+            let mut parts: Vec<&str> = person.full_name.split(' ').collect();
+            parts.reverse();
+            person.full_name = parts.join(" ");
+            (m, String::new())
+        }
+        "single_name" => {
+            person.full_name = person
+                .full_name
+                .split(' ')
+                .find(|p| !matches!(*p, "Muhammad" | "Siti"))
+                .unwrap_or("Asep")
+                .to_owned();
+            (m, String::new())
+        }
+        "missing_nik" => {
+            let held = person.nik.take().map(|n| n.as_str().to_owned());
+            (m, held.unwrap_or_default())
+        }
         "unknown_nik" => {
+            let held = registry.nik.clone();
             // Serials from 9000 are never issued by the generator.
             let serial = 9000 + rng.random_range(0..999);
             person.nik = Some(Nik::compose(
@@ -153,7 +199,7 @@ fn corrupt(
                 person.sex,
                 serial,
             )?);
-            (m, String::new())
+            (m, held)
         }
         "shifted_birth_date" => {
             let days = rng.random_range(1..=400);
@@ -187,6 +233,18 @@ fn corrupt(
         }
         other => anyhow::bail!("unknown corruption {other}"),
     })
+}
+
+/// The name with its first Muhammad written `short` (or Ahmad as Achmad); `None` when
+/// it has neither.
+fn abbreviate(name: &str, short: &str) -> Option<String> {
+    if name.contains("Muhammad") {
+        Some(name.replacen("Muhammad", short, 1))
+    } else if name.contains("Ahmad") {
+        Some(name.replacen("Ahmad", "Achmad", 1))
+    } else {
+        None
+    }
 }
 
 /// The name as the old spelling (ejaan lama) writes it, as older documents still do.
@@ -243,10 +301,16 @@ fn make_person(
 ) -> Person {
     let serial = serials.next(district, born, sex == Sex::Female);
     let given = pick(rng, if sex == Sex::Male { MALE } else { FEMALE });
+    // Many Indonesian names open with Muhammad or Siti.
+    let prefix = match sex {
+        Sex::Male if given != "Muhammad" && rng.random_bool(0.25) => "Muhammad ",
+        Sex::Female if given != "Siti" && rng.random_bool(0.15) => "Siti ",
+        _ => "",
+    };
     let adult = 2026 - born.year() >= 18;
     Person {
         nik: Some(Nik::compose(district, born, sex, serial).expect("valid NIK")),
-        full_name: format!("{given} {family_name}"),
+        full_name: format!("{prefix}{given} {family_name}"),
         birth_place: "Bandung".into(),
         birth_date: born,
         sex,
@@ -334,7 +398,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     writeln!(truth, "external_reference,family,member,corruption,detail")?;
     let mut serials = Serials::default();
     let mut previous: Option<(String, Vec<Person>)> = None;
-    for i in 0..args.households {
+    for i in 0..args.households + args.unproposed {
         let village = villages[rng.random_range(0..villages.len())].clone();
         let district = village[..8].replace('.', "");
         let poor = rng.random_bool(0.5);
@@ -404,12 +468,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 death_date: None,
             })
             .collect();
+        if i >= args.households {
+            for row in &registry_rows {
+                row.write(&mut registry)?;
+            }
+            continue;
+        }
         if rng.random_bool(args.corruption) {
             let mut kind = CORRUPTIONS[rng.random_range(0..CORRUPTIONS.len())];
             if kind == "duplicate" && previous.is_none() {
                 kind = "name_typo";
             }
-            let m = rng.random_range(0..members.len());
+            let mut m = rng.random_range(0..members.len());
+            if kind == "abbreviated" {
+                // The member whose name can be abbreviated, if the household has one.
+                match (0..members.len()).find(|i| {
+                    abbreviate(&members[(m + i) % members.len()].full_name, "M.").is_some()
+                }) {
+                    Some(i) => m = (m + i) % members.len(),
+                    None => kind = "titled",
+                }
+            }
             let (member, detail) = corrupt(
                 &mut rng,
                 kind,
@@ -505,8 +584,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     proposals.flush()?;
     truth.flush()?;
     println!(
-        "generated {} households in {} villages of {:?} into {}",
+        "generated {} proposed and {} unproposed households in {} villages of {:?} into {}",
         args.households,
+        args.unproposed,
         villages.len(),
         args.regencies,
         args.out.display()
@@ -524,6 +604,7 @@ mod tests {
         run(Args {
             regencies: vec!["32.04".into()],
             households: 600,
+            unproposed: 50,
             seed,
             corruption: 0.6,
             out: out.clone(),
@@ -606,8 +687,29 @@ mod tests {
                     let held = held.expect("registered");
                     assert_ne!(held[0], person.full_name, "{reference} {kind}");
                 }
-                "missing_nik" => assert!(nik.is_none(), "{reference}"),
-                "unknown_nik" => assert!(nik.is_some() && held.is_none(), "{reference}"),
+                "titled" | "abbreviated" | "transposed" | "single_name" => {
+                    let held = &registry[&nik.clone().expect("keeps its NIK")];
+                    assert_ne!(held[0], person.full_name, "{reference} {kind}");
+                    let key = |n: &str| dtks_domain::linkage::NameKey::new(n).phonetic_sorted();
+                    match kind {
+                        "transposed" => assert_eq!(key(&held[0]), key(&person.full_name)),
+                        "single_name" => {
+                            assert!(!person.full_name.contains(' '));
+                            assert!(held[0].contains(&person.full_name), "{reference}");
+                        }
+                        _ => {
+                            assert_eq!(key(&held[0]), key(&person.full_name), "{reference} {kind}")
+                        }
+                    }
+                }
+                "missing_nik" => {
+                    assert!(nik.is_none(), "{reference}");
+                    assert!(registry.contains_key(detail), "{reference}: {detail}");
+                }
+                "unknown_nik" => {
+                    assert!(nik.is_some() && held.is_none(), "{reference}");
+                    assert!(registry.contains_key(detail), "{reference}: {detail}");
+                }
                 "shifted_birth_date" => {
                     let held = held.expect("registered");
                     assert_eq!(held[1], detail);
@@ -630,6 +732,11 @@ mod tests {
                 other => panic!("unexpected corruption {other}"),
             }
         }
+        let proposed: usize = proposals.values().map(|p| p.members.len()).sum();
+        assert!(
+            registry.len() > proposed,
+            "unproposed households are in the registry"
+        );
         for kind in CORRUPTIONS {
             assert!(
                 seen.get(*kind).copied().unwrap_or(0) >= 10,

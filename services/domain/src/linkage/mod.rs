@@ -192,16 +192,20 @@ fn compare_regions(a: &str, b: &str) -> u8 {
 
 /// The blocking rules, and the fields each holds equal or nearly so (a field a rule
 /// constrains even in part is skewed among its candidates, so that rule neither counts
-/// nor learns it).
+/// nor learns it). Any one departure — a misspelt name, a corrected birth date, a move —
+/// leaves at least one rule that still brings the pair together.
 pub const RULES: [(&str, &[Field]); 3] = [
-    ("birth date and sex", &[Field::BirthDate, Field::Sex]),
     (
-        "telling name part, birth year and regency",
-        &[Field::Name, Field::BirthDate, Field::Region],
+        "birth date, sex and regency",
+        &[Field::BirthDate, Field::Sex, Field::Region],
     ),
     (
         "name parts in any order and district",
         &[Field::Name, Field::Region],
+    ),
+    (
+        "name parts in any order and birth date",
+        &[Field::Name, Field::BirthDate],
     ),
 ];
 
@@ -214,20 +218,19 @@ pub fn blocking_keys(r: &Record) -> Vec<(u8, u64)> {
         parts.hash(&mut h);
         (rule, h.finish())
     };
-    let mut keys = Vec::with_capacity(3);
-    if let (Some(d), Some(s)) = (r.birth_date, r.sex) {
-        keys.push(hash(0, &[&d.to_string(), &s.to_string()]));
-    }
+    let mut keys = Vec::with_capacity(RULES.len());
     let regency = r.village.as_deref().and_then(|v| v.get(..5));
     let district = r.village.as_deref().and_then(|v| v.get(..8));
-    if let (false, Some(d), Some(reg)) = (r.name.is_empty(), r.birth_date, regency) {
-        keys.push(hash(
-            1,
-            &[r.name.telling_token(), &d.year().to_string(), reg],
-        ));
+    let born = r.birth_date.map(|d| d.to_string());
+    let name = (!r.name.is_empty()).then(|| r.name.phonetic_sorted());
+    if let (Some(d), Some(s), Some(reg)) = (&born, r.sex, regency) {
+        keys.push(hash(0, &[d, &s.to_string(), reg]));
     }
-    if let (false, Some(dist)) = (r.name.is_empty(), district) {
-        keys.push(hash(2, &[&r.name.phonetic_sorted(), dist]));
+    if let (Some(n), Some(dist)) = (&name, district) {
+        keys.push(hash(1, &[n, dist]));
+    }
+    if let (Some(n), Some(d)) = (&name, &born) {
+        keys.push(hash(2, &[n, d]));
     }
     keys
 }

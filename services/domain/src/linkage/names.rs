@@ -80,18 +80,6 @@ impl NameKey {
         sorted.sort_unstable();
         sorted.join(" ")
     }
-
-    /// The first phonetic token other than a common prefix name (Muhammad, Siti, Nur,
-    /// Abdul, Ahmad): the most telling single token for blocking.
-    pub fn telling_token(&self) -> &str {
-        const COMMON: &[&str] = &["MUHAMAD", "SITI", "NUR", "ABDUL", "AHMAD"];
-        self.phonetic
-            .iter()
-            .find(|t| !COMMON.contains(&t.as_str()))
-            .or_else(|| self.phonetic.first())
-            .map(String::as_str)
-            .unwrap_or("")
-    }
 }
 
 /// Splits, upper-cases, strips punctuation, drops degrees after a comma, titles and
@@ -294,10 +282,6 @@ mod tests {
         assert_eq!(
             NameKey::new("Hidayat Asep").phonetic_sorted(),
             NameKey::new("Asep Hidayat").phonetic_sorted()
-        );
-        assert_eq!(
-            NameKey::new("Muhammad Rizky Pratama").telling_token(),
-            "RIZKY"
         );
     }
 
