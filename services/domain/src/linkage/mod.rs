@@ -11,6 +11,7 @@
 //!   rule holds equal are not learned from that rule), so the weights come from the data.
 //! - [`Thresholds`]: a link, a clerical review (with a reason), or no link.
 
+pub mod batch;
 pub mod names;
 
 use std::collections::HashMap;
@@ -82,6 +83,9 @@ pub struct Record {
     pub sex: Option<u8>,
     /// Village code, `PP.RR.DD.VVVV`.
     pub village: Option<String>,
+    /// An identifier (the NIK) where one is known to be right: pairs that share it are
+    /// labelled matches, from which m can be learned directly. Never compared.
+    pub label: Option<String>,
 }
 
 impl Record {
@@ -96,7 +100,14 @@ impl Record {
             birth_date,
             sex: sex.filter(|s| matches!(s, 1 | 2)),
             village: village.filter(|v| !v.is_empty()).map(str::to_owned),
+            label: None,
         }
+    }
+
+    /// The same record carrying `label`.
+    pub fn labelled(mut self, label: Option<&str>) -> Self {
+        self.label = label.filter(|l| !l.is_empty()).map(str::to_owned);
+        self
     }
 }
 
@@ -278,6 +289,27 @@ impl Model {
         Self { lambda: 0.01, m, u }
     }
 
+    /// m straight from labelled matches — pairs known to be the same person because
+    /// they share a verified identifier — the way the NIK-bearing majority of a batch
+    /// teaches how the rest are written. The prior is then fitted by EM on `candidates`.
+    pub fn train_from_labels(
+        &mut self,
+        labelled: &Patterns,
+        candidates: &Patterns,
+        iterations: usize,
+    ) {
+        self.m = std::array::from_fn(|f| {
+            let mut counts = vec![0.0; LEVELS[f].len()];
+            for (v, n) in labelled {
+                if v[f] != NULL {
+                    counts[v[f] as usize] += *n as f64;
+                }
+            }
+            normalised(&counts)
+        });
+        self.em_prior(candidates, iterations);
+    }
+
     /// Expectation–maximisation of m (and the prior) with u held.
     ///
     /// `sessions` holds, per blocking rule, its candidate patterns and the fields it
@@ -391,10 +423,14 @@ impl Model {
         (self.m[f as usize][level as usize] / self.u[f as usize][level as usize]).log2()
     }
 
+    /// log2 of the posterior odds that `v` is a match: prior odds plus weights.
+    pub fn log2_odds(&self, v: &Vector) -> f64 {
+        (self.lambda / (1.0 - self.lambda)).log2() + self.weight(v)
+    }
+
     /// Posterior probability that `v` is a match, given the prior.
     pub fn probability(&self, v: &Vector) -> f64 {
-        let odds = (self.lambda / (1.0 - self.lambda)).log2() + self.weight(v);
-        1.0 / (1.0 + (-odds).exp2())
+        1.0 / (1.0 + (-self.log2_odds(v)).exp2())
     }
 
     /// In words: each field's level and weight, weakest evidence first.
