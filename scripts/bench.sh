@@ -3,9 +3,21 @@
 # baseline its issue names, measured in the same run, as a ratio.
 #
 #   scripts/bench.sh intake [HOUSEHOLDS]   bulk import vs raw COPY (default 100000)
+#   scripts/bench.sh matching [SCALE]      linkage vs Splink, exact NIK (1.0 = 10 M registry)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=${1:-intake}
+if [ "$bench" = matching ]; then
+  # Files only: no servers. Splink needs python3-venv.
+  python3 -c 'import ensurepip' >/dev/null 2>&1 || {
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  }
+  export DTKS_BENCH_SCALE=${2:-${DTKS_BENCH_SCALE:-1.0}}
+  cargo build --release -p dtksctl
+  exec cargo bench -p dtks-e2e --bench matching
+fi
 scripts/stack.sh start
 eval "$(scripts/stack.sh env)"
 export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-100000}}

@@ -690,7 +690,11 @@ mod tests {
                 "titled" | "abbreviated" | "transposed" | "single_name" => {
                     let held = &registry[&nik.clone().expect("keeps its NIK")];
                     assert_ne!(held[0], person.full_name, "{reference} {kind}");
-                    let key = |n: &str| dtks_domain::linkage::NameKey::new(n).phonetic_sorted();
+                    let key = |n: &str| {
+                        dtks_domain::linkage::NameKey::new(n)
+                            .phonetic_sorted()
+                            .to_owned()
+                    };
                     match kind {
                         "transposed" => assert_eq!(key(&held[0]), key(&person.full_name)),
                         "single_name" => {

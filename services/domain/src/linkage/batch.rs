@@ -11,10 +11,104 @@ use std::collections::HashMap;
 
 use super::{Decision, Model, Patterns, RULES, Record, Thresholds, Vector, blocking_keys, compare};
 
-/// The left records, indexed by blocking key.
+/// Blocking keys are already hashes: the index uses them as they are.
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u8(&mut self, rule: u8) {
+        self.0 ^= u64::from(rule).rotate_left(56);
+    }
+    fn write_u64(&mut self, key: u64) {
+        self.0 ^= key;
+    }
+}
+
+type KeyMap<V> = HashMap<(u8, u64), V, std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// The left records, indexed by blocking key: each key's first entry, and per entry
+/// the next one in its block (chains in one array rather than a vector per key).
 pub struct Linker<'a> {
     left: &'a [Record],
-    index: HashMap<(u8, u64), Vec<u32>>,
+    first: KeyMap<u32>,
+    /// (left record, next entry or `u32::MAX`)
+    entries: Vec<(u32, u32)>,
+}
+
+/// Counts of comparison vectors in a dense table (every level of every field, and
+/// missing): counting a pair is one array increment.
+#[derive(Debug, Clone)]
+pub struct Counts(Vec<u64>);
+
+/// Levels per field, plus one for missing.
+const SIZES: [usize; 4] = [
+    super::LEVELS[0].len() + 1,
+    super::LEVELS[1].len() + 1,
+    super::LEVELS[2].len() + 1,
+    super::LEVELS[3].len() + 1,
+];
+
+impl Default for Counts {
+    fn default() -> Self {
+        Self(vec![0; SIZES.iter().product()])
+    }
+}
+
+impl Counts {
+    fn slot(v: &Vector) -> usize {
+        let mut at = 0;
+        for f in 0..4 {
+            let level = if v[f] == super::NULL {
+                SIZES[f] - 1
+            } else {
+                v[f] as usize
+            };
+            at = at * SIZES[f] + level;
+        }
+        at
+    }
+
+    pub fn add(&mut self, v: Vector) {
+        self.0[Self::slot(&v)] += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    fn merge(&mut self, other: &Counts) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a += b;
+        }
+    }
+
+    /// The non-zero counts by vector.
+    pub fn patterns(&self) -> Patterns {
+        let mut out = Patterns::new();
+        for (at, n) in self.0.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let mut rest = at;
+            let mut v = [0u8; 4];
+            for f in (0..4).rev() {
+                let level = rest % SIZES[f];
+                rest /= SIZES[f];
+                v[f] = if level == SIZES[f] - 1 {
+                    super::NULL
+                } else {
+                    level as u8
+                };
+            }
+            out.insert(v, *n);
+        }
+        out
+    }
 }
 
 /// Candidate pairs found so far, and their patterns per blocking rule.
@@ -22,11 +116,12 @@ pub struct Linker<'a> {
 pub struct Candidates {
     /// (left, right, vector), each distinct pair once.
     pub pairs: Vec<(u32, u32, Vector)>,
-    pub sessions: [Patterns; RULES.len()],
+    /// Per blocking rule, the vectors of the pairs it found.
+    pub sessions: [Counts; RULES.len()],
     /// Vectors of distinct pairs that share a label (known matches).
-    pub labelled: Patterns,
+    pub labelled: Counts,
     /// Vectors of distinct pairs (a pair found by several rules counts once).
-    pub distinct: Patterns,
+    pub distinct: Counts,
 }
 
 /// Labelled matches needed before m is learned from them rather than by EM.
@@ -35,18 +130,10 @@ pub const MIN_LABELLED: u64 = 200;
 impl Candidates {
     pub fn merge(&mut self, other: Candidates) {
         self.pairs.extend(other.pairs);
-        for (mine, theirs) in [
-            (&mut self.labelled, other.labelled),
-            (&mut self.distinct, other.distinct),
-        ] {
-            for (v, n) in theirs {
-                *mine.entry(v).or_default() += n;
-            }
-        }
-        for (mine, theirs) in self.sessions.iter_mut().zip(other.sessions) {
-            for (v, n) in theirs {
-                *mine.entry(v).or_default() += n;
-            }
+        self.labelled.merge(&other.labelled);
+        self.distinct.merge(&other.distinct);
+        for (mine, theirs) in self.sessions.iter_mut().zip(&other.sessions) {
+            mine.merge(theirs);
         }
     }
 
@@ -54,14 +141,18 @@ impl Candidates {
     /// are at least [`MIN_LABELLED`], else by EM over the candidates of each rule.
     pub fn train(&self, random: &Patterns, iterations: usize) -> Model {
         let mut model = Model::from_random_pairs(random);
-        if self.labelled.values().sum::<u64>() >= MIN_LABELLED {
-            model.train_from_labels(&self.labelled, &self.distinct, iterations);
+        if self.labelled.total() >= MIN_LABELLED {
+            model.train_from_labels(
+                &self.labelled.patterns(),
+                &self.distinct.patterns(),
+                iterations,
+            );
             return model;
         }
         let sessions: Vec<(Patterns, &[super::Field])> = self
             .sessions
             .iter()
-            .cloned()
+            .map(Counts::patterns)
             .zip(RULES.iter().map(|r| r.1))
             .collect();
         model.train(&sessions, iterations);
@@ -71,62 +162,109 @@ impl Candidates {
 
 impl<'a> Linker<'a> {
     pub fn new(left: &'a [Record]) -> Self {
-        let mut index: HashMap<(u8, u64), Vec<u32>> = HashMap::with_capacity(left.len() * 3);
+        let mut first = KeyMap::with_capacity_and_hasher(left.len() * 3, Default::default());
+        let mut entries = Vec::with_capacity(left.len() * 3);
         for (i, r) in left.iter().enumerate() {
             for key in blocking_keys(r) {
-                index.entry(key).or_default().push(i as u32);
+                let entry = entries.len() as u32;
+                let next = first.insert(key, entry).unwrap_or(u32::MAX);
+                entries.push((i as u32, next));
             }
         }
-        Self { left, index }
+        Self {
+            left,
+            first,
+            entries,
+        }
+    }
+
+    fn block(&self, key: &(u8, u64)) -> impl Iterator<Item = u32> + '_ {
+        let mut at = self.first.get(key).copied().unwrap_or(u32::MAX);
+        std::iter::from_fn(move || {
+            let (left, next) = *self.entries.get(at as usize)?;
+            at = next;
+            Some(left)
+        })
+    }
+
+    /// Whether any of `keys` (from [`super::keys_of`]) meets a left record: the cheap
+    /// test before a right row is turned into a [`Record`] and probed.
+    pub fn meets(&self, keys: &[(u8, u64)]) -> bool {
+        keys.iter().any(|k| self.first.contains_key(k))
     }
 
     /// Compares `right` (number `id` on its side) with every left record that shares a
     /// block with it.
     pub fn probe(&self, id: u32, right: &Record, out: &mut Candidates) {
+        self.probe_keys(id, right, &blocking_keys(right), out);
+    }
+
+    /// As [`Linker::probe`], with `right`'s blocking keys already at hand.
+    pub fn probe_keys(&self, id: u32, right: &Record, keys: &[(u8, u64)], out: &mut Candidates) {
         let first = out.pairs.len();
-        for key in blocking_keys(right) {
-            if let Some(block) = self.index.get(&key) {
-                for &l in block {
-                    let left = &self.left[l as usize];
-                    let v = compare(left, right);
-                    *out.sessions[key.0 as usize].entry(v).or_default() += 1;
-                    // Each distinct pair once, whichever rules found it.
-                    if out.pairs[first..].iter().any(|p| p.0 == l) {
-                        continue;
-                    }
-                    out.pairs.push((l, id, v));
-                    *out.distinct.entry(v).or_default() += 1;
-                    if left.label.is_some() && left.label == right.label {
-                        *out.labelled.entry(v).or_default() += 1;
-                    }
+        for key in keys {
+            for l in self.block(key) {
+                // A pair another rule found already counts for this rule too, once.
+                if let Some(seen) = out.pairs[first..].iter().find(|p| p.0 == l) {
+                    out.sessions[key.0 as usize].add(seen.2);
+                    continue;
+                }
+                let left = &self.left[l as usize];
+                let v = compare(left, right);
+                out.sessions[key.0 as usize].add(v);
+                out.pairs.push((l, id, v));
+                out.distinct.add(v);
+                if left.label.is_some() && left.label == right.label {
+                    out.labelled.add(v);
                 }
             }
         }
     }
 }
 
-/// Comparison vectors of `pairs` pseudo-random pairs of `sample` (for u).
-pub fn random_patterns(sample: &[Record], pairs: usize, seed: u64) -> Patterns {
-    let mut state = seed | 1;
-    let mut next = move || {
-        // xorshift64*
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    };
-    let mut patterns = Patterns::new();
+/// Comparison vectors of `pairs` pseudo-random pairs of `sample` (for u), counted on
+/// `threads` threads.
+pub fn random_patterns(sample: &[Record], pairs: usize, seed: u64, threads: usize) -> Patterns {
+    let threads = threads.max(1);
     if sample.len() < 2 {
-        return patterns;
+        return Patterns::new();
     }
-    let n = sample.len() as u64;
-    for _ in 0..pairs {
-        let (a, b) = ((next() % n) as usize, (next() % n) as usize);
-        if a != b {
-            *patterns.entry(compare(&sample[a], &sample[b])).or_default() += 1;
+    let parts: Vec<Patterns> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut state = (seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+                    let mut next = move || {
+                        // xorshift64*
+                        state ^= state >> 12;
+                        state ^= state << 25;
+                        state ^= state >> 27;
+                        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+                    };
+                    let n = sample.len() as u64;
+                    let mut patterns = Patterns::new();
+                    for _ in 0..pairs / threads {
+                        let (a, b) = ((next() % n) as usize, (next() % n) as usize);
+                        if a != b {
+                            *patterns.entry(compare(&sample[a], &sample[b])).or_default() += 1;
+                        }
+                    }
+                    patterns
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("sampling thread"))
+            .collect()
+    });
+    let mut all = Patterns::new();
+    for part in parts {
+        for (v, n) in part {
+            *all.entry(v).or_default() += n;
         }
     }
-    patterns
+    all
 }
 
 /// The outcome for one left record.

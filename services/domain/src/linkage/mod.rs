@@ -15,7 +15,6 @@ pub mod batch;
 pub mod names;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
 use chrono::{Datelike, NaiveDate};
 
@@ -77,7 +76,8 @@ pub type Vector = [u8; 4];
 /// The identifying fields of one person.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record {
-    pub name: NameKey,
+    /// Shared: one spelling reduced once serves every record that carries it.
+    pub name: std::sync::Arc<NameKey>,
     pub birth_date: Option<NaiveDate>,
     /// 1 male, 2 female.
     pub sex: Option<u8>,
@@ -95,8 +95,23 @@ impl Record {
         sex: Option<u8>,
         village: Option<&str>,
     ) -> Self {
+        Self::with_name(
+            std::sync::Arc::new(NameKey::new(name)),
+            birth_date,
+            sex,
+            village,
+        )
+    }
+
+    /// As [`Record::new`], with the name already reduced.
+    pub fn with_name(
+        name: std::sync::Arc<NameKey>,
+        birth_date: Option<NaiveDate>,
+        sex: Option<u8>,
+        village: Option<&str>,
+    ) -> Self {
         Self {
-            name: NameKey::new(name),
+            name,
             birth_date,
             sex: sex.filter(|s| matches!(s, 1 | 2)),
             village: village.filter(|v| !v.is_empty()).map(str::to_owned),
@@ -114,7 +129,11 @@ impl Record {
 /// Compares two records field by field.
 pub fn compare(a: &Record, b: &Record) -> Vector {
     [
-        compare_names(&a.name, &b.name),
+        if std::sync::Arc::ptr_eq(&a.name, &b.name) {
+            0
+        } else {
+            compare_names(&a.name, &b.name)
+        },
         match (a.birth_date, b.birth_date) {
             (Some(x), Some(y)) => compare_dates(x, y),
             _ => NULL,
@@ -145,7 +164,8 @@ fn compare_names(a: &NameKey, b: &NameKey) -> u8 {
     if sa == sb {
         return 2;
     }
-    if jaro_winkler(&ja, &jb).max(jaro_winkler(&sa, &sb)) >= 0.92 {
+    let close = jaro_winkler(ja, jb);
+    if close >= 0.92 || jaro_winkler(sa, sb) >= 0.92 {
         return 3;
     }
     let (short, long) = if a.phonetic.len() <= b.phonetic.len() {
@@ -154,7 +174,7 @@ fn compare_names(a: &NameKey, b: &NameKey) -> u8 {
         (b, a)
     };
     let contained = short.phonetic.iter().all(|t| long.phonetic.contains(t));
-    if contained || jaro_winkler(&ja, &jb) >= 0.80 {
+    if contained || close >= 0.80 {
         return 4;
     }
     5
@@ -164,20 +184,31 @@ fn compare_dates(a: NaiveDate, b: NaiveDate) -> u8 {
     if a == b {
         return 0;
     }
-    let digits = |d: NaiveDate| format!("{:04}{:02}{:02}", d.year(), d.month(), d.day());
+    // The eight digits of YYYYMMDD, without formatting.
+    let digits = |d: NaiveDate| {
+        let n = d.year().rem_euclid(10_000) as u32 * 10_000 + d.month() * 100 + d.day();
+        let mut out = [0u8; 8];
+        let mut rest = n;
+        for slot in out.iter_mut().rev() {
+            *slot = (rest % 10) as u8;
+            rest /= 10;
+        }
+        out
+    };
     let (x, y) = (digits(a), digits(b));
-    let differing: Vec<usize> = x
-        .bytes()
-        .zip(y.bytes())
-        .enumerate()
-        .filter(|(_, (p, q))| p != q)
-        .map(|(i, _)| i)
-        .collect();
-    let one_digit = differing.len() == 1;
-    let adjacent_swap = differing.len() == 2
+    let mut differing = [0usize; 8];
+    let mut count = 0;
+    for i in 0..8 {
+        if x[i] != y[i] {
+            differing[count] = i;
+            count += 1;
+        }
+    }
+    let one_digit = count == 1;
+    let adjacent_swap = count == 2
         && differing[1] == differing[0] + 1
-        && x.as_bytes()[differing[0]] == y.as_bytes()[differing[1]]
-        && x.as_bytes()[differing[1]] == y.as_bytes()[differing[0]];
+        && x[differing[0]] == y[differing[1]]
+        && x[differing[1]] == y[differing[0]];
     let day_month_swapped = a.year() == b.year() && a.month() == b.day() && a.day() == b.month();
     if one_digit || adjacent_swap || day_month_swapped {
         return 1;
@@ -207,12 +238,12 @@ fn compare_regions(a: &str, b: &str) -> u8 {
 /// leaves at least one rule that still brings the pair together.
 pub const RULES: [(&str, &[Field]); 3] = [
     (
-        "birth date, sex and regency",
+        "birth date, sex and district",
         &[Field::BirthDate, Field::Sex, Field::Region],
     ),
     (
-        "name parts in any order and district",
-        &[Field::Name, Field::Region],
+        "name parts in any order, sex and village",
+        &[Field::Name, Field::Sex, Field::Region],
     ),
     (
         "name parts in any order and birth date",
@@ -223,24 +254,42 @@ pub const RULES: [(&str, &[Field]); 3] = [
 /// The blocking keys of a record: `(rule, key)` for every rule the record has the
 /// fields for. Two records are candidates when they share a `(rule, key)`.
 pub fn blocking_keys(r: &Record) -> Vec<(u8, u64)> {
-    let hash = |rule: u8, parts: &[&str]| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        rule.hash(&mut h);
-        parts.hash(&mut h);
-        (rule, h.finish())
+    let name = (!r.name.is_empty()).then(|| r.name.phonetic_sorted());
+    keys_of(name, r.birth_date, r.sex, r.village.as_deref())
+}
+
+/// [`blocking_keys`] from the raw fields, with the name already reduced to
+/// [`NameKey::phonetic_sorted`] form: lets a large side be probed without building a
+/// [`Record`] for every row.
+pub fn keys_of(
+    sorted_name: Option<&str>,
+    birth_date: Option<NaiveDate>,
+    sex: Option<u8>,
+    village: Option<&str>,
+) -> Vec<(u8, u64)> {
+    // FNV-1a over the parts with a separator: stable across runs and processes.
+    let hash = |rule: u8, parts: &[&[u8]]| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(rule);
+        for part in parts {
+            for byte in part.iter().chain(&[0x1f]) {
+                h ^= u64::from(*byte);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        (rule, h)
     };
     let mut keys = Vec::with_capacity(RULES.len());
-    let regency = r.village.as_deref().and_then(|v| v.get(..5));
-    let district = r.village.as_deref().and_then(|v| v.get(..8));
-    let born = r.birth_date.map(|d| d.to_string());
-    let name = (!r.name.is_empty()).then(|| r.name.phonetic_sorted());
-    if let (Some(d), Some(s), Some(reg)) = (&born, r.sex, regency) {
-        keys.push(hash(0, &[d, &s.to_string(), reg]));
+    let district = village.and_then(|v| v.get(..8)).map(str::as_bytes);
+    let born = birth_date
+        .map(|d| (d.year() * 10_000 + d.month() as i32 * 100 + d.day() as i32).to_le_bytes());
+    let name = sorted_name.filter(|n| !n.is_empty()).map(str::as_bytes);
+    if let (Some(d), Some(s), Some(dist)) = (&born, sex, district) {
+        keys.push(hash(0, &[d, &[s], dist]));
     }
-    if let (Some(n), Some(dist)) = (&name, district) {
-        keys.push(hash(1, &[n, dist]));
+    if let (Some(n), Some(s), Some(v)) = (name, sex, village) {
+        keys.push(hash(1, &[n, &[s], v.as_bytes()]));
     }
-    if let (Some(n), Some(d)) = (&name, &born) {
+    if let (Some(n), Some(d)) = (name, &born) {
         keys.push(hash(2, &[n, d]));
     }
     keys

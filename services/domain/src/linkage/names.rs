@@ -56,13 +56,24 @@ pub struct NameKey {
     pub tokens: Vec<String>,
     /// One phonetic form per token (same order).
     pub phonetic: Vec<String>,
+    joined: String,
+    sorted: String,
 }
 
 impl NameKey {
     pub fn new(name: &str) -> Self {
         let tokens = canonical_tokens(name);
-        let phonetic = tokens.iter().map(|t| phonetic(t)).collect();
-        Self { tokens, phonetic }
+        let phonetic: Vec<String> = tokens.iter().map(|t| phonetic(t)).collect();
+        let joined = phonetic.join(" ");
+        let mut parts: Vec<&str> = phonetic.iter().map(String::as_str).collect();
+        parts.sort_unstable();
+        let sorted = parts.join(" ");
+        Self {
+            tokens,
+            phonetic,
+            joined,
+            sorted,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -70,15 +81,13 @@ impl NameKey {
     }
 
     /// The phonetic tokens joined by a space.
-    pub fn phonetic_joined(&self) -> String {
-        self.phonetic.join(" ")
+    pub fn phonetic_joined(&self) -> &str {
+        &self.joined
     }
 
     /// The phonetic tokens sorted, then joined: the same for transposed name parts.
-    pub fn phonetic_sorted(&self) -> String {
-        let mut sorted = self.phonetic.clone();
-        sorted.sort_unstable();
-        sorted.join(" ")
+    pub fn phonetic_sorted(&self) -> &str {
+        &self.sorted
     }
 }
 
@@ -89,11 +98,18 @@ pub fn canonical_tokens(name: &str) -> Vec<String> {
     let name = name.split(',').next().unwrap_or_default();
     let mut raw: Vec<String> = Vec::new();
     for word in name.split_whitespace() {
-        let upper = word.to_uppercase();
-        let undotted: String = upper.chars().filter(|c| c.is_alphanumeric()).collect();
-        if upper.contains('.') && TITLES.contains(&undotted.as_str()) {
-            raw.push(undotted);
+        // Plain letters (most names): one upper-cased copy and nothing more.
+        if word.bytes().all(|b| b.is_ascii_alphabetic()) {
+            raw.push(word.to_ascii_uppercase());
             continue;
+        }
+        let upper = word.to_uppercase();
+        if upper.contains('.') {
+            let undotted: String = upper.chars().filter(|c| c.is_alphanumeric()).collect();
+            if TITLES.contains(&undotted.as_str()) {
+                raw.push(undotted);
+                continue;
+            }
         }
         // "H.Ahmad" or "Moch.Rizky": dots also separate parts.
         for part in upper.split(['.', '-', '/']) {
@@ -132,51 +148,77 @@ pub fn canonical_tokens(name: &str) -> Vec<String> {
 /// NJ→NY, SJ→SY, CH/KH→H), J and Y merged, V→F, Q→K, doubled letters collapsed, and a
 /// final H after a vowel dropped (Aminah / Amina).
 pub fn phonetic(token: &str) -> String {
-    let chars: Vec<char> = token.chars().collect();
-    let mut out: Vec<char> = Vec::with_capacity(chars.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        let (emit, skip): (&[char], usize) = match (c, next) {
-            ('O', Some('E')) => (&['U'], 2),
-            ('D', Some('J')) => (&['Y'], 2),
-            ('T', Some('J')) => (&['C'], 2),
-            ('N', Some('J')) => (&['N', 'Y'], 2),
-            ('S', Some('J')) => (&['S', 'Y'], 2),
-            ('C', Some('H')) | ('K', Some('H')) => (&['H'], 2),
-            ('J', _) => (&['Y'], 1),
-            ('V', _) => (&['F'], 1),
-            ('Q', _) => (&['K'], 1),
-            _ => (std::slice::from_ref(&chars[i]), 1),
-        };
-        for &e in emit {
-            if out.last() != Some(&e) {
-                out.push(e);
-            }
+    let mut out = String::with_capacity(token.len());
+    let mut last: Option<char> = None;
+    let mut push = |c: char, out: &mut String| {
+        if last != Some(c) {
+            out.push(c);
+            last = Some(c);
         }
-        i += skip;
+    };
+    let mut chars = token.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied();
+        let pair = |n: char| next == Some(n);
+        match c {
+            'O' if pair('E') => {
+                chars.next();
+                push('U', &mut out);
+            }
+            'D' if pair('J') => {
+                chars.next();
+                push('Y', &mut out);
+            }
+            'T' if pair('J') => {
+                chars.next();
+                push('C', &mut out);
+            }
+            'N' | 'S' if pair('J') => {
+                chars.next();
+                push(c, &mut out);
+                push('Y', &mut out);
+            }
+            'C' | 'K' if pair('H') => {
+                chars.next();
+                push('H', &mut out);
+            }
+            'J' => push('Y', &mut out),
+            'V' => push('F', &mut out),
+            'Q' => push('K', &mut out),
+            other => push(other, &mut out),
+        }
     }
     let vowel = |c: char| matches!(c, 'A' | 'E' | 'I' | 'O' | 'U');
-    if out.len() > 2 && out.last() == Some(&'H') && vowel(out[out.len() - 2]) {
+    let bytes = out.as_bytes();
+    if out.len() > 2 && out.ends_with('H') && vowel(bytes[bytes.len() - 2] as char) {
         out.pop();
     }
-    out.into_iter().collect()
+    out
 }
 
-/// Jaro–Winkler similarity in [0, 1] (prefix scale 0.1, at most four characters).
+/// Jaro–Winkler similarity in [0, 1] (prefix scale 0.1, at most four characters),
+/// over bytes: names reach it upper-cased and almost always ASCII.
 pub fn jaro_winkler(a: &str, b: &str) -> f64 {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
+    let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.is_empty() && b.is_empty() {
         return 1.0;
     }
     if a.is_empty() || b.is_empty() {
         return 0.0;
     }
+    const STACK: usize = 128;
+    let mut a_stack = [false; STACK];
+    let mut b_stack = [false; STACK];
+    let (mut a_heap, mut b_heap) = (Vec::new(), Vec::new());
+    let (a_matched, b_matched): (&mut [bool], &mut [bool]) = if a.len() <= STACK && b.len() <= STACK
+    {
+        (&mut a_stack[..a.len()], &mut b_stack[..b.len()])
+    } else {
+        a_heap.resize(a.len(), false);
+        b_heap.resize(b.len(), false);
+        (&mut a_heap, &mut b_heap)
+    };
     let window = (a.len().max(b.len()) / 2).saturating_sub(1);
-    let mut a_matched = vec![false; a.len()];
-    let mut b_matched = vec![false; b.len()];
     let mut matches = 0usize;
     for (i, ca) in a.iter().enumerate() {
         let lo = i.saturating_sub(window);
@@ -224,7 +266,7 @@ mod tests {
     use super::*;
 
     fn key(name: &str) -> String {
-        NameKey::new(name).phonetic_joined()
+        NameKey::new(name).phonetic_joined().to_owned()
     }
 
     #[test]

@@ -83,11 +83,19 @@ fn a_corrupted_record_still_shares_a_block_with_its_original() {
             Some(1),
             Some("32.04.01.2001"),
         ),
+        // Parts transposed and a corrected birth date: same parts, same village.
         Record::new(
             "Hidayat Asep",
             date(1981, 3, 14),
             Some(1),
-            Some("32.04.01.2002"),
+            Some("32.04.01.2001"),
+        ),
+        // Moved to another regency: same parts, same birth date.
+        Record::new(
+            "Hidayat Asep",
+            date(1980, 3, 14),
+            Some(1),
+            Some("32.73.01.1001"),
         ),
         Record::new(
             "Asep Hidajat",
@@ -204,7 +212,7 @@ fn link_corrupted_copies(labelled: usize) -> (Model, Patterns, f64, f64) {
         }
         candidates.merge(part);
     }
-    let random = batch::random_patterns(&registry, 50_000, 7);
+    let random = batch::random_patterns(&registry, 50_000, 7, 2);
     let model = candidates.train(&random, 200);
     let linked = batch::decide(proposals.len(), &candidates, &model, Thresholds::default());
     let (mut tp, mut fp) = (0, 0);

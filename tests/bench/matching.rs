@@ -1,0 +1,435 @@
+//! Matching's linkage and exact-NIK check against Splink on the same records.
+//!
+//! Run with `scripts/bench.sh matching` (release build; no servers needed). It
+//! generates, once, a civil registry of about 10 M persons (the province of Jawa Barat,
+//! `dtksctl gen --regencies 32 --unproposed …`) of whom about 1 M are proposed with the
+//! generator's corruptions, and writes the proposal persons with their true registry
+//! NIK to `persons.csv`. Then, in the same run:
+//!
+//! - **DTKS linkage**: every proposal person is linked to the registry by name, birth
+//!   date, sex and village alone (the NIK is not compared), weights learned by EM with no
+//!   labels — and again with m learned from the NIK-labelled matches, as the service
+//!   does when a batch carries NIKs. Timed from reading the two CSV files to the
+//!   decisions, on two threads.
+//! - **Splink** (PyPI `splink`, DuckDB) in a throw-away virtual environment, on the
+//!   same files, with the same blocking rules and comparable comparisons and training
+//!   (tests/bench/splink_link.py), timed from reading the files, training included.
+//! - **Exact NIK check**: each proposal person's NIK looked up in an index of the
+//!   registry and compared field by field (matched / corrections / not found /
+//!   deceased), persons per second.
+//!
+//! A person counts as correctly linked when the best candidate at match probability
+//! ≥ 0.95 is the registry person the generator made them from. Scale with
+//! `DTKS_BENCH_SCALE` (1.0 = 10 M registry persons).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use dtks_domain::linkage::batch::{self, Candidates, Linker};
+use dtks_domain::linkage::{Decision, NameKey, Record, Thresholds};
+use dtks_e2e::bin_dir;
+
+const THREADS: usize = 2;
+
+fn scale() -> f64 {
+    std::env::var("DTKS_BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0)
+}
+
+/// Generates the data once per scale; answers its directory.
+fn generate(scale: f64) -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from(format!("target/bench-matching-{scale}"));
+    if dir.join("persons.csv").exists() {
+        return Ok(dir);
+    }
+    let proposed = (290_000.0 * scale) as usize;
+    let unproposed = (2_580_000.0 * scale) as usize;
+    let status = Command::new(bin_dir().join("../release/dtksctl"))
+        .args([
+            "gen",
+            "--regencies",
+            "32",
+            "--seed",
+            "2026",
+            "--corruption",
+            "0.3",
+        ])
+        .args(["--households", &proposed.to_string()])
+        .args(["--unproposed", &unproposed.to_string()])
+        .arg("--out")
+        .arg(&dir)
+        .status()
+        .context("running target/release/dtksctl (scripts/bench.sh builds it)")?;
+    anyhow::ensure!(status.success(), "dtksctl gen failed");
+    write_persons(&dir)?;
+    Ok(dir)
+}
+
+/// persons.csv: one row per proposed person with the NIK the registry holds for them.
+fn write_persons(dir: &Path) -> anyhow::Result<()> {
+    let mut true_nik: HashMap<(String, usize), String> = HashMap::new();
+    let mut truth = csv::Reader::from_path(dir.join("truth.csv"))?;
+    for rec in truth.records() {
+        let rec = rec?;
+        if matches!(&rec[3], "missing_nik" | "unknown_nik") {
+            true_nik.insert((rec[0].to_owned(), rec[2].parse()?), rec[4].to_owned());
+        }
+    }
+    let mut out = csv::Writer::from_path(dir.join("persons.csv"))?;
+    out.write_record([
+        "id",
+        "full_name",
+        "birth_date",
+        "sex",
+        "village_code",
+        "nik",
+        "true_nik",
+    ])?;
+    let text = std::fs::read_to_string(dir.join("proposals.jsonl"))?;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let reference = v["external_reference"].as_str().unwrap_or_default();
+        let village = v["household"]["address"]["village"]
+            .as_str()
+            .unwrap_or_default();
+        let members = v["household"]["families"][0]["members"]
+            .as_array()
+            .context("members")?;
+        for (m, p) in members.iter().enumerate() {
+            let nik = p["nik"].as_str().unwrap_or_default();
+            let truth = true_nik
+                .get(&(reference.to_owned(), m))
+                .map(String::as_str)
+                .unwrap_or(nik);
+            let sex = match p["sex"].as_str() {
+                Some("Female") => "2",
+                _ => "1",
+            };
+            out.write_record([
+                format!("{reference}/{m}").as_str(),
+                p["full_name"].as_str().unwrap_or_default(),
+                p["birth_date"].as_str().unwrap_or_default(),
+                sex,
+                village,
+                nik,
+                truth,
+            ])?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The proposal persons as records, and the NIK each truly has.
+struct Persons {
+    records: Vec<Record>,
+    true_nik: Vec<u64>,
+}
+
+fn nik_number(text: &str) -> u64 {
+    text.parse().unwrap_or(0)
+}
+
+fn read_persons(dir: &Path, labelled: bool) -> anyhow::Result<Persons> {
+    let mut persons = Persons {
+        records: Vec::new(),
+        true_nik: Vec::new(),
+    };
+    for row in csv::Reader::from_path(dir.join("persons.csv"))?.records() {
+        let f = row?;
+        let record = Record::new(&f[1], date(&f[2]), f[3].parse().ok(), Some(&f[4]))
+            .labelled(labelled.then_some(&f[5]));
+        persons.records.push(record);
+        persons.true_nik.push(nik_number(&f[6]));
+    }
+    Ok(persons)
+}
+
+/// The registry's lines in `THREADS` slices cut at line ends (header skipped).
+fn slices(text: &str) -> Vec<(usize, &str)> {
+    let body = &text[text.find('\n').map_or(text.len(), |i| i + 1)..];
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut line_no = 0;
+    for t in 0..THREADS {
+        let mut end = if t + 1 == THREADS {
+            body.len()
+        } else {
+            (body.len() * (t + 1) / THREADS).max(start)
+        };
+        while end < body.len() && body.as_bytes()[end - 1] != b'\n' {
+            end += 1;
+        }
+        let slice = &body[start..end];
+        out.push((line_no, slice));
+        line_no += slice.lines().count();
+        start = end;
+    }
+    out
+}
+
+/// `YYYY-MM-DD` without chrono's format parser.
+fn date(text: &str) -> Option<NaiveDate> {
+    let n = |r: std::ops::Range<usize>| text.get(r).and_then(|t| t.parse::<u32>().ok());
+    NaiveDate::from_ymd_opt(n(0..4)? as i32, n(5..7)?, n(8..10)?)
+}
+
+/// A registry row that meets a proposal person: its record and blocking keys.
+type Hit = (Record, Vec<(u8, u64)>);
+
+/// One registry line (nik,kk,full_name,birth_place,birth_date,sex,village_code,
+/// death_date): its NIK, and its record when the line meets a proposal person.
+fn registry_record<'l>(
+    linker: &Linker,
+    line: &'l str,
+    labelled: bool,
+    names: &mut HashMap<&'l str, Arc<NameKey>>,
+) -> (u64, Option<Hit>) {
+    let mut f = [""; 7];
+    for (slot, field) in f.iter_mut().zip(line.split(',')) {
+        *slot = field;
+    }
+    let nik = nik_number(f[0]);
+    let (born, sex) = (date(f[4]), f[5].parse().ok());
+    // Names repeat: each distinct spelling is reduced once per thread.
+    let name = names
+        .entry(f[2])
+        .or_insert_with(|| Arc::new(NameKey::new(f[2])));
+    let keys = dtks_domain::linkage::keys_of(Some(name.phonetic_sorted()), born, sex, Some(f[6]));
+    if !linker.meets(&keys) {
+        return (nik, None);
+    }
+    let record =
+        Record::with_name(name.clone(), born, sex, Some(f[6])).labelled(labelled.then_some(f[0]));
+    (nik, Some((record, keys)))
+}
+
+struct Score {
+    seconds: f64,
+    links: usize,
+    correct: usize,
+    persons: usize,
+    reviews: usize,
+}
+
+impl Score {
+    fn precision(&self) -> f64 {
+        self.correct as f64 / self.links.max(1) as f64
+    }
+    fn recall(&self) -> f64 {
+        self.correct as f64 / self.persons.max(1) as f64
+    }
+    fn f1(&self) -> f64 {
+        let (p, r) = (self.precision(), self.recall());
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
+    }
+}
+
+fn dtks_linkage(dir: &Path, labelled: bool) -> anyhow::Result<Score> {
+    let started = Instant::now();
+    let persons = read_persons(dir, labelled)?;
+    let left = &persons.records;
+    let registry = std::fs::read_to_string(dir.join("registry.csv"))?;
+    let read = started.elapsed().as_secs_f64();
+    let linker = Linker::new(left);
+    let indexed = started.elapsed().as_secs_f64();
+    let parts: Vec<(Candidates, Vec<u64>, Vec<Record>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = slices(&registry)
+            .into_iter()
+            .map(|(first, slice)| {
+                let linker = &linker;
+                s.spawn(move || {
+                    let mut candidates = Candidates::default();
+                    let mut niks = Vec::new();
+                    let mut sample = Vec::new();
+                    let mut names = HashMap::new();
+                    for (i, line) in slice.lines().enumerate() {
+                        let (nik, record) = registry_record(linker, line, labelled, &mut names);
+                        niks.push(nik);
+                        if let Some((record, keys)) = &record {
+                            linker.probe_keys((first + i) as u32, record, keys, &mut candidates);
+                        }
+                        // One line in 50 for the u sample.
+                        if i % 50 == 0 {
+                            let f: Vec<&str> = line.splitn(8, ',').collect();
+                            sample.push(record.map(|r| r.0).unwrap_or_else(|| {
+                                let name = names[f[2]].clone();
+                                Record::with_name(name, date(f[4]), f[5].parse().ok(), Some(f[6]))
+                            }));
+                        }
+                    }
+                    (candidates, niks, sample)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("linking thread"))
+            .collect()
+    });
+    let mut candidates = Candidates::default();
+    let mut niks = Vec::new();
+    let mut sample = Vec::new();
+    for (c, n, s) in parts {
+        candidates.merge(c);
+        niks.extend(n);
+        sample.extend(s);
+    }
+    let probed = started.elapsed().as_secs_f64();
+    let random = batch::random_patterns(&sample, 1_000_000, 2026, THREADS);
+    let sampled = started.elapsed().as_secs_f64();
+    let model = candidates.train(&random, 100);
+    let linked = batch::decide(left.len(), &candidates, &model, Thresholds::default());
+    let seconds = started.elapsed().as_secs_f64();
+    let mut score = Score {
+        seconds,
+        links: 0,
+        correct: 0,
+        persons: left.len(),
+        reviews: 0,
+    };
+    for (true_nik, l) in persons.true_nik.iter().zip(&linked) {
+        match l.decision {
+            Decision::Link => {
+                score.links += 1;
+                let nik = l.candidate.map(|c| niks[c as usize]);
+                score.correct += usize::from(nik == Some(*true_nik));
+            }
+            Decision::Review => score.reviews += 1,
+            Decision::NoLink => {}
+        }
+    }
+    eprintln!(
+        "  candidate pairs {}, model prior {:.4}; read {read:.1} s, indexed {indexed:.1} s, probed {probed:.1} s, u sampled {sampled:.1} s, done {seconds:.1} s",
+        candidates.pairs.len(),
+        model.lambda
+    );
+    Ok(score)
+}
+
+/// Exact NIK check: persons per second over an index of the registry by NIK.
+fn exact_nik(dir: &Path) -> anyhow::Result<(usize, f64, [usize; 4])> {
+    let registry = std::fs::read_to_string(dir.join("registry.csv"))?;
+    let mut index: HashMap<u64, (&str, &str, &str, bool)> = HashMap::new();
+    for line in registry.lines().skip(1) {
+        let f: Vec<&str> = line.splitn(8, ',').collect();
+        index.insert(
+            nik_number(f[0]),
+            (f[2], f[4], f[5], !f.get(7).is_none_or(|d| d.is_empty())),
+        );
+    }
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_path(dir.join("persons.csv"))?
+        .records()
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    // matched, corrections, not found, deceased
+    let mut outcomes = [0usize; 4];
+    for f in &rows {
+        let outcome = match index.get(&nik_number(&f[5])) {
+            None => 2,
+            Some((_, _, _, true)) => 3,
+            Some((name, born, sex, false)) => {
+                usize::from(!name.eq_ignore_ascii_case(&f[1]) || *born != &f[2] || *sex != &f[3])
+            }
+        };
+        outcomes[outcome] += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok((rows.len(), rows.len() as f64 / seconds, outcomes))
+}
+
+fn splink(dir: &Path) -> anyhow::Result<Score> {
+    let venv = PathBuf::from("target/bench-venv");
+    if !venv.join("bin/python").exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()?;
+        anyhow::ensure!(
+            ok.success(),
+            "python3 -m venv failed (apt-get install python3-venv)"
+        );
+        let ok = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "splink==5.0.0"])
+            .status()?;
+        anyhow::ensure!(ok.success(), "pip install splink failed");
+    }
+    let output = Command::new(venv.join("bin/python"))
+        .arg("tests/bench/splink_link.py")
+        .arg(dir.join("registry.csv"))
+        .arg(dir.join("persons.csv"))
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "splink failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout)?;
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
+    let n = |k: &str| v[k].as_u64().unwrap_or(0) as usize;
+    Ok(Score {
+        seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
+        links: n("links"),
+        correct: n("correct"),
+        persons: n("persons"),
+        reviews: 0,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` runs from the package directory; the data lives at the workspace top.
+    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))?;
+    let scale = scale();
+    let started = Instant::now();
+    let dir = generate(scale)?;
+    let registry_persons = std::fs::read_to_string(dir.join("registry.csv"))?
+        .lines()
+        .count()
+        - 1;
+    println!(
+        "matching benchmark: {registry_persons} registry persons, data ready in {:.1} s ({})",
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    let (checked, rate, outcomes) = exact_nik(&dir)?;
+    println!(
+        "exact NIK check: {checked} persons, {rate:.0} persons/s (matched {}, with corrections {}, not found {}, deceased {})",
+        outcomes[0], outcomes[1], outcomes[2], outcomes[3]
+    );
+    let em = dtks_linkage(&dir, false)?;
+    let labels = dtks_linkage(&dir, true)?;
+    let splink = splink(&dir)?;
+    println!(
+        "| linker | persons | links | reviews | precision | recall | F1 | wall time | speed vs Splink |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (name, s) in [
+        ("DTKS, EM (no labels)", &em),
+        ("DTKS, m from NIK labels", &labels),
+        ("Splink 5.0.0 (DuckDB)", &splink),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.1} s | {:.1}x |",
+            s.persons,
+            s.links,
+            s.reviews,
+            s.precision(),
+            s.recall(),
+            s.f1(),
+            s.seconds,
+            splink.seconds / s.seconds
+        );
+    }
+    Ok(())
+}
