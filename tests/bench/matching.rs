@@ -127,10 +127,12 @@ fn write_persons(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The proposal persons as records, and the NIK each truly has.
+/// The proposal persons as records, the NIK each truly has, and their reduced names
+/// (shared with the registry side, so one spelling is one key on both sides).
 struct Persons {
     records: Vec<Record>,
     true_nik: Vec<u64>,
+    names: HashMap<String, Arc<NameKey>>,
 }
 
 fn nik_number(text: &str) -> u64 {
@@ -141,10 +143,19 @@ fn read_persons(dir: &Path, labelled: bool) -> anyhow::Result<Persons> {
     let mut persons = Persons {
         records: Vec::new(),
         true_nik: Vec::new(),
+        names: HashMap::new(),
     };
     for row in csv::Reader::from_path(dir.join("persons.csv"))?.records() {
         let f = row?;
-        let record = Record::new(&f[1], date(&f[2]), f[3].parse().ok(), Some(&f[4]))
+        let name = match persons.names.get(&f[1]) {
+            Some(name) => name.clone(),
+            None => {
+                let name = Arc::new(NameKey::new(&f[1]));
+                persons.names.insert(f[1].to_owned(), name.clone());
+                name
+            }
+        };
+        let record = Record::with_name(name, date(&f[2]), f[3].parse().ok(), Some(&f[4]))
             .labelled(labelled.then_some(&f[5]));
         persons.records.push(record);
         persons.true_nik.push(nik_number(&f[6]));
@@ -152,9 +163,13 @@ fn read_persons(dir: &Path, labelled: bool) -> anyhow::Result<Persons> {
     Ok(persons)
 }
 
-/// The registry's lines in `THREADS` slices cut at line ends (header skipped).
-fn slices(text: &str) -> Vec<(usize, &str)> {
-    let body = &text[text.find('\n').map_or(text.len(), |i| i + 1)..];
+/// The registry's lines in `THREADS` slices cut at line ends (header skipped), each
+/// with the number of its first line.
+fn slices(text: &[u8]) -> Vec<(usize, &[u8])> {
+    let body = &text[text
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(text.len(), |i| i + 1)..];
     let mut out = Vec::new();
     let mut start = 0;
     let mut line_no = 0;
@@ -164,12 +179,12 @@ fn slices(text: &str) -> Vec<(usize, &str)> {
         } else {
             (body.len() * (t + 1) / THREADS).max(start)
         };
-        while end < body.len() && body.as_bytes()[end - 1] != b'\n' {
+        while end < body.len() && end > 0 && body[end - 1] != b'\n' {
             end += 1;
         }
         let slice = &body[start..end];
         out.push((line_no, slice));
-        line_no += slice.lines().count();
+        line_no += slice.iter().filter(|b| **b == b'\n').count();
         start = end;
     }
     out
@@ -182,7 +197,7 @@ fn date(text: &str) -> Option<NaiveDate> {
 }
 
 /// A registry row that meets a proposal person: its record and blocking keys.
-type Hit = (Record, Vec<(u8, u64)>);
+type Hit = (Record, dtks_domain::linkage::Keys);
 
 /// One registry line (nik,kk,full_name,birth_place,birth_date,sex,village_code,
 /// death_date): its NIK, and its record when the line meets a proposal person.
@@ -191,6 +206,7 @@ fn registry_record<'l>(
     line: &'l str,
     labelled: bool,
     names: &mut HashMap<&'l str, Arc<NameKey>>,
+    shared: &HashMap<String, Arc<NameKey>>,
 ) -> (u64, Option<Hit>) {
     let mut f = [""; 7];
     for (slot, field) in f.iter_mut().zip(line.split(',')) {
@@ -198,11 +214,15 @@ fn registry_record<'l>(
     }
     let nik = nik_number(f[0]);
     let (born, sex) = (date(f[4]), f[5].parse().ok());
-    // Names repeat: each distinct spelling is reduced once per thread.
-    let name = names
-        .entry(f[2])
-        .or_insert_with(|| Arc::new(NameKey::new(f[2])));
-    let keys = dtks_domain::linkage::keys_of(Some(name.phonetic_sorted()), born, sex, Some(f[6]));
+    // Names repeat: each distinct spelling is reduced once per thread, or taken from
+    // the proposal side where it already is.
+    let name = names.entry(f[2]).or_insert_with(|| {
+        shared
+            .get(f[2])
+            .cloned()
+            .unwrap_or_else(|| Arc::new(NameKey::new(f[2])))
+    });
+    let keys = dtks_domain::linkage::keys_of(name, born, sex, Some(f[6]));
     if !linker.meets(&keys) {
         return (nik, None);
     }
@@ -240,22 +260,26 @@ fn dtks_linkage(dir: &Path, labelled: bool) -> anyhow::Result<Score> {
     let started = Instant::now();
     let persons = read_persons(dir, labelled)?;
     let left = &persons.records;
-    let registry = std::fs::read_to_string(dir.join("registry.csv"))?;
     let read = started.elapsed().as_secs_f64();
     let linker = Linker::new(left);
     let indexed = started.elapsed().as_secs_f64();
+    // Bytes: each thread checks its own slice's UTF-8.
+    let registry = std::fs::read(dir.join("registry.csv"))?;
     let parts: Vec<(Candidates, Vec<u64>, Vec<Record>)> = std::thread::scope(|s| {
         let handles: Vec<_> = slices(&registry)
             .into_iter()
             .map(|(first, slice)| {
                 let linker = &linker;
+                let shared = &persons.names;
                 s.spawn(move || {
+                    let slice = std::str::from_utf8(slice).expect("registry.csv is UTF-8");
                     let mut candidates = Candidates::default();
                     let mut niks = Vec::new();
                     let mut sample = Vec::new();
                     let mut names = HashMap::new();
                     for (i, line) in slice.lines().enumerate() {
-                        let (nik, record) = registry_record(linker, line, labelled, &mut names);
+                        let (nik, record) =
+                            registry_record(linker, line, labelled, &mut names, shared);
                         niks.push(nik);
                         if let Some((record, keys)) = &record {
                             linker.probe_keys((first + i) as u32, record, keys, &mut candidates);

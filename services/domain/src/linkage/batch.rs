@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::{Decision, Model, Patterns, RULES, Record, Thresholds, Vector, blocking_keys, compare};
+use super::{Decision, Model, Patterns, RULES, Record, Thresholds, Vector, compare};
 
 /// Blocking keys are already hashes: the index uses them as they are.
 #[derive(Default, Clone, Copy)]
@@ -165,9 +165,9 @@ impl<'a> Linker<'a> {
         let mut first = KeyMap::with_capacity_and_hasher(left.len() * 3, Default::default());
         let mut entries = Vec::with_capacity(left.len() * 3);
         for (i, r) in left.iter().enumerate() {
-            for key in blocking_keys(r) {
+            for key in super::keys_of(&r.name, r.birth_date, r.sex, r.village.as_deref()).iter() {
                 let entry = entries.len() as u32;
-                let next = first.insert(key, entry).unwrap_or(u32::MAX);
+                let next = first.insert(*key, entry).unwrap_or(u32::MAX);
                 entries.push((i as u32, next));
             }
         }
@@ -196,7 +196,13 @@ impl<'a> Linker<'a> {
     /// Compares `right` (number `id` on its side) with every left record that shares a
     /// block with it.
     pub fn probe(&self, id: u32, right: &Record, out: &mut Candidates) {
-        self.probe_keys(id, right, &blocking_keys(right), out);
+        let keys = super::keys_of(
+            &right.name,
+            right.birth_date,
+            right.sex,
+            right.village.as_deref(),
+        );
+        self.probe_keys(id, right, &keys, out);
     }
 
     /// As [`Linker::probe`], with `right`'s blocking keys already at hand.

@@ -129,7 +129,7 @@ impl Record {
 /// Compares two records field by field.
 pub fn compare(a: &Record, b: &Record) -> Vector {
     [
-        if std::sync::Arc::ptr_eq(&a.name, &b.name) {
+        if std::sync::Arc::ptr_eq(&a.name, &b.name) && !a.name.is_empty() {
             0
         } else {
             compare_names(&a.name, &b.name)
@@ -153,17 +153,17 @@ fn compare_names(a: &NameKey, b: &NameKey) -> u8 {
     if a.is_empty() || b.is_empty() {
         return NULL;
     }
-    if a.tokens == b.tokens {
+    if a.same_tokens(b) {
         return 0;
     }
-    let (ja, jb) = (a.phonetic_joined(), b.phonetic_joined());
-    if ja == jb {
+    if a.same_phonetic(b) {
         return 1;
     }
-    let (sa, sb) = (a.phonetic_sorted(), b.phonetic_sorted());
-    if sa == sb {
+    if a.same_parts(b) {
         return 2;
     }
+    let (ja, jb) = (a.phonetic_joined(), b.phonetic_joined());
+    let (sa, sb) = (a.phonetic_sorted(), b.phonetic_sorted());
     let close = jaro_winkler(ja, jb);
     if close >= 0.92 || jaro_winkler(sa, sb) >= 0.92 {
         return 3;
@@ -254,19 +254,38 @@ pub const RULES: [(&str, &[Field]); 3] = [
 /// The blocking keys of a record: `(rule, key)` for every rule the record has the
 /// fields for. Two records are candidates when they share a `(rule, key)`.
 pub fn blocking_keys(r: &Record) -> Vec<(u8, u64)> {
-    let name = (!r.name.is_empty()).then(|| r.name.phonetic_sorted());
-    keys_of(name, r.birth_date, r.sex, r.village.as_deref())
+    keys_of(&r.name, r.birth_date, r.sex, r.village.as_deref()).to_vec()
 }
 
-/// [`blocking_keys`] from the raw fields, with the name already reduced to
-/// [`NameKey::phonetic_sorted`] form: lets a large side be probed without building a
-/// [`Record`] for every row.
+/// Up to one key per rule, without allocating.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keys {
+    keys: [(u8, u64); RULES.len()],
+    len: usize,
+}
+
+impl Keys {
+    fn push(&mut self, key: (u8, u64)) {
+        self.keys[self.len] = key;
+        self.len += 1;
+    }
+}
+
+impl std::ops::Deref for Keys {
+    type Target = [(u8, u64)];
+    fn deref(&self) -> &[(u8, u64)] {
+        &self.keys[..self.len]
+    }
+}
+
+/// [`blocking_keys`] from the raw fields: lets a large side be probed without building
+/// a [`Record`] for every row. The name enters by its sorted-parts fingerprint.
 pub fn keys_of(
-    sorted_name: Option<&str>,
+    name: &NameKey,
     birth_date: Option<NaiveDate>,
     sex: Option<u8>,
     village: Option<&str>,
-) -> Vec<(u8, u64)> {
+) -> Keys {
     // FNV-1a over the parts with a separator: stable across runs and processes.
     let hash = |rule: u8, parts: &[&[u8]]| {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(rule);
@@ -278,18 +297,18 @@ pub fn keys_of(
         }
         (rule, h)
     };
-    let mut keys = Vec::with_capacity(RULES.len());
+    let mut keys = Keys::default();
     let district = village.and_then(|v| v.get(..8)).map(str::as_bytes);
     let born = birth_date
         .map(|d| (d.year() * 10_000 + d.month() as i32 * 100 + d.day() as i32).to_le_bytes());
-    let name = sorted_name.filter(|n| !n.is_empty()).map(str::as_bytes);
+    let parts = (!name.is_empty()).then(|| name.parts_fingerprint().to_le_bytes());
     if let (Some(d), Some(s), Some(dist)) = (&born, sex, district) {
         keys.push(hash(0, &[d, &[s], dist]));
     }
-    if let (Some(n), Some(s), Some(v)) = (name, sex, village) {
+    if let (Some(n), Some(s), Some(v)) = (&parts, sex, village) {
         keys.push(hash(1, &[n, &[s], v.as_bytes()]));
     }
-    if let (Some(n), Some(d)) = (name, &born) {
+    if let (Some(n), Some(d)) = (&parts, &born) {
         keys.push(hash(2, &[n, d]));
     }
     keys

@@ -58,6 +58,20 @@ pub struct NameKey {
     pub phonetic: Vec<String>,
     joined: String,
     sorted: String,
+    /// Hashes of the tokens, the joined and the sorted phonetic form: unequal hashes
+    /// settle most comparisons without comparing strings.
+    fingerprints: [u64; 3],
+}
+
+fn fingerprint<'s>(parts: impl IntoIterator<Item = &'s str>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain([0x1f]) {
+            h ^= u64::from(byte);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
 }
 
 impl NameKey {
@@ -68,12 +82,38 @@ impl NameKey {
         let mut parts: Vec<&str> = phonetic.iter().map(String::as_str).collect();
         parts.sort_unstable();
         let sorted = parts.join(" ");
+        let fingerprints = [
+            fingerprint(tokens.iter().map(String::as_str)),
+            fingerprint([joined.as_str()]),
+            fingerprint([sorted.as_str()]),
+        ];
         Self {
             tokens,
             phonetic,
             joined,
             sorted,
+            fingerprints,
         }
+    }
+
+    /// Same tokens (titles, connectors and abbreviations aside).
+    pub fn same_tokens(&self, other: &Self) -> bool {
+        self.fingerprints[0] == other.fingerprints[0] && self.tokens == other.tokens
+    }
+
+    /// Same phonetic form, parts in the same order.
+    pub fn same_phonetic(&self, other: &Self) -> bool {
+        self.fingerprints[1] == other.fingerprints[1] && self.joined == other.joined
+    }
+
+    /// A hash of the phonetic parts in any order (for blocking).
+    pub fn parts_fingerprint(&self) -> u64 {
+        self.fingerprints[2]
+    }
+
+    /// Same phonetic parts in any order.
+    pub fn same_parts(&self, other: &Self) -> bool {
+        self.fingerprints[2] == other.fingerprints[2] && self.sorted == other.sorted
     }
 
     pub fn is_empty(&self) -> bool {
