@@ -3,6 +3,7 @@
 
 mod import;
 mod intake;
+mod matching;
 
 use dtks_e2e::{SERVICES, Stack, authed};
 use dtks_platform::auth::Role;
@@ -117,6 +118,31 @@ pub fn minutes() -> dtks_proto::intake::v1::Minutes {
     }
 }
 
+/// Submits [`household`] through the village meeting channel as `token`.
+async fn submit_musdes(
+    stack: &Stack,
+    token: &str,
+    idempotency_key: &str,
+    reference: &str,
+) -> anyhow::Result<dtks_proto::intake::v1::SubmitProposalResponse> {
+    let mut intake = IntakeServiceClient::new(stack.channel("intake").await?);
+    Ok(intake
+        .submit_proposal(authed(
+            SubmitProposalRequest {
+                idempotency_key: idempotency_key.into(),
+                channel: Channel::Musdes as i32,
+                kind: ProposalKind::Add as i32,
+                external_reference: reference.into(),
+                household: Some(household()),
+                minutes: Some(minutes()),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await?
+        .into_inner())
+}
+
 async fn count(stack: &Stack, sql: &str) -> anyhow::Result<i64> {
     let row = stack
         .db
@@ -161,22 +187,7 @@ async fn a_household_travels_from_intake_to_a_programme_list() -> anyhow::Result
         assert!(names.iter().any(|n| n == "grpc.health.v1.Health"));
     }
 
-    let mut intake = IntakeServiceClient::new(stack.channel("intake").await?);
-    let submitted = intake
-        .submit_proposal(authed(
-            SubmitProposalRequest {
-                idempotency_key: "musdes-2026-11-001".into(),
-                channel: Channel::Musdes as i32,
-                kind: ProposalKind::Add as i32,
-                external_reference: "SIKS-NG-0001".into(),
-                household: Some(household()),
-                minutes: Some(minutes()),
-                ..Default::default()
-            },
-            &operator,
-        ))
-        .await?
-        .into_inner();
+    let submitted = submit_musdes(&stack, &operator, "musdes-2026-11-001", "SIKS-NG-0001").await?;
     assert!(!submitted.replayed);
 
     let reporting = ReportingServiceClient::new(stack.channel("reporting").await?);

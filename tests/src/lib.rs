@@ -208,6 +208,30 @@ impl Stack {
         }
     }
 
+    /// Stops the reference civil registry: an outage, as matching would meet one.
+    pub async fn stop_registry(&mut self) -> anyhow::Result<()> {
+        self.children[0].kill().await?;
+        Ok(())
+    }
+
+    /// Starts the reference civil registry again and waits until it accepts connections.
+    pub async fn start_registry(&mut self) -> anyhow::Result<()> {
+        self.children[0] = self
+            .command("dtks-civil-registry", "civil-registry")
+            .arg("serve")
+            .spawn()?;
+        let address = format!("127.0.0.1:{}", self.registry_port);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(&address).await.is_err() {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the civil registry did not come back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
     /// A signed token for an officer of `role` scoped to `region` ("" = national).
     pub fn token(&self, role: dtks_platform::auth::Role, region: &str) -> String {
         self.token_for("e2e-officer", role, region)

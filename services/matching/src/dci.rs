@@ -1,6 +1,10 @@
-//! The civil-registry port and its DCI adapter (`/registry/sync/search` by NIK).
+//! The civil-registry port and its DCI adapter (`/registry/sync/search` by NIK), with
+//! a per-request timeout, quick retries with backoff, and a circuit breaker: after
+//! [`Breaker::THRESHOLD`] failures in a row the adapter fails fast for
+//! [`Breaker::COOL_DOWN`], then lets one request through to probe.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -15,10 +19,51 @@ pub struct RegistryPerson {
     pub deceased: bool,
 }
 
+/// Consecutive failures and, when open, until when requests fail fast.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+impl Breaker {
+    pub const THRESHOLD: u32 = 5;
+    pub const COOL_DOWN: Duration = Duration::from_secs(5);
+
+    /// Whether a request may go out now (closed, or open and cooled down: half-open).
+    fn allows(&self, now: Instant) -> bool {
+        self.open_until.is_none_or(|until| now >= until)
+    }
+
+    fn record(&mut self, ok: bool, now: Instant) {
+        if ok {
+            self.failures = 0;
+            self.open_until = None;
+        } else {
+            self.failures += 1;
+            if self.failures >= Self::THRESHOLD {
+                self.open_until = Some(now + Self::COOL_DOWN);
+            }
+        }
+    }
+}
+
+/// Why the registry gave no answer. Never carries personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("civil registry circuit open after repeated failures")]
+    Open,
+    #[error("civil registry unreachable or failing: {0}")]
+    Unavailable(String),
+    #[error("civil registry answer malformed: {0}")]
+    Malformed(String),
+}
+
 #[derive(Clone)]
 pub struct DciRegistry {
     http: reqwest::Client,
     base_url: String,
+    breaker: Arc<Mutex<Breaker>>,
 }
 
 impl DciRegistry {
@@ -29,11 +74,36 @@ impl DciRegistry {
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            breaker: Arc::default(),
         })
     }
 
-    /// Looks one NIK up; `Ok(None)` when the registry does not know it.
-    pub async fn find_by_nik(&self, nik: &str) -> anyhow::Result<Option<RegistryPerson>> {
+    /// Looks one NIK up; `Ok(None)` when the registry does not know it. Retries twice
+    /// (after 100 and 400 ms) before giving up; fails fast while the breaker is open.
+    pub async fn find_by_nik(&self, nik: &str) -> Result<Option<RegistryPerson>, RegistryError> {
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=3 {
+            if !self.breaker.lock().expect("breaker").allows(Instant::now()) {
+                return Err(RegistryError::Open);
+            }
+            let answer = self.search_once(nik).await;
+            self.breaker
+                .lock()
+                .expect("breaker")
+                .record(answer.is_ok(), Instant::now());
+            match answer {
+                Err(error) if attempt < 3 => {
+                    tracing::debug!(%error, attempt, "civil registry request failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    async fn search_once(&self, nik: &str) -> Result<Option<RegistryPerson>, RegistryError> {
         let now = chrono::Utc::now().to_rfc3339();
         let body = json!({
             "signature": "",
@@ -54,23 +124,33 @@ impl DciRegistry {
                 }],
             },
         });
+        // reqwest's errors name the URL, never the body: no NIK reaches a log.
+        let unavailable =
+            |e: reqwest::Error| RegistryError::Unavailable(e.without_url().to_string());
         let response: Value = self
             .http
             .post(format!("{}/registry/sync/search", self.base_url))
             .json(&body)
             .send()
-            .await?
-            .error_for_status()?
+            .await
+            .map_err(unavailable)?
+            .error_for_status()
+            .map_err(unavailable)?
             .json()
-            .await?;
+            .await
+            .map_err(|e| RegistryError::Malformed(e.without_url().to_string()))?;
         let answer = response
             .pointer("/message/search_response/0")
-            .ok_or_else(|| anyhow::anyhow!("DCI answer without search_response"))?;
-        anyhow::ensure!(
-            answer.get("status").and_then(Value::as_str) == Some("succ"),
-            "DCI search refused: {}",
-            answer.get("status_reason_message").unwrap_or(&Value::Null)
-        );
+            .ok_or_else(|| RegistryError::Malformed("no message.search_response".into()))?;
+        if answer.get("status").and_then(Value::as_str) != Some("succ") {
+            return Err(RegistryError::Malformed(format!(
+                "search refused: {}",
+                answer
+                    .get("status_reason_code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no reason code")
+            )));
+        }
         let Some(record) = answer.pointer("/data/reg_records/0") else {
             return Ok(None);
         };
@@ -88,5 +168,32 @@ impl DciRegistry {
             village_code: text("/address/0/region_code"),
             deceased: !text("/death_date").is_empty(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_after_repeated_failures_and_half_opens_after_cooling_down() {
+        let start = Instant::now();
+        let mut b = Breaker::default();
+        for _ in 0..Breaker::THRESHOLD - 1 {
+            b.record(false, start);
+            assert!(b.allows(start), "still closed below the threshold");
+        }
+        b.record(false, start);
+        assert!(!b.allows(start), "open at the threshold");
+        assert!(!b.allows(start + Breaker::COOL_DOWN / 2));
+        let later = start + Breaker::COOL_DOWN;
+        assert!(b.allows(later), "half-open once cooled down");
+        // The probe fails: open again at once.
+        b.record(false, later);
+        assert!(!b.allows(later));
+        // A success closes it.
+        b.record(true, later + Breaker::COOL_DOWN);
+        assert!(b.allows(later + Breaker::COOL_DOWN));
+        assert_eq!(b.failures, 0);
     }
 }

@@ -8,7 +8,11 @@ use dtks_proto::events::v1::{self as ev, Envelope, PersonOutcome};
 use dtks_proto::matching::v1::matching_service_server::{MatchingService, MatchingServiceServer};
 use dtks_proto::matching::v1::*;
 use prost::Message;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use crate::dci::{DciRegistry, RegistryPerson};
@@ -17,9 +21,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn Migration>> {
-        sql_migrations(vec![SqlMigration {
-            name: "m0001_match_results",
-            sql: r#"
+        sql_migrations(vec![
+            SqlMigration {
+                name: "m0001_match_results",
+                sql: r#"
 CREATE TABLE match_results (
     proposal_id UUID PRIMARY KEY,
     region_code TEXT NOT NULL,
@@ -28,7 +33,25 @@ CREATE TABLE match_results (
     matched_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 "#,
-        }])
+            },
+            SqlMigration {
+                name: "m0002_pending",
+                sql: r#"
+-- Proposals received and not yet matched. A civil-registry outage leaves them here,
+-- retried with backoff, instead of failing or dead-lettering their events.
+CREATE TABLE pending (
+    proposal_id UUID PRIMARY KEY,
+    region_code TEXT NOT NULL,
+    envelope BYTEA NOT NULL,
+    attempts INT NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    last_error TEXT,
+    received_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX pending_due ON pending (next_attempt_at);
+"#,
+            },
+        ])
     }
 }
 
@@ -45,14 +68,16 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         registry: DciRegistry::new(&url)?,
         cache: Cache::connect(&ctx.config.redis).await?,
     };
+    let wake = Arc::new(Notify::new());
+    tokio::spawn(run_pending(
+        ctx.db.clone(),
+        matcher.clone(),
+        ctx.outbox.clone(),
+        wake.clone(),
+        ctx.shutdown.clone(),
+    ));
     let consumer = ctx
-        .spawn_consumer(
-            &[events::PROPOSAL_SUBMITTED],
-            Submitted {
-                matcher: matcher.clone(),
-                outbox: ctx.outbox.clone(),
-            },
-        )
+        .spawn_consumer(&[events::PROPOSAL_SUBMITTED], Submitted { wake })
         .await?;
     let service = MatchingServiceServer::new(Api {
         db: ctx.db.clone(),
@@ -145,9 +170,10 @@ impl Matcher {
     }
 }
 
+/// Receives `proposal.submitted` into `pending`: receiving never waits on the civil
+/// registry, so an outage cannot fail or dead-letter the event.
 struct Submitted {
-    matcher: Matcher,
-    outbox: outbox::OutboxSignal,
+    wake: Arc<Notify>,
 }
 
 impl EventHandler for Submitted {
@@ -157,57 +183,190 @@ impl EventHandler for Submitted {
         envelope: &Envelope,
     ) -> Result<(), HandlerError> {
         let submitted: ev::ProposalSubmitted = events::payload(envelope)?;
-        let household = submitted.household.clone().unwrap_or_default();
-        let mut persons = Vec::new();
-        for (fi, family) in household.families.iter().enumerate() {
-            for (mi, person) in family.members.iter().enumerate() {
-                let (outcome, corrections) = self
-                    .matcher
-                    .match_person(person)
-                    .await
-                    .map_err(HandlerError::Transient)?;
-                persons.push(ev::PersonMatch {
-                    family_index: fi as u32,
-                    member_index: mi as u32,
-                    outcome: outcome as i32,
-                    corrections,
-                    duplicate_household_id: String::new(),
-                });
-            }
-        }
-        let outcome = household_outcome(&persons);
-        let matched = ev::ProposalMatched {
-            proposal_id: submitted.proposal_id.clone(),
-            channel: submitted.channel,
-            kind: submitted.kind,
-            household: Some(household),
-            persons,
-            outcome: outcome as i32,
-        };
         let proposal_id = uuid::Uuid::parse_str(&submitted.proposal_id)
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
         txn.execute_raw(stmt(
-            "INSERT INTO match_results (proposal_id, region_code, outcome, result) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (proposal_id) DO UPDATE SET outcome = EXCLUDED.outcome, result = EXCLUDED.result, matched_at = now()",
-            [proposal_id.into(), envelope.region_code.clone().into(), (outcome as i16).into(), matched.encode_to_vec().into()],
+            "INSERT INTO pending (proposal_id, region_code, envelope) VALUES ($1, $2, $3)
+             ON CONFLICT (proposal_id) DO NOTHING",
+            [
+                proposal_id.into(),
+                envelope.region_code.clone().into(),
+                envelope.encode_to_vec().into(),
+            ],
         ))
-        .await?;
-        outbox::enqueue(
-            txn,
-            &events::envelope(
-                events::PROPOSAL_MATCHED,
-                "matching",
-                &envelope.region_code,
-                &matched,
-            ),
-        )
         .await?;
         Ok(())
     }
 
     fn after_commit(&self) {
-        self.outbox.wake();
+        self.wake.notify_one();
     }
+}
+
+/// Proposals claimed per round, and how long a claim holds before another replica
+/// (or this one, after a crash) may take the proposal again.
+const CLAIM: i64 = 16;
+const CONCURRENCY: usize = 8;
+const LEASE_SECS: i64 = 120;
+
+/// Delay before the next attempt after `failures` failures: 2 s doubling to at most 64 s.
+fn backoff_secs(failures: i32) -> i64 {
+    1i64 << failures.clamp(1, 6) as u32
+}
+
+/// Matches pending proposals until shutdown: claims due ones under a lease, asks the
+/// registry outside any transaction, then stores the result, its event and the removal
+/// from `pending` in one transaction — or, when the registry fails, schedules the next
+/// attempt with backoff.
+async fn run_pending(
+    db: DatabaseConnection,
+    matcher: Matcher,
+    outbox: outbox::OutboxSignal,
+    wake: Arc<Notify>,
+    shutdown: dtks_platform::shutdown::Shutdown,
+) {
+    while !shutdown.is_triggered() {
+        let claimed = match claim(&db).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim pending proposals");
+                Vec::new()
+            }
+        };
+        let busy = !claimed.is_empty();
+        // The claimed proposals are matched side by side: each waits mostly on the
+        // registry.
+        futures::stream::iter(claimed)
+            .for_each_concurrent(CONCURRENCY, |(proposal_id, attempts, envelope)| {
+                let (db, matcher, outbox) = (&db, &matcher, &outbox);
+                async move {
+                    match match_one(db, matcher, &envelope).await {
+                        Ok(()) => outbox.wake(),
+                        Err(error) => delay(db, proposal_id, attempts + 1, &error).await,
+                    }
+                }
+            })
+            .await;
+        if !busy {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                _ = shutdown.clone().wait() => {}
+            }
+        }
+    }
+}
+
+/// Records a failed attempt and when the next one is due.
+async fn delay(
+    db: &DatabaseConnection,
+    proposal_id: uuid::Uuid,
+    failures: i32,
+    error: &anyhow::Error,
+) {
+    tracing::warn!(error = %format!("{error:#}"), attempts = failures, "matching delayed");
+    let stored = db
+        .execute_raw(stmt(
+            "UPDATE pending SET attempts = $2, last_error = $3,
+                 next_attempt_at = now() + make_interval(secs => $4)
+             WHERE proposal_id = $1",
+            [
+                proposal_id.into(),
+                failures.into(),
+                format!("{error:#}").into(),
+                (backoff_secs(failures) as f64).into(),
+            ],
+        ))
+        .await;
+    if let Err(error) = stored {
+        // The lease runs out and the proposal is claimed again: nothing is lost.
+        tracing::warn!(%error, "cannot record a delayed attempt");
+    }
+}
+
+/// Due proposals, leased to this worker: (id, failed attempts so far, envelope).
+async fn claim(
+    db: &DatabaseConnection,
+) -> Result<Vec<(uuid::Uuid, i32, Envelope)>, sea_orm::DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "UPDATE pending SET next_attempt_at = now() + make_interval(secs => $2)
+             WHERE proposal_id IN (
+                 SELECT proposal_id FROM pending WHERE next_attempt_at <= now()
+                 ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING proposal_id, attempts, envelope",
+            [CLAIM.into(), (LEASE_SECS as f64).into()],
+        ))
+        .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let bytes: Vec<u8> = row.try_get("", "envelope")?;
+        let envelope = Envelope::decode(bytes.as_slice())
+            .map_err(|e| sea_orm::DbErr::Custom(format!("pending envelope: {e}")))?;
+        claimed.push((
+            row.try_get("", "proposal_id")?,
+            row.try_get("", "attempts")?,
+            envelope,
+        ));
+    }
+    Ok(claimed)
+}
+
+/// Matches one proposal and stores the result with its event.
+async fn match_one(
+    db: &DatabaseConnection,
+    matcher: &Matcher,
+    envelope: &Envelope,
+) -> anyhow::Result<()> {
+    let submitted: ev::ProposalSubmitted = events::payload(envelope)?;
+    let household = submitted.household.clone().unwrap_or_default();
+    let mut persons = Vec::new();
+    for (fi, family) in household.families.iter().enumerate() {
+        for (mi, person) in family.members.iter().enumerate() {
+            let (outcome, corrections) = matcher.match_person(person).await?;
+            persons.push(ev::PersonMatch {
+                family_index: fi as u32,
+                member_index: mi as u32,
+                outcome: outcome as i32,
+                corrections,
+                duplicate_household_id: String::new(),
+            });
+        }
+    }
+    let outcome = household_outcome(&persons);
+    let matched = ev::ProposalMatched {
+        proposal_id: submitted.proposal_id.clone(),
+        channel: submitted.channel,
+        kind: submitted.kind,
+        household: Some(household),
+        persons,
+        outcome: outcome as i32,
+    };
+    let proposal_id = uuid::Uuid::parse_str(&submitted.proposal_id)?;
+    let txn = db.begin().await?;
+    txn.execute_raw(stmt(
+        "INSERT INTO match_results (proposal_id, region_code, outcome, result) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (proposal_id) DO UPDATE SET outcome = EXCLUDED.outcome, result = EXCLUDED.result, matched_at = now()",
+        [proposal_id.into(), envelope.region_code.clone().into(), (outcome as i16).into(), matched.encode_to_vec().into()],
+    ))
+    .await?;
+    outbox::enqueue(
+        &txn,
+        &events::envelope(
+            events::PROPOSAL_MATCHED,
+            "matching",
+            &envelope.region_code,
+            &matched,
+        ),
+    )
+    .await?;
+    txn.execute_raw(stmt(
+        "DELETE FROM pending WHERE proposal_id = $1",
+        [proposal_id.into()],
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 fn household_outcome(persons: &[ev::PersonMatch]) -> ev::HouseholdOutcome {
@@ -232,6 +391,40 @@ fn household_outcome(persons: &[ev::PersonMatch]) -> ev::HouseholdOutcome {
 struct Api {
     db: DatabaseConnection,
     matcher: Matcher,
+}
+
+impl Api {
+    /// Why a proposal has no match result: waiting its turn (NOT_FOUND), delayed by a
+    /// civil-registry outage (UNAVAILABLE, with the attempts so far), or unknown.
+    async fn not_matched_yet(&self, who: &dtks_platform::auth::Claims, id: uuid::Uuid) -> Status {
+        let row = match self
+            .db
+            .query_one_raw(stmt(
+                "SELECT region_code, attempts, next_attempt_at::text AS next FROM pending WHERE proposal_id = $1",
+                [id.into()],
+            ))
+            .await
+        {
+            Ok(row) => row,
+            Err(error) => return grpc::internal(error),
+        };
+        let Some(row) = row else {
+            return Status::not_found("no match result for this proposal");
+        };
+        let region: String = row.try_get("", "region_code").unwrap_or_default();
+        if let Err(refused) = who.require_region(&region) {
+            return refused;
+        }
+        let attempts: i32 = row.try_get("", "attempts").unwrap_or_default();
+        if attempts == 0 {
+            Status::not_found("received; not matched yet")
+        } else {
+            let next: String = row.try_get("", "next").unwrap_or_default();
+            Status::unavailable(format!(
+                "matching delayed: the civil registry did not answer in {attempts} attempts; next attempt at {next}"
+            ))
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -272,7 +465,7 @@ impl MatchingService for Api {
         let who = dtks_platform::auth::claims(&request)?.clone();
         let id = uuid::Uuid::parse_str(&request.get_ref().proposal_id)
             .map_err(|_| grpc::invalid_field("proposal_id", "must be a UUID"))?;
-        let row = self
+        let Some(row) = self
             .db
             .query_one_raw(stmt(
                 "SELECT region_code, result FROM match_results WHERE proposal_id = $1",
@@ -280,7 +473,9 @@ impl MatchingService for Api {
             ))
             .await
             .map_err(grpc::internal)?
-            .ok_or_else(|| Status::not_found("no match result for this proposal (yet)"))?;
+        else {
+            return Err(self.not_matched_yet(&who, id).await);
+        };
         who.require_region(
             &row.try_get::<String>("", "region_code")
                 .map_err(grpc::internal)?,
