@@ -12,19 +12,18 @@ use sea_orm::ConnectionTrait;
 
 use super::{REGISTRY, VILLAGE, count, submit_musdes};
 
-#[tokio::test]
-async fn a_registry_outage_delays_matching_and_loses_nothing() -> anyhow::Result<()> {
-    let mut stack = Stack::start_services(REGISTRY, &["intake", "matching"], &[]).await?;
-    let operator = stack.token(Role::VillageOperator, VILLAGE);
-    stack.stop_registry().await?;
-
-    let submitted = submit_musdes(&stack, &operator, "outage-001", "OUTAGE-0001").await?;
-
-    // The proposal waits in `pending`, its attempts counted, with a reason that names
-    // no person.
-    let attempts = stack
-        .eventually(30, "a failed matching attempt", || {
+/// Waits until the one pending proposal's stored reason satisfies `test`; answers its
+/// attempts and reason.
+async fn delayed(
+    stack: &Stack,
+    what: &str,
+    test: impl Fn(&str) -> bool,
+) -> anyhow::Result<(i32, String)> {
+    let seen = std::sync::Mutex::new(String::new());
+    let found = stack
+        .eventually(60, what, || {
             let db = stack.db.clone();
+            let (test, seen) = (&test, &seen);
             async move {
                 let row = db
                     .query_one_raw(dtks_platform::db::stmt(
@@ -35,11 +34,54 @@ async fn a_registry_outage_delays_matching_and_loses_nothing() -> anyhow::Result
                 Ok(row.and_then(|r| {
                     let attempts: i32 = r.try_get("", "attempts").ok()?;
                     let error: Option<String> = r.try_get("", "last_error").ok()?;
-                    (attempts >= 1).then_some((attempts, error.unwrap_or_default()))
+                    let error = error.unwrap_or_default();
+                    *seen.lock().expect("seen") = format!("{attempts} attempts: {error}");
+                    (attempts >= 1 && test(&error)).then_some((attempts, error))
                 }))
             }
         })
-        .await?;
+        .await;
+    found.map_err(|e| e.context(format!("last seen: {}", seen.lock().expect("seen"))))
+}
+
+/// Waits (through UNAVAILABLE answers) until the proposal has a match result.
+async fn matched(
+    stack: &Stack,
+    proposal_id: &str,
+    token: &str,
+) -> anyhow::Result<dtks_proto::events::v1::ProposalMatched> {
+    let matching = MatchingServiceClient::new(stack.channel("matching").await?);
+    stack
+        .eventually(120, "the proposal to be matched", || {
+            let mut matching = matching.clone();
+            let request = authed(
+                GetProposalMatchRequest {
+                    proposal_id: proposal_id.to_owned(),
+                },
+                token,
+            );
+            async move {
+                match matching.get_proposal_match(request).await {
+                    Ok(answer) => Ok(Some(answer.into_inner())),
+                    Err(status) if status.code() == tonic::Code::Unavailable => Ok(None),
+                    Err(status) => Err(status.into()),
+                }
+            }
+        })
+        .await
+}
+
+#[tokio::test]
+async fn a_registry_outage_delays_matching_and_loses_nothing() -> anyhow::Result<()> {
+    let mut stack = Stack::start_services(REGISTRY, &["intake", "matching"], &[]).await?;
+    let operator = stack.token(Role::VillageOperator, VILLAGE);
+    stack.stop_registry().await?;
+
+    let submitted = submit_musdes(&stack, &operator, "outage-001", "OUTAGE-0001").await?;
+
+    // The proposal waits in `pending`, its attempts counted, with a reason that names
+    // no person.
+    let attempts = delayed(&stack, "a failed matching attempt", |_| true).await?;
     assert!(attempts.1.contains("civil registry"), "{}", attempts.1);
     for nik in [super::HEAD_NIK, super::SPOUSE_NIK, super::CHILD_NIK] {
         assert!(!attempts.1.contains(nik), "a NIK in the stored reason");
@@ -78,24 +120,7 @@ async fn a_registry_outage_delays_matching_and_loses_nothing() -> anyhow::Result
 
     // The registry comes back: the proposal is matched, once, and leaves `pending`.
     stack.start_registry().await?;
-    let result = stack
-        .eventually(90, "the proposal to be matched", || {
-            let mut matching = matching.clone();
-            let request = authed(
-                GetProposalMatchRequest {
-                    proposal_id: submitted.proposal_id.clone(),
-                },
-                &operator,
-            );
-            async move {
-                match matching.get_proposal_match(request).await {
-                    Ok(answer) => Ok(Some(answer.into_inner())),
-                    Err(status) if status.code() == tonic::Code::Unavailable => Ok(None),
-                    Err(status) => Err(status.into()),
-                }
-            }
-        })
-        .await?;
+    let result = matched(&stack, &submitted.proposal_id, &operator).await?;
     assert_eq!(result.outcome, HouseholdOutcome::AllMatched as i32);
     assert_eq!(
         count(&stack, "SELECT count(*) AS n FROM matching.pending").await?,
@@ -112,6 +137,41 @@ async fn a_registry_outage_delays_matching_and_loses_nothing() -> anyhow::Result
         )
         .await?,
         1
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_and_slow_answers_delay_matching_until_the_registry_answers_well()
+-> anyhow::Result<()> {
+    let mut stack = Stack::start_services(REGISTRY, &["intake", "matching"], &[]).await?;
+    let operator = stack.token(Role::VillageOperator, VILLAGE);
+    stack.stop_registry().await?;
+    stack.start_registry_with_fault("malformed").await?;
+    let submitted = submit_musdes(&stack, &operator, "faults-001", "FAULTS-0001").await?;
+    delayed(&stack, "a malformed answer to be refused", |e| {
+        e.contains("malformed")
+    })
+    .await?;
+
+    stack.stop_registry().await?;
+    stack.start_registry_with_fault("slow").await?;
+    delayed(&stack, "a slow answer to time out", |e| {
+        e.contains("no answer within")
+    })
+    .await?;
+    assert_eq!(
+        count(&stack, "SELECT count(*) AS n FROM matching.match_results").await?,
+        0
+    );
+
+    stack.stop_registry().await?;
+    stack.start_registry().await?;
+    let result = matched(&stack, &submitted.proposal_id, &operator).await?;
+    assert_eq!(result.outcome, HouseholdOutcome::AllMatched as i32);
+    assert_eq!(
+        count(&stack, "SELECT count(*) AS n FROM matching.pending").await?,
+        0
     );
     Ok(())
 }

@@ -216,9 +216,16 @@ impl Stack {
 
     /// Starts the reference civil registry again and waits until it accepts connections.
     pub async fn start_registry(&mut self) -> anyhow::Result<()> {
+        self.start_registry_with_fault("").await
+    }
+
+    /// As [`Stack::start_registry`], showing `fault` (`slow`, `malformed`, `error`;
+    /// empty for none).
+    pub async fn start_registry_with_fault(&mut self, fault: &str) -> anyhow::Result<()> {
         self.children[0] = self
             .command("dtks-civil-registry", "civil-registry")
             .arg("serve")
+            .env("DTKS_REGISTRY_FAULT", fault)
             .spawn()?;
         let address = format!("127.0.0.1:{}", self.registry_port);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

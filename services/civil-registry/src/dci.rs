@@ -27,10 +27,29 @@ fn error(status: StatusCode, message: &str) -> (StatusCode, Json<Value>) {
     )
 }
 
+/// A fault the reference registry can be told to show, for drills and tests of the
+/// adapter's failure handling: `DTKS_REGISTRY_FAULT=slow` answers after 6 s,
+/// `malformed` answers 200 with a body that is not a DCI response, `error` answers 503.
+fn fault() -> &'static str {
+    static FAULT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FAULT.get_or_init(|| std::env::var("DTKS_REGISTRY_FAULT").unwrap_or_default())
+}
+
 async fn sync_search(
     State(db): State<DatabaseConnection>,
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    match fault() {
+        "slow" => tokio::time::sleep(std::time::Duration::from_secs(6)).await,
+        "malformed" => return Ok(Json(json!({ "message": { "unexpected": true } }))),
+        "error" => {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "registry maintenance",
+            ));
+        }
+        _ => {}
+    }
     let header = body
         .get("header")
         .ok_or_else(|| error(StatusCode::BAD_REQUEST, "header is required"))?;

@@ -55,6 +55,9 @@ async fn main() -> anyhow::Result<()> {
                 std::env::var("DTKS_CIVIL_REGISTRY_ADDR").unwrap_or_else(|_| "0.0.0.0:8090".into());
             let listener = tokio::net::TcpListener::bind(&addr).await?;
             tracing::info!(addr = %listener.local_addr()?, "DCI civil registry listening");
+            if let Ok(fault) = std::env::var("DTKS_REGISTRY_FAULT") {
+                tracing::warn!(%fault, "showing a fault on purpose (DTKS_REGISTRY_FAULT)");
+            }
             let shutdown = dtks_platform::shutdown::Shutdown::on_signals();
             axum::serve(listener, dci::router(db))
                 .with_graceful_shutdown(shutdown.wait())

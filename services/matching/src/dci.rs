@@ -59,6 +59,9 @@ pub enum RegistryError {
     Malformed(String),
 }
 
+/// How long one request may take.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct DciRegistry {
     http: reqwest::Client,
@@ -68,9 +71,7 @@ pub struct DciRegistry {
 
 impl DciRegistry {
     pub fn new(base_url: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?;
+        let http = reqwest::Client::builder().timeout(TIMEOUT).build()?;
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -82,9 +83,11 @@ impl DciRegistry {
     /// (after 100 and 400 ms) before giving up; fails fast while the breaker is open.
     pub async fn find_by_nik(&self, nik: &str) -> Result<Option<RegistryPerson>, RegistryError> {
         let mut delay = Duration::from_millis(100);
+        let mut last = RegistryError::Open;
         for attempt in 1..=3 {
             if !self.breaker.lock().expect("breaker").allows(Instant::now()) {
-                return Err(RegistryError::Open);
+                // Opened by this very request's failures: say what they were.
+                return Err(last);
             }
             let answer = self.search_once(nik).await;
             self.breaker
@@ -94,13 +97,14 @@ impl DciRegistry {
             match answer {
                 Err(error) if attempt < 3 => {
                     tracing::debug!(%error, attempt, "civil registry request failed; retrying");
+                    last = error;
                     tokio::time::sleep(delay).await;
                     delay *= 4;
                 }
                 other => return other,
             }
         }
-        unreachable!("the last attempt returns")
+        Err(last)
     }
 
     async fn search_once(&self, nik: &str) -> Result<Option<RegistryPerson>, RegistryError> {
@@ -125,8 +129,13 @@ impl DciRegistry {
             },
         });
         // reqwest's errors name the URL, never the body: no NIK reaches a log.
-        let unavailable =
-            |e: reqwest::Error| RegistryError::Unavailable(e.without_url().to_string());
+        let unavailable = |e: reqwest::Error| {
+            RegistryError::Unavailable(if e.is_timeout() {
+                format!("no answer within {TIMEOUT:?}")
+            } else {
+                chain(&e.without_url())
+            })
+        };
         let response: Value = self
             .http
             .post(format!("{}/registry/sync/search", self.base_url))
@@ -138,7 +147,7 @@ impl DciRegistry {
             .map_err(unavailable)?
             .json()
             .await
-            .map_err(|e| RegistryError::Malformed(e.without_url().to_string()))?;
+            .map_err(|e| RegistryError::Malformed(chain(&e.without_url())))?;
         let answer = response
             .pointer("/message/search_response/0")
             .ok_or_else(|| RegistryError::Malformed("no message.search_response".into()))?;
@@ -169,6 +178,18 @@ impl DciRegistry {
             deceased: !text("/death_date").is_empty(),
         }))
     }
+}
+
+/// An error and its causes, `a: b: c` (transport errors carry no request body).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
