@@ -119,14 +119,13 @@ rabbit_answers() {
   timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$AMQP_PORT && printf 'AMQP\\x00\\x00\\x09\\x01' >&3 && head -c 1 <&3" 2>/dev/null \
     | od -An -tx1 | grep -q 01
 }
-rabbit_ready() { rabbit_answers; }
 rabbit_beam() { [ -s "$STACK_DIR/rabbitmq/rabbitmq.pid" ] && kill -0 "$(cat "$STACK_DIR/rabbitmq/rabbitmq.pid")" 2>/dev/null; }
 
 start_rabbitmq() {
   rabbit_env
   mkdir -p "$STACK_DIR/rabbitmq/log" "$STACK_DIR/rabbitmq/mnesia"
   chown -R rabbitmq:rabbitmq "$STACK_DIR/rabbitmq" 2>/dev/null || true
-  if rabbit_ready; then log "rabbitmq already running on $AMQP_PORT"; return 0; fi
+  if rabbit_answers; then log "rabbitmq already running on $AMQP_PORT"; return 0; fi
   rabbitmq-plugins -q --offline enable rabbitmq_management rabbitmq_prometheus >/dev/null
   chown -R rabbitmq:rabbitmq "$STACK_DIR/rabbitmq" 2>/dev/null || true
   local attempt
@@ -175,7 +174,7 @@ status() {
   if pg_ready; then echo "postgres: running on $PG_PORT"; else echo "postgres: stopped"; rc=1; fi
   if redis_ready; then echo "redis:    running on $REDIS_PORT"; else echo "redis:    stopped"; rc=1; fi
   rabbit_env
-  if rabbit_ready; then echo "rabbitmq: running on $AMQP_PORT"
+  if rabbit_answers; then echo "rabbitmq: running on $AMQP_PORT"
   elif rabbit_beam; then echo "rabbitmq: running but not answering on $AMQP_PORT"; rc=1
   else echo "rabbitmq: stopped"; rc=1; fi
   return $rc

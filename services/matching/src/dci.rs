@@ -83,11 +83,13 @@ impl DciRegistry {
     /// (after 100 and 400 ms) before giving up; fails fast while the breaker is open.
     pub async fn find_by_nik(&self, nik: &str) -> Result<Option<RegistryPerson>, RegistryError> {
         let mut delay = Duration::from_millis(100);
-        let mut last = RegistryError::Open;
-        for attempt in 1..=3 {
+        let mut last = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             if !self.breaker.lock().expect("breaker").allows(Instant::now()) {
                 // Opened by this very request's failures: say what they were.
-                return Err(last);
+                return Err(last.unwrap_or(RegistryError::Open));
             }
             let answer = self.search_once(nik).await;
             self.breaker
@@ -97,14 +99,13 @@ impl DciRegistry {
             match answer {
                 Err(error) if attempt < 3 => {
                     tracing::debug!(%error, attempt, "civil registry request failed; retrying");
-                    last = error;
+                    last = Some(error);
                     tokio::time::sleep(delay).await;
                     delay *= 4;
                 }
                 other => return other,
             }
         }
-        Err(last)
     }
 
     async fn search_once(&self, nik: &str) -> Result<Option<RegistryPerson>, RegistryError> {

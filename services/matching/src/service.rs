@@ -284,10 +284,8 @@ async fn delay(
     }
 }
 
-/// Due proposals, leased to this worker: (id, failed attempts so far, envelope).
-async fn claim(
-    db: &DatabaseConnection,
-) -> Result<Vec<(uuid::Uuid, i32, Envelope)>, sea_orm::DbErr> {
+/// Due proposals, leased to this worker: (id, failed attempts so far, encoded envelope).
+async fn claim(db: &DatabaseConnection) -> Result<Vec<(uuid::Uuid, i32, Vec<u8>)>, sea_orm::DbErr> {
     let rows = db
         .query_all_raw(stmt(
             "UPDATE pending SET next_attempt_at = now() + make_interval(secs => $2)
@@ -298,26 +296,25 @@ async fn claim(
             [CLAIM.into(), (LEASE_SECS as f64).into()],
         ))
         .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        let bytes: Vec<u8> = row.try_get("", "envelope")?;
-        let envelope = Envelope::decode(bytes.as_slice())
-            .map_err(|e| sea_orm::DbErr::Custom(format!("pending envelope: {e}")))?;
-        claimed.push((
-            row.try_get("", "proposal_id")?,
-            row.try_get("", "attempts")?,
-            envelope,
-        ));
-    }
-    Ok(claimed)
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "proposal_id")?,
+                row.try_get("", "attempts")?,
+                row.try_get("", "envelope")?,
+            ))
+        })
+        .collect()
 }
 
-/// Matches one proposal and stores the result with its event.
+/// Matches one proposal (its `proposal.submitted` envelope, encoded) and stores the
+/// result with its event. A failure of any kind is this proposal's alone.
 async fn match_one(
     db: &DatabaseConnection,
     matcher: &Matcher,
-    envelope: &Envelope,
+    encoded: &[u8],
 ) -> anyhow::Result<()> {
+    let envelope = &Envelope::decode(encoded)?;
     let submitted: ev::ProposalSubmitted = events::payload(envelope)?;
     let household = submitted.household.clone().unwrap_or_default();
     let mut persons = Vec::new();

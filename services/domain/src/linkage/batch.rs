@@ -9,7 +9,10 @@
 
 use std::collections::HashMap;
 
-use super::{Decision, Model, Patterns, RULES, Record, Thresholds, Vector, compare};
+use super::{
+    Decision, Model, Patterns, RULES, Record, Thresholds, Vector, blocking_keys, compare,
+    probability_of_odds,
+};
 
 /// Blocking keys are already hashes: the index uses them as they are.
 #[derive(Default, Clone, Copy)]
@@ -165,7 +168,7 @@ impl<'a> Linker<'a> {
         let mut first = KeyMap::with_capacity_and_hasher(left.len() * 3, Default::default());
         let mut entries = Vec::with_capacity(left.len() * 3);
         for (i, r) in left.iter().enumerate() {
-            for key in super::keys_of(&r.name, r.birth_date, r.sex, r.village.as_deref()).iter() {
+            for key in blocking_keys(r).iter() {
                 let entry = entries.len() as u32;
                 let next = first.insert(*key, entry).unwrap_or(u32::MAX);
                 entries.push((i as u32, next));
@@ -196,13 +199,7 @@ impl<'a> Linker<'a> {
     /// Compares `right` (number `id` on its side) with every left record that shares a
     /// block with it.
     pub fn probe(&self, id: u32, right: &Record, out: &mut Candidates) {
-        let keys = super::keys_of(
-            &right.name,
-            right.birth_date,
-            right.sex,
-            right.village.as_deref(),
-        );
-        self.probe_keys(id, right, &keys, out);
+        self.probe_keys(id, right, &blocking_keys(right), out);
     }
 
     /// As [`Linker::probe`], with `right`'s blocking keys already at hand.
@@ -235,7 +232,7 @@ pub fn random_patterns(sample: &[Record], pairs: usize, seed: u64, threads: usiz
     if sample.len() < 2 {
         return Patterns::new();
     }
-    let parts: Vec<Patterns> = std::thread::scope(|s| {
+    let parts: Vec<Counts> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 s.spawn(move || {
@@ -248,14 +245,14 @@ pub fn random_patterns(sample: &[Record], pairs: usize, seed: u64, threads: usiz
                         state.wrapping_mul(0x2545_F491_4F6C_DD1D)
                     };
                     let n = sample.len() as u64;
-                    let mut patterns = Patterns::new();
+                    let mut counts = Counts::default();
                     for _ in 0..pairs / threads {
                         let (a, b) = ((next() % n) as usize, (next() % n) as usize);
                         if a != b {
-                            *patterns.entry(compare(&sample[a], &sample[b])).or_default() += 1;
+                            counts.add(compare(&sample[a], &sample[b]));
                         }
                     }
-                    patterns
+                    counts
                 })
             })
             .collect();
@@ -264,13 +261,11 @@ pub fn random_patterns(sample: &[Record], pairs: usize, seed: u64, threads: usiz
             .map(|h| h.join().expect("sampling thread"))
             .collect()
     });
-    let mut all = Patterns::new();
-    for part in parts {
-        for (v, n) in part {
-            *all.entry(v).or_default() += n;
-        }
+    let mut all = Counts::default();
+    for part in &parts {
+        all.merge(part);
     }
-    all
+    all.patterns()
 }
 
 /// The outcome for one left record.
@@ -304,10 +299,8 @@ pub fn decide(
         vec![(None, f64::NEG_INFINITY, [super::NULL; 4], f64::NEG_INFINITY); left_len];
     for &(l, r, v) in &candidates.pairs {
         let o = *odds.entry(v).or_insert_with(|| model.log2_odds(&v));
+        // Pairs are distinct (see `Candidates::pairs`).
         let slot = &mut best[l as usize];
-        if slot.0 == Some(r) {
-            continue;
-        }
         if slot.0.is_none() || o > slot.1 {
             let runner_up = slot.1.max(slot.3);
             *slot = (Some(r), o, v, runner_up);
@@ -321,7 +314,7 @@ pub fn decide(
             let ambiguous =
                 candidate.is_some() && runner_up >= link_odds && o - runner_up < AMBIGUITY_BITS;
             let probability = if candidate.is_some() {
-                1.0 / (1.0 + (-o).exp2())
+                probability_of_odds(o)
             } else {
                 0.0
             };

@@ -253,8 +253,8 @@ pub const RULES: [(&str, &[Field]); 3] = [
 
 /// The blocking keys of a record: `(rule, key)` for every rule the record has the
 /// fields for. Two records are candidates when they share a `(rule, key)`.
-pub fn blocking_keys(r: &Record) -> Vec<(u8, u64)> {
-    keys_of(&r.name, r.birth_date, r.sex, r.village.as_deref()).to_vec()
+pub fn blocking_keys(r: &Record) -> Keys {
+    keys_of(&r.name, r.birth_date, r.sex, r.village.as_deref())
 }
 
 /// Up to one key per rule, without allocating.
@@ -286,17 +286,8 @@ pub fn keys_of(
     sex: Option<u8>,
     village: Option<&str>,
 ) -> Keys {
-    // FNV-1a over the parts with a separator: stable across runs and processes.
-    let hash = |rule: u8, parts: &[&[u8]]| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(rule);
-        for part in parts {
-            for byte in part.iter().chain(&[0x1f]) {
-                h ^= u64::from(*byte);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-        (rule, h)
-    };
+    let hash =
+        |rule: u8, parts: &[&[u8]]| (rule, names::fnv(u64::from(rule), parts.iter().copied()));
     let mut keys = Keys::default();
     let district = village.and_then(|v| v.get(..8)).map(str::as_bytes);
     let born = birth_date
@@ -335,19 +326,34 @@ fn normalised(counts: &[f64]) -> Vec<f64> {
     counts.iter().map(|c| (c + FLOOR) / total).collect()
 }
 
+/// The share of each level of field `f` among `patterns` (missing left out).
+fn level_shares(patterns: &Patterns, f: usize) -> Vec<f64> {
+    let mut counts = vec![0.0; LEVELS[f].len()];
+    for (v, n) in patterns {
+        if v[f] != NULL {
+            counts[v[f] as usize] += *n as f64;
+        }
+    }
+    normalised(&counts)
+}
+
+/// Adds `from`'s counts to `into`.
+pub fn merge_patterns(into: &mut Patterns, from: &Patterns) {
+    for (v, n) in from {
+        *into.entry(*v).or_default() += n;
+    }
+}
+
+/// The probability that log2 posterior odds `odds` stand for.
+pub fn probability_of_odds(odds: f64) -> f64 {
+    1.0 / (1.0 + (-odds).exp2())
+}
+
 impl Model {
     /// u-probabilities from the comparison vectors of random (overwhelmingly
     /// non-matching) pairs; m starts from a neutral guess.
     pub fn from_random_pairs(random: &Patterns) -> Self {
-        let u = std::array::from_fn(|f| {
-            let mut counts = vec![0.0; LEVELS[f].len()];
-            for (v, n) in random {
-                if v[f] != NULL {
-                    counts[v[f] as usize] += *n as f64;
-                }
-            }
-            normalised(&counts)
-        });
+        let u = std::array::from_fn(|f| level_shares(random, f));
         let m = std::array::from_fn(|f| {
             let levels = LEVELS[f].len();
             // Most weight on the best level, decreasing after it.
@@ -366,15 +372,7 @@ impl Model {
         candidates: &Patterns,
         iterations: usize,
     ) {
-        self.m = std::array::from_fn(|f| {
-            let mut counts = vec![0.0; LEVELS[f].len()];
-            for (v, n) in labelled {
-                if v[f] != NULL {
-                    counts[v[f] as usize] += *n as f64;
-                }
-            }
-            normalised(&counts)
-        });
+        self.m = std::array::from_fn(|f| level_shares(labelled, f));
         self.em_prior(candidates, iterations);
     }
 
@@ -407,9 +405,7 @@ impl Model {
         // The prior over all candidate pairs, with m and u now fixed.
         let mut all = Patterns::new();
         for (patterns, _) in sessions {
-            for (v, n) in patterns {
-                *all.entry(*v).or_default() += n;
-            }
+            merge_patterns(&mut all, patterns);
         }
         self.em_prior(&all, iterations);
     }
@@ -477,9 +473,9 @@ impl Model {
 
     /// log2 of the Bayes factor of `v`: the sum of the fields' match weights.
     pub fn weight(&self, v: &Vector) -> f64 {
-        (0..4)
-            .filter(|f| v[*f] != NULL)
-            .map(|f| (self.m[f][v[f] as usize] / self.u[f][v[f] as usize]).log2())
+        FIELDS
+            .iter()
+            .map(|f| self.field_weight(*f, v[*f as usize]))
             .sum()
     }
 
@@ -498,7 +494,7 @@ impl Model {
 
     /// Posterior probability that `v` is a match, given the prior.
     pub fn probability(&self, v: &Vector) -> f64 {
-        1.0 / (1.0 + (-self.log2_odds(v)).exp2())
+        probability_of_odds(self.log2_odds(v))
     }
 
     /// In words: each field's level and weight, weakest evidence first.

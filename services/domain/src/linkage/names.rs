@@ -63,11 +63,13 @@ pub struct NameKey {
     fingerprints: [u64; 3],
 }
 
-fn fingerprint<'s>(parts: impl IntoIterator<Item = &'s str>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a over `parts`, each followed by a separator, from `seed`: stable across runs
+/// and processes (name fingerprints and blocking keys).
+pub(crate) fn fnv<'p>(seed: u64, parts: impl IntoIterator<Item = &'p [u8]>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
     for part in parts {
-        for byte in part.bytes().chain([0x1f]) {
-            h ^= u64::from(byte);
+        for byte in part.iter().chain(&[0x1f]) {
+            h ^= u64::from(*byte);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
@@ -83,9 +85,9 @@ impl NameKey {
         parts.sort_unstable();
         let sorted = parts.join(" ");
         let fingerprints = [
-            fingerprint(tokens.iter().map(String::as_str)),
-            fingerprint([joined.as_str()]),
-            fingerprint([sorted.as_str()]),
+            fnv(0, tokens.iter().map(String::as_bytes)),
+            fnv(0, [joined.as_bytes()]),
+            fnv(0, [sorted.as_bytes()]),
         ];
         Self {
             tokens,

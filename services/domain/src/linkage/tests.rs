@@ -70,40 +70,17 @@ fn a_corrupted_record_still_shares_a_block_with_its_original() {
     let base = asep();
     let keys = blocking_keys(&base);
     assert_eq!(keys.len(), 3);
-    for other in [
-        Record::new(
-            "Aspe Hidayat",
-            date(1980, 3, 14),
-            Some(1),
-            Some("32.04.01.2001"),
-        ),
-        Record::new(
-            "Asep Hidayat",
-            date(1981, 3, 14),
-            Some(1),
-            Some("32.04.01.2001"),
-        ),
+    let one_departure: &[(&str, (i32, u32, u32), &str)] = &[
+        ("Aspe Hidayat", (1980, 3, 14), "32.04.01.2001"),
+        ("Asep Hidayat", (1981, 3, 14), "32.04.01.2001"),
         // Parts transposed and a corrected birth date: same parts, same village.
-        Record::new(
-            "Hidayat Asep",
-            date(1981, 3, 14),
-            Some(1),
-            Some("32.04.01.2001"),
-        ),
+        ("Hidayat Asep", (1981, 3, 14), "32.04.01.2001"),
         // Moved to another regency: same parts, same birth date.
-        Record::new(
-            "Hidayat Asep",
-            date(1980, 3, 14),
-            Some(1),
-            Some("32.73.01.1001"),
-        ),
-        Record::new(
-            "Asep Hidajat",
-            date(1980, 3, 14),
-            Some(1),
-            Some("32.04.05.2001"),
-        ),
-    ] {
+        ("Hidayat Asep", (1980, 3, 14), "32.73.01.1001"),
+        ("Asep Hidajat", (1980, 3, 14), "32.04.05.2001"),
+    ];
+    for (name, (y, m, d), village) in one_departure {
+        let other = Record::new(name, date(*y, *m, *d), Some(1), Some(village));
         let shared = blocking_keys(&other).iter().any(|k| keys.contains(k));
         assert!(shared, "{other:?} shares no block");
     }
