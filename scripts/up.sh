@@ -24,6 +24,16 @@ bin=target/debug
 run_dir=target/dtks-run
 mkdir -p "$run_dir"
 
+# Signed DCI between matching and the reference civil registry: a key pair each.
+read -r dci_seed dci_public < <($bin/dtksctl dci-keygen)
+read -r registry_seed registry_public < <($bin/dtksctl dci-keygen)
+export DTKS_DCI__SIGNING_KEY=$dci_seed
+export DTKS_DCI__REGISTRY_KEYS="dukcapil-reference|k1=$registry_public"
+export DTKS_DCI__CALLBACK_ADDR=127.0.0.1:8091
+export DTKS_DCI__CALLBACK_URL=http://127.0.0.1:8091
+export DTKS_REGISTRY_SIGNING_KEY=$registry_seed
+export DTKS_REGISTRY_TRUSTED_KEYS="dtks-matching|k1=$dci_public"
+
 $bin/dtksctl gen --regencies "$REGENCY" --households "$HOUSEHOLDS" --out "$run_dir/population"
 $bin/dtks-civil-registry load "$run_dir/population/registry.csv"
 services=(intake matching verivali determination distribution reporting)

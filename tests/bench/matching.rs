@@ -314,6 +314,14 @@ fn dtks_linkage(dir: &Path, labelled: bool) -> anyhow::Result<Score> {
     let random = batch::random_patterns(&sample, 1_000_000, 2026, THREADS);
     let sampled = started.elapsed().as_secs_f64();
     let model = candidates.train(&random, 100);
+    if !labelled {
+        // The EM-learned model, for the matching service's on-demand linkage
+        // (services/matching/linkage-model.json is one of these).
+        std::fs::write(
+            dir.join("model.json"),
+            serde_json::to_string_pretty(&model)?,
+        )?;
+    }
     let linked = batch::decide(left.len(), &candidates, &model, Thresholds::default());
     let seconds = started.elapsed().as_secs_f64();
     let mut score = Score {

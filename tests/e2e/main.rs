@@ -1,9 +1,11 @@
 //! One household from intake to a programme list, across seven processes, over the real
 //! stack; and a malformed proposal refused with nothing stored or published.
 
+mod duplicates;
 mod import;
 mod intake;
 mod matching;
+mod outcomes;
 
 use dtks_e2e::{SERVICES, Stack, authed};
 use dtks_platform::auth::Role;
@@ -125,6 +127,17 @@ async fn submit_musdes(
     idempotency_key: &str,
     reference: &str,
 ) -> anyhow::Result<dtks_proto::intake::v1::SubmitProposalResponse> {
+    submit_household(stack, token, idempotency_key, reference, household()).await
+}
+
+/// Submits `household` through the village meeting channel as `token`.
+async fn submit_household(
+    stack: &Stack,
+    token: &str,
+    idempotency_key: &str,
+    reference: &str,
+    household: pb::Household,
+) -> anyhow::Result<dtks_proto::intake::v1::SubmitProposalResponse> {
     let mut intake = IntakeServiceClient::new(stack.channel("intake").await?);
     Ok(intake
         .submit_proposal(authed(
@@ -133,7 +146,7 @@ async fn submit_musdes(
                 channel: Channel::Musdes as i32,
                 kind: ProposalKind::Add as i32,
                 external_reference: reference.into(),
-                household: Some(household()),
+                household: Some(household),
                 minutes: Some(minutes()),
                 ..Default::default()
             },

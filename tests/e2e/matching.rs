@@ -44,8 +44,9 @@ async fn delayed(
     found.map_err(|e| e.context(format!("last seen: {}", seen.lock().expect("seen"))))
 }
 
-/// Waits (through UNAVAILABLE answers) until the proposal has a match result.
-async fn matched(
+/// Waits (through UNAVAILABLE and NOT_FOUND answers) until the proposal has a match
+/// result.
+pub(crate) async fn matched(
     stack: &Stack,
     proposal_id: &str,
     token: &str,
@@ -63,7 +64,15 @@ async fn matched(
             async move {
                 match matching.get_proposal_match(request).await {
                     Ok(answer) => Ok(Some(answer.into_inner())),
-                    Err(status) if status.code() == tonic::Code::Unavailable => Ok(None),
+                    // Delayed, or not matched yet.
+                    Err(status)
+                        if matches!(
+                            status.code(),
+                            tonic::Code::Unavailable | tonic::Code::NotFound
+                        ) =>
+                    {
+                        Ok(None)
+                    }
                     Err(status) => Err(status.into()),
                 }
             }

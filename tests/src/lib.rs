@@ -32,6 +32,8 @@ pub struct Stack {
     base_url: String,
     pub ports: HashMap<&'static str, u16>,
     pub registry_port: u16,
+    /// Where matching takes the registry's DCI callbacks.
+    pub callback_port: u16,
     pub db: DatabaseConnection,
     env: Vec<(String, String)>,
     children: Vec<Child>,
@@ -86,6 +88,34 @@ impl Stack {
         let ports: HashMap<&'static str, u16> =
             SERVICES.iter().map(|s| (*s, free_port())).collect();
         let registry_port = free_port();
+        let callback_port = free_port();
+        // Signed DCI both ways: matching's key and the registry's, trusted by the other.
+        let (matching_seed, matching_public) = dtks_platform::dci::generate_key();
+        let (registry_seed, registry_public) = dtks_platform::dci::generate_key();
+        let mut env_all: Vec<(String, String)> = [
+            ("DTKS_DCI__SIGNING_KEY", matching_seed),
+            (
+                "DTKS_DCI__REGISTRY_KEYS",
+                format!("dukcapil-reference|k1={registry_public}"),
+            ),
+            (
+                "DTKS_DCI__CALLBACK_ADDR",
+                format!("127.0.0.1:{callback_port}"),
+            ),
+            (
+                "DTKS_DCI__CALLBACK_URL",
+                format!("http://127.0.0.1:{callback_port}"),
+            ),
+            ("DTKS_REGISTRY_SIGNING_KEY", registry_seed),
+            (
+                "DTKS_REGISTRY_TRUSTED_KEYS",
+                format!("dtks-matching|k1={matching_public}"),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env_all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let mut stack = Stack {
             base_url: base_url.clone(),
             run_id,
@@ -93,10 +123,8 @@ impl Stack {
             database_url,
             ports,
             registry_port,
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            callback_port,
+            env: env_all,
             children: Vec::new(),
         };
 
@@ -206,6 +234,11 @@ impl Stack {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Base URL of the reference civil registry's DCI API.
+    pub fn registry_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.registry_port)
     }
 
     /// Stops the reference civil registry: an outage, as matching would meet one.

@@ -1,29 +1,60 @@
-//! The DCI registry API, sync search by identifier (`query_type: idtype-value`,
-//! identifier type `NIK`), answering CRVS person records.
+//! The DCI registry API of the reference civil registry:
+//!
+//! - `POST /registry/sync/search`: search by identifier or predicate, answered at once;
+//! - `POST /registry/search`: the same, acknowledged at once and answered later on the
+//!   sender's `{sender_uri}/registry/on-search`;
+//! - `POST /registry/subscribe`, `/registry/unsubscribe`: vital-event subscriptions,
+//!   confirmed on `{sender_uri}/registry/on-subscribe` and fed through
+//!   `{sender_uri}/registry/notify` (see [`crate::events`]);
+//! - `POST /admin/vital-events`: the registry's own clerks record a death, birth,
+//!   marriage, divorce or move (not part of DCI; how events arise here).
+//!
+//! Requests must carry a valid signature from a trusted key when the registry is given
+//! trusted keys (`DTKS_REGISTRY_TRUSTED_KEYS`); the registry signs what it sends with
+//! `DTKS_REGISTRY_SIGNING_KEY`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 
-use dtks_platform::db::stmt;
+use dtks_platform::dci::{KeyRing, Signer};
 
-pub fn router(db: DatabaseConnection) -> Router {
+use crate::events;
+use crate::search::{self, now};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Registry {
+    pub db: DatabaseConnection,
+    pub signer: Option<Signer>,
+    pub trusted: KeyRing,
+    pub http: reqwest::Client,
+}
+
+pub const SENDER_ID: &str = "dukcapil-reference";
+
+/// At most this many requests in one message.
+const MAX_REQUESTS: usize = 100;
+
+pub fn router(registry: Registry) -> Router {
     Router::new()
         .route("/registry/sync/search", post(sync_search))
-        .with_state(db)
+        .route("/registry/search", post(async_search))
+        .route("/registry/subscribe", post(events::subscribe))
+        .route("/registry/unsubscribe", post(events::unsubscribe))
+        .route("/admin/vital-events", post(events::record))
+        .with_state(registry)
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub type Refusal = (StatusCode, Json<Value>);
 
-fn error(status: StatusCode, message: &str) -> (StatusCode, Json<Value>) {
+pub fn error(status: StatusCode, code: &str, message: &str) -> Refusal {
     (
         status,
-        Json(json!({ "error": { "code": status.as_u16().to_string(), "message": message } })),
+        Json(json!({ "error": { "code": code, "message": message } })),
     )
 }
 
@@ -35,116 +66,218 @@ fn fault() -> &'static str {
     FAULT.get_or_init(|| std::env::var("DTKS_REGISTRY_FAULT").unwrap_or_default())
 }
 
-async fn sync_search(
-    State(db): State<DatabaseConnection>,
-    Json(body): Json<Value>,
-) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+/// Shows the configured fault, if any: `Some` answer replaces the real one.
+async fn faulty() -> Option<Result<Json<Value>, Refusal>> {
     match fault() {
-        "slow" => tokio::time::sleep(std::time::Duration::from_secs(6)).await,
-        "malformed" => return Ok(Json(json!({ "message": { "unexpected": true } }))),
-        "error" => {
-            return Err(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "registry maintenance",
-            ));
+        "slow" => {
+            tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+            None
         }
-        _ => {}
+        "malformed" => Some(Ok(Json(json!({ "message": { "unexpected": true } })))),
+        "error" => Some(Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "err.service.unavailable",
+            "registry maintenance",
+        ))),
+        _ => None,
     }
-    let header = body
-        .get("header")
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "header is required"))?;
+}
+
+impl Registry {
+    /// Checks the signature (when keys are configured) and the envelope's shape;
+    /// answers the header.
+    pub fn admit<'b>(&self, body: &'b Value) -> Result<&'b Value, Refusal> {
+        if !self.trusted.is_empty() {
+            self.trusted
+                .verify(body)
+                .map_err(|e| error(StatusCode::UNAUTHORIZED, e.reason_code(), &e.to_string()))?;
+        }
+        body.get("header").filter(|h| h.is_object()).ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "err.request.bad",
+                "header is required",
+            )
+        })
+    }
+
+    /// A signed message from the registry (unsigned when it has no key).
+    pub fn envelope(&self, action: &str, receiver_id: &str, total: usize, message: Value) -> Value {
+        match &self.signer {
+            Some(signer) => signer.envelope(action, receiver_id, None, total, message),
+            None => {
+                let header = json!({
+                    "version": "1.0.0", "message_id": uuid::Uuid::new_v4().to_string(),
+                    "message_ts": now(), "action": action, "sender_id": SENDER_ID,
+                    "receiver_id": receiver_id, "total_count": total, "is_msg_encrypted": false,
+                });
+                json!({ "signature": "", "header": header, "message": message })
+            }
+        }
+    }
+
+    /// Posts a message to a subscriber's or requester's callback.
+    pub async fn call_back(&self, url: &str, body: &Value) -> anyhow::Result<()> {
+        self.http
+            .post(url)
+            .json(body)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+}
+
+fn requests(body: &Value) -> Result<&Vec<Value>, Refusal> {
     let requests = body
         .pointer("/message/search_request")
         .and_then(Value::as_array)
         .ok_or_else(|| {
             error(
                 StatusCode::BAD_REQUEST,
+                "err.request.bad",
                 "message.search_request must be an array",
             )
         })?;
-    if requests.len() > 100 {
+    if requests.len() > MAX_REQUESTS {
         return Err(error(
             StatusCode::BAD_REQUEST,
+            "err.request.bad",
             "at most 100 search requests per message",
         ));
     }
-    let mut responses = Vec::with_capacity(requests.len());
-    for request in requests {
-        let reference_id = request
-            .get("reference_id")
-            .cloned()
-            .unwrap_or(Value::String(String::new()));
-        let criteria = request.get("search_criteria").cloned().unwrap_or_default();
-        let id_type = criteria
-            .pointer("/query/type")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let value = criteria
-            .pointer("/query/value")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if criteria.get("query_type").and_then(Value::as_str) != Some("idtype-value")
-            || id_type != "NIK"
-        {
-            responses.push(json!({
-                "reference_id": reference_id, "timestamp": now(), "status": "rjct",
-                "status_reason_code": "rjct.search_criteria.invalid",
-                "status_reason_message": "only query_type idtype-value with type NIK is supported",
-            }));
-            continue;
-        }
-        let rows = db
-            .query_all_raw(stmt(
-                "SELECT nik, kk_number, full_name, birth_place, birth_date::text AS birth_date, sex, village_code, death_date::text AS death_date
-                 FROM persons WHERE nik = $1",
-                [value.to_owned().into()],
-            ))
-            .await
-            .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "registry storage unavailable"))?;
-        let records: Vec<Value> = rows
-            .iter()
-            .map(|r| {
-                let get = |c: &str| r.try_get::<String>("", c).unwrap_or_default();
-                let sex = match r.try_get::<i16>("", "sex").unwrap_or_default() {
-                    1 => "male",
-                    2 => "female",
-                    _ => "",
-                };
-                json!({
-                    "@type": "CRVS_Person",
-                    "identifier": [
-                        { "identifier_type": "NIK", "identifier_value": get("nik") },
-                        { "identifier_type": "KK", "identifier_value": get("kk_number") },
-                    ],
-                    "name": { "given_name": get("full_name"), "surname": "" },
-                    "sex": sex,
-                    "birth_date": get("birth_date"),
-                    "birth_place": { "name": get("birth_place") },
-                    "death_date": r.try_get::<Option<String>>("", "death_date").ok().flatten().unwrap_or_default(),
-                    "address": [{ "region_code": get("village_code"), "country_code": "ID" }],
-                })
-            })
-            .collect();
-        responses.push(json!({
-            "reference_id": reference_id, "timestamp": now(), "status": "succ",
-            "data": { "version": "1.0.0", "reg_records": records },
-            "pagination": { "page_size": 10, "page_number": 1, "total_count": records.len() },
-        }));
+    Ok(requests)
+}
+
+fn storage(_: sea_orm::DbErr) -> Refusal {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "err.service.unavailable",
+        "registry storage unavailable",
+    )
+}
+
+fn sender(header: &Value) -> String {
+    header
+        .get("sender_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The fault shown, or the admitted search's header and requests.
+async fn admit_search(
+    registry: &Registry,
+    body: &Value,
+) -> Result<Result<(Value, Vec<Value>), Json<Value>>, Refusal> {
+    if let Some(answer) = faulty().await {
+        return answer.map(Err);
     }
-    Ok(Json(json!({
-        "signature": "",
-        "header": {
-            "version": "1.0.0",
-            "message_id": header.get("message_id").cloned().unwrap_or_default(),
-            "message_ts": now(),
-            "action": "on-search",
-            "status": "succ",
-            "total_count": responses.len(),
-            "completed_count": responses.len(),
-            "sender_id": "dukcapil-reference",
-            "receiver_id": header.get("sender_id").cloned().unwrap_or_default(),
-            "is_msg_encrypted": false,
-        },
-        "message": { "transaction_id": body.pointer("/message/transaction_id").cloned().unwrap_or_default(), "search_response": responses },
-    })))
+    let header = registry.admit(body)?.clone();
+    Ok(Ok((header, requests(body)?.clone())))
+}
+
+async fn sync_search(
+    State(registry): State<Registry>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, Refusal> {
+    let (header, requests) = match admit_search(&registry, &body).await? {
+        Ok(admitted) => admitted,
+        Err(fault) => return Ok(fault),
+    };
+    let header = &header;
+    let responses = search::answer(&registry.db, &requests)
+        .await
+        .map_err(storage)?;
+    let count = responses.len();
+    let mut answer = registry.envelope(
+        "on-search",
+        &sender(header),
+        count,
+        json!({
+            "transaction_id": body.pointer("/message/transaction_id").cloned().unwrap_or_default(),
+            "search_response": responses,
+        }),
+    );
+    answer["header"]["status"] = json!("succ");
+    answer["header"]["completed_count"] = json!(count);
+    if let Some(signer) = &registry.signer {
+        signer.resign(&mut answer);
+    }
+    Ok(Json(answer))
+}
+
+/// The DCI acknowledgement of an asynchronous request.
+pub fn ack(correlation_id: &str) -> Json<Value> {
+    Json(json!({
+        "message": { "ack_status": "ACK", "timestamp": now(), "correlation_id": correlation_id },
+    }))
+}
+
+/// The callback base of an asynchronous request (`header.sender_uri`).
+pub fn callback_base(header: &Value) -> Result<String, Refusal> {
+    header
+        .get("sender_uri")
+        .and_then(Value::as_str)
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "err.sender_uri.invalid",
+                "header.sender_uri must be the http(s) base of the sender's callbacks",
+            )
+        })
+}
+
+async fn async_search(
+    State(registry): State<Registry>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, Refusal> {
+    let (header, requests) = match admit_search(&registry, &body).await? {
+        Ok(admitted) => admitted,
+        Err(fault) => return Ok(fault),
+    };
+    let base = callback_base(&header)?;
+    let receiver = sender(&header);
+    let transaction_id = body
+        .pointer("/message/transaction_id")
+        .cloned()
+        .unwrap_or_default();
+    let correlation_id = uuid::Uuid::new_v4().to_string();
+    let correlation = correlation_id.clone();
+    tokio::spawn(async move {
+        let responses = match search::answer(&registry.db, &requests).await {
+            Ok(responses) => responses,
+            Err(e) => {
+                tracing::warn!(error = %e, "asynchronous search failed");
+                return;
+            }
+        };
+        let count = responses.len();
+        let body = registry.envelope(
+            "on-search",
+            &receiver,
+            count,
+            json!({
+                "transaction_id": transaction_id,
+                "correlation_id": correlation,
+                "search_response": responses,
+            }),
+        );
+        // A few tries; the requester times out and searches again if all fail.
+        for attempt in 0..3u32 {
+            match registry
+                .call_back(&format!("{base}/registry/on-search"), &body)
+                .await
+            {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "on-search callback failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+    });
+    Ok(ack(&correlation_id))
 }

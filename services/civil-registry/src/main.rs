@@ -1,11 +1,21 @@
 //! The reference civil registry: a stand-in for Dukcapil (unreachable from here) that
-//! speaks the DCI registry API (`/registry/sync/search`, search by identifier) over a
-//! synthetic population in its own schema. Matching reaches it only through its DCI
-//! adapter, exactly as it would reach the real registry.
+//! speaks the DCI registry API — search by identifier and by predicate, sync and async,
+//! vital-event subscriptions and notifications, signed messages — over a synthetic
+//! population in its own schema. Matching reaches it only through its DCI adapter,
+//! exactly as it would reach the real registry.
 //!
 //! `dtks-civil-registry migrate | load FILE.csv | serve`
+//!
+//! Environment: `DTKS_DATABASE__URL`; `DTKS_CIVIL_REGISTRY_ADDR` (default
+//! `0.0.0.0:8090`); `DTKS_REGISTRY_SIGNING_KEY` (base64 Ed25519 seed, key id
+//! `DTKS_REGISTRY_KEY_ID`, default `k1`) to sign what it sends;
+//! `DTKS_REGISTRY_TRUSTED_KEYS` (`sender|key=base64,…`) to require signed requests;
+//! `DTKS_REGISTRY_ADMIN_TOKEN` to require a bearer token on `/admin/vital-events`;
+//! `DTKS_REGISTRY_FAULT` for drills.
 
 mod dci;
+mod events;
+mod search;
 
 use anyhow::Context as _;
 use sea_orm::ConnectionTrait;
@@ -23,6 +33,29 @@ CREATE TABLE IF NOT EXISTS persons (
     sex SMALLINT NOT NULL,
     village_code TEXT NOT NULL,
     death_date DATE
+);
+ALTER TABLE persons ADD COLUMN IF NOT EXISTS marital_status TEXT;
+-- Predicate search: by birth date within a region, and by normalised name.
+CREATE INDEX IF NOT EXISTS persons_birth_region ON persons (birth_date, village_code);
+CREATE INDEX IF NOT EXISTS persons_name ON persons ((regexp_replace(upper(full_name), '\s+', ' ', 'g')));
+-- Vital events, in the order recorded; subscribers are fed from here.
+CREATE TABLE IF NOT EXISTS vital_events (
+    seq BIGSERIAL PRIMARY KEY,
+    event_id UUID NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    nik TEXT NOT NULL,
+    event_date DATE NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    code UUID PRIMARY KEY,
+    sender_id TEXT NOT NULL,
+    callback_uri TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    -- The last event delivered (vital_events.seq).
+    cursor BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (sender_id, callback_uri, event_type)
 );
 "#;
 
@@ -58,14 +91,39 @@ async fn main() -> anyhow::Result<()> {
             if let Ok(fault) = std::env::var("DTKS_REGISTRY_FAULT") {
                 tracing::warn!(%fault, "showing a fault on purpose (DTKS_REGISTRY_FAULT)");
             }
+            let registry = registry(db)?;
+            tokio::spawn(events::notifier(registry.clone()));
             let shutdown = dtks_platform::shutdown::Shutdown::on_signals();
-            axum::serve(listener, dci::router(db))
+            axum::serve(listener, dci::router(registry))
                 .with_graceful_shutdown(shutdown.wait())
                 .await?;
             Ok(())
         }
         Some(other) => anyhow::bail!("unknown command `{other}`; use migrate, load FILE or serve"),
     }
+}
+
+fn registry(db: sea_orm::DatabaseConnection) -> anyhow::Result<dci::Registry> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let signer = env("DTKS_REGISTRY_SIGNING_KEY")
+        .map(|seed| {
+            let key_id = env("DTKS_REGISTRY_KEY_ID").unwrap_or_else(|| "k1".into());
+            dtks_platform::dci::Signer::new(dci::SENDER_ID, &key_id, &seed)
+        })
+        .transpose()?;
+    let trusted =
+        dtks_platform::dci::KeyRing::parse(&env("DTKS_REGISTRY_TRUSTED_KEYS").unwrap_or_default())?;
+    if trusted.is_empty() {
+        tracing::warn!("DTKS_REGISTRY_TRUSTED_KEYS is empty: unsigned requests are accepted");
+    }
+    Ok(dci::Registry {
+        db,
+        signer,
+        trusted,
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?,
+    })
 }
 
 fn tracing_subscriber_init() {

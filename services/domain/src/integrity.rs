@@ -25,6 +25,8 @@ pub enum MatchOutcome {
         household_id: String,
     },
     NoNik,
+    /// A probable registry match awaiting a clerk's decision.
+    InReview,
 }
 
 /// One criterion's verdict with its reasons.
@@ -99,6 +101,9 @@ pub fn matches_civil_registry(household: &Household, outcomes: &Outcomes) -> Cri
                     reasons.push(format!("{who}: recorded as deceased by Dukcapil"))
                 }
                 Some(MatchOutcome::NoNik) => reasons.push(format!("{who}: has no NIK")),
+                Some(MatchOutcome::InReview) => reasons.push(format!(
+                    "{who}: a probable Dukcapil match awaits clerical review"
+                )),
                 None => reasons.push(format!("{who}: not matched yet")),
             }
         }

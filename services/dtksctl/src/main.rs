@@ -41,6 +41,11 @@ enum Command {
     /// Write the proposal-file template (XLSX or a directory of CSV files) with one
     /// example household, the meaning of every column and the codes.
     Template(import::TemplateArgs),
+    /// Print a new Ed25519 key pair for signed DCI messages: the private seed, then the
+    /// public key (base64, space-separated). The seed goes to the signer
+    /// (`DTKS_DCI__SIGNING_KEY` or `DTKS_REGISTRY_SIGNING_KEY`), the public key to the
+    /// other side's trusted keys.
+    DciKeygen,
 }
 
 #[tokio::main]
@@ -57,5 +62,10 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(code)
         }
         Command::Template(args) => import::template(args),
+        Command::DciKeygen => {
+            let (seed, public) = dtks_platform::dci::generate_key();
+            println!("{seed} {public}");
+            Ok(())
+        }
     }
 }

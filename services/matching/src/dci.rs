@@ -1,22 +1,66 @@
-//! The civil-registry port and its DCI adapter (`/registry/sync/search` by NIK), with
-//! a per-request timeout, quick retries with backoff, and a circuit breaker: after
+//! The civil-registry port and its DCI adapter: search by NIK ([`BATCH`] to a message)
+//! and by predicate, synchronous or asynchronous (answer on the callback), signed; and
+//! vital-event subscriptions. Every search has a timeout, quick retries with backoff,
+//! and a circuit breaker: after
 //! [`Breaker::THRESHOLD`] failures in a row the adapter fails fast for
 //! [`Breaker::COOL_DOWN`], then lets one request through to probe.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use dtks_platform::config::DciConfig;
+use dtks_platform::dci::{KeyRing, SignatureError, Signer};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
-/// What the civil registry says about one NIK.
+/// What the civil registry holds about one person.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegistryPerson {
+    #[serde(default)]
+    pub nik: String,
+    #[serde(default)]
+    pub kk_number: String,
     pub full_name: String,
     pub birth_date: String,
     pub sex: String,
     pub village_code: String,
     pub deceased: bool,
+}
+
+impl RegistryPerson {
+    fn from_record(record: &Value) -> Self {
+        let text = |p: &str| {
+            record
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let identifier = |kind: &str| {
+            record
+                .get("identifier")
+                .and_then(Value::as_array)
+                .and_then(|ids| {
+                    ids.iter()
+                        .find(|i| i.get("identifier_type").and_then(Value::as_str) == Some(kind))
+                })
+                .and_then(|i| i.get("identifier_value").and_then(Value::as_str))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        RegistryPerson {
+            nik: identifier("NIK"),
+            kk_number: identifier("KK"),
+            full_name: text("/name/given_name"),
+            birth_date: text("/birth_date"),
+            sex: text("/sex"),
+            village_code: text("/address/0/region_code"),
+            deceased: !text("/death_date").is_empty(),
+        }
+    }
 }
 
 /// Consecutive failures and, when open, until when requests fail fast.
@@ -59,29 +103,130 @@ pub enum RegistryError {
     Malformed(String),
 }
 
-/// How long one request may take.
+/// How long one request may take (for an asynchronous search: until the answer arrives
+/// on the callback).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Search requests in one DCI message (the registry's limit).
+pub const BATCH: usize = 100;
+
+/// Candidates asked for per predicate search.
+pub const CANDIDATES_PER_QUERY: u64 = 50;
+
+/// Asynchronous searches waiting for their answer, by transaction id.
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>;
 
 #[derive(Clone)]
 pub struct DciRegistry {
     http: reqwest::Client,
     base_url: String,
     breaker: Arc<Mutex<Breaker>>,
+    signer: Option<Signer>,
+    sender_id: String,
+    /// The registry's keys; when set, its answers must be signed by one of them.
+    registry_keys: KeyRing,
+    /// Base URL of this side's callback listener (`header.sender_uri`).
+    callback_url: Option<String>,
+    async_search: bool,
+    waiters: Waiters,
 }
 
 impl DciRegistry {
-    pub fn new(base_url: &str) -> anyhow::Result<Self> {
+    pub fn new(base_url: &str, config: &DciConfig) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().timeout(TIMEOUT).build()?;
+        let signer = config
+            .signing_key
+            .as_ref()
+            .map(|seed| Signer::new(&config.sender_id, &config.key_id, seed.expose_secret()))
+            .transpose()?;
+        anyhow::ensure!(
+            !config.async_search || config.callback_url.is_some(),
+            "DTKS_DCI__ASYNC_SEARCH needs DTKS_DCI__CALLBACK_URL"
+        );
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             breaker: Arc::default(),
+            signer,
+            sender_id: config.sender_id.clone(),
+            registry_keys: KeyRing::parse(&config.registry_keys)?,
+            callback_url: config.callback_url.clone(),
+            async_search: config.async_search,
+            waiters: Arc::default(),
         })
     }
 
-    /// Looks one NIK up; `Ok(None)` when the registry does not know it. Retries twice
-    /// (after 100 and 400 ms) before giving up; fails fast while the breaker is open.
-    pub async fn find_by_nik(&self, nik: &str) -> Result<Option<RegistryPerson>, RegistryError> {
+    /// Looks NIKs up, [`BATCH`] to a message; `None` for a NIK the registry does not know.
+    pub async fn find_by_niks(
+        &self,
+        niks: &[String],
+    ) -> Result<HashMap<String, Option<RegistryPerson>>, RegistryError> {
+        let mut found = HashMap::with_capacity(niks.len());
+        for chunk in niks.chunks(BATCH) {
+            let requests = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, nik)| {
+                    search_request(
+                        i,
+                        json!({
+                            "query_type": "idtype-value",
+                            "query": { "type": "NIK", "value": nik },
+                            "pagination": { "page_size": 1, "page_number": 1 },
+                        }),
+                    )
+                })
+                .collect();
+            let answers = self.search(requests).await?;
+            for (nik, answer) in chunk.iter().zip(answers) {
+                let record = answer.pointer("/data/reg_records/0");
+                found.insert(nik.clone(), record.map(RegistryPerson::from_record));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Registry persons meeting any of `queries` (each a list of DCI predicates joined by
+    /// `and`), the first [`CANDIDATES_PER_QUERY`] of each, without repeats.
+    pub async fn find_candidates(
+        &self,
+        queries: &[Vec<Value>],
+    ) -> Result<Vec<RegistryPerson>, RegistryError> {
+        let requests = queries
+            .iter()
+            .enumerate()
+            .map(|(i, predicates)| {
+                search_request(
+                    i,
+                    json!({
+                        "query_type": "predicate",
+                        "query": predicates,
+                        "pagination": { "page_size": CANDIDATES_PER_QUERY, "page_number": 1 },
+                    }),
+                )
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut candidates = Vec::new();
+        for answer in self.search(requests).await? {
+            for record in answer
+                .pointer("/data/reg_records")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let person = RegistryPerson::from_record(record);
+                if seen.insert(person.nik.clone()) {
+                    candidates.push(person);
+                }
+            }
+        }
+        Ok(candidates)
+    }
+
+    /// Runs search requests with retries and the breaker; answers one succeeded
+    /// `search_response` per request, in order.
+    async fn search(&self, requests: Vec<Value>) -> Result<Vec<Value>, RegistryError> {
         let mut delay = Duration::from_millis(100);
         let mut last = None;
         let mut attempt = 0;
@@ -91,7 +236,7 @@ impl DciRegistry {
                 // Opened by this very request's failures: say what they were.
                 return Err(last.unwrap_or(RegistryError::Open));
             }
-            let answer = self.search_once(nik).await;
+            let answer = self.search_once(&requests).await;
             self.breaker
                 .lock()
                 .expect("breaker")
@@ -108,27 +253,26 @@ impl DciRegistry {
         }
     }
 
-    async fn search_once(&self, nik: &str) -> Result<Option<RegistryPerson>, RegistryError> {
-        let now = chrono::Utc::now().to_rfc3339();
-        let body = json!({
-            "signature": "",
-            "header": {
-                "version": "1.0.0", "message_id": uuid::Uuid::new_v4().to_string(), "message_ts": now,
-                "action": "search", "sender_id": "dtks-matching", "receiver_id": "dukcapil",
-                "total_count": 1, "is_msg_encrypted": false,
-            },
-            "message": {
-                "transaction_id": uuid::Uuid::new_v4().to_string(),
-                "search_request": [{
-                    "reference_id": "1", "timestamp": now,
-                    "search_criteria": {
-                        "version": "1.0.0", "reg_event_type": "REGISTER", "query_type": "idtype-value",
-                        "query": { "type": "NIK", "value": nik },
-                        "pagination": { "page_size": 1, "page_number": 1 },
-                    },
-                }],
-            },
-        });
+    fn envelope(&self, action: &str, total: usize, message: Value) -> Value {
+        let sender_uri = self.callback_url.as_deref();
+        match &self.signer {
+            Some(signer) => signer.envelope(action, RECEIVER_ID, sender_uri, total, message),
+            None => {
+                let mut header = json!({
+                    "version": "1.0.0", "message_id": uuid::Uuid::new_v4().to_string(),
+                    "message_ts": chrono::Utc::now().to_rfc3339(), "action": action,
+                    "sender_id": self.sender_id, "receiver_id": RECEIVER_ID,
+                    "total_count": total, "is_msg_encrypted": false,
+                });
+                if let Some(uri) = sender_uri {
+                    header["sender_uri"] = json!(uri);
+                }
+                json!({ "signature": "", "header": header, "message": message })
+            }
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, RegistryError> {
         // reqwest's errors name the URL, never the body: no NIK reaches a log.
         let unavailable = |e: reqwest::Error| {
             RegistryError::Unavailable(if e.is_timeout() {
@@ -137,10 +281,9 @@ impl DciRegistry {
                 chain(&e.without_url())
             })
         };
-        let response: Value = self
-            .http
-            .post(format!("{}/registry/sync/search", self.base_url))
-            .json(&body)
+        self.http
+            .post(format!("{}{path}", self.base_url))
+            .json(body)
             .send()
             .await
             .map_err(unavailable)?
@@ -148,37 +291,146 @@ impl DciRegistry {
             .map_err(unavailable)?
             .json()
             .await
-            .map_err(|e| RegistryError::Malformed(chain(&e.without_url())))?;
-        let answer = response
-            .pointer("/message/search_response/0")
+            .map_err(|e| RegistryError::Malformed(chain(&e.without_url())))
+    }
+
+    async fn search_once(&self, requests: &[Value]) -> Result<Vec<Value>, RegistryError> {
+        let transaction_id = uuid::Uuid::new_v4().to_string();
+        let body = self.envelope(
+            "search",
+            requests.len(),
+            json!({ "transaction_id": transaction_id, "search_request": requests }),
+        );
+        let response = if self.async_search {
+            let (tx, rx) = oneshot::channel();
+            self.waiters
+                .lock()
+                .expect("waiters")
+                .insert(transaction_id.clone(), tx);
+            let answer = self.await_callback(&body, rx).await;
+            self.waiters
+                .lock()
+                .expect("waiters")
+                .remove(&transaction_id);
+            answer?
+        } else {
+            self.post("/registry/sync/search", &body).await?
+        };
+        if !self.registry_keys.is_empty() {
+            self.registry_keys
+                .verify(&response)
+                .map_err(|e| RegistryError::Malformed(format!("answer {e}")))?;
+        }
+        let answers = response
+            .pointer("/message/search_response")
+            .and_then(Value::as_array)
             .ok_or_else(|| RegistryError::Malformed("no message.search_response".into()))?;
-        if answer.get("status").and_then(Value::as_str) != Some("succ") {
+        if answers.len() != requests.len() {
             return Err(RegistryError::Malformed(format!(
-                "search refused: {}",
-                answer
-                    .get("status_reason_code")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no reason code")
+                "{} answers to {} requests",
+                answers.len(),
+                requests.len()
             )));
         }
-        let Some(record) = answer.pointer("/data/reg_records/0") else {
-            return Ok(None);
-        };
-        let text = |p: &str| {
-            record
-                .pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        Ok(Some(RegistryPerson {
-            full_name: text("/name/given_name"),
-            birth_date: text("/birth_date"),
-            sex: text("/sex"),
-            village_code: text("/address/0/region_code"),
-            deceased: !text("/death_date").is_empty(),
-        }))
+        for answer in answers {
+            if answer.get("status").and_then(Value::as_str) != Some("succ") {
+                return Err(RegistryError::Malformed(format!(
+                    "search refused: {}",
+                    answer
+                        .get("status_reason_code")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no reason code")
+                )));
+            }
+        }
+        Ok(answers.clone())
     }
+
+    /// Sends an asynchronous search and waits for its answer on the callback.
+    async fn await_callback(
+        &self,
+        body: &Value,
+        answer: oneshot::Receiver<Value>,
+    ) -> Result<Value, RegistryError> {
+        let ack = self.post("/registry/search", body).await?;
+        if ack.pointer("/message/ack_status").and_then(Value::as_str) != Some("ACK") {
+            return Err(RegistryError::Malformed(
+                "asynchronous search not acknowledged".into(),
+            ));
+        }
+        match tokio::time::timeout(TIMEOUT, answer).await {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => Err(RegistryError::Unavailable(format!(
+                "no on-search callback within {TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// An `on-search` callback: checks its signature and hands it to the search waiting
+    /// for it. Answers whether one was waiting.
+    pub fn deliver(&self, body: Value) -> Result<bool, SignatureError> {
+        self.check(&body)?;
+        let id = body
+            .pointer("/message/transaction_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let waiter = self.waiters.lock().expect("waiters").remove(id);
+        Ok(waiter.is_some_and(|w| w.send(body).is_ok()))
+    }
+
+    /// Checks a message from the registry (callback or notification).
+    pub fn check(&self, body: &Value) -> Result<(), SignatureError> {
+        if self.registry_keys.is_empty() {
+            return Ok(());
+        }
+        self.registry_keys.verify(body).map(drop)
+    }
+
+    /// Subscribes to vital events of `kinds`; the registry confirms on
+    /// `/registry/on-subscribe` and notifies on `/registry/notify`.
+    pub async fn subscribe(&self, kinds: &[&str]) -> Result<(), RegistryError> {
+        let now = chrono::Utc::now().to_rfc3339();
+        let requests: Vec<Value> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                json!({
+                    "reference_id": (i + 1).to_string(), "timestamp": now,
+                    "subscribe_criteria": {
+                        "version": "1.0.0", "reg_type": "ns:dukcapil:RegistryType:Civil",
+                        "reg_event_type": kind, "filter_type": "predicate", "filter": [],
+                        "notify_record_type": "CRVS_Person",
+                    },
+                })
+            })
+            .collect();
+        let body = self.envelope(
+            "subscribe",
+            requests.len(),
+            json!({ "transaction_id": uuid::Uuid::new_v4().to_string(), "subscribe_request": requests }),
+        );
+        let ack = self.post("/registry/subscribe", &body).await?;
+        if ack.pointer("/message/ack_status").and_then(Value::as_str) == Some("ACK") {
+            Ok(())
+        } else {
+            Err(RegistryError::Malformed(
+                "subscription not acknowledged".into(),
+            ))
+        }
+    }
+}
+
+const RECEIVER_ID: &str = "dukcapil";
+
+fn search_request(index: usize, criteria: Value) -> Value {
+    let mut criteria = criteria;
+    criteria["version"] = json!("1.0.0");
+    criteria["reg_event_type"] = json!("REGISTER");
+    json!({
+        "reference_id": (index + 1).to_string(),
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+        "search_criteria": criteria,
+    })
 }
 
 /// An error and its causes, `a: b: c` (transport errors carry no request body).

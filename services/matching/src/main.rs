@@ -2,7 +2,12 @@
 //! registry (Dukcapil) through the DCI adapter, with answers cached in Redis; the
 //! per-person and per-household outcomes are published as `proposal.matched`.
 
+mod callbacks;
 mod dci;
+mod index;
+mod link;
+mod matcher;
+mod review;
 mod service;
 
 #[tokio::main]

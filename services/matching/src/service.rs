@@ -4,7 +4,7 @@ use dtks_platform::cache::Cache;
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
 use dtks_platform::{events, grpc, outbox};
 use dtks_proto::common::v1 as pb;
-use dtks_proto::events::v1::{self as ev, Envelope, PersonOutcome};
+use dtks_proto::events::v1::{self as ev, Envelope};
 use dtks_proto::matching::v1::matching_service_server::{MatchingService, MatchingServiceServer};
 use dtks_proto::matching::v1::*;
 use prost::Message;
@@ -15,7 +15,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, Transact
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
-use crate::dci::{DciRegistry, RegistryPerson};
+use crate::dci::DciRegistry;
+use crate::matcher::{self, Matcher};
+use crate::{index, review};
 
 pub struct Migrator;
 
@@ -51,11 +53,64 @@ CREATE TABLE pending (
 CREATE INDEX pending_due ON pending (next_attempt_at);
 "#,
             },
+            SqlMigration {
+                name: "m0003_person_index_reviews_life_events",
+                sql: r#"
+-- Every person DTKS holds or is verifying (see index.rs): one holder per NIK.
+CREATE TABLE person_index (
+    proposal_id UUID NOT NULL,
+    family_index INT NOT NULL,
+    member_index INT NOT NULL,
+    nik TEXT,
+    kk_number TEXT NOT NULL,
+    household_id TEXT,
+    full_name TEXT NOT NULL,
+    -- Phonetic, sorted name parts (linkage NameKey), for duplicates without a NIK.
+    name_key TEXT NOT NULL,
+    birth_date DATE,
+    sex SMALLINT NOT NULL,
+    village_code TEXT NOT NULL,
+    indexed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (proposal_id, family_index, member_index)
+);
+CREATE UNIQUE INDEX person_index_nik ON person_index (nik) WHERE nik IS NOT NULL;
+CREATE INDEX person_index_birth ON person_index (birth_date, (left(village_code, 8)));
+CREATE INDEX person_index_name ON person_index (name_key, birth_date);
+CREATE INDEX person_index_household ON person_index (household_id);
+
+-- Probable matches awaiting a clerk (clerical review).
+CREATE TABLE review_pairs (
+    pair_id UUID PRIMARY KEY,
+    proposal_id UUID NOT NULL,
+    region_code TEXT NOT NULL,
+    family_index INT NOT NULL,
+    member_index INT NOT NULL,
+    candidate JSONB NOT NULL,
+    score DOUBLE PRECISION NOT NULL,
+    reason TEXT NOT NULL,
+    -- The person's outcome before linkage: what "different person" restores.
+    outcome_before SMALLINT NOT NULL,
+    decision SMALLINT NOT NULL DEFAULT 0,
+    decided_by TEXT,
+    note TEXT,
+    decided_at TIMESTAMPTZ,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (proposal_id, family_index, member_index)
+);
+CREATE INDEX review_pairs_open ON review_pairs (region_code text_pattern_ops, created_at) WHERE decision = 0;
+
+-- Vital events taken from the registry (each once, however often delivered).
+CREATE TABLE life_events (
+    event_id UUID PRIMARY KEY,
+    kind TEXT NOT NULL,
+    in_dtks BOOLEAN NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"#,
+            },
         ])
     }
 }
-
-const CACHE_TTL_SECS: u64 = 3600;
 
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let url = ctx
@@ -64,10 +119,38 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         .civil_registry_url
         .clone()
         .ok_or_else(|| anyhow::anyhow!("DTKS_UPSTREAM__CIVIL_REGISTRY_URL is required"))?;
+    let registry = DciRegistry::new(&url, &ctx.config.dci)?;
+    let cache = Cache::connect(&ctx.config.redis).await?;
     let matcher = Matcher {
-        registry: DciRegistry::new(&url)?,
-        cache: Cache::connect(&ctx.config.redis).await?,
+        registry: registry.clone(),
+        cache: cache.clone(),
+        model: Arc::new(crate::link::load_model()?),
     };
+    if let Some(addr) = &ctx.config.dci.callback_addr {
+        let callbacks = crate::callbacks::router(crate::callbacks::Callbacks {
+            registry: registry.clone(),
+            db: ctx.db.clone(),
+            cache,
+            outbox: ctx.outbox.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "DCI callbacks listening");
+        let shutdown = ctx.shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, callbacks)
+                .with_graceful_shutdown(shutdown.wait())
+                .await
+            {
+                tracing::error!(%error, "DCI callback listener failed");
+            }
+        });
+        if ctx.config.dci.callback_url.is_some() {
+            tokio::spawn(crate::callbacks::keep_subscribing(
+                registry.clone(),
+                ctx.shutdown.clone(),
+            ));
+        }
+    }
     let wake = Arc::new(Notify::new());
     tokio::spawn(run_pending(
         ctx.db.clone(),
@@ -77,114 +160,64 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         ctx.shutdown.clone(),
     ));
     let consumer = ctx
-        .spawn_consumer(&[events::PROPOSAL_SUBMITTED], Submitted { wake })
+        .spawn_consumer(
+            &[
+                events::PROPOSAL_SUBMITTED,
+                events::HOUSEHOLD_ACCEPTED,
+                events::HOUSEHOLD_RETURNED,
+                events::HOUSEHOLD_REMOVED,
+            ],
+            Consumed { wake },
+        )
         .await?;
     let service = MatchingServiceServer::new(Api {
         db: ctx.db.clone(),
         matcher,
+        outbox: ctx.outbox.clone(),
     })
     .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(grpc::MAX_SEND_BYTES);
     ctx.serve(listener, service, Some(consumer)).await
 }
 
-#[derive(Clone)]
-struct Matcher {
-    registry: DciRegistry,
-    cache: Cache,
-}
-
-fn normalise(name: &str) -> String {
-    name.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_uppercase()
-}
-
-fn iso(d: Option<&pb::Date>) -> String {
-    d.map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
-        .unwrap_or_default()
-}
-
-impl Matcher {
-    async fn lookup(&self, nik: &str) -> anyhow::Result<Option<RegistryPerson>> {
-        let key = format!("dci:nik:{nik}");
-        if let Ok(Some(hit)) = self.cache.get::<Option<RegistryPerson>>(&key).await {
-            return Ok(hit);
-        }
-        let answer = self.registry.find_by_nik(nik).await?;
-        if let Err(error) = self.cache.put(&key, &answer, CACHE_TTL_SECS).await {
-            tracing::warn!(%error, "registry cache unavailable");
-        }
-        Ok(answer)
-    }
-
-    /// Exact NIK check: outcome and the fields where Dukcapil differs.
-    async fn match_person(
-        &self,
-        p: &pb::Person,
-    ) -> anyhow::Result<(PersonOutcome, Vec<ev::FieldCorrection>)> {
-        if p.nik.is_empty() {
-            return Ok((PersonOutcome::NoNik, vec![]));
-        }
-        let Some(found) = self.lookup(&p.nik).await? else {
-            return Ok((PersonOutcome::NotFound, vec![]));
-        };
-        if found.deceased {
-            return Ok((PersonOutcome::Deceased, vec![]));
-        }
-        let mut corrections = Vec::new();
-        let name_differs = normalise(&found.full_name) != normalise(&p.full_name);
-        let birth_differs = found.birth_date != iso(p.birth_date.as_ref());
-        if name_differs && birth_differs {
-            return Ok((PersonOutcome::NikOfAnotherPerson, vec![]));
-        }
-        if name_differs {
-            corrections.push(ev::FieldCorrection {
-                field: "full_name".into(),
-                registry_value: found.full_name.clone(),
-            });
-        }
-        if birth_differs {
-            corrections.push(ev::FieldCorrection {
-                field: "birth_date".into(),
-                registry_value: found.birth_date.clone(),
-            });
-        }
-        let sex = match p.sex {
-            1 => "male",
-            2 => "female",
-            _ => "",
-        };
-        if found.sex != sex {
-            corrections.push(ev::FieldCorrection {
-                field: "sex".into(),
-                registry_value: found.sex.clone(),
-            });
-        }
-        Ok(if corrections.is_empty() {
-            (PersonOutcome::Matched, corrections)
-        } else {
-            (PersonOutcome::MatchedWithCorrections, corrections)
-        })
-    }
-}
-
-/// Receives `proposal.submitted` into `pending`: receiving never waits on the civil
-/// registry, so an outage cannot fail or dead-letter the event.
-struct Submitted {
+/// Receives `proposal.submitted` into `pending` (receiving never waits on the civil
+/// registry, so an outage cannot fail or dead-letter the event), and follows verivali's
+/// decisions in the person index.
+struct Consumed {
     wake: Arc<Notify>,
 }
 
-impl EventHandler for Submitted {
+fn uuid_of(text: &str) -> Result<uuid::Uuid, HandlerError> {
+    uuid::Uuid::parse_str(text).map_err(|e| HandlerError::Permanent(format!("proposal_id: {e}")))
+}
+
+impl EventHandler for Consumed {
     async fn handle(
         &self,
         txn: &DatabaseTransaction,
         envelope: &Envelope,
     ) -> Result<(), HandlerError> {
+        match envelope.r#type.as_str() {
+            events::HOUSEHOLD_ACCEPTED => {
+                let accepted: ev::HouseholdAccepted = events::payload(envelope)?;
+                index::accepted(txn, uuid_of(&accepted.proposal_id)?, &accepted.household_id)
+                    .await?;
+                return Ok(());
+            }
+            events::HOUSEHOLD_RETURNED => {
+                let returned: ev::HouseholdReturned = events::payload(envelope)?;
+                index::returned(txn, uuid_of(&returned.proposal_id)?).await?;
+                return Ok(());
+            }
+            events::HOUSEHOLD_REMOVED => {
+                let removed: ev::HouseholdRemoved = events::payload(envelope)?;
+                index::removed(txn, &removed.household_id).await?;
+                return Ok(());
+            }
+            _ => {}
+        }
         let submitted: ev::ProposalSubmitted = events::payload(envelope)?;
-        let proposal_id = uuid::Uuid::parse_str(&submitted.proposal_id)
-            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let proposal_id = uuid_of(&submitted.proposal_id)?;
         txn.execute_raw(stmt(
             "INSERT INTO pending (proposal_id, region_code, envelope) VALUES ($1, $2, $3)
              ON CONFLICT (proposal_id) DO NOTHING",
@@ -317,20 +350,21 @@ async fn match_one(
     let envelope = &Envelope::decode(encoded)?;
     let submitted: ev::ProposalSubmitted = events::payload(envelope)?;
     let household = submitted.household.clone().unwrap_or_default();
-    let mut persons = Vec::new();
-    for (fi, family) in household.families.iter().enumerate() {
-        for (mi, person) in family.members.iter().enumerate() {
-            let (outcome, corrections) = matcher.match_person(person).await?;
-            persons.push(ev::PersonMatch {
-                family_index: fi as u32,
-                member_index: mi as u32,
-                outcome: outcome as i32,
-                corrections,
-                duplicate_household_id: String::new(),
-            });
-        }
-    }
-    let outcome = household_outcome(&persons);
+    let proposal_id = uuid::Uuid::parse_str(&submitted.proposal_id)?;
+    // The registry is asked outside any transaction.
+    let assessed = matcher.assess_household(&household).await?;
+    let txn = db.begin().await?;
+    let persons = matcher::settle(
+        &txn,
+        &matcher.model,
+        proposal_id,
+        &envelope.region_code,
+        &household,
+        assessed,
+        true,
+    )
+    .await?;
+    let outcome = matcher::household_outcome(&persons);
     let matched = ev::ProposalMatched {
         proposal_id: submitted.proposal_id.clone(),
         channel: submitted.channel,
@@ -339,8 +373,6 @@ async fn match_one(
         persons,
         outcome: outcome as i32,
     };
-    let proposal_id = uuid::Uuid::parse_str(&submitted.proposal_id)?;
-    let txn = db.begin().await?;
     txn.execute_raw(stmt(
         "INSERT INTO match_results (proposal_id, region_code, outcome, result) VALUES ($1, $2, $3, $4)
          ON CONFLICT (proposal_id) DO UPDATE SET outcome = EXCLUDED.outcome, result = EXCLUDED.result, matched_at = now()",
@@ -366,28 +398,10 @@ async fn match_one(
     Ok(())
 }
 
-fn household_outcome(persons: &[ev::PersonMatch]) -> ev::HouseholdOutcome {
-    let outcomes: Vec<PersonOutcome> = persons
-        .iter()
-        .map(|p| PersonOutcome::try_from(p.outcome).unwrap_or_default())
-        .collect();
-    if outcomes.iter().all(|o| *o == PersonOutcome::Matched) {
-        ev::HouseholdOutcome::AllMatched
-    } else if outcomes.iter().all(|o| {
-        matches!(
-            o,
-            PersonOutcome::Matched | PersonOutcome::MatchedWithCorrections
-        )
-    }) {
-        ev::HouseholdOutcome::NeedsCorrection
-    } else {
-        ev::HouseholdOutcome::Unmatched
-    }
-}
-
 struct Api {
     db: DatabaseConnection,
     matcher: Matcher,
+    outbox: outbox::OutboxSignal,
 }
 
 impl Api {
@@ -431,26 +445,80 @@ impl MatchingService for Api {
         &self,
         request: Request<MatchPersonRequest>,
     ) -> Result<Response<MatchPersonResponse>, Status> {
-        dtks_platform::auth::claims(&request)?;
-        let person = request
-            .get_ref()
-            .person
-            .clone()
-            .ok_or_else(|| grpc::invalid_field("person", "is required"))?;
+        let who = dtks_platform::auth::claims(&request)?.clone();
+        let MatchPersonRequest {
+            person,
+            village_code,
+        } = request.into_inner();
+        let person = person.ok_or_else(|| grpc::invalid_field("person", "is required"))?;
         if !person.nik.is_empty() {
             dtks_domain::Nik::parse(&person.nik)
                 .map_err(|e| grpc::invalid_field("person.nik", e.to_string()))?;
         }
-        let (outcome, corrections) = self
+        if !dtks_platform::reference::village_codes().contains(village_code.as_str()) {
+            return Err(grpc::invalid_field(
+                "village_code",
+                "is not a village code of the reference data",
+            ));
+        }
+        who.require_region(&village_code)?;
+        let unavailable = |e: crate::dci::RegistryError| {
+            Status::unavailable(format!("civil registry unavailable: {e}"))
+        };
+        let found = self
             .matcher
-            .match_person(&person)
+            .lookup(std::slice::from_ref(&person.nik))
             .await
-            .map_err(|e| Status::unavailable(format!("civil registry unavailable: {e}")))?;
+            .map_err(unavailable)?;
+        let assessed = self
+            .matcher
+            .assess(
+                &person,
+                &village_code,
+                found.get(&person.nik).and_then(Option::as_ref),
+            )
+            .await
+            .map_err(unavailable)?;
+        let reason = assessed
+            .review
+            .as_ref()
+            .map(|(_, reason)| reason.clone())
+            .unwrap_or_default();
+        // The duplicate check looks at DTKS without changing it: the transaction is
+        // rolled back.
+        let household = pb::Household {
+            address: Some(pb::Address {
+                village_code: village_code.clone(),
+                ..Default::default()
+            }),
+            families: vec![pb::Family {
+                members: vec![person],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let txn = self.db.begin().await.map_err(grpc::internal)?;
+        let settled = matcher::settle(
+            &txn,
+            &self.matcher.model,
+            uuid::Uuid::nil(),
+            &village_code,
+            &household,
+            vec![assessed],
+            false,
+        )
+        .await
+        .map_err(grpc::internal)?;
+        txn.rollback().await.map_err(grpc::internal)?;
+        let m = settled.into_iter().next().unwrap_or_default();
         Ok(Response::new(MatchPersonResponse {
-            outcome: outcome as i32,
-            corrections,
-            score: 0.0,
-            duplicate_household_id: String::new(),
+            outcome: m.outcome,
+            corrections: m.corrections,
+            score: m.link_probability,
+            duplicate_household_id: m.duplicate_household_id,
+            duplicate_proposal_id: m.duplicate_proposal_id,
+            duplicate_kk_number: m.duplicate_kk_number,
+            reason,
         }))
     }
 
@@ -483,21 +551,37 @@ impl MatchingService for Api {
         ))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_review_pairs(
         &self,
-        _: Request<ListReviewPairsRequest>,
+        request: Request<ListReviewPairsRequest>,
     ) -> Result<Response<ListReviewPairsResponse>, Status> {
-        Err(Status::unimplemented(
-            "clerical review arrives with probabilistic linkage (matching issue)",
-        ))
+        let who = dtks_platform::auth::claims(&request)?;
+        let r = request.get_ref();
+        let (pairs, next_page_token) = review::list(
+            &self.db,
+            who,
+            &r.region_code,
+            r.include_decided,
+            r.page.as_ref(),
+        )
+        .await?;
+        Ok(Response::new(ListReviewPairsResponse {
+            pairs,
+            page: Some(pb::PageResponse { next_page_token }),
+        }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn decide_review_pair(
         &self,
-        _: Request<DecideReviewPairRequest>,
+        request: Request<DecideReviewPairRequest>,
     ) -> Result<Response<ReviewPair>, Status> {
-        Err(Status::unimplemented(
-            "clerical review arrives with probabilistic linkage (matching issue)",
-        ))
+        let who = dtks_platform::auth::claims(&request)?;
+        let r = request.get_ref();
+        let decision = ReviewDecision::try_from(r.decision).unwrap_or_default();
+        let pair = review::decide(&self.db, who, &r.pair_id, decision, &r.note).await?;
+        self.outbox.wake();
+        Ok(Response::new(pair))
     }
 }

@@ -35,6 +35,28 @@ impl Cache {
         })
     }
 
+    /// Several keys at once (one MGET); `None` where a key is absent.
+    pub async fn get_many<T: DeserializeOwned>(
+        &self,
+        keys: &[String],
+    ) -> anyhow::Result<Vec<Option<T>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        let raw: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&full)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        raw.into_iter()
+            .map(|text| {
+                text.map(|t| serde_json::from_str(&t))
+                    .transpose()
+                    .map_err(Into::into)
+            })
+            .collect()
+    }
+
     pub async fn put<T: Serialize>(
         &self,
         key: &str,

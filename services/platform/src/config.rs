@@ -23,6 +23,9 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Matching only: how it speaks DCI to the civil registry.
+    #[serde(default)]
+    pub dci: DciConfig,
     /// Verivali only: the explicit demo policy that approves every workflow step on the
     /// officers' behalf, for the local walking skeleton. Never on in production.
     #[serde(default)]
@@ -149,6 +152,53 @@ pub struct UpstreamConfig {
     pub civil_registry_url: Option<String>,
     /// gRPC endpoint of determination (distribution reads snapshots from it).
     pub determination_url: Option<String>,
+}
+
+/// Matching's side of the DCI link (`DTKS_DCI__…`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DciConfig {
+    /// This system's DCI sender id.
+    #[serde(default = "default_sender_id")]
+    pub sender_id: String,
+    #[serde(default = "default_key_id")]
+    pub key_id: String,
+    /// Base64 Ed25519 seed that signs every request (`dtksctl dci-keygen`); unsigned
+    /// requests when absent.
+    pub signing_key: Option<SecretString>,
+    /// The registry's public keys (`sender|key=base64,…`); its answers, callbacks and
+    /// notifications must be signed by one of them when set.
+    #[serde(default)]
+    pub registry_keys: String,
+    /// Where matching listens for the registry's callbacks (`/registry/on-search`,
+    /// `/registry/notify`, `/registry/on-subscribe`).
+    pub callback_addr: Option<String>,
+    /// The base URL the registry calls back on (`header.sender_uri`); needed for
+    /// asynchronous search and vital-event subscriptions.
+    pub callback_url: Option<String>,
+    /// Search asynchronously (answer delivered to the callback) instead of synchronously.
+    #[serde(default)]
+    pub async_search: bool,
+}
+
+fn default_sender_id() -> String {
+    "dtks-matching".to_owned()
+}
+fn default_key_id() -> String {
+    "k1".to_owned()
+}
+
+impl Default for DciConfig {
+    fn default() -> Self {
+        Self {
+            sender_id: default_sender_id(),
+            key_id: default_key_id(),
+            signing_key: None,
+            registry_keys: String::new(),
+            callback_addr: None,
+            callback_url: None,
+            async_search: false,
+        }
+    }
 }
 
 impl Config {

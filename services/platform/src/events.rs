@@ -11,6 +11,7 @@ pub const HOUSEHOLD_RETURNED: &str = "household.returned";
 pub const HOUSEHOLD_REMOVED: &str = "household.removed";
 pub const CASE_STATE_CHANGED: &str = "case.state_changed";
 pub const PERSON_LIFE_EVENT: &str = "person.life_event";
+pub const MATCH_REVIEWED: &str = "match.reviewed";
 pub const DETERMINATION_PUBLISHED: &str = "determination.published";
 pub const LIST_FIXED: &str = "distribution.list_fixed";
 pub const DELIVERED: &str = "distribution.delivered";

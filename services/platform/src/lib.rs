@@ -11,6 +11,7 @@ pub mod config;
 pub mod convert;
 pub mod copy;
 pub mod db;
+pub mod dci;
 pub mod events;
 pub mod grpc;
 pub mod outbox;

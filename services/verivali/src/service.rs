@@ -79,6 +79,7 @@ fn outcome_of(p: &ev::PersonMatch) -> MatchOutcome {
             household_id: p.duplicate_household_id.clone(),
         },
         PersonOutcome::NoNik => MatchOutcome::NoNik,
+        PersonOutcome::InReview => MatchOutcome::InReview,
         PersonOutcome::NotFound | PersonOutcome::Unspecified => MatchOutcome::NotFound,
     }
 }

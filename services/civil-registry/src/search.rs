@@ -1,0 +1,369 @@
+//! Search over the population: by identifier (`idtype-value`, type `NIK`; a message's
+//! NIK requests are answered with one query) and by predicate (`predicate`: a list of
+//! `{attribute_name, operator, attribute_value}` joined by `and`), with pagination.
+//!
+//! Predicate attributes: `name` (`eq`, case and spacing ignored), `birth_date`
+//! (`eq`, `ge`, `le`, `gt`, `lt`), `sex` (`eq`: `male`/`female`), `village_code`,
+//! `district_code`, `regency_code`, `province_code` (`eq`, `in`), `kk_number` (`eq`).
+
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, Value as SqlValue};
+use serde_json::{Value, json};
+
+use dtks_platform::db::stmt;
+
+pub const MAX_PAGE_SIZE: u64 = 100;
+pub const DEFAULT_PAGE_SIZE: u64 = 10;
+
+const COLUMNS: &str = "nik, kk_number, full_name, birth_place, birth_date::text AS birth_date, sex, village_code, death_date::text AS death_date, marital_status";
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// One person as a DCI `CRVS_Person` record.
+pub fn record(row: &sea_orm::QueryResult) -> Value {
+    let get = |c: &str| row.try_get::<String>("", c).unwrap_or_default();
+    let optional = |c: &str| {
+        row.try_get::<Option<String>>("", c)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    let sex = match row.try_get::<i16>("", "sex").unwrap_or_default() {
+        1 => "male",
+        2 => "female",
+        _ => "",
+    };
+    json!({
+        "@type": "CRVS_Person",
+        "identifier": [
+            { "identifier_type": "NIK", "identifier_value": get("nik") },
+            { "identifier_type": "KK", "identifier_value": get("kk_number") },
+        ],
+        "name": { "given_name": get("full_name"), "surname": "" },
+        "sex": sex,
+        "birth_date": get("birth_date"),
+        "birth_place": { "name": get("birth_place") },
+        "death_date": optional("death_date"),
+        "marital_status": optional("marital_status"),
+        "address": [{ "region_code": get("village_code"), "country_code": "ID" }],
+    })
+}
+
+fn rejected(reference_id: &Value, code: &str, message: String) -> Value {
+    json!({
+        "reference_id": reference_id, "timestamp": now(), "status": "rjct",
+        "status_reason_code": code, "status_reason_message": message,
+    })
+}
+
+fn succeeded(reference_id: &Value, records: Vec<Value>, page: (u64, u64), total: u64) -> Value {
+    json!({
+        "reference_id": reference_id, "timestamp": now(), "status": "succ",
+        "data": { "version": "1.0.0", "reg_records": records },
+        "pagination": { "page_size": page.0, "page_number": page.1, "total_count": total },
+    })
+}
+
+/// Answers every request of a `search_request` array, in order.
+pub async fn answer(
+    db: &DatabaseConnection,
+    requests: &[Value],
+) -> Result<Vec<Value>, sea_orm::DbErr> {
+    // The identifier requests of the message, answered together.
+    let niks: Vec<String> = requests
+        .iter()
+        .filter_map(|r| nik_of(r.get("search_criteria")?))
+        .map(str::to_owned)
+        .collect();
+    let mut by_nik: HashMap<String, Value> = HashMap::new();
+    if !niks.is_empty() {
+        let rows = db
+            .query_all_raw(stmt(
+                &format!("SELECT {COLUMNS} FROM persons WHERE nik = ANY($1)"),
+                [niks.into()],
+            ))
+            .await?;
+        for row in &rows {
+            by_nik.insert(row.try_get("", "nik")?, record(row));
+        }
+    }
+    let mut responses = Vec::with_capacity(requests.len());
+    for request in requests {
+        let reference_id = request
+            .get("reference_id")
+            .cloned()
+            .unwrap_or(Value::String(String::new()));
+        let criteria = request.get("search_criteria").cloned().unwrap_or_default();
+        let response = match criteria.get("query_type").and_then(Value::as_str) {
+            Some("idtype-value") => match nik_of(&criteria) {
+                Some(nik) => {
+                    let records: Vec<Value> = by_nik.get(nik).cloned().into_iter().collect();
+                    let total = records.len() as u64;
+                    succeeded(&reference_id, records, (1, 1), total)
+                }
+                None => rejected(
+                    &reference_id,
+                    "rjct.search_criteria.invalid",
+                    "idtype-value supports the identifier type NIK only".into(),
+                ),
+            },
+            Some("predicate") => match Predicate::parse(&criteria) {
+                Ok(predicate) => {
+                    let (records, total) = predicate.run(db).await?;
+                    succeeded(
+                        &reference_id,
+                        records,
+                        (predicate.page_size, predicate.page_number),
+                        total,
+                    )
+                }
+                Err(why) => rejected(&reference_id, "rjct.search_criteria.invalid", why),
+            },
+            _ => rejected(
+                &reference_id,
+                "rjct.query_type.invalid",
+                "query_type must be idtype-value or predicate".into(),
+            ),
+        };
+        responses.push(response);
+    }
+    Ok(responses)
+}
+
+fn nik_of(criteria: &Value) -> Option<&str> {
+    (criteria.get("query_type")?.as_str()? == "idtype-value"
+        && criteria.pointer("/query/type")?.as_str()? == "NIK")
+        .then(|| criteria.pointer("/query/value")?.as_str())
+        .flatten()
+}
+
+/// A parsed predicate search: SQL conditions with their parameters, and the page.
+#[derive(Debug)]
+pub struct Predicate {
+    conditions: Vec<String>,
+    params: Vec<SqlValue>,
+    pub page_size: u64,
+    pub page_number: u64,
+}
+
+impl Predicate {
+    pub fn parse(criteria: &Value) -> Result<Self, String> {
+        let terms = criteria
+            .get("query")
+            .and_then(Value::as_array)
+            .filter(|t| !t.is_empty())
+            .ok_or("predicate query must be a non-empty array")?;
+        let mut predicate = Predicate {
+            conditions: Vec::new(),
+            params: Vec::new(),
+            page_size: DEFAULT_PAGE_SIZE,
+            page_number: 1,
+        };
+        for term in terms {
+            // Either a bare predicate or {expression1, condition: "and", expression2}.
+            if let Some(first) = term.get("expression1") {
+                predicate.add(first)?;
+                match term.get("condition").and_then(Value::as_str).unwrap_or("") {
+                    "" => {}
+                    "and" => predicate.add(term.get("expression2").unwrap_or(&Value::Null))?,
+                    other => return Err(format!("condition `{other}` is not supported; use and")),
+                }
+            } else {
+                predicate.add(term)?;
+            }
+        }
+        if let Some(page) = criteria.get("pagination") {
+            let number = |name: &str, default: u64| {
+                page.get(name).map_or(Ok(default), |v| {
+                    v.as_u64()
+                        .filter(|n| *n >= 1)
+                        .ok_or(format!("pagination.{name} must be a whole number from 1"))
+                })
+            };
+            predicate.page_size = number("page_size", DEFAULT_PAGE_SIZE)?;
+            predicate.page_number = number("page_number", 1)?;
+            if predicate.page_size > MAX_PAGE_SIZE {
+                return Err(format!(
+                    "pagination.page_size must be at most {MAX_PAGE_SIZE}"
+                ));
+            }
+        }
+        Ok(predicate)
+    }
+
+    fn bind(&mut self, value: impl Into<SqlValue>) -> String {
+        self.params.push(value.into());
+        format!("${}", self.params.len())
+    }
+
+    fn add(&mut self, term: &Value) -> Result<(), String> {
+        let name = term
+            .get("attribute_name")
+            .and_then(Value::as_str)
+            .ok_or("each predicate needs attribute_name")?;
+        let operator = term
+            .get("operator")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("{name}: operator is required"))?;
+        let value = term.get("attribute_value").unwrap_or(&Value::Null);
+        let text = || {
+            value
+                .as_str()
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{name}: attribute_value must be a non-empty string"))
+        };
+        let condition = match (name, operator) {
+            ("name", "eq") => {
+                let normal = text()?
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_uppercase();
+                let p = self.bind(normal);
+                format!("regexp_replace(upper(full_name), '\\s+', ' ', 'g') = {p}")
+            }
+            ("birth_date", "eq" | "ge" | "le" | "gt" | "lt") => {
+                let date = chrono::NaiveDate::parse_from_str(&text()?, "%Y-%m-%d")
+                    .map_err(|_| format!("{name}: attribute_value must be YYYY-MM-DD"))?;
+                let sql = match operator {
+                    "eq" => "=",
+                    "ge" => ">=",
+                    "le" => "<=",
+                    "gt" => ">",
+                    _ => "<",
+                };
+                let p = self.bind(date);
+                format!("birth_date {sql} {p}")
+            }
+            ("sex", "eq") => {
+                let code: i16 = match text()?.as_str() {
+                    "male" => 1,
+                    "female" => 2,
+                    _ => return Err("sex: attribute_value must be male or female".into()),
+                };
+                let p = self.bind(code);
+                format!("sex = {p}")
+            }
+            ("kk_number", "eq") => {
+                let p = self.bind(text()?);
+                format!("kk_number = {p}")
+            }
+            ("village_code" | "district_code" | "regency_code" | "province_code", "eq" | "in") => {
+                let codes: Vec<String> = if operator == "in" {
+                    value
+                        .as_array()
+                        .ok_or_else(|| format!("{name}: `in` takes an array"))?
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_owned))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| format!("{name}: `in` takes strings"))?
+                } else {
+                    vec![text()?]
+                };
+                // A region code's length says its level: 2, 5, 8 or 13 characters.
+                let width = match name {
+                    "village_code" => 13,
+                    "district_code" => 8,
+                    "regency_code" => 5,
+                    _ => 2,
+                };
+                if let Some(bad) = codes.iter().find(|c| c.len() != width) {
+                    return Err(format!("{name}: `{bad}` is not a code of that level"));
+                }
+                let p = self.bind(codes);
+                format!("left(village_code, {width}) = ANY({p})")
+            }
+            _ => return Err(format!("{name} with operator {operator} is not supported")),
+        };
+        self.conditions.push(condition);
+        Ok(())
+    }
+
+    /// One page of matching records, and how many match in all.
+    pub async fn run(&self, db: &DatabaseConnection) -> Result<(Vec<Value>, u64), sea_orm::DbErr> {
+        let filter = self.conditions.join(" AND ");
+        let offset = (self.page_number - 1) * self.page_size;
+        let rows = db
+            .query_all_raw(stmt(
+                &format!(
+                    "SELECT {COLUMNS}, count(*) OVER () AS total FROM persons WHERE {filter}
+                     ORDER BY nik LIMIT {} OFFSET {offset}",
+                    self.page_size
+                ),
+                self.params.clone(),
+            ))
+            .await?;
+        let total = match rows.first() {
+            Some(row) => row.try_get::<i64>("", "total")? as u64,
+            // Past the last page: count separately so the caller still learns the total.
+            None if self.page_number > 1 => {
+                let row = db
+                    .query_one_raw(stmt(
+                        &format!("SELECT count(*) AS total FROM persons WHERE {filter}"),
+                        self.params.clone(),
+                    ))
+                    .await?;
+                row.map(|r| r.try_get::<i64>("", "total"))
+                    .transpose()?
+                    .unwrap_or(0) as u64
+            }
+            None => 0,
+        };
+        Ok((rows.iter().map(record).collect(), total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_parse_into_conditions_or_are_refused_with_the_attribute_named() {
+        let ok = Predicate::parse(&json!({
+            "query": [
+                {"attribute_name": "birth_date", "operator": "eq", "attribute_value": "1980-03-12"},
+                {"expression1": {"attribute_name": "district_code", "operator": "eq", "attribute_value": "32.04.05"},
+                 "condition": "and",
+                 "expression2": {"attribute_name": "name", "operator": "eq", "attribute_value": " asep  sunandar"}},
+            ],
+            "pagination": {"page_size": 20, "page_number": 2},
+        }))
+        .expect("parses");
+        assert_eq!(ok.conditions.len(), 3);
+        assert_eq!((ok.page_size, ok.page_number), (20, 2));
+        assert!(ok.conditions[1].starts_with("left(village_code, 8)"));
+
+        for (query, why) in [
+            (json!([]), "non-empty"),
+            (
+                json!([{"attribute_name": "income", "operator": "eq", "attribute_value": "1"}]),
+                "income",
+            ),
+            (
+                json!([{"attribute_name": "birth_date", "operator": "eq", "attribute_value": "12/03/1980"}]),
+                "YYYY-MM-DD",
+            ),
+            (
+                json!([{"attribute_name": "regency_code", "operator": "eq", "attribute_value": "32.04.05"}]),
+                "not a code of that level",
+            ),
+            (
+                json!([{"expression1": {"attribute_name": "sex", "operator": "eq", "attribute_value": "male"}, "condition": "or"}]),
+                "use and",
+            ),
+        ] {
+            let error = Predicate::parse(&json!({ "query": query })).expect_err("refused");
+            assert!(error.contains(why), "{error} should say {why}");
+        }
+        let error = Predicate::parse(&json!({
+            "query": [{"attribute_name": "sex", "operator": "eq", "attribute_value": "female"}],
+            "pagination": {"page_size": 1000},
+        }))
+        .expect_err("page too large");
+        assert!(error.contains("at most 100"), "{error}");
+    }
+}

@@ -1,0 +1,230 @@
+//! The callbacks the civil registry calls (DCI): `/registry/on-search` (answers of
+//! asynchronous searches), `/registry/on-subscribe` (subscriptions confirmed) and
+//! `/registry/notify` (vital events). Every message must carry the registry's valid
+//! signature when its keys are configured.
+//!
+//! A vital event (*peristiwa kependudukan*) invalidates the cached registry answer for
+//! the person and, when DTKS holds the person, becomes `person.life_event` (a death
+//! asks for the household to be verified again). Each event is taken once, however
+//! often the registry delivers it.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use dtks_platform::cache::Cache;
+use dtks_platform::db::stmt;
+use dtks_platform::{events, outbox};
+use dtks_proto::common::v1 as pb;
+use dtks_proto::events::v1 as ev;
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use serde_json::{Value, json};
+
+use crate::dci::DciRegistry;
+use crate::matcher::cache_key;
+
+/// The vital events matching subscribes to.
+pub const VITAL_EVENTS: [&str; 5] = ["death", "birth", "marriage", "divorce", "moved"];
+
+#[derive(Clone)]
+pub struct Callbacks {
+    pub registry: DciRegistry,
+    pub db: DatabaseConnection,
+    pub cache: Cache,
+    pub outbox: outbox::OutboxSignal,
+}
+
+pub fn router(callbacks: Callbacks) -> Router {
+    Router::new()
+        .route("/registry/on-search", post(on_search))
+        .route("/registry/on-subscribe", post(on_subscribe))
+        .route("/registry/notify", post(notify))
+        .with_state(callbacks)
+}
+
+type Answer = (StatusCode, Json<Value>);
+
+fn ack() -> Answer {
+    (
+        StatusCode::OK,
+        Json(
+            json!({ "message": { "ack_status": "ACK", "timestamp": chrono::Utc::now().to_rfc3339() } }),
+        ),
+    )
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Answer {
+    (
+        status,
+        Json(
+            json!({ "message": { "ack_status": "ERR", "error": { "code": code, "message": message } } }),
+        ),
+    )
+}
+
+async fn on_search(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
+    match c.registry.deliver(body) {
+        Ok(true) => ack(),
+        // Its search gave up waiting: nothing to do, and nothing the registry can fix.
+        Ok(false) => ack(),
+        Err(e) => refuse(StatusCode::UNAUTHORIZED, e.reason_code(), &e.to_string()),
+    }
+}
+
+async fn on_subscribe(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
+    if let Err(e) = c.registry.check(&body) {
+        return refuse(StatusCode::UNAUTHORIZED, e.reason_code(), &e.to_string());
+    }
+    let responses = body
+        .pointer("/message/subscribe_response")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let refused = responses
+        .iter()
+        .filter(|r| r.get("status").and_then(Value::as_str) != Some("succ"))
+        .count();
+    if refused > 0 {
+        tracing::warn!(refused, "civil registry refused vital-event subscriptions");
+    } else {
+        tracing::info!(
+            subscriptions = responses.len(),
+            "vital-event subscriptions confirmed"
+        );
+    }
+    ack()
+}
+
+/// One vital event as notified.
+struct Notice {
+    event_id: uuid::Uuid,
+    kind: String,
+    nik: String,
+    date: Option<pb::Date>,
+}
+
+fn notice(item: &Value) -> Option<Notice> {
+    let data = item.get("data")?;
+    let record = data.get("reg_records")?;
+    let nik = record
+        .get("identifier")?
+        .as_array()?
+        .iter()
+        .find(|i| i.get("identifier_type").and_then(Value::as_str) == Some("NIK"))?
+        .get("identifier_value")?
+        .as_str()?
+        .to_owned();
+    let date = data
+        .get("event_date")
+        .and_then(Value::as_str)
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .map(|d| {
+            use chrono::Datelike;
+            pb::Date {
+                year: d.year(),
+                month: d.month() as i32,
+                day: d.day() as i32,
+            }
+        });
+    Some(Notice {
+        event_id: uuid::Uuid::parse_str(item.get("reference_id")?.as_str()?).ok()?,
+        kind: data.get("reg_event_type")?.as_str()?.to_owned(),
+        nik,
+        date,
+    })
+}
+
+async fn notify(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
+    if let Err(e) = c.registry.check(&body) {
+        return refuse(StatusCode::UNAUTHORIZED, e.reason_code(), &e.to_string());
+    }
+    let Some(items) = body
+        .pointer("/message/notify_event")
+        .and_then(Value::as_array)
+    else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "err.request.bad",
+            "message.notify_event must be an array",
+        );
+    };
+    let Some(notices) = items.iter().map(notice).collect::<Option<Vec<_>>>() else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "err.request.bad",
+            "each notify_event needs a UUID reference_id, data.reg_event_type and a person with a NIK",
+        );
+    };
+    for n in &notices {
+        if let Err(error) = take(&c, n).await {
+            tracing::warn!(%error, "vital event not taken; the registry will deliver it again");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "err.service.unavailable",
+                "try again",
+            );
+        }
+    }
+    c.outbox.wake();
+    ack()
+}
+
+/// Takes one event: recorded once, published for a person DTKS holds, the cached
+/// answer dropped.
+async fn take(c: &Callbacks, n: &Notice) -> anyhow::Result<()> {
+    let txn = c.db.begin().await?;
+    let holder = crate::index::holder_of(&txn, &n.nik).await?;
+    let fresh = txn
+        .execute_raw(stmt(
+            "INSERT INTO life_events (event_id, kind, in_dtks) VALUES ($1, $2, $3)
+             ON CONFLICT (event_id) DO NOTHING",
+            [
+                n.event_id.into(),
+                n.kind.clone().into(),
+                holder.is_some().into(),
+            ],
+        ))
+        .await?
+        .rows_affected()
+        == 1;
+    if let (true, Some((household_id, proposal_id, village))) = (fresh, holder) {
+        let event = ev::PersonLifeEvent {
+            nik: n.nik.clone(),
+            kind: n.kind.clone(),
+            date: n.date,
+            household_id,
+            reverify_household: n.kind == "death",
+            proposal_id: proposal_id.to_string(),
+        };
+        outbox::enqueue(
+            &txn,
+            &events::envelope(events::PERSON_LIFE_EVENT, "matching", &village, &event),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    // After the commit, so that a failed commit leaves the event to be delivered again;
+    // a failure here leaves the answer to expire by its TTL.
+    if let Err(error) = c.cache.delete(&cache_key(&n.nik)).await {
+        tracing::warn!(%error, "cannot drop a cached registry answer");
+    }
+    Ok(())
+}
+
+/// Subscribes to the vital events, retrying until the registry acknowledges.
+pub async fn keep_subscribing(registry: DciRegistry, shutdown: dtks_platform::shutdown::Shutdown) {
+    let mut wait = std::time::Duration::from_secs(1);
+    while !shutdown.is_triggered() {
+        match registry.subscribe(&VITAL_EVENTS).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(%error, "cannot subscribe to vital events yet");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.clone().wait() => return,
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(60));
+            }
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! Matching one household (*pemadanan*): every person's NIK checked against the civil
+//! registry (cached in Redis, [`crate::dci::BATCH`] NIKs to a request), probabilistic
+//! linkage where the NIK is missing or does not check out, then — inside the
+//! transaction that stores the result — the duplicate check against all of DTKS and
+//! the person index updated.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use dtks_domain::linkage::Thresholds;
+use dtks_platform::cache::Cache;
+use dtks_proto::common::v1 as pb;
+use dtks_proto::events::v1::{self as ev, HouseholdOutcome, PersonOutcome};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
+
+use crate::dci::{DciRegistry, RegistryError, RegistryPerson};
+use crate::index::{self, Entry, Holder};
+use crate::link::{self, Linked, SharedModel};
+
+/// How long a civil-registry answer is cached; vital events invalidate it sooner.
+pub const CACHE_TTL_SECS: u64 = 3600;
+
+pub fn cache_key(nik: &str) -> String {
+    format!("dci:nik:{nik}")
+}
+
+#[derive(Clone)]
+pub struct Matcher {
+    pub registry: DciRegistry,
+    pub cache: Cache,
+    pub model: SharedModel,
+}
+
+/// What the registry and linkage say about one person, before the duplicate check.
+#[derive(Debug, Clone)]
+pub struct Assessed {
+    pub outcome: PersonOutcome,
+    pub corrections: Vec<ev::FieldCorrection>,
+    /// Linkage's match probability (0 for an exact NIK check).
+    pub probability: f64,
+    /// The NIK known to be the person's: their own when it checked out, or the linked one.
+    pub nik: Option<String>,
+    /// For IN_REVIEW: the candidate, and why it is uncertain.
+    pub review: Option<(RegistryPerson, String)>,
+    /// The outcome before linkage (what a clerk's "different person" restores).
+    pub before_linkage: PersonOutcome,
+}
+
+fn normalise(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
+}
+
+fn sex_name(sex: i32) -> &'static str {
+    match sex {
+        1 => "male",
+        2 => "female",
+        _ => "",
+    }
+}
+
+/// The fields where the registry differs from the proposal, with the registry's values.
+pub fn differences(p: &pb::Person, village: &str, r: &RegistryPerson) -> Vec<ev::FieldCorrection> {
+    let mut out = Vec::new();
+    let mut differs = |field: &str, differ: bool, value: &str| {
+        if differ {
+            out.push(ev::FieldCorrection {
+                field: field.into(),
+                registry_value: value.into(),
+            });
+        }
+    };
+    differs("nik", p.nik != r.nik, &r.nik);
+    differs(
+        "full_name",
+        normalise(&r.full_name) != normalise(&p.full_name),
+        &r.full_name,
+    );
+    differs(
+        "birth_date",
+        r.birth_date != link::iso(p.birth_date.as_ref()),
+        &r.birth_date,
+    );
+    differs("sex", r.sex != sex_name(p.sex), &r.sex);
+    differs(
+        "village_code",
+        !village.is_empty() && r.village_code != village,
+        &r.village_code,
+    );
+    out
+}
+
+/// The exact NIK check of one person against what the registry holds for that NIK.
+pub fn exact(
+    p: &pb::Person,
+    village: &str,
+    found: Option<&RegistryPerson>,
+) -> (PersonOutcome, Vec<ev::FieldCorrection>) {
+    if p.nik.is_empty() {
+        return (PersonOutcome::NoNik, vec![]);
+    }
+    let Some(found) = found else {
+        return (PersonOutcome::NotFound, vec![]);
+    };
+    if found.deceased {
+        return (PersonOutcome::Deceased, vec![]);
+    }
+    let corrections = differences(p, village, found);
+    let differs = |f: &str| corrections.iter().any(|c| c.field == f);
+    if differs("full_name") && differs("birth_date") {
+        (PersonOutcome::NikOfAnotherPerson, vec![])
+    } else if corrections.is_empty() {
+        (PersonOutcome::Matched, corrections)
+    } else {
+        (PersonOutcome::MatchedWithCorrections, corrections)
+    }
+}
+
+impl Matcher {
+    /// The registry's answer for each NIK: from the cache, the rest in batched requests.
+    pub async fn lookup(
+        &self,
+        niks: &[String],
+    ) -> Result<HashMap<String, Option<RegistryPerson>>, RegistryError> {
+        let keys: Vec<String> = niks.iter().map(|n| cache_key(n)).collect();
+        let cached: Vec<Option<Option<RegistryPerson>>> =
+            self.cache.get_many(&keys).await.unwrap_or_else(|error| {
+                tracing::warn!(%error, "registry cache unavailable");
+                vec![None; keys.len()]
+            });
+        let mut found = HashMap::with_capacity(niks.len());
+        let mut missing = Vec::new();
+        for (nik, hit) in niks.iter().zip(cached) {
+            match hit {
+                Some(answer) => {
+                    found.insert(nik.clone(), answer);
+                }
+                None => missing.push(nik.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            for (nik, answer) in self.registry.find_by_niks(&missing).await? {
+                if let Err(error) = self
+                    .cache
+                    .put(&cache_key(&nik), &answer, CACHE_TTL_SECS)
+                    .await
+                {
+                    tracing::warn!(%error, "registry cache unavailable");
+                }
+                found.insert(nik, answer);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Assesses one person given the registry's answer for their NIK.
+    pub async fn assess(
+        &self,
+        p: &pb::Person,
+        village: &str,
+        found: Option<&RegistryPerson>,
+    ) -> Result<Assessed, RegistryError> {
+        let (outcome, corrections) = exact(p, village, found);
+        let trusted = matches!(
+            outcome,
+            PersonOutcome::Matched
+                | PersonOutcome::MatchedWithCorrections
+                | PersonOutcome::Deceased
+        );
+        let mut assessed = Assessed {
+            outcome,
+            corrections,
+            probability: 0.0,
+            nik: trusted.then(|| p.nik.clone()),
+            review: None,
+            before_linkage: outcome,
+        };
+        if trusted {
+            return Ok(assessed);
+        }
+        let queries = link::candidate_queries(p, village);
+        if queries.is_empty() {
+            return Ok(assessed);
+        }
+        let candidates: Vec<RegistryPerson> = self
+            .registry
+            .find_candidates(&queries)
+            .await?
+            .into_iter()
+            // A NIK that belongs to someone else: that someone is not a candidate.
+            .filter(|c| c.nik != p.nik)
+            .collect();
+        let person = link::person_record(p, village);
+        match link::decide(&self.model, &person, candidates, Thresholds::default()) {
+            Linked::Link {
+                person: linked,
+                probability,
+            } => {
+                assessed.corrections = differences(p, village, &linked);
+                assessed.probability = probability;
+                assessed.outcome = if linked.deceased {
+                    PersonOutcome::Deceased
+                } else if outcome == PersonOutcome::NikOfAnotherPerson {
+                    // Still the officer's finding; the correction names the person's own NIK.
+                    outcome
+                } else {
+                    PersonOutcome::MatchedWithCorrections
+                };
+                assessed.nik = Some(linked.nik);
+            }
+            Linked::Review {
+                person: candidate,
+                probability,
+                reason,
+            } => {
+                assessed.outcome = PersonOutcome::InReview;
+                assessed.probability = probability;
+                assessed.review = Some((candidate, reason));
+            }
+            Linked::None => {}
+        }
+        Ok(assessed)
+    }
+
+    /// Assesses every person of a household, (family index, member index) order.
+    pub async fn assess_household(
+        &self,
+        household: &pb::Household,
+    ) -> Result<Vec<Assessed>, RegistryError> {
+        let village = household
+            .address
+            .as_ref()
+            .map(|a| a.village_code.clone())
+            .unwrap_or_default();
+        let niks: Vec<String> = persons(household)
+            .filter(|(_, _, p)| !p.nik.is_empty())
+            .map(|(_, _, p)| p.nik.clone())
+            .collect();
+        let found = self.lookup(&niks).await?;
+        let mut out = Vec::new();
+        for (_, _, p) in persons(household) {
+            let answer = found.get(&p.nik).and_then(Option::as_ref);
+            out.push(self.assess(p, &village, answer).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// Every person of a household with its (family index, member index).
+pub fn persons(h: &pb::Household) -> impl Iterator<Item = (u32, u32, &pb::Person)> {
+    h.families.iter().enumerate().flat_map(|(fi, f)| {
+        f.members
+            .iter()
+            .enumerate()
+            .map(move |(mi, p)| (fi as u32, mi as u32, p))
+    })
+}
+
+fn date(d: Option<&pb::Date>) -> Option<NaiveDate> {
+    d.and_then(|d| NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32))
+}
+
+/// Marks a person as a duplicate of `holder`.
+fn duplicate(m: &mut ev::PersonMatch, holder: Holder) {
+    m.outcome = PersonOutcome::DuplicateInDtks as i32;
+    m.duplicate_household_id = holder.household_id;
+    m.duplicate_proposal_id = holder.proposal_id.to_string();
+    m.duplicate_kk_number = holder.kk_number;
+}
+
+/// Inside the storing transaction: checks every assessed person against all of DTKS,
+/// stores review pairs, and indexes the persons who are not duplicates (when `index` is
+/// true; MatchPerson only looks). Answers the person results.
+pub async fn settle(
+    txn: &DatabaseTransaction,
+    model: &dtks_domain::linkage::Model,
+    proposal_id: uuid::Uuid,
+    region_code: &str,
+    household: &pb::Household,
+    assessed: Vec<Assessed>,
+    write: bool,
+) -> Result<Vec<ev::PersonMatch>, DbErr> {
+    let village = household
+        .address
+        .as_ref()
+        .map(|a| a.village_code.as_str())
+        .unwrap_or_default();
+    let mut niks: Vec<&str> = assessed.iter().filter_map(|a| a.nik.as_deref()).collect();
+    index::lock(txn, &mut niks).await?;
+    let mut indexed = std::collections::HashSet::new();
+    let mut results = Vec::with_capacity(assessed.len());
+    for ((fi, mi, p), a) in persons(household).zip(&assessed) {
+        let kk = &household.families[fi as usize].kk_number;
+        let mut m = ev::PersonMatch {
+            family_index: fi,
+            member_index: mi,
+            outcome: a.outcome as i32,
+            corrections: a.corrections.clone(),
+            link_probability: a.probability,
+            ..Default::default()
+        };
+        if let (Some((candidate, reason)), true) = (&a.review, write) {
+            m.review_pair_id = crate::review::open(
+                txn,
+                proposal_id,
+                region_code,
+                (fi, mi),
+                candidate,
+                a.probability,
+                reason,
+                a.before_linkage,
+            )
+            .await?
+            .to_string();
+        }
+        let record = link::person_record(p, village);
+        let holder = match (&a.nik, a.outcome) {
+            (_, PersonOutcome::Deceased) => None,
+            (Some(nik), _) => match index::by_nik(txn, nik, &household.household_id).await? {
+                Some(h) => Some(h),
+                // Held without a NIK before?
+                None => {
+                    index::by_linkage(txn, model, &record, &household.household_id, true).await?
+                }
+            },
+            (None, _) => {
+                index::by_linkage(txn, model, &record, &household.household_id, false).await?
+            }
+        };
+        match holder {
+            Some(h) if h.proposal_id != proposal_id => duplicate(&mut m, h),
+            Some(_) => {}
+            None if write && a.outcome != PersonOutcome::Deceased => {
+                let nik = a.nik.as_deref().filter(|n| indexed.insert(n.to_owned()));
+                index::insert(
+                    txn,
+                    proposal_id,
+                    &household.household_id,
+                    &Entry {
+                        family_index: fi,
+                        member_index: mi,
+                        nik,
+                        kk_number: kk,
+                        full_name: &p.full_name,
+                        birth_date: date(p.birth_date.as_ref()),
+                        sex: p.sex as i16,
+                        village_code: village,
+                    },
+                )
+                .await?;
+            }
+            None => {}
+        }
+        results.push(m);
+    }
+    Ok(results)
+}
+
+/// The overall outcome verivali acts on: a duplicate first, then any person not
+/// matched, then probable matches awaiting a clerk, then corrections.
+pub fn household_outcome(persons: &[ev::PersonMatch]) -> HouseholdOutcome {
+    let outcomes: Vec<PersonOutcome> = persons
+        .iter()
+        .map(|p| PersonOutcome::try_from(p.outcome).unwrap_or_default())
+        .collect();
+    let any = |wanted: &[PersonOutcome]| outcomes.iter().any(|o| wanted.contains(o));
+    if any(&[PersonOutcome::DuplicateInDtks]) {
+        HouseholdOutcome::Duplicate
+    } else if any(&[
+        PersonOutcome::NotFound,
+        PersonOutcome::NikOfAnotherPerson,
+        PersonOutcome::Deceased,
+        PersonOutcome::NoNik,
+        PersonOutcome::Unspecified,
+    ]) {
+        HouseholdOutcome::Unmatched
+    } else if any(&[PersonOutcome::InReview]) {
+        HouseholdOutcome::InReview
+    } else if any(&[PersonOutcome::MatchedWithCorrections]) {
+        HouseholdOutcome::NeedsCorrection
+    } else {
+        HouseholdOutcome::AllMatched
+    }
+}
+
+/// The proposal's current result, locked for update.
+pub async fn result_for_update(
+    txn: &DatabaseTransaction,
+    proposal_id: uuid::Uuid,
+) -> Result<Option<ev::ProposalMatched>, DbErr> {
+    use prost::Message;
+    let row = txn
+        .query_one_raw(dtks_platform::db::stmt(
+            "SELECT result FROM match_results WHERE proposal_id = $1 FOR UPDATE",
+            [proposal_id.into()],
+        ))
+        .await?;
+    row.map(|r| {
+        let bytes: Vec<u8> = r.try_get("", "result")?;
+        ev::ProposalMatched::decode(bytes.as_slice()).map_err(|e| DbErr::Custom(e.to_string()))
+    })
+    .transpose()
+}

@@ -1,0 +1,340 @@
+//! Clerical review (*pemeriksaan manual*): a probable registry match that linkage was not
+//! sure enough to make waits here, with its candidate, probability and reason, until a
+//! Dinsos data officer decides "same person" or "different person". The decision updates
+//! the proposal's match result and is published as `match.reviewed`.
+
+use dtks_platform::auth::{Claims, Role};
+use dtks_platform::db::stmt;
+use dtks_platform::{events, grpc, outbox};
+use dtks_proto::common::v1 as pb;
+use dtks_proto::events::v1::{self as ev, PersonOutcome};
+use dtks_proto::matching::v1::{ReviewDecision, ReviewPair};
+use prost::Message;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use tonic::Status;
+
+use crate::dci::RegistryPerson;
+use crate::matcher::{differences, household_outcome, persons, result_for_update};
+
+/// Roles that decide review pairs.
+pub const DECIDERS: &[Role] = &[
+    Role::RegencyOfficer,
+    Role::ProvinceOfficer,
+    Role::MinistryAssessor,
+    Role::PusdatinAdmin,
+];
+
+/// Roles that may see review pairs (their candidate's personal data included).
+pub const READERS: &[Role] = &[
+    Role::VillageOperator,
+    Role::RegencyOfficer,
+    Role::ProvinceOfficer,
+    Role::MinistryAssessor,
+    Role::PusdatinAdmin,
+];
+
+pub const MAX_PAGE: u32 = 200;
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// Opens (or, for a proposal matched again, refreshes) the pair of one person.
+#[allow(clippy::too_many_arguments)]
+pub async fn open(
+    txn: &DatabaseTransaction,
+    proposal_id: uuid::Uuid,
+    region_code: &str,
+    (fi, mi): (u32, u32),
+    candidate: &RegistryPerson,
+    probability: f64,
+    reason: &str,
+    before: PersonOutcome,
+) -> Result<uuid::Uuid, DbErr> {
+    let row = txn
+        .query_one_raw(stmt(
+            "INSERT INTO review_pairs (pair_id, proposal_id, region_code, family_index, member_index,
+                 candidate, score, reason, outcome_before)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (proposal_id, family_index, member_index) DO UPDATE
+               SET candidate = EXCLUDED.candidate, score = EXCLUDED.score, reason = EXCLUDED.reason
+             RETURNING pair_id",
+            [
+                uuid::Uuid::now_v7().into(),
+                proposal_id.into(),
+                region_code.to_owned().into(),
+                (fi as i32).into(),
+                (mi as i32).into(),
+                serde_json::to_value(candidate)
+                    .map_err(|e| DbErr::Custom(e.to_string()))?
+                    .into(),
+                probability.into(),
+                reason.to_owned().into(),
+                (before as i16).into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("review pair".into()))?;
+    row.try_get("", "pair_id")
+}
+
+fn candidate_person(r: &RegistryPerson) -> pb::Person {
+    let date = chrono::NaiveDate::parse_from_str(&r.birth_date, "%Y-%m-%d").ok();
+    pb::Person {
+        nik: r.nik.clone(),
+        full_name: r.full_name.clone(),
+        birth_date: date.map(|d| {
+            use chrono::Datelike;
+            pb::Date {
+                year: d.year(),
+                month: d.month() as i32,
+                day: d.day() as i32,
+            }
+        }),
+        sex: match r.sex.as_str() {
+            "male" => 1,
+            "female" => 2,
+            _ => 0,
+        },
+        ..Default::default()
+    }
+}
+
+const COLUMNS: &str =
+    "p.pair_id, p.proposal_id, p.family_index, p.member_index, p.candidate, p.score,
+    p.reason, p.decision, coalesce(p.decided_by, '') AS decided_by, coalesce(p.note, '') AS note,
+    p.outcome_before, p.region_code, r.result";
+
+fn pair(row: &sea_orm::QueryResult) -> Result<(ReviewPair, RegistryPerson), Status> {
+    let get_err = |e: DbErr| grpc::internal(e);
+    let candidate: RegistryPerson =
+        serde_json::from_value(row.try_get("", "candidate").map_err(get_err)?)
+            .map_err(grpc::internal)?;
+    let (fi, mi): (i32, i32) = (
+        row.try_get("", "family_index").map_err(get_err)?,
+        row.try_get("", "member_index").map_err(get_err)?,
+    );
+    let result: Vec<u8> = row.try_get("", "result").map_err(get_err)?;
+    let result = ev::ProposalMatched::decode(result.as_slice()).map_err(grpc::internal)?;
+    let proposed = result.household.as_ref().and_then(|h| {
+        persons(h)
+            .find(|(f, m, _)| (*f as i32, *m as i32) == (fi, mi))
+            .map(|(_, _, p)| p.clone())
+    });
+    let id: uuid::Uuid = row.try_get("", "pair_id").map_err(get_err)?;
+    let proposal: uuid::Uuid = row.try_get("", "proposal_id").map_err(get_err)?;
+    Ok((
+        ReviewPair {
+            pair_id: id.to_string(),
+            proposal_id: proposal.to_string(),
+            family_index: fi as u32,
+            member_index: mi as u32,
+            candidate: Some(candidate_person(&candidate)),
+            score: row.try_get("", "score").map_err(get_err)?,
+            reason: row.try_get("", "reason").map_err(get_err)?,
+            decision: row.try_get::<i16>("", "decision").map_err(get_err)? as i32,
+            proposed,
+            decided_by: row.try_get("", "decided_by").map_err(get_err)?,
+            note: row.try_get("", "note").map_err(get_err)?,
+        },
+        candidate,
+    ))
+}
+
+/// One page of pairs in `region` (the caller's scope when empty), oldest first.
+pub async fn list(
+    db: &DatabaseConnection,
+    who: &Claims,
+    region: &str,
+    include_decided: bool,
+    page: Option<&pb::PageRequest>,
+) -> Result<(Vec<ReviewPair>, String), Status> {
+    who.require_role(READERS)?;
+    let region = if region.is_empty() {
+        &who.region
+    } else {
+        region
+    };
+    who.require_region(region)?;
+    let size = page
+        .map(|p| p.page_size)
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_PAGE);
+    if size > MAX_PAGE {
+        return Err(grpc::invalid_field(
+            "page.page_size",
+            format!("must be at most {MAX_PAGE}"),
+        ));
+    }
+    let offset: i64 = match page.map(|p| p.page_token.as_str()).unwrap_or_default() {
+        "" => 0,
+        token => token.parse().map_err(|_| {
+            grpc::invalid_field("page.page_token", "is not a token this service gave")
+        })?,
+    };
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT {COLUMNS} FROM review_pairs p JOIN match_results r USING (proposal_id)
+                 WHERE ($1 = '' OR p.region_code = $1 OR p.region_code LIKE $1 || '.%')
+                   AND ($2 OR p.decision = 0)
+                 ORDER BY p.created_at, p.pair_id LIMIT $3 OFFSET $4"
+            ),
+            [
+                region.to_owned().into(),
+                include_decided.into(),
+                (i64::from(size) + 1).into(),
+                offset.into(),
+            ],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+    let more = rows.len() > size as usize;
+    let pairs = rows
+        .iter()
+        .take(size as usize)
+        .map(|r| pair(r).map(|(p, _)| p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if more {
+        (offset + i64::from(size)).to_string()
+    } else {
+        String::new()
+    };
+    Ok((pairs, next))
+}
+
+/// Records a clerk's decision and what it means for the proposal's match result.
+pub async fn decide(
+    db: &DatabaseConnection,
+    who: &Claims,
+    pair_id: &str,
+    decision: ReviewDecision,
+    note: &str,
+) -> Result<ReviewPair, Status> {
+    who.require_role(DECIDERS)?;
+    let id = uuid::Uuid::parse_str(pair_id)
+        .map_err(|_| grpc::invalid_field("pair_id", "must be a UUID"))?;
+    if decision == ReviewDecision::Unspecified {
+        return Err(grpc::invalid_field(
+            "decision",
+            "must be SAME_PERSON or DIFFERENT_PERSON",
+        ));
+    }
+    if note.chars().count() > 2000 {
+        return Err(grpc::invalid_field(
+            "note",
+            "must be at most 2000 characters",
+        ));
+    }
+    let txn = db.begin().await.map_err(grpc::internal)?;
+    let row = txn
+        .query_one_raw(stmt(
+            &format!(
+                "SELECT {COLUMNS} FROM review_pairs p JOIN match_results r USING (proposal_id)
+                 WHERE p.pair_id = $1 FOR UPDATE OF p, r"
+            ),
+            [id.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?
+        .ok_or_else(|| Status::not_found("no review pair with this id"))?;
+    let region: String = row.try_get("", "region_code").map_err(grpc::internal)?;
+    who.require_region(&region)?;
+    let (mut pair, candidate) = pair(&row)?;
+    if pair.decision != ReviewDecision::Unspecified as i32 {
+        return Err(Status::failed_precondition(format!(
+            "already decided: {} by {}",
+            ReviewDecision::try_from(pair.decision)
+                .unwrap_or_default()
+                .as_str_name(),
+            pair.decided_by
+        )));
+    }
+    let before: i16 = row.try_get("", "outcome_before").map_err(grpc::internal)?;
+    let proposal_id = uuid::Uuid::parse_str(&pair.proposal_id).map_err(grpc::internal)?;
+    let mut result = result_for_update(&txn, proposal_id)
+        .await
+        .map_err(grpc::internal)?
+        .ok_or_else(|| Status::internal("review pair without a match result"))?;
+    let household = result.household.clone().unwrap_or_default();
+    let village = household
+        .address
+        .as_ref()
+        .map(|a| a.village_code.clone())
+        .unwrap_or_default();
+    let proposed = pair.proposed.clone().unwrap_or_default();
+    let m = result
+        .persons
+        .iter_mut()
+        .find(|m| (m.family_index, m.member_index) == (pair.family_index, pair.member_index))
+        .ok_or_else(|| Status::internal("review pair names no person of its proposal"))?;
+    if decision == ReviewDecision::SamePerson {
+        m.corrections = differences(&proposed, &village, &candidate);
+        m.outcome = if candidate.deceased {
+            PersonOutcome::Deceased
+        } else {
+            PersonOutcome::MatchedWithCorrections
+        } as i32;
+        // The person is now known by the registry's NIK: held under it, unless DTKS
+        // already holds that NIK elsewhere.
+        let mut niks = vec![candidate.nik.as_str()];
+        crate::index::lock(&txn, &mut niks)
+            .await
+            .map_err(grpc::internal)?;
+        match crate::index::by_nik(&txn, &candidate.nik, &household.household_id)
+            .await
+            .map_err(grpc::internal)?
+        {
+            Some(holder) if holder.proposal_id != proposal_id => {
+                m.outcome = PersonOutcome::DuplicateInDtks as i32;
+                m.duplicate_household_id = holder.household_id;
+                m.duplicate_proposal_id = holder.proposal_id.to_string();
+                m.duplicate_kk_number = holder.kk_number;
+            }
+            _ => {
+                txn.execute_raw(stmt(
+                    "UPDATE person_index SET nik = $4
+                     WHERE proposal_id = $1 AND family_index = $2 AND member_index = $3",
+                    [
+                        proposal_id.into(),
+                        (pair.family_index as i32).into(),
+                        (pair.member_index as i32).into(),
+                        candidate.nik.clone().into(),
+                    ],
+                ))
+                .await
+                .map_err(grpc::internal)?;
+            }
+        }
+    } else {
+        m.outcome = i32::from(before);
+        m.corrections.clear();
+    }
+    result.outcome = household_outcome(&result.persons) as i32;
+    txn.execute_raw(stmt(
+        "UPDATE match_results SET outcome = $2, result = $3, matched_at = now() WHERE proposal_id = $1",
+        [proposal_id.into(), (result.outcome as i16).into(), result.encode_to_vec().into()],
+    ))
+    .await
+    .map_err(grpc::internal)?;
+    txn.execute_raw(stmt(
+        "UPDATE review_pairs SET decision = $2, decided_by = $3, note = $4, decided_at = now() WHERE pair_id = $1",
+        [id.into(), (decision as i16).into(), who.sub.clone().into(), note.to_owned().into()],
+    ))
+    .await
+    .map_err(grpc::internal)?;
+    let reviewed = ev::MatchReviewed {
+        pair_id: pair.pair_id.clone(),
+        decision: decision as i32,
+        decided_by: who.sub.clone(),
+        result: Some(result),
+    };
+    outbox::enqueue(
+        &txn,
+        &events::envelope(events::MATCH_REVIEWED, "matching", &region, &reviewed),
+    )
+    .await
+    .map_err(grpc::internal)?;
+    txn.commit().await.map_err(grpc::internal)?;
+    pair.decision = decision as i32;
+    pair.decided_by = who.sub.clone();
+    pair.note = note.to_owned();
+    Ok(pair)
+}

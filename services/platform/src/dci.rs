@@ -1,0 +1,376 @@
+//! Signed DCI messages, as the DCI registry API describes them: every request and callback
+//! is `{signature, header, message}`, and `signature` is
+//!
+//! ```text
+//! Signature: namespace="dci", kidId="{sender_id}|{key_id}|ed25519", algorithm="ed25519",
+//!   created="{unix}", expires="{unix}", headers="(created) (expires) digest", signature="{base64}"
+//! ```
+//!
+//! where the signed content is the three lines `(created): …`, `(expires): …` and
+//! `digest: SHA-256=…`, the digest being taken over the canonical JSON (keys sorted, no
+//! spaces) of `header` then `message`. Both the reference civil registry and matching's
+//! DCI adapter use this module, each with its own Ed25519 key, and each trusts the
+//! other's public key.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// How long a signature stays valid after it is made.
+pub const VALIDITY_SECS: i64 = 300;
+/// Clock difference tolerated between the two sides.
+pub const SKEW_SECS: i64 = 60;
+
+/// Why a signature was refused, with the DCI reason code to answer.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignatureError {
+    #[error("the message is not signed")]
+    Missing,
+    #[error("signature invalid: {0}")]
+    Invalid(String),
+}
+
+impl SignatureError {
+    /// The DCI status reason code (`err.signature.missing` / `err.signature.invalid`).
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            Self::Missing => "err.signature.missing",
+            Self::Invalid(_) => "err.signature.invalid",
+        }
+    }
+}
+
+/// One side's signing identity.
+#[derive(Clone)]
+pub struct Signer {
+    sender_id: String,
+    key_id: String,
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({})", self.kid())
+    }
+}
+
+/// A new key pair: (private seed, public key), both base64.
+pub fn generate_key() -> (String, String) {
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let key = SigningKey::from_bytes(&seed);
+    (B64.encode(seed), B64.encode(key.verifying_key().as_bytes()))
+}
+
+fn decode_32(text: &str, what: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = B64
+        .decode(text.trim())
+        .map_err(|e| anyhow::anyhow!("{what} is not base64: {e}"))?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{what} must be 32 bytes"))
+}
+
+impl Signer {
+    /// `seed`: the base64 Ed25519 private seed (as printed by `dtksctl dci-keygen`).
+    pub fn new(sender_id: &str, key_id: &str, seed: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            sender_id: sender_id.to_owned(),
+            key_id: key_id.to_owned(),
+            key: SigningKey::from_bytes(&decode_32(seed, "the DCI signing key")?),
+        })
+    }
+
+    pub fn sender_id(&self) -> &str {
+        &self.sender_id
+    }
+
+    /// `{sender_id}|{key_id}`: how the other side names this key in its key ring.
+    pub fn kid(&self) -> String {
+        format!("{}|{}", self.sender_id, self.key_id)
+    }
+
+    pub fn public_key(&self) -> String {
+        B64.encode(self.key.verifying_key().as_bytes())
+    }
+
+    /// The `signature` value for `header` and `message`, valid from now.
+    pub fn sign(&self, header: &Value, message: &Value) -> String {
+        self.sign_at(header, message, chrono::Utc::now().timestamp())
+    }
+
+    fn sign_at(&self, header: &Value, message: &Value, created: i64) -> String {
+        let expires = created + VALIDITY_SECS;
+        let content = signing_content(created, expires, header, message);
+        let signature = B64.encode(self.key.sign(content.as_bytes()).to_bytes());
+        format!(
+            "Signature: namespace=\"dci\", kidId=\"{}|ed25519\", algorithm=\"ed25519\", created=\"{created}\", expires=\"{expires}\", headers=\"(created) (expires) digest\", signature=\"{signature}\"",
+            self.kid()
+        )
+    }
+
+    /// Signs `body` (`{signature, header, message}`) again after its header changed.
+    pub fn resign(&self, body: &mut Value) {
+        let signature = self.sign(&body["header"], &body["message"]);
+        body["signature"] = Value::String(signature);
+    }
+
+    /// A whole DCI message: header (with `action`, this sender, `receiver_id` and, when
+    /// given, the `sender_uri` callbacks go to), `message`, and the signature over both.
+    pub fn envelope(
+        &self,
+        action: &str,
+        receiver_id: &str,
+        sender_uri: Option<&str>,
+        total_count: usize,
+        message: Value,
+    ) -> Value {
+        let mut header = serde_json::json!({
+            "version": "1.0.0",
+            "message_id": uuid::Uuid::new_v4().to_string(),
+            "message_ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "action": action,
+            "sender_id": self.sender_id,
+            "receiver_id": receiver_id,
+            "total_count": total_count,
+            "is_msg_encrypted": false,
+        });
+        if let Some(uri) = sender_uri {
+            header["sender_uri"] = Value::String(uri.to_owned());
+        }
+        let signature = self.sign(&header, &message);
+        serde_json::json!({ "signature": signature, "header": header, "message": message })
+    }
+}
+
+/// The public keys a side trusts, by `{sender_id}|{key_id}`.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing {
+    keys: HashMap<String, VerifyingKey>,
+}
+
+impl KeyRing {
+    /// Parses `kid=base64,kid=base64` (kid is `{sender_id}|{key_id}`).
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut keys = HashMap::new();
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (kid, key) = entry
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("trusted key `{entry}` is not kid=base64"))?;
+            let bytes = decode_32(key, "a trusted public key")?;
+            let key = VerifyingKey::from_bytes(&bytes)
+                .map_err(|e| anyhow::anyhow!("trusted key {kid}: {e}"))?;
+            keys.insert(kid.trim().to_owned(), key);
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn with(mut self, kid: &str, public_key: &str) -> anyhow::Result<Self> {
+        let other = Self::parse(&format!("{kid}={public_key}"))?;
+        self.keys.extend(other.keys);
+        Ok(self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Checks a whole DCI message's signature; answers the signer's `sender_id`, which
+    /// must also be the header's.
+    pub fn verify(&self, body: &Value) -> Result<String, SignatureError> {
+        self.verify_at(body, chrono::Utc::now().timestamp())
+    }
+
+    fn verify_at(&self, body: &Value, now: i64) -> Result<String, SignatureError> {
+        let invalid = |why: &str| SignatureError::Invalid(why.to_owned());
+        let signature = body
+            .get("signature")
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or(SignatureError::Missing)?;
+        let params = parameters(signature);
+        let param = |name: &str| {
+            params
+                .get(name)
+                .copied()
+                .ok_or_else(|| SignatureError::Invalid(format!("no {name} parameter")))
+        };
+        if param("algorithm")? != "ed25519" {
+            return Err(invalid("algorithm must be ed25519"));
+        }
+        let kid = param("kidId")?;
+        let (key_name, _) = kid
+            .rsplit_once('|')
+            .ok_or_else(|| invalid("kidId is not sender|key|algorithm"))?;
+        let key = self
+            .keys
+            .get(key_name)
+            .ok_or_else(|| SignatureError::Invalid(format!("unknown key {key_name}")))?;
+        let number = |name: &str| -> Result<i64, SignatureError> {
+            param(name)?
+                .parse()
+                .map_err(|_| SignatureError::Invalid(format!("{name} is not a number")))
+        };
+        let (created, expires) = (number("created")?, number("expires")?);
+        if created > now + SKEW_SECS {
+            return Err(invalid("created in the future"));
+        }
+        if expires + SKEW_SECS < now {
+            return Err(invalid("expired"));
+        }
+        let header = body.get("header").unwrap_or(&Value::Null);
+        let message = body.get("message").unwrap_or(&Value::Null);
+        let bytes: [u8; 64] = B64
+            .decode(param("signature")?)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| invalid("signature is not 64 base64 bytes"))?;
+        key.verify_strict(
+            signing_content(created, expires, header, message).as_bytes(),
+            &ed25519_dalek::Signature::from_bytes(&bytes),
+        )
+        .map_err(|_| invalid("does not match the message"))?;
+        let sender = key_name.split('|').next().unwrap_or_default();
+        if header.get("sender_id").and_then(Value::as_str) != Some(sender) {
+            return Err(invalid("header.sender_id is not the signer"));
+        }
+        Ok(sender.to_owned())
+    }
+}
+
+/// `name="value"` pairs of a signature string.
+fn parameters(signature: &str) -> HashMap<&str, &str> {
+    let text = signature.trim().trim_start_matches("Signature:");
+    text.split("\", ")
+        .filter_map(|part| {
+            let (name, value) = part.trim().split_once("=\"")?;
+            Some((name.trim(), value.trim_end_matches('"')))
+        })
+        .collect()
+}
+
+fn signing_content(created: i64, expires: i64, header: &Value, message: &Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(header, &mut canonical);
+    write_canonical(message, &mut canonical);
+    let digest = B64.encode(Sha256::digest(canonical.as_bytes()));
+    format!("(created): {created}\n(expires): {expires}\ndigest: SHA-256={digest}")
+}
+
+/// JSON with object keys sorted and no whitespace, whatever order the map keeps.
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(value, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pair() -> (Signer, KeyRing) {
+        let (seed, public) = generate_key();
+        let signer = Signer::new("dtks-matching", "k1", &seed).expect("signer");
+        let ring = KeyRing::default()
+            .with(&signer.kid(), &public)
+            .expect("ring");
+        (signer, ring)
+    }
+
+    #[test]
+    fn a_signed_message_verifies_and_any_change_or_missing_part_is_refused() {
+        let (signer, ring) = pair();
+        let body = signer.envelope(
+            "search",
+            "dukcapil",
+            Some("http://cb"),
+            1,
+            json!({"b": [1, {"z": 1, "a": 2}], "a": "x"}),
+        );
+        assert_eq!(ring.verify(&body), Ok("dtks-matching".to_owned()));
+
+        // Key order on the wire does not matter; content does.
+        let reparsed: Value = serde_json::from_str(&body.to_string()).expect("json");
+        assert!(ring.verify(&reparsed).is_ok());
+        let mut changed = body.clone();
+        changed["message"]["a"] = json!("y");
+        assert_eq!(
+            ring.verify(&changed),
+            Err(SignatureError::Invalid("does not match the message".into()))
+        );
+        let mut impostor = body.clone();
+        impostor["header"]["sender_id"] = json!("someone");
+        assert!(ring.verify(&impostor).is_err());
+        let mut unsigned = body.clone();
+        unsigned["signature"] = json!("");
+        assert_eq!(ring.verify(&unsigned), Err(SignatureError::Missing));
+        assert_eq!(
+            SignatureError::Missing.reason_code(),
+            "err.signature.missing"
+        );
+
+        // Another key with the same name is not trusted.
+        let (other_seed, _) = generate_key();
+        let forger = Signer::new("dtks-matching", "k1", &other_seed).expect("signer");
+        let forged = forger.envelope("search", "dukcapil", None, 1, json!({}));
+        assert!(matches!(
+            ring.verify(&forged),
+            Err(SignatureError::Invalid(_))
+        ));
+        // An unknown key is named.
+        let stranger = Signer::new("elsewhere", "k9", &other_seed).expect("signer");
+        let unknown = stranger.envelope("search", "dukcapil", None, 1, json!({}));
+        assert_eq!(
+            ring.verify(&unknown),
+            Err(SignatureError::Invalid("unknown key elsewhere|k9".into()))
+        );
+    }
+
+    #[test]
+    fn signatures_expire() {
+        let (signer, ring) = pair();
+        let header = json!({"sender_id": "dtks-matching"});
+        let message = json!({});
+        let then = 1_700_000_000;
+        let body = json!({"signature": signer.sign_at(&header, &message, then), "header": header, "message": message});
+        assert!(ring.verify_at(&body, then + 10).is_ok());
+        assert_eq!(
+            ring.verify_at(&body, then + VALIDITY_SECS + SKEW_SECS + 1),
+            Err(SignatureError::Invalid("expired".into()))
+        );
+        assert_eq!(
+            ring.verify_at(&body, then - SKEW_SECS - 1),
+            Err(SignatureError::Invalid("created in the future".into()))
+        );
+    }
+}

@@ -1,0 +1,293 @@
+//! Every outcome matching gives a person, through MatchPerson; clerical review of a
+//! probable match, through a proposal; DCI messages signed both ways, and searched
+//! asynchronously (answers on matching's callback).
+
+use dtks_e2e::{Stack, authed};
+use dtks_platform::auth::Role;
+use dtks_proto::common::v1 as pb;
+use dtks_proto::events::v1::{HouseholdOutcome, PersonOutcome};
+use dtks_proto::matching::v1::{
+    DecideReviewPairRequest, GetProposalMatchRequest, ListReviewPairsRequest, MatchPersonRequest,
+    MatchPersonResponse, ReviewDecision, matching_service_client::MatchingServiceClient,
+};
+use serde_json::json;
+
+use super::{VILLAGE, count, household, submit_household};
+
+/// The family of the other tests, a deceased man, a man whose NIK someone else uses,
+/// a man known by his full name, and a boy with a twin of the same name.
+const REGISTRY: &str = "nik,kk_number,full_name,birth_place,birth_date,sex,village_code,death_date
+3204051203800001,3204050505150001,Asep Sunandar,Bandung,1980-03-12,1,32.04.05.2001,
+3204055708840002,3204050505150001,Siti Aminah,Bandung,1984-08-17,2,32.04.05.2001,
+3204050102100003,3204050505150001,Dede Kurnia,Bandung,2010-02-01,1,32.04.05.2001,
+3204050102100004,3204050505150001,Dede Kurnia,Bandung,2010-02-01,1,32.04.05.2001,
+3204051005500004,3204050101000002,Karta Wijaya,Bandung,1950-05-10,1,32.04.05.2001,2025-01-02
+3204052006700005,3204050101000003,Ujang Suryana,Bandung,1970-06-20,1,32.04.05.2001,
+3204051511920006,3204050101000004,Muhammad Rizki Pratama,Garut,1992-11-15,1,32.04.05.2001,
+";
+
+fn person(nik: &str, name: &str, (y, m, d): (i32, i32, i32), sex: i32) -> pb::Person {
+    pb::Person {
+        nik: nik.into(),
+        full_name: name.into(),
+        birth_date: Some(pb::Date {
+            year: y,
+            month: m,
+            day: d,
+        }),
+        sex,
+        ..Default::default()
+    }
+}
+
+/// What is asked, the person, the outcome expected and the corrections expected.
+type Case = (
+    &'static str,
+    pb::Person,
+    PersonOutcome,
+    Vec<(&'static str, &'static str)>,
+);
+
+async fn match_person(
+    client: &mut MatchingServiceClient<tonic::transport::Channel>,
+    token: &str,
+    person: pb::Person,
+) -> Result<MatchPersonResponse, tonic::Status> {
+    client
+        .match_person(authed(
+            MatchPersonRequest {
+                person: Some(person),
+                village_code: VILLAGE.into(),
+            },
+            token,
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_person_outcome_and_clerical_review_over_signed_asynchronous_dci()
+-> anyhow::Result<()> {
+    let stack = Stack::start_services(
+        REGISTRY,
+        &["intake", "matching"],
+        &[("DTKS_DCI__ASYNC_SEARCH", "true")],
+    )
+    .await?;
+    let officer = stack.token(Role::RegencyOfficer, "32.04");
+    let mut matching = MatchingServiceClient::new(stack.channel("matching").await?);
+
+    // The registry refuses what is not signed by a key it trusts.
+    let unsigned = reqwest::Client::new()
+        .post(format!("{}/registry/sync/search", stack.registry_url()))
+        .json(&json!({
+            "signature": "",
+            "header": { "sender_id": "dtks-matching", "action": "search" },
+            "message": { "transaction_id": "t", "search_request": [] },
+        }))
+        .send()
+        .await?;
+    assert_eq!(unsigned.status().as_u16(), 401);
+    let body: serde_json::Value = unsigned.json().await?;
+    assert_eq!(body["error"]["code"], "err.signature.missing", "{body}");
+
+    let cases: Vec<Case> = vec![
+        (
+            "as registered",
+            person("3204051203800001", "Asep Sunandar", (1980, 3, 12), 1),
+            PersonOutcome::Matched,
+            vec![],
+        ),
+        (
+            "a misspelt name",
+            person("3204055708840002", "Siti Aminnah", (1984, 8, 17), 2),
+            PersonOutcome::MatchedWithCorrections,
+            vec![("full_name", "Siti Aminah")],
+        ),
+        (
+            "an unknown NIK and nobody like the person",
+            person("3204050101010009", "Yayan Ruhiyat", (2001, 1, 1), 1),
+            PersonOutcome::NotFound,
+            vec![],
+        ),
+        (
+            "someone else's NIK",
+            person("3204052006700005", "Asep Saepudin", (1988, 2, 2), 1),
+            PersonOutcome::NikOfAnotherPerson,
+            vec![],
+        ),
+        (
+            "a NIK of the dead",
+            person("3204051005500004", "Karta Wijaya", (1950, 5, 10), 1),
+            PersonOutcome::Deceased,
+            vec![],
+        ),
+        (
+            "no NIK, found by linkage under an abbreviated name",
+            person("", "Moch. Rizki Pratama", (1992, 11, 15), 1),
+            PersonOutcome::MatchedWithCorrections,
+            vec![
+                ("nik", "3204051511920006"),
+                ("full_name", "Muhammad Rizki Pratama"),
+            ],
+        ),
+        (
+            "no NIK and nobody like the person",
+            person("", "Yayan Ruhiyat", (2001, 1, 1), 1),
+            PersonOutcome::NoNik,
+            vec![],
+        ),
+        (
+            "no NIK, and two registry persons fit equally",
+            person("", "Dede Kurnia", (2010, 2, 1), 1),
+            PersonOutcome::InReview,
+            vec![],
+        ),
+    ];
+    for (what, p, outcome, corrections) in cases {
+        let answer = match_person(&mut matching, &officer, p).await?;
+        assert_eq!(
+            PersonOutcome::try_from(answer.outcome)?,
+            outcome,
+            "{what}: {answer:?}"
+        );
+        let got: Vec<(&str, &str)> = answer
+            .corrections
+            .iter()
+            .map(|c| (c.field.as_str(), c.registry_value.as_str()))
+            .collect();
+        assert_eq!(got, corrections, "{what}");
+        if outcome == PersonOutcome::InReview {
+            assert!(answer.reason.contains("within"), "{}", answer.reason);
+        }
+        if what.contains("linkage") {
+            assert!(answer.score >= 0.95, "{what}: {}", answer.score);
+        }
+    }
+
+    // Bad input is refused with the field named.
+    let refused = match_person(&mut matching, &officer, person("12", "X", (2000, 1, 1), 1))
+        .await
+        .expect_err("a malformed NIK");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("person.nik"), "{refused:?}");
+    let outside = stack.token(Role::RegencyOfficer, "31.71");
+    let refused = match_person(
+        &mut matching,
+        &outside,
+        person("3204051203800001", "Asep Sunandar", (1980, 3, 12), 1),
+    )
+    .await
+    .expect_err("another regency's village");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    // A proposal whose child has no NIK and a twin: a clerk decides.
+    let operator = stack.token(Role::VillageOperator, VILLAGE);
+    let mut h = household();
+    h.families[0].members[2].nik.clear();
+    let submitted = submit_household(&stack, &operator, "review-001", "REVIEW-0001", h).await?;
+    let result = super::matching::matched(&stack, &submitted.proposal_id, &operator).await?;
+    assert_eq!(
+        result.outcome,
+        HouseholdOutcome::InReview as i32,
+        "{result:?}"
+    );
+    let child = &result.persons[2];
+    assert_eq!(child.outcome, PersonOutcome::InReview as i32);
+    assert!(!child.review_pair_id.is_empty());
+
+    let listed = matching
+        .list_review_pairs(authed(ListReviewPairsRequest::default(), &officer))
+        .await?
+        .into_inner();
+    assert_eq!(listed.pairs.len(), 1);
+    let pair = &listed.pairs[0];
+    assert_eq!(pair.pair_id, child.review_pair_id);
+    assert_eq!(
+        pair.proposed.as_ref().map(|p| p.full_name.as_str()),
+        Some("Dede Kurnia")
+    );
+    assert_eq!(
+        pair.candidate.as_ref().map(|p| p.full_name.as_str()),
+        Some("Dede Kurnia")
+    );
+    assert!(pair.reason.contains("within"), "{}", pair.reason);
+    // Another regency sees nothing of it, and may not ask for this one.
+    let elsewhere = matching
+        .list_review_pairs(authed(
+            ListReviewPairsRequest {
+                region_code: VILLAGE.into(),
+                ..Default::default()
+            },
+            &outside,
+        ))
+        .await
+        .expect_err("outside the caller's scope");
+    assert_eq!(elsewhere.code(), tonic::Code::PermissionDenied);
+
+    let decide = |token: &str, decision: ReviewDecision| {
+        authed(
+            DecideReviewPairRequest {
+                pair_id: pair.pair_id.clone(),
+                decision: decision as i32,
+                note: "KK shows one child of this name".into(),
+            },
+            token,
+        )
+    };
+    let refused = matching
+        .decide_review_pair(decide(&operator, ReviewDecision::SamePerson))
+        .await
+        .expect_err("a village operator does not decide");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let decided = matching
+        .decide_review_pair(decide(&officer, ReviewDecision::SamePerson))
+        .await?
+        .into_inner();
+    assert_eq!(decided.decision, ReviewDecision::SamePerson as i32);
+    assert_eq!(decided.decided_by, "e2e-officer");
+    let again = matching
+        .decide_review_pair(decide(&officer, ReviewDecision::DifferentPerson))
+        .await
+        .expect_err("decided once");
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition);
+    assert!(again.message().contains("SAME_PERSON"), "{again:?}");
+
+    // The decision stands in the match result, and is published.
+    let now = matching
+        .get_proposal_match(authed(
+            GetProposalMatchRequest {
+                proposal_id: submitted.proposal_id.clone(),
+            },
+            &operator,
+        ))
+        .await?
+        .into_inner();
+    let child = &now.persons[2];
+    assert_eq!(child.outcome, PersonOutcome::MatchedWithCorrections as i32);
+    let nik = child.corrections.iter().find(|c| c.field == "nik");
+    let candidate_nik = pair
+        .candidate
+        .as_ref()
+        .map(|c| c.nik.clone())
+        .unwrap_or_default();
+    assert_eq!(nik.map(|c| c.registry_value.clone()), Some(candidate_nik));
+    assert_eq!(now.outcome, HouseholdOutcome::NeedsCorrection as i32);
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*) AS n FROM matching.outbox WHERE event_type = 'match.reviewed'"
+        )
+        .await?,
+        1
+    );
+    let open = matching
+        .list_review_pairs(authed(ListReviewPairsRequest::default(), &officer))
+        .await?
+        .into_inner();
+    assert!(
+        open.pairs.is_empty(),
+        "decided pairs leave the default list"
+    );
+    Ok(())
+}
