@@ -7,7 +7,8 @@
 //! the proposal is returned (`household.returned`) or the household removed
 //! (`household.removed`). Persons are found by NIK (one holder per NIK, serialised by an
 //! advisory lock per NIK so that proposals matched at the same moment see each other)
-//! and, where no NIK can be trusted, by linkage on name, birth date, sex and region.
+//! and, where no NIK can be trusted, by linkage on name, birth date, sex and region
+//! (serialised by a lock per birth date).
 
 use dtks_domain::linkage::{Decision, Model, Record, Thresholds, compare};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
@@ -37,12 +38,12 @@ pub struct Entry<'a> {
     pub village_code: &'a str,
 }
 
-/// Takes the NIKs' locks for the rest of the transaction, in a fixed order (no deadlock
-/// between two proposals sharing several NIKs).
-pub async fn lock(txn: &DatabaseTransaction, niks: &mut Vec<&str>) -> Result<(), DbErr> {
-    niks.sort_unstable();
-    niks.dedup();
-    for nik in niks.iter() {
+/// Takes the keys' locks (NIKs, or `born:{date}`) for the rest of the transaction, in a
+/// fixed order (no deadlock between two proposals sharing several keys).
+pub async fn lock(txn: &DatabaseTransaction, keys: &mut Vec<&str>) -> Result<(), DbErr> {
+    keys.sort_unstable();
+    keys.dedup();
+    for nik in keys.iter() {
         txn.execute_raw(stmt(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
             [(*nik).to_owned().into()],

@@ -287,8 +287,22 @@ pub async fn settle(
         .as_ref()
         .map(|a| a.village_code.as_str())
         .unwrap_or_default();
-    let mut niks: Vec<&str> = assessed.iter().filter_map(|a| a.nik.as_deref()).collect();
-    index::lock(txn, &mut niks).await?;
+    // One lock per NIK, and per birth date for persons found by linkage (both linkage
+    // lookups include the birth date): proposals settled at the same moment see each other.
+    let born: Vec<String> = persons(household)
+        .zip(&assessed)
+        .filter(|(_, a)| a.nik.is_none())
+        .filter_map(|((_, _, p), _)| {
+            p.birth_date
+                .map(|_| format!("born:{}", link::iso(p.birth_date.as_ref())))
+        })
+        .collect();
+    let mut keys: Vec<&str> = assessed
+        .iter()
+        .filter_map(|a| a.nik.as_deref())
+        .chain(born.iter().map(String::as_str))
+        .collect();
+    index::lock(txn, &mut keys).await?;
     let mut indexed = std::collections::HashSet::new();
     let mut results = Vec::with_capacity(assessed.len());
     for ((fi, mi, p), a) in persons(household).zip(&assessed) {
