@@ -12,7 +12,7 @@ use tonic::Code;
 use tonic::transport::Channel as GrpcChannel;
 use tonic_types::StatusExt;
 
-use super::{REGISTRY, count, household, minutes};
+use super::{REGISTRY, count, household, minutes, musdes};
 
 type Client = IntakeServiceClient<GrpcChannel>;
 
@@ -22,17 +22,6 @@ async fn intake_only(env: &[(&str, &str)]) -> anyhow::Result<(Stack, Client)> {
         .max_decoding_message_size(8 << 20)
         .max_encoding_message_size(8 << 20);
     Ok((stack, client))
-}
-
-fn musdes(reference: &str, household: pb::Household) -> SubmitProposalRequest {
-    SubmitProposalRequest {
-        channel: Channel::Musdes as i32,
-        kind: ProposalKind::Add as i32,
-        external_reference: reference.into(),
-        household: Some(household),
-        minutes: Some(minutes()),
-        ..Default::default()
-    }
 }
 
 /// What is stored: proposals, proposed persons, events waiting in the outbox.

@@ -139,21 +139,26 @@ async fn submit_household(
     household: pb::Household,
 ) -> anyhow::Result<dtks_proto::intake::v1::SubmitProposalResponse> {
     let mut intake = IntakeServiceClient::new(stack.channel("intake").await?);
+    let request = SubmitProposalRequest {
+        idempotency_key: idempotency_key.into(),
+        ..musdes(reference, household)
+    };
     Ok(intake
-        .submit_proposal(authed(
-            SubmitProposalRequest {
-                idempotency_key: idempotency_key.into(),
-                channel: Channel::Musdes as i32,
-                kind: ProposalKind::Add as i32,
-                external_reference: reference.into(),
-                household: Some(household),
-                minutes: Some(minutes()),
-                ..Default::default()
-            },
-            token,
-        ))
+        .submit_proposal(authed(request, token))
         .await?
         .into_inner())
+}
+
+/// A village-meeting (musdes) proposal of `household` with its minutes.
+fn musdes(reference: &str, household: pb::Household) -> SubmitProposalRequest {
+    SubmitProposalRequest {
+        channel: Channel::Musdes as i32,
+        kind: ProposalKind::Add as i32,
+        external_reference: reference.into(),
+        household: Some(household),
+        minutes: Some(minutes()),
+        ..Default::default()
+    }
 }
 
 async fn count(stack: &Stack, sql: &str) -> anyhow::Result<i64> {

@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 
-use dtks_platform::dci::{KeyRing, Signer};
+use dtks_platform::dci::{self, KeyRing, Signer};
 
 use crate::events;
 use crate::search::{self, now};
@@ -31,6 +31,8 @@ pub struct Registry {
     pub db: DatabaseConnection,
     pub signer: Option<Signer>,
     pub trusted: KeyRing,
+    /// Bearer token `/admin/vital-events` requires, when set.
+    pub admin_token: Option<String>,
     pub http: reqwest::Client,
 }
 
@@ -103,17 +105,14 @@ impl Registry {
 
     /// A signed message from the registry (unsigned when it has no key).
     pub fn envelope(&self, action: &str, receiver_id: &str, total: usize, message: Value) -> Value {
-        match &self.signer {
-            Some(signer) => signer.envelope(action, receiver_id, None, total, message),
-            None => {
-                let header = json!({
-                    "version": "1.0.0", "message_id": uuid::Uuid::new_v4().to_string(),
-                    "message_ts": now(), "action": action, "sender_id": SENDER_ID,
-                    "receiver_id": receiver_id, "total_count": total, "is_msg_encrypted": false,
-                });
-                json!({ "signature": "", "header": header, "message": message })
-            }
-        }
+        self.seal(
+            dci::header(SENDER_ID, action, receiver_id, None, total),
+            message,
+        )
+    }
+
+    fn seal(&self, header: Value, message: Value) -> Value {
+        dci::seal(self.signer.as_ref(), header, message)
     }
 
     /// Posts a message to a subscriber's or requester's callback.
@@ -149,7 +148,8 @@ fn requests(body: &Value) -> Result<&Vec<Value>, Refusal> {
     Ok(requests)
 }
 
-fn storage(_: sea_orm::DbErr) -> Refusal {
+pub fn storage(e: sea_orm::DbErr) -> Refusal {
+    tracing::warn!(error = %e, "registry storage failed");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "err.service.unavailable",
@@ -165,46 +165,34 @@ fn sender(header: &Value) -> String {
         .to_owned()
 }
 
-/// The fault shown, or the admitted search's header and requests.
-async fn admit_search(
-    registry: &Registry,
-    body: &Value,
-) -> Result<Result<(Value, Vec<Value>), Json<Value>>, Refusal> {
-    if let Some(answer) = faulty().await {
-        return answer.map(Err);
-    }
+/// The admitted search's header and requests.
+fn admit_search(registry: &Registry, body: &Value) -> Result<(Value, Vec<Value>), Refusal> {
     let header = registry.admit(body)?.clone();
-    Ok(Ok((header, requests(body)?.clone())))
+    Ok((header, requests(body)?.clone()))
 }
 
 async fn sync_search(
     State(registry): State<Registry>,
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, Refusal> {
-    let (header, requests) = match admit_search(&registry, &body).await? {
-        Ok(admitted) => admitted,
-        Err(fault) => return Ok(fault),
-    };
-    let header = &header;
+    if let Some(answer) = faulty().await {
+        return answer;
+    }
+    let (header, requests) = admit_search(&registry, &body)?;
     let responses = search::answer(&registry.db, &requests)
         .await
         .map_err(storage)?;
     let count = responses.len();
-    let mut answer = registry.envelope(
-        "on-search",
-        &sender(header),
-        count,
+    let mut answer_header = dci::header(SENDER_ID, "on-search", &sender(&header), None, count);
+    answer_header["status"] = json!("succ");
+    answer_header["completed_count"] = json!(count);
+    Ok(Json(registry.seal(
+        answer_header,
         json!({
             "transaction_id": body.pointer("/message/transaction_id").cloned().unwrap_or_default(),
             "search_response": responses,
         }),
-    );
-    answer["header"]["status"] = json!("succ");
-    answer["header"]["completed_count"] = json!(count);
-    if let Some(signer) = &registry.signer {
-        signer.resign(&mut answer);
-    }
-    Ok(Json(answer))
+    )))
 }
 
 /// The DCI acknowledgement of an asynchronous request.
@@ -234,10 +222,10 @@ async fn async_search(
     State(registry): State<Registry>,
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, Refusal> {
-    let (header, requests) = match admit_search(&registry, &body).await? {
-        Ok(admitted) => admitted,
-        Err(fault) => return Ok(fault),
-    };
+    if let Some(answer) = faulty().await {
+        return answer;
+    }
+    let (header, requests) = admit_search(&registry, &body)?;
     let base = callback_base(&header)?;
     let receiver = sender(&header);
     let transaction_id = body

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 
 use dtks_platform::db::stmt;
 
-use crate::dci::{Refusal, Registry, ack, callback_base, error};
+use crate::dci::{Refusal, Registry, ack, callback_base, error, storage};
 use crate::search::{now, record as person_record};
 
 /// The vital events the registry records and notifies.
@@ -36,15 +36,6 @@ fn wake() -> &'static Arc<Notify> {
 
 fn bad(message: impl Into<String>) -> Refusal {
     error(StatusCode::BAD_REQUEST, "err.request.bad", &message.into())
-}
-
-fn storage(e: sea_orm::DbErr) -> Refusal {
-    tracing::warn!(error = %e, "registry storage failed");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "err.service.unavailable",
-        "registry storage unavailable",
-    )
 }
 
 pub async fn subscribe(
@@ -124,24 +115,23 @@ pub async fn unsubscribe(
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, Refusal> {
     registry.admit(&body)?;
-    let codes: Vec<uuid::Uuid> = body
+    let codes: Vec<String> = body
         .pointer("/message/subscription_codes")
         .and_then(Value::as_array)
         .ok_or_else(|| bad("message.subscription_codes must be an array"))?
         .iter()
         .map(|c| c.as_str().and_then(|c| uuid::Uuid::parse_str(c).ok()))
+        .map(|c| c.map(|c| c.to_string()))
         .collect::<Option<_>>()
         .ok_or_else(|| bad("subscription codes are UUIDs"))?;
-    for code in codes {
-        registry
-            .db
-            .execute_raw(stmt(
-                "DELETE FROM subscriptions WHERE code = $1",
-                [code.into()],
-            ))
-            .await
-            .map_err(storage)?;
-    }
+    registry
+        .db
+        .execute_raw(stmt(
+            "DELETE FROM subscriptions WHERE code = ANY($1::uuid[])",
+            [codes.into()],
+        ))
+        .await
+        .map_err(storage)?;
     Ok(ack(&uuid::Uuid::new_v4().to_string()))
 }
 
@@ -168,14 +158,11 @@ pub struct VitalEvent {
     pub sex: Option<String>,
 }
 
-fn authorised(headers: &HeaderMap) -> bool {
-    match std::env::var("DTKS_REGISTRY_ADMIN_TOKEN") {
-        Ok(token) if !token.is_empty() => {
-            headers.get("authorization").and_then(|v| v.to_str().ok())
-                == Some(format!("Bearer {token}").as_str())
-        }
-        _ => true,
-    }
+fn authorised(registry: &Registry, headers: &HeaderMap) -> bool {
+    registry.admin_token.as_ref().is_none_or(|token| {
+        headers.get("authorization").and_then(|v| v.to_str().ok())
+            == Some(format!("Bearer {token}").as_str())
+    })
 }
 
 /// Records a vital event: applies it to the population and appends it to the log that
@@ -185,7 +172,7 @@ pub async fn record(
     headers: HeaderMap,
     Json(event): Json<VitalEvent>,
 ) -> Result<(StatusCode, Json<Value>), Refusal> {
-    if !authorised(&headers) {
+    if !authorised(&registry, &headers) {
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "err.unauthorized",

@@ -120,6 +120,7 @@ fn registry(db: sea_orm::DatabaseConnection) -> anyhow::Result<dci::Registry> {
         db,
         signer,
         trusted,
+        admin_token: env("DTKS_REGISTRY_ADMIN_TOKEN"),
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(5))
             .build()?,

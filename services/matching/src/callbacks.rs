@@ -63,10 +63,9 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Answer {
 }
 
 async fn on_search(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
+    // Acknowledged even when its search gave up waiting: nothing the registry can fix.
     match c.registry.deliver(body) {
-        Ok(true) => ack(),
-        // Its search gave up waiting: nothing to do, and nothing the registry can fix.
-        Ok(false) => ack(),
+        Ok(_) => ack(),
         Err(e) => refuse(StatusCode::UNAUTHORIZED, e.reason_code(), &e.to_string()),
     }
 }
@@ -118,14 +117,7 @@ fn notice(item: &Value) -> Option<Notice> {
         .get("event_date")
         .and_then(Value::as_str)
         .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        .map(|d| {
-            use chrono::Datelike;
-            pb::Date {
-                year: d.year(),
-                month: d.month() as i32,
-                day: d.day() as i32,
-            }
-        });
+        .map(dtks_platform::convert::pb_date);
     Some(Notice {
         event_id: uuid::Uuid::parse_str(item.get("reference_id")?.as_str()?).ok()?,
         kind: data.get("reg_event_type")?.as_str()?.to_owned(),

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dtks_platform::config::DciConfig;
-use dtks_platform::dci::{KeyRing, SignatureError, Signer};
+use dtks_platform::dci::{self, KeyRing, SignatureError, Signer};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -254,22 +254,14 @@ impl DciRegistry {
     }
 
     fn envelope(&self, action: &str, total: usize, message: Value) -> Value {
-        let sender_uri = self.callback_url.as_deref();
-        match &self.signer {
-            Some(signer) => signer.envelope(action, RECEIVER_ID, sender_uri, total, message),
-            None => {
-                let mut header = json!({
-                    "version": "1.0.0", "message_id": uuid::Uuid::new_v4().to_string(),
-                    "message_ts": chrono::Utc::now().to_rfc3339(), "action": action,
-                    "sender_id": self.sender_id, "receiver_id": RECEIVER_ID,
-                    "total_count": total, "is_msg_encrypted": false,
-                });
-                if let Some(uri) = sender_uri {
-                    header["sender_uri"] = json!(uri);
-                }
-                json!({ "signature": "", "header": header, "message": message })
-            }
-        }
+        let header = dci::header(
+            &self.sender_id,
+            action,
+            RECEIVER_ID,
+            self.callback_url.as_deref(),
+            total,
+        );
+        dci::seal(self.signer.as_ref(), header, message)
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, RegistryError> {

@@ -37,8 +37,8 @@ pub fn iso(d: Option<&pb::Date>) -> String {
         .unwrap_or_default()
 }
 
-fn date(d: Option<&pb::Date>) -> Option<NaiveDate> {
-    d.and_then(|d| NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32))
+pub fn date(d: Option<&pb::Date>) -> Option<NaiveDate> {
+    d.and_then(dtks_platform::convert::naive_date)
 }
 
 pub fn sex_code(sex: &str) -> Option<u8> {

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
 use dtks_domain::linkage::Thresholds;
 use dtks_platform::cache::Cache;
 use dtks_proto::common::v1 as pb;
@@ -120,10 +119,12 @@ pub fn exact(
 
 impl Matcher {
     /// The registry's answer for each NIK: from the cache, the rest in batched requests.
+    /// An empty NIK (a person without one) is not asked about.
     pub async fn lookup(
         &self,
         niks: &[String],
     ) -> Result<HashMap<String, Option<RegistryPerson>>, RegistryError> {
+        let niks: Vec<&String> = niks.iter().filter(|n| !n.is_empty()).collect();
         let keys: Vec<String> = niks.iter().map(|n| cache_key(n)).collect();
         let cached: Vec<Option<Option<RegistryPerson>>> =
             self.cache.get_many(&keys).await.unwrap_or_else(|error| {
@@ -132,7 +133,7 @@ impl Matcher {
             });
         let mut found = HashMap::with_capacity(niks.len());
         let mut missing = Vec::new();
-        for (nik, hit) in niks.iter().zip(cached) {
+        for (nik, hit) in niks.into_iter().zip(cached) {
             match hit {
                 Some(answer) => {
                     found.insert(nik.clone(), answer);
@@ -141,16 +142,13 @@ impl Matcher {
             }
         }
         if !missing.is_empty() {
-            for (nik, answer) in self.registry.find_by_niks(&missing).await? {
-                if let Err(error) = self
-                    .cache
-                    .put(&cache_key(&nik), &answer, CACHE_TTL_SECS)
-                    .await
-                {
-                    tracing::warn!(%error, "registry cache unavailable");
-                }
-                found.insert(nik, answer);
+            let answers = self.registry.find_by_niks(&missing).await?;
+            let entries: Vec<(String, &Option<RegistryPerson>)> =
+                answers.iter().map(|(nik, a)| (cache_key(nik), a)).collect();
+            if let Err(error) = self.cache.put_many(&entries, CACHE_TTL_SECS).await {
+                tracing::warn!(%error, "registry cache unavailable");
             }
+            found.extend(answers);
         }
         Ok(found)
     }
@@ -234,10 +232,7 @@ impl Matcher {
             .as_ref()
             .map(|a| a.village_code.clone())
             .unwrap_or_default();
-        let niks: Vec<String> = persons(household)
-            .filter(|(_, _, p)| !p.nik.is_empty())
-            .map(|(_, _, p)| p.nik.clone())
-            .collect();
+        let niks: Vec<String> = persons(household).map(|(_, _, p)| p.nik.clone()).collect();
         let found = self.lookup(&niks).await?;
         let mut out = Vec::new();
         for (_, _, p) in persons(household) {
@@ -258,12 +253,8 @@ pub fn persons(h: &pb::Household) -> impl Iterator<Item = (u32, u32, &pb::Person
     })
 }
 
-fn date(d: Option<&pb::Date>) -> Option<NaiveDate> {
-    d.and_then(|d| NaiveDate::from_ymd_opt(d.year, d.month as u32, d.day as u32))
-}
-
 /// Marks a person as a duplicate of `holder`.
-fn duplicate(m: &mut ev::PersonMatch, holder: Holder) {
+pub fn duplicate(m: &mut ev::PersonMatch, holder: Holder) {
     m.outcome = PersonOutcome::DuplicateInDtks as i32;
     m.duplicate_household_id = holder.household_id;
     m.duplicate_proposal_id = holder.proposal_id.to_string();
@@ -358,7 +349,7 @@ pub async fn settle(
                         nik,
                         kk_number: kk,
                         full_name: &p.full_name,
-                        birth_date: date(p.birth_date.as_ref()),
+                        birth_date: link::date(p.birth_date.as_ref()),
                         sex: p.sex as i16,
                         village_code: village,
                     },

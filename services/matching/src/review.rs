@@ -14,7 +14,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, T
 use tonic::Status;
 
 use crate::dci::RegistryPerson;
-use crate::matcher::{differences, household_outcome, persons, result_for_update};
+use crate::matcher::{differences, duplicate, household_outcome, persons, result_for_update};
 
 /// Roles that decide review pairs.
 pub const DECIDERS: &[Role] = &[
@@ -80,14 +80,7 @@ fn candidate_person(r: &RegistryPerson) -> pb::Person {
     pb::Person {
         nik: r.nik.clone(),
         full_name: r.full_name.clone(),
-        birth_date: date.map(|d| {
-            use chrono::Datelike;
-            pb::Date {
-                year: d.year(),
-                month: d.month() as i32,
-                day: d.day() as i32,
-            }
-        }),
+        birth_date: date.map(dtks_platform::convert::pb_date),
         sex: match r.sex.as_str() {
             "male" => 1,
             "female" => 2,
@@ -103,23 +96,22 @@ const COLUMNS: &str =
     p.outcome_before, p.region_code, r.result";
 
 fn pair(row: &sea_orm::QueryResult) -> Result<(ReviewPair, RegistryPerson), Status> {
-    let get_err = |e: DbErr| grpc::internal(e);
     let candidate: RegistryPerson =
-        serde_json::from_value(row.try_get("", "candidate").map_err(get_err)?)
+        serde_json::from_value(row.try_get("", "candidate").map_err(grpc::internal)?)
             .map_err(grpc::internal)?;
     let (fi, mi): (i32, i32) = (
-        row.try_get("", "family_index").map_err(get_err)?,
-        row.try_get("", "member_index").map_err(get_err)?,
+        row.try_get("", "family_index").map_err(grpc::internal)?,
+        row.try_get("", "member_index").map_err(grpc::internal)?,
     );
-    let result: Vec<u8> = row.try_get("", "result").map_err(get_err)?;
+    let result: Vec<u8> = row.try_get("", "result").map_err(grpc::internal)?;
     let result = ev::ProposalMatched::decode(result.as_slice()).map_err(grpc::internal)?;
     let proposed = result.household.as_ref().and_then(|h| {
         persons(h)
             .find(|(f, m, _)| (*f as i32, *m as i32) == (fi, mi))
             .map(|(_, _, p)| p.clone())
     });
-    let id: uuid::Uuid = row.try_get("", "pair_id").map_err(get_err)?;
-    let proposal: uuid::Uuid = row.try_get("", "proposal_id").map_err(get_err)?;
+    let id: uuid::Uuid = row.try_get("", "pair_id").map_err(grpc::internal)?;
+    let proposal: uuid::Uuid = row.try_get("", "proposal_id").map_err(grpc::internal)?;
     Ok((
         ReviewPair {
             pair_id: id.to_string(),
@@ -127,12 +119,12 @@ fn pair(row: &sea_orm::QueryResult) -> Result<(ReviewPair, RegistryPerson), Stat
             family_index: fi as u32,
             member_index: mi as u32,
             candidate: Some(candidate_person(&candidate)),
-            score: row.try_get("", "score").map_err(get_err)?,
-            reason: row.try_get("", "reason").map_err(get_err)?,
-            decision: row.try_get::<i16>("", "decision").map_err(get_err)? as i32,
+            score: row.try_get("", "score").map_err(grpc::internal)?,
+            reason: row.try_get("", "reason").map_err(grpc::internal)?,
+            decision: row.try_get::<i16>("", "decision").map_err(grpc::internal)? as i32,
             proposed,
-            decided_by: row.try_get("", "decided_by").map_err(get_err)?,
-            note: row.try_get("", "note").map_err(get_err)?,
+            decided_by: row.try_get("", "decided_by").map_err(grpc::internal)?,
+            note: row.try_get("", "note").map_err(grpc::internal)?,
         },
         candidate,
     ))
@@ -282,12 +274,7 @@ pub async fn decide(
             .await
             .map_err(grpc::internal)?
         {
-            Some(holder) if holder.proposal_id != proposal_id => {
-                m.outcome = PersonOutcome::DuplicateInDtks as i32;
-                m.duplicate_household_id = holder.household_id;
-                m.duplicate_proposal_id = holder.proposal_id.to_string();
-                m.duplicate_kk_number = holder.kk_number;
-            }
+            Some(holder) if holder.proposal_id != proposal_id => duplicate(m, holder),
             _ => {
                 txn.execute_raw(stmt(
                     "UPDATE person_index SET nik = $4

@@ -202,32 +202,29 @@ impl EventHandler for Consumed {
                 let accepted: ev::HouseholdAccepted = events::payload(envelope)?;
                 index::accepted(txn, uuid_of(&accepted.proposal_id)?, &accepted.household_id)
                     .await?;
-                return Ok(());
             }
             events::HOUSEHOLD_RETURNED => {
                 let returned: ev::HouseholdReturned = events::payload(envelope)?;
                 index::returned(txn, uuid_of(&returned.proposal_id)?).await?;
-                return Ok(());
             }
             events::HOUSEHOLD_REMOVED => {
                 let removed: ev::HouseholdRemoved = events::payload(envelope)?;
                 index::removed(txn, &removed.household_id).await?;
-                return Ok(());
             }
-            _ => {}
+            _ => {
+                let submitted: ev::ProposalSubmitted = events::payload(envelope)?;
+                txn.execute_raw(stmt(
+                    "INSERT INTO pending (proposal_id, region_code, envelope) VALUES ($1, $2, $3)
+                     ON CONFLICT (proposal_id) DO NOTHING",
+                    [
+                        uuid_of(&submitted.proposal_id)?.into(),
+                        envelope.region_code.clone().into(),
+                        envelope.encode_to_vec().into(),
+                    ],
+                ))
+                .await?;
+            }
         }
-        let submitted: ev::ProposalSubmitted = events::payload(envelope)?;
-        let proposal_id = uuid_of(&submitted.proposal_id)?;
-        txn.execute_raw(stmt(
-            "INSERT INTO pending (proposal_id, region_code, envelope) VALUES ($1, $2, $3)
-             ON CONFLICT (proposal_id) DO NOTHING",
-            [
-                proposal_id.into(),
-                envelope.region_code.clone().into(),
-                envelope.encode_to_vec().into(),
-            ],
-        ))
-        .await?;
         Ok(())
     }
 

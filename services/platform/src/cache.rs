@@ -72,6 +72,24 @@ impl Cache {
         Ok(())
     }
 
+    /// Several values at once, each with `ttl_secs` (one pipelined round trip).
+    pub async fn put_many<T: Serialize>(
+        &self,
+        entries: &[(String, T)],
+        ttl_secs: u64,
+    ) -> anyhow::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (key, value) in entries {
+            pipe.set_ex(self.key(key), serde_json::to_string(value)?, ttl_secs)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
     pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let _: () = self.conn.clone().del(self.key(key)).await?;
         Ok(())

@@ -6,6 +6,14 @@ use dtks_domain::household::*;
 use dtks_domain::{KkNumber, Nik, RegionCode, Violations};
 use dtks_proto::common::v1 as pb;
 
+/// The calendar date a contract date stands for, if it is one.
+pub fn naive_date(d: &pb::Date) -> Option<NaiveDate> {
+    u32::try_from(d.month)
+        .ok()
+        .zip(u32::try_from(d.day).ok())
+        .and_then(|(m, day)| NaiveDate::from_ymd_opt(d.year, m, day))
+}
+
 fn date(d: Option<&pb::Date>, (path, name): (&str, &str), v: &mut Violations) -> Option<NaiveDate> {
     let field = || format!("{path}.{name}");
     match d {
@@ -14,10 +22,7 @@ fn date(d: Option<&pb::Date>, (path, name): (&str, &str), v: &mut Violations) ->
             None
         }
         Some(d) => {
-            let parsed = u32::try_from(d.month)
-                .ok()
-                .zip(u32::try_from(d.day).ok())
-                .and_then(|(m, day)| NaiveDate::from_ymd_opt(d.year, m, day));
+            let parsed = naive_date(d);
             if parsed.is_none() {
                 v.push(
                     field(),
@@ -313,7 +318,7 @@ pub fn household_from_proto(h: &pb::Household, today: NaiveDate) -> Result<House
         .into_result(household)
 }
 
-fn pb_date(d: NaiveDate) -> pb::Date {
+pub fn pb_date(d: NaiveDate) -> pb::Date {
     use chrono::Datelike;
     pb::Date {
         year: d.year(),

@@ -95,10 +95,6 @@ impl Signer {
         format!("{}|{}", self.sender_id, self.key_id)
     }
 
-    pub fn public_key(&self) -> String {
-        B64.encode(self.key.verifying_key().as_bytes())
-    }
-
     /// The `signature` value for `header` and `message`, valid from now.
     pub fn sign(&self, header: &Value, message: &Value) -> String {
         self.sign_at(header, message, chrono::Utc::now().timestamp())
@@ -113,39 +109,39 @@ impl Signer {
             self.kid()
         )
     }
+}
 
-    /// Signs `body` (`{signature, header, message}`) again after its header changed.
-    pub fn resign(&self, body: &mut Value) {
-        let signature = self.sign(&body["header"], &body["message"]);
-        body["signature"] = Value::String(signature);
+/// A DCI header: `action` from `sender_id` to `receiver_id`, with, when given, the
+/// `sender_uri` callbacks go to.
+pub fn header(
+    sender_id: &str,
+    action: &str,
+    receiver_id: &str,
+    sender_uri: Option<&str>,
+    total_count: usize,
+) -> Value {
+    let mut header = serde_json::json!({
+        "version": "1.0.0",
+        "message_id": uuid::Uuid::new_v4().to_string(),
+        "message_ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "action": action,
+        "sender_id": sender_id,
+        "receiver_id": receiver_id,
+        "total_count": total_count,
+        "is_msg_encrypted": false,
+    });
+    if let Some(uri) = sender_uri {
+        header["sender_uri"] = Value::String(uri.to_owned());
     }
+    header
+}
 
-    /// A whole DCI message: header (with `action`, this sender, `receiver_id` and, when
-    /// given, the `sender_uri` callbacks go to), `message`, and the signature over both.
-    pub fn envelope(
-        &self,
-        action: &str,
-        receiver_id: &str,
-        sender_uri: Option<&str>,
-        total_count: usize,
-        message: Value,
-    ) -> Value {
-        let mut header = serde_json::json!({
-            "version": "1.0.0",
-            "message_id": uuid::Uuid::new_v4().to_string(),
-            "message_ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "action": action,
-            "sender_id": self.sender_id,
-            "receiver_id": receiver_id,
-            "total_count": total_count,
-            "is_msg_encrypted": false,
-        });
-        if let Some(uri) = sender_uri {
-            header["sender_uri"] = Value::String(uri.to_owned());
-        }
-        let signature = self.sign(&header, &message);
-        serde_json::json!({ "signature": signature, "header": header, "message": message })
-    }
+/// `{signature, header, message}`, signed by `signer` (an empty signature without one).
+pub fn seal(signer: Option<&Signer>, header: Value, message: Value) -> Value {
+    let signature = signer
+        .map(|s| s.sign(&header, &message))
+        .unwrap_or_default();
+    serde_json::json!({ "signature": signature, "header": header, "message": message })
 }
 
 /// The public keys a side trusts, by `{sender_id}|{key_id}`.
@@ -298,6 +294,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn envelope(signer: &Signer, sender_uri: Option<&str>, message: Value) -> Value {
+        let header = header(signer.sender_id(), "search", "dukcapil", sender_uri, 1);
+        seal(Some(signer), header, message)
+    }
+
     fn pair() -> (Signer, KeyRing) {
         let (seed, public) = generate_key();
         let signer = Signer::new("dtks-matching", "k1", &seed).expect("signer");
@@ -310,11 +311,9 @@ mod tests {
     #[test]
     fn a_signed_message_verifies_and_any_change_or_missing_part_is_refused() {
         let (signer, ring) = pair();
-        let body = signer.envelope(
-            "search",
-            "dukcapil",
+        let body = envelope(
+            &signer,
             Some("http://cb"),
-            1,
             json!({"b": [1, {"z": 1, "a": 2}], "a": "x"}),
         );
         assert_eq!(ring.verify(&body), Ok("dtks-matching".to_owned()));
@@ -342,14 +341,14 @@ mod tests {
         // Another key with the same name is not trusted.
         let (other_seed, _) = generate_key();
         let forger = Signer::new("dtks-matching", "k1", &other_seed).expect("signer");
-        let forged = forger.envelope("search", "dukcapil", None, 1, json!({}));
+        let forged = envelope(&forger, None, json!({}));
         assert!(matches!(
             ring.verify(&forged),
             Err(SignatureError::Invalid(_))
         ));
         // An unknown key is named.
         let stranger = Signer::new("elsewhere", "k9", &other_seed).expect("signer");
-        let unknown = stranger.envelope("search", "dukcapil", None, 1, json!({}));
+        let unknown = envelope(&stranger, None, json!({}));
         assert_eq!(
             ring.verify(&unknown),
             Err(SignatureError::Invalid("unknown key elsewhere|k9".into()))
