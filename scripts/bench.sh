@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh intake [HOUSEHOLDS]   bulk import vs raw COPY (default 100000)
 #   scripts/bench.sh matching [SCALE]      linkage vs Splink, exact NIK (1.0 = 10 M registry)
+#   scripts/bench.sh verivali [CASES]      the workflow by batched commands (default 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=${1:-intake}
@@ -21,5 +22,6 @@ fi
 scripts/stack.sh start
 eval "$(scripts/stack.sh env)"
 export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-100000}}
+export DTKS_BENCH_CASES=${2:-${DTKS_BENCH_CASES:-100000}}
 cargo build --release --bins
 cargo bench -p dtks-e2e --bench "$bench"

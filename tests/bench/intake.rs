@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use chrono::Datelike;
-use dtks_e2e::{Stack, bin_dir};
+use dtks_e2e::{Stack, bin_dir, env_or};
 use dtks_platform::auth::Role;
 use dtks_proto::common::v1 as pb;
 use dtks_proto::events::v1::{Channel, ProposalKind};
@@ -23,13 +23,6 @@ use dtks_proto::intake::v1::{
 use futures::StreamExt;
 
 const STREAM_ROWS: usize = 10_000;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn copy_out(conn: &mut sqlx::PgConnection, table: &str) -> anyhow::Result<Vec<u8>> {
     let mut stream = conn

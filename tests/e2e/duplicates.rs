@@ -170,17 +170,10 @@ async fn duplicates_across_dtks_and_vital_events_from_the_registry() -> anyhow::
     assert_eq!(before.duplicate_household_id, household_id);
 
     // ...the registry records his death and notifies its subscribers...
-    let recorded = reqwest::Client::new()
-        .post(format!("{}/admin/vital-events", stack.registry_url()))
-        .json(&json!({ "kind": "death", "nik": CHILD_NIK, "date": "2026-11-01" }))
-        .send()
+    let (status, body) = stack
+        .vital_event(json!({ "kind": "death", "nik": CHILD_NIK, "date": "2026-11-01" }))
         .await?;
-    assert_eq!(
-        recorded.status().as_u16(),
-        201,
-        "{}",
-        recorded.text().await?
-    );
+    assert_eq!(status, 201, "{body}");
 
     // ...matching publishes person.life_event for his household...
     let event = stack
@@ -214,12 +207,10 @@ async fn duplicates_across_dtks_and_vital_events_from_the_registry() -> anyhow::
     assert_eq!(after.outcome, PersonOutcome::Deceased as i32, "{after:?}");
 
     // A vital event of someone DTKS does not hold is taken, and publishes nothing.
-    let unrelated = reqwest::Client::new()
-        .post(format!("{}/admin/vital-events", stack.registry_url()))
-        .json(&json!({ "kind": "moved", "nik": "3204054512600010", "date": "2026-11-02", "village_code": "32.04.05.2002" }))
-        .send()
+    let (status, _) = stack
+        .vital_event(json!({ "kind": "moved", "nik": "3204054512600010", "date": "2026-11-02", "village_code": "32.04.05.2002" }))
         .await?;
-    assert_eq!(unrelated.status().as_u16(), 201);
+    assert_eq!(status, 201);
     stack
         .eventually(30, "the move to be taken", || async {
             Ok(

@@ -6,8 +6,9 @@ mod import;
 mod intake;
 mod matching;
 mod outcomes;
+mod verivali;
 
-use dtks_e2e::{SERVICES, Stack, authed};
+use dtks_e2e::{SERVICES, Stack, authed, person};
 use dtks_platform::auth::Role;
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::{
@@ -32,39 +33,6 @@ const REGISTRY: &str = "nik,kk_number,full_name,birth_place,birth_date,sex,villa
 3204055708840002,3204050505150001,Siti Aminah,Bandung,1984-08-17,2,32.04.05.2001,
 3204050102100003,3204050505150001,Dede Kurnia,Bandung,2010-02-01,1,32.04.05.2001,
 ";
-
-fn person(
-    nik: &str,
-    name: &str,
-    (y, m, d): (i32, i32, i32),
-    sex: i32,
-    relationship: i32,
-) -> pb::Person {
-    pb::Person {
-        nik: nik.into(),
-        full_name: name.into(),
-        birth_place: "Bandung".into(),
-        birth_date: Some(pb::Date {
-            year: y,
-            month: m,
-            day: d,
-        }),
-        sex,
-        marital_status: 2,
-        relationship,
-        education: 2,
-        school_status: 3,
-        work_status: 2,
-        occupation: "buruh tani".into(),
-        sector: "pertanian".into(),
-        monthly_income: 900_000,
-        health: Some(pb::Health {
-            disability: 1,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 fn household() -> pb::Household {
     pb::Household {

@@ -37,6 +37,8 @@ pub struct Stack {
     pub db: DatabaseConnection,
     env: Vec<(String, String)>,
     children: Vec<Child>,
+    /// Services run inside the test process (see [`Stack::start_verivali_with_clock`]).
+    in_process: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 pub fn bin_dir() -> PathBuf {
@@ -126,6 +128,7 @@ impl Stack {
             callback_port,
             env: env_all,
             children: Vec::new(),
+            in_process: Vec::new(),
         };
 
         let csv_path = std::env::temp_dir().join(format!("dtks-e2e-{}.csv", stack.run_id));
@@ -236,6 +239,46 @@ impl Stack {
         }
     }
 
+    /// Runs verivali inside the test process with `clock` (a paused clock, so that a test
+    /// can move time on by days), on the port the stack gave verivali, with the demo
+    /// policy off. Start the stack without verivali first.
+    pub async fn start_verivali_with_clock(
+        &mut self,
+        clock: dtks_platform::clock::SharedClock,
+    ) -> anyhow::Result<()> {
+        let addr = format!("127.0.0.1:{}", self.ports["verivali"]);
+        let config: dtks_platform::Config = serde_json::from_value(serde_json::json!({
+            "service": "verivali",
+            "grpc_addr": addr,
+            "database": { "url": self.database_url, "max_connections": 4 },
+            "bus": {
+                "url": required("DTKS_BUS__URL")?,
+                "namespace": format!("e2e.{}", self.run_id),
+                "queue_expires_ms": QUEUE_EXPIRES_MS,
+            },
+            "redis": {
+                "url": required("DTKS_REDIS__URL")?,
+                "namespace": format!("e2e.{}", self.run_id),
+            },
+            "auth": { "jwt_secret": JWT_SECRET },
+        }))?;
+        let (context, _relay) = dtks_platform::app::Context::connect(config).await?;
+        let listener = tokio::net::TcpListener::bind(&addr).await?;
+        self.in_process
+            .push(tokio::spawn(dtks_verivali::start_with_clock(
+                context, listener, clock,
+            )));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.channel("verivali").await.is_err() {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "verivali did not start serving"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
     /// Base URL of the reference civil registry's DCI API.
     pub fn registry_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.registry_port)
@@ -270,6 +313,17 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())
+    }
+
+    /// Records a vital event in the reference civil registry (`POST /admin/vital-events`),
+    /// which notifies its subscribers; answers the HTTP status and body.
+    pub async fn vital_event(&self, event: serde_json::Value) -> anyhow::Result<(u16, String)> {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/admin/vital-events", self.registry_url()))
+            .json(&event)
+            .send()
+            .await?;
+        Ok((answer.status().as_u16(), answer.text().await?))
     }
 
     /// A signed token for an officer of `role` scoped to `region` ("" = national).
@@ -320,6 +374,9 @@ impl Drop for Stack {
         for child in &mut self.children {
             let _ = child.start_kill();
         }
+        for task in &self.in_process {
+            task.abort();
+        }
         let base_url = self.base_url.clone();
         let database = format!("dtks_e2e_{}", self.run_id);
         let namespace = format!("e2e.{}", self.run_id);
@@ -353,6 +410,46 @@ impl Drop for Stack {
             eprintln!("e2e clean-up of run {} incomplete: {error:#}", self.run_id);
         }
     }
+}
+
+/// A household member as the fixtures propose one: a married farm labourer of
+/// Bandung with complete attributes.
+pub fn person(
+    nik: &str,
+    name: &str,
+    (year, month, day): (i32, i32, i32),
+    sex: i32,
+    relationship: i32,
+) -> dtks_proto::common::v1::Person {
+    use dtks_proto::common::v1 as pb;
+    pb::Person {
+        nik: nik.into(),
+        full_name: name.into(),
+        birth_place: "Bandung".into(),
+        birth_date: Some(pb::Date { year, month, day }),
+        sex,
+        marital_status: 2,
+        relationship,
+        education: 2,
+        school_status: 3,
+        work_status: 2,
+        occupation: "buruh tani".into(),
+        sector: "pertanian".into(),
+        monthly_income: 900_000,
+        health: Some(pb::Health {
+            disability: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A benchmark's setting from the environment, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Attaches a bearer token to a request.

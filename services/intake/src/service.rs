@@ -20,6 +20,7 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         .spawn_consumer(
             &[
                 events::PROPOSAL_MATCHED,
+                events::PROPOSAL_RESUBMITTED,
                 events::HOUSEHOLD_ACCEPTED,
                 events::HOUSEHOLD_RETURNED,
             ],
@@ -568,27 +569,37 @@ impl EventHandler for StatusUpdates {
                 events::payload::<ev::ProposalMatched>(envelope)?.proposal_id,
                 ProposalStatus::InVerification,
             ),
+            events::PROPOSAL_RESUBMITTED => (
+                events::payload::<ev::ProposalSubmitted>(envelope)?.proposal_id,
+                ProposalStatus::InVerification,
+            ),
             events::HOUSEHOLD_ACCEPTED => (
                 events::payload::<ev::HouseholdAccepted>(envelope)?.proposal_id,
                 ProposalStatus::Accepted,
             ),
-            events::HOUSEHOLD_RETURNED => (
-                events::payload::<ev::HouseholdReturned>(envelope)?.proposal_id,
-                ProposalStatus::Returned,
-            ),
+            events::HOUSEHOLD_RETURNED => {
+                let returned: ev::HouseholdReturned = events::payload(envelope)?;
+                let status = if returned.r#final {
+                    ProposalStatus::Rejected
+                } else {
+                    ProposalStatus::Returned
+                };
+                (returned.proposal_id, status)
+            }
             _ => return Ok(()),
         };
         let id = uuid::Uuid::parse_str(&proposal_id)
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
         // Matching's event may arrive after verivali's decision: never step back to
-        // IN_VERIFICATION from a decided status.
-        let only_from: &[i16] = if status == ProposalStatus::InVerification {
-            &[ProposalStatus::Submitted as i16]
-        } else {
-            &[
+        // IN_VERIFICATION from a decided status, except a returned proposal the regency
+        // resubmitted.
+        let only_from: &[i16] = match (envelope.r#type.as_str(), status) {
+            (events::PROPOSAL_RESUBMITTED, _) => &[ProposalStatus::Returned as i16],
+            (_, ProposalStatus::InVerification) => &[ProposalStatus::Submitted as i16],
+            _ => &[
                 ProposalStatus::Submitted as i16,
                 ProposalStatus::InVerification as i16,
-            ]
+            ],
         };
         txn.execute_raw(stmt(
             "UPDATE proposals SET status = $2, updated_at = now() WHERE proposal_id = $1 AND status = ANY($3)",

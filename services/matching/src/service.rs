@@ -163,6 +163,7 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         .spawn_consumer(
             &[
                 events::PROPOSAL_SUBMITTED,
+                events::PROPOSAL_RESUBMITTED,
                 events::HOUSEHOLD_ACCEPTED,
                 events::HOUSEHOLD_RETURNED,
                 events::HOUSEHOLD_REMOVED,
@@ -211,6 +212,8 @@ impl EventHandler for Consumed {
                 let removed: ev::HouseholdRemoved = events::payload(envelope)?;
                 index::removed(txn, &removed.household_id).await?;
             }
+            // proposal.submitted, and proposal.resubmitted (a returned proposal corrected
+            // by the regency) with the same payload: both are matched afresh.
             _ => {
                 let submitted: ev::ProposalSubmitted = events::payload(envelope)?;
                 txn.execute_raw(stmt(

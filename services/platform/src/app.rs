@@ -39,26 +39,8 @@ where
         None | Some("serve") => {}
         Some(other) => anyhow::bail!("unknown command `{other}`; use `migrate` or `serve`"),
     }
-    let db = crate::db::connect(&config.database, service).await?;
-    let bus = Bus::connect(&config.bus).await?;
-    let shutdown = Shutdown::on_signals();
-    let outbox = OutboxSignal::default();
-    let relay = tokio::spawn(crate::outbox::run_relay(
-        db.clone(),
-        bus.clone(),
-        outbox.clone(),
-        shutdown.clone(),
-    ));
-    let listener = TcpListener::bind(&config.grpc_addr).await?;
-    let auth = Authenticator::new(&config.auth);
-    let context = Context {
-        config,
-        db,
-        bus,
-        outbox,
-        shutdown,
-        auth,
-    };
+    let (context, relay) = Context::connect(config).await?;
+    let listener = TcpListener::bind(&context.config.grpc_addr).await?;
     let result = start(context, listener).await;
     let _ = relay.await;
     tracing::info!("stopped");
@@ -66,6 +48,34 @@ where
 }
 
 impl Context {
+    /// Connects PostgreSQL and RabbitMQ for `config` and starts the outbox relay (the
+    /// handle ends after shutdown). `run` does this for a service process; a test that
+    /// runs a service in its own process (to give it a paused clock) does it itself.
+    pub async fn connect(config: Config) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
+        let db = crate::db::connect(&config.database, &config.service).await?;
+        let bus = Bus::connect(&config.bus).await?;
+        let shutdown = Shutdown::on_signals();
+        let outbox = OutboxSignal::default();
+        let relay = tokio::spawn(crate::outbox::run_relay(
+            db.clone(),
+            bus.clone(),
+            outbox.clone(),
+            shutdown.clone(),
+        ));
+        let auth = Authenticator::new(&config.auth);
+        Ok((
+            Self {
+                config,
+                db,
+                bus,
+                outbox,
+                shutdown,
+                auth,
+            },
+            relay,
+        ))
+    }
+
     /// Declares `service`'s queue bound to `routing_keys` and consumes it with `handler`
     /// until shutdown, in the background.
     pub async fn spawn_consumer<H: crate::bus::EventHandler + 'static>(

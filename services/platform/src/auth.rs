@@ -47,10 +47,7 @@ pub struct Claims {
 impl Claims {
     /// Whether the caller's scope covers `region_code` (national scope covers all).
     pub fn covers(&self, region_code: &str) -> bool {
-        self.region.is_empty()
-            || region_code == self.region
-            || (region_code.starts_with(&self.region)
-                && region_code.as_bytes().get(self.region.len()) == Some(&b'.'))
+        scope_covers(&self.region, region_code)
     }
 
     pub fn require_role(&self, allowed: &[Role]) -> Result<(), Status> {
@@ -74,6 +71,15 @@ impl Claims {
             )))
         }
     }
+}
+
+/// Whether a region scope (a region code, or empty for national) covers `region_code`:
+/// the region itself and every region inside it.
+pub fn scope_covers(scope: &str, region_code: &str) -> bool {
+    scope.is_empty()
+        || region_code == scope
+        || (region_code.starts_with(scope)
+            && region_code.as_bytes().get(scope.len()) == Some(&b'.'))
 }
 
 /// The claims the interceptor attached; UNAUTHENTICATED when absent.

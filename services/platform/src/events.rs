@@ -6,10 +6,15 @@ use prost::Message;
 pub const PROPOSAL_SUBMITTED: &str = "proposal.submitted";
 pub const PROPOSAL_WITHDRAWN: &str = "proposal.withdrawn";
 pub const PROPOSAL_MATCHED: &str = "proposal.matched";
+/// A returned proposal corrected by the regency (payload `ProposalSubmitted`), to be
+/// matched again.
+pub const PROPOSAL_RESUBMITTED: &str = "proposal.resubmitted";
 pub const HOUSEHOLD_ACCEPTED: &str = "household.accepted";
 pub const HOUSEHOLD_RETURNED: &str = "household.returned";
 pub const HOUSEHOLD_REMOVED: &str = "household.removed";
 pub const CASE_STATE_CHANGED: &str = "case.state_changed";
+pub const REVERIFICATION_OPENED: &str = "reverification.opened";
+pub const REVERIFICATION_ESCALATED: &str = "reverification.escalated";
 pub const PERSON_LIFE_EVENT: &str = "person.life_event";
 pub const MATCH_REVIEWED: &str = "match.reviewed";
 pub const DETERMINATION_PUBLISHED: &str = "determination.published";

@@ -108,3 +108,24 @@ pub fn internal(error: impl std::fmt::Display) -> Status {
     tracing::error!(%error, "internal error");
     Status::internal("internal error; the operation was not applied")
 }
+
+/// FAILED_PRECONDITION with a `google.rpc.PreconditionFailure` listing each
+/// `(type, subject, description)`; the message names the first.
+pub fn failed_preconditions(violations: &[(String, String, String)]) -> Status {
+    let mut details = ErrorDetails::new();
+    for (kind, subject, description) in violations {
+        details.add_precondition_failure_violation(
+            kind.clone(),
+            subject.clone(),
+            description.clone(),
+        );
+    }
+    let message = match violations {
+        [] => String::from("precondition failed"),
+        [(_, subject, description)] => format!("{subject}: {description}"),
+        [(_, subject, description), rest @ ..] => {
+            format!("{subject}: {description} (and {} more)", rest.len())
+        }
+    };
+    Status::with_error_details(Code::FailedPrecondition, message, details)
+}

@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod copy;

@@ -31,6 +31,29 @@ pub async fn enqueue<C: ConnectionTrait>(conn: &C, envelope: &Envelope) -> Resul
     Ok(())
 }
 
+/// Writes many envelopes to the outbox inside the caller's transaction, a few thousand
+/// to a statement (a batch command's events).
+pub async fn enqueue_many<C: ConnectionTrait>(
+    conn: &C,
+    envelopes: &[Envelope],
+) -> Result<(), DbErr> {
+    for chunk in envelopes.chunks(5000) {
+        let mut ids = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            ids.push(uuid::Uuid::parse_str(&e.event_id).map_err(|e| DbErr::Custom(e.to_string()))?);
+        }
+        let types: Vec<String> = chunk.iter().map(|e| e.r#type.clone()).collect();
+        let bodies: Vec<Vec<u8>> = chunk.iter().map(Message::encode_to_vec).collect();
+        conn.execute_raw(stmt(
+            "INSERT INTO outbox (event_id, event_type, envelope)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])",
+            [ids.into(), types.into(), bodies.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// Writes many envelopes to the outbox with one binary COPY inside the caller's
 /// transaction (the bulk path's counterpart of [`enqueue`]).
 pub async fn enqueue_copy<'a>(

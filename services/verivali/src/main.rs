@@ -1,11 +1,6 @@
-//! Verivali (verifikasi dan validasi): one case per matched household proposal, moved
-//! through village review, regency field verification, Bupati/Walikota sign-off, province
-//! forwarding and the ministry's assessment against the five integrity criteria, ending
-//! in `household.accepted` or `household.returned`.
-
-mod service;
+//! The verivali service's process: `dtks-verivali migrate` or `dtks-verivali [serve]`.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    dtks_platform::app::run::<service::Migrator, _, _>("verivali", service::start).await
+    dtks_platform::app::run::<dtks_verivali::Migrator, _, _>("verivali", dtks_verivali::start).await
 }

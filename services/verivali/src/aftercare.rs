@@ -1,0 +1,651 @@
+//! After acceptance: the households in DTKS stay under verification. Complaints
+//! (pengaduan / sanggah) and vital events open re-verification tasks for the region
+//! with a deadline, escalated when it passes; each household is due for its update every
+//! six months.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dtks_platform::auth::{Claims, Role};
+use dtks_platform::clock::SharedClock;
+use dtks_platform::db::stmt;
+use dtks_platform::{events, grpc, outbox};
+use dtks_proto::common::v1 as pb;
+use dtks_proto::events::v1::{self as ev, Envelope};
+use dtks_proto::verivali::v1::*;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, TransactionTrait,
+};
+use tonic::Status;
+
+use crate::cases::timestamp;
+
+/// Days a region has to re-verify after a complaint (Permensos practice: 14 days).
+pub const COMPLAINT_DAYS: i64 = 14;
+/// Days a region has to re-verify after a vital event.
+pub const LIFE_EVENT_DAYS: i64 = 30;
+/// The update cycle of a household in DTKS.
+pub const UPDATE_MONTHS: i32 = 6;
+/// A household is listed as due this many days before its update falls due.
+pub const DUE_NOTICE_DAYS: i64 = 30;
+/// How often the escalation sweep runs.
+const SWEEP: Duration = Duration::from_secs(2);
+
+/// Who files a complaint: the public through its channel, and officers.
+const COMPLAINANTS: &[Role] = &[
+    Role::Public,
+    Role::VillageOperator,
+    Role::RegencyOfficer,
+    Role::ProvinceOfficer,
+    Role::MinistryAssessor,
+    Role::PusdatinAdmin,
+    Role::Ppid,
+];
+/// Who reads the region's task lists and due lists.
+pub const REGION_READERS: &[Role] = &[
+    Role::VillageOperator,
+    Role::RegencyOfficer,
+    Role::Bupati,
+    Role::ProvinceOfficer,
+    Role::MinistryAssessor,
+    Role::PusdatinAdmin,
+];
+
+/// A keyset page over `(timestamp, uuid)`: the size and where the previous page ended.
+pub struct Page {
+    pub size: u32,
+    pub after: Option<(DateTime<Utc>, uuid::Uuid)>,
+}
+
+pub const MAX_PAGE: u32 = 1000;
+
+pub fn page(request: Option<&pb::PageRequest>) -> Result<Page, Status> {
+    let request = request.cloned().unwrap_or_default();
+    let size = match request.page_size {
+        0 => 100,
+        n @ 1..=MAX_PAGE => n,
+        _ => {
+            return Err(grpc::invalid_field(
+                "page.page_size",
+                format!("must be at most {MAX_PAGE}"),
+            ));
+        }
+    };
+    if request.page_token.is_empty() {
+        return Ok(Page { size, after: None });
+    }
+    let bad = || grpc::invalid_field("page.page_token", "is not a token this service issued");
+    let (micros, id) = request
+        .page_token
+        .strip_prefix("v1.")
+        .and_then(|t| t.split_once('.'))
+        .ok_or_else(bad)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::<Utc>::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    let id = uuid::Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok(Page {
+        size,
+        after: Some((at, id)),
+    })
+}
+
+impl Page {
+    /// `(after timestamp, after id)` parameters; the start of time when on page one.
+    pub fn bounds(&self) -> (DateTime<Utc>, uuid::Uuid) {
+        self.after
+            .unwrap_or((DateTime::<Utc>::UNIX_EPOCH, uuid::Uuid::nil()))
+    }
+
+    /// The next page's token when `fetched` (asked for size + 1) had more.
+    pub fn next(&self, fetched: usize, last: Option<(DateTime<Utc>, uuid::Uuid)>) -> String {
+        match last {
+            Some((at, id)) if fetched > self.size as usize => {
+                format!("v1.{}.{id}", at.timestamp_micros())
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+/// The region a listing covers: the request's, or the caller's own scope.
+pub fn listing_region<'a>(who: &'a Claims, requested: &'a str) -> Result<&'a str, Status> {
+    let region = if requested.is_empty() {
+        who.region.as_str()
+    } else {
+        requested
+    };
+    who.require_region(region)?;
+    Ok(region)
+}
+
+fn task(r: &QueryResult) -> Result<Reverification, DbErr> {
+    let ts = |c: &str| -> Result<Option<prost_types::Timestamp>, DbErr> {
+        Ok(r.try_get::<Option<DateTime<Utc>>>("", c)?.map(timestamp))
+    };
+    Ok(Reverification {
+        task_id: r.try_get::<uuid::Uuid>("", "task_id")?.to_string(),
+        household_id: r.try_get::<uuid::Uuid>("", "household_id")?.to_string(),
+        region_code: r.try_get("", "region_code")?,
+        kind: i32::from(r.try_get::<i16>("", "kind")?),
+        reason: r.try_get("", "reason")?,
+        opened_at: ts("opened_at")?,
+        deadline: ts("deadline")?,
+        escalated_at: ts("escalated_at")?,
+        completed_at: ts("completed_at")?,
+        outcome: i32::from(r.try_get::<i16>("", "outcome")?),
+        note: r.try_get("", "note")?,
+        complaint_id: r
+            .try_get::<Option<uuid::Uuid>>("", "complaint_id")?
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
+    })
+}
+
+const TASK: &str = "task_id, household_id, region_code, kind, reason, opened_at, deadline, escalated_at, completed_at, outcome, note, complaint_id";
+
+/// Opens a task for the household, or joins the open one of the same kind (its
+/// deadline stands, the reason grows). Answers the task's id and whether it is new.
+async fn open_task(
+    txn: &DatabaseTransaction,
+    household_id: uuid::Uuid,
+    region: &str,
+    kind: ReverificationKind,
+    reason: &str,
+    now: DateTime<Utc>,
+    days: i64,
+) -> Result<(uuid::Uuid, bool, DateTime<Utc>), DbErr> {
+    let row = txn
+        .query_one_raw(stmt(
+            "INSERT INTO reverifications (task_id, household_id, region_code, kind, reason, opened_at, deadline)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (household_id, kind) WHERE completed_at IS NULL
+             DO UPDATE SET reason = reverifications.reason || '; ' || EXCLUDED.reason
+             RETURNING task_id, deadline, (xmax = 0) AS inserted",
+            [
+                uuid::Uuid::now_v7().into(),
+                household_id.into(),
+                region.to_owned().into(),
+                (kind as i16).into(),
+                reason.to_owned().into(),
+                now.into(),
+                (now + chrono::Duration::days(days)).into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no row from the task insert".into()))?;
+    let task_id: uuid::Uuid = row.try_get("", "task_id")?;
+    let deadline: DateTime<Utc> = row.try_get("", "deadline")?;
+    let inserted: bool = row.try_get("", "inserted")?;
+    if inserted {
+        outbox::enqueue(
+            txn,
+            &task_event(
+                events::REVERIFICATION_OPENED,
+                task_id,
+                household_id,
+                region,
+                kind,
+                deadline,
+            ),
+        )
+        .await?;
+    }
+    Ok((task_id, inserted, deadline))
+}
+
+fn task_event(
+    event: &str,
+    task_id: uuid::Uuid,
+    household_id: uuid::Uuid,
+    region: &str,
+    kind: ReverificationKind,
+    deadline: DateTime<Utc>,
+) -> Envelope {
+    events::envelope(
+        event,
+        "verivali",
+        region,
+        &ev::ReverificationChanged {
+            task_id: task_id.to_string(),
+            household_id: household_id.to_string(),
+            kind: match kind {
+                ReverificationKind::Complaint => "complaint",
+                ReverificationKind::LifeEvent => "life_event",
+                ReverificationKind::Unspecified => "",
+            }
+            .to_owned(),
+            deadline: Some(timestamp(deadline)),
+        },
+    )
+}
+
+/// A vital event: a task for a household in DTKS that needs re-verifying; a flag on a
+/// case still being verified.
+pub async fn life_event(
+    txn: &DatabaseTransaction,
+    life: &ev::PersonLifeEvent,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let flag = crate::consume::life_event_flag(life);
+    if let Ok(proposal_id) = uuid::Uuid::parse_str(&life.proposal_id) {
+        txn.execute_raw(stmt(
+            "UPDATE cases SET flags = flags || $2::jsonb WHERE proposal_id = $1 AND state NOT IN (6, 8)",
+            [proposal_id.into(), serde_json::json!([flag]).into()],
+        ))
+        .await?;
+    }
+    let Ok(household_id) = uuid::Uuid::parse_str(&life.household_id) else {
+        return Ok(());
+    };
+    if !life.reverify_household {
+        return Ok(());
+    }
+    let region = txn
+        .query_one_raw(stmt(
+            "SELECT region_code FROM households WHERE household_id = $1 AND removed_at IS NULL",
+            [household_id.into()],
+        ))
+        .await?;
+    if let Some(row) = region {
+        let region: String = row.try_get("", "region_code")?;
+        open_task(
+            txn,
+            household_id,
+            &region,
+            ReverificationKind::LifeEvent,
+            &flag.reason,
+            now,
+            LIFE_EVENT_DAYS,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn file_complaint(
+    db: &DatabaseConnection,
+    who: &Claims,
+    req: FileComplaintRequest,
+    now: DateTime<Utc>,
+) -> Result<(Complaint, bool), Status> {
+    who.require_role(COMPLAINANTS)?;
+    let household_id = uuid::Uuid::parse_str(&req.household_id)
+        .map_err(|_| grpc::invalid_field("household_id", "must be a UUID"))?;
+    let text = req.text.trim();
+    if text.is_empty() || text.chars().count() > 4000 {
+        return Err(grpc::invalid_field("text", "must be 1 to 4000 characters"));
+    }
+    if req.evidence_references.len() > 20 {
+        return Err(grpc::invalid_field("evidence_references", "at most 20"));
+    }
+    for (i, e) in req.evidence_references.iter().enumerate() {
+        if e.trim().is_empty() || e.chars().count() > 500 {
+            return Err(grpc::invalid_field(
+                &format!("evidence_references[{i}]"),
+                "must be 1 to 500 characters",
+            ));
+        }
+    }
+    let txn = db.begin().await.map_err(grpc::internal)?;
+    let row = txn
+        .query_one_raw(stmt(
+            "SELECT region_code FROM households WHERE household_id = $1 AND removed_at IS NULL",
+            [household_id.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?
+        .ok_or_else(|| Status::not_found("no household in DTKS with this id"))?;
+    let region: String = row.try_get("", "region_code").map_err(grpc::internal)?;
+    // The public complains about any household; officers within their region.
+    if who.role != Role::Public {
+        who.require_region(&region)?;
+    }
+    let (task_id, opened, deadline) = open_task(
+        &txn,
+        household_id,
+        &region,
+        ReverificationKind::Complaint,
+        "complaint",
+        now,
+        COMPLAINT_DAYS,
+    )
+    .await
+    .map_err(grpc::internal)?;
+    let complaint_id = uuid::Uuid::now_v7();
+    let role = serde_json::to_value(who.role)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    txn.execute_raw(stmt(
+        "INSERT INTO complaints (complaint_id, household_id, region_code, text, evidence, filed_by, filed_by_role, filed_at, task_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [
+            complaint_id.into(),
+            household_id.into(),
+            region.into(),
+            text.to_owned().into(),
+            serde_json::json!(req.evidence_references).into(),
+            who.sub.clone().into(),
+            role.clone().into(),
+            now.into(),
+            task_id.into(),
+        ],
+    ))
+    .await
+    .map_err(grpc::internal)?;
+    if opened {
+        txn.execute_raw(stmt(
+            "UPDATE reverifications SET complaint_id = $2 WHERE task_id = $1",
+            [task_id.into(), complaint_id.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+    }
+    txn.commit().await.map_err(grpc::internal)?;
+    Ok((
+        Complaint {
+            complaint_id: complaint_id.to_string(),
+            household_id: household_id.to_string(),
+            text: text.to_owned(),
+            evidence_references: req.evidence_references,
+            deadline: Some(timestamp(deadline)),
+            escalated: deadline < now,
+            task_id: task_id.to_string(),
+            filed_by_role: role,
+        },
+        opened,
+    ))
+}
+
+pub async fn list_tasks(
+    db: &DatabaseConnection,
+    who: &Claims,
+    req: &ListReverificationsRequest,
+    now: DateTime<Utc>,
+) -> Result<ListReverificationsResponse, Status> {
+    who.require_role(REGION_READERS)?;
+    let region = listing_region(who, &req.region_code)?;
+    let page = page(req.page.as_ref())?;
+    let (after_at, after_id) = page.bounds();
+    // Overdue counts as escalated at once, before the sweep has stamped it.
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT {TASK} FROM reverifications
+                 WHERE ($1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%')
+                   AND (NOT $2 OR completed_at IS NULL)
+                   AND (NOT $3 OR (completed_at IS NULL AND deadline < $4))
+                   AND (opened_at, task_id) > ($5, $6)
+                 ORDER BY opened_at, task_id LIMIT $7"
+            ),
+            [
+                region.to_owned().into(),
+                req.open_only.into(),
+                req.escalated_only.into(),
+                now.into(),
+                after_at.into(),
+                after_id.into(),
+                i64::from(page.size + 1).into(),
+            ],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+    let mut tasks = Vec::new();
+    let mut last = None;
+    for r in rows.iter().take(page.size as usize) {
+        let mut t = task(r).map_err(grpc::internal)?;
+        if t.escalated_at.is_none()
+            && t.completed_at.is_none()
+            && t.deadline
+                .as_ref()
+                .is_some_and(|d| d.seconds < now.timestamp())
+        {
+            t.escalated_at = t.deadline;
+        }
+        last = Some((
+            r.try_get::<DateTime<Utc>>("", "opened_at")
+                .map_err(grpc::internal)?,
+            r.try_get::<uuid::Uuid>("", "task_id")
+                .map_err(grpc::internal)?,
+        ));
+        tasks.push(t);
+    }
+    Ok(ListReverificationsResponse {
+        page: Some(pb::PageResponse {
+            next_page_token: page.next(rows.len(), last),
+        }),
+        tasks,
+    })
+}
+
+pub async fn complete_task(
+    db: &DatabaseConnection,
+    who: &Claims,
+    req: CompleteReverificationRequest,
+    now: DateTime<Utc>,
+) -> Result<Reverification, Status> {
+    who.require_role(&[Role::RegencyOfficer])?;
+    let task_id = uuid::Uuid::parse_str(&req.task_id)
+        .map_err(|_| grpc::invalid_field("task_id", "must be a UUID"))?;
+    let outcome = ReverificationOutcome::try_from(req.outcome).unwrap_or_default();
+    let note = req.note.trim();
+    if note.chars().count() > 4000 {
+        return Err(grpc::invalid_field(
+            "note",
+            "must be at most 4000 characters",
+        ));
+    }
+    let change_proposal = match outcome {
+        ReverificationOutcome::Unspecified => {
+            return Err(grpc::invalid_field(
+                "outcome",
+                "must be CONFIRMED, CHANGE_PROPOSED or REMOVED",
+            ));
+        }
+        ReverificationOutcome::ChangeProposed => {
+            Some(uuid::Uuid::parse_str(&req.proposal_id).map_err(|_| {
+                grpc::invalid_field("proposal_id", "must be the UUID of the change proposal")
+            })?)
+        }
+        ReverificationOutcome::Removed if note.is_empty() => {
+            return Err(grpc::invalid_field("note", "a removal needs its reason"));
+        }
+        _ => None,
+    };
+    let txn = db.begin().await.map_err(grpc::internal)?;
+    let row = txn
+        .query_one_raw(stmt(
+            &format!("SELECT {TASK} FROM reverifications WHERE task_id = $1 FOR UPDATE"),
+            [task_id.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?
+        .ok_or_else(|| Status::not_found("no re-verification task with this id"))?;
+    let current = task(&row).map_err(grpc::internal)?;
+    who.require_region(&current.region_code)?;
+    if current.completed_at.is_some() {
+        return Err(grpc::failed_preconditions(&[(
+            "TASK_STATE".into(),
+            format!("task {task_id}"),
+            format!(
+                "already completed as {}",
+                ReverificationOutcome::try_from(current.outcome)
+                    .unwrap_or_default()
+                    .as_str_name()
+            ),
+        )]));
+    }
+    let household_id = uuid::Uuid::parse_str(&current.household_id).map_err(grpc::internal)?;
+    let row = txn
+        .query_one_raw(stmt(
+            &format!(
+                "UPDATE reverifications SET completed_at = $2, outcome = $3, note = $4, completed_by = $5, change_proposal_id = $6
+                 WHERE task_id = $1 RETURNING {TASK}"
+            ),
+            [
+                task_id.into(),
+                now.into(),
+                (outcome as i16).into(),
+                note.to_owned().into(),
+                who.sub.clone().into(),
+                change_proposal.into(),
+            ],
+        ))
+        .await
+        .map_err(grpc::internal)?
+        .ok_or_else(|| Status::internal("task vanished"))?;
+    if outcome == ReverificationOutcome::Removed {
+        let case_id: Option<uuid::Uuid> = txn
+            .query_one_raw(stmt(
+                "UPDATE households SET removed_at = $2, removal_reason = $3 WHERE household_id = $1 RETURNING case_id",
+                [household_id.into(), now.into(), note.to_owned().into()],
+            ))
+            .await
+            .map_err(grpc::internal)?
+            .map(|r| r.try_get("", "case_id"))
+            .transpose()
+            .map_err(grpc::internal)?;
+        outbox::enqueue(
+            &txn,
+            &events::envelope(
+                events::HOUSEHOLD_REMOVED,
+                "verivali",
+                &current.region_code,
+                &ev::HouseholdRemoved {
+                    household_id: household_id.to_string(),
+                    case_id: case_id.map(|c| c.to_string()).unwrap_or_default(),
+                    reason: note.to_owned(),
+                },
+            ),
+        )
+        .await
+        .map_err(grpc::internal)?;
+    } else {
+        // A visit renews the household's six-monthly cycle.
+        txn.execute_raw(stmt(
+            "UPDATE households SET last_verified_at = $2 WHERE household_id = $1",
+            [household_id.into(), now.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+    }
+    txn.commit().await.map_err(grpc::internal)?;
+    task(&row).map_err(grpc::internal)
+}
+
+/// Stamps open tasks whose deadline passed and announces each once, until shutdown.
+pub async fn escalate_overdue(
+    db: DatabaseConnection,
+    signal: outbox::OutboxSignal,
+    clock: SharedClock,
+    shutdown: dtks_platform::shutdown::Shutdown,
+) {
+    while !shutdown.is_triggered() {
+        match escalate(&db, clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(tasks = n, "re-verification tasks escalated");
+                signal.wake();
+            }
+            Err(error) => tracing::warn!(%error, "escalation sweep failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP) => {}
+            _ = shutdown.clone().wait() => {}
+        }
+    }
+}
+
+async fn escalate(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<usize, DbErr> {
+    let txn = db.begin().await?;
+    let rows = txn
+        .query_all_raw(stmt(
+            "UPDATE reverifications SET escalated_at = $1
+             WHERE task_id IN (SELECT task_id FROM reverifications
+                               WHERE completed_at IS NULL AND escalated_at IS NULL AND deadline < $1
+                               ORDER BY deadline LIMIT 1000 FOR UPDATE SKIP LOCKED)
+             RETURNING task_id, household_id, region_code, kind, deadline",
+            [now.into()],
+        ))
+        .await?;
+    let mut envelopes = Vec::with_capacity(rows.len());
+    for r in &rows {
+        envelopes.push(task_event(
+            events::REVERIFICATION_ESCALATED,
+            r.try_get("", "task_id")?,
+            r.try_get("", "household_id")?,
+            &r.try_get::<String>("", "region_code")?,
+            ReverificationKind::try_from(i32::from(r.try_get::<i16>("", "kind")?))
+                .unwrap_or_default(),
+            r.try_get("", "deadline")?,
+        ));
+    }
+    outbox::enqueue_many(&txn, &envelopes).await?;
+    txn.commit().await?;
+    Ok(rows.len())
+}
+
+/// Households of a region due for their six-monthly update within
+/// [`DUE_NOTICE_DAYS`], or already overdue; the longest unverified first.
+pub async fn list_due(
+    db: &DatabaseConnection,
+    who: &Claims,
+    req: &ListDueRequest,
+    now: DateTime<Utc>,
+) -> Result<ListDueResponse, Status> {
+    who.require_role(REGION_READERS)?;
+    let region = listing_region(who, &req.region_code)?;
+    let page = page(req.page.as_ref())?;
+    let (after_at, after_id) = page.bounds();
+    let horizon = if req.overdue_only {
+        now
+    } else {
+        now + chrono::Duration::days(DUE_NOTICE_DAYS)
+    };
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT household_id, region_code, last_verified_at,
+                        last_verified_at + interval '{UPDATE_MONTHS} months' AS due_at
+                 FROM households
+                 WHERE removed_at IS NULL
+                   AND ($1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%')
+                   AND last_verified_at + interval '{UPDATE_MONTHS} months' <= $2
+                   AND (last_verified_at, household_id) > ($3, $4)
+                 ORDER BY last_verified_at, household_id LIMIT $5"
+            ),
+            [
+                region.to_owned().into(),
+                horizon.into(),
+                after_at.into(),
+                after_id.into(),
+                i64::from(page.size + 1).into(),
+            ],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+    let mut households = Vec::new();
+    let mut last = None;
+    for r in rows.iter().take(page.size as usize) {
+        let at: DateTime<Utc> = r.try_get("", "last_verified_at").map_err(grpc::internal)?;
+        let due: DateTime<Utc> = r.try_get("", "due_at").map_err(grpc::internal)?;
+        let id: uuid::Uuid = r.try_get("", "household_id").map_err(grpc::internal)?;
+        last = Some((at, id));
+        households.push(DueHousehold {
+            household_id: id.to_string(),
+            region_code: r.try_get("", "region_code").map_err(grpc::internal)?,
+            last_verified_at: Some(timestamp(at)),
+            due_at: Some(timestamp(due)),
+            overdue: due < now,
+        });
+    }
+    Ok(ListDueResponse {
+        households,
+        page: Some(pb::PageResponse {
+            next_page_token: page.next(rows.len(), last),
+        }),
+    })
+}

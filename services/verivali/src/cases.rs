@@ -1,0 +1,567 @@
+//! Cases in storage: locking the cases a command names, checking the whole command
+//! against the workflow before anything is written, and recording the transitions with
+//! their history and events in the command's transaction.
+
+use chrono::{DateTime, Utc};
+use dtks_domain::consistency::{self, Distribution, Flag};
+use dtks_domain::integrity::{self, MatchOutcome};
+use dtks_platform::auth::{Claims, Role, scope_covers};
+use dtks_platform::db::stmt;
+use dtks_platform::{convert, events, grpc, outbox};
+use dtks_proto::common::v1 as pb;
+use dtks_proto::events::v1::{self as ev, Envelope, PersonOutcome};
+use dtks_proto::verivali::v1::{self as vv, CaseState};
+use prost::Message;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult};
+use serde::{Deserialize, Serialize};
+use tonic::Status;
+
+use crate::workflow::{self, Step};
+
+/// Most cases one command may name.
+pub const MAX_BATCH: usize = 5000;
+
+/// Who takes a step: an officer from a verified token, or the service itself.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: String,
+    pub role: Role,
+    pub region: String,
+}
+
+impl Actor {
+    pub fn officer(claims: &Claims) -> Self {
+        Self {
+            id: claims.sub.clone(),
+            role: claims.role,
+            region: claims.region.clone(),
+        }
+    }
+
+    pub fn service(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            role: Role::Service,
+            region: String::new(),
+        }
+    }
+
+    fn role_name(&self) -> String {
+        serde_json::to_value(self.role)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CaseRow {
+    pub case_id: uuid::Uuid,
+    pub proposal_id: uuid::Uuid,
+    pub household_id: uuid::Uuid,
+    pub region: String,
+    pub state: CaseState,
+    pub state_since: DateTime<Utc>,
+}
+
+pub const ROW: &str = "case_id, proposal_id, household_id, region_code, state, state_since";
+
+pub fn case_row(r: &QueryResult) -> Result<CaseRow, DbErr> {
+    Ok(CaseRow {
+        case_id: r.try_get("", "case_id")?,
+        proposal_id: r.try_get("", "proposal_id")?,
+        household_id: r.try_get("", "household_id")?,
+        region: r.try_get("", "region_code")?,
+        state: CaseState::try_from(i32::from(r.try_get::<i16>("", "state")?)).unwrap_or_default(),
+        state_since: r.try_get("", "state_since")?,
+    })
+}
+
+/// One case's step in a command, with the note its history keeps.
+pub struct Move {
+    pub case: CaseRow,
+    pub to: CaseState,
+    pub note: String,
+}
+
+/// Parses a command's case ids: each a UUID, none twice, at most [`MAX_BATCH`].
+pub fn parse_ids<'a>(
+    ids: impl ExactSizeIterator<Item = &'a str>,
+    field: &str,
+) -> Result<Vec<uuid::Uuid>, Status> {
+    if ids.len() == 0 {
+        return Err(grpc::invalid_field(field, "names no case"));
+    }
+    if ids.len() > MAX_BATCH {
+        return Err(grpc::invalid_field(
+            field,
+            format!("names {} cases; at most {MAX_BATCH} per command", ids.len()),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    ids.enumerate()
+        .map(|(i, id)| {
+            let parsed = uuid::Uuid::parse_str(id)
+                .map_err(|_| grpc::invalid_field(&format!("{field}[{i}]"), "must be a UUID"))?;
+            if !seen.insert(parsed) {
+                return Err(grpc::invalid_field(
+                    &format!("{field}[{i}]"),
+                    "names a case already named in this command",
+                ));
+            }
+            Ok(parsed)
+        })
+        .collect()
+}
+
+/// Locks the named cases and checks every `(case, step)` for the actor: the role
+/// (PERMISSION_DENIED), that each case exists (NOT_FOUND), lies in the actor's region
+/// (PERMISSION_DENIED) and is in a state the step leaves from (FAILED_PRECONDITION,
+/// each refused case with its current state). Any refusal refuses the whole command.
+pub async fn lock_for(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    steps: &[(uuid::Uuid, Step)],
+) -> Result<Vec<(CaseRow, Step, CaseState)>, Status> {
+    for (_, step) in steps {
+        workflow::check_role(*step, actor.role)
+            .map_err(|r| Status::permission_denied(r.describe(*step, actor.role)))?;
+    }
+    let ids: Vec<uuid::Uuid> = steps.iter().map(|(id, _)| *id).collect();
+    let rows = txn
+        .query_all_raw(stmt(
+            &format!("SELECT {ROW} FROM cases WHERE case_id = ANY($1) ORDER BY case_id FOR UPDATE"),
+            [ids.clone().into()],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+    let mut found: std::collections::HashMap<uuid::Uuid, CaseRow> = rows
+        .iter()
+        .map(|r| case_row(r).map(|c| (c.case_id, c)))
+        .collect::<Result<_, _>>()
+        .map_err(grpc::internal)?;
+    let missing: Vec<String> = ids
+        .iter()
+        .filter(|id| !found.contains_key(id))
+        .map(ToString::to_string)
+        .collect();
+    if let Some(first) = missing.first() {
+        return Err(Status::not_found(format!(
+            "no case {first}{}",
+            more(missing.len())
+        )));
+    }
+    let outside: Vec<&CaseRow> = ids
+        .iter()
+        .filter_map(|id| found.get(id))
+        .filter(|c| !scope_covers(&actor.region, &c.region))
+        .collect();
+    if let Some(first) = outside.first() {
+        return Err(Status::permission_denied(format!(
+            "case {} is in region {}, outside the caller's scope {}{}",
+            first.case_id,
+            first.region,
+            actor.region,
+            more(outside.len())
+        )));
+    }
+    let mut refused = Vec::new();
+    let mut out = Vec::with_capacity(steps.len());
+    for (id, step) in steps {
+        let case = found.remove(id).expect("checked above");
+        match workflow::check(*step, actor.role, case.state) {
+            Ok(to) => out.push((case, *step, to)),
+            Err(r) => refused.push((
+                "CASE_STATE".to_owned(),
+                format!("case {id}"),
+                r.describe(*step, actor.role),
+            )),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(grpc::failed_preconditions(&refused));
+    }
+    Ok(out)
+}
+
+fn more(n: usize) -> String {
+    if n > 1 {
+        format!(" (and {} more)", n - 1)
+    } else {
+        String::new()
+    }
+}
+
+/// Writes the moves: one history row, the new state and one `case.state_changed` per
+/// case; accepted cases get their acceptance time.
+pub async fn record(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    moves: &[Move],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let role = actor.role_name();
+    for chunk in moves.chunks(MAX_BATCH) {
+        let ids: Vec<uuid::Uuid> = chunk.iter().map(|m| m.case.case_id).collect();
+        let from: Vec<i16> = chunk.iter().map(|m| m.case.state as i16).collect();
+        let to: Vec<i16> = chunk.iter().map(|m| m.to as i16).collect();
+        let notes: Vec<String> = chunk.iter().map(|m| m.note.clone()).collect();
+        txn.execute_raw(stmt(
+            "INSERT INTO case_history (case_id, from_state, to_state, note, actor_id, actor_role, at)
+             SELECT c, f, t, n, $5, $6, $7 FROM unnest($1::uuid[], $2::int2[], $3::int2[], $4::text[]) AS u(c, f, t, n)",
+            [
+                ids.clone().into(),
+                from.into(),
+                to.clone().into(),
+                notes.into(),
+                actor.id.clone().into(),
+                role.clone().into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+        txn.execute_raw(stmt(
+            "UPDATE cases c SET state = u.t, state_since = $3, updated_at = $3,
+                    accepted_at = CASE WHEN u.t = 6 THEN $3 ELSE c.accepted_at END
+             FROM unnest($1::uuid[], $2::int2[]) AS u(id, t) WHERE c.case_id = u.id",
+            [ids.into(), to.into(), now.into()],
+        ))
+        .await?;
+        let envelopes: Vec<Envelope> = chunk
+            .iter()
+            .map(|m| {
+                events::envelope(
+                    events::CASE_STATE_CHANGED,
+                    "verivali",
+                    &m.case.region,
+                    &ev::CaseStateChanged {
+                        case_id: m.case.case_id.to_string(),
+                        from_state: m.case.state.as_str_name().to_owned(),
+                        to_state: m.to.as_str_name().to_owned(),
+                        actor_role: role.clone(),
+                        proposal_id: m.case.proposal_id.to_string(),
+                        waited_seconds: (now - m.case.state_since).num_milliseconds().max(0) as f64
+                            / 1000.0,
+                    },
+                )
+            })
+            .collect();
+        outbox::enqueue_many(txn, &envelopes).await?;
+    }
+    Ok(())
+}
+
+/// `household.returned` for cases sent back (or, `final`, rejected), each with its
+/// reasons.
+pub async fn publish_returned(
+    txn: &DatabaseTransaction,
+    returned: &[(&CaseRow, Vec<String>)],
+    final_: bool,
+) -> Result<(), DbErr> {
+    let envelopes: Vec<Envelope> = returned
+        .iter()
+        .map(|(case, reasons)| {
+            events::envelope(
+                events::HOUSEHOLD_RETURNED,
+                "verivali",
+                &case.region,
+                &ev::HouseholdReturned {
+                    proposal_id: case.proposal_id.to_string(),
+                    case_id: case.case_id.to_string(),
+                    reasons: reasons.clone(),
+                    r#final: final_,
+                },
+            )
+        })
+        .collect();
+    outbox::enqueue_many(txn, &envelopes).await
+}
+
+/// What a case holds for its assessment: the match and the household as verified.
+pub struct Content {
+    pub matched: ev::ProposalMatched,
+    pub household: pb::Household,
+}
+
+pub async fn content(
+    db: &impl ConnectionTrait,
+    ids: &[uuid::Uuid],
+) -> Result<std::collections::HashMap<uuid::Uuid, Content>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT case_id, matched, household FROM cases WHERE case_id = ANY($1)",
+            [ids.to_vec().into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let id: uuid::Uuid = r.try_get("", "case_id")?;
+            let matched: Option<Vec<u8>> = r.try_get("", "matched")?;
+            let household: Option<Vec<u8>> = r.try_get("", "household")?;
+            let decode = |e: prost::DecodeError| DbErr::Custom(format!("case {id}: {e}"));
+            Ok((
+                id,
+                Content {
+                    matched: ev::ProposalMatched::decode(matched.unwrap_or_default().as_slice())
+                        .map_err(decode)?,
+                    household: pb::Household::decode(household.unwrap_or_default().as_slice())
+                        .map_err(decode)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+fn outcome_of(p: &ev::PersonMatch) -> MatchOutcome {
+    match PersonOutcome::try_from(p.outcome).unwrap_or_default() {
+        PersonOutcome::Matched => MatchOutcome::Matched,
+        PersonOutcome::MatchedWithCorrections => MatchOutcome::MatchedWithCorrections(
+            p.corrections
+                .iter()
+                .map(|c| (c.field.clone(), c.registry_value.clone()))
+                .collect(),
+        ),
+        PersonOutcome::NikOfAnotherPerson => MatchOutcome::NikOfAnotherPerson,
+        PersonOutcome::Deceased => MatchOutcome::Deceased,
+        PersonOutcome::DuplicateInDtks => MatchOutcome::DuplicateInDtks {
+            household_id: p.duplicate_household_id.clone(),
+        },
+        PersonOutcome::NoNik => MatchOutcome::NoNik,
+        PersonOutcome::InReview => MatchOutcome::InReview,
+        PersonOutcome::NotFound | PersonOutcome::Unspecified => MatchOutcome::NotFound,
+    }
+}
+
+/// The ministry's assessment as stored with the case.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Assessment {
+    pub criteria: Vec<integrity::CriterionResult>,
+    pub accepted: bool,
+    #[serde(default)]
+    pub override_reason: String,
+    #[serde(default)]
+    pub assessed_by: String,
+}
+
+impl Assessment {
+    pub fn to_proto(&self) -> vv::Assessment {
+        vv::Assessment {
+            criteria: self
+                .criteria
+                .iter()
+                .map(|c| vv::CriterionResult {
+                    criterion: u32::from(c.criterion),
+                    verdict: if c.passed {
+                        vv::CriterionVerdict::Pass
+                    } else {
+                        vv::CriterionVerdict::Fail
+                    } as i32,
+                    reasons: c.reasons.clone(),
+                })
+                .collect(),
+            accepted: self.accepted,
+            override_reason: self.override_reason.clone(),
+            assessed_by: self.assessed_by.clone(),
+        }
+    }
+
+    /// The failed criteria's reasons, for the region.
+    pub fn reasons(&self) -> Vec<String> {
+        self.criteria
+            .iter()
+            .filter(|c| !c.passed)
+            .flat_map(|c| {
+                c.reasons
+                    .iter()
+                    .map(move |r| format!("criterion {}: {r}", c.criterion))
+            })
+            .collect()
+    }
+}
+
+/// The five integrity criteria (Pasal 8 ayat 3) for the household as verified and the
+/// match of each of its members.
+pub fn assess(content: &Content, today: chrono::NaiveDate) -> Assessment {
+    let criteria = match convert::household_from_proto(&content.household, today) {
+        Ok(household) => {
+            let outcomes: integrity::Outcomes = content
+                .matched
+                .persons
+                .iter()
+                .map(|p| {
+                    (
+                        (p.family_index as usize, p.member_index as usize),
+                        outcome_of(p),
+                    )
+                })
+                .collect();
+            integrity::assess(&household, &outcomes)
+        }
+        Err(violations) => vec![integrity::CriterionResult {
+            criterion: 5,
+            passed: false,
+            reasons: violations.0.iter().map(ToString::to_string).collect(),
+        }],
+    };
+    Assessment {
+        accepted: criteria.iter().all(|c| c.passed),
+        criteria,
+        override_reason: String::new(),
+        assessed_by: String::new(),
+    }
+}
+
+/// The household's consistency flags, with the comparison against its regency's
+/// distribution of each measure.
+pub async fn flags(
+    db: &impl ConnectionTrait,
+    household: &pb::Household,
+    region: &str,
+    today: chrono::NaiveDate,
+) -> Result<Vec<Flag>, DbErr> {
+    let Ok(h) = convert::household_from_proto(household, today) else {
+        return Ok(Vec::new());
+    };
+    let mut out = consistency::check(&h, today);
+    let regency = regency_of(region);
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT metric, n, sum, sum_sq FROM regency_stats WHERE regency_code = $1",
+            [regency.to_owned().into()],
+        ))
+        .await?;
+    for r in rows {
+        let metric: String = r.try_get("", "metric")?;
+        let d = Distribution {
+            n: r.try_get("", "n")?,
+            sum: r.try_get("", "sum")?,
+            sum_sq: r.try_get("", "sum_sq")?,
+        };
+        if let Some((name, measure)) = consistency::METRICS.iter().find(|(m, _)| *m == metric)
+            && let Some(f) = d.outlier(name, measure(&h))
+        {
+            out.push(f);
+        }
+    }
+    Ok(out)
+}
+
+/// Adds accepted households to their regency's distributions.
+pub async fn add_to_stats(
+    txn: &DatabaseTransaction,
+    accepted: &[(&str, &pb::Household)],
+    today: chrono::NaiveDate,
+) -> Result<(), DbErr> {
+    let mut sums: std::collections::HashMap<(String, &str), Distribution> =
+        std::collections::HashMap::new();
+    for (region, household) in accepted {
+        let Ok(h) = convert::household_from_proto(household, today) else {
+            continue;
+        };
+        for (metric, measure) in consistency::METRICS {
+            let v = measure(&h);
+            let d = sums
+                .entry((regency_of(region).to_owned(), metric))
+                .or_default();
+            d.n += 1;
+            d.sum += v;
+            d.sum_sq += v * v;
+        }
+    }
+    for ((regency, metric), d) in sums {
+        txn.execute_raw(stmt(
+            "INSERT INTO regency_stats (regency_code, metric, n, sum, sum_sq) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (regency_code, metric) DO UPDATE SET n = regency_stats.n + EXCLUDED.n,
+                 sum = regency_stats.sum + EXCLUDED.sum, sum_sq = regency_stats.sum_sq + EXCLUDED.sum_sq",
+            [regency.into(), metric.to_owned().into(), d.n.into(), d.sum.into(), d.sum_sq.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// `32.04.01.2001` → `32.04`.
+pub fn regency_of(region: &str) -> &str {
+    match region.match_indices('.').nth(1) {
+        Some((i, _)) => &region[..i],
+        None => region,
+    }
+}
+
+/// Accepts cases: `household.accepted` with the household as verified, and the
+/// household enters the six-monthly update cycle.
+pub async fn accept(
+    txn: &DatabaseTransaction,
+    accepted: &[(&CaseRow, &pb::Household)],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let mut envelopes = Vec::with_capacity(accepted.len());
+    for (case, household) in accepted {
+        let mut household = (*household).clone();
+        household.household_id = case.household_id.to_string();
+        envelopes.push(events::envelope(
+            events::HOUSEHOLD_ACCEPTED,
+            "verivali",
+            &case.region,
+            &ev::HouseholdAccepted {
+                household_id: case.household_id.to_string(),
+                proposal_id: case.proposal_id.to_string(),
+                case_id: case.case_id.to_string(),
+                household: Some(household),
+                verified_at: Some(prost_types::Timestamp::from(std::time::SystemTime::from(
+                    now,
+                ))),
+            },
+        ));
+    }
+    outbox::enqueue_many(txn, &envelopes).await?;
+    let ids: Vec<uuid::Uuid> = accepted.iter().map(|(c, _)| c.household_id).collect();
+    let regions: Vec<String> = accepted.iter().map(|(c, _)| c.region.clone()).collect();
+    let cases: Vec<uuid::Uuid> = accepted.iter().map(|(c, _)| c.case_id).collect();
+    txn.execute_raw(stmt(
+        "INSERT INTO households (household_id, region_code, case_id, last_verified_at)
+         SELECT h, r, c, $4 FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS u(h, r, c)
+         ON CONFLICT (household_id) DO UPDATE SET region_code = EXCLUDED.region_code,
+             case_id = EXCLUDED.case_id, last_verified_at = EXCLUDED.last_verified_at,
+             removed_at = NULL, removal_reason = NULL",
+        [ids.into(), regions.into(), cases.into(), now.into()],
+    ))
+    .await?;
+    let today = now.date_naive();
+    let stats: Vec<(&str, &pb::Household)> = accepted
+        .iter()
+        .map(|(c, h)| (c.region.as_str(), *h))
+        .collect();
+    add_to_stats(txn, &stats, today).await
+}
+
+/// Stores assessments with their cases.
+pub async fn store_assessments(
+    txn: &DatabaseTransaction,
+    assessed: &[(uuid::Uuid, &Assessment)],
+) -> Result<(), DbErr> {
+    let ids: Vec<uuid::Uuid> = assessed.iter().map(|(id, _)| *id).collect();
+    let values = assessed
+        .iter()
+        .map(|(_, a)| serde_json::to_string(a))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
+    txn.execute_raw(stmt(
+        "UPDATE cases c SET assessment = u.a::jsonb FROM unnest($1::uuid[], $2::text[]) AS u(id, a)
+         WHERE c.case_id = u.id",
+        [ids.into(), values.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+pub fn flags_json(flags: &[Flag]) -> serde_json::Value {
+    serde_json::to_value(flags).unwrap_or_default()
+}
+
+pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}

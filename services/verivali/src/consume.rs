@@ -1,0 +1,228 @@
+//! What verivali takes from the bus: matched proposals open cases (or, after a
+//! resubmission, bring the case back to the regency with the new match); a clerk's
+//! review decision updates the match a case is assessed on; life events from the civil
+//! registry open re-verification tasks for households in DTKS and flag cases still
+//! being verified.
+
+use dtks_domain::consistency::Flag;
+use dtks_platform::bus::{EventHandler, HandlerError};
+use dtks_platform::clock::SharedClock;
+use dtks_platform::db::stmt;
+use dtks_platform::{events, outbox};
+use dtks_proto::events::v1::{self as ev, Envelope};
+use dtks_proto::verivali::v1::CaseState;
+use prost::Message;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
+
+use crate::aftercare;
+use crate::cases::{self, Actor, Move};
+use crate::workflow::{self, Step};
+
+pub struct Consumed {
+    pub outbox: outbox::OutboxSignal,
+    pub demo_auto_approve: bool,
+    pub clock: SharedClock,
+}
+
+fn permanent(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Permanent(e.to_string())
+}
+
+impl EventHandler for Consumed {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
+        match envelope.r#type.as_str() {
+            events::PROPOSAL_MATCHED => self.matched(txn, envelope).await,
+            events::MATCH_REVIEWED => {
+                let reviewed: ev::MatchReviewed = events::payload(envelope)?;
+                let Some(result) = reviewed.result else {
+                    return Ok(());
+                };
+                let proposal_id = uuid::Uuid::parse_str(&result.proposal_id).map_err(permanent)?;
+                txn.execute_raw(stmt(
+                    "UPDATE cases SET matched = $2, updated_at = $3 WHERE proposal_id = $1 AND state NOT IN (6, 8)",
+                    [proposal_id.into(), result.encode_to_vec().into(), self.clock.now().into()],
+                ))
+                .await?;
+                Ok(())
+            }
+            events::PERSON_LIFE_EVENT => {
+                let life: ev::PersonLifeEvent = events::payload(envelope)?;
+                aftercare::life_event(txn, &life, self.clock.now()).await?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn after_commit(&self) {
+        self.outbox.wake();
+    }
+}
+
+impl Consumed {
+    async fn matched(
+        &self,
+        txn: &DatabaseTransaction,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let matched: ev::ProposalMatched = events::payload(envelope)?;
+        let proposal_id = uuid::Uuid::parse_str(&matched.proposal_id).map_err(permanent)?;
+        let household = matched.household.clone().unwrap_or_default();
+        let now = self.clock.now();
+        let region = envelope.region_code.clone();
+        let flags = cases::flags(txn, &household, &region, now.date_naive()).await?;
+        let existing = txn
+            .query_one_raw(stmt(
+                &format!(
+                    "SELECT {} FROM cases WHERE proposal_id = $1 FOR UPDATE",
+                    cases::ROW
+                ),
+                [proposal_id.into()],
+            ))
+            .await?
+            .map(|r| cases::case_row(&r))
+            .transpose()?;
+        let service = Actor::service("matching");
+        let case = match existing {
+            None => {
+                let case_id = uuid::Uuid::now_v7();
+                let household_id = uuid::Uuid::parse_str(&household.household_id)
+                    .unwrap_or_else(|_| uuid::Uuid::now_v7());
+                txn.execute_raw(stmt(
+                    "INSERT INTO cases (case_id, proposal_id, household_id, region_code, state, state_since, opened_at, updated_at, matched, household, flags)
+                     VALUES ($1, $2, $3, $4, 0, $5, $5, $5, $6, $7, $8)",
+                    [
+                        case_id.into(),
+                        proposal_id.into(),
+                        household_id.into(),
+                        region.clone().into(),
+                        now.into(),
+                        matched.encode_to_vec().into(),
+                        household.encode_to_vec().into(),
+                        cases::flags_json(&flags).into(),
+                    ],
+                ))
+                .await?;
+                let opened = cases::CaseRow {
+                    case_id,
+                    proposal_id,
+                    household_id,
+                    region,
+                    state: CaseState::Unspecified,
+                    state_since: now,
+                };
+                let mv = Move {
+                    case: opened.clone(),
+                    to: CaseState::Matched,
+                    note: "matched against Dukcapil".to_owned(),
+                };
+                cases::record(txn, &service, &[mv], now).await?;
+                cases::CaseRow {
+                    state: CaseState::Matched,
+                    ..opened
+                }
+            }
+            Some(case) if case.state == CaseState::Resubmitted => {
+                let to = workflow::check(Step::Rematched, service.role, case.state)
+                    .map_err(|r| permanent(r.describe(Step::Rematched, service.role)))?;
+                txn.execute_raw(stmt(
+                    "UPDATE cases SET matched = $2, household = $3, flags = $4 WHERE case_id = $1",
+                    [
+                        case.case_id.into(),
+                        matched.encode_to_vec().into(),
+                        household.encode_to_vec().into(),
+                        cases::flags_json(&flags).into(),
+                    ],
+                ))
+                .await?;
+                let mv = Move {
+                    case,
+                    to,
+                    note: "matched again after the correction; back with the regency".to_owned(),
+                };
+                cases::record(txn, &service, &[mv], now).await?;
+                return Ok(());
+            }
+            Some(case) => {
+                tracing::warn!(case_id = %case.case_id, state = case.state.as_str_name(), "a match for a case that is not waiting for one; kept the case as it is");
+                return Ok(());
+            }
+        };
+        if self.demo_auto_approve {
+            demo_policy(txn, case, now).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The demo policy's path: each step of Permensos 3/2021 in order, taken by the role
+/// that owns it, then the ministry's automatic verdict.
+async fn demo_policy(
+    txn: &DatabaseTransaction,
+    mut case: cases::CaseRow,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), HandlerError> {
+    for (step, role) in workflow::PATH {
+        let actor = Actor {
+            id: "demo-policy".to_owned(),
+            role: *role,
+            region: String::new(),
+        };
+        let to = workflow::check(*step, *role, case.state)
+            .map_err(|r| permanent(r.describe(*step, *role)))?;
+        let mv = Move {
+            case: case.clone(),
+            to,
+            note: "approved by the demo policy".to_owned(),
+        };
+        cases::record(txn, &actor, &[mv], now).await?;
+        case.state = to;
+        case.state_since = now;
+    }
+    let contents = cases::content(txn, &[case.case_id]).await?;
+    let content = &contents[&case.case_id];
+    let mut assessment = cases::assess(content, now.date_naive());
+    assessment.assessed_by = "demo-policy".to_owned();
+    let actor = Actor {
+        id: "demo-policy".to_owned(),
+        role: dtks_platform::auth::Role::MinistryAssessor,
+        region: String::new(),
+    };
+    cases::store_assessments(txn, &[(case.case_id, &assessment)]).await?;
+    let (step, note) = if assessment.accepted {
+        (Step::Accept, "all five integrity criteria pass".to_owned())
+    } else {
+        (Step::Return, "integrity criteria failed".to_owned())
+    };
+    let to = workflow::check(step, actor.role, case.state)
+        .map_err(|r| permanent(r.describe(step, actor.role)))?;
+    let mv = Move {
+        case: case.clone(),
+        to,
+        note,
+    };
+    cases::record(txn, &actor, &[mv], now).await?;
+    if assessment.accepted {
+        cases::accept(txn, &[(&case, &content.household)], now).await?;
+    } else {
+        cases::publish_returned(txn, &[(&case, assessment.reasons())], false).await?;
+    }
+    Ok(())
+}
+
+/// A flag a case being verified carries when Dukcapil records a vital event.
+pub fn life_event_flag(life: &ev::PersonLifeEvent) -> Flag {
+    let date = life
+        .date
+        .as_ref()
+        .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+        .unwrap_or_default();
+    Flag {
+        code: "LIFE_EVENT".to_owned(),
+        reason: format!("Dukcapil recorded a {} of a member on {date}", life.kind),
+    }
+}

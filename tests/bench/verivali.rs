@@ -1,0 +1,398 @@
+//! Verivali's workflow at scale: 100,000 cases pushed through every step by batched
+//! commands, cases per second per transition.
+//!
+//! Run with `scripts/bench.sh verivali [CASES]` (release build, real stack). Verivali
+//! runs in the benchmark's process against the real PostgreSQL and RabbitMQ. The cases
+//! open the way they do in production — `proposal.matched` events on the bus, taken by
+//! verivali's consumer one transaction each — in ten regencies of 50 villages; then:
+//!
+//! - village review: one musdes minutes per village, 500 decisions to a command;
+//! - field verification: one command per household visit (there is no batch visit),
+//!   16 in flight;
+//! - Bupati sign-off, province forwarding and the ministry's automatic assessment:
+//!   batches of 5,000 cases, each batch one transaction, 2 in flight.
+//!
+//! Every command takes the same path as an officer's: token, validation, row locks,
+//! the workflow check, history, state and events in one transaction.
+
+use std::time::Instant;
+
+use chrono::{Datelike, NaiveDate};
+use dtks_e2e::{Stack, authed, env_or};
+use dtks_platform::auth::Role;
+use dtks_platform::events;
+use dtks_proto::common::v1 as pb;
+use dtks_proto::events::v1 as ev;
+use dtks_proto::verivali::v1::verivali_service_client::VerivaliServiceClient;
+use dtks_proto::verivali::v1::*;
+use futures::{StreamExt, TryStreamExt};
+use sea_orm::ConnectionTrait;
+
+const REGENCIES: usize = 10;
+const VILLAGES_PER_REGENCY: usize = 50;
+const BATCH: usize = 5000;
+
+fn village(i: usize) -> String {
+    let v = i % (REGENCIES * VILLAGES_PER_REGENCY);
+    format!(
+        "32.{:02}.01.{}",
+        v / VILLAGES_PER_REGENCY + 1,
+        2001 + v % VILLAGES_PER_REGENCY
+    )
+}
+
+/// Household `i`: a couple in [`village`], matched against Dukcapil.
+fn matched(i: usize) -> (String, ev::ProposalMatched) {
+    let village = village(i);
+    let district = village[..8].replace('.', "");
+    let born =
+        NaiveDate::from_ymd_opt(1970, 1, 1).expect("date") + chrono::Days::new((i % 7000) as u64);
+    let serial = 1 + (i / 7000) % 9000;
+    let member = |day_offset: u32, name: &str, sex: i32, relationship: i32| {
+        let nik = format!(
+            "{district}{:02}{:02}{:02}{:04}",
+            born.day() + day_offset,
+            born.month(),
+            born.year() % 100,
+            serial
+        );
+        let mut p = dtks_e2e::person(
+            &nik,
+            name,
+            (born.year(), born.month() as i32, born.day() as i32),
+            sex,
+            relationship,
+        );
+        p.monthly_income = 800_000 + i64::from(born.day()) * 10_000;
+        p
+    };
+    let household = pb::Household {
+        address: Some(pb::Address {
+            village_code: village.clone(),
+            rt: "001".into(),
+            rw: "002".into(),
+            street: "Jl. Melati".into(),
+            postal_code: "40375".into(),
+        }),
+        location: Some(pb::GeoPoint {
+            latitude: -7.0,
+            longitude: 107.6,
+        }),
+        families: vec![pb::Family {
+            kk_number: format!("{district}010120{:04}", 1 + i % 9999),
+            members: vec![
+                member(0, "Asep Sunandar", 1, 1),
+                member(40, "Siti Aminah", 2, 2),
+            ],
+        }],
+        dwelling: Some(pb::Dwelling {
+            tenure: 1,
+            floor_area_m2: 24.0 + (i % 40) as f64,
+            floor: 1,
+            wall: 1,
+            roof: 2,
+            water: 1,
+            sanitation: 1,
+            electricity: 3,
+        }),
+        assets: Some(pb::Assets::default()),
+        ..Default::default()
+    };
+    let persons = (0..2)
+        .map(|m| ev::PersonMatch {
+            family_index: 0,
+            member_index: m,
+            outcome: ev::PersonOutcome::Matched as i32,
+            ..Default::default()
+        })
+        .collect();
+    (
+        village,
+        ev::ProposalMatched {
+            proposal_id: uuid::Uuid::now_v7().to_string(),
+            channel: ev::Channel::Musdes as i32,
+            kind: ev::ProposalKind::Add as i32,
+            household: Some(household),
+            persons,
+            outcome: ev::HouseholdOutcome::AllMatched as i32,
+        },
+    )
+}
+
+async fn count(stack: &Stack, sql: &str) -> anyhow::Result<i64> {
+    let row = stack
+        .db
+        .query_one_raw(dtks_platform::db::stmt(sql, []))
+        .await?
+        .expect("a count row");
+    Ok(row.try_get::<i64>("", "n")?)
+}
+
+/// Case ids by region prefix (village or regency), oldest first.
+async fn cases_by(stack: &Stack, prefix_len: usize) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let rows = stack
+        .db
+        .query_all_raw(dtks_platform::db::stmt(
+            "SELECT left(region_code, $1) AS region, array_agg(case_id::text ORDER BY case_id) AS ids
+             FROM verivali.cases GROUP BY 1 ORDER BY 1",
+            [(prefix_len as i32).into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("", "region")?, r.try_get("", "ids")?)))
+        .collect()
+}
+
+struct Row {
+    step: &'static str,
+    cases: usize,
+    seconds: f64,
+    commands: usize,
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = env_or("DTKS_BENCH_CASES", 100_000);
+    println!(
+        "verivali workflow benchmark: {n} cases, {REGENCIES} regencies × {VILLAGES_PER_REGENCY} villages"
+    );
+    let mut stack = Stack::start_services(
+        "nik,kk_number,full_name,birth_place,birth_date,sex,village_code,death_date\n",
+        &[],
+        &[],
+    )
+    .await?;
+    stack
+        .start_verivali_with_clock(dtks_platform::clock::system())
+        .await?;
+    let client = VerivaliServiceClient::new(stack.channel("verivali").await?)
+        .max_decoding_message_size(64 << 20);
+    let mut rows = Vec::new();
+
+    // Cases open from proposal.matched, as matching publishes it.
+    let bus = dtks_platform::bus::Bus::connect(&dtks_platform::config::BusConfig {
+        url: secrecy::SecretString::from(std::env::var("DTKS_BUS__URL")?),
+        namespace: format!("e2e.{}", stack.run_id),
+        delivery_limit: 5,
+        prefetch: 1,
+        queue_expires_ms: None,
+    })
+    .await?;
+    let publisher = bus.publisher().await?;
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let envelopes: Vec<_> = chunk
+            .iter()
+            .map(|i| {
+                let (village, m) = matched(*i);
+                events::envelope(events::PROPOSAL_MATCHED, "matching", &village, &m)
+            })
+            .collect();
+        publisher.publish_all(&envelopes).await?;
+    }
+    loop {
+        let opened = count(
+            &stack,
+            "SELECT count(*) AS n FROM verivali.cases WHERE state = 1",
+        )
+        .await?;
+        if opened as usize >= n {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed().as_secs() < 1800,
+            "only {opened} cases opened in 30 minutes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    rows.push(Row {
+        step: "case opened (proposal.matched consumed)",
+        cases: n,
+        seconds: started.elapsed().as_secs_f64(),
+        commands: n,
+    });
+
+    // Village review: one minutes per village, 500 decisions to a command, 4 in flight.
+    let by_village = cases_by(&stack, 13).await?;
+    let today = dtks_platform::convert::pb_date(chrono::Utc::now().date_naive());
+    let mut commands = Vec::new();
+    for (village, ids) in &by_village {
+        let token = stack.token_for("op", Role::VillageOperator, village);
+        for chunk in ids.chunks(500) {
+            let request = RecordVillageReviewRequest {
+                minutes_number: format!("BA/{village}/1"),
+                minutes_date: Some(today),
+                attendees: 40,
+                decisions: chunk
+                    .iter()
+                    .map(|id| VillageDecision {
+                        case_id: id.clone(),
+                        approved: true,
+                        note: String::new(),
+                    })
+                    .collect(),
+            };
+            commands.push((token.clone(), request));
+        }
+    }
+    let started = Instant::now();
+    let count_commands = commands.len();
+    let applied: Vec<u32> = futures::stream::iter(commands)
+        .map(|(token, request)| {
+            let mut client = client.clone();
+            async move {
+                anyhow::Ok(
+                    client
+                        .record_village_review(authed(request, &token))
+                        .await?
+                        .into_inner()
+                        .applied,
+                )
+            }
+        })
+        .buffer_unordered(4)
+        .try_collect()
+        .await?;
+    anyhow::ensure!(
+        applied.iter().sum::<u32>() as usize == n,
+        "village review applied {:?}",
+        applied.iter().sum::<u32>()
+    );
+    rows.push(Row {
+        step: "village review (musdes)",
+        cases: n,
+        seconds: started.elapsed().as_secs_f64(),
+        commands: count_commands,
+    });
+
+    // Field verification: one visit per household, 16 in flight.
+    let by_regency = cases_by(&stack, 5).await?;
+    let started = Instant::now();
+    let visits: Vec<(String, String)> = by_regency
+        .iter()
+        .flat_map(|(regency, ids)| {
+            let token = stack.token_for("dinsos", Role::RegencyOfficer, regency);
+            ids.iter().map(move |id| (token.clone(), id.clone()))
+        })
+        .collect();
+    futures::stream::iter(visits)
+        .map(|(token, id)| {
+            let mut client = client.clone();
+            async move {
+                client
+                    .record_field_verification(authed(
+                        RecordFieldVerificationRequest {
+                            case_id: id,
+                            interview_summary: "interviewed".into(),
+                            observation_summary: "as declared".into(),
+                            geotag: Some(pb::GeoPoint {
+                                latitude: -7.0,
+                                longitude: 107.6,
+                            }),
+                            photo_references: vec!["photo://1".into()],
+                            confirmed: true,
+                            corrected: None,
+                        },
+                        &token,
+                    ))
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    rows.push(Row {
+        step: "field verification (one visit per command)",
+        cases: n,
+        seconds: started.elapsed().as_secs_f64(),
+        commands: n,
+    });
+
+    // Sign-off, forwarding and assessment: batches of 5,000 in one transaction each.
+    type Step = fn(
+        VerivaliServiceClient<tonic::transport::Channel>,
+        tonic::Request<BatchRequest>,
+    ) -> futures::future::BoxFuture<'static, Result<BatchResult, tonic::Status>>;
+    let steps: [(&str, Role, bool, Step); 3] = [
+        ("Bupati sign-off", Role::Bupati, true, |mut c, r| {
+            Box::pin(async move { c.sign_off(r).await.map(|a| a.into_inner()) })
+        }),
+        (
+            "province forwarding",
+            Role::ProvinceOfficer,
+            false,
+            |mut c, r| {
+                Box::pin(async move { c.forward_to_ministry(r).await.map(|a| a.into_inner()) })
+            },
+        ),
+        (
+            "ministry assessment (automatic)",
+            Role::MinistryAssessor,
+            false,
+            |mut c, r| Box::pin(async move { c.assess_batch(r).await.map(|a| a.into_inner()) }),
+        ),
+    ];
+    let mut accepted = 0;
+    for (name, role, per_regency, call) in steps {
+        let mut batches = Vec::new();
+        for (regency, ids) in &by_regency {
+            let scope = if per_regency {
+                regency.as_str()
+            } else if role == Role::ProvinceOfficer {
+                "32"
+            } else {
+                ""
+            };
+            let token = stack.token_for("officer", role, scope);
+            for chunk in ids.chunks(BATCH) {
+                batches.push((token.clone(), chunk.to_vec()));
+            }
+        }
+        let started = Instant::now();
+        let count_commands = batches.len();
+        let results: Vec<BatchResult> = futures::stream::iter(batches)
+            .map(|(token, ids)| {
+                let client = client.clone();
+                call(
+                    client,
+                    authed(
+                        BatchRequest {
+                            case_ids: ids,
+                            note: String::new(),
+                        },
+                        &token,
+                    ),
+                )
+            })
+            .buffer_unordered(2)
+            .try_collect()
+            .await?;
+        anyhow::ensure!(results.iter().map(|r| r.applied as usize).sum::<usize>() == n);
+        accepted = results.iter().map(|r| r.accepted as usize).sum::<usize>();
+        rows.push(Row {
+            step: name,
+            cases: n,
+            seconds: started.elapsed().as_secs_f64(),
+            commands: count_commands,
+        });
+    }
+    anyhow::ensure!(accepted == n, "{accepted} of {n} accepted");
+    let history = count(&stack, "SELECT count(*) AS n FROM verivali.case_history").await?;
+    let events = count(&stack, "SELECT count(*) AS n FROM verivali.outbox").await?;
+
+    println!("| transition | cases | commands | wall time | cases/s |");
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.1} s | {:.0} |",
+            r.step,
+            r.cases,
+            r.commands,
+            r.seconds,
+            r.cases as f64 / r.seconds
+        );
+    }
+    println!("{accepted} cases accepted; {history} history rows, {events} events in the outbox");
+    Ok(())
+}
