@@ -21,8 +21,11 @@ use super::{REGISTRY, VILLAGE, count, household, submit_household};
 
 const OTHER_VILLAGE: &str = "32.04.05.2002";
 
+/// NIK, name, birth date, KK number.
+type Man = (&'static str, &'static str, (i32, i32, i32), &'static str);
+
 /// Six more men of the village, one household each; the registry knows them all.
-const MEN: &[(&str, &str, (i32, i32, i32), &str)] = &[
+const MEN: &[Man] = &[
     (
         "3204050101750002",
         "Ahmad Fauzi",
@@ -61,9 +64,17 @@ const MEN: &[(&str, &str, (i32, i32, i32), &str)] = &[
     ),
 ];
 
+/// One more, whom the province sends back.
+const GILANG: Man = (
+    "3204050707820008",
+    "Gilang Ramadhan",
+    (1982, 7, 7),
+    "3204050101000108",
+);
+
 fn registry() -> String {
     let mut csv = REGISTRY.to_owned();
-    for (nik, name, (y, m, d), kk) in MEN {
+    for (nik, name, (y, m, d), kk) in MEN.iter().chain([&GILANG]) {
         csv.push_str(&format!(
             "{nik},{kk},{name},Bandung,{y:04}-{m:02}-{d:02},1,{VILLAGE},\n"
         ));
@@ -71,9 +82,9 @@ fn registry() -> String {
     csv
 }
 
-/// The household of `MEN[i]`, alone, proposed with `nik`.
+/// The household of `MEN[i]` (`GILANG` past the end), alone, proposed with `nik`.
 fn single(i: usize, nik: &str) -> pb::Household {
-    let (_, name, (year, month, day), kk) = MEN[i];
+    let (_, name, (year, month, day), kk) = MEN.get(i).copied().unwrap_or(GILANG);
     let mut h = household();
     let mut head = h.families[0].members[0].clone();
     head.nik = nik.into();
@@ -281,14 +292,17 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
     )
     .await?;
     let (fajar, _) = propose(&stack, &o.village, "vv-fajar", single(5, MEN[5].0)).await?;
-    let all = [&asep, &ahmad, &budi, &cecep, &dadang, &endang, &fajar];
+    let (gilang, _) = propose(&stack, &o.village, "vv-gilang", single(6, GILANG.0)).await?;
+    let all = [
+        &asep, &ahmad, &budi, &cecep, &dadang, &endang, &fajar, &gilang,
+    ];
 
-    // The village operator's work queue holds the seven matched cases; the Bupati's none.
+    // The village operator's work queue holds the eight matched cases; the Bupati's none.
     let queue = client
         .work_queue(authed(WorkQueueRequest::default(), &o.village))
         .await?
         .into_inner();
-    assert_eq!(queue.cases.len(), 7);
+    assert_eq!(queue.cases.len(), 8);
     assert!(
         queue
             .cases
@@ -386,7 +400,7 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
         .record_village_review(authed(minutes_today(&clock, decisions), &o.village))
         .await?
         .into_inner();
-    assert_eq!((reviewed.applied, reviewed.rejected), (7, 1));
+    assert_eq!((reviewed.applied, reviewed.rejected), (8, 1));
     assert_eq!(
         state_of(&mut client, &o.village, &ahmad).await?,
         CaseState::Rejected
@@ -462,7 +476,7 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
             .map(|d| d.floor_area_m2),
         Some(30.0)
     );
-    for id in [&cecep, &dadang, &endang, &fajar] {
+    for id in [&cecep, &dadang, &endang, &fajar, &gilang] {
         client
             .record_field_verification(authed(visit(id, true), &o.regency))
             .await?;
@@ -496,14 +510,43 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
         .await?
         .into_inner();
     assert_eq!(back.returned, 1);
+    let other_bupati = stack.token_for("bupati-3273", Role::Bupati, "32.73");
+    expect_code(
+        client
+            .sign_off(authed(batch(&[&asep], ""), &other_bupati))
+            .await,
+        Code::PermissionDenied,
+        "outside the caller's scope 32.73",
+    );
     let signed = client
         .sign_off(authed(
-            batch(&[&asep, &dadang, &endang, &fajar], "SK Bupati 12/2026"),
+            batch(
+                &[&asep, &dadang, &endang, &fajar, &gilang],
+                "SK Bupati 12/2026",
+            ),
             &o.bupati,
         ))
         .await?
         .into_inner();
-    assert_eq!(signed.applied, 4);
+    assert_eq!(signed.applied, 5);
+    // The province sends Gilang back before forwarding; a village operator may not.
+    expect_code(
+        client
+            .return_to_region(authed(batch(&[&gilang], "no minutes attached"), &o.village))
+            .await,
+        Code::PermissionDenied,
+        "may not return to the region",
+    );
+    client
+        .return_to_region(authed(
+            batch(&[&gilang], "the sign-off letter is unsigned"),
+            &o.province,
+        ))
+        .await?;
+    assert_eq!(
+        state_of(&mut client, &o.province, &gilang).await?,
+        CaseState::Returned
+    );
     expect_code(
         client
             .forward_to_ministry(authed(batch(&[&asep], ""), &o.bupati))
@@ -640,6 +683,24 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
         Code::FailedPrecondition,
         "CASE_STATE_ACCEPTED",
     );
+    let mut incomplete = single(3, MEN[3].0);
+    if let Some(d) = incomplete.dwelling.as_mut() {
+        d.roof = 0;
+    }
+    expect_code(
+        client
+            .resubmit(authed(
+                ResubmitRequest {
+                    case_id: dadang.clone(),
+                    corrected: Some(incomplete),
+                    note: String::new(),
+                },
+                &o.regency,
+            ))
+            .await,
+        Code::InvalidArgument,
+        "corrected.dwelling.roof",
+    );
     let resubmitted = client
         .resubmit(authed(
             ResubmitRequest {
@@ -730,11 +791,12 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
         })
         .await?;
     // Events: one household.accepted per accepted case (Asep, Endang, Dadang), one
-    // household.returned per return or rejection (Ahmad, Budi, Cecep, Fajar, Dadang).
+    // household.returned per return or rejection (Ahmad, Budi, Cecep, Fajar, Gilang,
+    // Dadang).
     let events =
         |t: &str| format!("SELECT count(*) AS n FROM verivali.outbox WHERE event_type = '{t}'");
     assert_eq!(count(&stack, &events("household.accepted")).await?, 3);
-    assert_eq!(count(&stack, &events("household.returned")).await?, 5);
+    assert_eq!(count(&stack, &events("household.returned")).await?, 6);
     assert_eq!(count(&stack, &events("proposal.resubmitted")).await?, 1);
     assert_eq!(
         count(&stack, &events("case.state_changed")).await?,
@@ -769,7 +831,7 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
                 state: CaseState::Returned as i32,
                 min_age_days: 3,
                 page: Some(pb::PageRequest {
-                    page_size: 1,
+                    page_size: 2,
                     page_token: token,
                 }),
             },
@@ -777,6 +839,7 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
         ))
         .await?
         .into_inner();
+    assert!(rest.page.as_ref().expect("page").next_page_token.is_empty());
     let mut seen: Vec<String> = listed
         .cases
         .iter()
@@ -784,7 +847,7 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
         .map(|c| c.case_id.clone())
         .collect();
     seen.sort();
-    let mut want = vec![cecep.clone(), fajar.clone()];
+    let mut want = vec![cecep.clone(), fajar.clone(), gilang.clone()];
     want.sort();
     assert_eq!(seen, want);
     let older = client
@@ -813,12 +876,12 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
         Code::PermissionDenied,
         "outside the caller's scope",
     );
-    // The regency's queue: the two returned cases wait for it.
+    // The regency's queue: the three returned cases wait for it.
     let queue = client
         .work_queue(authed(WorkQueueRequest::default(), &o.regency))
         .await?
         .into_inner();
-    assert_eq!(queue.cases.len(), 2);
+    assert_eq!(queue.cases.len(), 3);
     Ok(())
 }
 
@@ -981,7 +1044,7 @@ async fn complaints_life_events_qa_samples_and_the_six_monthly_update_on_a_pause
         ))
         .await?
         .into_inner();
-    let deadline = complaint.deadline.clone().expect("deadline");
+    let deadline = complaint.deadline.expect("deadline");
     assert_eq!(
         deadline.seconds,
         (now + chrono::Duration::days(14)).timestamp()

@@ -173,8 +173,11 @@ pub fn check(h: &Household, today: NaiveDate) -> Vec<Flag> {
     out
 }
 
+/// A household measure.
+pub type Measure = fn(&Household) -> f64;
+
 /// The household measures compared with the regency's distribution.
-pub const METRICS: &[(&str, fn(&Household) -> f64)] = &[
+pub const METRICS: &[(&str, Measure)] = &[
     ("income_per_capita", income_per_capita),
     ("floor_area_per_capita", floor_area_per_capita),
 ];

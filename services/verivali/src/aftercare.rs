@@ -222,8 +222,8 @@ fn task_event(
     )
 }
 
-/// A vital event: a task for a household in DTKS that needs re-verifying; a flag on a
-/// case still being verified.
+/// A vital event: a task for the household in DTKS it changes (joined to the open one);
+/// a flag on a case still being verified.
 pub async fn life_event(
     txn: &DatabaseTransaction,
     life: &ev::PersonLifeEvent,
@@ -237,12 +237,11 @@ pub async fn life_event(
         ))
         .await?;
     }
+    // Every vital event of a member (death, birth, marriage, divorce, moving) changes
+    // the household DTKS holds: the region re-verifies it.
     let Ok(household_id) = uuid::Uuid::parse_str(&life.household_id) else {
         return Ok(());
     };
-    if !life.reverify_household {
-        return Ok(());
-    }
     let region = txn
         .query_one_raw(stmt(
             "SELECT region_code FROM households WHERE household_id = $1 AND removed_at IS NULL",

@@ -382,23 +382,28 @@ fn corrected_fields(current: &pb::Household, corrected: &pb::Household) -> Vec<S
     out
 }
 
-/// Validates a household as intake would, naming fields under `prefix`.
+/// Validates a household as intake would (structure and complete attributes), naming
+/// fields under `prefix`.
 fn valid_household(
     h: &pb::Household,
     prefix: &str,
     today: chrono::NaiveDate,
 ) -> Result<(), Status> {
-    convert::household_from_proto(h, today)
-        .map(|_| ())
-        .map_err(|mut v| {
-            for f in &mut v.0 {
-                f.field = format!(
-                    "{prefix}.{}",
-                    f.field.strip_prefix("household.").unwrap_or(&f.field)
-                );
-            }
-            grpc::invalid_argument(&v)
-        })
+    let violations = match convert::household_from_proto(h, today) {
+        Ok(household) => household.missing_attributes(),
+        Err(v) => v,
+    };
+    if violations.0.is_empty() {
+        return Ok(());
+    }
+    let mut violations = violations;
+    for f in &mut violations.0 {
+        f.field = format!(
+            "{prefix}.{}",
+            f.field.strip_prefix("household.").unwrap_or(&f.field)
+        );
+    }
+    Err(grpc::invalid_argument(&violations))
 }
 
 #[tonic::async_trait]

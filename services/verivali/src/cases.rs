@@ -397,11 +397,7 @@ pub fn assess(content: &Content, today: chrono::NaiveDate) -> Assessment {
                 .collect();
             integrity::assess(&household, &outcomes)
         }
-        Err(violations) => vec![integrity::CriterionResult {
-            criterion: 5,
-            passed: false,
-            reasons: violations.0.iter().map(ToString::to_string).collect(),
-        }],
+        Err(violations) => unparsed(&content.household, &violations),
     };
     Assessment {
         accepted: criteria.iter().all(|c| c.passed),
@@ -409,6 +405,69 @@ pub fn assess(content: &Content, today: chrono::NaiveDate) -> Assessment {
         override_reason: String::new(),
         assessed_by: String::new(),
     }
+}
+
+/// The criteria of a household whose fields do not parse: a NIK given twice breaks
+/// criterion 1 (and 4 across families); the other field violations are criterion 5;
+/// criteria 2 and 3 wait for valid fields.
+fn unparsed(
+    household: &pb::Household,
+    violations: &dtks_domain::Violations,
+) -> Vec<integrity::CriterionResult> {
+    let (mut single, mut overlap) = (Vec::new(), Vec::new());
+    let mut seen: std::collections::HashMap<&str, (usize, usize)> = Default::default();
+    for (fi, family) in household.families.iter().enumerate() {
+        for (mi, person) in family.members.iter().enumerate() {
+            if person.nik.is_empty() {
+                continue;
+            }
+            if let Some((f0, m0)) = seen.insert(&person.nik, (fi, mi)) {
+                single.push(format!(
+                    "family {} member {} repeats the NIK of family {} member {}",
+                    fi + 1,
+                    mi + 1,
+                    f0 + 1,
+                    m0 + 1
+                ));
+                if f0 != fi {
+                    overlap.push(format!(
+                        "family {} member {} is also member {} of family {}",
+                        fi + 1,
+                        mi + 1,
+                        m0 + 1,
+                        f0 + 1
+                    ));
+                }
+            }
+        }
+    }
+    let fields: Vec<String> = violations
+        .0
+        .iter()
+        .filter(|v| !v.description.starts_with("the same NIK is already given"))
+        .map(ToString::to_string)
+        .collect();
+    let waiting = |criterion| integrity::CriterionResult {
+        criterion,
+        passed: fields.is_empty(),
+        reasons: if fields.is_empty() {
+            vec![]
+        } else {
+            vec!["cannot be assessed until the fields under criterion 5 are valid".to_owned()]
+        },
+    };
+    let result = |criterion, reasons: Vec<String>| integrity::CriterionResult {
+        criterion,
+        passed: reasons.is_empty(),
+        reasons,
+    };
+    vec![
+        result(1, single),
+        waiting(2),
+        waiting(3),
+        result(4, overlap),
+        result(5, fields),
+    ]
 }
 
 /// The household's consistency flags, with the comparison against its regency's
@@ -563,5 +622,17 @@ pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::regency_of;
+
+    #[test]
+    fn regencies_are_cut_from_any_region_code() {
+        assert_eq!(regency_of("32.04.05.2001"), "32.04");
+        assert_eq!(regency_of("32.04"), "32.04");
+        assert_eq!(regency_of("32"), "32");
     }
 }

@@ -20,6 +20,7 @@ use dtks_platform::events;
 use dtks_platform::grpc;
 use dtks_proto::verivali::v1::verivali_service_server::VerivaliServiceServer;
 
+pub use cases::{Assessment, Content, assess};
 pub use schema::Migrator;
 
 /// Serves verivali on the system clock.

@@ -323,12 +323,12 @@ mod tests {
 
     #[test]
     fn refusals_name_the_current_state_and_the_roles() {
-        let r = check(Step::SignOff, Role::Bupati, S::Matched).unwrap_err();
+        let r = check(Step::SignOff, Role::Bupati, S::Matched).expect_err("refused");
         assert_eq!(
             r.describe(Step::SignOff, Role::Bupati),
             "the case is CASE_STATE_MATCHED; to sign off it must be CASE_STATE_FIELD_VERIFIED"
         );
-        let r = check(Step::SignOff, Role::VillageOperator, S::FieldVerified).unwrap_err();
+        let r = check(Step::SignOff, Role::VillageOperator, S::FieldVerified).expect_err("refused");
         assert_eq!(
             r.describe(Step::SignOff, Role::VillageOperator),
             "role VillageOperator may not sign off; Bupati may"
