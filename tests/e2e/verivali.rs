@@ -882,7 +882,136 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
         .await?
         .into_inner();
     assert_eq!(queue.cases.len(), 3);
+
+    // Every command refuses the wrong role, the wrong region and the wrong state (Asep's
+    // case is ACCEPTED), and a refused command leaves no trace.
+    let history_before = count(&stack, "SELECT count(*) AS n FROM verivali.case_history").await?;
+    let outbox_before = count(&stack, "SELECT count(*) AS n FROM verivali.outbox").await?;
+    let other_province = stack.token_for("dinsos-33", Role::ProvinceOfficer, "33");
+    let commands: [(Command, &str, Option<&str>); 8] = [
+        (Command::VillageReview, &o.village, Some(&o.other_village)),
+        (Command::FieldVisit, &o.regency, Some(&o.other_regency)),
+        (Command::SignOff, &o.bupati, Some(&other_bupati)),
+        (Command::Forward, &o.province, Some(&other_province)),
+        (Command::Assess, &o.ministry, None),
+        (Command::AssessBatch, &o.ministry, None),
+        (Command::Return, &o.ministry, None),
+        (Command::Resubmit, &o.regency, Some(&o.other_regency)),
+    ];
+    for (command, owner, foreign) in commands {
+        let refused = command.send(&mut client, &asep, &o.public).await;
+        assert_eq!(
+            refused.code(),
+            Code::PermissionDenied,
+            "{command:?} by the public: {refused:?}"
+        );
+        assert!(
+            refused.message().contains("may not"),
+            "{command:?}: {refused:?}"
+        );
+        if let Some(foreign) = foreign {
+            let refused = command.send(&mut client, &asep, foreign).await;
+            assert_eq!(
+                refused.code(),
+                Code::PermissionDenied,
+                "{command:?} from afar: {refused:?}"
+            );
+            assert!(
+                refused.message().contains("outside the caller's scope"),
+                "{command:?}: {refused:?}"
+            );
+        }
+        let refused = command.send(&mut client, &asep, owner).await;
+        assert_eq!(
+            refused.code(),
+            Code::FailedPrecondition,
+            "{command:?}: {refused:?}"
+        );
+        assert!(
+            refused
+                .message()
+                .contains("the case is CASE_STATE_ACCEPTED"),
+            "{command:?}: {refused:?}"
+        );
+    }
+    assert_eq!(
+        count(&stack, "SELECT count(*) AS n FROM verivali.case_history").await?,
+        history_before
+    );
+    assert_eq!(
+        count(&stack, "SELECT count(*) AS n FROM verivali.outbox").await?,
+        outbox_before
+    );
     Ok(())
+}
+
+/// Each command of the workflow, sent for one case; for the refusal checks.
+#[derive(Debug, Clone, Copy)]
+enum Command {
+    VillageReview,
+    FieldVisit,
+    SignOff,
+    Forward,
+    Assess,
+    AssessBatch,
+    Return,
+    Resubmit,
+}
+
+impl Command {
+    /// Sends the command for `case_id` as `token`; answers the refusal.
+    async fn send(self, client: &mut Client, case_id: &str, token: &str) -> tonic::Status {
+        let ids = [case_id.to_owned()];
+        let one = || batch(&[&ids[0]], "checked again");
+        let answer = match self {
+            Command::VillageReview => {
+                let clock = PausedClock::at(chrono::Utc::now());
+                client
+                    .record_village_review(authed(
+                        minutes_today(&clock, vec![approve(case_id)]),
+                        token,
+                    ))
+                    .await
+                    .map(|_| ())
+            }
+            Command::FieldVisit => client
+                .record_field_verification(authed(visit(case_id, true), token))
+                .await
+                .map(|_| ()),
+            Command::SignOff => client.sign_off(authed(one(), token)).await.map(|_| ()),
+            Command::Forward => client
+                .forward_to_ministry(authed(one(), token))
+                .await
+                .map(|_| ()),
+            Command::Assess => client
+                .assess(authed(
+                    AssessRequest {
+                        case_id: case_id.into(),
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(|_| ()),
+            Command::AssessBatch => client.assess_batch(authed(one(), token)).await.map(|_| ()),
+            Command::Return => client
+                .return_to_region(authed(one(), token))
+                .await
+                .map(|_| ()),
+            Command::Resubmit => client
+                .resubmit(authed(
+                    ResubmitRequest {
+                        case_id: case_id.into(),
+                        corrected: Some(household()),
+                        note: String::new(),
+                    },
+                    token,
+                ))
+                .await
+                .map(|_| ()),
+        };
+        answer.expect_err("the command is refused")
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
