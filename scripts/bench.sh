@@ -5,16 +5,21 @@
 #   scripts/bench.sh intake [HOUSEHOLDS]   bulk import vs raw COPY (default 100000)
 #   scripts/bench.sh matching [SCALE]      linkage vs Splink, exact NIK (1.0 = 10 M registry)
 #   scripts/bench.sh verivali [CASES]      the workflow by batched commands (default 100000)
+#   scripts/bench.sh determination [M]     the ranking core vs DuckDB ntile (default 45 M scores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=${1:-intake}
-if [ "$bench" = matching ]; then
-  # Files only: no servers. Splink needs python3-venv.
+if [ "$bench" = matching ] || [ "$bench" = determination ]; then
+  # Files only: no servers. Splink and DuckDB need python3-venv.
   python3 -c 'import ensurepip' >/dev/null 2>&1 || {
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
     $sudo apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
   }
+  if [ "$bench" = determination ]; then
+    export DTKS_BENCH_MILLIONS=${2:-${DTKS_BENCH_MILLIONS:-45}}
+    exec cargo bench -p dtks-e2e --bench determination
+  fi
   export DTKS_BENCH_SCALE=${2:-${DTKS_BENCH_SCALE:-1.0}}
   cargo build --release -p dtksctl
   exec cargo bench -p dtks-e2e --bench matching

@@ -211,7 +211,7 @@ impl Api {
         let on = chrono::NaiveDate::from_ymd_opt(period.0, period.1 as u32, 1)
             .ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
         let rows = txn
-            .query_all_raw(stmt("SELECT household_id, region_code, household, persons, change_seq FROM registry_households", []))
+            .query_all_raw(stmt("SELECT household_id, region_code, household, persons, change_seq FROM registry_households ORDER BY household_id", []))
             .await
             .map_err(grpc::internal)?;
         let (mut ranked, mut persons, mut watermark) = (Vec::with_capacity(rows.len()), 0i64, 0i64);
@@ -230,12 +230,15 @@ impl Api {
                 household: bytes,
             });
         }
-        // Poorest first; ties broken by household id so that the ranking is deterministic.
-        ranked.sort_by(|a, b| {
-            a.score
-                .total_cmp(&b.score)
-                .then(a.household_id.cmp(&b.household_id))
-        });
+        // Poorest first; the households come in id order, so equal scores rank by
+        // household id and the ranking is deterministic.
+        let scores: Vec<f64> = ranked.iter().map(|r| r.score).collect();
+        let order = dtks_domain::ranking::rank(&scores, 2);
+        let mut slots: Vec<Option<Ranked>> = ranked.into_iter().map(Some).collect();
+        let ranked: Vec<Ranked> = order
+            .iter()
+            .filter_map(|p| slots[*p as usize].take())
+            .collect();
         let n = ranked.len();
         let mut hasher = Sha256::new();
         hasher.update(model.version.as_bytes());

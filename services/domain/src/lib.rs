@@ -11,6 +11,7 @@ pub mod integrity;
 pub mod linkage;
 pub mod nik;
 pub mod pmt;
+pub mod ranking;
 pub mod region;
 pub mod violation;
 
