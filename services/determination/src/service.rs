@@ -18,9 +18,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn Migration>> {
-        sql_migrations(vec![SqlMigration {
-            name: "m0001_registry_and_snapshots",
-            sql: r#"
+        sql_migrations(vec![
+            SqlMigration {
+                name: "m0001_registry_and_snapshots",
+                sql: r#"
 CREATE TABLE registry_households (
     household_id UUID PRIMARY KEY,
     region_code TEXT NOT NULL,
@@ -57,13 +58,27 @@ CREATE TABLE snapshot_rows (
     PRIMARY KEY (snapshot_id, national_rank)
 );
 "#,
-        }])
+            },
+            SqlMigration {
+                name: "m0002_removals_and_diffs",
+                sql: r#"
+-- Households verivali removed stay in the registry, out of every later determination.
+ALTER TABLE registry_households ADD COLUMN removed_at TIMESTAMPTZ, ADD COLUMN removal_reason TEXT;
+-- Each row's SHA-256 of its household, so that diffs see what changed.
+ALTER TABLE snapshot_rows ADD COLUMN content BYTEA;
+CREATE INDEX snapshot_rows_household ON snapshot_rows (snapshot_id, household_id);
+"#,
+            },
+        ])
     }
 }
 
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let consumer = ctx
-        .spawn_consumer(&[events::HOUSEHOLD_ACCEPTED], Accepted)
+        .spawn_consumer(
+            &[events::HOUSEHOLD_ACCEPTED, events::HOUSEHOLD_REMOVED],
+            Accepted,
+        )
         .await?;
     let service = DeterminationServiceServer::new(Api {
         db: ctx.db.clone(),
@@ -83,6 +98,18 @@ impl EventHandler for Accepted {
         txn: &DatabaseTransaction,
         envelope: &Envelope,
     ) -> Result<(), HandlerError> {
+        if envelope.r#type == events::HOUSEHOLD_REMOVED {
+            let removed: ev::HouseholdRemoved = events::payload(envelope)?;
+            let id = uuid::Uuid::parse_str(&removed.household_id)
+                .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+            txn.execute_raw(stmt(
+                "UPDATE registry_households SET removed_at = now(), removal_reason = $2, change_seq = nextval('registry_change_seq')
+                 WHERE household_id = $1 AND removed_at IS NULL",
+                [id.into(), removed.reason.into()],
+            ))
+            .await?;
+            return Ok(());
+        }
         let accepted: ev::HouseholdAccepted = events::payload(envelope)?;
         let id = uuid::Uuid::parse_str(&accepted.household_id)
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
@@ -92,7 +119,8 @@ impl EventHandler for Accepted {
             "INSERT INTO registry_households (household_id, region_code, household, persons, change_seq, verified_at)
              VALUES ($1, $2, $3, $4, nextval('registry_change_seq'), now())
              ON CONFLICT (household_id) DO UPDATE SET region_code = EXCLUDED.region_code, household = EXCLUDED.household,
-                 persons = EXCLUDED.persons, change_seq = EXCLUDED.change_seq, verified_at = EXCLUDED.verified_at",
+                 persons = EXCLUDED.persons, change_seq = EXCLUDED.change_seq, verified_at = EXCLUDED.verified_at,
+                 removed_at = NULL, removal_reason = NULL",
             [id.into(), envelope.region_code.clone().into(), household.encode_to_vec().into(), (persons as i32).into()],
         ))
         .await?;
@@ -152,6 +180,62 @@ fn row_snapshot(r: &sea_orm::QueryResult) -> Result<Snapshot, Status> {
     })
 }
 
+/// The snapshot whose rows stand for `snap`'s period: itself, or for an unchanged month
+/// the snapshot it stands on.
+async fn standing_of(conn: &impl ConnectionTrait, snap: &Snapshot) -> Result<uuid::Uuid, Status> {
+    if !snap.unchanged {
+        return uuid::Uuid::parse_str(&snap.snapshot_id).map_err(grpc::internal);
+    }
+    let from = snap.stands_from.unwrap_or_default();
+    let row = conn
+        .query_one_raw(stmt(
+            "SELECT snapshot_id FROM snapshots WHERE year = $1 AND month = $2",
+            [from.year.into(), from.month.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?
+        .ok_or_else(|| Status::internal("missing source snapshot"))?;
+    row.try_get("", "snapshot_id").map_err(grpc::internal)
+}
+
+/// Households added, removed, changed (their record differs) and moved to another
+/// decile between the rows of two snapshots.
+async fn diff_rows(
+    conn: &impl ConnectionTrait,
+    before: uuid::Uuid,
+    after: uuid::Uuid,
+) -> Result<SnapshotDiff, Status> {
+    if before == after {
+        return Ok(SnapshotDiff::default());
+    }
+    let row = conn
+        .query_one_raw(stmt(
+            "SELECT count(*) FILTER (WHERE o.household_id IS NULL) AS added,
+                    count(*) FILTER (WHERE n.household_id IS NULL) AS removed,
+                    count(*) FILTER (WHERE o.content IS DISTINCT FROM n.content
+                                       AND o.household_id IS NOT NULL AND n.household_id IS NOT NULL) AS changed,
+                    count(*) FILTER (WHERE o.decile <> n.decile) AS decile_moves
+             FROM (SELECT household_id, content, decile FROM snapshot_rows WHERE snapshot_id = $1) o
+             FULL JOIN (SELECT household_id, content, decile FROM snapshot_rows WHERE snapshot_id = $2) n
+             USING (household_id)",
+            [before.into(), after.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?
+        .ok_or_else(|| Status::internal("no diff row"))?;
+    let n = |c: &str| {
+        row.try_get::<i64>("", c)
+            .map(|v| v as u64)
+            .map_err(grpc::internal)
+    };
+    Ok(SnapshotDiff {
+        added: n("added")?,
+        removed: n("removed")?,
+        changed: n("changed")?,
+        decile_moves: n("decile_moves")?,
+    })
+}
+
 const SNAPSHOT_COLUMNS: &str = "snapshot_id, year, month, households, persons, model_version, input_watermark, content_hash, unchanged,
     stands_from_year, stands_from_month, added, removed, changed, decile_moves, determined_at";
 
@@ -177,15 +261,7 @@ impl Api {
             .snapshot(&self.db, period)
             .await?
             .ok_or_else(|| Status::not_found("period not determined"))?;
-        let from = snap.stands_from.unwrap_or_default();
-        let source = if snap.unchanged {
-            self.snapshot(&self.db, (from.year, from.month))
-                .await?
-                .ok_or_else(|| Status::internal("missing source snapshot"))?
-        } else {
-            snap
-        };
-        uuid::Uuid::parse_str(&source.snapshot_id).map_err(grpc::internal)
+        standing_of(&self.db, &snap).await
     }
 
     async fn determine(&self, period: (i32, i32)) -> Result<Snapshot, Status> {
@@ -211,10 +287,22 @@ impl Api {
         let on = chrono::NaiveDate::from_ymd_opt(period.0, period.1 as u32, 1)
             .ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
         let rows = txn
-            .query_all_raw(stmt("SELECT household_id, region_code, household, persons, change_seq FROM registry_households ORDER BY household_id", []))
+            .query_all_raw(stmt("SELECT household_id, region_code, household, persons, change_seq FROM registry_households WHERE removed_at IS NULL ORDER BY household_id", []))
             .await
             .map_err(grpc::internal)?;
-        let (mut ranked, mut persons, mut watermark) = (Vec::with_capacity(rows.len()), 0i64, 0i64);
+        let (mut ranked, mut persons) = (Vec::with_capacity(rows.len()), 0i64);
+        // The input watermark counts removals too.
+        let watermark: i64 = txn
+            .query_one_raw(stmt(
+                "SELECT coalesce(max(change_seq), 0)::bigint AS w FROM registry_households",
+                [],
+            ))
+            .await
+            .map_err(grpc::internal)?
+            .map(|r| r.try_get("", "w"))
+            .transpose()
+            .map_err(grpc::internal)?
+            .unwrap_or(0);
         for r in &rows {
             let bytes: Vec<u8> = r.try_get("", "household").map_err(grpc::internal)?;
             let pb_household = pb::Household::decode(bytes.as_slice()).map_err(grpc::internal)?;
@@ -222,7 +310,6 @@ impl Api {
                 Status::internal(format!("registry holds an invalid household: {v}"))
             })?;
             persons += i64::from(r.try_get::<i32>("", "persons").map_err(grpc::internal)?);
-            watermark = watermark.max(r.try_get::<i64>("", "change_seq").map_err(grpc::internal)?);
             ranked.push(Ranked {
                 household_id: r.try_get("", "household_id").map_err(grpc::internal)?,
                 region_code: r.try_get("", "region_code").map_err(grpc::internal)?,
@@ -243,11 +330,14 @@ impl Api {
         let mut hasher = Sha256::new();
         hasher.update(model.version.as_bytes());
         let mut deciles = std::collections::BTreeMap::<String, Vec<u64>>::new();
+        let mut digests = Vec::with_capacity(n);
         for (rank, r) in ranked.iter().enumerate() {
             let decile = dtks_domain::pmt::decile_of_rank(rank, n);
+            let digest = Sha256::digest(&r.household).to_vec();
             hasher.update(r.household_id.as_bytes());
             hasher.update(r.score.to_bits().to_be_bytes());
-            hasher.update(Sha256::digest(&r.household));
+            hasher.update(&digest);
+            digests.push(digest);
             let regency = r.region_code.get(..5).unwrap_or(&r.region_code).to_owned();
             deciles.entry(regency).or_insert_with(|| vec![0; 10])[(decile - 1) as usize] += 1;
         }
@@ -269,18 +359,13 @@ impl Api {
                 month: period.1,
             },
         };
-        let added = if unchanged {
-            0
-        } else {
-            n as i64 - previous.as_ref().map(|p| p.households as i64).unwrap_or(0)
-        };
         txn.execute_raw(stmt(
             "INSERT INTO snapshots (snapshot_id, year, month, households, persons, model_version, input_watermark, content_hash, unchanged,
                  stands_from_year, stands_from_month, added, removed, changed, decile_moves)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, 0, 0)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, 0, 0, 0)",
             [
                 snapshot_id.into(), period.0.into(), period.1.into(), (n as i64).into(), persons.into(), model.version.clone().into(),
-                watermark.into(), content_hash.clone().into(), unchanged.into(), stands_from.year.into(), stands_from.month.into(), added.max(0).into(),
+                watermark.into(), content_hash.clone().into(), unchanged.into(), stands_from.year.into(), stands_from.month.into(),
             ],
         ))
         .await
@@ -298,15 +383,41 @@ impl Api {
                     .map(|i| dtks_domain::pmt::decile_of_rank(chunk_start + i, n) as i16)
                     .collect();
                 let blobs: Vec<Vec<u8>> = chunk.iter().map(|r| r.household.clone()).collect();
+                let contents: Vec<Vec<u8>> =
+                    digests[chunk_start..chunk_start + chunk.len()].to_vec();
                 txn.execute_raw(stmt(
-                    "INSERT INTO snapshot_rows (snapshot_id, national_rank, household_id, region_code, score, decile, household)
-                     SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::float8[], $6::int2[], $7::bytea[])",
-                    [snapshot_id.into(), ranks.into(), ids.into(), regions.into(), scores.into(), decs.into(), blobs.into()],
+                    "INSERT INTO snapshot_rows (snapshot_id, national_rank, household_id, region_code, score, decile, household, content)
+                     SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::float8[], $6::int2[], $7::bytea[], $8::bytea[])",
+                    [snapshot_id.into(), ranks.into(), ids.into(), regions.into(), scores.into(), decs.into(), blobs.into(), contents.into()],
                 ))
                 .await
                 .map_err(grpc::internal)?;
             }
         }
+        // The diff against the snapshot that stood last month.
+        let diff = match (&previous, unchanged) {
+            (_, true) => SnapshotDiff::default(),
+            (None, false) => SnapshotDiff {
+                added: n as u64,
+                ..Default::default()
+            },
+            (Some(p), false) => {
+                let before = standing_of(&txn, p).await?;
+                diff_rows(&txn, before, snapshot_id).await?
+            }
+        };
+        txn.execute_raw(stmt(
+            "UPDATE snapshots SET added = $2, removed = $3, changed = $4, decile_moves = $5 WHERE snapshot_id = $1",
+            [
+                snapshot_id.into(),
+                (diff.added as i64).into(),
+                (diff.removed as i64).into(),
+                (diff.changed as i64).into(),
+                (diff.decile_moves as i64).into(),
+            ],
+        ))
+        .await
+        .map_err(grpc::internal)?;
         let published = ev::DeterminationPublished {
             period: Some(pb::Period {
                 year: period.0,
@@ -317,9 +428,9 @@ impl Api {
             persons: persons as u64,
             content_hash,
             unchanged,
-            added: added.max(0) as u64,
-            removed: 0,
-            changed: 0,
+            added: diff.added,
+            removed: diff.removed,
+            changed: diff.changed,
             deciles: deciles
                 .into_iter()
                 .map(|(region_code, households_per_decile)| ev::RegionDeciles {
@@ -421,22 +532,105 @@ impl DeterminationService for Api {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_household_standing(
         &self,
-        _: Request<GetHouseholdStandingRequest>,
+        request: Request<GetHouseholdStandingRequest>,
     ) -> Result<Response<HouseholdStanding>, Status> {
-        Err(Status::unimplemented(
-            "explanations arrive with the determination issue",
-        ))
+        let who = claims(&request)?.clone();
+        let req = request.into_inner();
+        let household_id = uuid::Uuid::parse_str(&req.household_id)
+            .map_err(|_| grpc::invalid_field("household_id", "must be a UUID"))?;
+        let period = match req.period {
+            Some(p) => convert::period_key(Some(&p))?,
+            None => {
+                let latest = self
+                    .db
+                    .query_one_raw(stmt(
+                        "SELECT year, month FROM snapshots ORDER BY year DESC, month DESC LIMIT 1",
+                        [],
+                    ))
+                    .await
+                    .map_err(grpc::internal)?
+                    .ok_or_else(|| Status::not_found("no month has been determined"))?;
+                (
+                    latest.try_get("", "year").map_err(grpc::internal)?,
+                    latest.try_get("", "month").map_err(grpc::internal)?,
+                )
+            }
+        };
+        let snap = self
+            .snapshot(&self.db, period)
+            .await?
+            .ok_or_else(|| Status::not_found("period not determined"))?;
+        let snapshot_id = standing_of(&self.db, &snap).await?;
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                "SELECT national_rank, region_code, score, decile, household FROM snapshot_rows
+                 WHERE snapshot_id = $1 AND household_id = $2",
+                [snapshot_id.into(), household_id.into()],
+            ))
+            .await
+            .map_err(grpc::internal)?
+            .ok_or_else(|| Status::not_found("the household is not in this month's DTKS"))?;
+        let region: String = row.try_get("", "region_code").map_err(grpc::internal)?;
+        who.require_region(&region)?;
+        let bytes: Vec<u8> = row.try_get("", "household").map_err(grpc::internal)?;
+        let pb_household = pb::Household::decode(bytes.as_slice()).map_err(grpc::internal)?;
+        let on = chrono::NaiveDate::from_ymd_opt(period.0, period.1 as u32, 1)
+            .ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
+        let household = convert::household_from_proto(&pb_household, on)
+            .map_err(|v| Status::internal(format!("snapshot holds an invalid household: {v}")))?;
+        let model = dtks_domain::pmt::Model::default();
+        if model.version != snap.model_version {
+            return Err(Status::failed_precondition(format!(
+                "the month was scored with model {}, which this service no longer holds",
+                snap.model_version
+            )));
+        }
+        let terms = model
+            .explain(&household, on)
+            .into_iter()
+            .map(|t| ScoreTerm {
+                name: t.name.to_owned(),
+                value: t.value,
+                coefficient: t.coefficient,
+                contribution: t.contribution,
+            })
+            .collect();
+        Ok(Response::new(HouseholdStanding {
+            household: Some(RankedHousehold {
+                household_id: household_id.to_string(),
+                region_code: region,
+                score: row.try_get("", "score").map_err(grpc::internal)?,
+                national_rank: row
+                    .try_get::<i64>("", "national_rank")
+                    .map_err(grpc::internal)? as u64,
+                decile: u32::try_from(row.try_get::<i16>("", "decile").map_err(grpc::internal)?)
+                    .unwrap_or_default(),
+                household: Some(pb_household),
+            }),
+            model_version: model.version.clone(),
+            intercept: model.intercept,
+            terms,
+        }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn diff_snapshots(
         &self,
-        _: Request<DiffSnapshotsRequest>,
+        request: Request<DiffSnapshotsRequest>,
     ) -> Result<Response<SnapshotDiff>, Status> {
-        Err(Status::unimplemented(
-            "diffs between any two periods arrive with the determination issue",
-        ))
+        claims(&request)?;
+        let req = request.get_ref();
+        let from = convert::period_key(req.from.as_ref())
+            .map_err(|_| grpc::invalid_field("from", "must be a period"))?;
+        let to = convert::period_key(req.to.as_ref())
+            .map_err(|_| grpc::invalid_field("to", "must be a period"))?;
+        let before = self.standing_snapshot_id(from).await?;
+        let after = self.standing_snapshot_id(to).await?;
+        Ok(Response::new(diff_rows(&self.db, before, after).await?))
     }
 }
 
