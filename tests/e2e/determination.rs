@@ -262,3 +262,82 @@ async fn months_diffs_removals_and_explained_standings() -> anyhow::Result<()> {
     assert_eq!(latest.household.expect("household").national_rank, 1);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_at_a_time_and_a_crashed_run_leaves_nothing() -> anyhow::Result<()> {
+    // Every run pauses 3 s inside its transaction, holding the advisory lock.
+    let mut stack = Stack::start_services(
+        &registry(),
+        &["intake", "matching", "verivali", "determination"],
+        &[("DTKS_DETERMINATION_FAULT", "pause")],
+    )
+    .await?;
+    let operator = stack.token(Role::VillageOperator, VILLAGE);
+    let admin = stack.token(Role::PusdatinAdmin, "");
+    submit_household(&stack, &operator, "one-asep", "ONE-ASEP", household()).await?;
+    accepted(&stack, 1).await?;
+    let determine = |month: i32, channel: tonic::transport::Channel| {
+        let token = admin.clone();
+        async move {
+            DeterminationServiceClient::new(channel)
+                .determine(authed(
+                    DetermineRequest {
+                        period: period(month),
+                    },
+                    &token,
+                ))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let channel = stack.channel("determination").await?;
+    let (june, july) = tokio::join!(determine(6, channel.clone()), async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        determine(7, channel.clone()).await
+    });
+    let june = june?;
+    let refused = july.expect_err("a second run while the first holds the lock");
+    assert_eq!(refused.code(), Code::Aborted, "{refused:?}");
+    assert!(refused.message().contains("another determination"));
+    assert_eq!(
+        count(&stack, "SELECT count(*) AS n FROM determination.snapshots").await?,
+        1
+    );
+
+    // A run that dies after writing its rows, before the commit, leaves no snapshot.
+    stack
+        .restart("determination", &[("DTKS_DETERMINATION_FAULT", "crash")])
+        .await?;
+    let rows_before = count(
+        &stack,
+        "SELECT count(*) AS n FROM determination.snapshot_rows",
+    )
+    .await?;
+    let crashed = determine(8, stack.channel("determination").await?).await;
+    assert!(crashed.is_err(), "{crashed:?}");
+    assert_eq!(
+        count(&stack, "SELECT count(*) AS n FROM determination.snapshots").await?,
+        1
+    );
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*) AS n FROM determination.snapshot_rows"
+        )
+        .await?,
+        rows_before
+    );
+    assert_eq!(
+        count(&stack, "SELECT count(*) AS n FROM determination.outbox WHERE event_type = 'determination.published'").await?,
+        1
+    );
+    // Run again: the month is determined, and the same inputs give the same hash.
+    stack
+        .restart("determination", &[("DTKS_DETERMINATION_FAULT", "")])
+        .await?;
+    let august = determine(8, stack.channel("determination").await?).await?;
+    assert_eq!(august.households, 1);
+    assert_eq!(august.content_hash, june.content_hash);
+    assert!(august.unchanged);
+    Ok(())
+}

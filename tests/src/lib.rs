@@ -39,6 +39,8 @@ pub struct Stack {
     children: Vec<Child>,
     /// Services run inside the test process (see [`Stack::start_verivali_with_clock`]).
     in_process: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The services started as processes, in the order of `children[1..]`.
+    started: Vec<&'static str>,
 }
 
 pub fn bin_dir() -> PathBuf {
@@ -129,6 +131,7 @@ impl Stack {
             env: env_all,
             children: Vec::new(),
             in_process: Vec::new(),
+            started: services.to_vec(),
         };
 
         let csv_path = std::env::temp_dir().join(format!("dtks-e2e-{}.csv", stack.run_id));
@@ -277,6 +280,27 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())
+    }
+
+    /// Stops `service` (whatever state it is in, a crashed process too) and starts it
+    /// again with `env` added, waiting until it serves.
+    pub async fn restart(
+        &mut self,
+        service: &'static str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let index = 1 + self
+            .started
+            .iter()
+            .position(|s| *s == service)
+            .with_context(|| format!("{service} was not started"))?;
+        let _ = self.children[index].start_kill();
+        let _ = self.children[index].wait().await;
+        self.children[index] = self
+            .command(&format!("dtks-{service}"), service)
+            .envs(env.iter().copied())
+            .spawn()?;
+        self.wait_serving(service, index).await
     }
 
     /// Base URL of the reference civil registry's DCI API.

@@ -3,6 +3,7 @@
 //! an immutable snapshot with its content hash and its diff against the last one.
 
 mod service;
+mod singleton;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

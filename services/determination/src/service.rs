@@ -80,9 +80,15 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
             Accepted,
         )
         .await?;
+    let lease = crate::singleton::LeaseLock::in_cluster().await?;
+    if lease.is_some() {
+        tracing::info!("in a cluster: determinations take the dtks-determination Lease");
+    }
     let service = DeterminationServiceServer::new(Api {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
+        lease: lease.map(std::sync::Arc::new),
+        fault: Fault::from_env(),
     })
     .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(grpc::MAX_SEND_BYTES);
@@ -131,6 +137,29 @@ impl EventHandler for Accepted {
 struct Api {
     db: DatabaseConnection,
     outbox: outbox::OutboxSignal,
+    /// In a cluster, the Lease a run takes before anything else.
+    lease: Option<std::sync::Arc<crate::singleton::LeaseLock>>,
+    fault: Fault,
+}
+
+/// Faults for the tests of the singleton and of a crashed run
+/// (`DTKS_DETERMINATION_FAULT`): `pause` holds every run 3 s inside its transaction;
+/// `crash` stops the process after the snapshot's rows are written, before the commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Pause,
+    Crash,
+}
+
+impl Fault {
+    fn from_env() -> Self {
+        match std::env::var("DTKS_DETERMINATION_FAULT").as_deref() {
+            Ok("pause") => Fault::Pause,
+            Ok("crash") => Fault::Crash,
+            _ => Fault::None,
+        }
+    }
 }
 
 /// Only one determination at a time (a PostgreSQL advisory lock held by the transaction).
@@ -264,7 +293,41 @@ impl Api {
         standing_of(&self.db, &snap).await
     }
 
+    /// One determination under the cluster's Lease (when there is one), renewed while
+    /// the run lasts and given back after it.
     async fn determine(&self, period: (i32, i32)) -> Result<Snapshot, Status> {
+        let Some(lease) = self.lease.clone() else {
+            return self.determine_locked(period).await;
+        };
+        let now = || k8s_openapi::jiff::Timestamp::now();
+        match lease.acquire(now()).await.map_err(grpc::internal)? {
+            crate::singleton::Taken::Held => {}
+            crate::singleton::Taken::HeldBy(holder) => {
+                return Err(Status::aborted(format!(
+                    "another determination holds the lease ({holder}); try again when it finishes"
+                )));
+            }
+        }
+        let renewer = {
+            let lease = lease.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    if let Err(error) = lease.acquire(now()).await {
+                        tracing::warn!(%error, "renewing the determination lease failed");
+                    }
+                }
+            })
+        };
+        let result = self.determine_locked(period).await;
+        renewer.abort();
+        if let Err(error) = lease.release().await {
+            tracing::warn!(%error, "giving back the determination lease failed; it expires on its own");
+        }
+        result
+    }
+
+    async fn determine_locked(&self, period: (i32, i32)) -> Result<Snapshot, Status> {
         let txn = self.db.begin().await.map_err(grpc::internal)?;
         let locked = txn
             .query_one_raw(stmt(
@@ -279,6 +342,9 @@ impl Api {
             return Err(Status::aborted(
                 "another determination is running; try again when it finishes",
             ));
+        }
+        if self.fault == Fault::Pause {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         }
         if let Some(existing) = self.snapshot(&txn, period).await? {
             return Ok(existing); // snapshots are never rewritten
@@ -393,6 +459,10 @@ impl Api {
                 .await
                 .map_err(grpc::internal)?;
             }
+        }
+        if self.fault == Fault::Crash {
+            tracing::error!("DTKS_DETERMINATION_FAULT=crash: stopping before the commit");
+            std::process::abort();
         }
         // The diff against the snapshot that stood last month.
         let diff = match (&previous, unchanged) {
