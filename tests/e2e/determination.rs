@@ -149,6 +149,11 @@ async fn months_diffs_removals_and_explained_standings() -> anyhow::Result<()> {
     let moved = u64::from(asep_in_march.household.as_ref().expect("household").decile != 1);
     assert_eq!(diff.decile_moves, moved);
 
+    // Both households are in Jawa Barat: their province deciles are their national ones.
+    let asep_ranked = asep_in_march.household.as_ref().expect("household");
+    assert_eq!(asep_ranked.province_decile, asep_ranked.decile);
+    assert!(asep_ranked.decile >= 1);
+
     // The standing explains the score term by term.
     let imas_in_march = standing(imas_household.clone(), Some(3), admin.clone()).await?;
     let ranked = imas_in_march.household.clone().expect("household");
@@ -192,6 +197,45 @@ async fn months_diffs_removals_and_explained_standings() -> anyhow::Result<()> {
         .expect_err("unknown");
     assert_eq!(missing.code(), Code::NotFound);
 
+    // The master registry as of any moment: Asep's household before it was accepted,
+    // and as it stands.
+    let as_of = |id: String, at: Option<prost_types::Timestamp>| {
+        let mut client = determination.clone();
+        let token = admin.clone();
+        async move {
+            client
+                .get_registry_household(authed(
+                    GetRegistryHouseholdRequest {
+                        household_id: id,
+                        as_of: at,
+                    },
+                    &token,
+                ))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let before_removal = prost_types::Timestamp::from(std::time::SystemTime::now());
+    let record = as_of(asep_household.clone(), None).await?;
+    assert_eq!(
+        record
+            .household
+            .as_ref()
+            .map(|h| h.families[0].members.len()),
+        Some(3)
+    );
+    let long_ago = prost_types::Timestamp {
+        seconds: 946_684_800,
+        nanos: 0,
+    };
+    assert_eq!(
+        as_of(asep_household.clone(), Some(long_ago))
+            .await
+            .expect_err("not yet in DTKS")
+            .code(),
+        Code::NotFound
+    );
+
     // April: verivali removes Asep's household after a complaint and a visit.
     let mut verivali = VerivaliServiceClient::new(stack.channel("verivali").await?);
     let complaint = verivali
@@ -217,6 +261,14 @@ async fn months_diffs_removals_and_explained_standings() -> anyhow::Result<()> {
         ))
         .await?;
     accepted(&stack, 1).await?;
+    // Removed now, still there as it stood before.
+    let gone = as_of(asep_household.clone(), None)
+        .await
+        .expect_err("removed");
+    assert_eq!(gone.code(), Code::NotFound);
+    assert!(gone.message().contains("moved away"), "{gone:?}");
+    let then = as_of(asep_household.clone(), Some(before_removal)).await?;
+    assert_eq!(then.version, record.version);
     let april = determine(4).await?;
     assert_eq!(april.households, 1);
     let diff = april.diff.expect("diff");

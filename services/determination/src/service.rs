@@ -69,6 +69,32 @@ ALTER TABLE snapshot_rows ADD COLUMN content BYTEA;
 CREATE INDEX snapshot_rows_household ON snapshot_rows (snapshot_id, household_id);
 "#,
             },
+            SqlMigration {
+                name: "m0003_province_deciles",
+                sql: r#"
+ALTER TABLE snapshot_rows ADD COLUMN province_decile SMALLINT;
+"#,
+            },
+            SqlMigration {
+                name: "m0004_registry_versions",
+                sql: r#"
+-- Every version of every household, never updated: the registry as of any moment.
+-- A removal is a version without a household.
+CREATE TABLE registry_versions (
+    household_id UUID NOT NULL,
+    version BIGINT NOT NULL,
+    region_code TEXT NOT NULL,
+    valid_from TIMESTAMPTZ NOT NULL,
+    household BYTEA,
+    removal_reason TEXT,
+    PRIMARY KEY (household_id, version)
+);
+INSERT INTO registry_versions (household_id, version, region_code, valid_from, household, removal_reason)
+SELECT household_id, change_seq, region_code, coalesce(removed_at, verified_at),
+       CASE WHEN removed_at IS NULL THEN household END, removal_reason
+FROM registry_households;
+"#,
+            },
         ])
     }
 }
@@ -84,9 +110,12 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
     if lease.is_some() {
         tracing::info!("in a cluster: determinations take the dtks-determination Lease");
     }
+    let model = std::sync::Arc::new(load_model()?);
+    tracing::info!(version = %model.version, provinces = model.provinces.len(), "welfare model loaded");
     let service = DeterminationServiceServer::new(Api {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
+        model,
         lease: lease.map(std::sync::Arc::new),
         fault: Fault::from_env(),
     })
@@ -104,14 +133,23 @@ impl EventHandler for Accepted {
         txn: &DatabaseTransaction,
         envelope: &Envelope,
     ) -> Result<(), HandlerError> {
+        let at = envelope
+            .occurred_at
+            .as_ref()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+            .unwrap_or_else(chrono::Utc::now);
         if envelope.r#type == events::HOUSEHOLD_REMOVED {
             let removed: ev::HouseholdRemoved = events::payload(envelope)?;
             let id = uuid::Uuid::parse_str(&removed.household_id)
                 .map_err(|e| HandlerError::Permanent(e.to_string()))?;
             txn.execute_raw(stmt(
-                "UPDATE registry_households SET removed_at = now(), removal_reason = $2, change_seq = nextval('registry_change_seq')
-                 WHERE household_id = $1 AND removed_at IS NULL",
-                [id.into(), removed.reason.into()],
+                "WITH r AS (
+                     UPDATE registry_households SET removed_at = $3, removal_reason = $2, change_seq = nextval('registry_change_seq')
+                     WHERE household_id = $1 AND removed_at IS NULL
+                     RETURNING household_id, change_seq, region_code)
+                 INSERT INTO registry_versions (household_id, version, region_code, valid_from, household, removal_reason)
+                 SELECT household_id, change_seq, region_code, $3, NULL, $2 FROM r",
+                [id.into(), removed.reason.into(), at.into()],
             ))
             .await?;
             return Ok(());
@@ -122,21 +160,43 @@ impl EventHandler for Accepted {
         let household = accepted.household.unwrap_or_default();
         let persons: usize = household.families.iter().map(|f| f.members.len()).sum();
         txn.execute_raw(stmt(
-            "INSERT INTO registry_households (household_id, region_code, household, persons, change_seq, verified_at)
-             VALUES ($1, $2, $3, $4, nextval('registry_change_seq'), now())
-             ON CONFLICT (household_id) DO UPDATE SET region_code = EXCLUDED.region_code, household = EXCLUDED.household,
-                 persons = EXCLUDED.persons, change_seq = EXCLUDED.change_seq, verified_at = EXCLUDED.verified_at,
-                 removed_at = NULL, removal_reason = NULL",
-            [id.into(), envelope.region_code.clone().into(), household.encode_to_vec().into(), (persons as i32).into()],
+            "WITH h AS (
+                 INSERT INTO registry_households (household_id, region_code, household, persons, change_seq, verified_at)
+                 VALUES ($1, $2, $3, $4, nextval('registry_change_seq'), $5)
+                 ON CONFLICT (household_id) DO UPDATE SET region_code = EXCLUDED.region_code, household = EXCLUDED.household,
+                     persons = EXCLUDED.persons, change_seq = EXCLUDED.change_seq, verified_at = EXCLUDED.verified_at,
+                     removed_at = NULL, removal_reason = NULL
+                 RETURNING household_id, change_seq, region_code, household)
+             INSERT INTO registry_versions (household_id, version, region_code, valid_from, household)
+             SELECT household_id, change_seq, region_code, $5, household FROM h",
+            [id.into(), envelope.region_code.clone().into(), household.encode_to_vec().into(), (persons as i32).into(), at.into()],
         ))
         .await?;
         Ok(())
     }
 }
 
+/// The welfare model shipped with the service (`pmt-model.json`).
+const DEFAULT_MODEL: &str = include_str!("../pmt-model.json");
+
+/// The welfare model: the file named by `DTKS_DETERMINATION_MODEL` (a ministry's own
+/// estimate), or the one shipped. A file that does not parse stops the service.
+fn load_model() -> anyhow::Result<dtks_domain::pmt::Model> {
+    let (text, source) = match std::env::var("DTKS_DETERMINATION_MODEL") {
+        Ok(path) if !path.is_empty() => (std::fs::read_to_string(&path)?, path),
+        _ => (
+            DEFAULT_MODEL.to_owned(),
+            "pmt-model.json (shipped)".to_owned(),
+        ),
+    };
+    dtks_domain::pmt::Model::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("welfare model {source}: {e}"))
+}
+
 struct Api {
     db: DatabaseConnection,
     outbox: outbox::OutboxSignal,
+    model: std::sync::Arc<dtks_domain::pmt::Model>,
     /// In a cluster, the Lease a run takes before anything else.
     lease: Option<std::sync::Arc<crate::singleton::LeaseLock>>,
     fault: Fault,
@@ -349,7 +409,7 @@ impl Api {
         if let Some(existing) = self.snapshot(&txn, period).await? {
             return Ok(existing); // snapshots are never rewritten
         }
-        let model = dtks_domain::pmt::Model::default();
+        let model = &self.model;
         let on = chrono::NaiveDate::from_ymd_opt(period.0, period.1 as u32, 1)
             .ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
         let rows = txn
@@ -387,6 +447,22 @@ impl Api {
         // household id and the ranking is deterministic.
         let scores: Vec<f64> = ranked.iter().map(|r| r.score).collect();
         let order = dtks_domain::ranking::rank(&scores, 2);
+        // Deciles within each province too, for reporting.
+        let mut provinces = std::collections::HashMap::new();
+        let groups: Vec<u32> = ranked
+            .iter()
+            .map(|r| {
+                let next = provinces.len() as u32;
+                *provinces
+                    .entry(r.region_code.get(..2).unwrap_or_default().to_owned())
+                    .or_insert(next)
+            })
+            .collect();
+        let by_position = dtks_domain::ranking::group_deciles(&order, &groups);
+        let province_deciles: Vec<i16> = order
+            .iter()
+            .map(|p| i16::from(by_position[*p as usize]))
+            .collect();
         let mut slots: Vec<Option<Ranked>> = ranked.into_iter().map(Some).collect();
         let ranked: Vec<Ranked> = order
             .iter()
@@ -451,10 +527,12 @@ impl Api {
                 let blobs: Vec<Vec<u8>> = chunk.iter().map(|r| r.household.clone()).collect();
                 let contents: Vec<Vec<u8>> =
                     digests[chunk_start..chunk_start + chunk.len()].to_vec();
+                let in_province: Vec<i16> =
+                    province_deciles[chunk_start..chunk_start + chunk.len()].to_vec();
                 txn.execute_raw(stmt(
-                    "INSERT INTO snapshot_rows (snapshot_id, national_rank, household_id, region_code, score, decile, household, content)
-                     SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::float8[], $6::int2[], $7::bytea[], $8::bytea[])",
-                    [snapshot_id.into(), ranks.into(), ids.into(), regions.into(), scores.into(), decs.into(), blobs.into(), contents.into()],
+                    "INSERT INTO snapshot_rows (snapshot_id, national_rank, household_id, region_code, score, decile, household, content, province_decile)
+                     SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::float8[], $6::int2[], $7::bytea[], $8::bytea[], $9::int2[])",
+                    [snapshot_id.into(), ranks.into(), ids.into(), regions.into(), scores.into(), decs.into(), blobs.into(), contents.into(), in_province.into()],
                 ))
                 .await
                 .map_err(grpc::internal)?;
@@ -637,7 +715,7 @@ impl DeterminationService for Api {
         let row = self
             .db
             .query_one_raw(stmt(
-                "SELECT national_rank, region_code, score, decile, household FROM snapshot_rows
+                "SELECT national_rank, region_code, score, decile, province_decile, household FROM snapshot_rows
                  WHERE snapshot_id = $1 AND household_id = $2",
                 [snapshot_id.into(), household_id.into()],
             ))
@@ -652,7 +730,7 @@ impl DeterminationService for Api {
             .ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
         let household = convert::household_from_proto(&pb_household, on)
             .map_err(|v| Status::internal(format!("snapshot holds an invalid household: {v}")))?;
-        let model = dtks_domain::pmt::Model::default();
+        let model = &self.model;
         if model.version != snap.model_version {
             return Err(Status::failed_precondition(format!(
                 "the month was scored with model {}, which this service no longer holds",
@@ -679,11 +757,67 @@ impl DeterminationService for Api {
                     .map_err(grpc::internal)? as u64,
                 decile: u32::try_from(row.try_get::<i16>("", "decile").map_err(grpc::internal)?)
                     .unwrap_or_default(),
+                province_decile: row
+                    .try_get::<Option<i16>>("", "province_decile")
+                    .map_err(grpc::internal)?
+                    .and_then(|d| u32::try_from(d).ok())
+                    .unwrap_or_default(),
                 household: Some(pb_household),
             }),
             model_version: model.version.clone(),
-            intercept: model.intercept,
+            intercept: model.intercept_for(&household),
             terms,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_registry_household(
+        &self,
+        request: Request<GetRegistryHouseholdRequest>,
+    ) -> Result<Response<RegistryHousehold>, Status> {
+        let who = claims(&request)?.clone();
+        let req = request.into_inner();
+        let household_id = uuid::Uuid::parse_str(&req.household_id)
+            .map_err(|_| grpc::invalid_field("household_id", "must be a UUID"))?;
+        let as_of = match req.as_of {
+            Some(t) => chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+                .ok_or_else(|| grpc::invalid_field("as_of", "is not a valid time"))?,
+            None => chrono::Utc::now(),
+        };
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                "SELECT version, region_code, valid_from, household, removal_reason FROM registry_versions
+                 WHERE household_id = $1 AND valid_from <= $2 ORDER BY version DESC LIMIT 1",
+                [household_id.into(), as_of.into()],
+            ))
+            .await
+            .map_err(grpc::internal)?
+            .ok_or_else(|| Status::not_found("the household was not in DTKS at that time"))?;
+        let region: String = row.try_get("", "region_code").map_err(grpc::internal)?;
+        who.require_region(&region)?;
+        let valid_from: chrono::DateTime<chrono::Utc> =
+            row.try_get("", "valid_from").map_err(grpc::internal)?;
+        let Some(bytes) = row
+            .try_get::<Option<Vec<u8>>>("", "household")
+            .map_err(grpc::internal)?
+        else {
+            let reason: Option<String> =
+                row.try_get("", "removal_reason").map_err(grpc::internal)?;
+            return Err(Status::not_found(format!(
+                "the household was removed from DTKS at {valid_from}: {}",
+                reason.unwrap_or_default()
+            )));
+        };
+        Ok(Response::new(RegistryHousehold {
+            household_id: household_id.to_string(),
+            region_code: region,
+            version: row.try_get::<i64>("", "version").map_err(grpc::internal)? as u64,
+            valid_from: Some(prost_types::Timestamp {
+                seconds: valid_from.timestamp(),
+                nanos: valid_from.timestamp_subsec_nanos() as i32,
+            }),
+            household: Some(pb::Household::decode(bytes.as_slice()).map_err(grpc::internal)?),
         }))
     }
 
@@ -719,7 +853,7 @@ fn async_stream(
             let after = cursor?;
             let rows = db
                 .query_all_raw(stmt(
-                    "SELECT national_rank, household_id, region_code, score, decile, household FROM snapshot_rows
+                    "SELECT national_rank, household_id, region_code, score, decile, province_decile, household FROM snapshot_rows
                      WHERE snapshot_id = $1 AND national_rank > $2 AND decile <= $3 AND (region_code = $4 OR region_code LIKE $4 || '.%' OR $4 = '')
                      ORDER BY national_rank LIMIT $5",
                     [snapshot_id.into(), after.into(), max_decile.into(), region.into(), batch.into()],
@@ -746,10 +880,26 @@ fn async_stream(
                     score: r.try_get("", "score").unwrap_or_default(),
                     national_rank: last as u64,
                     decile: r.try_get::<i16>("", "decile").unwrap_or_default() as u32,
+                    province_decile: r
+                        .try_get::<Option<i16>>("", "province_decile")
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default() as u32,
                     household: pb::Household::decode(bytes.as_slice()).ok(),
                 });
             }
             Some((Ok(page), Some(last)))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_shipped_model_file_is_the_default_model() {
+        assert_eq!(
+            dtks_domain::pmt::Model::from_json(super::DEFAULT_MODEL),
+            Ok(dtks_domain::pmt::Model::default())
+        );
+    }
 }

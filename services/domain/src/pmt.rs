@@ -24,6 +24,17 @@ pub struct Model {
     pub version: String,
     pub intercept: f64,
     pub coefficients: Coefficients,
+    /// A province's own intercept and coefficients (by province code, `32`), where the
+    /// ministry estimated them; every other province takes the national ones above.
+    #[serde(default)]
+    pub provinces: std::collections::BTreeMap<String, Params>,
+}
+
+/// One province's parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    pub intercept: f64,
+    pub coefficients: Coefficients,
 }
 
 /// Coefficients of the default model. Signs follow the PMT literature for Indonesia
@@ -53,6 +64,7 @@ impl Default for Model {
         Self {
             version: "pmt-default-2026.1".to_owned(),
             intercept: 13.2,
+            provinces: Default::default(),
             coefficients: Coefficients {
                 log_household_size: -0.38,
                 dependency_ratio: -0.22,
@@ -85,9 +97,59 @@ fn years_of_schooling(level: Option<crate::household::EducationLevel>) -> f64 {
 }
 
 impl Model {
+    /// Reads a model file (JSON: `version`, `intercept`, `coefficients`, optional
+    /// `provinces`), refusing one that could not score every household.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let model: Model = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if model.version.trim().is_empty() {
+            return Err("version is empty".into());
+        }
+        let finite = |p: &str, intercept: f64, c: &Coefficients| -> Result<(), String> {
+            let values = serde_json::to_value(c).map_err(|e| e.to_string())?;
+            let all = values
+                .as_object()
+                .map(|o| o.values().all(|v| v.as_f64().is_some_and(f64::is_finite)))
+                .unwrap_or(false);
+            if all && intercept.is_finite() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{p}: every coefficient and the intercept must be a finite number"
+                ))
+            }
+        };
+        finite("national", model.intercept, &model.coefficients)?;
+        for (code, p) in &model.provinces {
+            if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("provinces.{code}: not a province code such as 32"));
+            }
+            finite(&format!("provinces.{code}"), p.intercept, &p.coefficients)?;
+        }
+        Ok(model)
+    }
+
+    /// The intercept and coefficients for the household's province.
+    fn params(&self, h: &Household) -> (f64, &Coefficients) {
+        let province = h
+            .address
+            .village
+            .as_ref()
+            .map(|v| v.to_string())
+            .and_then(|v| v.get(..2).map(str::to_owned));
+        match province.and_then(|p| self.provinces.get(&p)) {
+            Some(p) => (p.intercept, &p.coefficients),
+            None => (self.intercept, &self.coefficients),
+        }
+    }
+
+    /// The intercept the household's score starts from (its province's, or national).
+    pub fn intercept_for(&self, h: &Household) -> f64 {
+        self.params(h).0
+    }
+
     /// Every term of the household's score, in a fixed order.
     pub fn explain(&self, h: &Household, on: chrono::NaiveDate) -> Vec<Term> {
-        let c = &self.coefficients;
+        let c = self.params(h).1;
         let size = h.size().max(1) as f64;
         let dependants = h
             .persons()
@@ -172,7 +234,7 @@ impl Model {
     }
 
     pub fn score(&self, h: &Household, on: chrono::NaiveDate) -> f64 {
-        self.intercept
+        self.intercept_for(h)
             + self
                 .explain(h, on)
                 .iter()
@@ -239,5 +301,46 @@ mod tests {
             prop_assert!(filled.windows(2).all(|w| w[0] >= w[1] && w[0] - w[1] <= 1));
             prop_assert_eq!(filled.len(), n.min(10));
         }
+    }
+
+    #[test]
+    fn a_province_with_its_own_parameters_scores_by_them_alone() {
+        let h = crate::household::fixtures::household();
+        let on = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
+        let national = Model::default();
+        let mut own = Model::default();
+        let mut west_java = Params {
+            intercept: 13.0,
+            coefficients: national.coefficients.clone(),
+        };
+        west_java.coefficients.log_household_size = -0.5;
+        own.provinces.insert("32".into(), west_java);
+        // The fixture lives in 32 (Jawa Barat): its score follows the province's terms.
+        assert!(own.score(&h, on) != national.score(&h, on));
+        let terms = own.explain(&h, on);
+        let total = own.intercept_for(&h) + terms.iter().map(|t| t.contribution).sum::<f64>();
+        assert!((total - own.score(&h, on)).abs() < 1e-12);
+        assert_eq!(own.intercept_for(&h), 13.0);
+        // A household of another province keeps the national parameters.
+        let mut elsewhere = h.clone();
+        elsewhere.address.village =
+            Some(crate::region::RegionCode::parse("33.01.01.2001").expect("code"));
+        assert_eq!(own.score(&elsewhere, on), national.score(&elsewhere, on));
+    }
+
+    #[test]
+    fn model_files_round_trip_and_bad_ones_are_refused() {
+        let text = serde_json::to_string(&Model::default()).expect("json");
+        assert_eq!(Model::from_json(&text), Ok(Model::default()));
+        let mut bad: serde_json::Value = serde_json::from_str(&text).expect("json");
+        bad["provinces"] = serde_json::json!({ "3": { "intercept": 1.0, "coefficients": bad["coefficients"].clone() } });
+        assert!(
+            Model::from_json(&bad.to_string())
+                .expect_err("bad code")
+                .contains("provinces.3")
+        );
+        bad["provinces"] = serde_json::json!({});
+        bad["version"] = serde_json::json!(" ");
+        assert!(Model::from_json(&bad.to_string()).is_err());
     }
 }
