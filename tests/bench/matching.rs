@@ -163,31 +163,80 @@ fn read_persons(dir: &Path, labelled: bool) -> anyhow::Result<Persons> {
     Ok(persons)
 }
 
-/// The registry's lines in `THREADS` slices cut at line ends (header skipped), each
-/// with the number of its first line.
-fn slices(text: &[u8]) -> Vec<(usize, &[u8])> {
-    let body = &text[text
-        .iter()
-        .position(|b| *b == b'\n')
-        .map_or(text.len(), |i| i + 1)..];
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut line_no = 0;
-    for t in 0..THREADS {
-        let mut end = if t + 1 == THREADS {
-            body.len()
-        } else {
-            (body.len() * (t + 1) / THREADS).max(start)
-        };
-        while end < body.len() && end > 0 && body[end - 1] != b'\n' {
-            end += 1;
+/// The registry file cut into `THREADS` byte ranges at line ends, the header skipped;
+/// each thread reads its own range.
+fn ranges(file: &std::fs::File) -> std::io::Result<Vec<(u64, u64)>> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    // The position just past the first line end at or after `at`.
+    let past_line_end = |at: u64| -> std::io::Result<u64> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pos = at;
+        loop {
+            let n = file.read_at(&mut buf, pos)?;
+            if n == 0 {
+                return Ok(len);
+            }
+            if let Some(i) = buf[..n].iter().position(|b| *b == b'\n') {
+                return Ok(pos + i as u64 + 1);
+            }
+            pos += n as u64;
         }
-        let slice = &body[start..end];
-        out.push((line_no, slice));
-        line_no += slice.iter().filter(|b| **b == b'\n').count();
-        start = end;
+    };
+    let mut cuts = vec![past_line_end(0)?];
+    for t in 1..THREADS {
+        let at = (len * t as u64 / THREADS as u64).max(cuts[t - 1]);
+        cuts.push(past_line_end(at)?.max(cuts[t - 1]));
     }
-    out
+    cuts.push(len);
+    Ok(cuts.windows(2).map(|w| (w[0], w[1])).collect())
+}
+
+/// FNV-1a for the per-thread map of name spellings (SipHash costs more than the rest of
+/// a line).
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Names<'l> = HashMap<&'l [u8], Arc<NameKey>, std::hash::BuildHasherDefault<Fnv>>;
+
+/// Digits of a field as a number (0 for none).
+fn number(field: &[u8]) -> u64 {
+    field
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .fold(0u64, |n, b| {
+            n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'))
+        })
+}
+
+/// `YYYY-MM-DD` from bytes.
+fn date_bytes(text: &[u8]) -> Option<NaiveDate> {
+    if text.len() != 10 || text[4] != b'-' || text[7] != b'-' {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(
+        number(&text[..4]) as i32,
+        number(&text[5..7]) as u32,
+        number(&text[8..10]) as u32,
+    )
 }
 
 /// `YYYY-MM-DD` without chrono's format parser.
@@ -200,34 +249,41 @@ fn date(text: &str) -> Option<NaiveDate> {
 type Hit = (Record, dtks_domain::linkage::Keys);
 
 /// One registry line (nik,kk,full_name,birth_place,birth_date,sex,village_code,
-/// death_date): its NIK, and its record when the line meets a proposal person.
+/// death_date), as bytes: its NIK, and its record when the line meets a proposal person.
 fn registry_record<'l>(
     linker: &Linker,
-    line: &'l str,
+    line: &'l [u8],
     labelled: bool,
-    names: &mut HashMap<&'l str, Arc<NameKey>>,
+    names: &mut Names<'l>,
     shared: &HashMap<String, Arc<NameKey>>,
 ) -> (u64, Option<Hit>) {
-    let mut f = [""; 7];
-    for (slot, field) in f.iter_mut().zip(line.split(',')) {
+    let mut f: [&[u8]; 7] = [&[]; 7];
+    for (slot, field) in f.iter_mut().zip(line.split(|b| *b == b',')) {
         *slot = field;
     }
-    let nik = nik_number(f[0]);
-    let (born, sex) = (date(f[4]), f[5].parse().ok());
+    let nik = number(f[0]);
+    let born = date_bytes(f[4]);
+    let sex = match f[5] {
+        b"1" => Some(1),
+        b"2" => Some(2),
+        _ => None,
+    };
     // Names repeat: each distinct spelling is reduced once per thread, or taken from
     // the proposal side where it already is.
     let name = names.entry(f[2]).or_insert_with(|| {
+        let text = std::str::from_utf8(f[2]).unwrap_or_default();
         shared
-            .get(f[2])
+            .get(text)
             .cloned()
-            .unwrap_or_else(|| Arc::new(NameKey::new(f[2])))
+            .unwrap_or_else(|| Arc::new(NameKey::new(text)))
     });
-    let keys = dtks_domain::linkage::keys_of(name, born, sex, Some(f[6]));
+    let village = std::str::from_utf8(f[6]).ok();
+    let keys = dtks_domain::linkage::keys_of(name, born, sex, village);
     if !linker.meets(&keys) {
         return (nik, None);
     }
-    let record =
-        Record::with_name(name.clone(), born, sex, Some(f[6])).labelled(labelled.then_some(f[0]));
+    let label = labelled.then(|| std::str::from_utf8(f[0]).ok()).flatten();
+    let record = Record::with_name(name.clone(), born, sex, village).labelled(label);
     (nik, Some((record, keys)))
 }
 
@@ -263,49 +319,61 @@ fn dtks_linkage(dir: &Path, labelled: bool) -> anyhow::Result<Score> {
     let read = started.elapsed().as_secs_f64();
     let linker = Linker::new(left);
     let indexed = started.elapsed().as_secs_f64();
-    // Bytes: each thread checks its own slice's UTF-8.
-    let registry = std::fs::read(dir.join("registry.csv"))?;
+    // Each thread reads and scans its own part of the file.
+    let file = std::fs::File::open(dir.join("registry.csv"))?;
     let parts: Vec<(Candidates, Vec<u64>, Vec<Record>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = slices(&registry)
+        let handles: Vec<_> = ranges(&file)?
             .into_iter()
-            .map(|(first, slice)| {
-                let linker = &linker;
-                let shared = &persons.names;
-                s.spawn(move || {
-                    let slice = std::str::from_utf8(slice).expect("registry.csv is UTF-8");
+            .map(|(start, end)| {
+                let (linker, shared, file) = (&linker, &persons.names, &file);
+                s.spawn(move || -> std::io::Result<_> {
+                    use std::os::unix::fs::FileExt;
+                    let mut bytes = vec![0u8; (end - start) as usize];
+                    file.read_exact_at(&mut bytes, start)?;
                     let mut candidates = Candidates::default();
                     let mut niks = Vec::new();
                     let mut sample = Vec::new();
-                    let mut names = HashMap::new();
-                    for (i, line) in slice.lines().enumerate() {
+                    let mut names = Names::default();
+                    let lines = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+                    for (i, line) in lines.enumerate() {
                         let (nik, record) =
                             registry_record(linker, line, labelled, &mut names, shared);
                         niks.push(nik);
                         if let Some((record, keys)) = &record {
-                            linker.probe_keys((first + i) as u32, record, keys, &mut candidates);
+                            // Numbered within the part; offset after the join.
+                            linker.probe_keys(i as u32, record, keys, &mut candidates);
                         }
                         // One line in 50 for the u sample.
                         if i % 50 == 0 {
-                            let f: Vec<&str> = line.splitn(8, ',').collect();
                             sample.push(record.map(|r| r.0).unwrap_or_else(|| {
+                                let f: Vec<&[u8]> = line.splitn(8, |b| *b == b',').collect();
                                 let name = names[f[2]].clone();
-                                Record::with_name(name, date(f[4]), f[5].parse().ok(), Some(f[6]))
+                                Record::with_name(
+                                    name,
+                                    date_bytes(f[4]),
+                                    std::str::from_utf8(f[5]).ok().and_then(|s| s.parse().ok()),
+                                    std::str::from_utf8(f[6]).ok(),
+                                )
                             }));
                         }
                     }
-                    (candidates, niks, sample)
+                    Ok((candidates, niks, sample))
                 })
             })
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("linking thread"))
-            .collect()
-    });
+            .collect::<std::io::Result<Vec<_>>>()
+    })?;
     let mut candidates = Candidates::default();
     let mut niks = Vec::new();
     let mut sample = Vec::new();
-    for (c, n, s) in parts {
+    for (mut c, n, s) in parts {
+        let offset = niks.len() as u32;
+        for pair in &mut c.pairs {
+            pair.1 += offset;
+        }
         candidates.merge(c);
         niks.extend(n);
         sample.extend(s);

@@ -37,10 +37,25 @@ impl std::hash::Hasher for KeyHasher {
 
 type KeyMap<V> = HashMap<(u8, u64), V, std::hash::BuildHasherDefault<KeyHasher>>;
 
+/// The blocking-key filter's largest size: 2^27 bits (16 MiB) keep a few million keys
+/// under 3 % of the bits set.
+const MAX_FILTER_BITS: u32 = 27;
+
+fn filter_bit((rule, key): &(u8, u64), bits: u32) -> usize {
+    // The keys are FNV hashes already; mix in the rule and take the top bits.
+    let h = (key ^ u64::from(*rule).rotate_left(56)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> (64 - bits)) as usize
+}
+
 /// The left records, indexed by blocking key: each key's first entry, and per entry
 /// the next one in its block (chains in one array rather than a vector per key).
 pub struct Linker<'a> {
     left: &'a [Record],
+    /// One bit per key hash (about 32 bits a key, at most 2^27): most right rows meet
+    /// no left record, and one bit tells so with one memory access instead of a table
+    /// probe.
+    filter: Vec<u64>,
+    filter_bits: u32,
     first: KeyMap<u32>,
     /// (left record, next entry or `u32::MAX`)
     entries: Vec<(u32, u32)>,
@@ -174,8 +189,19 @@ impl<'a> Linker<'a> {
                 entries.push((i as u32, next));
             }
         }
+        let filter_bits = (first.len() * 32)
+            .next_power_of_two()
+            .clamp(1 << 12, 1 << MAX_FILTER_BITS)
+            .trailing_zeros();
+        let mut filter = vec![0u64; 1 << (filter_bits - 6)];
+        for key in first.keys() {
+            let bit = filter_bit(key, filter_bits);
+            filter[bit >> 6] |= 1 << (bit & 63);
+        }
         Self {
             left,
+            filter,
+            filter_bits,
             first,
             entries,
         }
@@ -193,7 +219,10 @@ impl<'a> Linker<'a> {
     /// Whether any of `keys` (from [`super::keys_of`]) meets a left record: the cheap
     /// test before a right row is turned into a [`Record`] and probed.
     pub fn meets(&self, keys: &[(u8, u64)]) -> bool {
-        keys.iter().any(|k| self.first.contains_key(k))
+        keys.iter().any(|k| {
+            let bit = filter_bit(k, self.filter_bits);
+            self.filter[bit >> 6] & (1 << (bit & 63)) != 0 && self.first.contains_key(k)
+        })
     }
 
     /// Compares `right` (number `id` on its side) with every left record that shares a
