@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use dtks_e2e::{Stack, bin_dir};
+use dtks_e2e::Stack;
 use dtks_platform::auth::Role;
 
 use super::{REGISTRY, count};
@@ -14,15 +14,7 @@ type Tables = HashMap<String, Vec<Vec<String>>>;
 const TABLES: [&str; 3] = ["households", "families", "persons"];
 
 async fn dtksctl(stack: &Stack, token: &str, args: &[&str]) -> anyhow::Result<(i32, String)> {
-    let out = tokio::process::Command::new(bin_dir().join("dtksctl"))
-        .args(args)
-        .env("DTKS_INTAKE_URL", stack.endpoint("intake"))
-        .env("DTKS_TOKEN", token)
-        .output()
-        .await?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let code = out.status.code().unwrap_or(-1);
+    let (code, stdout, stderr) = stack.dtksctl(token, args).await?;
     anyhow::ensure!(
         code == 0 || code == 3,
         "dtksctl {args:?} failed ({code}): {stdout}{stderr}"

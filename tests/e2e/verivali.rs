@@ -942,6 +942,34 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
         count(&stack, "SELECT count(*) AS n FROM verivali.outbox").await?,
         outbox_before
     );
+
+    // The same from the command line: the regency's queue, a case's file, a refusal.
+    let (code, out, err) = stack.dtksctl(&o.regency, &["verivali", "queue"]).await?;
+    assert_eq!(code, 0, "{err}");
+    for id in [&cecep, &fajar, &gilang] {
+        assert!(out.contains(id.as_str()), "{out}");
+    }
+    assert!(out.contains("\treturned\t"), "{out}");
+    let (code, out, err) = stack
+        .dtksctl(&o.regency, &["verivali", "case", &dadang])
+        .await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("case ") && out.contains("(accepted)"), "{out}");
+    assert!(out.contains("resubmitted -> village_reviewed"), "{out}");
+    assert!(out.contains("criterion 2 pass"), "{out}");
+    let ids = std::env::temp_dir().join(format!("dtks-cases-{}.txt", stack.run_id));
+    std::fs::write(&ids, format!("# accepted already\n{asep}\n"))?;
+    let (code, _, err) = stack
+        .dtksctl(
+            &o.bupati,
+            &["verivali", "sign-off", &format!("@{}", ids.display())],
+        )
+        .await?;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("FailedPrecondition") && err.contains("CASE_STATE_ACCEPTED"),
+        "{err}"
+    );
     Ok(())
 }
 

@@ -350,6 +350,27 @@ impl Stack {
         Ok((answer.status().as_u16(), answer.text().await?))
     }
 
+    /// Runs `dtksctl` against this stack's services as the holder of `token`; answers
+    /// the exit code, standard output and standard error.
+    pub async fn dtksctl(
+        &self,
+        token: &str,
+        args: &[&str],
+    ) -> anyhow::Result<(i32, String, String)> {
+        let out = Command::new(bin_dir().join("dtksctl"))
+            .args(args)
+            .env("DTKS_INTAKE_URL", self.endpoint("intake"))
+            .env("DTKS_VERIVALI_URL", self.endpoint("verivali"))
+            .env("DTKS_TOKEN", token)
+            .output()
+            .await?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
     /// A signed token for an officer of `role` scoped to `region` ("" = national).
     pub fn token(&self, role: dtks_platform::auth::Role, region: &str) -> String {
         self.token_for("e2e-officer", role, region)

@@ -1,12 +1,14 @@
 //! `dtksctl`: the operator's command line. Issues development tokens (the local issuer),
 //! generates a synthetic population for any regency, imports proposal files (XLSX/CSV)
-//! and writes their template, and drives a monthly cycle through the running services.
+//! and writes their template, drives a monthly cycle through the running services, and
+//! gives officers their verivali work queue and batch steps.
 
 mod bulk;
 mod cycle;
 mod import;
 mod population;
 mod sheet;
+mod verivali;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +48,9 @@ enum Command {
     /// (`DTKS_DCI__SIGNING_KEY` or `DTKS_REGISTRY_SIGNING_KEY`), the public key to the
     /// other side's trusted keys.
     DciKeygen,
+    /// Verivali for officers: the work queue, case listings and files, batch sign-off,
+    /// forwarding, assessment and returns, and the six-monthly due list.
+    Verivali(verivali::Args),
 }
 
 #[tokio::main]
@@ -62,10 +67,30 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(code)
         }
         Command::Template(args) => import::template(args),
+        Command::Verivali(args) => match verivali::run(args).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // A refusal is the officer's to read, not a crash: its message, exit 2.
+                match error.downcast_ref::<tonic::Status>() {
+                    Some(status) => eprintln!("{:?}: {}", status.code(), status.message()),
+                    None => eprintln!("{error:#}"),
+                }
+                std::process::exit(2)
+            }
+        },
         Command::DciKeygen => {
             let (seed, public) = dtks_platform::dci::generate_key();
             println!("{seed} {public}");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

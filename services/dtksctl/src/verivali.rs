@@ -1,0 +1,298 @@
+//! `dtksctl verivali`: an officer's verivali work from the command line — the work
+//! queue, case listings and one case's file, and the batch steps (sign-off, forwarding,
+//! the ministry's automatic assessment, returns) for case ids given as arguments or one
+//! per line in a file (`-` for standard input).
+
+use std::io::BufRead;
+
+use dtks_proto::common::v1 as pb;
+use dtks_proto::verivali::v1::verivali_service_client::VerivaliServiceClient;
+use dtks_proto::verivali::v1::*;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    #[arg(
+        long,
+        env = "DTKS_VERIVALI_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    verivali: String,
+    /// The officer's token (`dtksctl token --role regency_officer --region 32.04`).
+    #[arg(long, env = "DTKS_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// The cases waiting for your role in your region, longest waiting first.
+    Queue,
+    /// Cases in a region, by state and age.
+    Cases {
+        /// Region code; empty for your own scope.
+        #[arg(long, default_value = "")]
+        region: String,
+        /// e.g. field_verified, returned; empty for every state.
+        #[arg(long, default_value = "")]
+        state: String,
+        #[arg(long, default_value_t = 0)]
+        min_age_days: u32,
+    },
+    /// One case: state, flags, assessment and history.
+    Case { case_id: String },
+    /// Bupati/Walikota sign-off of the listed cases, as one batch.
+    SignOff(Batch),
+    /// Province forwarding of the listed cases to the ministry, as one batch.
+    Forward(Batch),
+    /// The ministry's automatic assessment of the listed cases, as one batch.
+    Assess(Batch),
+    /// Send the listed cases back to the region; `--note` gives the reason.
+    Return(Batch),
+    /// Households due (or overdue) for the six-monthly update.
+    Due {
+        #[arg(long, default_value = "")]
+        region: String,
+        #[arg(long)]
+        overdue: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct Batch {
+    /// Case ids, or `@FILE` with one id per line (`@-` for standard input).
+    #[arg(required = true)]
+    cases: Vec<String>,
+    #[arg(long, default_value = "")]
+    note: String,
+}
+
+impl Batch {
+    fn request(&self) -> anyhow::Result<BatchRequest> {
+        let mut case_ids = Vec::new();
+        for c in &self.cases {
+            match c.strip_prefix('@') {
+                Some("-") => read_ids(std::io::stdin().lock(), &mut case_ids)?,
+                Some(path) => read_ids(
+                    std::io::BufReader::new(std::fs::File::open(path)?),
+                    &mut case_ids,
+                )?,
+                None => case_ids.push(c.clone()),
+            }
+        }
+        Ok(BatchRequest {
+            case_ids,
+            note: self.note.clone(),
+        })
+    }
+}
+
+fn read_ids(reader: impl BufRead, out: &mut Vec<String>) -> anyhow::Result<()> {
+    for line in reader.lines() {
+        let line = line?;
+        let id = line.trim();
+        if !id.is_empty() && !id.starts_with('#') {
+            out.push(id.to_owned());
+        }
+    }
+    Ok(())
+}
+
+fn state_name(code: i32) -> String {
+    CaseState::try_from(code)
+        .unwrap_or_default()
+        .as_str_name()
+        .trim_start_matches("CASE_STATE_")
+        .to_lowercase()
+}
+
+fn day(t: Option<&prost_types::Timestamp>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+fn print_cases(cases: &[Case]) {
+    println!("case_id\tstate\tsince\tregion\tflags");
+    for c in cases {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            c.case_id,
+            state_name(c.state),
+            day(c.state_since.as_ref()),
+            c.region_code,
+            c.flags
+                .iter()
+                .map(|f| f.code.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+}
+
+fn batch_result(step: &str, r: &BatchResult) {
+    println!(
+        "{step}: {} cases (accepted {}, returned {}, rejected {})",
+        r.applied, r.accepted, r.returned, r.rejected
+    );
+}
+
+/// Every page of a listing.
+async fn all_pages<F, Fut>(mut page: F) -> anyhow::Result<Vec<Case>>
+where
+    F: FnMut(pb::PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<ListCasesResponse>, tonic::Status>>,
+{
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let answer = page(pb::PageRequest {
+            page_size: 1000,
+            page_token: token,
+        })
+        .await?
+        .into_inner();
+        out.extend(answer.cases);
+        token = answer.page.map(|p| p.next_page_token).unwrap_or_default();
+        if token.is_empty() {
+            return Ok(out);
+        }
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let channel = crate::cycle::channel(&args.verivali, &args.token).await?;
+    let mut client = VerivaliServiceClient::new(channel);
+    match args.command {
+        Command::Queue => {
+            let cases = all_pages(|page| {
+                let mut client = client.clone();
+                async move {
+                    client
+                        .work_queue(WorkQueueRequest { page: Some(page) })
+                        .await
+                }
+            })
+            .await?;
+            print_cases(&cases);
+        }
+        Command::Cases {
+            region,
+            state,
+            min_age_days,
+        } => {
+            let state = if state.is_empty() {
+                CaseState::Unspecified
+            } else {
+                CaseState::from_str_name(&format!("CASE_STATE_{}", state.to_uppercase()))
+                    .ok_or_else(|| anyhow::anyhow!("unknown state {state}"))?
+            };
+            let cases = all_pages(|page| {
+                let mut client = client.clone();
+                let region = region.clone();
+                async move {
+                    client
+                        .list_cases(ListCasesRequest {
+                            region_code: region,
+                            state: state as i32,
+                            min_age_days,
+                            page: Some(page),
+                        })
+                        .await
+                }
+            })
+            .await?;
+            print_cases(&cases);
+        }
+        Command::Case { case_id } => {
+            let c = client
+                .get_case(GetCaseRequest { case_id })
+                .await?
+                .into_inner();
+            println!("case {} ({})", c.case_id, state_name(c.state));
+            println!(
+                "proposal {}  household {}  region {}",
+                c.proposal_id, c.household_id, c.region_code
+            );
+            for f in &c.flags {
+                println!("flag {}: {}", f.code, f.reason);
+            }
+            if let Some(a) = &c.assessment {
+                for k in &a.criteria {
+                    let verdict = if k.verdict == CriterionVerdict::Pass as i32 {
+                        "pass"
+                    } else {
+                        "FAIL"
+                    };
+                    println!(
+                        "criterion {} {verdict} {}",
+                        k.criterion,
+                        k.reasons.join("; ")
+                    );
+                }
+                if !a.override_reason.is_empty() {
+                    println!("override: {}", a.override_reason);
+                }
+            }
+            for t in &c.history {
+                println!(
+                    "{}\t{} -> {}\t{} ({})\t{}",
+                    day(t.at.as_ref()),
+                    state_name(t.from),
+                    state_name(t.to),
+                    t.actor_id,
+                    t.actor_role,
+                    t.note
+                );
+            }
+        }
+        Command::SignOff(b) => batch_result(
+            "signed off",
+            &client.sign_off(b.request()?).await?.into_inner(),
+        ),
+        Command::Forward(b) => batch_result(
+            "forwarded",
+            &client.forward_to_ministry(b.request()?).await?.into_inner(),
+        ),
+        Command::Assess(b) => batch_result(
+            "assessed",
+            &client.assess_batch(b.request()?).await?.into_inner(),
+        ),
+        Command::Return(b) => batch_result(
+            "returned",
+            &client.return_to_region(b.request()?).await?.into_inner(),
+        ),
+        Command::Due { region, overdue } => {
+            let mut token = String::new();
+            println!("household_id\tregion\tlast_verified\tdue\toverdue");
+            loop {
+                let answer = client
+                    .list_due(ListDueRequest {
+                        region_code: region.clone(),
+                        overdue_only: overdue,
+                        page: Some(pb::PageRequest {
+                            page_size: 1000,
+                            page_token: token,
+                        }),
+                    })
+                    .await?
+                    .into_inner();
+                for h in &answer.households {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        h.household_id,
+                        h.region_code,
+                        day(h.last_verified_at.as_ref()),
+                        day(h.due_at.as_ref()),
+                        h.overdue
+                    );
+                }
+                token = answer.page.map(|p| p.next_page_token).unwrap_or_default();
+                if token.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
