@@ -5,7 +5,8 @@
 #   scripts/bench.sh intake [HOUSEHOLDS]   bulk import vs raw COPY (default 100000)
 #   scripts/bench.sh matching [SCALE]      linkage vs Splink, exact NIK (1.0 = 10 M registry)
 #   scripts/bench.sh verivali [CASES]      the workflow by batched commands (default 100000)
-#   scripts/bench.sh determination [M]     the ranking core vs DuckDB ntile (default 45 M scores)
+#   scripts/bench.sh determination [M] [R] a full run over R households (default 1 M; 0 skips
+#                                          it), the ranking core vs DuckDB ntile (M million scores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=${1:-intake}
@@ -18,6 +19,11 @@ if [ "$bench" = matching ] || [ "$bench" = determination ]; then
   }
   if [ "$bench" = determination ]; then
     export DTKS_BENCH_MILLIONS=${2:-${DTKS_BENCH_MILLIONS:-45}}
+    export DTKS_BENCH_REGISTRY=${3:-${DTKS_BENCH_REGISTRY:-1000000}}
+    # The full run needs the stack and the service binaries.
+    scripts/stack.sh start
+    eval "$(scripts/stack.sh env)"
+    cargo build --release --bins
     exec cargo bench -p dtks-e2e --bench determination
   fi
   export DTKS_BENCH_SCALE=${2:-${DTKS_BENCH_SCALE:-1.0}}

@@ -17,7 +17,6 @@
 
 use std::time::Instant;
 
-use chrono::{Datelike, NaiveDate};
 use dtks_e2e::{Stack, authed, env_or};
 use dtks_platform::auth::Role;
 use dtks_platform::events;
@@ -32,72 +31,14 @@ const REGENCIES: usize = 10;
 const VILLAGES_PER_REGENCY: usize = 50;
 const BATCH: usize = 5000;
 
-fn village(i: usize) -> String {
-    let v = i % (REGENCIES * VILLAGES_PER_REGENCY);
-    format!(
-        "32.{:02}.01.{}",
-        v / VILLAGES_PER_REGENCY + 1,
-        2001 + v % VILLAGES_PER_REGENCY
-    )
-}
-
-/// Household `i`: a couple in [`village`], matched against Dukcapil.
+/// Household `i` of the synthetic population, matched against Dukcapil.
 fn matched(i: usize) -> (String, ev::ProposalMatched) {
-    let village = village(i);
-    let district = village[..8].replace('.', "");
-    let born =
-        NaiveDate::from_ymd_opt(1970, 1, 1).expect("date") + chrono::Days::new((i % 7000) as u64);
-    let serial = 1 + (i / 7000) % 9000;
-    let member = |day_offset: u32, name: &str, sex: i32, relationship: i32| {
-        let nik = format!(
-            "{district}{:02}{:02}{:02}{:04}",
-            born.day() + day_offset,
-            born.month(),
-            born.year() % 100,
-            serial
-        );
-        let mut p = dtks_e2e::person(
-            &nik,
-            name,
-            (born.year(), born.month() as i32, born.day() as i32),
-            sex,
-            relationship,
-        );
-        p.monthly_income = 800_000 + i64::from(born.day()) * 10_000;
-        p
-    };
-    let household = pb::Household {
-        address: Some(pb::Address {
-            village_code: village.clone(),
-            rt: "001".into(),
-            rw: "002".into(),
-            street: "Jl. Melati".into(),
-            postal_code: "40375".into(),
-        }),
-        location: Some(pb::GeoPoint {
-            latitude: -7.0,
-            longitude: 107.6,
-        }),
-        families: vec![pb::Family {
-            kk_number: format!("{district}010120{:04}", 1 + i % 9999),
-            members: vec![
-                member(0, "Asep Sunandar", 1, 1),
-                member(40, "Siti Aminah", 2, 2),
-            ],
-        }],
-        dwelling: Some(pb::Dwelling {
-            tenure: 1,
-            floor_area_m2: 24.0 + (i % 40) as f64,
-            floor: 1,
-            wall: 1,
-            roof: 2,
-            water: 1,
-            sanitation: 1,
-            electricity: 3,
-        }),
-        assets: Some(pb::Assets::default()),
-        ..Default::default()
-    };
+    let household = dtks_e2e::synthetic_household(i as u64);
+    let village = household
+        .address
+        .as_ref()
+        .map(|a| a.village_code.clone())
+        .unwrap_or_default();
     let persons = (0..2)
         .map(|m| ev::PersonMatch {
             family_index: 0,

@@ -489,6 +489,73 @@ pub fn person(
     }
 }
 
+/// Household `i` of the benchmarks' synthetic population: a couple in village
+/// `32.RR.01.VVVV` (ten regencies of 50 villages, `i` mod 500), with dwelling and assets varied so that scores spread.
+pub fn synthetic_household(i: u64) -> dtks_proto::common::v1::Household {
+    use dtks_proto::common::v1 as pb;
+    let v = i % 500;
+    let village = format!("32.{:02}.01.{}", v / 50 + 1, 2001 + v % 50);
+    let district = village[..8].replace('.', "");
+    let born =
+        chrono::NaiveDate::from_ymd_opt(1960, 1, 1).expect("date") + chrono::Days::new(i % 12_000);
+    use chrono::Datelike;
+    let serial = 1 + (i / 12_000) % 9_000;
+    let member = |offset: u32, name: &str, sex: i32, relationship: i32| {
+        let nik = format!(
+            "{district}{:02}{:02}{:02}{serial:04}",
+            born.day() + offset,
+            born.month(),
+            born.year() % 100
+        );
+        let mut p = person(
+            &nik,
+            name,
+            (born.year(), born.month() as i32, born.day() as i32),
+            sex,
+            relationship,
+        );
+        p.monthly_income = 300_000 + (i % 97) as i64 * 25_000;
+        p
+    };
+    pb::Household {
+        household_id: String::new(),
+        address: Some(pb::Address {
+            village_code: village,
+            rt: "001".into(),
+            rw: "002".into(),
+            street: "Jl. Melati".into(),
+            postal_code: "40375".into(),
+        }),
+        location: Some(pb::GeoPoint {
+            latitude: -7.0,
+            longitude: 107.6,
+        }),
+        families: vec![pb::Family {
+            kk_number: format!("{district}010120{:04}", 1 + i % 9_999),
+            members: vec![
+                member(0, "Asep Sunandar", 1, 1),
+                member(40, "Siti Aminah", 2, 2),
+            ],
+        }],
+        dwelling: Some(pb::Dwelling {
+            tenure: 1,
+            floor_area_m2: 18.0 + (i % 61) as f64,
+            floor: 1 + (i % 4) as i32,
+            wall: 1 + (i / 4 % 4) as i32,
+            roof: 1 + (i / 16 % 4) as i32,
+            water: 1 + (i / 64 % 4) as i32,
+            sanitation: 1 + (i / 256 % 3) as i32,
+            electricity: 1 + (i / 768 % 5) as i32,
+        }),
+        assets: Some(pb::Assets {
+            motorcycles: (i % 3) as u32,
+            refrigerator: i.is_multiple_of(5),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// A benchmark's setting from the environment, or `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

@@ -176,6 +176,21 @@ impl EventHandler for Accepted {
     }
 }
 
+/// How long each phase of a run took.
+struct Phases(Vec<(&'static str, f64)>, std::time::Instant);
+
+impl Phases {
+    fn start() -> Self {
+        Self(Vec::new(), std::time::Instant::now())
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        self.0.push((phase, (now - self.1).as_secs_f64()));
+        self.1 = now;
+    }
+}
+
 /// The welfare model shipped with the service (`pmt-model.json`).
 const DEFAULT_MODEL: &str = include_str!("../pmt-model.json");
 
@@ -260,6 +275,7 @@ fn row_snapshot(r: &sea_orm::QueryResult) -> Result<Snapshot, Status> {
             seconds: determined_at.timestamp(),
             nanos: 0,
         }),
+        timings: vec![],
         diff: Some(SnapshotDiff {
             added: get_i("added")? as u64,
             removed: get_i("removed")? as u64,
@@ -412,10 +428,12 @@ impl Api {
         let model = &self.model;
         let on = chrono::NaiveDate::from_ymd_opt(period.0, period.1 as u32, 1)
             .ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
+        let mut phases = Phases::start();
         let rows = txn
             .query_all_raw(stmt("SELECT household_id, region_code, household, persons, change_seq FROM registry_households WHERE removed_at IS NULL ORDER BY household_id", []))
             .await
             .map_err(grpc::internal)?;
+        phases.mark("read");
         let (mut ranked, mut persons) = (Vec::with_capacity(rows.len()), 0i64);
         // The input watermark counts removals too.
         let watermark: i64 = txn
@@ -443,6 +461,8 @@ impl Api {
                 household: bytes,
             });
         }
+        drop(rows);
+        phases.mark("score");
         // Poorest first; the households come in id order, so equal scores rank by
         // household id and the ranking is deterministic.
         let scores: Vec<f64> = ranked.iter().map(|r| r.score).collect();
@@ -469,6 +489,7 @@ impl Api {
             .filter_map(|p| slots[*p as usize].take())
             .collect();
         let n = ranked.len();
+        phases.mark("rank");
         let mut hasher = Sha256::new();
         hasher.update(model.version.as_bytes());
         let mut deciles = std::collections::BTreeMap::<String, Vec<u64>>::new();
@@ -484,6 +505,7 @@ impl Api {
             deciles.entry(regency).or_insert_with(|| vec![0; 10])[(decile - 1) as usize] += 1;
         }
         let content_hash = hex::encode(hasher.finalize());
+        phases.mark("hash");
         let previous = txn
             .query_one_raw(stmt(&format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots ORDER BY year DESC, month DESC LIMIT 1"), []))
             .await
@@ -542,6 +564,7 @@ impl Api {
             tracing::error!("DTKS_DETERMINATION_FAULT=crash: stopping before the commit");
             std::process::abort();
         }
+        phases.mark("write");
         // The diff against the snapshot that stood last month.
         let diff = match (&previous, unchanged) {
             (_, true) => SnapshotDiff::default(),
@@ -566,6 +589,7 @@ impl Api {
         ))
         .await
         .map_err(grpc::internal)?;
+        phases.mark("diff");
         let published = ev::DeterminationPublished {
             period: Some(pb::Period {
                 year: period.0,
@@ -598,13 +622,22 @@ impl Api {
         )
         .await
         .map_err(grpc::internal)?;
-        let snapshot = self
+        let mut snapshot = self
             .snapshot(&txn, period)
             .await?
             .ok_or_else(|| Status::internal("snapshot vanished"))?;
         txn.commit().await.map_err(grpc::internal)?;
+        phases.mark("commit");
         self.outbox.wake();
-        tracing::info!(households = n, unchanged, "determination published");
+        tracing::info!(households = n, unchanged, timings = ?phases.0, "determination published");
+        snapshot.timings = phases
+            .0
+            .into_iter()
+            .map(|(phase, seconds)| PhaseTiming {
+                phase: phase.to_owned(),
+                seconds,
+            })
+            .collect();
         Ok(snapshot)
     }
 }

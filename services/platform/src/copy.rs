@@ -64,6 +64,10 @@ impl BinaryRows {
         self.field(&value.to_be_bytes())
     }
 
+    pub fn i64(&mut self, value: i64) -> &mut Self {
+        self.field(&value.to_be_bytes())
+    }
+
     pub fn text(&mut self, value: &str) -> &mut Self {
         self.field(value.as_bytes())
     }
