@@ -205,22 +205,8 @@ fn checksum(deciles: &[u8]) -> u128 {
 
 /// DuckDB's seconds, its checksum and its version.
 fn duckdb(scores_path: &PathBuf, ids_path: &PathBuf) -> anyhow::Result<(f64, u128, String)> {
-    let venv = PathBuf::from("target/bench-venv");
-    if !venv.join("bin/python").exists() {
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()?;
-        anyhow::ensure!(
-            ok.success(),
-            "python3 -m venv failed (apt-get install python3-venv)"
-        );
-    }
-    let ok = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "duckdb", "pyarrow"])
-        .status()?;
-    anyhow::ensure!(ok.success(), "pip install duckdb pyarrow failed");
-    let output = Command::new(venv.join("bin/python"))
+    let python = dtks_e2e::bench_python(&["duckdb", "pyarrow"])?;
+    let output = Command::new(python)
         .arg("tests/bench/duckdb_ntile.py")
         .arg(scores_path)
         .arg(ids_path)

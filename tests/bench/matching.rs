@@ -456,22 +456,8 @@ fn exact_nik(dir: &Path) -> anyhow::Result<(usize, usize, f64, [usize; 4])> {
 }
 
 fn splink(dir: &Path) -> anyhow::Result<Score> {
-    let venv = PathBuf::from("target/bench-venv");
-    if !venv.join("bin/python").exists() {
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()?;
-        anyhow::ensure!(
-            ok.success(),
-            "python3 -m venv failed (apt-get install python3-venv)"
-        );
-        let ok = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "splink==5.0.0"])
-            .status()?;
-        anyhow::ensure!(ok.success(), "pip install splink failed");
-    }
-    let output = Command::new(venv.join("bin/python"))
+    let python = dtks_e2e::bench_python(&["splink==5.0.0"])?;
+    let output = Command::new(python)
         .arg("tests/bench/splink_link.py")
         .arg(dir.join("registry.csv"))
         .arg(dir.join("persons.csv"))

@@ -17,7 +17,7 @@
 
 use std::time::Instant;
 
-use dtks_e2e::{Stack, authed, env_or};
+use dtks_e2e::{Stack, authed, count, env_or};
 use dtks_platform::auth::Role;
 use dtks_platform::events;
 use dtks_proto::common::v1 as pb;
@@ -58,15 +58,6 @@ fn matched(i: usize) -> (String, ev::ProposalMatched) {
             outcome: ev::HouseholdOutcome::AllMatched as i32,
         },
     )
-}
-
-async fn count(stack: &Stack, sql: &str) -> anyhow::Result<i64> {
-    let row = stack
-        .db
-        .query_one_raw(dtks_platform::db::stmt(sql, []))
-        .await?
-        .expect("a count row");
-    Ok(row.try_get::<i64>("", "n")?)
 }
 
 /// Case ids by region prefix (village or regency), oldest first.

@@ -10,7 +10,7 @@ mod matching;
 mod outcomes;
 mod verivali;
 
-use dtks_e2e::{SERVICES, Stack, authed, person};
+use dtks_e2e::{SERVICES, Stack, authed, count, person};
 use dtks_platform::auth::Role;
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::{
@@ -22,7 +22,6 @@ use dtks_proto::distribution::v1::{
 use dtks_proto::events::v1::{Channel, ProposalKind};
 use dtks_proto::intake::v1::{SubmitProposalRequest, intake_service_client::IntakeServiceClient};
 use dtks_proto::reporting::v1::{RegionQuery, reporting_service_client::ReportingServiceClient};
-use sea_orm::ConnectionTrait;
 
 const VILLAGE: &str = "32.04.05.2001";
 const HEAD_NIK: &str = "3204051203800001";
@@ -129,15 +128,6 @@ fn musdes(reference: &str, household: pb::Household) -> SubmitProposalRequest {
         minutes: Some(minutes()),
         ..Default::default()
     }
-}
-
-async fn count(stack: &Stack, sql: &str) -> anyhow::Result<i64> {
-    let row = stack
-        .db
-        .query_one_raw(dtks_platform::db::stmt(sql, []))
-        .await?
-        .expect("a count row");
-    Ok(row.try_get::<i64>("", "n")?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -556,6 +556,39 @@ pub fn synthetic_household(i: u64) -> dtks_proto::common::v1::Household {
     }
 }
 
+/// `SELECT count(*) AS n …` (or any query answering one `n`) on the run's database.
+pub async fn count(stack: &Stack, sql: &str) -> anyhow::Result<i64> {
+    let row = stack
+        .db
+        .query_one_raw(dtks_platform::db::stmt(sql, []))
+        .await?
+        .context("a count row")?;
+    Ok(row.try_get::<i64>("", "n")?)
+}
+
+/// The benchmarks' throw-away Python environment (`target/bench-venv`), made if
+/// missing, with `packages` installed (pip does nothing for those already there);
+/// answers its `python`.
+pub fn bench_python(packages: &[&str]) -> anyhow::Result<PathBuf> {
+    let venv = PathBuf::from("target/bench-venv");
+    if !venv.join("bin/python").exists() {
+        let ok = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()?;
+        anyhow::ensure!(
+            ok.success(),
+            "python3 -m venv failed (apt-get install python3-venv)"
+        );
+    }
+    let ok = std::process::Command::new(venv.join("bin/pip"))
+        .args(["install", "-q"])
+        .args(packages)
+        .status()?;
+    anyhow::ensure!(ok.success(), "pip install {packages:?} failed");
+    Ok(venv.join("bin/python"))
+}
+
 /// A benchmark's setting from the environment, or `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

@@ -30,6 +30,43 @@ pub enum Role {
     Service,
 }
 
+impl Role {
+    pub const ALL: [Role; 13] = [
+        Role::VillageOperator,
+        Role::RegencyOfficer,
+        Role::Bupati,
+        Role::ProvinceOfficer,
+        Role::MinistryAssessor,
+        Role::PusdatinAdmin,
+        Role::EselonI,
+        Role::KlUser,
+        Role::PemdaUser,
+        Role::Ppid,
+        Role::QaTeam,
+        Role::Public,
+        Role::Service,
+    ];
+
+    /// The role's name as tokens carry it (`village_operator`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::VillageOperator => "village_operator",
+            Role::RegencyOfficer => "regency_officer",
+            Role::Bupati => "bupati",
+            Role::ProvinceOfficer => "province_officer",
+            Role::MinistryAssessor => "ministry_assessor",
+            Role::PusdatinAdmin => "pusdatin_admin",
+            Role::EselonI => "eselon_i",
+            Role::KlUser => "kl_user",
+            Role::PemdaUser => "pemda_user",
+            Role::Ppid => "ppid",
+            Role::QaTeam => "qa_team",
+            Role::Public => "public",
+            Role::Service => "service",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     /// Officer (or service) id.
@@ -184,6 +221,14 @@ mod tests {
     use super::*;
     use secrecy::SecretString;
     use tonic::service::Interceptor;
+
+    #[test]
+    fn role_names_are_the_token_names() {
+        for role in Role::ALL {
+            let json = serde_json::to_value(role).expect("json");
+            assert_eq!(json.as_str(), Some(role.as_str()));
+        }
+    }
 
     fn config() -> AuthConfig {
         AuthConfig {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use dtks_domain::consistency::Flag;
 use dtks_platform::auth::{Claims, Role};
 use dtks_platform::clock::SharedClock;
 use dtks_platform::db::stmt;
@@ -222,6 +223,19 @@ fn task_event(
     )
 }
 
+/// A flag a case being verified carries when Dukcapil records a vital event.
+fn life_event_flag(life: &ev::PersonLifeEvent) -> Flag {
+    let date = life
+        .date
+        .as_ref()
+        .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+        .unwrap_or_default();
+    Flag {
+        code: "LIFE_EVENT".to_owned(),
+        reason: format!("Dukcapil recorded a {} of a member on {date}", life.kind),
+    }
+}
+
 /// A vital event: a task for the household in DTKS it changes (joined to the open one);
 /// a flag on a case still being verified.
 pub async fn life_event(
@@ -229,7 +243,7 @@ pub async fn life_event(
     life: &ev::PersonLifeEvent,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let flag = crate::consume::life_event_flag(life);
+    let flag = life_event_flag(life);
     if let Ok(proposal_id) = uuid::Uuid::parse_str(&life.proposal_id) {
         txn.execute_raw(stmt(
             "UPDATE cases SET flags = flags || $2::jsonb WHERE proposal_id = $1 AND state NOT IN (6, 8)",
@@ -314,10 +328,7 @@ pub async fn file_complaint(
     .await
     .map_err(grpc::internal)?;
     let complaint_id = uuid::Uuid::now_v7();
-    let role = serde_json::to_value(who.role)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let role = who.role.as_str().to_owned();
     txn.execute_raw(stmt(
         "INSERT INTO complaints (complaint_id, household_id, region_code, text, evidence, filed_by, filed_by_role, filed_at, task_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -94,7 +94,7 @@ impl Api {
         let row = db
             .query_one_raw(stmt(
                 &format!(
-                    "SELECT {SUMMARY}, village_review, field_visit FROM cases WHERE case_id = $1"
+                    "SELECT {SUMMARY}, village_review, field_visit, matched, household FROM cases WHERE case_id = $1"
                 ),
                 [id.into()],
             ))
@@ -105,13 +105,11 @@ impl Api {
         who.require_region(&case.region_code)?;
         case.village_review = decode(row.try_get("", "village_review").map_err(grpc::internal)?);
         case.field_visit = decode(row.try_get("", "field_visit").map_err(grpc::internal)?);
-        let content = cases::content(db, &[id]).await.map_err(grpc::internal)?;
-        if let Some(content) = content.get(&id) {
-            if case.assessment.is_none() {
-                case.assessment = Some(cases::assess(content, self.now().date_naive()).to_proto());
-            }
-            case.household = Some(content.household.clone());
+        let content = cases::content_of(&row).map_err(grpc::internal)?;
+        if case.assessment.is_none() {
+            case.assessment = Some(cases::assess(&content, self.now().date_naive()).to_proto());
         }
+        case.household = Some(content.household);
         case.history = db
             .query_all_raw(stmt(
                 "SELECT from_state, to_state, actor_id, actor_role, note, at FROM case_history WHERE case_id = $1 ORDER BY id",
@@ -199,8 +197,7 @@ impl Api {
         req: &BatchRequest,
     ) -> Result<(DatabaseTransaction, Actor, Vec<Move>), Status> {
         let actor = Actor::officer(who);
-        workflow::check_role(step, actor.role)
-            .map_err(|r| Status::permission_denied(r.describe(step, actor.role)))?;
+        actor.may(step)?;
         let ids = cases::parse_ids(req.case_ids.iter().map(String::as_str), "case_ids")?;
         let note = req.note.trim();
         if note.chars().count() > 4000 {
@@ -471,8 +468,7 @@ impl VerivaliService for Api {
     ) -> Result<Response<BatchResult>, Status> {
         let who = auth::claims(&request)?;
         let actor = Actor::officer(who);
-        workflow::check_role(Step::VillageApprove, actor.role)
-            .map_err(|r| Status::permission_denied(r.describe(Step::VillageApprove, actor.role)))?;
+        actor.may(Step::VillageApprove)?;
         let req = request.get_ref();
         let now = self.now();
         let number = text("minutes_number", &req.minutes_number, 100)?;
@@ -608,8 +604,7 @@ impl VerivaliService for Api {
         } else {
             Step::FieldReject
         };
-        workflow::check_role(step, actor.role)
-            .map_err(|r| Status::permission_denied(r.describe(step, actor.role)))?;
+        actor.may(step)?;
         let id = case_id(&req.case_id)?;
         let now = self.now();
         let interview = text("interview_summary", &req.interview_summary, 4000)?;
@@ -727,8 +722,7 @@ impl VerivaliService for Api {
     async fn assess(&self, request: Request<AssessRequest>) -> Result<Response<Case>, Status> {
         let who = auth::claims(&request)?;
         let actor = Actor::officer(who);
-        workflow::check_role(Step::Accept, actor.role)
-            .map_err(|r| Status::permission_denied(r.describe(Step::Accept, actor.role)))?;
+        actor.may(Step::Accept)?;
         let req = request.get_ref();
         let id = case_id(&req.case_id)?;
         let over = Override::try_from(req.r#override)
@@ -831,8 +825,7 @@ impl VerivaliService for Api {
     async fn resubmit(&self, request: Request<ResubmitRequest>) -> Result<Response<Case>, Status> {
         let who = auth::claims(&request)?;
         let actor = Actor::officer(who);
-        workflow::check_role(Step::Resubmit, actor.role)
-            .map_err(|r| Status::permission_denied(r.describe(Step::Resubmit, actor.role)))?;
+        actor.may(Step::Resubmit)?;
         let req = request.get_ref();
         let id = case_id(&req.case_id)?;
         let now = self.now();

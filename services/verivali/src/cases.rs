@@ -46,11 +46,10 @@ impl Actor {
         }
     }
 
-    fn role_name(&self) -> String {
-        serde_json::to_value(self.role)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+    /// Refuses (PERMISSION_DENIED) a step the actor's role never takes.
+    pub fn may(&self, step: Step) -> Result<(), Status> {
+        workflow::check_role(step, self.role)
+            .map_err(|r| Status::permission_denied(r.describe(step, self.role)))
     }
 }
 
@@ -124,8 +123,7 @@ pub async fn lock_for(
     steps: &[(uuid::Uuid, Step)],
 ) -> Result<Vec<(CaseRow, Step, CaseState)>, Status> {
     for (_, step) in steps {
-        workflow::check_role(*step, actor.role)
-            .map_err(|r| Status::permission_denied(r.describe(*step, actor.role)))?;
+        actor.may(*step)?;
     }
     let ids: Vec<uuid::Uuid> = steps.iter().map(|(id, _)| *id).collect();
     let rows = txn
@@ -200,7 +198,7 @@ pub async fn record(
     moves: &[Move],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let role = actor.role_name();
+    let role = actor.role.as_str().to_owned();
     for chunk in moves.chunks(MAX_BATCH) {
         let ids: Vec<uuid::Uuid> = chunk.iter().map(|m| m.case.case_id).collect();
         let from: Vec<i16> = chunk.iter().map(|m| m.case.state as i16).collect();
@@ -294,22 +292,22 @@ pub async fn content(
         ))
         .await?;
     rows.iter()
-        .map(|r| {
-            let id: uuid::Uuid = r.try_get("", "case_id")?;
-            let matched: Option<Vec<u8>> = r.try_get("", "matched")?;
-            let household: Option<Vec<u8>> = r.try_get("", "household")?;
-            let decode = |e: prost::DecodeError| DbErr::Custom(format!("case {id}: {e}"));
-            Ok((
-                id,
-                Content {
-                    matched: ev::ProposalMatched::decode(matched.unwrap_or_default().as_slice())
-                        .map_err(decode)?,
-                    household: pb::Household::decode(household.unwrap_or_default().as_slice())
-                        .map_err(decode)?,
-                },
-            ))
-        })
+        .map(|r| Ok((r.try_get("", "case_id")?, content_of(r)?)))
         .collect()
+}
+
+/// The content of a row that selected `case_id`, `matched` and `household`.
+pub fn content_of(r: &QueryResult) -> Result<Content, DbErr> {
+    let id: uuid::Uuid = r.try_get("", "case_id")?;
+    let matched: Option<Vec<u8>> = r.try_get("", "matched")?;
+    let household: Option<Vec<u8>> = r.try_get("", "household")?;
+    let decode = |e: prost::DecodeError| DbErr::Custom(format!("case {id}: {e}"));
+    Ok(Content {
+        matched: ev::ProposalMatched::decode(matched.unwrap_or_default().as_slice())
+            .map_err(decode)?,
+        household: pb::Household::decode(household.unwrap_or_default().as_slice())
+            .map_err(decode)?,
+    })
 }
 
 fn outcome_of(p: &ev::PersonMatch) -> MatchOutcome {

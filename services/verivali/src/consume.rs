@@ -4,7 +4,6 @@
 //! registry open re-verification tasks for households in DTKS and flag cases still
 //! being verified.
 
-use dtks_domain::consistency::Flag;
 use dtks_platform::bus::{EventHandler, HandlerError};
 use dtks_platform::clock::SharedClock;
 use dtks_platform::db::stmt;
@@ -212,17 +211,4 @@ async fn demo_policy(
         cases::publish_returned(txn, &[(&case, assessment.reasons())], false).await?;
     }
     Ok(())
-}
-
-/// A flag a case being verified carries when Dukcapil records a vital event.
-pub fn life_event_flag(life: &ev::PersonLifeEvent) -> Flag {
-    let date = life
-        .date
-        .as_ref()
-        .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
-        .unwrap_or_default();
-    Flag {
-        code: "LIFE_EVENT".to_owned(),
-        reason: format!("Dukcapil recorded a {} of a member on {date}", life.kind),
-    }
 }

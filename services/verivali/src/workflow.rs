@@ -240,27 +240,12 @@ mod tests {
         Step::Resubmit,
         Step::Rematched,
     ];
-    const ROLES: &[Role] = &[
-        Role::VillageOperator,
-        Role::RegencyOfficer,
-        Role::Bupati,
-        Role::ProvinceOfficer,
-        Role::MinistryAssessor,
-        Role::PusdatinAdmin,
-        Role::EselonI,
-        Role::KlUser,
-        Role::PemdaUser,
-        Role::Ppid,
-        Role::QaTeam,
-        Role::Public,
-        Role::Service,
-    ];
 
     #[test]
     fn every_step_role_and_state_has_one_answer() {
         let mut allowed = 0;
         for &step in STEPS {
-            for &role in ROLES {
+            for role in Role::ALL {
                 for &state in STATES {
                     let listed = TABLE
                         .iter()
@@ -296,7 +281,7 @@ mod tests {
     #[test]
     fn final_states_lead_nowhere() {
         for &step in STEPS {
-            for &role in ROLES {
+            for role in Role::ALL {
                 for state in [S::Accepted, S::Rejected] {
                     assert!(check(step, role, state).is_err(), "{step:?} from {state:?}");
                 }
