@@ -5,7 +5,7 @@
 #   scripts/bench.sh intake [HOUSEHOLDS]   bulk import vs raw COPY (default 100000)
 #   scripts/bench.sh matching [SCALE]      linkage vs Splink, exact NIK (1.0 = 10 M registry)
 #   scripts/bench.sh verivali [CASES]      the workflow by batched commands (default 100000)
-#   scripts/bench.sh determination [M] [R] a full run over R households (default 1 M; 0 skips
+#   scripts/bench.sh determination [M] [R] a full run over R households (default 10 M; 0 skips
 #                                          it), the ranking core vs DuckDB ntile (M million scores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ if [ "$bench" = matching ] || [ "$bench" = determination ]; then
   }
   if [ "$bench" = determination ]; then
     export DTKS_BENCH_MILLIONS=${2:-${DTKS_BENCH_MILLIONS:-45}}
-    export DTKS_BENCH_REGISTRY=${3:-${DTKS_BENCH_REGISTRY:-1000000}}
+    export DTKS_BENCH_REGISTRY=${3:-${DTKS_BENCH_REGISTRY:-10000000}}
     # The full run needs the stack and the service binaries.
     scripts/stack.sh start
     eval "$(scripts/stack.sh env)"

@@ -3,12 +3,11 @@
 //!
 //! Run with `scripts/bench.sh determination [MILLIONS] [REGISTRY]` (release build, real
 //! stack). First the **full run**: a determination service over a master registry of
-//! `REGISTRY` households (default 1 M; the target is 10 M within 60 s, which the
-//! present run — every household decoded and copied into the snapshot in one pass on
-//! one thread — does not yet reach) copied straight into its tables, one
+//! `REGISTRY` households (default 10 M, the target: within 60 s), copied straight
+//! into its tables as its consumer would have stored them, one
 //! `Determine` for a first month and one for a second month after 0.5 % of households
 //! were removed and as many added, each with the service's own phase timings (read,
-//! score, rank, hash, write, diff, commit). Then the **ranking core**: it
+//! score, rank, hash, write, index, diff, commit). Then the **ranking core**: it
 //! draws 45 M synthetic welfare scores (log per-capita consumption around Rp 1 M, to
 //! four decimals, so that ties occur as they do in real scores), then in the same run:
 //!
@@ -33,6 +32,7 @@ use dtks_proto::determination::v1::{
     DetermineRequest, Snapshot, determination_service_client::DeterminationServiceClient,
 };
 use prost::Message;
+use sha2::{Digest, Sha256};
 use sqlx::Connection;
 
 const THREADS: usize = 2;
@@ -67,6 +67,7 @@ async fn fill(conn: &mut sqlx::PgConnection, from: u64, to: u64) -> anyhow::Resu
     while start < to {
         let end = (start + 100_000).min(to);
         let (mut current, mut versions) = (BinaryRows::new(), BinaryRows::new());
+        let today = now.date_naive();
         for i in start..end {
             let h = dtks_e2e::synthetic_household(i);
             let region = h
@@ -75,34 +76,44 @@ async fn fill(conn: &mut sqlx::PgConnection, from: u64, to: u64) -> anyhow::Resu
                 .map(|a| a.village_code.clone())
                 .unwrap_or_default();
             let bytes = h.encode_to_vec();
+            let digest = Sha256::digest(&bytes);
+            // What the service's consumer stores beside each household it takes in.
+            let inputs = dtks_domain::pmt::Inputs::of(
+                &dtks_platform::convert::household_from_proto(&h, today)
+                    .map_err(|v| anyhow::anyhow!("synthetic household {i}: {v}"))?,
+            )
+            .encode();
+            let persons: usize = h.families.iter().map(|f| f.members.len()).sum();
             let id =
                 uuid::Uuid::from_u128(0x0000_dead_0000_0000_0000_0000_0000_0000 | u128::from(i));
             let seq = i as i64 + 1;
             current
-                .row(6)
+                .row(7)
                 .uuid(id)
                 .text(&region)
-                .bytea(&bytes)
-                .i32(2)
+                .i32(persons as i32)
                 .i64(seq)
-                .timestamptz(now);
+                .timestamptz(now)
+                .bytea(&digest)
+                .bytea(&inputs);
             versions
-                .row(5)
+                .row(6)
                 .uuid(id)
                 .i64(seq)
                 .text(&region)
                 .timestamptz(now)
-                .bytea(&bytes);
+                .bytea(&bytes)
+                .bytea(&digest);
         }
         copy_in(
             conn,
-            "determination.registry_households (household_id, region_code, household, persons, change_seq, verified_at)",
+            "determination.registry_households (household_id, region_code, persons, change_seq, verified_at, digest, inputs)",
             current,
         )
         .await?;
         copy_in(
             conn,
-            "determination.registry_versions (household_id, version, region_code, valid_from, household)",
+            "determination.registry_versions (household_id, version, region_code, valid_from, household, digest)",
             versions,
         )
         .await?;
@@ -230,7 +241,7 @@ fn duckdb(scores_path: &PathBuf, ids_path: &PathBuf) -> anyhow::Result<(f64, u12
 
 fn main() -> anyhow::Result<()> {
     std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))?;
-    let registry: u64 = env_or("DTKS_BENCH_REGISTRY", 1_000_000);
+    let registry: u64 = env_or("DTKS_BENCH_REGISTRY", 10_000_000);
     if registry > 0 {
         tokio::runtime::Runtime::new()?.block_on(full_run(registry))?;
     }

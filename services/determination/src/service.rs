@@ -1,6 +1,7 @@
 use dtks_platform::app::Context;
 use dtks_platform::auth::{Role, claims};
 use dtks_platform::bus::{EventHandler, HandlerError};
+use dtks_platform::copy::{CopyIn, copy_out};
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
 use dtks_platform::{convert, events, grpc, outbox};
 use dtks_proto::common::v1 as pb;
@@ -10,7 +11,7 @@ use dtks_proto::determination::v1::determination_service_server::{
 use dtks_proto::determination::v1::*;
 use dtks_proto::events::v1::{self as ev, Envelope};
 use prost::Message;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
@@ -95,6 +96,63 @@ SELECT household_id, change_seq, region_code, coalesce(removed_at, verified_at),
 FROM registry_households;
 "#,
             },
+            SqlMigration {
+                name: "m0005_snapshot_partitions",
+                sql: r#"
+-- Each version's SHA-256: diffs and content hashes compare records by it.
+ALTER TABLE registry_versions ADD COLUMN digest BYTEA;
+UPDATE registry_versions SET digest = sha256(household) WHERE household IS NOT NULL;
+-- The current state keeps what a determination reads: the record's digest and the
+-- welfare model's inputs (which the service computes at start for rows older than
+-- them); the record itself lives in registry_versions.
+ALTER TABLE registry_households ADD COLUMN digest BYTEA, ADD COLUMN inputs BYTEA;
+UPDATE registry_households SET digest = sha256(household);
+ALTER TABLE registry_households DROP COLUMN household;
+
+-- A snapshot's rows point at the registry version they ranked instead of copying it,
+-- and each snapshot is its own partition, written in one COPY and indexed once.
+ALTER TABLE snapshot_rows RENAME TO snapshot_rows_legacy;
+ALTER INDEX snapshot_rows_household RENAME TO snapshot_rows_legacy_household;
+ALTER TABLE snapshot_rows_legacy RENAME CONSTRAINT snapshot_rows_pkey TO snapshot_rows_legacy_pkey;
+-- Records that older snapshots hold but the registry kept no version of (changed
+-- before versions were kept) become versions of their own, numbered below zero.
+INSERT INTO registry_versions (household_id, version, region_code, valid_from, household, digest)
+SELECT household_id, -row_number() OVER (ORDER BY determined_at, household_id), region_code, determined_at, household, digest
+FROM (SELECT DISTINCT ON (l.household_id, coalesce(l.content, sha256(l.household)))
+             l.household_id, l.region_code, s.determined_at, l.household, coalesce(l.content, sha256(l.household)) AS digest
+      FROM snapshot_rows_legacy l JOIN snapshots s USING (snapshot_id)
+      WHERE NOT EXISTS (SELECT 1 FROM registry_versions v
+                        WHERE v.household_id = l.household_id AND v.digest = coalesce(l.content, sha256(l.household)))
+      ORDER BY l.household_id, coalesce(l.content, sha256(l.household)), s.determined_at) x;
+CREATE TABLE snapshot_rows (
+    snapshot_id UUID NOT NULL,
+    national_rank BIGINT NOT NULL,
+    household_id UUID NOT NULL,
+    version BIGINT NOT NULL,
+    region_code TEXT NOT NULL,
+    score DOUBLE PRECISION NOT NULL,
+    decile SMALLINT NOT NULL,
+    province_decile SMALLINT NOT NULL
+) PARTITION BY LIST (snapshot_id);
+CREATE INDEX snapshot_rows_by_rank ON snapshot_rows (national_rank);
+CREATE INDEX snapshot_rows_by_household ON snapshot_rows (household_id);
+DO $$
+DECLARE s uuid;
+BEGIN
+  FOR s IN SELECT DISTINCT snapshot_id FROM snapshot_rows_legacy LOOP
+    EXECUTE format('CREATE TABLE %I PARTITION OF snapshot_rows FOR VALUES IN (%L)',
+                   'snapshot_rows_' || replace(s::text, '-', ''), s);
+  END LOOP;
+END $$;
+INSERT INTO snapshot_rows (snapshot_id, national_rank, household_id, version, region_code, score, decile, province_decile)
+SELECT l.snapshot_id, l.national_rank, l.household_id,
+       (SELECT max(v.version) FROM registry_versions v
+        WHERE v.household_id = l.household_id AND v.digest = coalesce(l.content, sha256(l.household))),
+       l.region_code, l.score, l.decile, coalesce(l.province_decile, 0)
+FROM snapshot_rows_legacy l;
+DROP TABLE snapshot_rows_legacy;
+"#,
+            },
         ])
     }
 }
@@ -106,6 +164,13 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
             Accepted,
         )
         .await?;
+    let backfilled = backfill_inputs(&ctx.db).await?;
+    if backfilled > 0 {
+        tracing::info!(
+            households = backfilled,
+            "welfare model inputs computed for the registry"
+        );
+    }
     let lease = crate::singleton::LeaseLock::in_cluster().await?;
     if lease.is_some() {
         tracing::info!("in a cluster: determinations take the dtks-determination Lease");
@@ -159,20 +224,72 @@ impl EventHandler for Accepted {
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
         let household = accepted.household.unwrap_or_default();
         let persons: usize = household.families.iter().map(|f| f.members.len()).sum();
+        let inputs = model_inputs(&household, at.date_naive())
+            .map_err(|e| HandlerError::Permanent(format!("household {id}: {e}")))?;
+        let bytes = household.encode_to_vec();
+        let digest = Sha256::digest(&bytes).to_vec();
         txn.execute_raw(stmt(
             "WITH h AS (
-                 INSERT INTO registry_households (household_id, region_code, household, persons, change_seq, verified_at)
-                 VALUES ($1, $2, $3, $4, nextval('registry_change_seq'), $5)
-                 ON CONFLICT (household_id) DO UPDATE SET region_code = EXCLUDED.region_code, household = EXCLUDED.household,
-                     persons = EXCLUDED.persons, change_seq = EXCLUDED.change_seq, verified_at = EXCLUDED.verified_at,
-                     removed_at = NULL, removal_reason = NULL
-                 RETURNING household_id, change_seq, region_code, household)
-             INSERT INTO registry_versions (household_id, version, region_code, valid_from, household)
-             SELECT household_id, change_seq, region_code, $5, household FROM h",
-            [id.into(), envelope.region_code.clone().into(), household.encode_to_vec().into(), (persons as i32).into(), at.into()],
+                 INSERT INTO registry_households (household_id, region_code, persons, change_seq, verified_at, digest, inputs)
+                 VALUES ($1, $2, $4, nextval('registry_change_seq'), $5, $6, $7)
+                 ON CONFLICT (household_id) DO UPDATE SET region_code = EXCLUDED.region_code, persons = EXCLUDED.persons,
+                     change_seq = EXCLUDED.change_seq, verified_at = EXCLUDED.verified_at, digest = EXCLUDED.digest,
+                     inputs = EXCLUDED.inputs, removed_at = NULL, removal_reason = NULL
+                 RETURNING household_id, change_seq, region_code)
+             INSERT INTO registry_versions (household_id, version, region_code, valid_from, household, digest)
+             SELECT household_id, change_seq, region_code, $5, $3, $6 FROM h",
+            [id.into(), envelope.region_code.clone().into(), bytes.into(), (persons as i32).into(), at.into(), digest.into(), inputs.into()],
         ))
         .await?;
         Ok(())
+    }
+}
+
+/// The welfare model's stored inputs of a registry household.
+pub fn model_inputs(household: &pb::Household, on: chrono::NaiveDate) -> Result<Vec<u8>, String> {
+    let household = convert::household_from_proto(household, on)
+        .map_err(|v| format!("the registry's record is not a valid household: {v}"))?;
+    Ok(dtks_domain::pmt::Inputs::of(&household).encode())
+}
+
+/// Computes the model's inputs of every current household that has none (rows older
+/// than them) or has them in an older format, a few thousand at a time.
+async fn backfill_inputs(db: &DatabaseConnection) -> anyhow::Result<u64> {
+    let today = chrono::Utc::now().date_naive();
+    let mut done = 0u64;
+    loop {
+        let rows = db
+            .query_all_raw(stmt(
+                "SELECT h.household_id, v.household FROM registry_households h
+                 JOIN registry_versions v ON v.household_id = h.household_id AND v.version = h.change_seq
+                 WHERE h.removed_at IS NULL AND (h.inputs IS NULL OR (length(h.inputs) > 0 AND get_byte(h.inputs, 0) <> $1))
+                 LIMIT 5000",
+                [i32::from(dtks_domain::pmt::Inputs::FORMAT).into()],
+            ))
+            .await?;
+        if rows.is_empty() {
+            return Ok(done);
+        }
+        let (mut ids, mut inputs) = (Vec::new(), Vec::new());
+        for r in &rows {
+            let id: uuid::Uuid = r.try_get("", "household_id")?;
+            let bytes: Option<Vec<u8>> = r.try_get("", "household")?;
+            let household = pb::Household::decode(bytes.unwrap_or_default().as_slice())?;
+            // A record that cannot be scored keeps empty inputs: determinations refuse
+            // to run until it is corrected, as they did before inputs were stored.
+            inputs.push(model_inputs(&household, today).unwrap_or_else(|e| {
+                tracing::error!(household_id = %id, error = %e, "registry household cannot be scored");
+                Vec::new()
+            }));
+            ids.push(id);
+        }
+        done += ids.len() as u64;
+        db.execute_raw(stmt(
+            "UPDATE registry_households h SET inputs = u.inputs
+             FROM unnest($1::uuid[], $2::bytea[]) AS u (household_id, inputs) WHERE h.household_id = u.household_id",
+            [ids.into(), inputs.into()],
+        ))
+        .await?;
     }
 }
 
@@ -240,13 +357,6 @@ impl Fault {
 /// Only one determination at a time (a PostgreSQL advisory lock held by the transaction).
 const DETERMINATION_LOCK: i64 = 0x4445_5445; // "DETE"
 
-struct Ranked {
-    household_id: uuid::Uuid,
-    region_code: String,
-    score: f64,
-    household: Vec<u8>,
-}
-
 fn row_snapshot(r: &sea_orm::QueryResult) -> Result<Snapshot, Status> {
     let get_i = |c: &str| r.try_get::<i64>("", c).map_err(grpc::internal);
     let get_i32 = |c: &str| r.try_get::<i32>("", c).map_err(grpc::internal);
@@ -301,44 +411,6 @@ async fn standing_of(conn: &impl ConnectionTrait, snap: &Snapshot) -> Result<uui
         .map_err(grpc::internal)?
         .ok_or_else(|| Status::internal("missing source snapshot"))?;
     row.try_get("", "snapshot_id").map_err(grpc::internal)
-}
-
-/// Households added, removed, changed (their record differs) and moved to another
-/// decile between the rows of two snapshots.
-async fn diff_rows(
-    conn: &impl ConnectionTrait,
-    before: uuid::Uuid,
-    after: uuid::Uuid,
-) -> Result<SnapshotDiff, Status> {
-    if before == after {
-        return Ok(SnapshotDiff::default());
-    }
-    let row = conn
-        .query_one_raw(stmt(
-            "SELECT count(*) FILTER (WHERE o.household_id IS NULL) AS added,
-                    count(*) FILTER (WHERE n.household_id IS NULL) AS removed,
-                    count(*) FILTER (WHERE o.content IS DISTINCT FROM n.content
-                                       AND o.household_id IS NOT NULL AND n.household_id IS NOT NULL) AS changed,
-                    count(*) FILTER (WHERE o.decile <> n.decile) AS decile_moves
-             FROM (SELECT household_id, content, decile FROM snapshot_rows WHERE snapshot_id = $1) o
-             FULL JOIN (SELECT household_id, content, decile FROM snapshot_rows WHERE snapshot_id = $2) n
-             USING (household_id)",
-            [before.into(), after.into()],
-        ))
-        .await
-        .map_err(grpc::internal)?
-        .ok_or_else(|| Status::internal("no diff row"))?;
-    let n = |c: &str| {
-        row.try_get::<i64>("", c)
-            .map(|v| v as u64)
-            .map_err(grpc::internal)
-    };
-    Ok(SnapshotDiff {
-        added: n("added")?,
-        removed: n("removed")?,
-        changed: n("changed")?,
-        decile_moves: n("decile_moves")?,
-    })
 }
 
 const SNAPSHOT_COLUMNS: &str = "snapshot_id, year, month, households, persons, model_version, input_watermark, content_hash, unchanged,
@@ -404,16 +476,22 @@ impl Api {
     }
 
     async fn determine_locked(&self, period: (i32, i32)) -> Result<Snapshot, Status> {
-        let txn = self.db.begin().await.map_err(grpc::internal)?;
-        let locked = txn
-            .query_one_raw(stmt(
-                "SELECT pg_try_advisory_xact_lock($1) AS locked",
-                [DETERMINATION_LOCK.into()],
-            ))
+        let mut txn = self
+            .db
+            .get_postgres_connection_pool()
+            .begin()
             .await
-            .map_err(grpc::internal)?
-            .map(|r| r.try_get::<bool>("", "locked").unwrap_or(false))
-            .unwrap_or(false);
+            .map_err(grpc::internal)?;
+        // One view of the registry for the whole run: its rows and its watermark agree.
+        sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *txn)
+            .await
+            .map_err(grpc::internal)?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(DETERMINATION_LOCK)
+            .fetch_one(&mut *txn)
+            .await
+            .map_err(grpc::internal)?;
         if !locked {
             return Err(Status::aborted(
                 "another determination is running; try again when it finishes",
@@ -422,91 +500,56 @@ impl Api {
         if self.fault == Fault::Pause {
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         }
-        if let Some(existing) = self.snapshot(&txn, period).await? {
+        if let Some(existing) = self.snapshot(&self.db, period).await? {
             return Ok(existing); // snapshots are never rewritten
         }
         let model = &self.model;
         let on = chrono::NaiveDate::from_ymd_opt(period.0, period.1 as u32, 1)
             .ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
         let mut phases = Phases::start();
-        let rows = txn
-            .query_all_raw(stmt("SELECT household_id, region_code, household, persons, change_seq FROM registry_households WHERE removed_at IS NULL ORDER BY household_id", []))
-            .await
-            .map_err(grpc::internal)?;
+        let registry = Registry::read(&mut txn).await?;
+        let watermark: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(change_seq), 0)::bigint FROM registry_households",
+        )
+        .fetch_one(&mut *txn)
+        .await
+        .map_err(grpc::internal)?;
         phases.mark("read");
-        let (mut ranked, mut persons) = (Vec::with_capacity(rows.len()), 0i64);
-        // The input watermark counts removals too.
-        let watermark: i64 = txn
-            .query_one_raw(stmt(
-                "SELECT coalesce(max(change_seq), 0)::bigint AS w FROM registry_households",
-                [],
-            ))
-            .await
-            .map_err(grpc::internal)?
-            .map(|r| r.try_get("", "w"))
-            .transpose()
-            .map_err(grpc::internal)?
-            .unwrap_or(0);
-        for r in &rows {
-            let bytes: Vec<u8> = r.try_get("", "household").map_err(grpc::internal)?;
-            let pb_household = pb::Household::decode(bytes.as_slice()).map_err(grpc::internal)?;
-            let household = convert::household_from_proto(&pb_household, on).map_err(|v| {
-                Status::internal(format!("registry holds an invalid household: {v}"))
-            })?;
-            persons += i64::from(r.try_get::<i32>("", "persons").map_err(grpc::internal)?);
-            ranked.push(Ranked {
-                household_id: r.try_get("", "household_id").map_err(grpc::internal)?,
-                region_code: r.try_get("", "region_code").map_err(grpc::internal)?,
-                score: model.score(&household, on),
-                household: bytes,
-            });
-        }
-        drop(rows);
+        let scores = registry.scores(model, on)?;
         phases.mark("score");
-        // Poorest first; the households come in id order, so equal scores rank by
+        // Poorest first; `scores` are in household id order, so equal scores rank by
         // household id and the ranking is deterministic.
-        let scores: Vec<f64> = ranked.iter().map(|r| r.score).collect();
         let order = dtks_domain::ranking::rank(&scores, 2);
         // Deciles within each province too, for reporting.
-        let mut provinces = std::collections::HashMap::new();
-        let groups: Vec<u32> = ranked
+        let groups: Vec<u32> = registry
+            .by_id
             .iter()
-            .map(|r| {
-                let next = provinces.len() as u32;
-                *provinces
-                    .entry(r.region_code.get(..2).unwrap_or_default().to_owned())
-                    .or_insert(next)
-            })
+            .map(|&i| registry.province_of[registry.rows[i as usize].region as usize])
             .collect();
-        let by_position = dtks_domain::ranking::group_deciles(&order, &groups);
-        let province_deciles: Vec<i16> = order
-            .iter()
-            .map(|p| i16::from(by_position[*p as usize]))
-            .collect();
-        let mut slots: Vec<Option<Ranked>> = ranked.into_iter().map(Some).collect();
-        let ranked: Vec<Ranked> = order
-            .iter()
-            .filter_map(|p| slots[*p as usize].take())
-            .collect();
-        let n = ranked.len();
+        let province_deciles = dtks_domain::ranking::group_deciles(&order, &groups);
+        let n = order.len();
         phases.mark("rank");
         let mut hasher = Sha256::new();
         hasher.update(model.version.as_bytes());
-        let mut deciles = std::collections::BTreeMap::<String, Vec<u64>>::new();
-        let mut digests = Vec::with_capacity(n);
-        for (rank, r) in ranked.iter().enumerate() {
-            let decile = dtks_domain::pmt::decile_of_rank(rank, n);
-            let digest = Sha256::digest(&r.household).to_vec();
-            hasher.update(r.household_id.as_bytes());
-            hasher.update(r.score.to_bits().to_be_bytes());
-            hasher.update(&digest);
-            digests.push(digest);
-            let regency = r.region_code.get(..5).unwrap_or(&r.region_code).to_owned();
-            deciles.entry(regency).or_insert_with(|| vec![0; 10])[(decile - 1) as usize] += 1;
+        let mut per_regency = vec![[0u64; 10]; registry.regencies.len()];
+        // Each household's decile, by its place in id order (for the diff).
+        let mut deciles = vec![0u8; n];
+        for (rank, &position) in order.iter().enumerate() {
+            let row = &registry.rows[registry.by_id[position as usize] as usize];
+            let decile = dtks_domain::pmt::decile_of_rank(rank, n) as u8;
+            deciles[position as usize] = decile;
+            let mut item = [0u8; 56];
+            item[..16].copy_from_slice(&row.id.to_be_bytes());
+            item[16..24].copy_from_slice(&scores[position as usize].to_bits().to_be_bytes());
+            item[24..].copy_from_slice(&row.digest);
+            hasher.update(item);
+            per_regency[registry.regency_of[row.region as usize] as usize]
+                [usize::from(decile - 1)] += 1;
         }
         let content_hash = hex::encode(hasher.finalize());
         phases.mark("hash");
-        let previous = txn
+        let previous = self
+            .db
             .query_one_raw(stmt(&format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots ORDER BY year DESC, month DESC LIMIT 1"), []))
             .await
             .map_err(grpc::internal)?
@@ -516,55 +559,55 @@ impl Api {
             .as_ref()
             .is_some_and(|p| p.content_hash == content_hash);
         let snapshot_id = uuid::Uuid::now_v7();
-        let stands_from = match (&previous, unchanged) {
-            (Some(p), true) => p.stands_from.unwrap_or_default(),
-            _ => pb::Period {
-                year: period.0,
-                month: period.1,
-            },
-        };
-        txn.execute_raw(stmt(
-            "INSERT INTO snapshots (snapshot_id, year, month, households, persons, model_version, input_watermark, content_hash, unchanged,
-                 stands_from_year, stands_from_month, added, removed, changed, decile_moves)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, 0, 0, 0)",
-            [
-                snapshot_id.into(), period.0.into(), period.1.into(), (n as i64).into(), persons.into(), model.version.clone().into(),
-                watermark.into(), content_hash.clone().into(), unchanged.into(), stands_from.year.into(), stands_from.month.into(),
-            ],
-        ))
-        .await
-        .map_err(grpc::internal)?;
         if !unchanged {
-            for (chunk_start, chunk) in ranked.chunks(2000).enumerate().map(|(i, c)| (i * 2000, c))
-            {
-                let ranks: Vec<i64> = (0..chunk.len())
-                    .map(|i| (chunk_start + i + 1) as i64)
-                    .collect();
-                let ids: Vec<uuid::Uuid> = chunk.iter().map(|r| r.household_id).collect();
-                let regions: Vec<String> = chunk.iter().map(|r| r.region_code.clone()).collect();
-                let scores: Vec<f64> = chunk.iter().map(|r| r.score).collect();
-                let decs: Vec<i16> = (0..chunk.len())
-                    .map(|i| dtks_domain::pmt::decile_of_rank(chunk_start + i, n) as i16)
-                    .collect();
-                let blobs: Vec<Vec<u8>> = chunk.iter().map(|r| r.household.clone()).collect();
-                let contents: Vec<Vec<u8>> =
-                    digests[chunk_start..chunk_start + chunk.len()].to_vec();
-                let in_province: Vec<i16> =
-                    province_deciles[chunk_start..chunk_start + chunk.len()].to_vec();
-                txn.execute_raw(stmt(
-                    "INSERT INTO snapshot_rows (snapshot_id, national_rank, household_id, region_code, score, decile, household, content, province_decile)
-                     SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::float8[], $6::int2[], $7::bytea[], $8::bytea[], $9::int2[])",
-                    [snapshot_id.into(), ranks.into(), ids.into(), regions.into(), scores.into(), decs.into(), blobs.into(), contents.into(), in_province.into()],
-                ))
-                .await
-                .map_err(grpc::internal)?;
+            let table = partition(snapshot_id);
+            // The table name and ids are ours (a UUID in hex), never the caller's text.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE TABLE {table} (LIKE snapshot_rows)"
+            )))
+            .execute(&mut *txn)
+            .await
+            .map_err(grpc::internal)?;
+            let mut copy = CopyIn::start(
+                &mut txn,
+                &format!("{table} (snapshot_id, national_rank, household_id, version, region_code, score, decile, province_decile)"),
+            )
+            .await
+            .map_err(grpc::internal)?;
+            for (rank, &position) in order.iter().enumerate() {
+                let row = &registry.rows[registry.by_id[position as usize] as usize];
+                copy.rows()
+                    .row(8)
+                    .uuid(snapshot_id)
+                    .i64(rank as i64 + 1)
+                    .uuid(uuid::Uuid::from_u128(row.id))
+                    .i64(row.version)
+                    .text(&registry.regions[row.region as usize])
+                    .f64(scores[position as usize])
+                    .i16(i16::from(deciles[position as usize]))
+                    .i16(i16::from(province_deciles[position as usize]));
+                copy.flush_when_full().await.map_err(grpc::internal)?;
             }
+            copy.finish().await.map_err(grpc::internal)?;
+            phases.mark("write");
+            // Indexed once, whole, then made the snapshot's partition (the CHECK spares
+            // the attach its scan).
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "SET LOCAL maintenance_work_mem = '1GB';
+                 ALTER TABLE {table} ADD CONSTRAINT {table}_snapshot CHECK (snapshot_id = '{snapshot_id}');
+                 CREATE INDEX ON {table} (national_rank);
+                 CREATE INDEX ON {table} (household_id);
+                 ALTER TABLE snapshot_rows ATTACH PARTITION {table} FOR VALUES IN ('{snapshot_id}')"
+            )))
+            .execute(&mut *txn)
+            .await
+            .map_err(grpc::internal)?;
+            phases.mark("index");
         }
         if self.fault == Fault::Crash {
             tracing::error!("DTKS_DETERMINATION_FAULT=crash: stopping before the commit");
             std::process::abort();
         }
-        phases.mark("write");
         // The diff against the snapshot that stood last month.
         let diff = match (&previous, unchanged) {
             (_, true) => SnapshotDiff::default(),
@@ -573,23 +616,55 @@ impl Api {
                 ..Default::default()
             },
             (Some(p), false) => {
-                let before = standing_of(&txn, p).await?;
-                diff_rows(&txn, before, snapshot_id).await?
+                let before = standing_of(&self.db, p).await?;
+                let before = entries(&mut txn, before).await?;
+                let after: Vec<Entry> = registry
+                    .by_id
+                    .iter()
+                    .zip(&deciles)
+                    .map(|(&i, &decile)| {
+                        let row = &registry.rows[i as usize];
+                        Entry {
+                            id: row.id,
+                            version: row.version,
+                            decile,
+                        }
+                    })
+                    .collect();
+                diff(&mut txn, &before, &after).await?
             }
         };
-        txn.execute_raw(stmt(
-            "UPDATE snapshots SET added = $2, removed = $3, changed = $4, decile_moves = $5 WHERE snapshot_id = $1",
-            [
-                snapshot_id.into(),
-                (diff.added as i64).into(),
-                (diff.removed as i64).into(),
-                (diff.changed as i64).into(),
-                (diff.decile_moves as i64).into(),
-            ],
-        ))
+        phases.mark("diff");
+        let stands_from = match (&previous, unchanged) {
+            (Some(p), true) => p.stands_from.unwrap_or_default(),
+            _ => pb::Period {
+                year: period.0,
+                month: period.1,
+            },
+        };
+        sqlx::query(
+            "INSERT INTO snapshots (snapshot_id, year, month, households, persons, model_version, input_watermark, content_hash, unchanged,
+                 stands_from_year, stands_from_month, added, removed, changed, decile_moves)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(snapshot_id)
+        .bind(period.0)
+        .bind(period.1)
+        .bind(n as i64)
+        .bind(registry.persons)
+        .bind(&model.version)
+        .bind(watermark)
+        .bind(&content_hash)
+        .bind(unchanged)
+        .bind(stands_from.year)
+        .bind(stands_from.month)
+        .bind(diff.added as i64)
+        .bind(diff.removed as i64)
+        .bind(diff.changed as i64)
+        .bind(diff.decile_moves as i64)
+        .execute(&mut *txn)
         .await
         .map_err(grpc::internal)?;
-        phases.mark("diff");
         let published = ev::DeterminationPublished {
             period: Some(pb::Period {
                 year: period.0,
@@ -597,39 +672,44 @@ impl Api {
             }),
             snapshot_id: snapshot_id.to_string(),
             households: n as u64,
-            persons: persons as u64,
+            persons: registry.persons as u64,
             content_hash,
             unchanged,
             added: diff.added,
             removed: diff.removed,
             changed: diff.changed,
-            deciles: deciles
-                .into_iter()
-                .map(|(region_code, households_per_decile)| ev::RegionDeciles {
-                    region_code,
-                    households_per_decile,
+            deciles: registry
+                .regencies
+                .iter()
+                .zip(per_regency)
+                .map(|(region_code, counts)| {
+                    let deciles = ev::RegionDeciles {
+                        region_code: region_code.clone(),
+                        households_per_decile: counts.to_vec(),
+                    };
+                    (region_code, deciles)
                 })
+                .collect::<std::collections::BTreeMap<_, _>>()
+                .into_values()
                 .collect(),
         };
-        outbox::enqueue(
-            &txn,
-            &events::envelope(
-                events::DETERMINATION_PUBLISHED,
-                "determination",
-                "",
-                &published,
-            ),
-        )
-        .await
-        .map_err(grpc::internal)?;
-        let mut snapshot = self
-            .snapshot(&txn, period)
-            .await?
-            .ok_or_else(|| Status::internal("snapshot vanished"))?;
+        let envelope = events::envelope(
+            events::DETERMINATION_PUBLISHED,
+            "determination",
+            "",
+            &published,
+        );
+        outbox::enqueue_copy(&mut txn, [&envelope])
+            .await
+            .map_err(grpc::internal)?;
         txn.commit().await.map_err(grpc::internal)?;
         phases.mark("commit");
         self.outbox.wake();
         tracing::info!(households = n, unchanged, timings = ?phases.0, "determination published");
+        let mut snapshot = self
+            .snapshot(&self.db, period)
+            .await?
+            .ok_or_else(|| Status::internal("snapshot vanished"))?;
         snapshot.timings = phases
             .0
             .into_iter()
@@ -640,6 +720,253 @@ impl Api {
             .collect();
         Ok(snapshot)
     }
+}
+
+/// The partition that holds one snapshot's rows.
+fn partition(snapshot_id: uuid::Uuid) -> String {
+    format!("snapshot_rows_{}", snapshot_id.simple())
+}
+
+/// One current household of the master registry, as a run reads it.
+struct Current {
+    id: u128,
+    version: i64,
+    /// Index into [`Registry::regions`].
+    region: u32,
+    digest: [u8; 32],
+    /// Where its model inputs lie in [`Registry::inputs`].
+    inputs: (usize, u32),
+}
+
+/// The master registry as a run reads it: the current households, their regions named
+/// once, and the model's inputs side by side in one buffer.
+struct Registry {
+    rows: Vec<Current>,
+    /// Indices into `rows`, in household id order.
+    by_id: Vec<u32>,
+    inputs: Vec<u8>,
+    regions: Vec<String>,
+    /// Per region: its province's group number, and its regency's index in `regencies`.
+    province_of: Vec<u32>,
+    regency_of: Vec<u32>,
+    regencies: Vec<String>,
+    persons: i64,
+}
+
+/// Names each distinct string once, by number.
+#[derive(Default)]
+struct Names {
+    index: std::collections::HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Names {
+    fn of(&mut self, name: &str) -> u32 {
+        if let Some(i) = self.index.get(name) {
+            return *i;
+        }
+        let i = self.names.len() as u32;
+        self.index.insert(name.to_owned(), i);
+        self.names.push(name.to_owned());
+        i
+    }
+}
+
+impl Registry {
+    async fn read(conn: &mut sqlx::PgConnection) -> Result<Self, Status> {
+        let (mut rows, mut inputs, mut regions, mut persons) =
+            (Vec::new(), Vec::new(), Names::default(), 0i64);
+        copy_out(
+            conn,
+            "SELECT household_id, region_code, persons, change_seq, digest, inputs FROM registry_households WHERE removed_at IS NULL",
+            |f| {
+                let stored = f.bytes(5).unwrap_or_default();
+                let digest = f
+                    .bytes(4)
+                    .and_then(|d| <[u8; 32]>::try_from(d).ok())
+                    .unwrap_or_default();
+                rows.push(Current {
+                    id: f.uuid(0)?.as_u128(),
+                    region: regions.of(f.text(1)?),
+                    version: f.i64(3)?,
+                    digest,
+                    inputs: (inputs.len(), stored.len() as u32),
+                });
+                persons += i64::from(f.i32(2)?);
+                inputs.extend_from_slice(stored);
+                Ok(())
+            },
+        )
+        .await
+        .map_err(grpc::internal)?;
+        let mut keys: Vec<(u128, u32)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id, i as u32))
+            .collect();
+        keys.sort_unstable();
+        let by_id = keys.into_iter().map(|(_, i)| i).collect();
+        let (mut provinces, mut regencies) = (Names::default(), Names::default());
+        let (province_of, regency_of) = regions
+            .names
+            .iter()
+            .map(|r| {
+                (
+                    provinces.of(r.get(..2).unwrap_or_default()),
+                    regencies.of(r.get(..5).unwrap_or(r)),
+                )
+            })
+            .unzip();
+        Ok(Self {
+            rows,
+            by_id,
+            inputs,
+            regions: regions.names,
+            province_of,
+            regency_of,
+            regencies: regencies.names,
+            persons,
+        })
+    }
+
+    /// Every household's score, in household id order, on two threads.
+    fn scores(
+        &self,
+        model: &dtks_domain::pmt::Model,
+        on: chrono::NaiveDate,
+    ) -> Result<Vec<f64>, Status> {
+        let score = |chunk: &[u32]| -> Result<Vec<f64>, Status> {
+            chunk
+                .iter()
+                .map(|&i| {
+                    let row = &self.rows[i as usize];
+                    let (start, len) = row.inputs;
+                    dtks_domain::pmt::Inputs::decode(&self.inputs[start..start + len as usize])
+                        .map(|inputs| model.score_inputs(&inputs, on))
+                        .map_err(|e| {
+                            Status::internal(format!(
+                                "registry household {} cannot be scored ({e}); correct its record",
+                                uuid::Uuid::from_u128(row.id)
+                            ))
+                        })
+                })
+                .collect()
+        };
+        let half = self.by_id.len().div_ceil(2);
+        let (first, second) = self.by_id.split_at(half);
+        let (a, b) = std::thread::scope(|s| {
+            let other = s.spawn(|| score(second));
+            (score(first), other.join())
+        });
+        let mut scores = a?;
+        scores.extend(b.map_err(|_| Status::internal("scoring thread panicked"))??);
+        Ok(scores)
+    }
+}
+
+/// A household in a stored snapshot, as a diff reads it.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: u128,
+    version: i64,
+    decile: u8,
+}
+
+/// A snapshot's households in id order.
+async fn entries(
+    conn: &mut sqlx::PgConnection,
+    snapshot_id: uuid::Uuid,
+) -> Result<Vec<Entry>, Status> {
+    let mut out = Vec::new();
+    copy_out(
+        conn,
+        &format!("SELECT household_id, version, decile FROM snapshot_rows WHERE snapshot_id = '{snapshot_id}'"),
+        |f| {
+            out.push(Entry {
+                id: f.uuid(0)?.as_u128(),
+                version: f.i64(1)?,
+                decile: u8::try_from(f.i16(2)?).unwrap_or_default(),
+            });
+            Ok(())
+        },
+    )
+    .await
+    .map_err(grpc::internal)?;
+    out.sort_unstable_by_key(|e| e.id);
+    Ok(out)
+}
+
+/// Households added, removed, changed (their record differs) and moved to another
+/// decile between two snapshots' households, both in id order. A household whose
+/// version differs counts as changed only when the records' digests differ too.
+async fn diff(
+    conn: &mut sqlx::PgConnection,
+    before: &[Entry],
+    after: &[Entry],
+) -> Result<SnapshotDiff, Status> {
+    let mut d = SnapshotDiff::default();
+    let mut other_version = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < before.len() || j < after.len() {
+        match (before.get(i), after.get(j)) {
+            (Some(b), Some(a)) if b.id == a.id => {
+                if b.version != a.version {
+                    other_version.push((*b, *a));
+                }
+                if b.decile != a.decile {
+                    d.decile_moves += 1;
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(b), Some(a)) if b.id < a.id => {
+                d.removed += 1;
+                i += 1;
+            }
+            (Some(_), None) => {
+                d.removed += 1;
+                i += 1;
+            }
+            _ => {
+                d.added += 1;
+                j += 1;
+            }
+        }
+    }
+    for pairs in other_version.chunks(10_000) {
+        let ids: Vec<uuid::Uuid> = pairs
+            .iter()
+            .flat_map(|(b, a)| [uuid::Uuid::from_u128(b.id), uuid::Uuid::from_u128(a.id)])
+            .collect();
+        let versions: Vec<i64> = pairs
+            .iter()
+            .flat_map(|(b, a)| [b.version, a.version])
+            .collect();
+        let digests: std::collections::HashMap<(uuid::Uuid, i64), Option<Vec<u8>>> =
+            sqlx::query_as(
+                "SELECT v.household_id, v.version, v.digest FROM registry_versions v
+                 JOIN unnest($1::uuid[], $2::bigint[]) AS u (household_id, version) USING (household_id, version)",
+            )
+            .bind(&ids)
+            .bind(&versions)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(grpc::internal)?
+            .into_iter()
+            .map(|(id, version, digest)| ((id, version), digest))
+            .collect();
+        let digest = |e: &Entry| {
+            digests
+                .get(&(uuid::Uuid::from_u128(e.id), e.version))
+                .cloned()
+                .flatten()
+        };
+        d.changed += pairs
+            .iter()
+            .filter(|(b, a)| digest(b).is_none() || digest(b) != digest(a))
+            .count() as u64;
+    }
+    Ok(d)
 }
 
 type PageStream =
@@ -748,8 +1075,9 @@ impl DeterminationService for Api {
         let row = self
             .db
             .query_one_raw(stmt(
-                "SELECT national_rank, region_code, score, decile, province_decile, household FROM snapshot_rows
-                 WHERE snapshot_id = $1 AND household_id = $2",
+                "SELECT r.national_rank, r.region_code, r.score, r.decile, r.province_decile, v.household
+                 FROM snapshot_rows r JOIN registry_versions v ON v.household_id = r.household_id AND v.version = r.version
+                 WHERE r.snapshot_id = $1 AND r.household_id = $2",
                 [snapshot_id.into(), household_id.into()],
             ))
             .await
@@ -821,7 +1149,7 @@ impl DeterminationService for Api {
             .db
             .query_one_raw(stmt(
                 "SELECT version, region_code, valid_from, household, removal_reason FROM registry_versions
-                 WHERE household_id = $1 AND valid_from <= $2 ORDER BY version DESC LIMIT 1",
+                 WHERE household_id = $1 AND valid_from <= $2 ORDER BY valid_from DESC, version DESC LIMIT 1",
                 [household_id.into(), as_of.into()],
             ))
             .await
@@ -845,7 +1173,12 @@ impl DeterminationService for Api {
         Ok(Response::new(RegistryHousehold {
             household_id: household_id.to_string(),
             region_code: region,
-            version: row.try_get::<i64>("", "version").map_err(grpc::internal)? as u64,
+            // Versions below zero were recovered from snapshots older than the
+            // registry's history; they have no number of their own.
+            version: row
+                .try_get::<i64>("", "version")
+                .map_err(grpc::internal)?
+                .max(0) as u64,
             valid_from: Some(prost_types::Timestamp {
                 seconds: valid_from.timestamp(),
                 nanos: valid_from.timestamp_subsec_nanos() as i32,
@@ -867,7 +1200,18 @@ impl DeterminationService for Api {
             .map_err(|_| grpc::invalid_field("to", "must be a period"))?;
         let before = self.standing_snapshot_id(from).await?;
         let after = self.standing_snapshot_id(to).await?;
-        Ok(Response::new(diff_rows(&self.db, before, after).await?))
+        if before == after {
+            return Ok(Response::new(SnapshotDiff::default()));
+        }
+        let mut conn = self
+            .db
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(grpc::internal)?;
+        let old = entries(&mut conn, before).await?;
+        let new = entries(&mut conn, after).await?;
+        Ok(Response::new(diff(&mut conn, &old, &new).await?))
     }
 }
 
@@ -886,9 +1230,11 @@ fn async_stream(
             let after = cursor?;
             let rows = db
                 .query_all_raw(stmt(
-                    "SELECT national_rank, household_id, region_code, score, decile, province_decile, household FROM snapshot_rows
-                     WHERE snapshot_id = $1 AND national_rank > $2 AND decile <= $3 AND (region_code = $4 OR region_code LIKE $4 || '.%' OR $4 = '')
-                     ORDER BY national_rank LIMIT $5",
+                    "SELECT r.national_rank, r.household_id, r.region_code, r.score, r.decile, r.province_decile, v.household
+                     FROM snapshot_rows r JOIN registry_versions v ON v.household_id = r.household_id AND v.version = r.version
+                     WHERE r.snapshot_id = $1 AND r.national_rank > $2 AND r.decile <= $3
+                       AND (r.region_code = $4 OR r.region_code LIKE $4 || '.%' OR $4 = '')
+                     ORDER BY r.national_rank LIMIT $5",
                     [snapshot_id.into(), after.into(), max_decile.into(), region.into(), batch.into()],
                 ))
                 .await;

@@ -128,15 +128,9 @@ impl Model {
         Ok(model)
     }
 
-    /// The intercept and coefficients for the household's province.
-    fn params(&self, h: &Household) -> (f64, &Coefficients) {
-        let province = h
-            .address
-            .village
-            .as_ref()
-            .map(|v| v.to_string())
-            .and_then(|v| v.get(..2).map(str::to_owned));
-        match province.and_then(|p| self.provinces.get(&p)) {
+    /// The intercept and coefficients for a province (its own, or the national ones).
+    fn params(&self, province: Option<&str>) -> (f64, &Coefficients) {
+        match province.and_then(|p| self.provinces.get(p)) {
             Some(p) => (p.intercept, &p.coefficients),
             None => (self.intercept, &self.coefficients),
         }
@@ -144,83 +138,71 @@ impl Model {
 
     /// The intercept the household's score starts from (its province's, or national).
     pub fn intercept_for(&self, h: &Household) -> f64 {
-        self.params(h).0
+        self.params(Inputs::of(h).province()).0
     }
 
     /// Every term of the household's score, in a fixed order.
     pub fn explain(&self, h: &Household, on: chrono::NaiveDate) -> Vec<Term> {
-        let c = self.params(h).1;
-        let size = h.size().max(1) as f64;
-        let dependants = h
-            .persons()
-            .filter(|p| !(15..65).contains(&p.age_on(on)))
+        self.explain_inputs(&Inputs::of(h), on)
+    }
+
+    /// Every term of a score from the household's [`Inputs`], in a fixed order.
+    pub fn explain_inputs(&self, inputs: &Inputs, on: chrono::NaiveDate) -> Vec<Term> {
+        let c = self.params(inputs.province()).1;
+        let size = inputs.birth_dates.len().max(1) as f64;
+        let dependants = inputs
+            .birth_dates
+            .iter()
+            .filter(|b| !(15..65).contains(&age_on(**b, on)))
             .count() as f64;
-        let formal = h
-            .persons()
-            .filter(|p| p.work_status == Some(crate::household::WorkStatus::Formal))
-            .count() as f64;
-        let d = &h.dwelling;
-        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let flag = |f: u16| if inputs.flags & f != 0 { 1.0 } else { 0.0 };
         let features: [(&'static str, f64, f64); 14] = [
             ("log_household_size", size.ln(), c.log_household_size),
             ("dependency_ratio", dependants / size, c.dependency_ratio),
             (
                 "head_years_of_schooling",
-                years_of_schooling(h.head().and_then(|p| p.education)),
+                f64::from(inputs.head_years_of_schooling),
                 c.head_years_of_schooling,
             ),
             (
                 "floor_area_per_capita",
-                d.floor_area_m2 / size,
+                inputs.floor_area_m2 / size,
                 c.floor_area_per_capita,
             ),
-            (
-                "earth_floor",
-                flag(d.floor == Some(FloorMaterial::Earth)),
-                c.earth_floor,
-            ),
+            ("earth_floor", flag(Inputs::EARTH_FLOOR), c.earth_floor),
             (
                 "bamboo_or_wood_wall",
-                flag(matches!(
-                    d.wall,
-                    Some(WallMaterial::Bamboo | WallMaterial::Wood)
-                )),
+                flag(Inputs::BAMBOO_OR_WOOD_WALL),
                 c.bamboo_or_wood_wall,
             ),
-            (
-                "thatch_roof",
-                flag(d.roof == Some(RoofMaterial::Thatch)),
-                c.thatch_roof,
-            ),
+            ("thatch_roof", flag(Inputs::THATCH_ROOF), c.thatch_roof),
             (
                 "piped_or_bottled_water",
-                flag(matches!(
-                    d.water,
-                    Some(WaterSource::Piped | WaterSource::Bottled)
-                )),
+                flag(Inputs::PIPED_OR_BOTTLED_WATER),
                 c.piped_or_bottled_water,
             ),
             (
                 "private_sanitation",
-                flag(d.sanitation == Some(Sanitation::Private)),
+                flag(Inputs::PRIVATE_SANITATION),
                 c.private_sanitation,
             ),
             (
                 "electricity_above_450va",
-                flag(matches!(
-                    d.electricity,
-                    Some(Electricity::Pln900 | Electricity::PlnAbove900)
-                )),
+                flag(Inputs::ELECTRICITY_ABOVE_450VA),
                 c.electricity_above_450va,
             ),
             (
                 "motorcycles",
-                f64::from(h.assets.motorcycles.min(3)),
+                f64::from(inputs.motorcycles.min(3)),
                 c.motorcycles,
             ),
-            ("car", flag(h.assets.cars > 0), c.car),
-            ("refrigerator", flag(h.assets.refrigerator), c.refrigerator),
-            ("formal_work_share", formal / size, c.formal_work_share),
+            ("car", flag(Inputs::CAR), c.car),
+            ("refrigerator", flag(Inputs::REFRIGERATOR), c.refrigerator),
+            (
+                "formal_work_share",
+                f64::from(inputs.formal_workers) / size,
+                c.formal_work_share,
+            ),
         ];
         features
             .into_iter()
@@ -234,12 +216,178 @@ impl Model {
     }
 
     pub fn score(&self, h: &Household, on: chrono::NaiveDate) -> f64 {
-        self.intercept_for(h)
+        self.score_inputs(&Inputs::of(h), on)
+    }
+
+    /// The score from the household's [`Inputs`]: the intercept plus every term of
+    /// [`Model::explain_inputs`], summed in the same order.
+    pub fn score_inputs(&self, inputs: &Inputs, on: chrono::NaiveDate) -> f64 {
+        self.params(inputs.province()).0
             + self
-                .explain(h, on)
+                .explain_inputs(inputs, on)
                 .iter()
                 .map(|t| t.contribution)
                 .sum::<f64>()
+    }
+}
+
+/// A birth date packed as `year << 9 | month << 5 | day`, so that ages need no calendar.
+fn pack_date(d: chrono::NaiveDate) -> u32 {
+    use chrono::Datelike;
+    (d.year().clamp(0, 1 << 22) as u32) << 9 | d.month() << 5 | d.day()
+}
+
+/// Completed years on `on` of someone born on the packed date `born`.
+fn age_on(born: u32, on: chrono::NaiveDate) -> i32 {
+    use chrono::Datelike;
+    let (year, month, day) = ((born >> 9) as i32, (born >> 5) & 15, born & 31);
+    let mut age = on.year() - year;
+    if (on.month(), on.day()) < (month, day) {
+        age -= 1;
+    }
+    age
+}
+
+/// What the model reads of a household, and nothing else: kept beside each household of
+/// the master registry when it arrives, so that a monthly determination scores millions
+/// of households without decoding their full records. Ages are not stored but computed
+/// from the birth dates on the determination date.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inputs {
+    /// Province code (`32`), as two ASCII digits; zeros when the household has none.
+    pub province: [u8; 2],
+    /// Every member's birth date, packed (see `pack_date`).
+    pub birth_dates: Vec<u32>,
+    pub head_years_of_schooling: u8,
+    pub formal_workers: u16,
+    pub floor_area_m2: f64,
+    pub motorcycles: u8,
+    /// The dwelling's and assets' yes/no features (the `Inputs::*` bits).
+    pub flags: u16,
+}
+
+/// Why stored inputs could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored PMT inputs: {0}")]
+pub struct InputsError(&'static str);
+
+impl Inputs {
+    /// The encoding's format; stored inputs of another format are computed again.
+    pub const FORMAT: u8 = 1;
+    pub const EARTH_FLOOR: u16 = 1;
+    pub const BAMBOO_OR_WOOD_WALL: u16 = 1 << 1;
+    pub const THATCH_ROOF: u16 = 1 << 2;
+    pub const PIPED_OR_BOTTLED_WATER: u16 = 1 << 3;
+    pub const PRIVATE_SANITATION: u16 = 1 << 4;
+    pub const ELECTRICITY_ABOVE_450VA: u16 = 1 << 5;
+    pub const CAR: u16 = 1 << 6;
+    pub const REFRIGERATOR: u16 = 1 << 7;
+    const HEADER: usize = 1 + 2 + 1 + 2 + 8 + 1 + 2 + 2;
+
+    pub fn of(h: &Household) -> Self {
+        let province = h
+            .address
+            .village
+            .as_ref()
+            .map(|v| v.to_string())
+            .and_then(|v| v.as_bytes().get(..2).map(|p| [p[0], p[1]]))
+            .unwrap_or([0, 0]);
+        let d = &h.dwelling;
+        let flags = [
+            (d.floor == Some(FloorMaterial::Earth), Self::EARTH_FLOOR),
+            (
+                matches!(d.wall, Some(WallMaterial::Bamboo | WallMaterial::Wood)),
+                Self::BAMBOO_OR_WOOD_WALL,
+            ),
+            (d.roof == Some(RoofMaterial::Thatch), Self::THATCH_ROOF),
+            (
+                matches!(d.water, Some(WaterSource::Piped | WaterSource::Bottled)),
+                Self::PIPED_OR_BOTTLED_WATER,
+            ),
+            (
+                d.sanitation == Some(Sanitation::Private),
+                Self::PRIVATE_SANITATION,
+            ),
+            (
+                matches!(
+                    d.electricity,
+                    Some(Electricity::Pln900 | Electricity::PlnAbove900)
+                ),
+                Self::ELECTRICITY_ABOVE_450VA,
+            ),
+            (h.assets.cars > 0, Self::CAR),
+            (h.assets.refrigerator, Self::REFRIGERATOR),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |acc, (_, bit)| acc | bit);
+        Self {
+            province,
+            birth_dates: h.persons().map(|p| pack_date(p.birth_date)).collect(),
+            head_years_of_schooling: years_of_schooling(h.head().and_then(|p| p.education)) as u8,
+            formal_workers: h
+                .persons()
+                .filter(|p| p.work_status == Some(crate::household::WorkStatus::Formal))
+                .count()
+                .min(usize::from(u16::MAX)) as u16,
+            floor_area_m2: d.floor_area_m2,
+            motorcycles: h.assets.motorcycles.min(255) as u8,
+            flags,
+        }
+    }
+
+    /// The province code, when the household has one.
+    pub fn province(&self) -> Option<&str> {
+        std::str::from_utf8(&self.province)
+            .ok()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    }
+
+    /// The stored form: the format byte, the fixed fields, then the birth dates.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::HEADER + 4 * self.birth_dates.len());
+        out.push(Self::FORMAT);
+        out.extend_from_slice(&self.province);
+        out.push(self.head_years_of_schooling);
+        out.extend_from_slice(&self.formal_workers.to_le_bytes());
+        out.extend_from_slice(&self.floor_area_m2.to_le_bytes());
+        out.push(self.motorcycles);
+        out.extend_from_slice(&self.flags.to_le_bytes());
+        let members = u16::try_from(self.birth_dates.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&members.to_le_bytes());
+        for b in self.birth_dates.iter().take(usize::from(members)) {
+            out.extend_from_slice(&b.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, InputsError> {
+        if bytes.len() < Self::HEADER {
+            return Err(InputsError("too short"));
+        }
+        if bytes[0] != Self::FORMAT {
+            return Err(InputsError("another format"));
+        }
+        let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
+        let members = usize::from(u16_at(Self::HEADER - 2));
+        let dates = &bytes[Self::HEADER..];
+        if dates.len() != 4 * members {
+            return Err(InputsError("member count and birth dates disagree"));
+        }
+        let mut floor = [0u8; 8];
+        floor.copy_from_slice(&bytes[6..14]);
+        Ok(Self {
+            province: [bytes[1], bytes[2]],
+            head_years_of_schooling: bytes[3],
+            formal_workers: u16_at(4),
+            floor_area_m2: f64::from_le_bytes(floor),
+            motorcycles: bytes[14],
+            flags: u16_at(15),
+            birth_dates: dates
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        })
     }
 }
 
@@ -266,6 +414,7 @@ pub fn decile_of_rank(rank: usize, n: usize) -> u32 {
 mod tests {
     use super::*;
     use crate::household::fixtures::household;
+    use chrono::Datelike;
     use proptest::prelude::*;
 
     #[test]
@@ -283,6 +432,33 @@ mod tests {
         let mut richer = h.clone();
         richer.assets.cars = 1;
         assert!(model.score(&richer, on) > model.score(&h, on));
+    }
+
+    #[test]
+    fn stored_inputs_score_exactly_as_the_household_does() {
+        let model = Model::default();
+        let on = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
+        let mut h = household();
+        h.assets.motorcycles = 7;
+        h.assets.refrigerator = true;
+        let inputs = Inputs::of(&h);
+        let stored = Inputs::decode(&inputs.encode()).expect("decodes");
+        assert_eq!(stored, inputs);
+        assert_eq!(stored.province(), Some("32"));
+        assert_eq!(model.score_inputs(&stored, on), model.score(&h, on));
+        assert_eq!(model.explain_inputs(&stored, on), model.explain(&h, on));
+        // A birthday on the determination date counts: the age changes that day.
+        let head = h.head().expect("head").birth_date;
+        let next = head.with_year(head.year() + 15).expect("date");
+        assert_eq!(age_on(pack_date(head), next), 15);
+        assert_eq!(age_on(pack_date(head), next.pred_opt().expect("date")), 14);
+        // Damaged or foreign bytes are refused, not misread.
+        let bytes = inputs.encode();
+        assert!(Inputs::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut other = bytes.clone();
+        other[0] = Inputs::FORMAT + 1;
+        assert!(Inputs::decode(&other).is_err());
+        assert!(Inputs::decode(&[]).is_err());
     }
 
     proptest! {

@@ -3,8 +3,8 @@
 //! and callers pass households in household-id order, so ties break by household id.
 //!
 //! Each score becomes a 128-bit key (an order-preserving image of the `f64` above the
-//! household's position), so the order is a plain integer sort: the keys are cut into
-//! one slice per thread, each sorted on its own, and the sorted slices merged.
+//! household's position), so the order is a plain integer sort: the keys are filed into
+//! buckets by their leading bits, and each bucket is sorted in cache (see [`rank`]).
 
 use crate::pmt::decile_of_rank;
 
@@ -19,49 +19,110 @@ pub fn score_key(score: f64) -> u64 {
     }
 }
 
-/// The positions of `scores` in rank order (poorest first; ties in input order), sorted
-/// on `threads` threads.
-pub fn rank(scores: &[f64], threads: usize) -> Vec<u32> {
-    assert!(scores.len() <= u32::MAX as usize, "at most 2^32 households");
-    let mut keys: Vec<u128> = scores
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (u128::from(score_key(*s)) << 64) | i as u128)
-        .collect();
-    let threads = threads.clamp(1, 64).min(keys.len().max(1));
-    let size = keys.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        for chunk in keys.chunks_mut(size) {
-            s.spawn(move || chunk.sort_unstable());
-        }
-    });
-    merge(&keys, size)
+/// Buckets a ranking files keys into: few enough for the filing pass to stay in cache,
+/// many enough that each bucket sorts in cache.
+const BUCKET_BITS: u32 = 16;
+
+/// One thread's part of the scores, filed by bucket in position order.
+struct Filed {
+    keys: Vec<u128>,
+    /// Where each bucket starts in `keys`, and the end.
+    starts: Vec<usize>,
 }
 
-/// Merges the sorted runs of `size` keys into the positions they carry.
-fn merge(keys: &[u128], size: usize) -> Vec<u32> {
-    let mut runs: Vec<&[u128]> = keys.chunks(size.max(1)).collect();
-    let mut out = Vec::with_capacity(keys.len());
-    if let [only] = runs.as_slice() {
-        out.extend(only.iter().map(|k| *k as u32));
-        return out;
+fn key(score: f64, position: usize) -> u128 {
+    (u128::from(score_key(score)) << 64) | position as u128
+}
+
+fn file(scores: &[f64], first: usize, lo: u64, shift: u32, buckets: usize) -> Filed {
+    let bucket = |s: f64| ((score_key(s) - lo) >> shift) as usize;
+    let mut starts = vec![0usize; buckets + 1];
+    for s in scores {
+        starts[bucket(*s) + 1] += 1;
     }
-    // Few runs (one per thread): take the smallest head each time.
-    while !runs.is_empty() {
-        let (best, _) = runs
-            .iter()
+    for b in 0..buckets {
+        starts[b + 1] += starts[b];
+    }
+    let mut next = starts.clone();
+    let mut keys = vec![0u128; scores.len()];
+    for (i, s) in scores.iter().enumerate() {
+        let b = bucket(*s);
+        keys[next[b]] = key(*s, first + i);
+        next[b] += 1;
+    }
+    Filed { keys, starts }
+}
+
+/// The positions of `scores` in rank order (poorest first; ties in input order), on
+/// `threads` threads.
+///
+/// Each score becomes a 128-bit key (its order-preserving image above its position).
+/// Every thread files its part of the keys into 65,536 buckets by their leading bits
+/// (over the span the scores actually cover); then every thread takes a share of the
+/// buckets, sorts each bucket's keys from all parts in cache, and the shares are joined.
+pub fn rank(scores: &[f64], threads: usize) -> Vec<u32> {
+    assert!(scores.len() <= u32::MAX as usize, "at most 2^32 households");
+    let n = scores.len();
+    if n < 1 << 10 {
+        let mut keys: Vec<u128> = scores.iter().enumerate().map(|(i, s)| key(*s, i)).collect();
+        keys.sort_unstable();
+        return keys.into_iter().map(|k| k as u32).collect();
+    }
+    let threads = threads.clamp(1, 64);
+    let (lo, hi) = scores.iter().fold((u64::MAX, 0), |(lo, hi), s| {
+        let k = score_key(*s);
+        (lo.min(k), hi.max(k))
+    });
+    let shift = (64 - (hi - lo).leading_zeros()).saturating_sub(BUCKET_BITS);
+    let buckets = ((hi - lo) >> shift) as usize + 1;
+    let part = n.div_ceil(threads);
+    let filed: Vec<Filed> = std::thread::scope(|s| {
+        let handles: Vec<_> = scores
+            .chunks(part)
             .enumerate()
-            .min_by_key(|(_, r)| r[0])
-            .expect("a run");
-        let run = runs[best];
-        out.push(run[0] as u32);
-        if run.len() == 1 {
-            runs.swap_remove(best);
-        } else {
-            runs[best] = &run[1..];
+            .map(|(t, chunk)| s.spawn(move || file(chunk, t * part, lo, shift, buckets)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a ranking thread"))
+            .collect()
+    });
+    let size = |b: usize| -> usize { filed.iter().map(|f| f.starts[b + 1] - f.starts[b]).sum() };
+    // Each thread's share: consecutive buckets holding about n / threads keys.
+    let mut shares = Vec::with_capacity(threads);
+    let (mut from, mut held) = (0, 0);
+    for b in 0..buckets {
+        held += size(b);
+        if held >= n * (shares.len() + 1) / threads || b + 1 == buckets {
+            shares.push(from..b + 1);
+            from = b + 1;
         }
     }
-    out
+    let filed = &filed;
+    let parts: Vec<Vec<u32>> = std::thread::scope(|s| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                s.spawn(move || {
+                    let (mut out, mut scratch) = (Vec::new(), Vec::new());
+                    for b in share {
+                        scratch.clear();
+                        for f in filed {
+                            scratch.extend_from_slice(&f.keys[f.starts[b]..f.starts[b + 1]]);
+                        }
+                        scratch.sort_unstable();
+                        out.extend(scratch.iter().map(|k| *k as u32));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a ranking thread"))
+            .collect()
+    });
+    parts.concat()
 }
 
 /// The decile of each position, given the rank order from [`rank`].
@@ -112,7 +173,7 @@ mod tests {
         #[test]
         fn ranks_and_deciles_are_exact(
             // Few distinct values, so that ties are common.
-            raw in proptest::collection::vec(-20i32..20, 0..3000),
+            raw in proptest::collection::vec(-20i32..20, 0..6000),
             threads in 1usize..5,
         ) {
             let scores: Vec<f64> = raw.iter().map(|v| f64::from(*v) / 4.0).collect();
@@ -142,6 +203,23 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn any_scores_rank_exactly_when_filed_into_buckets(
+            // Every kind of f64: both signs, tiny and huge, infinities, NaN.
+            bits in proptest::collection::vec(any::<u64>(), 1024..20_000),
+            spread in 0u32..60,
+            threads in 1usize..4,
+        ) {
+            let scores: Vec<f64> = bits
+                .iter()
+                .map(|b| if spread == 0 { f64::from_bits(*b) } else { 13.8 + (*b >> spread) as f64 * 1e-9 })
+                .collect();
+            prop_assert_eq!(rank(&scores, threads), brute(&scores));
         }
     }
 
