@@ -215,7 +215,14 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
-type Names<'l> = HashMap<&'l [u8], Arc<NameKey>, std::hash::BuildHasherDefault<Fnv>>;
+/// One thread's reduced names: each distinct spelling once, by number. Rows carry the
+/// number, not a counted reference — cloning an `Arc` per row costs an atomic write to
+/// memory both threads share (the proposal side's names).
+#[derive(Default)]
+struct Names<'l> {
+    index: HashMap<&'l [u8], u32, std::hash::BuildHasherDefault<Fnv>>,
+    keys: Vec<Arc<NameKey>>,
+}
 
 /// Digits of a field as a number (0 for none).
 fn number(field: &[u8]) -> u64 {
@@ -245,23 +252,28 @@ fn date(text: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(n(0..4)? as i32, n(5..7)?, n(8..10)?)
 }
 
-/// A registry row that meets a proposal person: its record and blocking keys.
-type Hit = (Record, dtks_domain::linkage::Keys);
-
 /// One registry line (nik,kk,full_name,birth_place,birth_date,sex,village_code,
-/// death_date), as bytes: its NIK, and its record when the line meets a proposal person.
-fn registry_record<'l>(
-    linker: &Linker,
+/// death_date), read from its bytes.
+struct Row<'l> {
+    nik: u64,
+    nik_text: &'l str,
+    /// Its number in the thread's [`Names`].
+    name: u32,
+    born: Option<NaiveDate>,
+    sex: Option<u8>,
+    village: Option<&'l str>,
+    keys: dtks_domain::linkage::Keys,
+}
+
+fn registry_row<'l>(
     line: &'l [u8],
-    labelled: bool,
     names: &mut Names<'l>,
     shared: &HashMap<String, Arc<NameKey>>,
-) -> (u64, Option<Hit>) {
+) -> Row<'l> {
     let mut f: [&[u8]; 7] = [&[]; 7];
     for (slot, field) in f.iter_mut().zip(line.split(|b| *b == b',')) {
         *slot = field;
     }
-    let nik = number(f[0]);
     let born = date_bytes(f[4]);
     let sex = match f[5] {
         b"1" => Some(1),
@@ -270,21 +282,73 @@ fn registry_record<'l>(
     };
     // Names repeat: each distinct spelling is reduced once per thread, or taken from
     // the proposal side where it already is.
-    let name = names.entry(f[2]).or_insert_with(|| {
+    let next = names.keys.len() as u32;
+    let name = *names.index.entry(f[2]).or_insert(next);
+    if name == next {
         let text = std::str::from_utf8(f[2]).unwrap_or_default();
-        shared
-            .get(text)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(NameKey::new(text)))
-    });
-    let village = std::str::from_utf8(f[6]).ok();
-    let keys = dtks_domain::linkage::keys_of(name, born, sex, village);
-    if !linker.meets(&keys) {
-        return (nik, None);
+        names.keys.push(
+            shared
+                .get(text)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(NameKey::new(text))),
+        );
     }
-    let label = labelled.then(|| std::str::from_utf8(f[0]).ok()).flatten();
-    let record = Record::with_name(name.clone(), born, sex, village).labelled(label);
-    (nik, Some((record, keys)))
+    let village = std::str::from_utf8(f[6]).ok();
+    let keys = dtks_domain::linkage::keys_of(&names.keys[name as usize], born, sex, village);
+    Row {
+        nik: number(f[0]),
+        nik_text: std::str::from_utf8(f[0]).unwrap_or_default(),
+        name,
+        born,
+        sex,
+        village,
+        keys,
+    }
+}
+
+/// One thread's scan: its candidates, every line's NIK, and one line in 50 for the u
+/// sample.
+#[derive(Default)]
+struct Scan {
+    candidates: Candidates,
+    niks: Vec<u64>,
+    sample: Vec<Record>,
+    keys: Vec<dtks_domain::linkage::Keys>,
+    heads: Vec<batch::Heads>,
+}
+
+impl Scan {
+    /// Probes a batch of rows, the first numbered `first` within the part: their
+    /// blocks are looked up together, then each row that meets a proposal person is
+    /// compared with them.
+    fn rows(
+        &mut self,
+        linker: &Linker,
+        rows: &[Row<'_>],
+        names: &Names<'_>,
+        first: usize,
+        labelled: bool,
+    ) {
+        self.keys.clear();
+        self.keys.extend(rows.iter().map(|r| r.keys));
+        linker.heads_of_many(&self.keys, &mut self.heads);
+        for (k, (row, heads)) in rows.iter().zip(&self.heads).enumerate() {
+            let i = first + k;
+            self.niks.push(row.nik);
+            let record = || {
+                let name = names.keys[row.name as usize].clone();
+                Record::with_name(name, row.born, row.sex, row.village)
+            };
+            let probed = batch::meets(heads).then(|| {
+                let record = record().labelled(labelled.then_some(row.nik_text));
+                linker.probe_heads(i as u32, &record, &row.keys, heads, &mut self.candidates);
+                record
+            });
+            if i.is_multiple_of(50) {
+                self.sample.push(probed.unwrap_or_else(record));
+            }
+        }
+    }
 }
 
 struct Score {
@@ -330,34 +394,20 @@ fn dtks_linkage(dir: &Path, labelled: bool) -> anyhow::Result<Score> {
                     use std::os::unix::fs::FileExt;
                     let mut bytes = vec![0u8; (end - start) as usize];
                     file.read_exact_at(&mut bytes, start)?;
-                    let mut candidates = Candidates::default();
-                    let mut niks = Vec::new();
-                    let mut sample = Vec::new();
+                    let mut scan = Scan::default();
                     let mut names = Names::default();
+                    let mut rows = Vec::with_capacity(256);
                     let lines = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty());
-                    for (i, line) in lines.enumerate() {
-                        let (nik, record) =
-                            registry_record(linker, line, labelled, &mut names, shared);
-                        niks.push(nik);
-                        if let Some((record, keys)) = &record {
+                    for line in lines {
+                        rows.push(registry_row(line, &mut names, shared));
+                        if rows.len() == 256 {
                             // Numbered within the part; offset after the join.
-                            linker.probe_keys(i as u32, record, keys, &mut candidates);
-                        }
-                        // One line in 50 for the u sample.
-                        if i % 50 == 0 {
-                            sample.push(record.map(|r| r.0).unwrap_or_else(|| {
-                                let f: Vec<&[u8]> = line.splitn(8, |b| *b == b',').collect();
-                                let name = names[f[2]].clone();
-                                Record::with_name(
-                                    name,
-                                    date_bytes(f[4]),
-                                    std::str::from_utf8(f[5]).ok().and_then(|s| s.parse().ok()),
-                                    std::str::from_utf8(f[6]).ok(),
-                                )
-                            }));
+                            scan.rows(linker, &rows, &names, scan.niks.len(), labelled);
+                            rows.clear();
                         }
                     }
-                    Ok((candidates, niks, sample))
+                    scan.rows(linker, &rows, &names, scan.niks.len(), labelled);
+                    Ok((scan.candidates, scan.niks, scan.sample))
                 })
             })
             .collect();

@@ -7,48 +7,85 @@
 //! comparison vectors, counted per blocking rule, train the [`Model`]; then each left
 //! record's best candidate is linked, sent to review, or left unlinked.
 
-use std::collections::HashMap;
-
 use super::{
-    Decision, Model, Patterns, RULES, Record, Thresholds, Vector, blocking_keys, compare,
+    Decision, Keys, Model, Patterns, RULES, Record, Thresholds, Vector, blocking_keys, compare,
     probability_of_odds,
 };
 
-/// Blocking keys are already hashes: the index uses them as they are.
-#[derive(Default, Clone, Copy)]
-pub struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u8(&mut self, rule: u8) {
-        self.0 ^= u64::from(rule).rotate_left(56);
-    }
-    fn write_u64(&mut self, key: u64) {
-        self.0 ^= key;
-    }
+/// A blocking key as one word: the keys are FNV hashes already, seeded by their rule;
+/// the rule is mixed in once more, and 0 marks an empty slot of [`Blocks`].
+fn word((rule, key): &(u8, u64)) -> u64 {
+    (key ^ u64::from(*rule).rotate_left(56)).max(1)
 }
 
-type KeyMap<V> = HashMap<(u8, u64), V, std::hash::BuildHasherDefault<KeyHasher>>;
+/// Open addressing from a blocking key to its block: one slot holds the key and where
+/// its left records lie in [`Linker`]'s `members`, so a lookup is one memory read (four
+/// slots to a cache line, and most keys sit in their home slot).
+struct Blocks {
+    /// (key word, first member, members); word 0 is an empty slot.
+    slots: Vec<(u64, u32, u32)>,
+    shift: u32,
+    len: usize,
+}
+
+impl Blocks {
+    fn with_capacity(keys: usize) -> Self {
+        let bits = (keys * 2).next_power_of_two().max(16).trailing_zeros();
+        Self {
+            slots: vec![(0, 0, 0); 1 << bits],
+            shift: 64 - bits,
+            len: 0,
+        }
+    }
+
+    fn home(&self, w: u64) -> usize {
+        (w.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    /// The slot holding `w`, searched from `at`.
+    fn find(&self, w: u64, mut at: usize) -> u32 {
+        let mask = self.slots.len() - 1;
+        loop {
+            match self.slots[at].0 {
+                0 => return NO_BLOCK,
+                k if k == w => return at as u32,
+                _ => at = (at + 1) & mask,
+            }
+        }
+    }
+
+    fn get(&self, key: &(u8, u64)) -> u32 {
+        let w = word(key);
+        self.find(w, self.home(w))
+    }
+
+    /// Puts a key that is not in the table yet.
+    fn insert(&mut self, w: u64, start: u32, members: u32) {
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(w);
+        while self.slots[at].0 != 0 {
+            at = (at + 1) & mask;
+        }
+        self.slots[at] = (w, start, members);
+        self.len += 1;
+    }
+
+    fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.slots.iter().map(|s| s.0).filter(|w| *w != 0)
+    }
+}
 
 /// The blocking-key filter's largest size: 2^27 bits (16 MiB) keep a few million keys
 /// under 3 % of the bits set.
 const MAX_FILTER_BITS: u32 = 27;
 
-fn filter_bit((rule, key): &(u8, u64), bits: u32) -> usize {
-    // The keys are FNV hashes already; mix in the rule and take the top bits.
-    let h = (key ^ u64::from(*rule).rotate_left(56)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (h >> (64 - bits)) as usize
+fn filter_bit(w: u64, bits: u32) -> usize {
+    // Other bits of the word than the table's home slot takes.
+    (w.wrapping_mul(0xc2b2_ae3d_27d4_eb4f) >> (64 - bits)) as usize
 }
 
-/// The left records, indexed by blocking key: each key's first entry, and per entry
-/// the next one in its block (chains in one array rather than a vector per key).
+/// The left records, indexed by blocking key: each key's block is a run of `members`
+/// (the records' numbers, in record order), found through a table of [`Blocks`].
 pub struct Linker<'a> {
     left: &'a [Record],
     /// One bit per key hash (about 32 bits a key, at most 2^27): most right rows meet
@@ -56,9 +93,8 @@ pub struct Linker<'a> {
     /// probe.
     filter: Vec<u64>,
     filter_bits: u32,
-    first: KeyMap<u32>,
-    /// (left record, next entry or `u32::MAX`)
-    entries: Vec<(u32, u32)>,
+    first: Blocks,
+    members: Vec<u32>,
 }
 
 /// Counts of comparison vectors in a dense table (every level of every field, and
@@ -180,22 +216,46 @@ impl Candidates {
 
 impl<'a> Linker<'a> {
     pub fn new(left: &'a [Record]) -> Self {
-        let mut first = KeyMap::with_capacity_and_hasher(left.len() * 3, Default::default());
-        let mut entries = Vec::with_capacity(left.len() * 3);
-        for (i, r) in left.iter().enumerate() {
-            for key in blocking_keys(r).iter() {
-                let entry = entries.len() as u32;
-                let next = first.insert(*key, entry).unwrap_or(u32::MAX);
-                entries.push((i as u32, next));
-            }
+        // Every (key, record), the keys computed on two threads; then grouped by key
+        // in the order of their home slots, so that the table is written front to
+        // back, each key's records staying in record order.
+        let half = left.len().div_ceil(2).max(1);
+        let keyed: Vec<Vec<(u64, u32)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = left
+                .chunks(half)
+                .enumerate()
+                .map(|(c, chunk)| {
+                    s.spawn(move || {
+                        let mut out = Vec::with_capacity(chunk.len() * RULES.len());
+                        for (i, r) in chunk.iter().enumerate() {
+                            for key in blocking_keys(r).iter() {
+                                out.push((word(key), (c * half + i) as u32));
+                            }
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("indexing thread"))
+                .collect()
+        });
+        let mut keyed = keyed.concat();
+        let mut first = Blocks::with_capacity(keyed.len());
+        keyed.sort_unstable_by_key(|&(w, record)| (first.home(w), w, record));
+        let mut members = Vec::with_capacity(keyed.len());
+        for group in keyed.chunk_by(|a, b| a.0 == b.0) {
+            first.insert(group[0].0, members.len() as u32, group.len() as u32);
+            members.extend(group.iter().map(|(_, record)| *record));
         }
-        let filter_bits = (first.len() * 32)
+        let filter_bits = (first.len * 32)
             .next_power_of_two()
             .clamp(1 << 12, 1 << MAX_FILTER_BITS)
             .trailing_zeros();
         let mut filter = vec![0u64; 1 << (filter_bits - 6)];
-        for key in first.keys() {
-            let bit = filter_bit(key, filter_bits);
+        for w in first.keys() {
+            let bit = filter_bit(w, filter_bits);
             filter[bit >> 6] |= 1 << (bit & 63);
         }
         Self {
@@ -203,39 +263,110 @@ impl<'a> Linker<'a> {
             filter,
             filter_bits,
             first,
-            entries,
+            members,
         }
     }
 
-    fn block(&self, key: &(u8, u64)) -> impl Iterator<Item = u32> + '_ {
-        let mut at = self.first.get(key).copied().unwrap_or(u32::MAX);
-        std::iter::from_fn(move || {
-            let (left, next) = *self.entries.get(at as usize)?;
-            at = next;
-            Some(left)
-        })
+    /// The left records in the block of table slot `head`, the latest record first
+    /// (the order pairs are found in decides ties between equally likely candidates).
+    fn block(&self, head: u32) -> impl Iterator<Item = u32> + '_ {
+        let run = match self.first.slots.get(head as usize) {
+            Some(&(_, start, len)) => &self.members[start as usize..(start + len) as usize],
+            None => &[],
+        };
+        run.iter().rev().copied()
+    }
+
+    fn filter_has(&self, key: &(u8, u64)) -> bool {
+        let bit = filter_bit(word(key), self.filter_bits);
+        self.filter[bit >> 6] & (1 << (bit & 63)) != 0
+    }
+
+    /// Where each of `keys`' blocks starts ([`NO_BLOCK`] where no left record has the
+    /// key).
+    pub fn heads(&self, keys: &[(u8, u64)]) -> Heads {
+        let mut heads = [NO_BLOCK; RULES.len()];
+        for (head, key) in heads.iter_mut().zip(keys) {
+            if self.filter_has(key) {
+                *head = self.first.get(key);
+            }
+        }
+        heads
+    }
+
+    /// [`Linker::heads`] for many rows at once, in stages: every key's filter word is
+    /// read, then the home slot of every key the filter lets through, and only then is
+    /// anything tested, so that the memory reads of a stage overlap instead of waiting
+    /// one by one (most rows of a large right side meet no left record).
+    pub fn heads_of_many(&self, rows: &[Keys], out: &mut Vec<Heads>) {
+        const CHUNK: usize = 64;
+        const K: usize = RULES.len();
+        out.clear();
+        let mut words = [[0u64; K]; CHUNK];
+        let mut filtered = [[0u64; K]; CHUNK];
+        let mut homes = [[(0u64, NO_BLOCK); K]; CHUNK];
+        for chunk in rows.chunks(CHUNK) {
+            for (w, keys) in words.iter_mut().zip(chunk) {
+                for (slot, key) in w.iter_mut().zip(keys.iter()) {
+                    *slot = word(key);
+                }
+            }
+            for ((f, w), keys) in filtered.iter_mut().zip(&words).zip(chunk) {
+                for (k, slot) in f.iter_mut().enumerate().take(keys.len()) {
+                    *slot = self.filter[filter_bit(w[k], self.filter_bits) >> 6];
+                }
+            }
+            for (((h, w), f), keys) in homes.iter_mut().zip(&words).zip(&filtered).zip(chunk) {
+                for k in 0..keys.len() {
+                    let bit = filter_bit(w[k], self.filter_bits);
+                    h[k] = if f[k] & (1 << (bit & 63)) != 0 {
+                        let home = self.first.home(w[k]);
+                        (self.first.slots[home].0, home as u32)
+                    } else {
+                        (0, NO_BLOCK)
+                    };
+                }
+            }
+            for ((h, w), keys) in homes.iter().zip(&words).zip(chunk) {
+                let mut heads = [NO_BLOCK; K];
+                for k in 0..keys.len() {
+                    heads[k] = match h[k] {
+                        (0, _) => NO_BLOCK,
+                        (home, head) if home == w[k] => head,
+                        _ => self.first.get(&keys[k]),
+                    };
+                }
+                out.push(heads);
+            }
+        }
     }
 
     /// Whether any of `keys` (from [`super::keys_of`]) meets a left record: the cheap
     /// test before a right row is turned into a [`Record`] and probed.
     pub fn meets(&self, keys: &[(u8, u64)]) -> bool {
-        keys.iter().any(|k| {
-            let bit = filter_bit(k, self.filter_bits);
-            self.filter[bit >> 6] & (1 << (bit & 63)) != 0 && self.first.contains_key(k)
-        })
+        meets(&self.heads(keys))
     }
 
     /// Compares `right` (number `id` on its side) with every left record that shares a
     /// block with it.
     pub fn probe(&self, id: u32, right: &Record, out: &mut Candidates) {
-        self.probe_keys(id, right, &blocking_keys(right), out);
+        let keys = blocking_keys(right);
+        self.probe_heads(id, right, &keys, &self.heads(&keys), out);
     }
 
-    /// As [`Linker::probe`], with `right`'s blocking keys already at hand.
-    pub fn probe_keys(&self, id: u32, right: &Record, keys: &[(u8, u64)], out: &mut Candidates) {
+    /// As [`Linker::probe`], with `right`'s blocking keys and their [`Linker::heads`]
+    /// already at hand.
+    pub fn probe_heads(
+        &self,
+        id: u32,
+        right: &Record,
+        keys: &[(u8, u64)],
+        heads: &Heads,
+        out: &mut Candidates,
+    ) {
         let first = out.pairs.len();
-        for key in keys {
-            for l in self.block(key) {
+        for (key, head) in keys.iter().zip(heads) {
+            for l in self.block(*head) {
                 // A pair another rule found already counts for this rule too, once.
                 if let Some(seen) = out.pairs[first..].iter().find(|p| p.0 == l) {
                     out.sessions[key.0 as usize].add(seen.2);
@@ -252,6 +383,17 @@ impl<'a> Linker<'a> {
             }
         }
     }
+}
+
+/// A row's blocks, one per key: the table slot of each ([`NO_BLOCK`] for none).
+pub type Heads = [u32; RULES.len()];
+
+/// No left record has the key.
+pub const NO_BLOCK: u32 = u32::MAX;
+
+/// Whether any of the heads starts a block.
+pub fn meets(heads: &Heads) -> bool {
+    heads.iter().any(|h| *h != NO_BLOCK)
 }
 
 /// Comparison vectors of `pairs` pseudo-random pairs of `sample` (for u), counted on
@@ -322,12 +464,17 @@ pub fn decide(
     model: &Model,
     thresholds: Thresholds,
 ) -> Vec<Linked> {
-    let mut odds: HashMap<Vector, f64> = HashMap::new();
+    // Each vector's odds once, in the dense table's order.
+    let mut odds = vec![f64::NAN; SIZES.iter().product()];
     // (best right, best log2 odds, best vector, runner-up log2 odds)
     let mut best: Vec<(Option<u32>, f64, Vector, f64)> =
         vec![(None, f64::NEG_INFINITY, [super::NULL; 4], f64::NEG_INFINITY); left_len];
     for &(l, r, v) in &candidates.pairs {
-        let o = *odds.entry(v).or_insert_with(|| model.log2_odds(&v));
+        let slot = &mut odds[Counts::slot(&v)];
+        if slot.is_nan() {
+            *slot = model.log2_odds(&v);
+        }
+        let o = *slot;
         // Pairs are distinct (see `Candidates::pairs`).
         let slot = &mut best[l as usize];
         if slot.0.is_none() || o > slot.1 {

@@ -81,8 +81,9 @@ pub struct Record {
     pub birth_date: Option<NaiveDate>,
     /// 1 male, 2 female.
     pub sex: Option<u8>,
-    /// Village code, `PP.RR.DD.VVVV`.
-    pub village: Option<String>,
+    /// Village code, `PP.RR.DD.VVVV`, held in the record itself: comparing millions of
+    /// pairs then reads no memory elsewhere for it.
+    pub village: Option<Village>,
     /// An identifier (the NIK) where one is known to be right: pairs that share it are
     /// labelled matches, from which m can be learned directly. Never compared.
     pub label: Option<String>,
@@ -114,7 +115,7 @@ impl Record {
             name,
             birth_date,
             sex: sex.filter(|s| matches!(s, 1 | 2)),
-            village: village.filter(|v| !v.is_empty()).map(str::to_owned),
+            village: village.filter(|v| !v.is_empty()).map(Village::new),
             label: None,
         }
     }
@@ -123,6 +124,41 @@ impl Record {
     pub fn labelled(mut self, label: Option<&str>) -> Self {
         self.label = label.filter(|l| !l.is_empty()).map(str::to_owned);
         self
+    }
+}
+
+/// A village code of at most [`Village::MAX`] bytes (a valid one has 13), held inline;
+/// a longer text keeps its first bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Village {
+    bytes: [u8; Village::MAX],
+    len: u8,
+}
+
+impl Village {
+    pub const MAX: usize = 16;
+
+    pub fn new(code: &str) -> Self {
+        let code = &code[..code.floor_char_boundary(Self::MAX)];
+        let mut bytes = [0u8; Self::MAX];
+        bytes[..code.len()].copy_from_slice(code.as_bytes());
+        Self {
+            bytes,
+            len: code.len() as u8,
+        }
+    }
+}
+
+impl std::ops::Deref for Village {
+    type Target = str;
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Village {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
     }
 }
 
@@ -143,7 +179,10 @@ pub fn compare(a: &Record, b: &Record) -> Vector {
             _ => NULL,
         },
         match (&a.village, &b.village) {
-            (Some(x), Some(y)) => compare_regions(x, y),
+            (Some(x), Some(y)) => compare_regions(
+                &x.bytes[..usize::from(x.len)],
+                &y.bytes[..usize::from(y.len)],
+            ),
             _ => NULL,
         },
     ]
@@ -173,7 +212,7 @@ fn compare_names(a: &NameKey, b: &NameKey) -> u8 {
     } else {
         (b, a)
     };
-    let contained = short.phonetic.iter().all(|t| long.phonetic.contains(t));
+    let contained = short.parts_within(long);
     if contained || close >= 0.80 {
         return 4;
     }
@@ -219,9 +258,9 @@ fn compare_dates(a: NaiveDate, b: NaiveDate) -> u8 {
     3
 }
 
-fn compare_regions(a: &str, b: &str) -> u8 {
+fn compare_regions(a: &[u8], b: &[u8]) -> u8 {
     // The shared prefix, byte by byte: codes are a dozen bytes, too short for memcmp.
-    let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     if common == a.len() && common == b.len() {
         0
     } else if common >= 8 {

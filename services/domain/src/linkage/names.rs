@@ -58,6 +58,9 @@ pub struct NameKey {
     pub phonetic: Vec<String>,
     joined: String,
     sorted: String,
+    /// A hash of each phonetic token (same order), to tell whether one name's parts all
+    /// occur in another's without comparing strings.
+    token_hashes: Box<[u64]>,
     /// Hashes of the tokens, the joined and the sorted phonetic form: unequal hashes
     /// settle most comparisons without comparing strings.
     fingerprints: [u64; 3],
@@ -89,11 +92,13 @@ impl NameKey {
             fnv(0, [joined.as_bytes()]),
             fnv(0, [sorted.as_bytes()]),
         ];
+        let token_hashes = phonetic.iter().map(|t| fnv(0, [t.as_bytes()])).collect();
         Self {
             tokens,
             phonetic,
             joined,
             sorted,
+            token_hashes,
             fingerprints,
         }
     }
@@ -120,6 +125,17 @@ impl NameKey {
 
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
+    }
+
+    /// Whether every phonetic part of `self` is also a part of `other`.
+    pub fn parts_within(&self, other: &Self) -> bool {
+        self.token_hashes.iter().zip(&self.phonetic).all(|(h, t)| {
+            other
+                .token_hashes
+                .iter()
+                .zip(&other.phonetic)
+                .any(|(oh, ot)| oh == h && ot == t)
+        })
     }
 
     /// The phonetic tokens joined by a space.
@@ -248,6 +264,75 @@ pub fn jaro_winkler(a: &str, b: &str) -> f64 {
     if a.is_empty() || b.is_empty() {
         return 0.0;
     }
+    if a.len() <= 64 && b.len() <= 64 {
+        return jaro_winkler_bits(a, b);
+    }
+    jaro_winkler_scan(a, b)
+}
+
+/// The bits below `n` (all 64 for `n` ≥ 64).
+fn bits_below(n: usize) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+}
+
+fn winkler(a: &[u8], b: &[u8], matches: usize, transpositions: usize) -> f64 {
+    let m = matches as f64;
+    let jaro =
+        (m / a.len() as f64 + m / b.len() as f64 + (m - transpositions as f64 / 2.0) / m) / 3.0;
+    let prefix = a
+        .iter()
+        .zip(b.iter())
+        .take(4)
+        .take_while(|(x, y)| x == y)
+        .count() as f64;
+    jaro + prefix * 0.1 * (1.0 - jaro)
+}
+
+/// Jaro–Winkler for names of at most 64 bytes, with the matched positions as bits: the
+/// positions of `b` holding each byte (by its low five bits, checked) are looked up
+/// instead of scanned, and the same greedy matching as [`jaro_winkler_scan`] results.
+fn jaro_winkler_bits(a: &[u8], b: &[u8]) -> f64 {
+    let mut at = [0u64; 32];
+    for (j, c) in b.iter().enumerate() {
+        at[usize::from(c & 31)] |= 1 << j;
+    }
+    let window = (a.len().max(b.len()) / 2).saturating_sub(1);
+    let (mut a_matched, mut b_matched, mut matches) = (0u64, 0u64, 0usize);
+    for (i, ca) in a.iter().enumerate() {
+        let lo = i.saturating_sub(window);
+        let hi = (i + window + 1).min(b.len());
+        if lo >= hi {
+            continue;
+        }
+        let mut free = at[usize::from(ca & 31)] & bits_below(hi) & !bits_below(lo) & !b_matched;
+        while free != 0 {
+            let j = free.trailing_zeros() as usize;
+            if b[j] == *ca {
+                a_matched |= 1 << i;
+                b_matched |= 1 << j;
+                matches += 1;
+                break;
+            }
+            free &= free - 1;
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    let mut transpositions = 0usize;
+    while a_matched != 0 {
+        let (i, j) = (a_matched.trailing_zeros(), b_matched.trailing_zeros());
+        if a[i as usize] != b[j as usize] {
+            transpositions += 1;
+        }
+        a_matched &= a_matched - 1;
+        b_matched &= b_matched - 1;
+    }
+    winkler(a, b, matches, transpositions)
+}
+
+/// Jaro–Winkler by scanning each window (any length).
+fn jaro_winkler_scan(a: &[u8], b: &[u8]) -> f64 {
     const STACK: usize = 128;
     let mut a_stack = [false; STACK];
     let mut b_stack = [false; STACK];
@@ -291,16 +376,7 @@ pub fn jaro_winkler(a: &str, b: &str) -> f64 {
         }
         j += 1;
     }
-    let m = matches as f64;
-    let jaro =
-        (m / a.len() as f64 + m / b.len() as f64 + (m - transpositions as f64 / 2.0) / m) / 3.0;
-    let prefix = a
-        .iter()
-        .zip(b.iter())
-        .take(4)
-        .take_while(|(x, y)| x == y)
-        .count() as f64;
-    jaro + prefix * 0.1 * (1.0 - jaro)
+    winkler(a, b, matches, transpositions)
 }
 
 #[cfg(test)]
@@ -367,6 +443,26 @@ mod tests {
             NameKey::new("Hidayat Asep").phonetic_sorted(),
             NameKey::new("Asep Hidayat").phonetic_sorted()
         );
+    }
+
+    #[test]
+    fn jaro_winkler_by_bits_is_jaro_winkler_by_scanning() {
+        use proptest::prelude::*;
+        let word = proptest::collection::vec(
+            prop_oneof![
+                Just(b'A'),
+                Just(b'N'),
+                Just(b' '),
+                Just(b'Q'),
+                Just(b'1'),
+                0x41u8..0x5b,
+                any::<u8>()
+            ],
+            1..64,
+        );
+        proptest!(ProptestConfig::with_cases(1000), |(a in word.clone(), b in word)| {
+            prop_assert_eq!(jaro_winkler_bits(&a, &b), jaro_winkler_scan(&a, &b));
+        });
     }
 
     #[test]
