@@ -219,8 +219,8 @@ impl std::hash::Hasher for Fnv {
 /// number, not a counted reference — cloning an `Arc` per row costs an atomic write to
 /// memory both threads share (the proposal side's names).
 #[derive(Default)]
-struct Names<'l> {
-    index: HashMap<&'l [u8], u32, std::hash::BuildHasherDefault<Fnv>>,
+struct Names {
+    index: HashMap<Box<[u8]>, u32, std::hash::BuildHasherDefault<Fnv>>,
     keys: Vec<Arc<NameKey>>,
 }
 
@@ -267,7 +267,7 @@ struct Row<'l> {
 
 fn registry_row<'l>(
     line: &'l [u8],
-    names: &mut Names<'l>,
+    names: &mut Names,
     shared: &HashMap<String, Arc<NameKey>>,
 ) -> Row<'l> {
     let mut f: [&[u8]; 7] = [&[]; 7];
@@ -283,7 +283,13 @@ fn registry_row<'l>(
     // Names repeat: each distinct spelling is reduced once per thread, or taken from
     // the proposal side where it already is.
     let next = names.keys.len() as u32;
-    let name = *names.index.entry(f[2]).or_insert(next);
+    let name = match names.index.get(f[2]) {
+        Some(name) => *name,
+        None => {
+            names.index.insert(f[2].into(), next);
+            next
+        }
+    };
     if name == next {
         let text = std::str::from_utf8(f[2]).unwrap_or_default();
         names.keys.push(
@@ -325,7 +331,7 @@ impl Scan {
         &mut self,
         linker: &Linker,
         rows: &[Row<'_>],
-        names: &Names<'_>,
+        names: &Names,
         first: usize,
         labelled: bool,
     ) {
@@ -392,21 +398,44 @@ fn dtks_linkage(dir: &Path, labelled: bool) -> anyhow::Result<Score> {
                 let (linker, shared, file) = (&linker, &persons.names, &file);
                 s.spawn(move || -> std::io::Result<_> {
                     use std::os::unix::fs::FileExt;
-                    let mut bytes = vec![0u8; (end - start) as usize];
-                    file.read_exact_at(&mut bytes, start)?;
+                    // The part is read a few MiB at a time into one buffer, which stays
+                    // in cache while its lines are parsed.
+                    let mut buf = vec![0u8; 4 << 20];
+                    let (mut filled, mut at) = (0usize, start);
                     let mut scan = Scan::default();
                     let mut names = Names::default();
-                    let mut rows = Vec::with_capacity(256);
-                    let lines = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty());
-                    for line in lines {
-                        rows.push(registry_row(line, &mut names, shared));
-                        if rows.len() == 256 {
-                            // Numbered within the part; offset after the join.
-                            scan.rows(linker, &rows, &names, scan.niks.len(), labelled);
-                            rows.clear();
+                    loop {
+                        let want = ((end - at) as usize).min(buf.len() - filled);
+                        file.read_exact_at(&mut buf[filled..filled + want], at)?;
+                        (filled, at) = (filled + want, at + want as u64);
+                        let cut = if at == end {
+                            filled
+                        } else {
+                            buf[..filled]
+                                .iter()
+                                .rposition(|b| *b == b'\n')
+                                .map(|p| p + 1)
+                                .ok_or_else(|| {
+                                    std::io::Error::other("a registry line over 4 MiB")
+                                })?
+                        };
+                        let mut rows = Vec::with_capacity(256);
+                        for line in buf[..cut].split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                            rows.push(registry_row(line, &mut names, shared));
+                            if rows.len() == 256 {
+                                // Numbered within the part; offset after the join.
+                                scan.rows(linker, &rows, &names, scan.niks.len(), labelled);
+                                rows.clear();
+                            }
+                        }
+                        scan.rows(linker, &rows, &names, scan.niks.len(), labelled);
+                        drop(rows);
+                        buf.copy_within(cut..filled, 0);
+                        filled -= cut;
+                        if at == end {
+                            break;
                         }
                     }
-                    scan.rows(linker, &rows, &names, scan.niks.len(), labelled);
                     Ok((scan.candidates, scan.niks, scan.sample))
                 })
             })

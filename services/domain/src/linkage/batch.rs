@@ -22,8 +22,8 @@ fn word((rule, key): &(u8, u64)) -> u64 {
 /// its left records lie in [`Linker`]'s `members`, so a lookup is one memory read (four
 /// slots to a cache line, and most keys sit in their home slot).
 struct Blocks {
-    /// (key word, first member, members); word 0 is an empty slot.
-    slots: Vec<(u64, u32, u32)>,
+    /// (key word, block); word 0 is an empty slot.
+    slots: Vec<(u64, Block)>,
     shift: u32,
     len: usize,
 }
@@ -32,7 +32,7 @@ impl Blocks {
     fn with_capacity(keys: usize) -> Self {
         let bits = (keys * 2).next_power_of_two().max(16).trailing_zeros();
         Self {
-            slots: vec![(0, 0, 0); 1 << bits],
+            slots: vec![(0, Block::NONE); 1 << bits],
             shift: 64 - bits,
             len: 0,
         }
@@ -42,31 +42,31 @@ impl Blocks {
         (w.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
     }
 
-    /// The slot holding `w`, searched from `at`.
-    fn find(&self, w: u64, mut at: usize) -> u32 {
+    /// The block of `w`, searched from `at`.
+    fn find(&self, w: u64, mut at: usize) -> Block {
         let mask = self.slots.len() - 1;
         loop {
-            match self.slots[at].0 {
-                0 => return NO_BLOCK,
-                k if k == w => return at as u32,
+            match self.slots[at] {
+                (0, _) => return Block::NONE,
+                (k, block) if k == w => return block,
                 _ => at = (at + 1) & mask,
             }
         }
     }
 
-    fn get(&self, key: &(u8, u64)) -> u32 {
+    fn get(&self, key: &(u8, u64)) -> Block {
         let w = word(key);
         self.find(w, self.home(w))
     }
 
     /// Puts a key that is not in the table yet.
-    fn insert(&mut self, w: u64, start: u32, members: u32) {
+    fn insert(&mut self, w: u64, block: Block) {
         let mask = self.slots.len() - 1;
         let mut at = self.home(w);
         while self.slots[at].0 != 0 {
             at = (at + 1) & mask;
         }
-        self.slots[at] = (w, start, members);
+        self.slots[at] = (w, block);
         self.len += 1;
     }
 
@@ -246,8 +246,22 @@ impl<'a> Linker<'a> {
         keyed.sort_unstable_by_key(|&(w, record)| (first.home(w), w, record));
         let mut members = Vec::with_capacity(keyed.len());
         for group in keyed.chunk_by(|a, b| a.0 == b.0) {
-            first.insert(group[0].0, members.len() as u32, group.len() as u32);
-            members.extend(group.iter().map(|(_, record)| *record));
+            // A block of one record (most keys that hold a name) holds it itself.
+            let block = match group {
+                [(_, record)] => Block {
+                    start: *record,
+                    len: 1,
+                },
+                _ => {
+                    let start = members.len() as u32;
+                    members.extend(group.iter().map(|(_, record)| *record));
+                    Block {
+                        start,
+                        len: group.len() as u32,
+                    }
+                }
+            };
+            first.insert(group[0].0, block);
         }
         let filter_bits = (first.len * 32)
             .next_power_of_two()
@@ -267,14 +281,18 @@ impl<'a> Linker<'a> {
         }
     }
 
-    /// The left records in the block of table slot `head`, the latest record first
-    /// (the order pairs are found in decides ties between equally likely candidates).
-    fn block(&self, head: u32) -> impl Iterator<Item = u32> + '_ {
-        let run = match self.first.slots.get(head as usize) {
-            Some(&(_, start, len)) => &self.members[start as usize..(start + len) as usize],
-            None => &[],
+    /// The left records of a block, the latest record first (the order pairs are
+    /// found in decides ties between equally likely candidates).
+    fn block(&self, block: Block) -> impl Iterator<Item = u32> + '_ {
+        let (single, run) = match block.len {
+            0 => (None, &[][..]),
+            1 => (Some(block.start), &[][..]),
+            len => (
+                None,
+                &self.members[block.start as usize..(block.start + len) as usize],
+            ),
         };
-        run.iter().rev().copied()
+        single.into_iter().chain(run.iter().rev().copied())
     }
 
     fn filter_has(&self, key: &(u8, u64)) -> bool {
@@ -282,10 +300,9 @@ impl<'a> Linker<'a> {
         self.filter[bit >> 6] & (1 << (bit & 63)) != 0
     }
 
-    /// Where each of `keys`' blocks starts ([`NO_BLOCK`] where no left record has the
-    /// key).
+    /// The block of each of `keys` ([`Block::NONE`] where no left record has the key).
     pub fn heads(&self, keys: &[(u8, u64)]) -> Heads {
-        let mut heads = [NO_BLOCK; RULES.len()];
+        let mut heads = [Block::NONE; RULES.len()];
         for (head, key) in heads.iter_mut().zip(keys) {
             if self.filter_has(key) {
                 *head = self.first.get(key);
@@ -304,7 +321,7 @@ impl<'a> Linker<'a> {
         out.clear();
         let mut words = [[0u64; K]; CHUNK];
         let mut filtered = [[0u64; K]; CHUNK];
-        let mut homes = [[(0u64, NO_BLOCK); K]; CHUNK];
+        let mut homes = [[(0u64, Block::NONE); K]; CHUNK];
         for chunk in rows.chunks(CHUNK) {
             for (w, keys) in words.iter_mut().zip(chunk) {
                 for (slot, key) in w.iter_mut().zip(keys.iter()) {
@@ -320,18 +337,17 @@ impl<'a> Linker<'a> {
                 for k in 0..keys.len() {
                     let bit = filter_bit(w[k], self.filter_bits);
                     h[k] = if f[k] & (1 << (bit & 63)) != 0 {
-                        let home = self.first.home(w[k]);
-                        (self.first.slots[home].0, home as u32)
+                        self.first.slots[self.first.home(w[k])]
                     } else {
-                        (0, NO_BLOCK)
+                        (0, Block::NONE)
                     };
                 }
             }
             for ((h, w), keys) in homes.iter().zip(&words).zip(chunk) {
-                let mut heads = [NO_BLOCK; K];
+                let mut heads = [Block::NONE; K];
                 for k in 0..keys.len() {
                     heads[k] = match h[k] {
-                        (0, _) => NO_BLOCK,
+                        (0, _) => Block::NONE,
                         (home, head) if home == w[k] => head,
                         _ => self.first.get(&keys[k]),
                     };
@@ -385,15 +401,25 @@ impl<'a> Linker<'a> {
     }
 }
 
-/// A row's blocks, one per key: the table slot of each ([`NO_BLOCK`] for none).
-pub type Heads = [u32; RULES.len()];
+/// Where a block's left records are: a run of `members`, or for a block of one the
+/// record itself (`start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    start: u32,
+    len: u32,
+}
 
-/// No left record has the key.
-pub const NO_BLOCK: u32 = u32::MAX;
+impl Block {
+    /// No left record has the key.
+    pub const NONE: Block = Block { start: 0, len: 0 };
+}
 
-/// Whether any of the heads starts a block.
+/// A row's blocks, one per key ([`Block::NONE`] for none).
+pub type Heads = [Block; RULES.len()];
+
+/// Whether any of the heads holds a left record.
 pub fn meets(heads: &Heads) -> bool {
-    heads.iter().any(|h| *h != NO_BLOCK)
+    heads.iter().any(|h| h.len > 0)
 }
 
 /// Comparison vectors of `pairs` pseudo-random pairs of `sample` (for u), counted on

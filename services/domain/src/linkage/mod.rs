@@ -318,6 +318,33 @@ impl std::ops::Deref for Keys {
     }
 }
 
+/// A 64-bit hash of `parts` from `seed`, eight bytes at a time (a blocking key is
+/// computed for every row of a registry of millions): each part's last word carries its
+/// length, so that parts cut differently hash differently; SplitMix64's finaliser
+/// spreads every input bit over the high bits the index and its filter use.
+fn key_hash(seed: u64, parts: &[&[u8]]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = seed.wrapping_mul(K) ^ 0x243f_6a88_85a3_08d3;
+    for part in parts {
+        let mut words = part.chunks_exact(8);
+        for w in &mut words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            h = (h ^ u64::from_le_bytes(word))
+                .wrapping_mul(K)
+                .rotate_left(29);
+        }
+        let rest = words.remainder();
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        let tail = u64::from_le_bytes(last) ^ ((part.len() as u64) << 56);
+        h = (h ^ tail).wrapping_mul(K).rotate_left(29);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
 /// [`blocking_keys`] from the raw fields: lets a large side be probed without building
 /// a [`Record`] for every row. The name enters by its sorted-parts fingerprint.
 pub fn keys_of(
@@ -326,8 +353,7 @@ pub fn keys_of(
     sex: Option<u8>,
     village: Option<&str>,
 ) -> Keys {
-    let hash =
-        |rule: u8, parts: &[&[u8]]| (rule, names::fnv(u64::from(rule), parts.iter().copied()));
+    let hash = |rule: u8, parts: &[&[u8]]| (rule, key_hash(u64::from(rule), parts));
     let mut keys = Keys::default();
     let district = village.and_then(|v| v.get(..8)).map(str::as_bytes);
     let born = birth_date

@@ -275,3 +275,20 @@ fn thresholds_split_three_ways() {
     assert_eq!(t.decide(0.5), Decision::Review);
     assert_eq!(t.decide(0.1), Decision::NoLink);
 }
+
+#[test]
+fn blocking_key_hashes_tell_parts_rules_and_bytes_apart() {
+    let h = |seed, parts: &[&[u8]]| super::key_hash(seed, parts);
+    assert_eq!(h(1, &[b"32.04.05", b"1"]), h(1, &[b"32.04.05", b"1"]));
+    assert_ne!(h(1, &[b"ab", b"c"]), h(1, &[b"a", b"bc"]));
+    assert_ne!(h(1, &[b"abcdefgh", b""]), h(1, &[b"abcdefgh"]));
+    assert_ne!(h(0, &[b"19800312"]), h(1, &[b"19800312"]));
+    assert_ne!(h(2, &[b"19800312"]), h(2, &[b"19800313"]));
+    // Every input bit moves the high bits the index takes its slot from.
+    let base = h(0, &[b"32.04.05.2001"]);
+    for bit in 0..8 {
+        let mut v = *b"32.04.05.2001";
+        v[12] ^= 1 << bit;
+        assert_ne!(h(0, &[&v]) >> 48, base >> 48);
+    }
+}
