@@ -8,6 +8,7 @@ mod import;
 mod intake;
 mod matching;
 mod outcomes;
+mod requests;
 mod verivali;
 
 use dtks_e2e::{SERVICES, Stack, authed, count, person};

@@ -1,7 +1,9 @@
 //! Distribution (penggunaan data): programmes and their beneficiary lists (KPM), built
 //! from a determined snapshot read over gRPC from determination, fixed with a content
-//! hash and announced as `distribution.list_fixed`.
+//! hash and announced as `distribution.list_fixed`; data requests (permohonan) routed to
+//! the authority that decides them.
 
+mod requests;
 mod service;
 
 #[tokio::main]

@@ -1,3 +1,4 @@
+use crate::requests;
 use dtks_platform::app::Context;
 use dtks_platform::auth::{BearerToken, Role, claims};
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
@@ -20,9 +21,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn Migration>> {
-        sql_migrations(vec![SqlMigration {
-            name: "m0001_programmes_and_lists",
-            sql: r#"
+        sql_migrations(vec![
+            SqlMigration {
+                name: "m0001_programmes_and_lists",
+                sql: r#"
 CREATE TABLE programmes (
     code TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -55,7 +57,43 @@ CREATE TABLE list_entries (
     PRIMARY KEY (list_id, position)
 );
 "#,
-        }])
+            },
+            SqlMigration {
+                name: "m0002_data_requests",
+                sql: r#"
+-- Data requests (permohonan data) and every decision on them.
+CREATE TABLE data_requests (
+    request_id UUID PRIMARY KEY,
+    requester_kind SMALLINT NOT NULL,
+    requester TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    region_code TEXT NOT NULL,
+    data_kinds SMALLINT[] NOT NULL,
+    use_from TIMESTAMPTZ NOT NULL,
+    use_until TIMESTAMPTZ NOT NULL,
+    status SMALLINT NOT NULL,
+    decided_by TEXT,
+    decision_reason TEXT,
+    decided_at TIMESTAMPTZ,
+    handover_number TEXT,
+    handover_date DATE,
+    handover_at TIMESTAMPTZ,
+    created_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX data_requests_by_requester ON data_requests (requested_by);
+CREATE TABLE data_request_history (
+    request_id UUID NOT NULL REFERENCES data_requests (request_id),
+    at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX data_request_history_by_request ON data_request_history (request_id, at);
+"#,
+            },
+        ])
     }
 }
 
@@ -93,6 +131,20 @@ struct Api {
     db: DatabaseConnection,
     outbox: outbox::OutboxSignal,
     determination: Determination,
+}
+
+impl Api {
+    async fn decide(
+        &self,
+        request: Request<DecideDataRequestRequest>,
+        decision: requests::Decision,
+    ) -> Result<Response<DataRequest>, Status> {
+        let who = claims(&request)?.clone();
+        let req = request.get_ref();
+        Ok(Response::new(
+            requests::decide(&self.db, &who, &req.request_id, decision, &req.reason).await?,
+        ))
+    }
 }
 
 const LIST_COLUMNS: &str =
@@ -285,36 +337,63 @@ impl DistributionService for Api {
         Ok(Response::new(list_from_row(&row)?))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn create_data_request(
         &self,
-        _: Request<CreateDataRequestRequest>,
+        request: Request<CreateDataRequestRequest>,
     ) -> Result<Response<DataRequest>, Status> {
-        unimplemented("CreateDataRequest")
+        let who = claims(&request)?.clone();
+        Ok(Response::new(
+            requests::create(&self.db, &who, request.get_ref()).await?,
+        ))
     }
+
+    #[tracing::instrument(skip_all)]
     async fn approve_data_request(
         &self,
-        _: Request<DecideDataRequestRequest>,
+        request: Request<DecideDataRequestRequest>,
     ) -> Result<Response<DataRequest>, Status> {
-        unimplemented("ApproveDataRequest")
+        self.decide(request, requests::Decision::Approve).await
     }
+
+    #[tracing::instrument(skip_all)]
     async fn reject_data_request(
         &self,
-        _: Request<DecideDataRequestRequest>,
+        request: Request<DecideDataRequestRequest>,
     ) -> Result<Response<DataRequest>, Status> {
-        unimplemented("RejectDataRequest")
+        self.decide(request, requests::Decision::Reject).await
     }
+
+    #[tracing::instrument(skip_all)]
     async fn revoke_data_request(
         &self,
-        _: Request<DecideDataRequestRequest>,
+        request: Request<DecideDataRequestRequest>,
     ) -> Result<Response<DataRequest>, Status> {
-        unimplemented("RevokeDataRequest")
+        self.decide(request, requests::Decision::Revoke).await
     }
+
+    #[tracing::instrument(skip_all)]
     async fn record_handover(
         &self,
-        _: Request<RecordHandoverRequest>,
+        request: Request<RecordHandoverRequest>,
     ) -> Result<Response<DataRequest>, Status> {
-        unimplemented("RecordHandover")
+        let who = claims(&request)?.clone();
+        Ok(Response::new(
+            requests::handover(&self.db, &who, request.get_ref()).await?,
+        ))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_data_request(
+        &self,
+        request: Request<GetDataRequestRequest>,
+    ) -> Result<Response<DataRequest>, Status> {
+        let who = claims(&request)?.clone();
+        Ok(Response::new(
+            requests::get(&self.db, &who, &request.get_ref().request_id).await?,
+        ))
+    }
+
     async fn save_programme(&self, _: Request<Programme>) -> Result<Response<Programme>, Status> {
         unimplemented("SaveProgramme")
     }

@@ -26,12 +26,18 @@ pub enum Role {
     Ppid,
     QaTeam,
     Public,
+    /// The Minister of Social Affairs, or the official the Minister delegates a
+    /// decision to (approves data requests of ministries and agencies).
+    Minister,
+    /// The ministry's Eselon I official for data (approves regional governments' data
+    /// requests).
+    DataOfficial,
     /// Another DTKS service calling on its own behalf.
     Service,
 }
 
 impl Role {
-    pub const ALL: [Role; 13] = [
+    pub const ALL: [Role; 15] = [
         Role::VillageOperator,
         Role::RegencyOfficer,
         Role::Bupati,
@@ -44,6 +50,8 @@ impl Role {
         Role::Ppid,
         Role::QaTeam,
         Role::Public,
+        Role::Minister,
+        Role::DataOfficial,
         Role::Service,
     ];
 
@@ -62,6 +70,8 @@ impl Role {
             Role::Ppid => "ppid",
             Role::QaTeam => "qa_team",
             Role::Public => "public",
+            Role::Minister => "minister",
+            Role::DataOfficial => "data_official",
             Role::Service => "service",
         }
     }

@@ -1,0 +1,573 @@
+//! Data requests (*permohonan data*, Permensos 3/2021 on the use of DTKS): who files a
+//! request of each kind, who decides it, and the life of a request — pending, approved
+//! or rejected, revoked, expired at the end of its period of use — with the handover
+//! minutes (*berita acara serah terima*) its user acknowledges before any delivery.
+//!
+//! Every decision is one row of history; nothing is ever deleted or rewritten but the
+//! request's current state.
+
+use chrono::{DateTime, Utc};
+use dtks_platform::auth::{Claims, Role};
+use dtks_platform::db::stmt;
+use dtks_platform::{convert, grpc};
+use dtks_proto::distribution::v1::{
+    CreateDataRequestRequest, DataKind, DataRequest, RecordHandoverRequest, RequestStatus,
+    RequesterKind,
+};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use tonic::Status;
+
+/// One approval route: who files a request of a kind and who decides it.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub kind: RequesterKind,
+    /// The role that files requests of this kind.
+    pub files: Role,
+    /// The role the regulation names to approve, reject or revoke them.
+    pub decides: Role,
+    /// The deciding authority, in words.
+    pub authority: &'static str,
+}
+
+/// The routes: the ministry's Eselon I units ask the data unit (Pusdatin); ministries
+/// and agencies (K/L) are approved by the Minister; regional governments (Pemda) by the
+/// Eselon I official for data; the public by the PPID.
+pub const ROUTES: [Route; 4] = [
+    Route {
+        kind: RequesterKind::EselonI,
+        files: Role::EselonI,
+        decides: Role::PusdatinAdmin,
+        authority: "the data unit (Pusdatin)",
+    },
+    Route {
+        kind: RequesterKind::Kl,
+        files: Role::KlUser,
+        decides: Role::Minister,
+        authority: "the Minister",
+    },
+    Route {
+        kind: RequesterKind::Pemda,
+        files: Role::PemdaUser,
+        decides: Role::DataOfficial,
+        authority: "the Eselon I official for data",
+    },
+    Route {
+        kind: RequesterKind::Public,
+        files: Role::Public,
+        decides: Role::Ppid,
+        authority: "the PPID",
+    },
+];
+
+pub fn route(kind: RequesterKind) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| r.kind == kind)
+}
+
+/// The longest period of use one request may ask for: a user asks again each year.
+pub const MAX_USE_DAYS: i64 = 366;
+
+/// What a decision does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+    Revoke,
+}
+
+impl Decision {
+    fn verb(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+            Decision::Revoke => "revoke",
+        }
+    }
+
+    /// The state a request must be in, and the one the decision leads to.
+    fn transition(self) -> (RequestStatus, RequestStatus) {
+        match self {
+            Decision::Approve => (RequestStatus::Pending, RequestStatus::Approved),
+            Decision::Reject => (RequestStatus::Pending, RequestStatus::Rejected),
+            Decision::Revoke => (RequestStatus::Approved, RequestStatus::Revoked),
+        }
+    }
+}
+
+const COLUMNS: &str = "request_id, requester_kind, requester, requested_by, purpose, region_code, data_kinds,
+    use_from, use_until, status, decided_by, decision_reason, decided_at, handover_number, handover_date, created_at";
+
+/// A stored request.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub request_id: uuid::Uuid,
+    pub kind: RequesterKind,
+    pub requester: String,
+    pub requested_by: String,
+    pub purpose: String,
+    pub region_code: String,
+    pub data_kinds: Vec<DataKind>,
+    pub use_from: DateTime<Utc>,
+    pub use_until: DateTime<Utc>,
+    /// As stored; see [`Stored::status_at`].
+    pub status: RequestStatus,
+    pub decided_by: Option<String>,
+    pub decision_reason: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub handover: Option<(String, chrono::NaiveDate)>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl Stored {
+    fn from_row(r: &sea_orm::QueryResult) -> Result<Self, Status> {
+        let kind: i16 = r.try_get("", "requester_kind").map_err(grpc::internal)?;
+        let status: i16 = r.try_get("", "status").map_err(grpc::internal)?;
+        let kinds: Vec<i16> = r.try_get("", "data_kinds").map_err(grpc::internal)?;
+        let number: Option<String> = r.try_get("", "handover_number").map_err(grpc::internal)?;
+        let date: Option<chrono::NaiveDate> =
+            r.try_get("", "handover_date").map_err(grpc::internal)?;
+        Ok(Self {
+            request_id: r.try_get("", "request_id").map_err(grpc::internal)?,
+            kind: RequesterKind::try_from(i32::from(kind)).map_err(grpc::internal)?,
+            requester: r.try_get("", "requester").map_err(grpc::internal)?,
+            requested_by: r.try_get("", "requested_by").map_err(grpc::internal)?,
+            purpose: r.try_get("", "purpose").map_err(grpc::internal)?,
+            region_code: r.try_get("", "region_code").map_err(grpc::internal)?,
+            data_kinds: kinds
+                .into_iter()
+                .map(|k| DataKind::try_from(i32::from(k)).map_err(grpc::internal))
+                .collect::<Result<_, _>>()?,
+            use_from: r.try_get("", "use_from").map_err(grpc::internal)?,
+            use_until: r.try_get("", "use_until").map_err(grpc::internal)?,
+            status: RequestStatus::try_from(i32::from(status)).map_err(grpc::internal)?,
+            decided_by: r.try_get("", "decided_by").map_err(grpc::internal)?,
+            decision_reason: r.try_get("", "decision_reason").map_err(grpc::internal)?,
+            decided_at: r.try_get("", "decided_at").map_err(grpc::internal)?,
+            handover: number.zip(date),
+            created_at: r.try_get("", "created_at").map_err(grpc::internal)?,
+        })
+    }
+
+    /// The status at `now`: an approved request whose period of use has ended is
+    /// expired, whether or not anyone has looked since.
+    pub fn status_at(&self, now: DateTime<Utc>) -> RequestStatus {
+        if self.status == RequestStatus::Approved && now >= self.use_until {
+            RequestStatus::Expired
+        } else {
+            self.status
+        }
+    }
+
+    pub fn to_proto(&self, now: DateTime<Utc>) -> DataRequest {
+        DataRequest {
+            request_id: self.request_id.to_string(),
+            requester_kind: self.kind as i32,
+            requester: self.requester.clone(),
+            purpose: self.purpose.clone(),
+            region_code: self.region_code.clone(),
+            data_kinds: self.data_kinds.iter().map(|k| *k as i32).collect(),
+            use_from: Some(timestamp(self.use_from)),
+            use_until: Some(timestamp(self.use_until)),
+            status: self.status_at(now) as i32,
+            decided_by: self.decided_by.clone().unwrap_or_default(),
+            decision_reason: self.decision_reason.clone().unwrap_or_default(),
+            handover_acknowledged: self.handover.is_some(),
+            requested_by: self.requested_by.clone(),
+            approver_role: route(self.kind)
+                .map(|r| r.decides.as_str().to_owned())
+                .unwrap_or_default(),
+            handover_minutes_number: self
+                .handover
+                .as_ref()
+                .map(|h| h.0.clone())
+                .unwrap_or_default(),
+            handover_minutes_date: self.handover.as_ref().map(|h| convert::pb_date(h.1)),
+            created_at: Some(timestamp(self.created_at)),
+            decided_at: self.decided_at.map(timestamp),
+        }
+    }
+}
+
+fn time_of(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, Status> {
+    let t = t.ok_or_else(|| grpc::invalid_field(field, "is required"))?;
+    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+        .ok_or_else(|| grpc::invalid_field(field, "is not a valid time"))
+}
+
+/// A request as filed, once checked.
+struct Checked {
+    route: Route,
+    kinds: Vec<DataKind>,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+}
+
+/// The request as filed, checked whole: every problem is named with its field.
+fn check_new(
+    who: &Claims,
+    req: &CreateDataRequestRequest,
+    now: DateTime<Utc>,
+) -> Result<Checked, Status> {
+    let kind = RequesterKind::try_from(req.requester_kind)
+        .ok()
+        .and_then(route)
+        .ok_or_else(|| {
+            grpc::invalid_field("requester_kind", "must be ESELON_I, KL, PEMDA or PUBLIC")
+        })?;
+    if who.role != kind.files {
+        return Err(Status::permission_denied(format!(
+            "a {:?} request is filed by role {}; the caller is {}",
+            kind.kind,
+            kind.files.as_str(),
+            who.role.as_str()
+        )));
+    }
+    let mut v = dtks_domain::Violations::default();
+    let requester = req.requester.trim();
+    if requester.is_empty() || requester.chars().count() > 200 {
+        v.push(
+            "requester",
+            "must name the requesting body (1 to 200 characters)",
+        );
+    }
+    let purpose = req.purpose.trim();
+    if purpose.is_empty() || purpose.chars().count() > 2000 {
+        v.push(
+            "purpose",
+            "must state what the data is for (1 to 2,000 characters)",
+        );
+    }
+    if !req.region_code.is_empty()
+        && let Err(e) = dtks_domain::RegionCode::parse(&req.region_code)
+    {
+        v.push("region_code", format!("{e}; empty for the whole country"));
+    }
+    let mut kinds = Vec::new();
+    for (i, k) in req.data_kinds.iter().enumerate() {
+        match DataKind::try_from(*k) {
+            Ok(DataKind::Unspecified) | Err(_) => {
+                v.push(format!("data_kinds[{i}]"), "is not a kind of data")
+            }
+            Ok(k) if kinds.contains(&k) => v.push(format!("data_kinds[{i}]"), "is named twice"),
+            Ok(k) => kinds.push(k),
+        }
+    }
+    if req.data_kinds.is_empty() {
+        v.push("data_kinds", "must name at least one kind of data");
+    }
+    let from = time_of("use_from", req.use_from.as_ref());
+    let until = time_of("use_until", req.use_until.as_ref());
+    match (&from, &until) {
+        (Ok(from), Ok(until)) => {
+            if until <= from {
+                v.push("use_until", "must be after use_from");
+            } else if *until - *from > chrono::Duration::days(MAX_USE_DAYS) {
+                v.push(
+                    "use_until",
+                    format!("a request covers at most {MAX_USE_DAYS} days of use"),
+                );
+            }
+            if *until <= now {
+                v.push("use_until", "is already past");
+            }
+        }
+        (Err(_), _) | (_, Err(_)) => {
+            for (field, t) in [("use_from", &from), ("use_until", &until)] {
+                if t.is_err() {
+                    v.push(field, "is required and must be a valid time");
+                }
+            }
+        }
+    }
+    if !v.is_empty() {
+        return Err(grpc::invalid_argument(&v));
+    }
+    // Within the caller's own region: a regency's government asks for its regency.
+    who.require_region(&req.region_code)?;
+    Ok(Checked {
+        route: *kind,
+        kinds,
+        from: from?,
+        until: until?,
+    })
+}
+
+async fn history(
+    txn: &DatabaseTransaction,
+    id: uuid::Uuid,
+    who: &Claims,
+    action: &str,
+    reason: &str,
+) -> Result<(), Status> {
+    txn.execute_raw(stmt(
+        "INSERT INTO data_request_history (request_id, actor, role, action, reason) VALUES ($1, $2, $3, $4, $5)",
+        [
+            id.into(),
+            who.sub.clone().into(),
+            who.role.as_str().into(),
+            action.into(),
+            reason.into(),
+        ],
+    ))
+    .await
+    .map_err(grpc::internal)?;
+    Ok(())
+}
+
+async fn load(
+    conn: &impl ConnectionTrait,
+    id: uuid::Uuid,
+    lock: bool,
+) -> Result<Option<Stored>, Status> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    conn.query_one_raw(stmt(
+        &format!("SELECT {COLUMNS} FROM data_requests WHERE request_id = $1{lock}"),
+        [id.into()],
+    ))
+    .await
+    .map_err(grpc::internal)?
+    .map(|r| Stored::from_row(&r))
+    .transpose()
+}
+
+fn request_id(text: &str) -> Result<uuid::Uuid, Status> {
+    uuid::Uuid::parse_str(text).map_err(|_| grpc::invalid_field("request_id", "must be a UUID"))
+}
+
+/// Whether `who` may see the request at all: the officer who filed it, the authority
+/// that decides it, and the data unit. To anyone else it does not exist.
+fn may_see(who: &Claims, r: &Stored) -> bool {
+    who.sub == r.requested_by
+        || who.role == Role::PusdatinAdmin
+        || route(r.kind).is_some_and(|route| route.decides == who.role)
+}
+
+pub async fn create(
+    db: &DatabaseConnection,
+    who: &Claims,
+    req: &CreateDataRequestRequest,
+) -> Result<DataRequest, Status> {
+    let now = Utc::now();
+    let Checked {
+        route,
+        kinds,
+        from,
+        until,
+    } = check_new(who, req, now)?;
+    let id = uuid::Uuid::now_v7();
+    let txn = db.begin().await.map_err(grpc::internal)?;
+    txn.execute_raw(stmt(
+        "INSERT INTO data_requests (request_id, requester_kind, requester, requested_by, purpose, region_code, data_kinds, use_from, use_until, status, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        [
+            id.into(),
+            (route.kind as i16).into(),
+            req.requester.trim().to_owned().into(),
+            who.sub.clone().into(),
+            req.purpose.trim().to_owned().into(),
+            req.region_code.clone().into(),
+            kinds.iter().map(|k| *k as i16).collect::<Vec<i16>>().into(),
+            from.into(),
+            until.into(),
+            (RequestStatus::Pending as i16).into(),
+            now.into(),
+        ],
+    ))
+    .await
+    .map_err(grpc::internal)?;
+    history(&txn, id, who, "filed", "").await?;
+    let stored = load(&txn, id, false)
+        .await?
+        .ok_or_else(|| Status::internal("request vanished"))?;
+    txn.commit().await.map_err(grpc::internal)?;
+    Ok(stored.to_proto(now))
+}
+
+pub async fn get(db: &DatabaseConnection, who: &Claims, id: &str) -> Result<DataRequest, Status> {
+    let id = request_id(id)?;
+    let now = Utc::now();
+    match load(db, id, false).await? {
+        Some(r) if may_see(who, &r) => Ok(r.to_proto(now)),
+        _ => Err(Status::not_found(format!("no data request {id}"))),
+    }
+}
+
+pub async fn decide(
+    db: &DatabaseConnection,
+    who: &Claims,
+    id: &str,
+    decision: Decision,
+    reason: &str,
+) -> Result<DataRequest, Status> {
+    let id = request_id(id)?;
+    let reason = reason.trim();
+    if decision != Decision::Approve && reason.is_empty() {
+        return Err(grpc::invalid_field(
+            "reason",
+            format!("is required to {} a request", decision.verb()),
+        ));
+    }
+    let now = Utc::now();
+    let txn = db.begin().await.map_err(grpc::internal)?;
+    let stored = match load(&txn, id, true).await? {
+        Some(r) if may_see(who, &r) => r,
+        _ => return Err(Status::not_found(format!("no data request {id}"))),
+    };
+    let route = route(stored.kind).ok_or_else(|| Status::internal("request of no kind"))?;
+    if who.role != route.decides {
+        return Err(Status::permission_denied(format!(
+            "a {:?} request is decided by {} (role {}); the caller is {}",
+            stored.kind,
+            route.authority,
+            route.decides.as_str(),
+            who.role.as_str()
+        )));
+    }
+    who.require_region(&stored.region_code)?;
+    let (from, to) = decision.transition();
+    let current = stored.status_at(now);
+    if current != from {
+        return Err(grpc::failed_preconditions(&[(
+            "STATE".into(),
+            format!("data request {id}"),
+            format!(
+                "the request is {}; to {} it, it must be {}",
+                current.as_str_name(),
+                decision.verb(),
+                from.as_str_name()
+            ),
+        )]));
+    }
+    txn.execute_raw(stmt(
+        "UPDATE data_requests SET status = $2, decided_by = $3, decision_reason = $4, decided_at = $5 WHERE request_id = $1",
+        [
+            id.into(),
+            (to as i16).into(),
+            who.sub.clone().into(),
+            (!reason.is_empty()).then(|| reason.to_owned()).into(),
+            now.into(),
+        ],
+    ))
+    .await
+    .map_err(grpc::internal)?;
+    history(&txn, id, who, decision.verb(), reason).await?;
+    let stored = load(&txn, id, false)
+        .await?
+        .ok_or_else(|| Status::internal("request vanished"))?;
+    txn.commit().await.map_err(grpc::internal)?;
+    Ok(stored.to_proto(now))
+}
+
+/// The handover minutes: recorded by the officer who filed the request, once it is
+/// approved, with the user's obligations (no third parties, keep the data secure)
+/// acknowledged. Recording the same minutes again answers the request as it is.
+pub async fn handover(
+    db: &DatabaseConnection,
+    who: &Claims,
+    req: &RecordHandoverRequest,
+) -> Result<DataRequest, Status> {
+    let id = request_id(&req.request_id)?;
+    let mut v = dtks_domain::Violations::default();
+    let number = req.minutes_number.trim();
+    if number.is_empty() || number.chars().count() > 100 {
+        v.push(
+            "minutes_number",
+            "must be the minutes' number (1 to 100 characters)",
+        );
+    }
+    let date = req.minutes_date.as_ref().and_then(convert::naive_date);
+    let today = Utc::now().date_naive();
+    match date {
+        None => v.push("minutes_date", "is required and must be a valid date"),
+        Some(d) if d > today => v.push("minutes_date", "is in the future"),
+        Some(_) => {}
+    }
+    if !req.obligations_acknowledged {
+        v.push(
+            "obligations_acknowledged",
+            "the user must acknowledge the obligations: no third parties, keep the data secure",
+        );
+    }
+    if !v.is_empty() {
+        return Err(grpc::invalid_argument(&v));
+    }
+    let date = date.ok_or_else(|| Status::internal("date checked above"))?;
+    let now = Utc::now();
+    let txn = db.begin().await.map_err(grpc::internal)?;
+    let stored = match load(&txn, id, true).await? {
+        Some(r) if may_see(who, &r) => r,
+        _ => return Err(Status::not_found(format!("no data request {id}"))),
+    };
+    if who.sub != stored.requested_by {
+        return Err(Status::permission_denied(
+            "the handover minutes are recorded by the officer who filed the request",
+        ));
+    }
+    if let Some((recorded, _)) = &stored.handover {
+        if recorded == number {
+            return Ok(stored.to_proto(now));
+        }
+        return Err(grpc::failed_preconditions(&[(
+            "STATE".into(),
+            format!("data request {id}"),
+            format!("handover minutes {recorded} are already recorded"),
+        )]));
+    }
+    let current = stored.status_at(now);
+    if current != RequestStatus::Approved {
+        return Err(grpc::failed_preconditions(&[(
+            "STATE".into(),
+            format!("data request {id}"),
+            format!(
+                "the request is {}; handover needs it REQUEST_STATUS_APPROVED",
+                current.as_str_name()
+            ),
+        )]));
+    }
+    txn.execute_raw(stmt(
+        "UPDATE data_requests SET handover_number = $2, handover_date = $3, handover_at = $4 WHERE request_id = $1",
+        [id.into(), number.to_owned().into(), date.into(), now.into()],
+    ))
+    .await
+    .map_err(grpc::internal)?;
+    history(&txn, id, who, "handover", number).await?;
+    let stored = load(&txn, id, false)
+        .await?
+        .ok_or_else(|| Status::internal("request vanished"))?;
+    txn.commit().await.map_err(grpc::internal)?;
+    Ok(stored.to_proto(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_of_requester_has_one_route_and_no_one_decides_their_own() {
+        for kind in [
+            RequesterKind::EselonI,
+            RequesterKind::Kl,
+            RequesterKind::Pemda,
+            RequesterKind::Public,
+        ] {
+            let r = route(kind).expect("a route");
+            assert_ne!(r.files, r.decides, "{kind:?}");
+            assert_eq!(ROUTES.iter().filter(|x| x.kind == kind).count(), 1);
+        }
+        assert!(route(RequesterKind::Unspecified).is_none());
+        assert_eq!(
+            route(RequesterKind::Kl).map(|r| r.decides),
+            Some(Role::Minister)
+        );
+        assert_eq!(
+            route(RequesterKind::Public).map(|r| r.decides),
+            Some(Role::Ppid)
+        );
+    }
+}
