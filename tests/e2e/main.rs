@@ -8,6 +8,7 @@ mod import;
 mod intake;
 mod matching;
 mod outcomes;
+mod programmes;
 mod requests;
 mod verivali;
 

@@ -1,4 +1,4 @@
-use crate::requests;
+use crate::{programmes, requests, rules};
 use dtks_platform::app::Context;
 use dtks_platform::auth::{BearerToken, Role, claims};
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
@@ -93,6 +93,29 @@ CREATE TABLE data_request_history (
 CREATE INDEX data_request_history_by_request ON data_request_history (request_id, at);
 "#,
             },
+            SqlMigration {
+                name: "m0003_programme_rules",
+                sql: r#"
+-- Eligibility as a CEL rule over the household, quotas per regency, and every version.
+ALTER TABLE programmes ADD COLUMN rule TEXT, ADD COLUMN quotas JSONB NOT NULL DEFAULT '{}'::jsonb;
+UPDATE programmes SET rule = 'household.decile <= ' || max_decile;
+ALTER TABLE programmes ALTER COLUMN rule SET NOT NULL;
+ALTER TABLE programmes DROP COLUMN max_decile;
+CREATE TABLE programme_versions (
+    code TEXT NOT NULL REFERENCES programmes (code),
+    version INT NOT NULL,
+    name TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    quotas JSONB NOT NULL,
+    source TEXT NOT NULL,
+    saved_by TEXT NOT NULL,
+    saved_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (code, version)
+);
+INSERT INTO programme_versions (code, version, name, rule, quotas, source, saved_by)
+SELECT code, version, name, rule, quotas, source, 'migration' FROM programmes;
+"#,
+            },
         ])
     }
 }
@@ -106,6 +129,7 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         .determination_url
         .clone()
         .ok_or_else(|| anyhow::anyhow!("DTKS_UPSTREAM__DETERMINATION_URL is required"))?;
+    programmes::seed(&ctx.db).await?;
     let channel = Channel::from_shared(url)?.connect_lazy();
     let token = dtks_platform::auth::issue(
         &ctx.config.auth,
@@ -190,24 +214,10 @@ impl DistributionService for Api {
         claims(&request)?.require_role(&[Role::EselonI, Role::PusdatinAdmin])?;
         let req = request.into_inner();
         let (year, month) = convert::period_key(req.period.as_ref())?;
-        let programme = self
-            .db
-            .query_one_raw(stmt(
-                "SELECT max_decile, version FROM programmes WHERE code = $1",
-                [req.programme_code.clone().into()],
-            ))
-            .await
-            .map_err(grpc::internal)?
-            .ok_or_else(|| {
-                grpc::invalid_field(
-                    "programme_code",
-                    format!("unknown programme {}", req.programme_code),
-                )
-            })?;
-        let max_decile: i16 = programme
-            .try_get("", "max_decile")
-            .map_err(grpc::internal)?;
-        let version: i32 = programme.try_get("", "version").map_err(grpc::internal)?;
+        let (programme, rule) = programmes::current(&self.db, &req.programme_code).await?;
+        let version = programme.version as i32;
+        let on = chrono::NaiveDate::from_ymd_opt(year, month as u32, 1)
+            .ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
         if let Some(existing) = self
             .db
             .query_one_raw(stmt(
@@ -225,22 +235,45 @@ impl DistributionService for Api {
             .stream_snapshot(StreamSnapshotRequest {
                 period: req.period,
                 region_code: String::new(),
-                max_decile: max_decile as u32,
+                max_decile: 10,
                 batch_size: 2000,
                 after_rank: 0,
             })
             .await?
             .into_inner();
         let mut entries = Vec::new();
+        // Every household of the month, through the programme's rule.
         while let Some(page) = stream.message().await? {
-            entries.extend(page.households.into_iter().map(|h| {
-                (
-                    h.household_id,
-                    h.region_code,
-                    h.national_rank as i64,
-                    h.decile as i16,
-                )
-            }));
+            for h in page.households {
+                let household = h.household.as_ref().ok_or_else(|| {
+                    Status::internal("the snapshot page carries no household record")
+                })?;
+                let household = convert::household_from_proto(household, on).map_err(|v| {
+                    Status::internal(format!("the snapshot holds an invalid household: {v}"))
+                })?;
+                let standing = rules::Standing {
+                    decile: h.decile,
+                    province_decile: h.province_decile,
+                    national_rank: h.national_rank,
+                    score: h.score,
+                };
+                let eligible = rule
+                    .eligible(&rules::RuleHousehold::new(&household, standing, on))
+                    .map_err(|e| {
+                        Status::failed_precondition(format!(
+                            "programme {}'s rule cannot judge household {}: {e}",
+                            programme.code, h.household_id
+                        ))
+                    })?;
+                if eligible {
+                    entries.push((
+                        h.household_id,
+                        h.region_code,
+                        h.national_rank as i64,
+                        h.decile as i16,
+                    ));
+                }
+            }
         }
         let mut hasher = Sha256::new();
         for (id, _, rank, _) in &entries {
@@ -394,15 +427,29 @@ impl DistributionService for Api {
         ))
     }
 
-    async fn save_programme(&self, _: Request<Programme>) -> Result<Response<Programme>, Status> {
-        unimplemented("SaveProgramme")
+    async fn save_programme(
+        &self,
+        request: Request<Programme>,
+    ) -> Result<Response<Programme>, Status> {
+        let who = claims(&request)?.clone();
+        who.require_role(&[Role::PusdatinAdmin])?;
+        Ok(Response::new(
+            programmes::save(&self.db, &who, request.get_ref()).await?,
+        ))
     }
+
+    #[tracing::instrument(skip_all)]
     async fn list_programmes(
         &self,
-        _: Request<ListProgrammesRequest>,
+        request: Request<ListProgrammesRequest>,
     ) -> Result<Response<ListProgrammesResponse>, Status> {
-        unimplemented("ListProgrammes")
+        claims(&request)?;
+        Ok(Response::new(ListProgrammesResponse {
+            programmes: programmes::list(&self.db).await?,
+        }))
     }
+
+    #[tracing::instrument(skip_all)]
     async fn approve_list(
         &self,
         _: Request<ApproveListRequest>,

@@ -1,0 +1,606 @@
+//! Programme eligibility rules: CEL expressions over one household of a determined
+//! month — its standing, dwelling, assets, families and members.
+//!
+//! A rule is checked when it is saved: it must parse, every field it names must exist
+//! (the checker follows `household.…` and the variables of `exists`, `all`, `filter`
+//! and `map` through the schema below), and it must answer true or false for a sample
+//! household. Each refusal carries the line and column of the error.
+
+use cel_interpreter::{Context, IdedExpr, Program, Value};
+use chrono::NaiveDate;
+use dtks_domain::household::{Household, Person};
+use serde::Serialize;
+
+/// The types of the rule environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Household,
+    Family,
+    Person,
+    Dwelling,
+    Assets,
+    ListOf(Item),
+    /// A number, string or boolean.
+    Scalar,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Item {
+    Family,
+    Person,
+    Scalar,
+}
+
+impl Item {
+    fn ty(self) -> Ty {
+        match self {
+            Item::Family => Ty::Family,
+            Item::Person => Ty::Person,
+            Item::Scalar => Ty::Scalar,
+        }
+    }
+}
+
+/// The fields of each type, as a rule names them.
+fn fields(ty: Ty) -> &'static [(&'static str, Ty)] {
+    match ty {
+        Ty::Household => &[
+            ("region_code", Ty::Scalar),
+            ("province_code", Ty::Scalar),
+            ("regency_code", Ty::Scalar),
+            ("decile", Ty::Scalar),
+            ("province_decile", Ty::Scalar),
+            ("national_rank", Ty::Scalar),
+            ("score", Ty::Scalar),
+            ("size", Ty::Scalar),
+            ("dwelling", Ty::Dwelling),
+            ("assets", Ty::Assets),
+            ("families", Ty::ListOf(Item::Family)),
+            ("members", Ty::ListOf(Item::Person)),
+            ("assistance_programmes", Ty::ListOf(Item::Scalar)),
+        ],
+        // Identity numbers are not criteria: rules never read NIK or KK numbers.
+        Ty::Family => &[("members", Ty::ListOf(Item::Person))],
+        Ty::Person => &[
+            ("age", Ty::Scalar),
+            ("sex", Ty::Scalar),
+            ("relationship", Ty::Scalar),
+            ("marital_status", Ty::Scalar),
+            ("education", Ty::Scalar),
+            ("school_status", Ty::Scalar),
+            ("work_status", Ty::Scalar),
+            ("monthly_income", Ty::Scalar),
+            ("chronic_illness", Ty::Scalar),
+            ("disability", Ty::Scalar),
+            ("has_health_insurance", Ty::Scalar),
+            ("pregnant", Ty::Scalar),
+            ("undernourished", Ty::Scalar),
+            ("special_groups", Ty::ListOf(Item::Scalar)),
+        ],
+        Ty::Dwelling => &[
+            ("tenure", Ty::Scalar),
+            ("floor_area_m2", Ty::Scalar),
+            ("floor", Ty::Scalar),
+            ("wall", Ty::Scalar),
+            ("roof", Ty::Scalar),
+            ("water", Ty::Scalar),
+            ("sanitation", Ty::Scalar),
+            ("electricity", Ty::Scalar),
+        ],
+        Ty::Assets => &[
+            ("land_m2", Ty::Scalar),
+            ("house_elsewhere", Ty::Scalar),
+            ("motorcycles", Ty::Scalar),
+            ("cars", Ty::Scalar),
+            ("livestock", Ty::Scalar),
+            ("refrigerator", Ty::Scalar),
+            ("productive_business", Ty::Scalar),
+            ("savings", Ty::Scalar),
+        ],
+        Ty::ListOf(_) | Ty::Scalar => &[],
+    }
+}
+
+fn type_name(ty: Ty) -> &'static str {
+    match ty {
+        Ty::Household => "household",
+        Ty::Family => "a family",
+        Ty::Person => "a person",
+        Ty::Dwelling => "household.dwelling",
+        Ty::Assets => "household.assets",
+        Ty::ListOf(_) => "a list",
+        Ty::Scalar => "a value",
+    }
+}
+
+/// Why a rule is refused, and where (1-based line and column; 0 when unknown).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {}, column {}: {}",
+            self.line, self.column, self.message
+        )
+    }
+}
+
+/// The line and column of the first occurrence of `needle` in `source`.
+fn position_of(source: &str, needle: &str) -> (usize, usize) {
+    let Some(at) = source.find(needle) else {
+        return (0, 0);
+    };
+    let before = &source[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The dotted path of a select chain (`household.dwelling.floor`), for messages.
+fn path(e: &IdedExpr) -> String {
+    match &e.expr {
+        cel_parser::ast::Expr::Ident(name) => name.clone(),
+        cel_parser::ast::Expr::Select(s) => format!("{}.{}", path(&s.operand), s.field),
+        _ => String::from("(expression)"),
+    }
+}
+
+/// Walks `e`, returning its type where the schema knows it.
+fn check(e: &IdedExpr, scope: &mut Vec<(String, Ty)>, source: &str) -> Result<Ty, RuleError> {
+    use cel_parser::ast::{EntryExpr, Expr};
+    match &e.expr {
+        Expr::Ident(name) => Ok(scope
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| *t)
+            .or((name == "household").then_some(Ty::Household))
+            .ok_or_else(|| {
+                let (line, column) = position_of(source, name);
+                RuleError {
+                    line,
+                    column,
+                    message: format!("unknown name `{name}`: a rule reads `household`"),
+                }
+            })?),
+        Expr::Select(s) => {
+            let operand = check(&s.operand, scope, source)?;
+            if operand == Ty::Scalar {
+                return Ok(Ty::Scalar);
+            }
+            let known = fields(operand);
+            match known.iter().find(|(f, _)| *f == s.field) {
+                Some((_, ty)) => Ok(*ty),
+                None => {
+                    let full = format!("{}.{}", path(&s.operand), s.field);
+                    let (line, column) = position_of(source, &full);
+                    let (line, column) = if line == 0 {
+                        position_of(source, &s.field)
+                    } else {
+                        (line, column)
+                    };
+                    let names: Vec<&str> = known.iter().map(|(f, _)| *f).collect();
+                    Err(RuleError {
+                        line,
+                        column,
+                        message: format!(
+                            "unknown field `{full}`: {} has {}",
+                            type_name(operand),
+                            if names.is_empty() {
+                                "no fields".to_owned()
+                            } else {
+                                names.join(", ")
+                            }
+                        ),
+                    })
+                }
+            }
+        }
+        Expr::Call(c) => {
+            if let Some(target) = &c.target {
+                check(target, scope, source)?;
+            }
+            for a in &c.args {
+                check(a, scope, source)?;
+            }
+            Ok(Ty::Scalar)
+        }
+        Expr::Comprehension(c) => {
+            let range = check(&c.iter_range, scope, source)?;
+            let item = match range {
+                Ty::ListOf(item) => item.ty(),
+                _ => Ty::Scalar,
+            };
+            check(&c.accu_init, scope, source)?;
+            let depth = scope.len();
+            scope.push((c.iter_var.clone(), item));
+            if let Some(second) = &c.iter_var2 {
+                scope.push((second.clone(), Ty::Scalar));
+            }
+            scope.push((c.accu_var.clone(), Ty::Scalar));
+            let result = [&c.loop_cond, &c.loop_step, &c.result]
+                .into_iter()
+                .try_for_each(|part| check(part, scope, source).map(|_| ()));
+            scope.truncate(depth);
+            result?;
+            Ok(Ty::Scalar)
+        }
+        Expr::List(l) => {
+            for item in &l.elements {
+                check(item, scope, source)?;
+            }
+            Ok(Ty::Scalar)
+        }
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                if let EntryExpr::MapEntry(me) = &entry.expr {
+                    check(&me.key, scope, source)?;
+                    check(&me.value, scope, source)?;
+                }
+            }
+            Ok(Ty::Scalar)
+        }
+        _ => Ok(Ty::Scalar),
+    }
+}
+
+/// A checked rule, ready to run.
+pub struct Rule {
+    program: Program,
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rule")
+    }
+}
+
+impl Rule {
+    /// Parses and checks `source` (see the module's documentation).
+    pub fn compile(source: &str) -> Result<Self, RuleError> {
+        if source.trim().is_empty() {
+            return Err(RuleError {
+                line: 1,
+                column: 1,
+                message: "the rule is empty".into(),
+            });
+        }
+        // The parser panics on some malformed input (an expression cut short); a rule is
+        // the caller's text, so that is caught and refused like any parse error, placed
+        // at the end of the text.
+        let parsed = std::panic::catch_unwind(|| cel_parser::Parser::default().parse(source))
+            .map_err(|_| {
+                let line = source.matches('\n').count() + 1;
+                let column = source.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                RuleError {
+                    line,
+                    column,
+                    message: "the rule ends before its expression is complete".into(),
+                }
+            })?
+            .map_err(|errors| {
+                let first = errors.errors.first();
+                RuleError {
+                    line: first.map_or(0, |e| e.pos.0.max(0) as usize),
+                    column: first.map_or(0, |e| e.pos.1.max(0) as usize + 1),
+                    message: first.map_or_else(|| errors.to_string(), |e| e.msg.clone()),
+                }
+            })?;
+        check(&parsed, &mut Vec::new(), source)?;
+        let program = Program::compile(source).map_err(|e| RuleError {
+            line: 0,
+            column: 0,
+            message: e.to_string(),
+        })?;
+        let rule = Self { program };
+        // It must answer yes or no for a household.
+        let sample = RuleHousehold::sample();
+        rule.eligible(&sample).map_err(|message| RuleError {
+            line: 1,
+            column: 1,
+            message,
+        })?;
+        Ok(rule)
+    }
+
+    /// Whether the household is eligible; an error when the rule does not answer true
+    /// or false for it.
+    pub fn eligible(&self, household: &RuleHousehold) -> Result<bool, String> {
+        let mut context = Context::default();
+        let value = cel_interpreter::to_value(household).map_err(|e| e.to_string())?;
+        context.add_variable_from_value("household", value);
+        match self.program.execute(&context) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!(
+                "the rule must answer true or false; it answers {other:?}"
+            )),
+            Err(e) => Err(format!("the rule fails on a household: {e}")),
+        }
+    }
+}
+
+/// A person as rules read them: codes as lower-case words.
+#[derive(Debug, Clone, Serialize)]
+pub struct RulePerson {
+    pub age: i64,
+    pub sex: String,
+    pub relationship: String,
+    pub marital_status: String,
+    pub education: String,
+    pub school_status: String,
+    pub work_status: String,
+    pub monthly_income: i64,
+    pub chronic_illness: bool,
+    /// The kind of disability (`severe`, `physical`, …), empty for none.
+    pub disability: String,
+    pub has_health_insurance: bool,
+    pub pregnant: bool,
+    pub undernourished: bool,
+    pub special_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleFamily {
+    pub members: Vec<RulePerson>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleDwelling {
+    pub tenure: String,
+    pub floor_area_m2: f64,
+    pub floor: String,
+    pub wall: String,
+    pub roof: String,
+    pub water: String,
+    pub sanitation: String,
+    pub electricity: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleAssets {
+    pub land_m2: f64,
+    pub house_elsewhere: bool,
+    pub motorcycles: i64,
+    pub cars: i64,
+    pub livestock: i64,
+    pub refrigerator: bool,
+    pub productive_business: bool,
+    pub savings: i64,
+}
+
+/// One household as a rule reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleHousehold {
+    pub region_code: String,
+    pub province_code: String,
+    pub regency_code: String,
+    pub decile: i64,
+    pub province_decile: i64,
+    pub national_rank: i64,
+    pub score: f64,
+    pub size: i64,
+    pub dwelling: RuleDwelling,
+    pub assets: RuleAssets,
+    pub families: Vec<RuleFamily>,
+    pub members: Vec<RulePerson>,
+    pub assistance_programmes: Vec<String>,
+}
+
+/// A code as a lower-case word (`Some(Earth)` → `earth`, `None` → empty).
+fn word<T: std::fmt::Debug>(value: Option<T>) -> String {
+    value
+        .map(|v| {
+            let text = format!("{v:?}");
+            let mut out = String::with_capacity(text.len() + 4);
+            for (i, c) in text.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            out
+        })
+        .unwrap_or_default()
+}
+
+fn person(p: &Person, on: NaiveDate) -> RulePerson {
+    RulePerson {
+        age: i64::from(p.age_on(on)),
+        sex: word(Some(p.sex)),
+        relationship: word(Some(p.relationship)),
+        marital_status: word(p.marital_status),
+        education: word(p.education),
+        school_status: word(p.school_status),
+        work_status: word(p.work_status),
+        monthly_income: p.monthly_income,
+        chronic_illness: p.health.chronic_illness,
+        disability: word(
+            p.health
+                .disability
+                .filter(|d| *d != dtks_domain::household::Disability::None),
+        ),
+        has_health_insurance: p.health.has_health_insurance,
+        pregnant: p.health.pregnant,
+        undernourished: p.health.undernourished,
+        special_groups: p.special_groups.iter().map(|g| word(Some(g))).collect(),
+    }
+}
+
+/// A household's standing in a determined month.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Standing {
+    pub decile: u32,
+    pub province_decile: u32,
+    pub national_rank: u64,
+    pub score: f64,
+}
+
+impl RuleHousehold {
+    pub fn new(h: &Household, standing: Standing, on: NaiveDate) -> Self {
+        let region = h
+            .address
+            .village
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let families: Vec<RuleFamily> = h
+            .families
+            .iter()
+            .map(|f| RuleFamily {
+                members: f.members.iter().map(|p| person(p, on)).collect(),
+            })
+            .collect();
+        let d = &h.dwelling;
+        Self {
+            province_code: region.get(..2).unwrap_or_default().to_owned(),
+            regency_code: region.get(..5).unwrap_or_default().to_owned(),
+            region_code: region,
+            decile: i64::from(standing.decile),
+            province_decile: i64::from(standing.province_decile),
+            national_rank: standing.national_rank as i64,
+            score: standing.score,
+            size: h.size() as i64,
+            dwelling: RuleDwelling {
+                tenure: word(d.tenure),
+                floor_area_m2: d.floor_area_m2,
+                floor: word(d.floor),
+                wall: word(d.wall),
+                roof: word(d.roof),
+                water: word(d.water),
+                sanitation: word(d.sanitation),
+                electricity: word(d.electricity),
+            },
+            assets: RuleAssets {
+                land_m2: h.assets.land_m2,
+                house_elsewhere: h.assets.house_elsewhere,
+                motorcycles: i64::from(h.assets.motorcycles),
+                cars: i64::from(h.assets.cars),
+                livestock: i64::from(h.assets.livestock),
+                refrigerator: h.assets.refrigerator,
+                productive_business: h.assets.productive_business,
+                savings: h.assets.savings,
+            },
+            members: families.iter().flat_map(|f| f.members.clone()).collect(),
+            families,
+            assistance_programmes: h
+                .assistance_history
+                .iter()
+                .map(|a| a.programme_code.clone())
+                .collect(),
+        }
+    }
+
+    /// The household every rule is tried on when saved: a couple with a toddler, in
+    /// the poorest decile.
+    pub fn sample() -> Self {
+        let member = |age: i64, sex: &str, relationship: &str| RulePerson {
+            age,
+            sex: sex.into(),
+            relationship: relationship.into(),
+            marital_status: if age >= 17 {
+                "married".into()
+            } else {
+                "single".into()
+            },
+            education: "primary".into(),
+            school_status: String::new(),
+            work_status: "informal".into(),
+            monthly_income: if age >= 17 { 900_000 } else { 0 },
+            chronic_illness: false,
+            disability: String::new(),
+            has_health_insurance: false,
+            pregnant: false,
+            undernourished: false,
+            special_groups: Vec::new(),
+        };
+        let members = vec![
+            member(44, "male", "head"),
+            member(40, "female", "spouse"),
+            member(3, "female", "child"),
+        ];
+        Self {
+            region_code: "32.04.05.2001".into(),
+            province_code: "32".into(),
+            regency_code: "32.04".into(),
+            decile: 1,
+            province_decile: 1,
+            national_rank: 1,
+            score: 12.0,
+            size: members.len() as i64,
+            dwelling: RuleDwelling {
+                tenure: "owned".into(),
+                floor_area_m2: 24.0,
+                floor: "earth".into(),
+                wall: "bamboo".into(),
+                roof: "tile".into(),
+                water: "protected_well".into(),
+                sanitation: "shared".into(),
+                electricity: "pln450".into(),
+            },
+            assets: RuleAssets {
+                land_m2: 0.0,
+                house_elsewhere: false,
+                motorcycles: 0,
+                cars: 0,
+                livestock: 0,
+                refrigerator: false,
+                productive_business: false,
+                savings: 0,
+            },
+            families: vec![RuleFamily {
+                members: members.clone(),
+            }],
+            members,
+            assistance_programmes: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_over_members_dwelling_and_standing_run() {
+        let h = RuleHousehold::sample();
+        for (rule, expected) in [
+            ("household.decile <= 4", true),
+            ("household.members.exists(p, p.age < 6)", true),
+            ("household.members.exists(p, p.age >= 60)", false),
+            ("household.dwelling.floor == 'earth'", true),
+            (
+                "household.families.all(f, f.members.size() > 0) && household.size >= 1",
+                true,
+            ),
+            ("household.assets.cars > 0", false),
+        ] {
+            let compiled = Rule::compile(rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
+            assert_eq!(compiled.eligible(&h), Ok(expected), "{rule}");
+        }
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_the_place_of_the_error() {
+        let e = Rule::compile("household.decile <= ").expect_err("syntax");
+        assert_eq!(e.line, 1, "{e}");
+        let e = Rule::compile("household.decile <= 4 &&\n  household.dwelling.flor == 'earth'")
+            .expect_err("unknown field");
+        assert_eq!((e.line, e.column), (2, 3), "{e}");
+        assert!(e.message.contains("household.dwelling.flor"), "{e}");
+        assert!(e.message.contains("floor"), "{e}");
+        let e = Rule::compile("household.members.exists(p, p.agee > 60)").expect_err("member");
+        assert!(e.message.contains("p.agee"), "{e}");
+        assert_eq!((e.line, e.column), (1, 29), "{e}");
+        let e = Rule::compile("income < 100").expect_err("unknown name");
+        assert!(e.message.contains("`income`"), "{e}");
+        let e = Rule::compile("household.size + 1").expect_err("not a yes or no");
+        assert!(e.message.contains("true or false"), "{e}");
+        assert!(Rule::compile("   ").is_err());
+    }
+}
