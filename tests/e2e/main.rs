@@ -19,7 +19,8 @@ use dtks_proto::determination::v1::{
     DetermineRequest, determination_service_client::DeterminationServiceClient,
 };
 use dtks_proto::distribution::v1::{
-    BuildListRequest, distribution_service_client::DistributionServiceClient,
+    ApproveListRequest, BuildListRequest, ListStatus,
+    distribution_service_client::DistributionServiceClient,
 };
 use dtks_proto::events::v1::{Channel, ProposalKind};
 use dtks_proto::intake::v1::{SubmitProposalRequest, intake_service_client::IntakeServiceClient};
@@ -250,6 +251,36 @@ async fn a_household_travels_from_intake_to_a_programme_list() -> anyhow::Result
         .await?
         .into_inner();
     assert_eq!(list.recipients, 1);
+    // A draft until the programme's Eselon I unit approves it; then fixed.
+    assert_eq!(list.status, ListStatus::Draft as i32);
+    let refused = distribution
+        .approve_list(authed(
+            ApproveListRequest {
+                list_id: list.list_id.clone(),
+            },
+            &admin,
+        ))
+        .await
+        .expect_err("the data unit does not approve a programme's list");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let list = distribution
+        .approve_list(authed(
+            ApproveListRequest {
+                list_id: list.list_id.clone(),
+            },
+            &stack.token(Role::EselonI, ""),
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(list.status, ListStatus::Fixed as i32);
+    assert_eq!(list.added_since_previous, 1);
+    assert_eq!(
+        list.regions
+            .iter()
+            .map(|r| (r.region_code.as_str(), r.eligible, r.selected))
+            .collect::<Vec<_>>(),
+        [("32.04", 1, 1)]
+    );
     let listed = count(
         &stack,
         "SELECT count(*)::bigint AS n FROM distribution.list_entries e JOIN verivali.cases c ON c.household_id = e.household_id",

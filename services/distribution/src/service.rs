@@ -1,16 +1,14 @@
-use crate::{programmes, requests, rules};
+use crate::{lists, programmes, requests, rules};
 use dtks_platform::app::Context;
 use dtks_platform::auth::{BearerToken, Role, claims};
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
-use dtks_platform::{convert, events, grpc, outbox};
-use dtks_proto::common::v1 as pb;
+use dtks_platform::{convert, grpc, outbox};
 use dtks_proto::determination::v1::StreamSnapshotRequest;
 use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
 use dtks_proto::distribution::v1::distribution_service_server::{
     DistributionService, DistributionServiceServer,
 };
 use dtks_proto::distribution::v1::*;
-use dtks_proto::events::v1 as ev;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use sha2::{Digest, Sha256};
 use tonic::service::interceptor::InterceptedService;
@@ -116,6 +114,20 @@ INSERT INTO programme_versions (code, version, name, rule, quotas, source, saved
 SELECT code, version, name, rule, quotas, source, 'migration' FROM programmes;
 "#,
             },
+            SqlMigration {
+                name: "m0004_list_approval",
+                sql: r#"
+-- A list is a draft until its Eselon I unit approves it; lists built before were fixed
+-- when built.
+ALTER TABLE lists ADD COLUMN status SMALLINT NOT NULL DEFAULT 2,
+    ADD COLUMN regions JSONB NOT NULL DEFAULT '[]'::jsonb,
+    ADD COLUMN approved_by TEXT, ADD COLUMN approved_at TIMESTAMPTZ,
+    ADD COLUMN added BIGINT NOT NULL DEFAULT 0, ADD COLUMN removed BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN previous_list_id UUID;
+UPDATE lists SET approved_at = created_at, added = recipients;
+ALTER TABLE lists ALTER COLUMN status DROP DEFAULT;
+"#,
+            },
         ])
     }
 }
@@ -171,30 +183,6 @@ impl Api {
     }
 }
 
-const LIST_COLUMNS: &str =
-    "list_id, programme_code, programme_version, year, month, recipients, content_hash";
-
-fn list_from_row(r: &sea_orm::QueryResult) -> Result<BeneficiaryList, Status> {
-    Ok(BeneficiaryList {
-        list_id: r
-            .try_get::<uuid::Uuid>("", "list_id")
-            .map_err(grpc::internal)?
-            .to_string(),
-        programme_code: r.try_get("", "programme_code").map_err(grpc::internal)?,
-        programme_version: r
-            .try_get::<i32>("", "programme_version")
-            .map_err(grpc::internal)? as u32,
-        period: Some(pb::Period {
-            year: r.try_get("", "year").map_err(grpc::internal)?,
-            month: r.try_get("", "month").map_err(grpc::internal)?,
-        }),
-        status: ListStatus::Fixed as i32,
-        recipients: r.try_get::<i64>("", "recipients").map_err(grpc::internal)? as u64,
-        content_hash: r.try_get("", "content_hash").map_err(grpc::internal)?,
-        ..Default::default()
-    })
-}
-
 fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
     Err(Status::unimplemented(format!(
         "{what} arrives with the distribution issue"
@@ -221,13 +209,13 @@ impl DistributionService for Api {
         if let Some(existing) = self
             .db
             .query_one_raw(stmt(
-                &format!("SELECT {LIST_COLUMNS} FROM lists WHERE programme_code = $1 AND programme_version = $2 AND year = $3 AND month = $4"),
+                &format!("SELECT {} FROM lists WHERE programme_code = $1 AND programme_version = $2 AND year = $3 AND month = $4", lists::COLUMNS),
                 [req.programme_code.clone().into(), version.into(), year.into(), month.into()],
             ))
             .await
             .map_err(grpc::internal)?
         {
-            return Ok(Response::new(list_from_row(&existing)?)); // fixed lists are never rebuilt
+            return Ok(Response::new(lists::from_row(&existing)?)); // fixed lists are never rebuilt
         }
         let mut stream = self
             .determination
@@ -266,47 +254,48 @@ impl DistributionService for Api {
                         ))
                     })?;
                 if eligible {
-                    entries.push((
-                        h.household_id,
-                        h.region_code,
-                        h.national_rank as i64,
-                        h.decile as i16,
-                    ));
+                    entries.push(lists::Entry {
+                        household_id: h.household_id,
+                        region_code: h.region_code,
+                        national_rank: h.national_rank as i64,
+                        decile: h.decile as i16,
+                    });
                 }
             }
         }
+        // Each regency's quota, poorest first.
+        let (entries, regions) = lists::fill(entries, &programme.quotas);
         let mut hasher = Sha256::new();
-        for (id, _, rank, _) in &entries {
-            hasher.update(id.as_bytes());
-            hasher.update(rank.to_be_bytes());
+        for e in &entries {
+            hasher.update(e.household_id.as_bytes());
+            hasher.update(e.national_rank.to_be_bytes());
         }
         let content_hash = hex::encode(hasher.finalize());
         let list_id = uuid::Uuid::now_v7();
         let txn = self.db.begin().await.map_err(grpc::internal)?;
         txn.execute_raw(stmt(
-            "INSERT INTO lists (list_id, programme_code, programme_version, year, month, recipients, content_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            [list_id.into(), req.programme_code.clone().into(), version.into(), year.into(), month.into(), (entries.len() as i64).into(), content_hash.clone().into()],
+            "INSERT INTO lists (list_id, programme_code, programme_version, year, month, recipients, content_hash, status, regions)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            [
+                list_id.into(), req.programme_code.clone().into(), version.into(), year.into(), month.into(),
+                (entries.len() as i64).into(), content_hash.into(), (ListStatus::Draft as i16).into(),
+                lists::regions_json(&regions).into(),
+            ],
         ))
         .await
         .map_err(grpc::internal)?;
-        let mut coverage = std::collections::BTreeMap::<String, u64>::new();
         for (offset, chunk) in entries.chunks(5000).enumerate() {
             let positions: Vec<i64> = (0..chunk.len())
                 .map(|i| (offset * 5000 + i + 1) as i64)
                 .collect();
             let ids: Vec<uuid::Uuid> = chunk
                 .iter()
-                .map(|e| uuid::Uuid::parse_str(&e.0))
+                .map(|e| uuid::Uuid::parse_str(&e.household_id))
                 .collect::<Result<_, _>>()
                 .map_err(grpc::internal)?;
-            let regions: Vec<String> = chunk.iter().map(|e| e.1.clone()).collect();
-            for region in &regions {
-                *coverage
-                    .entry(region.get(..5).unwrap_or(region).to_owned())
-                    .or_default() += 1;
-            }
-            let ranks: Vec<i64> = chunk.iter().map(|e| e.2).collect();
-            let deciles: Vec<i16> = chunk.iter().map(|e| e.3).collect();
+            let regions: Vec<String> = chunk.iter().map(|e| e.region_code.clone()).collect();
+            let ranks: Vec<i64> = chunk.iter().map(|e| e.national_rank).collect();
+            let deciles: Vec<i16> = chunk.iter().map(|e| e.decile).collect();
             txn.execute_raw(stmt(
                 "INSERT INTO list_entries (list_id, position, household_id, region_code, national_rank, decile)
                  SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::bigint[], $6::int2[])",
@@ -315,39 +304,16 @@ impl DistributionService for Api {
             .await
             .map_err(grpc::internal)?;
         }
-        let fixed = ev::ListFixed {
-            list_id: list_id.to_string(),
-            programme_code: req.programme_code.clone(),
-            period: Some(pb::Period { year, month }),
-            recipients: entries.len() as u64,
-            content_hash,
-            coverage: coverage
-                .into_iter()
-                .map(|(region_code, n)| ev::RegionCoverage {
-                    region_code,
-                    eligible: n,
-                    selected: n,
-                    quota: 0,
-                })
-                .collect(),
-        };
-        outbox::enqueue(
-            &txn,
-            &events::envelope(events::LIST_FIXED, "distribution", "", &fixed),
-        )
-        .await
-        .map_err(grpc::internal)?;
         let row = txn
             .query_one_raw(stmt(
-                &format!("SELECT {LIST_COLUMNS} FROM lists WHERE list_id = $1"),
+                &format!("SELECT {} FROM lists WHERE list_id = $1", lists::COLUMNS),
                 [list_id.into()],
             ))
             .await
             .map_err(grpc::internal)?
             .ok_or_else(|| Status::internal("list vanished"))?;
         txn.commit().await.map_err(grpc::internal)?;
-        self.outbox.wake();
-        Ok(Response::new(list_from_row(&row)?))
+        Ok(Response::new(lists::from_row(&row)?))
     }
 
     #[tracing::instrument(skip_all)]
@@ -361,13 +327,13 @@ impl DistributionService for Api {
         let row = self
             .db
             .query_one_raw(stmt(
-                &format!("SELECT {LIST_COLUMNS} FROM lists WHERE list_id = $1"),
+                &format!("SELECT {} FROM lists WHERE list_id = $1", lists::COLUMNS),
                 [id.into()],
             ))
             .await
             .map_err(grpc::internal)?
             .ok_or_else(|| Status::not_found("no such list"))?;
-        Ok(Response::new(list_from_row(&row)?))
+        Ok(Response::new(lists::from_row(&row)?))
     }
 
     #[tracing::instrument(skip_all)]
@@ -450,11 +416,17 @@ impl DistributionService for Api {
     }
 
     #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all)]
     async fn approve_list(
         &self,
-        _: Request<ApproveListRequest>,
+        request: Request<ApproveListRequest>,
     ) -> Result<Response<BeneficiaryList>, Status> {
-        unimplemented("ApproveList")
+        // The programme's Eselon I unit fixes its beneficiaries (KPM).
+        let who = claims(&request)?.clone();
+        who.require_role(&[Role::EselonI])?;
+        Ok(Response::new(
+            lists::approve(&self.db, &self.outbox, &who, &request.get_ref().list_id).await?,
+        ))
     }
     type StreamListStream = BatchStream;
     async fn stream_list(

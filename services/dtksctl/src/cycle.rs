@@ -11,7 +11,7 @@ use dtks_proto::determination::v1::{
     DetermineRequest, determination_service_client::DeterminationServiceClient,
 };
 use dtks_proto::distribution::v1::{
-    BuildListRequest, distribution_service_client::DistributionServiceClient,
+    ApproveListRequest, BuildListRequest, distribution_service_client::DistributionServiceClient,
 };
 use dtks_proto::events::v1::{Channel, ProposalKind};
 use dtks_proto::intake::v1::{
@@ -206,8 +206,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
+    // The programme's Eselon I unit fixes the draft.
+    let eselon = token("eselon_i", "", "dtksctl")?;
+    let list = DistributionServiceClient::new(channel(&args.distribution, &eselon).await?)
+        .approve_list(ApproveListRequest {
+            list_id: list.list_id.clone(),
+        })
+        .await?
+        .into_inner();
     println!(
-        "distribution: list {} for {} with {} recipients",
+        "distribution: list {} for {} with {} recipients, fixed",
         list.list_id, list.programme_code, list.recipients
     );
 
