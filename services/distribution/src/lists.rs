@@ -23,6 +23,9 @@ pub struct Entry {
     pub region_code: String,
     pub national_rank: i64,
     pub decile: i16,
+    /// The head of household's NIK and name, which the list is delivered with.
+    pub head_nik: Option<String>,
+    pub head_name: Option<String>,
 }
 
 fn regency(region: &str) -> &str {
@@ -248,6 +251,8 @@ mod tests {
             region_code: region.into(),
             national_rank: rank,
             decile: 1,
+            head_nik: None,
+            head_name: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! hash and announced as `distribution.list_fixed`; data requests (permohonan) routed to
 //! the authority that decides them; programmes with CEL eligibility rules.
 
+mod delivery;
 mod lists;
 mod programmes;
 mod requests;

@@ -1,4 +1,4 @@
-use crate::{lists, programmes, requests, rules};
+use crate::{delivery, lists, programmes, requests, rules};
 use dtks_platform::app::Context;
 use dtks_platform::auth::{BearerToken, Role, claims};
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
@@ -128,6 +128,32 @@ UPDATE lists SET approved_at = created_at, added = recipients;
 ALTER TABLE lists ALTER COLUMN status DROP DEFAULT;
 "#,
             },
+            SqlMigration {
+                name: "m0005_deliveries",
+                sql: r#"
+-- What a list is delivered with, and the audit of every delivery and batch.
+ALTER TABLE list_entries ADD COLUMN head_nik TEXT, ADD COLUMN head_name TEXT;
+CREATE TABLE deliveries (
+    delivery_id UUID PRIMARY KEY,
+    list_id UUID REFERENCES lists (list_id),
+    request_id UUID,
+    recipient TEXT NOT NULL,
+    role TEXT NOT NULL,
+    from_cursor TEXT NOT NULL,
+    rows BIGINT NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    finished_at TIMESTAMPTZ
+);
+CREATE TABLE delivery_batches (
+    delivery_id UUID NOT NULL REFERENCES deliveries (delivery_id),
+    from_position BIGINT NOT NULL,
+    to_position BIGINT NOT NULL,
+    rows BIGINT NOT NULL,
+    at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX delivery_batches_by_delivery ON delivery_batches (delivery_id, at);
+"#,
+            },
         ])
     }
 }
@@ -254,11 +280,14 @@ impl DistributionService for Api {
                         ))
                     })?;
                 if eligible {
+                    let head = household.head();
                     entries.push(lists::Entry {
                         household_id: h.household_id,
                         region_code: h.region_code,
                         national_rank: h.national_rank as i64,
                         decile: h.decile as i16,
+                        head_nik: head.and_then(|p| p.nik.clone()).map(String::from),
+                        head_name: head.map(|p| p.full_name.clone()),
                     });
                 }
             }
@@ -296,10 +325,20 @@ impl DistributionService for Api {
             let regions: Vec<String> = chunk.iter().map(|e| e.region_code.clone()).collect();
             let ranks: Vec<i64> = chunk.iter().map(|e| e.national_rank).collect();
             let deciles: Vec<i16> = chunk.iter().map(|e| e.decile).collect();
+            // Arrays carry no NULLs here: an empty text stands for none.
+            let niks: Vec<String> = chunk
+                .iter()
+                .map(|e| e.head_nik.clone().unwrap_or_default())
+                .collect();
+            let names: Vec<String> = chunk
+                .iter()
+                .map(|e| e.head_name.clone().unwrap_or_default())
+                .collect();
             txn.execute_raw(stmt(
-                "INSERT INTO list_entries (list_id, position, household_id, region_code, national_rank, decile)
-                 SELECT $1, * FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::bigint[], $6::int2[])",
-                [list_id.into(), positions.into(), ids.into(), regions.into(), ranks.into(), deciles.into()],
+                "INSERT INTO list_entries (list_id, position, household_id, region_code, national_rank, decile, head_nik, head_name)
+                 SELECT $1, p, h, r, n, d, NULLIF(k, ''), NULLIF(m, '')
+                 FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::bigint[], $6::int2[], $7::text[], $8::text[]) AS u (p, h, r, n, d, k, m)",
+                [list_id.into(), positions.into(), ids.into(), regions.into(), ranks.into(), deciles.into(), niks.into(), names.into()],
             ))
             .await
             .map_err(grpc::internal)?;
@@ -429,11 +468,15 @@ impl DistributionService for Api {
         ))
     }
     type StreamListStream = BatchStream;
+    #[tracing::instrument(skip_all)]
     async fn stream_list(
         &self,
-        _: Request<StreamListRequest>,
+        request: Request<StreamListRequest>,
     ) -> Result<Response<BatchStream>, Status> {
-        unimplemented("StreamList")
+        let who = claims(&request)?.clone();
+        Ok(Response::new(
+            delivery::stream_list(&self.db, &self.outbox, &who, request.get_ref()).await?,
+        ))
     }
     type StreamExtractStream = BatchStream;
     async fn stream_extract(

@@ -1,0 +1,235 @@
+//! Delivery of a fixed beneficiary list to a downstream bansos system: server-streamed
+//! batches in list order, each with a cursor the client resumes from after a broken
+//! connection. Every delivery is audited — who, which list, from which cursor — and
+//! every batch's rows are counted in the audit before the batch is sent; a delivery that
+//! reaches the end of its list is announced as `distribution.delivered`.
+
+use dtks_platform::auth::{Claims, Role};
+use dtks_platform::db::stmt;
+use dtks_platform::{events, grpc, outbox};
+use dtks_proto::distribution::v1::{ListStatus, Recipient, RecipientBatch, StreamListRequest};
+use dtks_proto::events::v1 as ev;
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use tonic::Status;
+
+/// Who receives fixed lists: the downstream systems (as services), the programme's
+/// Eselon I unit, and the data unit.
+pub const LIST_READERS: [Role; 3] = [Role::Service, Role::EselonI, Role::PusdatinAdmin];
+
+pub const DEFAULT_BATCH: u32 = 1000;
+pub const MAX_BATCH: u32 = 5000;
+
+/// A cursor names the last position a client received (`p<position>`).
+fn parse_cursor(cursor: &str) -> Result<i64, Status> {
+    if cursor.is_empty() {
+        return Ok(0);
+    }
+    cursor
+        .strip_prefix('p')
+        .and_then(|p| p.parse::<i64>().ok())
+        .filter(|p| *p >= 0)
+        .ok_or_else(|| grpc::invalid_field("cursor", "is not a cursor this service gave out"))
+}
+
+fn cursor(position: i64) -> String {
+    format!("p{position}")
+}
+
+/// One open delivery.
+struct Delivery {
+    db: DatabaseConnection,
+    signal: outbox::OutboxSignal,
+    delivery_id: uuid::Uuid,
+    list_id: uuid::Uuid,
+    recipient: String,
+    batch: i64,
+    after: i64,
+    rows: u64,
+    done: bool,
+}
+
+impl Delivery {
+    async fn next(&mut self) -> Result<Option<RecipientBatch>, Status> {
+        if self.done {
+            return Ok(None);
+        }
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                "SELECT position, household_id, region_code, national_rank, decile, head_nik, head_name
+                 FROM list_entries WHERE list_id = $1 AND position > $2 ORDER BY position LIMIT $3",
+                [self.list_id.into(), self.after.into(), self.batch.into()],
+            ))
+            .await
+            .map_err(grpc::internal)?;
+        let txn = self.db.begin().await.map_err(grpc::internal)?;
+        if rows.is_empty() {
+            // The end of the list: the delivery is complete.
+            txn.execute_raw(stmt(
+                "UPDATE deliveries SET finished_at = now() WHERE delivery_id = $1",
+                [self.delivery_id.into()],
+            ))
+            .await
+            .map_err(grpc::internal)?;
+            let delivered = ev::Delivered {
+                delivery_id: self.delivery_id.to_string(),
+                list_id: self.list_id.to_string(),
+                request_id: String::new(),
+                rows: self.rows,
+                recipient: self.recipient.clone(),
+            };
+            outbox::enqueue(
+                &txn,
+                &events::envelope(events::DELIVERED, "distribution", "", &delivered),
+            )
+            .await
+            .map_err(grpc::internal)?;
+            txn.commit().await.map_err(grpc::internal)?;
+            self.signal.wake();
+            self.done = true;
+            return Ok(None);
+        }
+        let mut batch = RecipientBatch::default();
+        let mut last = self.after;
+        for r in &rows {
+            last = r.try_get("", "position").map_err(grpc::internal)?;
+            batch.recipients.push(Recipient {
+                household_id: r
+                    .try_get::<uuid::Uuid>("", "household_id")
+                    .map_err(grpc::internal)?
+                    .to_string(),
+                region_code: r.try_get("", "region_code").map_err(grpc::internal)?,
+                national_rank: r
+                    .try_get::<i64>("", "national_rank")
+                    .map_err(grpc::internal)? as u64,
+                decile: u32::try_from(r.try_get::<i16>("", "decile").map_err(grpc::internal)?)
+                    .unwrap_or_default(),
+                head_nik: r
+                    .try_get::<Option<String>>("", "head_nik")
+                    .map_err(grpc::internal)?
+                    .unwrap_or_default(),
+                head_name: r
+                    .try_get::<Option<String>>("", "head_name")
+                    .map_err(grpc::internal)?
+                    .unwrap_or_default(),
+                household: None,
+            });
+        }
+        // Audited before it is sent.
+        txn.execute_raw(stmt(
+            "INSERT INTO delivery_batches (delivery_id, from_position, to_position, rows) VALUES ($1, $2, $3, $4)",
+            [
+                self.delivery_id.into(),
+                (self.after + 1).into(),
+                last.into(),
+                (rows.len() as i64).into(),
+            ],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+        txn.execute_raw(stmt(
+            "UPDATE deliveries SET rows = rows + $2 WHERE delivery_id = $1",
+            [self.delivery_id.into(), (rows.len() as i64).into()],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+        txn.commit().await.map_err(grpc::internal)?;
+        self.rows += rows.len() as u64;
+        self.after = last;
+        batch.cursor = cursor(last);
+        Ok(Some(batch))
+    }
+}
+
+pub type Batches =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<RecipientBatch, Status>> + Send>>;
+
+/// Opens the delivery of a fixed list (checked and audited before the first batch).
+pub async fn stream_list(
+    db: &DatabaseConnection,
+    signal: &outbox::OutboxSignal,
+    who: &Claims,
+    req: &StreamListRequest,
+) -> Result<Batches, Status> {
+    who.require_role(&LIST_READERS)?;
+    let list_id = uuid::Uuid::parse_str(&req.list_id)
+        .map_err(|_| grpc::invalid_field("list_id", "must be a UUID"))?;
+    let after = parse_cursor(&req.cursor)?;
+    if req.batch_size > MAX_BATCH {
+        return Err(grpc::invalid_field(
+            "batch_size",
+            format!("at most {MAX_BATCH} recipients a batch"),
+        ));
+    }
+    let batch = if req.batch_size == 0 {
+        DEFAULT_BATCH
+    } else {
+        req.batch_size
+    };
+    let status: i16 = db
+        .query_one_raw(stmt(
+            "SELECT status FROM lists WHERE list_id = $1",
+            [list_id.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?
+        .ok_or_else(|| Status::not_found(format!("no list {list_id}")))?
+        .try_get("", "status")
+        .map_err(grpc::internal)?;
+    if i32::from(status) != ListStatus::Fixed as i32 {
+        return Err(grpc::failed_preconditions(&[(
+            "STATE".into(),
+            format!("list {list_id}"),
+            "the list is a draft; only a fixed (approved) list is delivered".into(),
+        )]));
+    }
+    let delivery_id = uuid::Uuid::now_v7();
+    db.execute_raw(stmt(
+        "INSERT INTO deliveries (delivery_id, list_id, recipient, role, from_cursor, rows) VALUES ($1, $2, $3, $4, $5, 0)",
+        [
+            delivery_id.into(),
+            list_id.into(),
+            who.sub.clone().into(),
+            who.role.as_str().into(),
+            req.cursor.clone().into(),
+        ],
+    ))
+    .await
+    .map_err(grpc::internal)?;
+    let delivery = Delivery {
+        db: db.clone(),
+        signal: signal.clone(),
+        delivery_id,
+        list_id,
+        recipient: who.sub.clone(),
+        batch: i64::from(batch),
+        after,
+        rows: 0,
+        done: false,
+    };
+    Ok(Box::pin(futures::stream::unfold(
+        Some(delivery),
+        |state| async move {
+            let mut delivery = state?;
+            match delivery.next().await {
+                Ok(Some(batch)) => Some((Ok(batch), Some(delivery))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        },
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        assert_eq!(parse_cursor("").ok(), Some(0));
+        assert_eq!(parse_cursor(&cursor(4711)).ok(), Some(4711));
+        for bad in ["4711", "p-1", "px", "q12"] {
+            assert!(parse_cursor(bad).is_err(), "{bad}");
+        }
+    }
+}
