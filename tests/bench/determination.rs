@@ -26,13 +26,10 @@ use std::time::Instant;
 
 use dtks_e2e::{Stack, authed, env_or};
 use dtks_platform::auth::Role;
-use dtks_platform::copy::{BinaryRows, copy_in};
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::{
     DetermineRequest, Snapshot, determination_service_client::DeterminationServiceClient,
 };
-use prost::Message;
-use sha2::{Digest, Sha256};
 use sqlx::Connection;
 
 const THREADS: usize = 2;
@@ -59,69 +56,6 @@ fn scores(n: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Copies households `from..to` into the determination service's master registry (the
-/// tables its consumer fills from `household.accepted`).
-async fn fill(conn: &mut sqlx::PgConnection, from: u64, to: u64) -> anyhow::Result<()> {
-    let now = chrono::Utc::now();
-    let mut start = from;
-    while start < to {
-        let end = (start + 100_000).min(to);
-        let (mut current, mut versions) = (BinaryRows::new(), BinaryRows::new());
-        let today = now.date_naive();
-        for i in start..end {
-            let h = dtks_e2e::synthetic_household(i);
-            let region = h
-                .address
-                .as_ref()
-                .map(|a| a.village_code.clone())
-                .unwrap_or_default();
-            let bytes = h.encode_to_vec();
-            let digest = Sha256::digest(&bytes);
-            // What the service's consumer stores beside each household it takes in.
-            let inputs = dtks_domain::pmt::Inputs::of(
-                &dtks_platform::convert::household_from_proto(&h, today)
-                    .map_err(|v| anyhow::anyhow!("synthetic household {i}: {v}"))?,
-            )
-            .encode();
-            let persons: usize = h.families.iter().map(|f| f.members.len()).sum();
-            let id =
-                uuid::Uuid::from_u128(0x0000_dead_0000_0000_0000_0000_0000_0000 | u128::from(i));
-            let seq = i as i64 + 1;
-            current
-                .row(7)
-                .uuid(id)
-                .text(&region)
-                .i32(persons as i32)
-                .i64(seq)
-                .timestamptz(now)
-                .bytea(&digest)
-                .bytea(&inputs);
-            versions
-                .row(6)
-                .uuid(id)
-                .i64(seq)
-                .text(&region)
-                .timestamptz(now)
-                .bytea(&bytes)
-                .bytea(&digest);
-        }
-        copy_in(
-            conn,
-            "determination.registry_households (household_id, region_code, persons, change_seq, verified_at, digest, inputs)",
-            current,
-        )
-        .await?;
-        copy_in(
-            conn,
-            "determination.registry_versions (household_id, version, region_code, valid_from, household, digest)",
-            versions,
-        )
-        .await?;
-        start = end;
-    }
-    Ok(())
-}
-
 fn timings(s: &Snapshot) -> String {
     s.timings
         .iter()
@@ -141,7 +75,7 @@ async fn full_run(n: u64) -> anyhow::Result<()> {
     .await?;
     let mut conn = sqlx::PgConnection::connect(&stack.database_url).await?;
     let started = Instant::now();
-    fill(&mut conn, 0, n).await?;
+    dtks_e2e::fill_registry(&mut conn, 0, n).await?;
     sqlx::query("SELECT setval('determination.registry_change_seq', $1)")
         .bind(n as i64 + 1)
         .execute(&mut conn)
@@ -178,7 +112,7 @@ async fn full_run(n: u64) -> anyhow::Result<()> {
     .bind(churn as i64)
     .execute(&mut conn)
     .await?;
-    fill(&mut conn, n, n + churn).await?;
+    dtks_e2e::fill_registry(&mut conn, n, n + churn).await?;
     let started = Instant::now();
     let second = determine(2).await?;
     let second_seconds = started.elapsed().as_secs_f64();

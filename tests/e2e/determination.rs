@@ -20,11 +20,11 @@ use super::{REGISTRY, VILLAGE, count, household, submit_household};
 /// A widow living alone, known to the registry.
 const IMAS: &str = "3204054403500004";
 
-fn registry() -> String {
+pub(super) fn registry() -> String {
     format!("{REGISTRY}{IMAS},3204050101000201,Imas Masitoh,Bandung,1950-03-04,2,{VILLAGE},\n")
 }
 
-fn imas() -> pb::Household {
+pub(super) fn imas() -> pb::Household {
     let mut h = household();
     h.families[0].kk_number = "3204050101000201".into();
     let mut head = person(IMAS, "Imas Masitoh", (1950, 3, 4), 2, 1);
@@ -38,7 +38,7 @@ fn period(month: i32) -> Option<pb::Period> {
     Some(pb::Period { year: 2026, month })
 }
 
-async fn accepted(stack: &Stack, n: i64) -> anyhow::Result<()> {
+pub(super) async fn accepted(stack: &Stack, n: i64) -> anyhow::Result<()> {
     stack
         .eventually(120, "the households to reach the master registry", || async {
             Ok((count(

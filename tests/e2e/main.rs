@@ -5,6 +5,7 @@ mod criteria;
 mod delivery;
 mod determination;
 mod duplicates;
+mod extracts;
 mod import;
 mod intake;
 mod matching;

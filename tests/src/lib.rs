@@ -606,3 +606,73 @@ pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
     );
     request
 }
+
+/// Copies households `from..to` into the determination service's master registry (the
+/// tables its consumer fills from `household.accepted`).
+pub async fn fill_registry(
+    conn: &mut sqlx::PgConnection,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let mut start = from;
+    while start < to {
+        let end = (start + 100_000).min(to);
+        let (mut current, mut versions) = (
+            dtks_platform::copy::BinaryRows::new(),
+            dtks_platform::copy::BinaryRows::new(),
+        );
+        let today = now.date_naive();
+        for i in start..end {
+            let h = synthetic_household(i);
+            let region = h
+                .address
+                .as_ref()
+                .map(|a| a.village_code.clone())
+                .unwrap_or_default();
+            let bytes = prost::Message::encode_to_vec(&h);
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+            // What the service's consumer stores beside each household it takes in.
+            let inputs = dtks_domain::pmt::Inputs::of(
+                &dtks_platform::convert::household_from_proto(&h, today)
+                    .map_err(|v| anyhow::anyhow!("synthetic household {i}: {v}"))?,
+            )
+            .encode();
+            let persons: usize = h.families.iter().map(|f| f.members.len()).sum();
+            let id =
+                uuid::Uuid::from_u128(0x0000_dead_0000_0000_0000_0000_0000_0000 | u128::from(i));
+            let seq = i as i64 + 1;
+            current
+                .row(7)
+                .uuid(id)
+                .text(&region)
+                .i32(persons as i32)
+                .i64(seq)
+                .timestamptz(now)
+                .bytea(&digest)
+                .bytea(&inputs);
+            versions
+                .row(6)
+                .uuid(id)
+                .i64(seq)
+                .text(&region)
+                .timestamptz(now)
+                .bytea(&bytes)
+                .bytea(&digest);
+        }
+        dtks_platform::copy::copy_in(
+            conn,
+            "determination.registry_households (household_id, region_code, persons, change_seq, verified_at, digest, inputs)",
+            current,
+        )
+        .await?;
+        dtks_platform::copy::copy_in(
+            conn,
+            "determination.registry_versions (household_id, version, region_code, valid_from, household, digest)",
+            versions,
+        )
+        .await?;
+        start = end;
+    }
+    Ok(())
+}

@@ -20,7 +20,7 @@ pub const DEFAULT_BATCH: u32 = 1000;
 pub const MAX_BATCH: u32 = 5000;
 
 /// A cursor names the last position a client received (`p<position>`).
-fn parse_cursor(cursor: &str) -> Result<i64, Status> {
+pub fn parse_cursor(cursor: &str) -> Result<i64, Status> {
     if cursor.is_empty() {
         return Ok(0);
     }
@@ -31,7 +31,7 @@ fn parse_cursor(cursor: &str) -> Result<i64, Status> {
         .ok_or_else(|| grpc::invalid_field("cursor", "is not a cursor this service gave out"))
 }
 
-fn cursor(position: i64) -> String {
+pub fn cursor(position: i64) -> String {
     format!("p{position}")
 }
 

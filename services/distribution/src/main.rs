@@ -4,6 +4,7 @@
 //! the authority that decides them; programmes with CEL eligibility rules.
 
 mod delivery;
+mod extract;
 mod lists;
 mod programmes;
 mod requests;

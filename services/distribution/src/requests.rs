@@ -544,6 +544,34 @@ pub async fn handover(
     Ok(stored.to_proto(now))
 }
 
+/// A request's data may be delivered now: approved, inside its period of use, handover
+/// recorded. A delivery checks this before every batch, so that a revocation or the end
+/// of the period stops it between two batches.
+pub async fn deliverable(db: &impl ConnectionTrait, id: uuid::Uuid) -> Result<Stored, Status> {
+    let now = Utc::now();
+    let stored = load(db, id, false)
+        .await?
+        .ok_or_else(|| Status::not_found(format!("no data request {id}")))?;
+    let why = match stored.status_at(now) {
+        RequestStatus::Approved if now < stored.use_from => {
+            Some("its period of use has not begun".to_owned())
+        }
+        RequestStatus::Approved if stored.handover.is_none() => {
+            Some("the handover minutes are not recorded yet".to_owned())
+        }
+        RequestStatus::Approved => None,
+        other => Some(format!("the request is {}", other.as_str_name())),
+    };
+    match why {
+        None => Ok(stored),
+        Some(why) => Err(grpc::failed_preconditions(&[(
+            "STATE".into(),
+            format!("data request {id}"),
+            format!("no delivery: {why}"),
+        )])),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

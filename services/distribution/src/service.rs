@@ -1,4 +1,4 @@
-use crate::{delivery, lists, programmes, requests, rules};
+use crate::{delivery, extract, lists, programmes, requests, rules};
 use dtks_platform::app::Context;
 use dtks_platform::auth::{BearerToken, Role, claims};
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
@@ -207,12 +207,6 @@ impl Api {
             requests::decide(&self.db, &who, &req.request_id, decision, &req.reason).await?,
         ))
     }
-}
-
-fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
-    Err(Status::unimplemented(format!(
-        "{what} arrives with the distribution issue"
-    )))
 }
 
 type BatchStream =
@@ -479,10 +473,21 @@ impl DistributionService for Api {
         ))
     }
     type StreamExtractStream = BatchStream;
+    #[tracing::instrument(skip_all)]
     async fn stream_extract(
         &self,
-        _: Request<StreamExtractRequest>,
+        request: Request<StreamExtractRequest>,
     ) -> Result<Response<BatchStream>, Status> {
-        unimplemented("StreamExtract")
+        let who = claims(&request)?.clone();
+        Ok(Response::new(
+            extract::stream_extract(
+                &self.db,
+                &self.outbox,
+                &self.determination,
+                &who,
+                request.get_ref(),
+            )
+            .await?,
+        ))
     }
 }
