@@ -16,11 +16,7 @@ async fn a_fixed_list_streams_resumes_after_a_break_and_every_batch_is_audited()
 -> anyhow::Result<()> {
     let stack = Stack::start_services(super::REGISTRY, &["distribution"], &[]).await?;
     // A client that takes 64 KiB at a time: the service runs only so far ahead of it.
-    let channel = tonic::transport::Endpoint::from_shared(stack.endpoint("distribution"))?
-        .initial_stream_window_size(Some(64 * 1024))
-        .initial_connection_window_size(Some(64 * 1024))
-        .connect()
-        .await?;
+    let channel = stack.narrow_channel("distribution", 64 * 1024).await?;
     let mut client = DistributionServiceClient::new(channel);
     // A fixed list of 50,000 households and a draft, as BuildList and ApproveList leave
     // them.

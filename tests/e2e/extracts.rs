@@ -121,11 +121,7 @@ async fn extracts_carry_only_what_was_approved_and_stop_when_the_request_ends() 
         .await?;
     // A client that takes 64 KiB at a time, as a slow link would: the service can run
     // only so far ahead of what the client has read.
-    let channel = tonic::transport::Endpoint::from_shared(stack.endpoint("distribution"))?
-        .initial_stream_window_size(Some(64 * 1024))
-        .initial_connection_window_size(Some(64 * 1024))
-        .connect()
-        .await?;
+    let channel = stack.narrow_channel("distribution", 64 * 1024).await?;
     let mut client = DistributionServiceClient::new(channel);
     let kl = stack.token_for("requester", Role::KlUser, "");
     let public = stack.token_for("requester", Role::Public, "");

@@ -207,6 +207,22 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.ports[service])
     }
 
+    /// A channel whose client takes `bytes` at a time (HTTP/2 windows), as a slow link
+    /// would: a streaming service runs only so far ahead of what it has read.
+    pub async fn narrow_channel(
+        &self,
+        service: &str,
+        bytes: u32,
+    ) -> anyhow::Result<tonic::transport::Channel> {
+        Ok(
+            tonic::transport::Endpoint::from_shared(self.endpoint(service))?
+                .initial_stream_window_size(Some(bytes))
+                .initial_connection_window_size(Some(bytes))
+                .connect()
+                .await?,
+        )
+    }
+
     pub async fn channel(&self, service: &str) -> anyhow::Result<tonic::transport::Channel> {
         Ok(
             tonic::transport::Endpoint::from_shared(self.endpoint(service))?

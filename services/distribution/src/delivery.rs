@@ -35,20 +35,131 @@ pub fn cursor(position: i64) -> String {
     format!("p{position}")
 }
 
-/// One open delivery.
-struct Delivery {
+/// The audit of one delivery: opened before the first batch, each batch counted before
+/// it is sent, finished (and announced) at the end.
+pub struct Audit {
     db: DatabaseConnection,
     signal: outbox::OutboxSignal,
     delivery_id: uuid::Uuid,
-    list_id: uuid::Uuid,
+    list_id: Option<uuid::Uuid>,
+    request_id: Option<uuid::Uuid>,
     recipient: String,
+    rows: u64,
+}
+
+impl Audit {
+    pub async fn open(
+        db: &DatabaseConnection,
+        signal: &outbox::OutboxSignal,
+        who: &Claims,
+        (list_id, request_id): (Option<uuid::Uuid>, Option<uuid::Uuid>),
+        from_cursor: &str,
+    ) -> Result<Self, Status> {
+        let delivery_id = uuid::Uuid::now_v7();
+        db.execute_raw(stmt(
+            "INSERT INTO deliveries (delivery_id, list_id, request_id, recipient, role, from_cursor, rows) VALUES ($1, $2, $3, $4, $5, $6, 0)",
+            [
+                delivery_id.into(),
+                list_id.into(),
+                request_id.into(),
+                who.sub.clone().into(),
+                who.role.as_str().into(),
+                from_cursor.into(),
+            ],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+        Ok(Self {
+            db: db.clone(),
+            signal: signal.clone(),
+            delivery_id,
+            list_id,
+            request_id,
+            recipient: who.sub.clone(),
+            rows: 0,
+        })
+    }
+
+    /// Counts a batch of `rows` covering positions `from..=to`.
+    pub async fn batch(&mut self, from: i64, to: i64, rows: i64) -> Result<(), Status> {
+        let txn = self.db.begin().await.map_err(grpc::internal)?;
+        txn.execute_raw(stmt(
+            "INSERT INTO delivery_batches (delivery_id, from_position, to_position, rows) VALUES ($1, $2, $3, $4)",
+            [self.delivery_id.into(), from.into(), to.into(), rows.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+        txn.execute_raw(stmt(
+            "UPDATE deliveries SET rows = rows + $2 WHERE delivery_id = $1",
+            [self.delivery_id.into(), rows.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+        txn.commit().await.map_err(grpc::internal)?;
+        self.rows += rows as u64;
+        Ok(())
+    }
+
+    /// The delivery reached its end: finished and announced.
+    pub async fn finish(&mut self) -> Result<(), Status> {
+        let txn = self.db.begin().await.map_err(grpc::internal)?;
+        txn.execute_raw(stmt(
+            "UPDATE deliveries SET finished_at = now() WHERE delivery_id = $1",
+            [self.delivery_id.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+        let id = |u: Option<uuid::Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
+        let delivered = ev::Delivered {
+            delivery_id: self.delivery_id.to_string(),
+            list_id: id(self.list_id),
+            request_id: id(self.request_id),
+            rows: self.rows,
+            recipient: self.recipient.clone(),
+        };
+        outbox::enqueue(
+            &txn,
+            &events::envelope(events::DELIVERED, "distribution", "", &delivered),
+        )
+        .await
+        .map_err(grpc::internal)?;
+        txn.commit().await.map_err(grpc::internal)?;
+        self.signal.wake();
+        Ok(())
+    }
+}
+
+/// Something that yields a delivery's batches one at a time (`None` at its end).
+pub trait Source: Send + 'static {
+    fn next(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<RecipientBatch>, Status>> + Send;
+}
+
+/// The batches of `source` as a response stream: it ends at the source's end or after
+/// its first error.
+pub fn batches<S: Source>(source: S) -> Batches {
+    Box::pin(futures::stream::unfold(Some(source), |state| async move {
+        let mut source = state?;
+        match source.next().await {
+            Ok(Some(batch)) => Some((Ok(batch), Some(source))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    }))
+}
+
+/// One open delivery.
+struct Delivery {
+    db: DatabaseConnection,
+    audit: Audit,
+    list_id: uuid::Uuid,
     batch: i64,
     after: i64,
-    rows: u64,
     done: bool,
 }
 
-impl Delivery {
+impl Source for Delivery {
     async fn next(&mut self) -> Result<Option<RecipientBatch>, Status> {
         if self.done {
             return Ok(None);
@@ -62,30 +173,9 @@ impl Delivery {
             ))
             .await
             .map_err(grpc::internal)?;
-        let txn = self.db.begin().await.map_err(grpc::internal)?;
         if rows.is_empty() {
             // The end of the list: the delivery is complete.
-            txn.execute_raw(stmt(
-                "UPDATE deliveries SET finished_at = now() WHERE delivery_id = $1",
-                [self.delivery_id.into()],
-            ))
-            .await
-            .map_err(grpc::internal)?;
-            let delivered = ev::Delivered {
-                delivery_id: self.delivery_id.to_string(),
-                list_id: self.list_id.to_string(),
-                request_id: String::new(),
-                rows: self.rows,
-                recipient: self.recipient.clone(),
-            };
-            outbox::enqueue(
-                &txn,
-                &events::envelope(events::DELIVERED, "distribution", "", &delivered),
-            )
-            .await
-            .map_err(grpc::internal)?;
-            txn.commit().await.map_err(grpc::internal)?;
-            self.signal.wake();
+            self.audit.finish().await?;
             self.done = true;
             return Ok(None);
         }
@@ -116,25 +206,9 @@ impl Delivery {
             });
         }
         // Audited before it is sent.
-        txn.execute_raw(stmt(
-            "INSERT INTO delivery_batches (delivery_id, from_position, to_position, rows) VALUES ($1, $2, $3, $4)",
-            [
-                self.delivery_id.into(),
-                (self.after + 1).into(),
-                last.into(),
-                (rows.len() as i64).into(),
-            ],
-        ))
-        .await
-        .map_err(grpc::internal)?;
-        txn.execute_raw(stmt(
-            "UPDATE deliveries SET rows = rows + $2 WHERE delivery_id = $1",
-            [self.delivery_id.into(), (rows.len() as i64).into()],
-        ))
-        .await
-        .map_err(grpc::internal)?;
-        txn.commit().await.map_err(grpc::internal)?;
-        self.rows += rows.len() as u64;
+        self.audit
+            .batch(self.after + 1, last, rows.len() as i64)
+            .await?;
         self.after = last;
         batch.cursor = cursor(last);
         Ok(Some(batch))
@@ -183,41 +257,15 @@ pub async fn stream_list(
             "the list is a draft; only a fixed (approved) list is delivered".into(),
         )]));
     }
-    let delivery_id = uuid::Uuid::now_v7();
-    db.execute_raw(stmt(
-        "INSERT INTO deliveries (delivery_id, list_id, recipient, role, from_cursor, rows) VALUES ($1, $2, $3, $4, $5, 0)",
-        [
-            delivery_id.into(),
-            list_id.into(),
-            who.sub.clone().into(),
-            who.role.as_str().into(),
-            req.cursor.clone().into(),
-        ],
-    ))
-    .await
-    .map_err(grpc::internal)?;
-    let delivery = Delivery {
+    let audit = Audit::open(db, signal, who, (Some(list_id), None), &req.cursor).await?;
+    Ok(batches(Delivery {
         db: db.clone(),
-        signal: signal.clone(),
-        delivery_id,
+        audit,
         list_id,
-        recipient: who.sub.clone(),
         batch: i64::from(batch),
         after,
-        rows: 0,
         done: false,
-    };
-    Ok(Box::pin(futures::stream::unfold(
-        Some(delivery),
-        |state| async move {
-            let mut delivery = state?;
-            match delivery.next().await {
-                Ok(Some(batch)) => Some((Ok(batch), Some(delivery))),
-                Ok(None) => None,
-                Err(e) => Some((Err(e), None)),
-            }
-        },
-    )))
+    }))
 }
 
 #[cfg(test)]

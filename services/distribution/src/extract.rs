@@ -6,18 +6,18 @@
 //! audited as list deliveries are.
 
 use dtks_platform::auth::Claims;
-use dtks_platform::db::stmt;
-use dtks_platform::{events, grpc, outbox};
+use dtks_platform::{grpc, outbox};
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::{RankedHousehold, StreamSnapshotRequest};
 use dtks_proto::distribution::v1::{
     DataKind, Recipient, RecipientBatch, RequestStatus, RequesterKind, StreamExtractRequest,
 };
-use dtks_proto::events::v1 as ev;
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use tonic::Status;
 
-use crate::delivery::{Batches, DEFAULT_BATCH, MAX_BATCH, cursor, parse_cursor};
+use crate::delivery::{
+    Audit, Batches, DEFAULT_BATCH, MAX_BATCH, Source, batches, cursor, parse_cursor,
+};
 use crate::requests::{self, Stored};
 
 /// `3204051203800001` → `320405********01`: the region digits and the last two.
@@ -177,20 +177,17 @@ pub type Determination =
 
 struct Extract {
     db: DatabaseConnection,
-    signal: outbox::OutboxSignal,
+    audit: Audit,
     determination: Determination,
-    delivery_id: uuid::Uuid,
     request_id: uuid::Uuid,
-    recipient: String,
     period: pb::Period,
     batch: u32,
     after: i64,
-    rows: u64,
     done: bool,
     pages: Option<tonic::Streaming<dtks_proto::determination::v1::SnapshotPage>>,
 }
 
-impl Extract {
+impl Source for Extract {
     async fn next(&mut self) -> Result<Option<RecipientBatch>, Status> {
         if self.done {
             return Ok(None);
@@ -218,29 +215,8 @@ impl Extract {
             None => None,
         };
         let households = page.map(|p| p.households).unwrap_or_default();
-        let txn = self.db.begin().await.map_err(grpc::internal)?;
         if households.is_empty() {
-            txn.execute_raw(stmt(
-                "UPDATE deliveries SET finished_at = now() WHERE delivery_id = $1",
-                [self.delivery_id.into()],
-            ))
-            .await
-            .map_err(grpc::internal)?;
-            let delivered = ev::Delivered {
-                delivery_id: self.delivery_id.to_string(),
-                list_id: String::new(),
-                request_id: self.request_id.to_string(),
-                rows: self.rows,
-                recipient: self.recipient.clone(),
-            };
-            outbox::enqueue(
-                &txn,
-                &events::envelope(events::DELIVERED, "distribution", "", &delivered),
-            )
-            .await
-            .map_err(grpc::internal)?;
-            txn.commit().await.map_err(grpc::internal)?;
-            self.signal.wake();
+            self.audit.finish().await?;
             self.done = true;
             return Ok(None);
         }
@@ -255,20 +231,7 @@ impl Extract {
                 .collect(),
             cursor: cursor(last),
         };
-        txn.execute_raw(stmt(
-            "INSERT INTO delivery_batches (delivery_id, from_position, to_position, rows) VALUES ($1, $2, $3, $4)",
-            [self.delivery_id.into(), (self.after + 1).into(), last.into(), n.into()],
-        ))
-        .await
-        .map_err(grpc::internal)?;
-        txn.execute_raw(stmt(
-            "UPDATE deliveries SET rows = rows + $2 WHERE delivery_id = $1",
-            [self.delivery_id.into(), n.into()],
-        ))
-        .await
-        .map_err(grpc::internal)?;
-        txn.commit().await.map_err(grpc::internal)?;
-        self.rows += n as u64;
+        self.audit.batch(self.after + 1, last, n).await?;
         self.after = last;
         Ok(Some(batch))
     }
@@ -297,26 +260,12 @@ pub async fn stream_extract(
         return Err(Status::not_found(format!("no data request {request_id}")));
     }
     debug_assert_eq!(request.status, RequestStatus::Approved);
-    let delivery_id = uuid::Uuid::now_v7();
-    db.execute_raw(stmt(
-        "INSERT INTO deliveries (delivery_id, request_id, recipient, role, from_cursor, rows) VALUES ($1, $2, $3, $4, $5, 0)",
-        [
-            delivery_id.into(),
-            request_id.into(),
-            who.sub.clone().into(),
-            who.role.as_str().into(),
-            req.cursor.clone().into(),
-        ],
-    ))
-    .await
-    .map_err(grpc::internal)?;
-    let extract = Extract {
+    let audit = Audit::open(db, signal, who, (None, Some(request_id)), &req.cursor).await?;
+    Ok(batches(Extract {
         db: db.clone(),
-        signal: signal.clone(),
+        audit,
         determination: determination.clone(),
-        delivery_id,
         request_id,
-        recipient: who.sub.clone(),
         period: pb::Period { year, month },
         batch: if req.batch_size == 0 {
             DEFAULT_BATCH
@@ -324,21 +273,9 @@ pub async fn stream_extract(
             req.batch_size
         },
         after,
-        rows: 0,
         done: false,
         pages: None,
-    };
-    Ok(Box::pin(futures::stream::unfold(
-        Some(extract),
-        |state| async move {
-            let mut extract = state?;
-            match extract.next().await {
-                Ok(Some(batch)) => Some((Ok(batch), Some(extract))),
-                Ok(None) => None,
-                Err(e) => Some((Err(e), None)),
-            }
-        },
-    )))
+    }))
 }
 
 #[cfg(test)]
