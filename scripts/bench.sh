@@ -5,6 +5,8 @@
 #   scripts/bench.sh intake [HOUSEHOLDS]   bulk import vs raw COPY (default 100000)
 #   scripts/bench.sh matching [SCALE]      linkage vs Splink, exact NIK (1.0 = 10 M registry)
 #   scripts/bench.sh verivali [CASES]      the workflow by batched commands (default 100000)
+#   scripts/bench.sh distribution [H]      a list per shipped programme over a determined month
+#                                          of H households (default 10 M), one list streamed
 #   scripts/bench.sh determination [M] [R] a full run over R households (default 10 M; 0 skips
 #                                          it), the ranking core vs DuckDB ntile (M million scores)
 set -euo pipefail
@@ -32,7 +34,11 @@ if [ "$bench" = matching ] || [ "$bench" = determination ]; then
 fi
 scripts/stack.sh start
 eval "$(scripts/stack.sh env)"
-export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-100000}}
+if [ "$bench" = distribution ]; then
+  export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-10000000}}
+else
+  export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-100000}}
+fi
 export DTKS_BENCH_CASES=${2:-${DTKS_BENCH_CASES:-100000}}
 cargo build --release --bins
 cargo bench -p dtks-e2e --bench "$bench"
