@@ -4,7 +4,9 @@
 //! Run with `scripts/bench.sh distribution [HOUSEHOLDS]` (release build, real stack;
 //! default 10 M, the target: each list within 10 s, streaming at least 200k
 //! recipients a second). It fills the determination service's master registry with the
-//! benchmarks' synthetic households (ten regencies), determines the month, gives every
+//! benchmarks' synthetic households (ten regencies), determines the month, waits for the
+//! distribution service to load the published month (reported on its own: once a
+//! month, not once a list), gives every
 //! shipped programme a quota of a quarter of each regency's households, then times, for
 //! each programme, `BuildList` (every household judged by the programme's rule, each
 //! regency's quota filled poorest first) and `ApproveList`; and last `StreamList` of the
@@ -62,6 +64,25 @@ async fn run(n: u64) -> anyhow::Result<()> {
     let mut client = DistributionServiceClient::new(stack.channel("distribution").await?)
         .max_decoding_message_size(64 << 20);
     let eselon = stack.token(Role::EselonI, "");
+    // The month is loaded as soon as it is published; this waits for that load.
+    let started = Instant::now();
+    let prepared = client
+        .prepare_month(authed(
+            PrepareMonthRequest {
+                period: Some(PERIOD),
+            },
+            &eselon,
+        ))
+        .await?
+        .into_inner();
+    println!(
+        "  month loaded for lists: {} households, {} persons, {} MiB, loading took {:.1} s (ready {:.1} s after the determination answered)",
+        prepared.households,
+        prepared.persons,
+        prepared.megabytes,
+        prepared.load_seconds,
+        started.elapsed().as_secs_f64()
+    );
     // A quarter of each regency's households (ten regencies, as many households each).
     let quota = (n / 10 / 4).max(1);
     let programmes = client

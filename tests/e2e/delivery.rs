@@ -27,13 +27,26 @@ async fn a_fixed_list_streams_resumes_after_a_break_and_every_batch_is_audited()
             "INSERT INTO distribution.lists (list_id, programme_code, programme_version, year, month, recipients, content_hash, status, regions)
              VALUES ('{fixed}', 'PKH', 1, 2026, 11, {ENTRIES}, 'h', {fixed_status}, '[]'),
                     ('{draft}', 'KIP', 1, 2026, 11, 0, 'h', {draft_status}, '[]');
-             INSERT INTO distribution.list_entries (list_id, position, household_id, region_code, national_rank, decile, head_nik, head_name)
-             SELECT '{fixed}', g, md5(g::text)::uuid, '32.04.05.2001', g * 3, 1 + (g * 10 / ({ENTRIES} + 1)), '32040512038' || lpad(g::text, 5, '0'), 'Kepala ' || g
-             FROM generate_series(1, {ENTRIES}) g",
+             INSERT INTO distribution.list_chunks (list_id, first_position, entries, data)
+             SELECT '{fixed}', min(g), count(*), string_agg(distribution.list_entry_bytes(
+                        md5(g::text)::uuid, g * 3, (1 + (g * 10 / ({ENTRIES} + 1)))::smallint, '32.04.05.2001',
+                        '32040512038' || lpad(g::text, 5, '0'), 'Kepala ' || g), ''::bytea ORDER BY g)
+             FROM generate_series(1, {ENTRIES}) g GROUP BY (g - 1) / 5000",
             fixed_status = ListStatus::Fixed as i32,
             draft_status = ListStatus::Draft as i32,
         ))
         .await?;
+    // The view reads the chunks back as rows, as the service's decoder does.
+    let n = count(
+        &stack,
+        &format!(
+            "SELECT count(*)::bigint AS n FROM distribution.list_entries
+             WHERE list_id = '{fixed}' AND national_rank = position * 3 AND head_name = 'Kepala ' || position
+               AND head_nik = '32040512038' || lpad(position::text, 5, '0') AND region_code = '32.04.05.2001'"
+        ),
+    )
+    .await?;
+    assert_eq!(n, ENTRIES);
     let system = stack.token_for("bansos-pkh", Role::Service, "");
     let request = |list: uuid::Uuid, cursor: &str, batch_size: u32| StreamListRequest {
         list_id: list.to_string(),

@@ -591,13 +591,16 @@ impl Api {
             copy.finish().await.map_err(grpc::internal)?;
             phases.mark("write");
             // Indexed once, whole, then made the snapshot's partition (the CHECK spares
-            // the attach its scan).
+            // the attach its scan), and its statistics taken at once: without them the
+            // planner takes a page of the snapshot stream for a handful of rows and reads
+            // everything after the cursor for every page.
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "SET LOCAL maintenance_work_mem = '1GB';
                  ALTER TABLE {table} ADD CONSTRAINT {table}_snapshot CHECK (snapshot_id = '{snapshot_id}');
                  CREATE INDEX ON {table} (national_rank);
                  CREATE INDEX ON {table} (household_id);
-                 ALTER TABLE snapshot_rows ATTACH PARTITION {table} FOR VALUES IN ('{snapshot_id}')"
+                 ALTER TABLE snapshot_rows ATTACH PARTITION {table} FOR VALUES IN ('{snapshot_id}');
+                 ANALYZE {table}"
             )))
             .execute(&mut *txn)
             .await
@@ -1029,14 +1032,14 @@ impl DeterminationService for Api {
             req.max_decile.min(10)
         } as i16;
         let db = self.db.clone();
-        let stream = async_stream(
+        let stream = read_ahead(pages(
             db,
             snapshot_id,
             region,
             max_decile,
             batch,
             req.after_rank as i64,
-        );
+        ));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -1215,8 +1218,25 @@ impl DeterminationService for Api {
     }
 }
 
-/// Pages of a snapshot in rank order, read lazily one batch at a time.
-fn async_stream(
+/// Reads `pages` ahead while the previous ones are on their way (two at most); a client
+/// that goes away drops the receiver and the reader stops.
+fn read_ahead<T: Send + 'static>(
+    pages: impl futures::Stream<Item = T> + Send + 'static,
+) -> tokio_stream::wrappers::ReceiverStream<T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut pages = std::pin::pin!(pages);
+        while let Some(page) = futures::StreamExt::next(&mut pages).await {
+            if tx.send(page).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Pages of a snapshot in rank order, read one batch at a time.
+fn pages(
     db: DatabaseConnection,
     snapshot_id: uuid::Uuid,
     region: String,
@@ -1230,11 +1250,17 @@ fn async_stream(
             let after = cursor?;
             let rows = db
                 .query_all_raw(stmt(
+                    // The page is cut from the snapshot first (an index range on the
+                    // rank) and only its rows are joined with their records: joining
+                    // first would join every row after the cursor for each page.
                     "SELECT r.national_rank, r.household_id, r.region_code, r.score, r.decile, r.province_decile, v.household
-                     FROM snapshot_rows r JOIN registry_versions v ON v.household_id = r.household_id AND v.version = r.version
-                     WHERE r.snapshot_id = $1 AND r.national_rank > $2 AND r.decile <= $3
-                       AND (r.region_code = $4 OR r.region_code LIKE $4 || '.%' OR $4 = '')
-                     ORDER BY r.national_rank LIMIT $5",
+                     FROM (SELECT national_rank, household_id, version, region_code, score, decile, province_decile
+                           FROM snapshot_rows
+                           WHERE snapshot_id = $1 AND national_rank > $2 AND decile <= $3
+                             AND (region_code = $4 OR region_code LIKE $4 || '.%' OR $4 = '')
+                           ORDER BY national_rank LIMIT $5) r
+                     JOIN registry_versions v ON v.household_id = r.household_id AND v.version = r.version
+                     ORDER BY r.national_rank",
                     [snapshot_id.into(), after.into(), max_decile.into(), region.into(), batch.into()],
                 ))
                 .await;

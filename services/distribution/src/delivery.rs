@@ -5,6 +5,8 @@
 //! reaches the end of its list is announced as `distribution.delivered`.
 
 use dtks_platform::auth::{Claims, Role};
+
+use crate::entries;
 use dtks_platform::db::stmt;
 use dtks_platform::{events, grpc, outbox};
 use dtks_proto::distribution::v1::{ListStatus, Recipient, RecipientBatch, StreamListRequest};
@@ -154,9 +156,33 @@ struct Delivery {
     db: DatabaseConnection,
     audit: Audit,
     list_id: uuid::Uuid,
-    batch: i64,
+    batch: usize,
+    /// The last position sent.
     after: i64,
+    /// Entries read from the current chunk and not yet sent, with their positions.
+    pending: std::collections::VecDeque<(i64, Recipient)>,
     done: bool,
+}
+
+impl Delivery {
+    /// Reads the chunk holding the position after `after` into `pending` (from that
+    /// position on); false at the end of the list.
+    async fn read_chunk(&mut self, after: i64) -> Result<bool, Status> {
+        let pool = self.db.get_postgres_connection_pool();
+        let Some((first, data)) = entries::chunk_at(pool, self.list_id, after + 1).await? else {
+            return Ok(false);
+        };
+        let entries = entries::decode(&data).map_err(Status::internal)?;
+        self.pending.extend(
+            entries
+                .iter()
+                .enumerate()
+                .map(|(k, e)| (first + k as i64, e))
+                .filter(|(position, _)| *position > after)
+                .map(|(position, e)| (position, e.recipient())),
+        );
+        Ok(!self.pending.is_empty())
+    }
 }
 
 impl Source for Delivery {
@@ -164,50 +190,27 @@ impl Source for Delivery {
         if self.done {
             return Ok(None);
         }
-        let rows = self
-            .db
-            .query_all_raw(stmt(
-                "SELECT position, household_id, region_code, national_rank, decile, head_nik, head_name
-                 FROM list_entries WHERE list_id = $1 AND position > $2 ORDER BY position LIMIT $3",
-                [self.list_id.into(), self.after.into(), self.batch.into()],
-            ))
-            .await
-            .map_err(grpc::internal)?;
-        if rows.is_empty() {
+        let mut batch = RecipientBatch::default();
+        let mut last = self.after;
+        while batch.recipients.len() < self.batch {
+            if self.pending.is_empty() && !self.read_chunk(last).await? {
+                break;
+            }
+            let Some((position, recipient)) = self.pending.pop_front() else {
+                break;
+            };
+            last = position;
+            batch.recipients.push(recipient);
+        }
+        if batch.recipients.is_empty() {
             // The end of the list: the delivery is complete.
             self.audit.finish().await?;
             self.done = true;
             return Ok(None);
         }
-        let mut batch = RecipientBatch::default();
-        let mut last = self.after;
-        for r in &rows {
-            last = r.try_get("", "position").map_err(grpc::internal)?;
-            batch.recipients.push(Recipient {
-                household_id: r
-                    .try_get::<uuid::Uuid>("", "household_id")
-                    .map_err(grpc::internal)?
-                    .to_string(),
-                region_code: r.try_get("", "region_code").map_err(grpc::internal)?,
-                national_rank: r
-                    .try_get::<i64>("", "national_rank")
-                    .map_err(grpc::internal)? as u64,
-                decile: u32::try_from(r.try_get::<i16>("", "decile").map_err(grpc::internal)?)
-                    .unwrap_or_default(),
-                head_nik: r
-                    .try_get::<Option<String>>("", "head_nik")
-                    .map_err(grpc::internal)?
-                    .unwrap_or_default(),
-                head_name: r
-                    .try_get::<Option<String>>("", "head_name")
-                    .map_err(grpc::internal)?
-                    .unwrap_or_default(),
-                household: None,
-            });
-        }
         // Audited before it is sent.
         self.audit
-            .batch(self.after + 1, last, rows.len() as i64)
+            .batch(self.after + 1, last, batch.recipients.len() as i64)
             .await?;
         self.after = last;
         batch.cursor = cursor(last);
@@ -262,8 +265,9 @@ pub async fn stream_list(
         db: db.clone(),
         audit,
         list_id,
-        batch: i64::from(batch),
+        batch: batch as usize,
         after,
+        pending: Default::default(),
         done: false,
     }))
 }

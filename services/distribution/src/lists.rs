@@ -14,33 +14,42 @@ use dtks_proto::common::v1 as pb;
 use dtks_proto::distribution::v1::{BeneficiaryList, ListStatus, RegionSelection};
 use dtks_proto::events::v1 as ev;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sha2::{Digest, Sha256};
 use tonic::Status;
 
-/// One eligible household, as the list keeps it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub household_id: String,
-    pub region_code: String,
-    pub national_rank: i64,
-    pub decile: i16,
-    /// The head of household's NIK and name, which the list is delivered with.
-    pub head_nik: Option<String>,
-    pub head_name: Option<String>,
-}
+use crate::entries;
+use crate::month::Month;
 
-fn regency(region: &str) -> &str {
-    region.get(..5).unwrap_or(region)
-}
-
-/// Fills each regency's quota from `eligible` (in national-rank order) and reports per
+/// Fills each regency's quota from `eligible` (households of a month, in national-rank
+/// order; `regency` answers the index of each one's regency in `names`) and reports per
 /// regency how many were eligible and selected, the quota, and the surplus (eligible
 /// beyond the quota, left out) or, negative, the shortfall (places no eligible household
 /// fills). A regency without a quota takes every eligible household (quota 0,
-/// surplus 0).
+/// surplus 0). Answers the selected households, still in rank order.
 pub fn fill(
-    eligible: Vec<Entry>,
+    eligible: &[u32],
+    regency: impl Fn(u32) -> usize,
+    names: &[String],
     quotas: &HashMap<String, u64>,
-) -> (Vec<Entry>, Vec<RegionSelection>) {
+) -> (Vec<u32>, Vec<RegionSelection>) {
+    let mut counts: Vec<RegionSelection> = names
+        .iter()
+        .map(|code| RegionSelection {
+            region_code: code.clone(),
+            quota: quotas.get(code).copied().unwrap_or(0),
+            ..Default::default()
+        })
+        .collect();
+    let mut selected = Vec::with_capacity(eligible.len());
+    for &i in eligible {
+        let r = &mut counts[regency(i)];
+        r.eligible += 1;
+        if r.quota == 0 || r.selected < r.quota {
+            r.selected += 1;
+            selected.push(i);
+        }
+    }
+    // Regencies with a quota but no household in the month report their shortfall too.
     let mut regions: BTreeMap<String, RegionSelection> = quotas
         .iter()
         .map(|(code, quota)| {
@@ -52,19 +61,9 @@ pub fn fill(
             (code.clone(), r)
         })
         .collect();
-    let mut selected = Vec::with_capacity(eligible.len());
-    for e in eligible {
-        let code = regency(&e.region_code).to_owned();
-        let r = regions
-            .entry(code.clone())
-            .or_insert_with(|| RegionSelection {
-                region_code: code,
-                ..Default::default()
-            });
-        r.eligible += 1;
-        if r.quota == 0 || r.selected < r.quota {
-            r.selected += 1;
-            selected.push(e);
+    for r in counts {
+        if r.eligible > 0 || r.quota > 0 {
+            regions.insert(r.region_code.clone(), r);
         }
     }
     let regions = regions
@@ -79,6 +78,64 @@ pub fn fill(
         })
         .collect();
     (selected, regions)
+}
+
+/// The content hash of a list: every selected household's id and national rank, in
+/// list order.
+pub fn content_hash(month: &Month, selected: &[u32]) -> String {
+    let mut hasher = Sha256::new();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    for &i in selected {
+        let i = i as usize;
+        hasher.update(month.ids[i].hyphenated().encode_lower(&mut text).as_bytes());
+        hasher.update((month.ranks[i] as i64).to_be_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// What a new draft list is.
+pub struct Draft<'a> {
+    pub programme_code: &'a str,
+    pub programme_version: i32,
+    pub year: i32,
+    pub month: i32,
+    pub regions: &'a [RegionSelection],
+    pub content_hash: String,
+}
+
+/// Stores a draft list and its entries (the selected households of `month`, in rank
+/// order, each with its head's NIK and name) in one transaction.
+pub async fn store(
+    db: &DatabaseConnection,
+    draft: Draft<'_>,
+    month: &Month,
+    selected: &[u32],
+) -> Result<uuid::Uuid, Status> {
+    let list_id = uuid::Uuid::now_v7();
+    let mut txn = db
+        .get_postgres_connection_pool()
+        .begin()
+        .await
+        .map_err(grpc::internal)?;
+    sqlx::query(
+        "INSERT INTO lists (list_id, programme_code, programme_version, year, month, recipients, content_hash, status, regions)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(list_id)
+    .bind(draft.programme_code)
+    .bind(draft.programme_version)
+    .bind(draft.year)
+    .bind(draft.month)
+    .bind(selected.len() as i64)
+    .bind(&draft.content_hash)
+    .bind(ListStatus::Draft as i16)
+    .bind(regions_json(draft.regions))
+    .execute(&mut *txn)
+    .await
+    .map_err(grpc::internal)?;
+    entries::store(&mut txn, list_id, month, selected).await?;
+    txn.commit().await.map_err(grpc::internal)?;
+    Ok(list_id)
 }
 
 pub const COLUMNS: &str = "list_id, programme_code, programme_version, year, month, recipients, content_hash, status, regions, added, removed";
@@ -173,21 +230,13 @@ pub async fn approve(
     let (added, removed) = match previous {
         None => (list.recipients as i64, 0),
         Some(before) => {
-            let row = txn
-                .query_one_raw(stmt(
-                    "SELECT count(*) FILTER (WHERE o.household_id IS NULL) AS added,
-                            count(*) FILTER (WHERE n.household_id IS NULL) AS removed
-                     FROM (SELECT household_id FROM list_entries WHERE list_id = $1) o
-                     FULL JOIN (SELECT household_id FROM list_entries WHERE list_id = $2) n USING (household_id)",
-                    [before.into(), id.into()],
-                ))
-                .await
-                .map_err(grpc::internal)?
-                .ok_or_else(|| Status::internal("no diff row"))?;
-            (
-                row.try_get::<i64>("", "added").map_err(grpc::internal)?,
-                row.try_get::<i64>("", "removed").map_err(grpc::internal)?,
-            )
+            let pool = db.get_postgres_connection_pool();
+            let (old, new) = (
+                entries::household_ids(pool, before).await?,
+                entries::household_ids(pool, id).await?,
+            );
+            let (added, removed) = entries::difference(old, new);
+            (added as i64, removed as i64)
         }
     };
     txn.execute_raw(stmt(
@@ -245,37 +294,22 @@ pub async fn approve(
 mod tests {
     use super::*;
 
-    fn entry(id: &str, region: &str, rank: i64) -> Entry {
-        Entry {
-            household_id: id.into(),
-            region_code: region.into(),
-            national_rank: rank,
-            decile: 1,
-            head_nik: None,
-            head_name: None,
-        }
-    }
-
     #[test]
     fn quotas_fill_poorest_first_and_report_surplus_and_shortfall() {
-        // In national-rank order, as the snapshot streams them.
-        let eligible = vec![
-            entry("a", "32.04.05.2001", 1),
-            entry("b", "32.73.01.1001", 2),
-            entry("c", "32.04.01.2002", 3),
-            entry("d", "32.04.05.2001", 4),
-            entry("e", "33.01.01.2001", 5),
-        ];
+        let names: Vec<String> = ["32.04", "32.73", "33.01"].map(String::from).into();
+        // Households 0..5 in national-rank order and their regencies; 5 and 6 are not
+        // eligible.
+        let regency = [0usize, 1, 0, 0, 2, 0, 1];
+        let eligible = [0u32, 1, 2, 3, 4];
         let quotas: HashMap<String, u64> = [
             ("32.04".to_owned(), 2),
             ("32.73".to_owned(), 3),
             ("35.78".to_owned(), 4),
         ]
         .into();
-        let (selected, regions) = fill(eligible, &quotas);
-        let ids: Vec<&str> = selected.iter().map(|e| e.household_id.as_str()).collect();
-        // 32.04 takes its two poorest (a, c), d is left out; 33.01 has no quota: all.
-        assert_eq!(ids, ["a", "b", "c", "e"]);
+        let (selected, regions) = fill(&eligible, |i| regency[i as usize], &names, &quotas);
+        // 32.04 takes its two poorest (0, 2), 3 is left out; 33.01 has no quota: all.
+        assert_eq!(selected, [0, 1, 2, 4]);
         let report: Vec<(&str, u64, u64, u64, i64)> = regions
             .iter()
             .map(|r| {

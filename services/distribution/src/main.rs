@@ -3,9 +3,12 @@
 //! hash and announced as `distribution.list_fixed`; data requests (permohonan) routed to
 //! the authority that decides them; programmes with CEL eligibility rules.
 
+mod compiled;
 mod delivery;
+mod entries;
 mod extract;
 mod lists;
+mod month;
 mod programmes;
 mod requests;
 mod rules;

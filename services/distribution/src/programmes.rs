@@ -20,14 +20,14 @@ use crate::rules::Rule;
 const SHIPPED: &str = include_str!("../programmes.json");
 
 #[derive(serde::Deserialize)]
-struct Shipped {
-    code: String,
+pub(crate) struct Shipped {
+    pub code: String,
     name: String,
-    rule: String,
+    pub rule: String,
     source: String,
 }
 
-fn shipped() -> anyhow::Result<Vec<Shipped>> {
+pub(crate) fn shipped() -> anyhow::Result<Vec<Shipped>> {
     Ok(serde_json::from_str(SHIPPED)?)
 }
 

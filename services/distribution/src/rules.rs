@@ -7,7 +7,12 @@
 //! household. Each refusal carries the line and column of the error.
 
 use cel_interpreter::{Context, IdedExpr, Program, Value};
+
+use crate::compiled::Compiled;
+use crate::month::Month;
+#[cfg(test)]
 use chrono::NaiveDate;
+#[cfg(test)]
 use dtks_domain::household::{Household, Person};
 use serde::Serialize;
 
@@ -250,9 +255,11 @@ fn check(e: &IdedExpr, scope: &mut Vec<(String, Ty)>, source: &str) -> Result<Ty
     }
 }
 
-/// A checked rule, ready to run.
+/// A checked rule, ready to run: the interpreter's program, and where the rule allows
+/// it, the same rule compiled over a month's columns.
 pub struct Rule {
     program: Program,
+    compiled: Option<Compiled>,
 }
 
 impl std::fmt::Debug for Rule {
@@ -298,7 +305,8 @@ impl Rule {
             column: 0,
             message: e.to_string(),
         })?;
-        let rule = Self { program };
+        let compiled = Compiled::new(&parsed);
+        let rule = Self { program, compiled };
         // It must answer yes or no for a household.
         let sample = RuleHousehold::sample();
         rule.eligible(&sample).map_err(|message| RuleError {
@@ -323,10 +331,45 @@ impl Rule {
             Err(e) => Err(format!("the rule fails on a household: {e}")),
         }
     }
+
+    /// Whether the rule runs compiled over a month (otherwise every household goes
+    /// through the interpreter).
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.is_some()
+    }
+
+    /// The eligible households among `range` of `month`, in order; the first household
+    /// the rule cannot judge stops it, with why. Each household is judged by the compiled
+    /// rule, and by the interpreter where the compiled rule leaves it undecided.
+    pub fn judge(
+        &self,
+        month: &Month,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<u32>, (usize, String)> {
+        let start = range.start;
+        let answers = match &self.compiled {
+            Some(compiled) => compiled.judge(month, range),
+            None => vec![Err(crate::compiled::Undecided); range.len()],
+        };
+        let mut eligible = Vec::new();
+        for (k, answer) in answers.into_iter().enumerate() {
+            let i = start + k;
+            let yes = match answer {
+                Ok(yes) => yes,
+                Err(_) => self
+                    .eligible(&month.rule_household(i))
+                    .map_err(|e| (i, e))?,
+            };
+            if yes {
+                eligible.push(i as u32);
+            }
+        }
+        Ok(eligible)
+    }
 }
 
 /// A person as rules read them: codes as lower-case words.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RulePerson {
     pub age: i64,
     pub sex: String,
@@ -345,12 +388,12 @@ pub struct RulePerson {
     pub special_groups: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleFamily {
     pub members: Vec<RulePerson>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleDwelling {
     pub tenure: String,
     pub floor_area_m2: f64,
@@ -362,7 +405,7 @@ pub struct RuleDwelling {
     pub electricity: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleAssets {
     pub land_m2: f64,
     pub house_elsewhere: bool,
@@ -375,7 +418,7 @@ pub struct RuleAssets {
 }
 
 /// One household as a rule reads it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleHousehold {
     pub region_code: String,
     pub province_code: String,
@@ -393,7 +436,7 @@ pub struct RuleHousehold {
 }
 
 /// A code as a lower-case word (`Some(Earth)` → `earth`, `None` → empty).
-fn word<T: std::fmt::Debug>(value: Option<T>) -> String {
+pub fn word<T: std::fmt::Debug>(value: Option<T>) -> String {
     value
         .map(|v| {
             let text = format!("{v:?}");
@@ -409,6 +452,7 @@ fn word<T: std::fmt::Debug>(value: Option<T>) -> String {
         .unwrap_or_default()
 }
 
+#[cfg(test)]
 fn person(p: &Person, on: NaiveDate) -> RulePerson {
     RulePerson {
         age: i64::from(p.age_on(on)),
@@ -442,6 +486,9 @@ pub struct Standing {
 }
 
 impl RuleHousehold {
+    /// The household as a rule reads it straight from the domain model (the reference
+    /// the month's columns are tested against).
+    #[cfg(test)]
     pub fn new(h: &Household, standing: Standing, on: NaiveDate) -> Self {
         let region = h
             .address

@@ -1,16 +1,19 @@
-use crate::{delivery, extract, lists, programmes, requests, rules};
+use std::sync::Arc;
+
+use crate::{delivery, entries, extract, lists, month, programmes, requests, rules};
 use dtks_platform::app::Context;
 use dtks_platform::auth::{BearerToken, Role, claims};
+use dtks_platform::bus::{EventHandler, HandlerError};
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
-use dtks_platform::{convert, grpc, outbox};
-use dtks_proto::determination::v1::StreamSnapshotRequest;
+use dtks_platform::{convert, events, grpc, outbox};
 use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
+use dtks_proto::determination::v1::{SnapshotPage, StreamSnapshotRequest};
 use dtks_proto::distribution::v1::distribution_service_server::{
     DistributionService, DistributionServiceServer,
 };
 use dtks_proto::distribution::v1::*;
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
-use sha2::{Digest, Sha256};
+use dtks_proto::events::v1::{self as ev, Envelope};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -154,6 +157,10 @@ CREATE TABLE delivery_batches (
 CREATE INDEX delivery_batches_by_delivery ON delivery_batches (delivery_id, at);
 "#,
             },
+            SqlMigration {
+                name: "m0006_list_chunks",
+                sql: entries::MIGRATION,
+            },
         ])
     }
 }
@@ -179,20 +186,182 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
     let determination =
         DeterminationServiceClient::with_interceptor(channel, BearerToken::new(&token)?)
             .max_decoding_message_size(grpc::MAX_SEND_BYTES);
+    let months = Arc::<month::Months>::default();
+    let consumer = ctx
+        .spawn_consumer(
+            &[events::DETERMINATION_PUBLISHED],
+            Preparer {
+                months: months.clone(),
+                determination: determination.clone(),
+            },
+        )
+        .await?;
     let service = DistributionServiceServer::new(Api {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
         determination,
+        months,
     })
     .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(grpc::MAX_SEND_BYTES);
-    ctx.serve(listener, service, None).await
+    ctx.serve(listener, service, Some(consumer)).await
 }
 
 struct Api {
     db: DatabaseConnection,
     outbox: outbox::OutboxSignal,
     determination: Determination,
+    months: Arc<month::Months>,
+}
+
+/// The eligible households of `m` by `rule` (judged on two threads), each regency's
+/// quota filled poorest first.
+fn judge(
+    rule: &rules::Rule,
+    m: &month::Month,
+    quotas: &std::collections::HashMap<String, u64>,
+) -> Result<(Vec<u32>, Vec<RegionSelection>), (usize, String)> {
+    let n = m.households();
+    let half = n / 2;
+    let (first, second) = std::thread::scope(|s| {
+        let second = s.spawn(|| rule.judge(m, half..n));
+        (rule.judge(m, 0..half), second.join())
+    });
+    let mut eligible = first?;
+    eligible.extend(second.map_err(|_| (half, "judging the month failed".to_owned()))??);
+    Ok(lists::fill(
+        &eligible,
+        |i| m.regency(i as usize) as usize,
+        &m.regencies,
+        quotas,
+    ))
+}
+
+/// Reads a determined month from the determination service's snapshot stream into the
+/// columns lists are built from; pages are turned into columns on a blocking thread
+/// while the next ones arrive.
+async fn load_month(
+    determination: Determination,
+    year: i32,
+    month: u32,
+) -> Result<month::Month, Status> {
+    let started = std::time::Instant::now();
+    let period = dtks_proto::common::v1::Period {
+        year,
+        month: month as i32,
+    };
+    let mut stream = determination
+        .clone()
+        .stream_snapshot(StreamSnapshotRequest {
+            period: Some(period),
+            region_code: String::new(),
+            max_decile: 10,
+            batch_size: 5000,
+            after_rank: 0,
+        })
+        .await?
+        .into_inner();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SnapshotPage>(8);
+    let builder = tokio::task::spawn_blocking(move || -> Result<month::Month, Status> {
+        let mut m = month::Month::new(year, month)
+            .ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
+        while let Some(page) = rx.blocking_recv() {
+            for h in page.households {
+                let id = uuid::Uuid::parse_str(&h.household_id).map_err(|_| {
+                    Status::internal("the snapshot holds a household without a valid id")
+                })?;
+                let record = h.household.as_ref().ok_or_else(|| {
+                    Status::internal("the snapshot page carries no household record")
+                })?;
+                let household = convert::household_from_proto(record, m.on).map_err(|v| {
+                    Status::internal(format!("the snapshot holds an invalid household {id}: {v}"))
+                })?;
+                let standing = rules::Standing {
+                    decile: h.decile,
+                    province_decile: h.province_decile,
+                    national_rank: h.national_rank,
+                    score: h.score,
+                };
+                m.push(id, &h.region_code, standing, &household)
+                    .map_err(Status::internal)?;
+            }
+        }
+        Ok(m)
+    });
+    while let Some(page) = stream.message().await? {
+        if tx.send(page).await.is_err() {
+            break; // the builder stopped; its error is answered below
+        }
+    }
+    drop(tx);
+    let mut m = builder.await.map_err(grpc::internal)??;
+    m.load_seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        year,
+        month,
+        households = m.households(),
+        persons = m.ages.len(),
+        megabytes = m.bytes() >> 20,
+        seconds = started.elapsed().as_secs_f64(),
+        "determined month loaded for lists"
+    );
+    Ok(m)
+}
+
+/// The determined month `(year, month)`, loaded once and shared.
+async fn prepared(
+    months: &month::Months,
+    determination: &Determination,
+    year: i32,
+    month: u32,
+) -> Result<Arc<month::Month>, Status> {
+    let cell = months.cell(year, month).await;
+    cell.get_or_try_init(|| async {
+        load_month(determination.clone(), year, month)
+            .await
+            .map(Arc::new)
+    })
+    .await
+    .cloned()
+}
+
+impl Api {
+    async fn month(&self, year: i32, month: u32) -> Result<Arc<month::Month>, Status> {
+        prepared(&self.months, &self.determination, year, month).await
+    }
+}
+
+/// Loads a month as soon as it is published, so that its first list does not wait.
+struct Preparer {
+    months: Arc<month::Months>,
+    determination: Determination,
+}
+
+impl EventHandler for Preparer {
+    async fn handle(
+        &self,
+        _txn: &sea_orm::DatabaseTransaction,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
+        if envelope.r#type != events::DETERMINATION_PUBLISHED {
+            return Ok(());
+        }
+        let published: ev::DeterminationPublished = events::payload(envelope)?;
+        let Some(period) = published.period else {
+            return Ok(());
+        };
+        let (months, determination) = (self.months.clone(), self.determination.clone());
+        // Loading takes a while at national scale; the event is acknowledged at once.
+        tokio::spawn(async move {
+            if let Err(status) =
+                prepared(&months, &determination, period.year, period.month as u32).await
+            {
+                tracing::warn!(year = period.year, month = period.month, code = ?status.code(),
+                    message = status.message(), "loading a published month failed; its first list loads it");
+            }
+        });
+        Ok(())
+    }
 }
 
 impl Api {
@@ -224,8 +393,6 @@ impl DistributionService for Api {
         let (year, month) = convert::period_key(req.period.as_ref())?;
         let (programme, rule) = programmes::current(&self.db, &req.programme_code).await?;
         let version = programme.version as i32;
-        let on = chrono::NaiveDate::from_ymd_opt(year, month as u32, 1)
-            .ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
         if let Some(existing) = self
             .db
             .query_one_raw(stmt(
@@ -237,107 +404,51 @@ impl DistributionService for Api {
         {
             return Ok(Response::new(lists::from_row(&existing)?)); // fixed lists are never rebuilt
         }
-        let mut stream = self
-            .determination
-            .clone()
-            .stream_snapshot(StreamSnapshotRequest {
-                period: req.period,
-                region_code: String::new(),
-                max_decile: 10,
-                batch_size: 2000,
-                after_rank: 0,
-            })
-            .await?
-            .into_inner();
-        let mut entries = Vec::new();
-        // Every household of the month, through the programme's rule.
-        while let Some(page) = stream.message().await? {
-            for h in page.households {
-                let household = h.household.as_ref().ok_or_else(|| {
-                    Status::internal("the snapshot page carries no household record")
-                })?;
-                let household = convert::household_from_proto(household, on).map_err(|v| {
-                    Status::internal(format!("the snapshot holds an invalid household: {v}"))
-                })?;
-                let standing = rules::Standing {
-                    decile: h.decile,
-                    province_decile: h.province_decile,
-                    national_rank: h.national_rank,
-                    score: h.score,
-                };
-                let eligible = rule
-                    .eligible(&rules::RuleHousehold::new(&household, standing, on))
-                    .map_err(|e| {
-                        Status::failed_precondition(format!(
-                            "programme {}'s rule cannot judge household {}: {e}",
-                            programme.code, h.household_id
-                        ))
-                    })?;
-                if eligible {
-                    let head = household.head();
-                    entries.push(lists::Entry {
-                        household_id: h.household_id,
-                        region_code: h.region_code,
-                        national_rank: h.national_rank as i64,
-                        decile: h.decile as i16,
-                        head_nik: head.and_then(|p| p.nik.clone()).map(String::from),
-                        head_name: head.map(|p| p.full_name.clone()),
-                    });
-                }
-            }
-        }
-        // Each regency's quota, poorest first.
-        let (entries, regions) = lists::fill(entries, &programme.quotas);
-        let mut hasher = Sha256::new();
-        for e in &entries {
-            hasher.update(e.household_id.as_bytes());
-            hasher.update(e.national_rank.to_be_bytes());
-        }
-        let content_hash = hex::encode(hasher.finalize());
-        let list_id = uuid::Uuid::now_v7();
-        let txn = self.db.begin().await.map_err(grpc::internal)?;
-        txn.execute_raw(stmt(
-            "INSERT INTO lists (list_id, programme_code, programme_version, year, month, recipients, content_hash, status, regions)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            [
-                list_id.into(), req.programme_code.clone().into(), version.into(), year.into(), month.into(),
-                (entries.len() as i64).into(), content_hash.into(), (ListStatus::Draft as i16).into(),
-                lists::regions_json(&regions).into(),
-            ],
-        ))
-        .await
-        .map_err(grpc::internal)?;
-        for (offset, chunk) in entries.chunks(5000).enumerate() {
-            let positions: Vec<i64> = (0..chunk.len())
-                .map(|i| (offset * 5000 + i + 1) as i64)
-                .collect();
-            let ids: Vec<uuid::Uuid> = chunk
-                .iter()
-                .map(|e| uuid::Uuid::parse_str(&e.household_id))
-                .collect::<Result<_, _>>()
-                .map_err(grpc::internal)?;
-            let regions: Vec<String> = chunk.iter().map(|e| e.region_code.clone()).collect();
-            let ranks: Vec<i64> = chunk.iter().map(|e| e.national_rank).collect();
-            let deciles: Vec<i16> = chunk.iter().map(|e| e.decile).collect();
-            // Arrays carry no NULLs here: an empty text stands for none.
-            let niks: Vec<String> = chunk
-                .iter()
-                .map(|e| e.head_nik.clone().unwrap_or_default())
-                .collect();
-            let names: Vec<String> = chunk
-                .iter()
-                .map(|e| e.head_name.clone().unwrap_or_default())
-                .collect();
-            txn.execute_raw(stmt(
-                "INSERT INTO list_entries (list_id, position, household_id, region_code, national_rank, decile, head_nik, head_name)
-                 SELECT $1, p, h, r, n, d, NULLIF(k, ''), NULLIF(m, '')
-                 FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::bigint[], $6::int2[], $7::text[], $8::text[]) AS u (p, h, r, n, d, k, m)",
-                [list_id.into(), positions.into(), ids.into(), regions.into(), ranks.into(), deciles.into(), niks.into(), names.into()],
-            ))
-            .await
-            .map_err(grpc::internal)?;
-        }
-        let row = txn
+        let m = self.month(year, month as u32).await?;
+        let started = std::time::Instant::now();
+        let quotas = programme.quotas.clone();
+        let compiled = rule.is_compiled();
+        let (selected, regions) = {
+            let shared = m.clone();
+            tokio::task::spawn_blocking(move || judge(&rule, &shared, &quotas))
+                .await
+                .map_err(grpc::internal)?
+                .map_err(|(i, e)| {
+                    Status::failed_precondition(format!(
+                        "programme {}'s rule cannot judge household {}: {e}",
+                        programme.code, m.ids[i]
+                    ))
+                })?
+        };
+        let judged = started.elapsed().as_secs_f64();
+        let content_hash = lists::content_hash(&m, &selected);
+        let list_id = lists::store(
+            &self.db,
+            lists::Draft {
+                programme_code: &req.programme_code,
+                programme_version: version,
+                year,
+                month,
+                regions: &regions,
+                content_hash,
+            },
+            &m,
+            &selected,
+        )
+        .await?;
+        tracing::info!(
+            programme = %req.programme_code,
+            year = m.year,
+            month = m.month,
+            compiled,
+            households = m.households(),
+            recipients = selected.len(),
+            judged_seconds = judged,
+            seconds = started.elapsed().as_secs_f64(),
+            "beneficiary list built"
+        );
+        let row = self
+            .db
             .query_one_raw(stmt(
                 &format!("SELECT {} FROM lists WHERE list_id = $1", lists::COLUMNS),
                 [list_id.into()],
@@ -345,8 +456,25 @@ impl DistributionService for Api {
             .await
             .map_err(grpc::internal)?
             .ok_or_else(|| Status::internal("list vanished"))?;
-        txn.commit().await.map_err(grpc::internal)?;
         Ok(Response::new(lists::from_row(&row)?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn prepare_month(
+        &self,
+        request: Request<PrepareMonthRequest>,
+    ) -> Result<Response<PreparedMonth>, Status> {
+        claims(&request)?.require_role(&[Role::EselonI, Role::PusdatinAdmin])?;
+        let req = request.into_inner();
+        let (year, month) = convert::period_key(req.period.as_ref())?;
+        let m = self.month(year, month as u32).await?;
+        Ok(Response::new(PreparedMonth {
+            period: req.period,
+            households: m.households() as u64,
+            persons: m.ages.len() as u64,
+            load_seconds: m.load_seconds,
+            megabytes: (m.bytes() >> 20) as u64,
+        }))
     }
 
     #[tracing::instrument(skip_all)]
