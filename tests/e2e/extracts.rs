@@ -1,6 +1,6 @@
 //! The extract of an approved data request, over a determined month of 5,000
 //! households: only the approved kinds of data leave, the public sees NIK and names
-//! masked, a revocation or the end of the period of use stops a delivery between two
+//! masked, a regency's government gets its regency only, a revocation or the end of the period of use stops a delivery between two
 //! batches (long before its end: the transport holds only so many batches ahead), and
 //! every delivery is audited.
 
@@ -30,7 +30,27 @@ async fn approved(
     kinds: &[DataKind],
     until_seconds: i64,
 ) -> anyhow::Result<String> {
-    let token = stack.token_for("requester", filer, "");
+    approved_in(
+        client,
+        stack,
+        (kind, filer, authority),
+        "",
+        kinds,
+        until_seconds,
+    )
+    .await
+}
+
+/// As [`approved`], for a request (and a filing officer) limited to `region`.
+async fn approved_in(
+    client: &mut Client,
+    stack: &Stack,
+    (kind, filer, authority): (RequesterKind, Role, Role),
+    region: &str,
+    kinds: &[DataKind],
+    until_seconds: i64,
+) -> anyhow::Result<String> {
+    let token = stack.token_for("requester", filer, region);
     let now = chrono::Utc::now().timestamp();
     let filed = client
         .create_data_request(authed(
@@ -38,7 +58,7 @@ async fn approved(
                 requester_kind: kind as i32,
                 requester: "Badan Pusat Statistik".into(),
                 purpose: "Cross-check poverty estimates".into(),
-                region_code: String::new(),
+                region_code: region.into(),
                 data_kinds: kinds.iter().map(|k| *k as i32).collect(),
                 use_from: Some(prost_types::Timestamp {
                     seconds: now - 60,
@@ -215,6 +235,35 @@ async fn extracts_carry_only_what_was_approved_and_stop_when_the_request_ends() 
         assert!(p.nik.contains('*') && p.birth_date.is_some());
     }
 
+    // A regency's government asked for the welfare ranking of its regency: only its
+    // households, with rank and decile, and nothing that names anyone.
+    let pemda_route = (RequesterKind::Pemda, Role::PemdaUser, Role::DataOfficial);
+    let id = approved_in(
+        &mut client,
+        &stack,
+        pemda_route,
+        "32.03",
+        &[DataKind::WelfareRank],
+        86_400,
+    )
+    .await?;
+    let pemda = stack.token_for("requester", Role::PemdaUser, "32.03");
+    let mut stream = client
+        .stream_extract(authed(extract(&id, 100), &pemda))
+        .await?
+        .into_inner();
+    let mut all = Vec::new();
+    while let Some(batch) = stream.message().await? {
+        all.extend(batch.recipients);
+    }
+    // The synthetic population spreads its households evenly over ten regencies.
+    assert_eq!(all.len() as u64, HOUSEHOLDS / 10);
+    for r in &all {
+        assert!(r.region_code.starts_with("32.03."), "{}", r.region_code);
+        assert!(r.national_rank > 0 && r.decile >= 1);
+        assert!(r.head_nik.is_empty() && r.head_name.is_empty() && r.household.is_none());
+    }
+
     // A period of use that ends mid-delivery stops it too.
     let everything = [
         DataKind::Identity,
@@ -243,15 +292,16 @@ async fn extracts_carry_only_what_was_approved_and_stop_when_the_request_ends() 
     let stopped = stopped.expect("expired mid-stream");
     assert!(stopped.message().contains("EXPIRED"), "{stopped:?}");
 
-    // Every delivery audited: three started, one finished (the public's, every row).
+    // Every delivery audited: four started, two finished (the public's, every row, and
+    // the regency's, a tenth).
     assert_eq!(
         count(
             &stack,
             "SELECT count(*) AS n FROM distribution.deliveries WHERE request_id IS NOT NULL"
         )
         .await?,
-        3
+        4
     );
-    assert_eq!(count(&stack, "SELECT coalesce(sum(rows), 0)::bigint AS n FROM distribution.deliveries WHERE finished_at IS NOT NULL").await?, HOUSEHOLDS as i64);
+    assert_eq!(count(&stack, "SELECT coalesce(sum(rows), 0)::bigint AS n FROM distribution.deliveries WHERE finished_at IS NOT NULL").await?, (HOUSEHOLDS + HOUSEHOLDS / 10) as i64);
     Ok(())
 }

@@ -8,6 +8,7 @@ mod duplicates;
 mod extracts;
 mod import;
 mod intake;
+mod lists;
 mod matching;
 mod outcomes;
 mod programmes;

@@ -623,72 +623,86 @@ pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
-/// Copies households `from..to` into the determination service's master registry (the
-/// tables its consumer fills from `household.accepted`).
+/// Copies households `from..to` of the synthetic population into the determination
+/// service's master registry (the tables its consumer fills from `household.accepted`).
 pub async fn fill_registry(
     conn: &mut sqlx::PgConnection,
     from: u64,
     to: u64,
 ) -> anyhow::Result<()> {
-    let now = chrono::Utc::now();
     let mut start = from;
     while start < to {
         let end = (start + 100_000).min(to);
-        let (mut current, mut versions) = (
-            dtks_platform::copy::BinaryRows::new(),
-            dtks_platform::copy::BinaryRows::new(),
-        );
-        let today = now.date_naive();
-        for i in start..end {
-            let h = synthetic_household(i);
-            let region = h
-                .address
-                .as_ref()
-                .map(|a| a.village_code.clone())
-                .unwrap_or_default();
-            let bytes = prost::Message::encode_to_vec(&h);
-            let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
-            // What the service's consumer stores beside each household it takes in.
-            let inputs = dtks_domain::pmt::Inputs::of(
-                &dtks_platform::convert::household_from_proto(&h, today)
-                    .map_err(|v| anyhow::anyhow!("synthetic household {i}: {v}"))?,
-            )
-            .encode();
-            let persons: usize = h.families.iter().map(|f| f.members.len()).sum();
-            let id =
-                uuid::Uuid::from_u128(0x0000_dead_0000_0000_0000_0000_0000_0000 | u128::from(i));
-            let seq = i as i64 + 1;
-            current
-                .row(7)
-                .uuid(id)
-                .text(&region)
-                .i32(persons as i32)
-                .i64(seq)
-                .timestamptz(now)
-                .bytea(&digest)
-                .bytea(&inputs);
-            versions
-                .row(6)
-                .uuid(id)
-                .i64(seq)
-                .text(&region)
-                .timestamptz(now)
-                .bytea(&bytes)
-                .bytea(&digest);
-        }
-        dtks_platform::copy::copy_in(
-            conn,
-            "determination.registry_households (household_id, region_code, persons, change_seq, verified_at, digest, inputs)",
-            current,
-        )
-        .await?;
-        dtks_platform::copy::copy_in(
-            conn,
-            "determination.registry_versions (household_id, version, region_code, valid_from, household, digest)",
-            versions,
-        )
-        .await?;
+        fill_registry_with(conn, (start..end).map(|i| (i, synthetic_household(i)))).await?;
         start = end;
     }
+    Ok(())
+}
+
+/// The id `fill_registry_with` gives household number `i`.
+pub fn registry_id(i: u64) -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x0000_dead_0000_0000_0000_0000_0000_0000 | u128::from(i))
+}
+
+/// Copies the given households (each with its number: its id is [`registry_id`], its
+/// change sequence the number plus one) into the determination service's master
+/// registry, by one COPY per table.
+pub async fn fill_registry_with(
+    conn: &mut sqlx::PgConnection,
+    households: impl IntoIterator<Item = (u64, dtks_proto::common::v1::Household)>,
+) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let (mut current, mut versions) = (
+        dtks_platform::copy::BinaryRows::new(),
+        dtks_platform::copy::BinaryRows::new(),
+    );
+    let today = now.date_naive();
+    for (i, h) in households {
+        let region = h
+            .address
+            .as_ref()
+            .map(|a| a.village_code.clone())
+            .unwrap_or_default();
+        let bytes = prost::Message::encode_to_vec(&h);
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+        // What the service's consumer stores beside each household it takes in.
+        let inputs = dtks_domain::pmt::Inputs::of(
+            &dtks_platform::convert::household_from_proto(&h, today)
+                .map_err(|v| anyhow::anyhow!("household {i}: {v}"))?,
+        )
+        .encode();
+        let persons: usize = h.families.iter().map(|f| f.members.len()).sum();
+        let id = registry_id(i);
+        let seq = i as i64 + 1;
+        current
+            .row(7)
+            .uuid(id)
+            .text(&region)
+            .i32(persons as i32)
+            .i64(seq)
+            .timestamptz(now)
+            .bytea(&digest)
+            .bytea(&inputs);
+        versions
+            .row(6)
+            .uuid(id)
+            .i64(seq)
+            .text(&region)
+            .timestamptz(now)
+            .bytea(&bytes)
+            .bytea(&digest);
+    }
+    dtks_platform::copy::copy_in(
+        conn,
+        "determination.registry_households (household_id, region_code, persons, change_seq, verified_at, digest, inputs)",
+        current,
+    )
+    .await?;
+    dtks_platform::copy::copy_in(
+        conn,
+        "determination.registry_versions (household_id, version, region_code, valid_from, household, digest)",
+        versions,
+    )
+    .await?;
     Ok(())
 }
