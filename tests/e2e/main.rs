@@ -12,6 +12,7 @@ mod lists;
 mod matching;
 mod outcomes;
 mod programmes;
+mod reporting;
 mod requests;
 mod verivali;
 

@@ -15,6 +15,7 @@ pub const HOUSEHOLD_REMOVED: &str = "household.removed";
 pub const CASE_STATE_CHANGED: &str = "case.state_changed";
 pub const REVERIFICATION_OPENED: &str = "reverification.opened";
 pub const REVERIFICATION_ESCALATED: &str = "reverification.escalated";
+pub const REVERIFICATION_COMPLETED: &str = "reverification.completed";
 pub const PERSON_LIFE_EVENT: &str = "person.life_event";
 pub const MATCH_REVIEWED: &str = "match.reviewed";
 pub const DETERMINATION_PUBLISHED: &str = "determination.published";

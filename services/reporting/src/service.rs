@@ -1,9 +1,14 @@
+use chrono::Utc;
 use dtks_platform::app::Context;
-use dtks_platform::auth::claims;
+use dtks_platform::auth::{Role, claims};
+use sea_orm::TransactionTrait;
+
+use crate::queries::Scope;
+use crate::{export, facts, queries};
 use dtks_platform::bus::{EventHandler, HandlerError};
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
-use dtks_platform::{events, grpc};
-use dtks_proto::events::v1::{self as ev, Envelope};
+use dtks_platform::grpc;
+use dtks_proto::events::v1::Envelope;
 use dtks_proto::reporting::v1::reporting_service_server::{
     ReportingService, ReportingServiceServer,
 };
@@ -15,9 +20,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn Migration>> {
-        sql_migrations(vec![SqlMigration {
-            name: "m0001_counters",
-            sql: r#"
+        sql_migrations(vec![
+            SqlMigration {
+                name: "m0001_counters",
+                sql: r#"
 -- One counter per (regency, metric); the national figure is the sum over regencies.
 CREATE TABLE counters (
     regency_code TEXT NOT NULL,
@@ -26,101 +32,43 @@ CREATE TABLE counters (
     PRIMARY KEY (regency_code, metric)
 );
 "#,
-        }])
+            },
+            SqlMigration {
+                name: "m0002_facts_and_read_models",
+                sql: facts::MIGRATION,
+            },
+        ])
     }
 }
 
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let consumer = ctx.spawn_consumer(&["#"], Counts).await?;
+    let consumer = ctx.spawn_consumer(&["#"], Facts).await?;
     let service = ReportingServiceServer::new(Api { db: ctx.db.clone() })
         .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(grpc::MAX_SEND_BYTES);
     ctx.serve(listener, service, Some(consumer)).await
 }
 
-struct Counts;
+/// Keeps each event's fact and applies it to the read models, in one transaction.
+struct Facts;
 
-async fn add(
-    txn: &DatabaseTransaction,
-    regency: &str,
-    metric: &str,
-    by: i64,
-) -> Result<(), HandlerError> {
-    txn.execute_raw(stmt(
-        "INSERT INTO counters (regency_code, metric, value) VALUES ($1, $2, $3)
-         ON CONFLICT (regency_code, metric) DO UPDATE SET value = counters.value + EXCLUDED.value",
-        [
-            regency.to_owned().into(),
-            metric.to_owned().into(),
-            by.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// Replaces a metric for every regency (figures that describe the latest state, such as
-/// the households of the newest snapshot).
-async fn replace(
-    txn: &DatabaseTransaction,
-    metric: &str,
-    per_regency: &[(String, i64)],
-) -> Result<(), HandlerError> {
-    txn.execute_raw(stmt(
-        "DELETE FROM counters WHERE metric = $1",
-        [metric.to_owned().into()],
-    ))
-    .await?;
-    for (regency, value) in per_regency {
-        add(txn, regency, metric, *value).await?;
-    }
-    Ok(())
-}
-
-impl EventHandler for Counts {
+impl EventHandler for Facts {
     async fn handle(
         &self,
         txn: &DatabaseTransaction,
         envelope: &Envelope,
     ) -> Result<(), HandlerError> {
-        let regency = envelope
-            .region_code
-            .get(..5)
-            .unwrap_or(&envelope.region_code)
-            .to_owned();
-        add(txn, "", "events_consumed", 1).await?;
-        match envelope.r#type.as_str() {
-            events::PROPOSAL_SUBMITTED => add(txn, &regency, "proposals_submitted", 1).await?,
-            events::PROPOSAL_MATCHED => add(txn, &regency, "proposals_matched", 1).await?,
-            events::HOUSEHOLD_ACCEPTED => add(txn, &regency, "households_accepted", 1).await?,
-            events::HOUSEHOLD_RETURNED => add(txn, &regency, "households_returned", 1).await?,
-            events::HOUSEHOLD_REMOVED => add(txn, &regency, "households_removed", 1).await?,
-            events::DETERMINATION_PUBLISHED => {
-                let published: ev::DeterminationPublished = events::payload(envelope)?;
-                let per: Vec<(String, i64)> = published
-                    .deciles
-                    .iter()
-                    .map(|d| {
-                        (
-                            d.region_code.clone(),
-                            d.households_per_decile.iter().sum::<u64>() as i64,
-                        )
-                    })
-                    .collect();
-                replace(txn, "households_determined", &per).await?;
-            }
-            events::LIST_FIXED => {
-                let fixed: ev::ListFixed = events::payload(envelope)?;
-                let per: Vec<(String, i64)> = fixed
-                    .coverage
-                    .iter()
-                    .map(|c| (c.region_code.clone(), c.selected as i64))
-                    .collect();
-                replace(txn, &format!("recipients:{}", fixed.programme_code), &per).await?;
-            }
-            _ => {}
-        }
-        Ok(())
+        let fact = facts::of(envelope)?;
+        facts::keep(txn, envelope, &fact).await?;
+        let occurred = facts::occurred_at(envelope);
+        facts::apply(
+            txn,
+            &envelope.r#type,
+            occurred,
+            &envelope.region_code,
+            &fact,
+        )
+        .await
     }
 }
 
@@ -128,10 +76,46 @@ struct Api {
     db: DatabaseConnection,
 }
 
-fn unimplemented<T>(what: &str) -> Result<Response<T>, Status> {
-    Err(Status::unimplemented(format!(
-        "{what} arrives with the reporting issue"
-    )))
+/// Empties the read models and applies every kept fact again, in arrival order, in one
+/// transaction; events arriving meanwhile wait (the facts table is locked against
+/// writes) and are applied after it.
+async fn rebuild(db: &DatabaseConnection) -> Result<u64, Status> {
+    let txn = db.begin().await.map_err(grpc::internal)?;
+    txn.execute_unprepared(&format!(
+        "LOCK TABLE facts IN EXCLUSIVE MODE; TRUNCATE {}",
+        facts::MODELS.join(", ")
+    ))
+    .await
+    .map_err(grpc::internal)?;
+    let mut after = 0i64;
+    let mut replayed = 0u64;
+    loop {
+        let rows = txn
+            .query_all_raw(stmt(
+                "SELECT seq, event_type, occurred_at, region_code, fact FROM facts WHERE seq > $1 ORDER BY seq LIMIT 5000",
+                [after.into()],
+            ))
+            .await
+            .map_err(grpc::internal)?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            after = r.try_get("", "seq").map_err(grpc::internal)?;
+            let fact: serde_json::Value = r.try_get("", "fact").map_err(grpc::internal)?;
+            let fact: facts::Fact = serde_json::from_value(fact).map_err(grpc::internal)?;
+            let event_type: String = r.try_get("", "event_type").map_err(grpc::internal)?;
+            let occurred: chrono::DateTime<Utc> =
+                r.try_get("", "occurred_at").map_err(grpc::internal)?;
+            let region: String = r.try_get("", "region_code").map_err(grpc::internal)?;
+            facts::apply(&txn, &event_type, occurred, &region, &fact)
+                .await
+                .map_err(|e| Status::internal(format!("replaying fact {after}: {e}")))?;
+            replayed += 1;
+        }
+    }
+    txn.commit().await.map_err(grpc::internal)?;
+    Ok(replayed)
 }
 
 type ExportStream =
@@ -194,35 +178,135 @@ impl ReportingService for Api {
         Ok(Response::new(s))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_update_rates(
         &self,
-        _: Request<RegionQuery>,
+        request: Request<RegionQuery>,
     ) -> Result<Response<UpdateRates>, Status> {
-        unimplemented("GetUpdateRates")
+        let scope = Scope::of(claims(&request)?, request.get_ref())?;
+        Ok(Response::new(
+            queries::update_rates(&self.db, &scope, Utc::now()).await?,
+        ))
     }
+
+    #[tracing::instrument(skip_all)]
     async fn list_inactive_regions(
         &self,
-        _: Request<RegionQuery>,
+        request: Request<RegionQuery>,
     ) -> Result<Response<InactiveRegions>, Status> {
-        unimplemented("ListInactiveRegions")
+        let scope = Scope::of(claims(&request)?, request.get_ref())?;
+        Ok(Response::new(
+            queries::inactive(&self.db, &scope, Utc::now()).await?,
+        ))
     }
-    async fn get_funnel(&self, _: Request<RegionQuery>) -> Result<Response<Funnel>, Status> {
-        unimplemented("GetFunnel")
+
+    #[tracing::instrument(skip_all)]
+    async fn get_funnel(&self, request: Request<RegionQuery>) -> Result<Response<Funnel>, Status> {
+        let scope = Scope::of(claims(&request)?, request.get_ref())?;
+        Ok(Response::new(
+            queries::funnel(&self.db, &scope, Utc::now()).await?,
+        ))
     }
+
+    #[tracing::instrument(skip_all)]
     async fn get_decile_distribution(
         &self,
-        _: Request<RegionQuery>,
+        request: Request<RegionQuery>,
     ) -> Result<Response<DecileDistribution>, Status> {
-        unimplemented("GetDecileDistribution")
+        let scope = Scope::of(claims(&request)?, request.get_ref())?;
+        Ok(Response::new(queries::deciles(&self.db, &scope).await?))
     }
+
+    #[tracing::instrument(skip_all)]
     async fn get_programme_coverage(
         &self,
-        _: Request<RegionQuery>,
+        request: Request<RegionQuery>,
     ) -> Result<Response<ProgrammeCoverage>, Status> {
-        unimplemented("GetProgrammeCoverage")
+        let scope = Scope::of(claims(&request)?, request.get_ref())?;
+        Ok(Response::new(queries::coverage(&self.db, &scope).await?))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_match_outcomes(
+        &self,
+        request: Request<RegionQuery>,
+    ) -> Result<Response<MatchOutcomes>, Status> {
+        let scope = Scope::of(claims(&request)?, request.get_ref())?;
+        Ok(Response::new(
+            queries::match_outcomes(&self.db, &scope).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_reverifications(
+        &self,
+        request: Request<RegionQuery>,
+    ) -> Result<Response<Reverifications>, Status> {
+        let scope = Scope::of(claims(&request)?, request.get_ref())?;
+        Ok(Response::new(
+            queries::reverifications(&self.db, &scope, Utc::now()).await?,
+        ))
+    }
+
     type ExportStream = ExportStream;
-    async fn export(&self, _: Request<ExportRequest>) -> Result<Response<ExportStream>, Status> {
-        unimplemented("Export")
+
+    #[tracing::instrument(skip_all)]
+    async fn export(
+        &self,
+        request: Request<ExportRequest>,
+    ) -> Result<Response<ExportStream>, Status> {
+        let who = claims(&request)?.clone();
+        let req = request.into_inner();
+        let format = ExportFormat::try_from(req.format).unwrap_or_default();
+        if format == ExportFormat::Unspecified {
+            return Err(grpc::invalid_field("format", "must be CSV or XLSX"));
+        }
+        let scope = Scope::of(&who, &req.query.unwrap_or_default())?;
+        let (db, now) = (&self.db, Utc::now());
+        let table = match ReportKind::try_from(req.report).unwrap_or_default() {
+            ReportKind::UpdateRates => {
+                export::update_rates(&queries::update_rates(db, &scope, now).await?)
+            }
+            ReportKind::Funnel => export::funnel(&queries::funnel(db, &scope, now).await?),
+            ReportKind::Deciles => export::deciles(&queries::deciles(db, &scope).await?),
+            ReportKind::Coverage => export::coverage(&queries::coverage(db, &scope).await?),
+            ReportKind::InactiveRegions => {
+                export::inactive(&queries::inactive(db, &scope, now).await?)
+            }
+            ReportKind::MatchOutcomes => {
+                export::match_outcomes(&queries::match_outcomes(db, &scope).await?)
+            }
+            ReportKind::Reverifications => {
+                export::reverifications(&queries::reverifications(db, &scope, now).await?)
+            }
+            ReportKind::Unspecified => {
+                return Err(grpc::invalid_field("report", "name the report to export"));
+            }
+        };
+        let bytes = export::render(&table, format)?;
+        let chunks: Vec<Result<ExportChunk, Status>> = bytes
+            .chunks(64 * 1024)
+            .map(|c| Ok(ExportChunk { data: c.to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rebuild(
+        &self,
+        request: Request<RebuildRequest>,
+    ) -> Result<Response<RebuildResponse>, Status> {
+        claims(&request)?.require_role(&[Role::PusdatinAdmin])?;
+        let started = std::time::Instant::now();
+        let replayed = rebuild(&self.db).await?;
+        tracing::info!(
+            facts = replayed,
+            seconds = started.elapsed().as_secs_f64(),
+            "read models rebuilt"
+        );
+        Ok(Response::new(RebuildResponse {
+            facts_replayed: replayed,
+            seconds: started.elapsed().as_secs_f64(),
+        }))
     }
 }

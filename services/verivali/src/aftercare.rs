@@ -197,6 +197,14 @@ async fn open_task(
     Ok((task_id, inserted, deadline))
 }
 
+fn kind_word(kind: ReverificationKind) -> &'static str {
+    match kind {
+        ReverificationKind::Complaint => "complaint",
+        ReverificationKind::LifeEvent => "life_event",
+        ReverificationKind::Unspecified => "",
+    }
+}
+
 fn task_event(
     event: &str,
     task_id: uuid::Uuid,
@@ -212,12 +220,7 @@ fn task_event(
         &ev::ReverificationChanged {
             task_id: task_id.to_string(),
             household_id: household_id.to_string(),
-            kind: match kind {
-                ReverificationKind::Complaint => "complaint",
-                ReverificationKind::LifeEvent => "life_event",
-                ReverificationKind::Unspecified => "",
-            }
-            .to_owned(),
+            kind: kind_word(kind).to_owned(),
             deadline: Some(timestamp(deadline)),
         },
     )
@@ -542,6 +545,27 @@ pub async fn complete_task(
         .await
         .map_err(grpc::internal)?;
     }
+    outbox::enqueue(
+        &txn,
+        &events::envelope(
+            events::REVERIFICATION_COMPLETED,
+            "verivali",
+            &current.region_code,
+            &ev::ReverificationCompleted {
+                task_id: task_id.to_string(),
+                household_id: household_id.to_string(),
+                kind: kind_word(ReverificationKind::try_from(current.kind).unwrap_or_default())
+                    .to_owned(),
+                outcome: outcome
+                    .as_str_name()
+                    .trim_start_matches("REVERIFICATION_OUTCOME_")
+                    .to_owned(),
+                completed_at: Some(timestamp(now)),
+            },
+        ),
+    )
+    .await
+    .map_err(grpc::internal)?;
     txn.commit().await.map_err(grpc::internal)?;
     task(&row).map_err(grpc::internal)
 }
