@@ -14,6 +14,7 @@ mod outcomes;
 mod programmes;
 mod reporting;
 mod requests;
+mod telemetry;
 mod verivali;
 
 use dtks_e2e::{SERVICES, Stack, authed, count, person};

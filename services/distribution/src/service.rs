@@ -351,15 +351,20 @@ impl EventHandler for Preparer {
             return Ok(());
         };
         let (months, determination) = (self.months.clone(), self.determination.clone());
-        // Loading takes a while at national scale; the event is acknowledged at once.
-        tokio::spawn(async move {
-            if let Err(status) =
-                prepared(&months, &determination, period.year, period.month as u32).await
-            {
-                tracing::warn!(year = period.year, month = period.month, code = ?status.code(),
+        // Loading takes a while at national scale; the event is acknowledged at once (the
+        // load stays in the event's trace).
+        let span = tracing::info_span!("prepare_month", year = period.year, month = period.month);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                if let Err(status) =
+                    prepared(&months, &determination, period.year, period.month as u32).await
+                {
+                    tracing::warn!(year = period.year, month = period.month, code = ?status.code(),
                     message = status.message(), "loading a published month failed; its first list loads it");
-            }
-        });
+                }
+            },
+            span,
+        ));
         Ok(())
     }
 }

@@ -348,6 +348,18 @@ async fn match_one(
     encoded: &[u8],
 ) -> anyhow::Result<()> {
     let envelope = &Envelope::decode(encoded)?;
+    // Matching continues the trace of the proposal's submission, however long it waited.
+    let span = tracing::info_span!("match_proposal", trace_id = tracing::field::Empty);
+    dtks_platform::telemetry::set_remote_parent(&span, &envelope.traceparent, &envelope.tracestate);
+    dtks_platform::telemetry::record_trace_id(&span);
+    tracing::Instrument::instrument(match_envelope(db, matcher, envelope), span).await
+}
+
+async fn match_envelope(
+    db: &DatabaseConnection,
+    matcher: &Matcher,
+    envelope: &Envelope,
+) -> anyhow::Result<()> {
     let submitted: ev::ProposalSubmitted = events::payload(envelope)?;
     let household = submitted.household.clone().unwrap_or_default();
     let proposal_id = uuid::Uuid::parse_str(&submitted.proposal_id)?;

@@ -222,6 +222,15 @@ impl tonic::service::Interceptor for BearerToken {
         request
             .metadata_mut()
             .insert("authorization", self.0.clone());
+        // The call continues the caller's trace.
+        let (traceparent, tracestate) = crate::telemetry::current_trace_context();
+        for (name, value) in [("traceparent", traceparent), ("tracestate", tracestate)] {
+            if !value.is_empty()
+                && let Ok(value) = value.parse::<tonic::metadata::MetadataValue<_>>()
+            {
+                request.metadata_mut().insert(name, value);
+            }
+        }
         Ok(request)
     }
 }

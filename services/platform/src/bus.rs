@@ -244,8 +244,9 @@ impl Bus {
                     .await?;
                 continue;
             };
-            let span = tracing::info_span!("consume", event_type = %envelope.r#type, event_id = %envelope.event_id);
+            let span = tracing::info_span!("consume", otel.kind = "consumer", event_type = %envelope.r#type, event_id = %envelope.event_id, trace_id = tracing::field::Empty);
             crate::telemetry::set_remote_parent(&span, &envelope.traceparent, &envelope.tracestate);
+            crate::telemetry::record_trace_id(&span);
             let outcome =
                 tracing::Instrument::instrument(handle_once(&db, &handler, &envelope), span).await;
             match outcome {

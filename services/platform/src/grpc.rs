@@ -59,6 +59,7 @@ where
         tracing::info!("draining gRPC calls");
     };
     Server::builder()
+        .trace_fn(request_span)
         // Bulk imports stream thousands of messages: HTTP/2's default 64 KiB window would
         // stall the sender on every few dozen rows.
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
@@ -72,6 +73,32 @@ where
         )
         .await?;
     Ok(())
+}
+
+/// The span of one call: a child of the caller's trace when the call carries W3C trace
+/// context (`traceparent`), its trace id recorded so that the call's log lines name it.
+/// Health checks and reflection are not traced.
+fn request_span(request: &http::Request<()>) -> tracing::Span {
+    let path = request.uri().path();
+    if path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.") {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "grpc",
+        otel.kind = "server",
+        rpc.method = %path,
+        trace_id = tracing::field::Empty
+    );
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    crate::telemetry::set_remote_parent(&span, header("traceparent"), header("tracestate"));
+    crate::telemetry::record_trace_id(&span);
+    span
 }
 
 /// INVALID_ARGUMENT with a `google.rpc.BadRequest` naming every offending field.

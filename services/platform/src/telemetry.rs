@@ -8,6 +8,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -37,18 +38,27 @@ pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<Telemetry
     }
     let provider = builder.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
-    let otel =
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(format!("dtks-{service}")));
-    let filter = EnvFilter::try_from_default_env()
+    // Spans are exported at `info` whatever the log level: a service that logs only
+    // warnings is still traced.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(format!("dtks-{service}")))
+        .with_filter(EnvFilter::new(
+            "info,sqlx=warn,lapin=warn,sea_orm=warn,h2=warn,hyper=warn,tower=warn",
+        ));
+    let logs = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn,sea_orm=warn"));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let registry = tracing_subscriber::registry().with(otel);
     if config.log_format == "json" {
         registry
-            .with(tracing_subscriber::fmt::layer().json())
+            .with(tracing_subscriber::fmt::layer().json().with_filter(logs))
             .try_init()?;
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_filter(logs),
+            )
             .try_init()?;
     }
     Ok(TelemetryGuard(provider))
@@ -64,6 +74,18 @@ pub fn current_trace_context() -> (String, String) {
         carrier.remove("traceparent").unwrap_or_default(),
         carrier.remove("tracestate").unwrap_or_default(),
     )
+}
+
+/// Records the span's trace id in its `trace_id` field (declared empty), so that log
+/// lines inside it carry the id a trace viewer finds them by.
+pub fn record_trace_id(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = span.context();
+    let id = context.span().span_context().trace_id();
+    if id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(id));
+    }
 }
 
 /// Makes `span` a child of the remote operation described by the W3C headers.
