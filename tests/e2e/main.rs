@@ -138,6 +138,31 @@ fn musdes(reference: &str, household: pb::Household) -> SubmitProposalRequest {
     }
 }
 
+/// Waits (up to `secs`) for reporting's national pipeline summary to satisfy `done`.
+async fn summary_when(
+    stack: &Stack,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&dtks_proto::reporting::v1::PipelineSummary) -> bool,
+) -> anyhow::Result<dtks_proto::reporting::v1::PipelineSummary> {
+    let reporting = ReportingServiceClient::new(stack.channel("reporting").await?);
+    let admin = stack.token(Role::PusdatinAdmin, "");
+    let done = &done;
+    stack
+        .eventually(secs, what, || {
+            let mut reporting = reporting.clone();
+            let admin = admin.clone();
+            async move {
+                let s = reporting
+                    .get_pipeline_summary(authed(RegionQuery::default(), &admin))
+                    .await?
+                    .into_inner();
+                Ok(done(&s).then_some(s))
+            }
+        })
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_household_travels_from_intake_to_a_programme_list() -> anyhow::Result<()> {
     let stack = Stack::start(REGISTRY).await?;
@@ -177,19 +202,10 @@ async fn a_household_travels_from_intake_to_a_programme_list() -> anyhow::Result
     assert!(!submitted.replayed);
 
     let reporting = ReportingServiceClient::new(stack.channel("reporting").await?);
-    let summary = stack
-        .eventually(60, "the household to be accepted", || {
-            let mut reporting = reporting.clone();
-            let admin = admin.clone();
-            async move {
-                let s = reporting
-                    .get_pipeline_summary(authed(RegionQuery::default(), &admin))
-                    .await?
-                    .into_inner();
-                Ok((s.households_accepted == 1).then_some(s))
-            }
-        })
-        .await?;
+    let summary = summary_when(&stack, 60, "the household to be accepted", |s| {
+        s.households_accepted == 1
+    })
+    .await?;
     assert_eq!(summary.proposals_submitted, 1);
     assert_eq!(summary.proposals_matched, 1);
     assert_eq!(summary.households_returned, 0);

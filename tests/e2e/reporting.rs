@@ -172,22 +172,10 @@ async fn read_models_agree_with_direct_counts_and_a_replay_rebuilds_them() -> an
     }
     let mut reporting = ReportingServiceClient::new(stack.channel("reporting").await?);
     // Every proposal matched and every case decided (the demo policy walks each case).
-    let settled =
-        stack
-            .eventually(90, "every case to be decided", || {
-                let mut reporting = reporting.clone();
-                let admin = admin.clone();
-                async move {
-                    let s = reporting
-                        .get_pipeline_summary(authed(RegionQuery::default(), &admin))
-                        .await?
-                        .into_inner();
-                    Ok((s.proposals_matched == 5
-                        && s.households_accepted + s.households_returned == 5)
-                        .then_some(s))
-                }
-            })
-            .await?;
+    let settled = super::summary_when(&stack, 90, "every case to be decided", |s| {
+        s.proposals_matched == 5 && s.households_accepted + s.households_returned == 5
+    })
+    .await?;
     assert!(settled.households_accepted >= 1, "{settled:?}");
 
     // A complaint about an accepted household.

@@ -11,8 +11,6 @@ use dtks_proto::determination::v1::determination_service_client::DeterminationSe
 use dtks_proto::distribution::v1::BuildListRequest;
 use dtks_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
-use dtks_proto::reporting::v1::RegionQuery;
-use dtks_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 
 /// A request under the test's own trace (`traceparent` as a W3C caller sends it).
 fn traced<T>(message: T, token: &str, traceparent: &str) -> tonic::Request<T> {
@@ -53,20 +51,10 @@ async fn one_trace_follows_a_proposal_through_every_service() -> anyhow::Result<
             &traceparent,
         ))
         .await?;
-    let reporting = ReportingServiceClient::new(stack.channel("reporting").await?);
-    stack
-        .eventually(60, "the household to be accepted", || {
-            let mut reporting = reporting.clone();
-            let admin = admin.clone();
-            async move {
-                let s = reporting
-                    .get_pipeline_summary(authed(RegionQuery::default(), &admin))
-                    .await?
-                    .into_inner();
-                Ok((s.households_accepted == 1).then_some(()))
-            }
-        })
-        .await?;
+    super::summary_when(&stack, 60, "the household to be accepted", |s| {
+        s.households_accepted == 1
+    })
+    .await?;
     let stack_ref = &stack;
     stack
         .eventually(30, "the registry to hold the household", || async move {
