@@ -1,7 +1,8 @@
 //! One trace across the whole pipeline, exported over OTLP to a receiver inside the
 //! test: a proposal submitted and a month determined and listed under one trace context
 //! reach all six services — matching, verivali and reporting only through events, so
-//! the context travels in the messages — and no span carries personal data.
+//! the context travels in the messages — and no span carries personal data; every
+//! stage exports its metrics and reporting its business gauges.
 
 use dtks_e2e::{OtlpReceiver, SERVICES, Stack, authed, count};
 use dtks_platform::auth::Role;
@@ -30,6 +31,7 @@ async fn one_trace_follows_a_proposal_through_every_service() -> anyhow::Result<
         &[
             ("DTKS_TELEMETRY__OTLP_ENDPOINT", &endpoint),
             ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
         ],
     )
     .await?;
@@ -125,6 +127,33 @@ async fn one_trace_follows_a_proposal_through_every_service() -> anyhow::Result<
     expected.sort();
     assert_eq!(services, expected);
     let spans = receiver.spans();
+    // Every stage's metrics, and the business gauges.
+    let receiver_ref = &receiver;
+    stack
+        .eventually(30, "the metrics of every stage", || async move {
+            let metrics = receiver_ref.metrics();
+            let has = |service: &str, name: &str| {
+                metrics
+                    .iter()
+                    .any(|(s, n)| s == &format!("dtks-{service}") && n == name)
+            };
+            Ok((has("intake", "dtks.rpc.server.duration")
+                && has("intake", "dtks.outbox.lag")
+                && [
+                    "matching",
+                    "verivali",
+                    "determination",
+                    "distribution",
+                    "reporting",
+                ]
+                .iter()
+                .all(|s| has(s, "dtks.events.handled"))
+                && has("reporting", "dtks.registry.update_rate")
+                && has("reporting", "dtks.verivali.cases")
+                && has("reporting", "dtks.determination.households"))
+            .then_some(()))
+        })
+        .await?;
     // No span names anyone.
     for span in &spans {
         let text = format!("{} {:?}", span.name, span.attributes);

@@ -247,8 +247,15 @@ impl Bus {
             let span = tracing::info_span!("consume", otel.kind = "consumer", event_type = %envelope.r#type, event_id = %envelope.event_id, trace_id = tracing::field::Empty);
             crate::telemetry::set_remote_parent(&span, &envelope.traceparent, &envelope.tracestate);
             crate::telemetry::record_trace_id(&span);
+            let started = std::time::Instant::now();
             let outcome =
                 tracing::Instrument::instrument(handle_once(&db, &handler, &envelope), span).await;
+            let result = match &outcome {
+                Ok(()) => "ok",
+                Err(HandlerError::Permanent(_)) => "refused",
+                Err(HandlerError::Transient(_)) => "retried",
+            };
+            crate::metrics::event(&envelope.r#type, result, started.elapsed().as_secs_f64());
             match outcome {
                 Ok(()) => {
                     delivery.acker.ack(BasicAckOptions::default()).await?;

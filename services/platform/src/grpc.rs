@@ -60,6 +60,7 @@ where
     };
     Server::builder()
         .trace_fn(request_span)
+        .layer(crate::metrics::RpcMetricsLayer)
         // Bulk imports stream thousands of messages: HTTP/2's default 64 KiB window would
         // stall the sender on every few dozen rows.
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))

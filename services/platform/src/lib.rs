@@ -15,6 +15,7 @@ pub mod db;
 pub mod dci;
 pub mod events;
 pub mod grpc;
+pub mod metrics;
 pub mod outbox;
 pub mod ratelimit;
 pub mod reference;

@@ -163,5 +163,18 @@ pub async fn relay_once(
     ))
     .await?;
     txn.commit().await?;
+    let metrics = crate::metrics::instruments();
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    for e in &envelopes {
+        let made = e
+            .occurred_at
+            .as_ref()
+            .map_or(now, |t| t.seconds as f64 + f64::from(t.nanos) / 1e9);
+        let event_type = [opentelemetry::KeyValue::new("event_type", e.r#type.clone())];
+        metrics.outbox_published.add(1, &event_type);
+        metrics
+            .outbox_lag
+            .record((now - made).max(0.0), &event_type);
+    }
     Ok(rows.len())
 }

@@ -5,6 +5,7 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
@@ -14,12 +15,13 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::TelemetryConfig;
 
-/// Keeps the tracer provider alive; flushes spans when dropped.
-pub struct TelemetryGuard(SdkTracerProvider);
+/// Keeps the tracer and meter providers alive; flushes spans and metrics when dropped.
+pub struct TelemetryGuard(SdkTracerProvider, SdkMeterProvider);
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         let _ = self.0.shutdown();
+        let _ = self.1.shutdown();
     }
 }
 
@@ -28,15 +30,24 @@ pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<Telemetry
     let resource = Resource::builder()
         .with_service_name(format!("dtks-{service}"))
         .build();
-    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
+    let mut meters = SdkMeterProvider::builder().with_resource(resource);
     if let Some(endpoint) = config.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
             .build()?;
         builder = builder.with_batch_exporter(exporter);
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()?;
+        // Every OTEL_METRIC_EXPORT_INTERVAL milliseconds (60 s unless set).
+        meters = meters.with_reader(PeriodicReader::builder(exporter).build());
     }
     let provider = builder.build();
+    let meters = meters.build();
+    opentelemetry::global::set_meter_provider(meters.clone());
     opentelemetry::global::set_tracer_provider(provider.clone());
     // Spans are exported at `info` whatever the log level: a service that logs only
     // warnings is still traced.
@@ -61,7 +72,7 @@ pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<Telemetry
             )
             .try_init()?;
     }
-    Ok(TelemetryGuard(provider))
+    Ok(TelemetryGuard(provider, meters))
 }
 
 /// The current span's W3C trace context as `(traceparent, tracestate)`.

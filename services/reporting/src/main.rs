@@ -7,6 +7,7 @@
 
 mod export;
 mod facts;
+mod gauges;
 mod queries;
 mod service;
 

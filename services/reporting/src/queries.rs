@@ -55,6 +55,15 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The whole country at `level`, now.
+    pub fn national(level: RegionLevel) -> Self {
+        Self {
+            region: String::new(),
+            level,
+            period: None,
+        }
+    }
+
     pub fn of(who: &Claims, q: &RegionQuery) -> Result<Self, Status> {
         // An officer of a region asks about that region unless they name one inside it.
         let region = if q.region_code.is_empty() {

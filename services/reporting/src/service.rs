@@ -4,7 +4,7 @@ use dtks_platform::auth::{Role, claims};
 use sea_orm::TransactionTrait;
 
 use crate::queries::Scope;
-use crate::{export, facts, queries};
+use crate::{export, facts, gauges, queries};
 use dtks_platform::bus::{EventHandler, HandlerError};
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
 use dtks_platform::grpc;
@@ -43,6 +43,7 @@ CREATE TABLE counters (
 
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let consumer = ctx.spawn_consumer(&["#"], Facts).await?;
+    tokio::spawn(gauges::run(ctx.db.clone(), ctx.shutdown.clone()));
     let service = ReportingServiceServer::new(Api { db: ctx.db.clone() })
         .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(grpc::MAX_SEND_BYTES);

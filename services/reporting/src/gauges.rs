@@ -1,0 +1,97 @@
+//! The business gauges dashboards show beside the operational metrics, read from the
+//! read models every few seconds: DTKS households and their update rate per province,
+//! verivali cases and their backlog age per state, households per decile of the newest
+//! determined month, recipients per programme, overdue re-verifications per province.
+//! Labels are region codes, states, deciles and programme codes.
+
+use chrono::Utc;
+use dtks_proto::common::v1::RegionLevel;
+use opentelemetry::KeyValue;
+use sea_orm::DatabaseConnection;
+
+use crate::queries::{self, Scope};
+
+const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn code(region: &Option<dtks_proto::common::v1::Region>) -> String {
+    region.as_ref().map(|r| r.code.clone()).unwrap_or_default()
+}
+
+async fn refresh(db: &DatabaseConnection) -> Result<(), tonic::Status> {
+    let meter = opentelemetry::global::meter("dtks");
+    let gauge = |name: &'static str, description: &'static str| {
+        meter.f64_gauge(name).with_description(description).build()
+    };
+    let now = Utc::now();
+    let provinces = Scope::national(RegionLevel::Province);
+    let households = gauge(
+        "dtks.registry.households",
+        "DTKS households not removed, by province",
+    );
+    let rate = gauge(
+        "dtks.registry.update_rate",
+        "share of DTKS households verified in the last six months, by province",
+    );
+    for r in queries::update_rates(db, &provinces, now).await?.regions {
+        let province = [KeyValue::new("province", code(&r.region))];
+        households.record(r.records as f64, &province);
+        rate.record(r.rate, &province);
+    }
+    let cases = gauge("dtks.verivali.cases", "verivali cases by state");
+    let age = gauge(
+        "dtks.verivali.backlog_age_days",
+        "mean days cases have waited, by state",
+    );
+    for s in queries::funnel(db, &provinces, now).await?.stages {
+        let state = [KeyValue::new("state", s.state.clone())];
+        cases.record(s.cases as f64, &state);
+        age.record(s.mean_age_days, &state);
+    }
+    let deciles = gauge(
+        "dtks.determination.households",
+        "households per decile of the newest determined month",
+    );
+    let national_total = Scope::national(RegionLevel::National);
+    for r in queries::deciles(db, &national_total).await?.regions {
+        for (d, n) in r.households_per_decile.iter().enumerate() {
+            deciles.record(*n as f64, &[KeyValue::new("decile", (d + 1) as i64)]);
+        }
+    }
+    let recipients = gauge(
+        "dtks.programme.recipients",
+        "recipients of the newest fixed lists, by programme",
+    );
+    for c in queries::coverage(db, &national_total).await?.rows {
+        recipients.record(
+            c.selected as f64,
+            &[KeyValue::new("programme", c.programme_code.clone())],
+        );
+    }
+    let overdue = gauge(
+        "dtks.reverification.overdue",
+        "re-verification tasks past their deadline, by province",
+    );
+    for r in queries::reverifications(db, &provinces, now).await?.regions {
+        overdue.record(
+            r.overdue as f64,
+            &[KeyValue::new("province", code(&r.region))],
+        );
+    }
+    Ok(())
+}
+
+/// Refreshes the gauges until shutdown.
+pub async fn run(db: DatabaseConnection, shutdown: dtks_platform::shutdown::Shutdown) {
+    while !shutdown.is_triggered() {
+        if let Err(status) = refresh(&db).await {
+            tracing::warn!(
+                message = status.message(),
+                "refreshing the business gauges failed"
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.clone().wait() => {}
+        }
+    }
+}
