@@ -2,6 +2,7 @@
 //! stack; and a malformed proposal refused with nothing stored or published.
 
 mod criteria;
+mod dashboards;
 mod delivery;
 mod determination;
 mod duplicates;

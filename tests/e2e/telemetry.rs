@@ -32,6 +32,7 @@ async fn one_trace_follows_a_proposal_through_every_service() -> anyhow::Result<
             ("DTKS_TELEMETRY__OTLP_ENDPOINT", &endpoint),
             ("OTEL_BSP_SCHEDULE_DELAY", "200"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
+            ("DTKS_REPORTING_GAUGE_SECONDS", "1"),
         ],
     )
     .await?;

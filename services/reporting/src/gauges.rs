@@ -11,7 +11,16 @@ use sea_orm::DatabaseConnection;
 
 use crate::queries::{self, Scope};
 
-const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often the gauges are read again: every `DTKS_REPORTING_GAUGE_SECONDS` (60 unless
+/// set; the update-rate query reads every DTKS household).
+fn every() -> std::time::Duration {
+    let seconds = std::env::var("DTKS_REPORTING_GAUGE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(60);
+    std::time::Duration::from_secs(seconds)
+}
 
 fn code(region: &Option<dtks_proto::common::v1::Region>) -> String {
     region.as_ref().map(|r| r.code.clone()).unwrap_or_default()
@@ -90,7 +99,7 @@ pub async fn run(db: DatabaseConnection, shutdown: dtks_platform::shutdown::Shut
             );
         }
         tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
+            _ = tokio::time::sleep(every()) => {}
             _ = shutdown.clone().wait() => {}
         }
     }
