@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test: unit and property tests of each crate, and the end-to-end tests in
-# tests/ against the real PostgreSQL, RabbitMQ and Redis that scripts/stack.sh starts.
+# Runs every test: the Helm chart's checks (scripts/chart-check.sh), unit and property
+# tests of each crate, and the end-to-end tests in tests/ against the real PostgreSQL,
+# RabbitMQ and Redis that scripts/stack.sh starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+scripts/chart-check.sh
 
 scripts/stack.sh start
 scripts/stack.sh sweep

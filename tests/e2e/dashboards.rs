@@ -1,4 +1,4 @@
-//! The Grafana dashboards in `deploy/grafana/dashboards` ask only for metrics that exist:
+//! The Grafana dashboards in `helm/dtks/dashboards` ask only for metrics that exist:
 //! every `dtks_*` series a panel queries is one a service defines (in its Prometheus
 //! form: dots become underscores, seconds-histograms gain `_seconds_bucket`/`_count`/
 //! `_sum`, counters `_total`), and every `rabbitmq_*` series is one the stack's RabbitMQ
@@ -52,7 +52,7 @@ async fn every_dashboard_panel_queries_metrics_that_exist() -> anyhow::Result<()
     .await?;
     let mut panels = 0;
     for name in ["operations", "ministry"] {
-        let path = format!("../deploy/grafana/dashboards/{name}.json");
+        let path = format!("../helm/dtks/dashboards/{name}.json");
         let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
         assert!(
             dashboard["uid"]

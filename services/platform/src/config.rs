@@ -208,14 +208,65 @@ impl Config {
         if let Ok(path) = std::env::var("DTKS_CONFIG") {
             builder = builder.add_source(config::File::with_name(&path));
         }
+        builder = builder.add_source(
+            config::Environment::with_prefix("DTKS")
+                .prefix_separator("_")
+                .separator("__"),
+        );
+        // A setting may come from a file instead (`DTKS_DATABASE__URL_FILE=/run/secrets/…`):
+        // secrets mounted as files never sit in the process environment.
+        for (key, path) in from_files(std::env::vars()) {
+            let value = std::fs::read_to_string(&path).map_err(|e| {
+                config::ConfigError::Message(format!(
+                    "{key} names a file that cannot be read ({path}): {e}"
+                ))
+            })?;
+            builder = builder.set_override(key, value.trim_end_matches(['\n', '\r']).to_owned())?;
+        }
         builder
-            .add_source(
-                config::Environment::with_prefix("DTKS")
-                    .prefix_separator("_")
-                    .separator("__"),
-            )
             .set_override("service", service)?
             .build()?
             .try_deserialize()
+    }
+}
+
+/// The settings named by `DTKS_…_FILE` variables, as configuration keys
+/// (`DTKS_DATABASE__URL_FILE` → `database.url`) with the file to read each from.
+fn from_files(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    vars.filter_map(|(name, path)| {
+        let key = name.strip_prefix("DTKS_")?.strip_suffix("_FILE")?;
+        Some((key.to_lowercase().replace("__", "."), path))
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_can_come_from_files() {
+        let found = from_files(
+            [
+                (
+                    "DTKS_DATABASE__URL_FILE".to_owned(),
+                    "/run/secrets/db/url".to_owned(),
+                ),
+                (
+                    "DTKS_AUTH__JWT_SECRET_FILE".to_owned(),
+                    "/run/secrets/jwt".to_owned(),
+                ),
+                ("DTKS_DATABASE__URL".to_owned(), "postgres://…".to_owned()),
+                ("HOME_FILE".to_owned(), "/x".to_owned()),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            found,
+            [
+                ("database.url".to_owned(), "/run/secrets/db/url".to_owned()),
+                ("auth.jwt_secret".to_owned(), "/run/secrets/jwt".to_owned()),
+            ]
+        );
     }
 }
