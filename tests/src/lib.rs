@@ -52,11 +52,35 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// A port for a service to listen on: one below the kernel's ephemeral range
+/// (32768–60999 on Linux, so no outgoing connection takes it), chosen at random, reserved
+/// across the concurrently running test processes by creating a marker file for it (a
+/// probe that binds and lets go is not enough: another test can probe the same port
+/// before either service binds it), and free when chosen. Markers older than ten minutes
+/// are from runs long over and are taken back.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    let dir = std::env::temp_dir().join("dtks-e2e-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    loop {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        let marker = dir.join(port.to_string());
+        let stale = std::fs::metadata(&marker)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(600));
+        if stale {
+            let _ = std::fs::remove_file(&marker);
+        }
+        let reserved = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&marker)
+            .is_ok();
+        if reserved && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn required(var: &str) -> anyhow::Result<String> {

@@ -1111,6 +1111,14 @@ impl DeterminationService for Api {
                 contribution: t.contribution,
             })
             .collect();
+        dtks_platform::audit::record(
+            &self.db,
+            &who,
+            "determination.GetHouseholdStanding",
+            &[household_id.to_string()],
+        )
+        .await
+        .map_err(grpc::internal)?;
         Ok(Response::new(HouseholdStanding {
             household: Some(RankedHousehold {
                 household_id: household_id.to_string(),
@@ -1173,6 +1181,14 @@ impl DeterminationService for Api {
                 reason.unwrap_or_default()
             )));
         };
+        dtks_platform::audit::record(
+            &self.db,
+            &who,
+            "determination.GetRegistryHousehold",
+            &[household_id.to_string()],
+        )
+        .await
+        .map_err(grpc::internal)?;
         Ok(Response::new(RegistryHousehold {
             household_id: household_id.to_string(),
             region_code: region,

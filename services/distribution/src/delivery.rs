@@ -58,7 +58,8 @@ impl Audit {
         from_cursor: &str,
     ) -> Result<Self, Status> {
         let delivery_id = uuid::Uuid::now_v7();
-        db.execute_raw(stmt(
+        let txn = db.begin().await.map_err(grpc::internal)?;
+        txn.execute_raw(stmt(
             "INSERT INTO deliveries (delivery_id, list_id, request_id, recipient, role, from_cursor, rows) VALUES ($1, $2, $3, $4, $5, $6, 0)",
             [
                 delivery_id.into(),
@@ -71,6 +72,21 @@ impl Audit {
         ))
         .await
         .map_err(grpc::internal)?;
+        // Heads' NIKs and names leave with a delivery: it is in the hash-chained log too.
+        let records: Vec<String> = [Some(delivery_id), list_id, request_id]
+            .into_iter()
+            .flatten()
+            .map(|id| id.to_string())
+            .collect();
+        let action = if list_id.is_some() {
+            "distribution.StreamList"
+        } else {
+            "distribution.StreamExtract"
+        };
+        dtks_platform::audit::record(&txn, who, action, &records)
+            .await
+            .map_err(grpc::internal)?;
+        txn.commit().await.map_err(grpc::internal)?;
         Ok(Self {
             db: db.clone(),
             signal: signal.clone(),

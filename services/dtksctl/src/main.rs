@@ -3,6 +3,7 @@
 //! and writes their template, drives a monthly cycle through the running services, and
 //! gives officers their verivali work queue and batch steps.
 
+mod audit;
 mod bulk;
 mod cycle;
 mod import;
@@ -51,6 +52,17 @@ enum Command {
     /// Verivali for officers: the work queue, case listings and files, batch sign-off,
     /// forwarding, assessment and returns, and the six-monthly due list.
     Verivali(verivali::Args),
+    /// The audit log of a service: `dtksctl audit verify --service verivali [--head
+    /// <seq>:<hash>]` checks its hash chain (exit 1 at the first altered, missing or
+    /// moved entry) and prints the head to keep.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check a service's audit log.
+    Verify(audit::Args),
 }
 
 #[tokio::main]
@@ -78,6 +90,10 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(2)
             }
         },
+        Command::Audit(AuditCommand::Verify(args)) => {
+            let code = audit::run(args).await?;
+            std::process::exit(code)
+        }
         Command::DciKeygen => {
             let (seed, public) = dtks_platform::dci::generate_key();
             println!("{seed} {public}");

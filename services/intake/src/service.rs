@@ -368,6 +368,10 @@ impl IntakeService for Intake {
             // Not found rather than denied: a proposal outside the scope is not disclosed.
             return Err(Status::not_found("no such proposal"));
         }
+        // The proposal names its members: the read is audited before it is answered.
+        dtks_platform::audit::record(&self.db, &who, "intake.GetProposal", &[id.to_string()])
+            .await
+            .map_err(grpc::internal)?;
         Ok(Response::new(proposal))
     }
 

@@ -72,9 +72,10 @@ CREATE TABLE inbox (
 "#,
 };
 
-/// The platform's bus tables followed by the service's own migrations.
+/// The platform's bus tables and audit log followed by the service's own migrations.
 pub fn sql_migrations(own: Vec<SqlMigration>) -> Vec<Box<dyn MigrationTrait>> {
-    std::iter::once(BUS_TABLES)
+    [BUS_TABLES, crate::audit::MIGRATION]
+        .into_iter()
         .chain(own)
         .map(|m| Box::new(m) as Box<dyn MigrationTrait>)
         .collect()

@@ -4,6 +4,7 @@
 //! (health, reflection, message limits, graceful shutdown) and authentication.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod cache;

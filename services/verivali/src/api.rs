@@ -410,7 +410,12 @@ impl VerivaliService for Api {
         let who = auth::claims(&request)?;
         who.require_role(CASE_READERS)?;
         let id = case_id(&request.get_ref().case_id)?;
-        Ok(Response::new(self.load(&self.db, who, id).await?))
+        let case = self.load(&self.db, who, id).await?;
+        // The case file names the household's members: the read is audited first.
+        dtks_platform::audit::record(&self.db, who, "verivali.GetCase", &[id.to_string()])
+            .await
+            .map_err(grpc::internal)?;
+        Ok(Response::new(case))
     }
 
     #[tracing::instrument(skip_all)]
