@@ -16,6 +16,7 @@ mod outcomes;
 mod programmes;
 mod reporting;
 mod requests;
+mod revocation;
 mod telemetry;
 mod verivali;
 

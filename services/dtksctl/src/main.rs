@@ -57,6 +57,23 @@ enum Command {
     /// moved entry) and prints the head to keep.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Officers' access: `dtksctl officer revoke <subject>`.
+    #[command(subcommand)]
+    Officer(OfficerCommand),
+}
+
+#[derive(Subcommand)]
+enum OfficerCommand {
+    /// Revoke every token of an officer (replaced, moved or deactivated): every service
+    /// refuses them within a second; tokens issued afterwards are accepted.
+    Revoke {
+        /// The officer's token subject.
+        subject: String,
+        #[arg(long, env = "DTKS_REDIS__URL", hide_env_values = true)]
+        redis_url: String,
+        #[arg(long, env = "DTKS_REDIS__NAMESPACE", default_value = "dtks")]
+        redis_namespace: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -93,6 +110,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit(AuditCommand::Verify(args)) => {
             let code = audit::run(args).await?;
             std::process::exit(code)
+        }
+        Command::Officer(OfficerCommand::Revoke {
+            subject,
+            redis_url,
+            redis_namespace,
+        }) => {
+            let config = dtks_platform::config::RedisConfig {
+                url: redis_url.into(),
+                namespace: redis_namespace,
+            };
+            let at = dtks_platform::revocation::revoke(&config, &subject).await?;
+            println!("revoked every token of {subject} issued up to {at}");
+            Ok(())
         }
         Command::DciKeygen => {
             let (seed, public) = dtks_platform::dci::generate_key();

@@ -62,7 +62,13 @@ impl Context {
             outbox.clone(),
             shutdown.clone(),
         ));
-        let auth = Authenticator::new(&config.auth);
+        let revocations = crate::revocation::Revocations::default();
+        tokio::spawn(crate::revocation::watch(
+            config.redis.clone(),
+            revocations.clone(),
+            shutdown.clone(),
+        ));
+        let auth = Authenticator::new(&config.auth).with_revocations(revocations);
         Ok((
             Self {
                 config,

@@ -142,6 +142,7 @@ pub fn claims<T>(request: &Request<T>) -> Result<&Claims, Status> {
 pub struct Authenticator {
     key: DecodingKey,
     validation: Validation,
+    revocations: crate::revocation::Revocations,
 }
 
 impl Authenticator {
@@ -153,13 +154,26 @@ impl Authenticator {
         Self {
             key: DecodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes()),
             validation,
+            revocations: Default::default(),
         }
     }
 
+    /// Refuses the tokens `revocations` names (kept current by `revocation::watch`).
+    pub fn with_revocations(mut self, revocations: crate::revocation::Revocations) -> Self {
+        self.revocations = revocations;
+        self
+    }
+
     pub fn verify(&self, token: &str) -> Result<Claims, Status> {
-        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map(|data| data.claims)
-            .map_err(|e| Status::unauthenticated(format!("invalid token: {e}")))
+            .map_err(|e| Status::unauthenticated(format!("invalid token: {e}")))?;
+        if self.revocations.revoked(&claims.sub, claims.iat) {
+            return Err(Status::unauthenticated(
+                "token revoked: the officer was replaced or deactivated; sign in again",
+            ));
+        }
+        Ok(claims)
     }
 }
 

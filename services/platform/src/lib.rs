@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod ratelimit;
 pub mod reference;
+pub mod revocation;
 pub mod shutdown;
 pub mod telemetry;
 
