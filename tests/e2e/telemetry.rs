@@ -1,7 +1,8 @@
 //! One trace across the whole pipeline, exported over OTLP to a receiver inside the
 //! test: a proposal submitted and a month determined and listed under one trace context
 //! reach all six services — matching, verivali and reporting only through events, so
-//! the context travels in the messages — and no span carries personal data; every
+//! the context travels in the messages — and no span and no log line (every service at
+//! `info`) carries a NIK or a name; every
 //! stage exports its metrics and reporting its business gauges.
 
 use dtks_e2e::{OtlpReceiver, SERVICES, Stack, authed, count};
@@ -25,10 +26,16 @@ fn traced<T>(message: T, token: &str, traceparent: &str) -> tonic::Request<T> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_follows_a_proposal_through_every_service() -> anyhow::Result<()> {
     let (receiver, endpoint) = OtlpReceiver::start().await?;
+    let logs =
+        std::env::temp_dir().join(format!("dtks-e2e-logs-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&logs)?;
+    let log_dir = logs.display().to_string();
     let stack = Stack::start_services(
         super::REGISTRY,
         SERVICES,
         &[
+            (dtks_e2e::LOG_DIR, &log_dir),
+            ("RUST_LOG", "info"),
             ("DTKS_TELEMETRY__OTLP_ENDPOINT", &endpoint),
             ("OTEL_BSP_SCHEDULE_DELAY", "200"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "500"),

@@ -52,6 +52,10 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The variable a test sets (in `Stack::start_services`' `env`) to capture the services'
+/// logs in a directory, one file per service.
+pub const LOG_DIR: &str = "DTKS_E2E_LOG_DIR";
+
 /// A port for a service to listen on: one below the kernel's ephemeral range
 /// (32768–60999 on Linux, so no outgoing connection takes it), chosen at random, reserved
 /// across the concurrently running test processes by creating a marker file for it (a
@@ -218,6 +222,19 @@ impl Stack {
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .kill_on_drop(true);
+        // A test that reads the services' logs names a directory: each process writes
+        // its standard output and error to `<dir>/<service>.log` there.
+        if let Some((_, dir)) = self.env.iter().find(|(k, _)| k == LOG_DIR) {
+            let path = std::path::Path::new(dir).join(format!("{service}.log"));
+            if let Ok(file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                && let Ok(copy) = file.try_clone()
+            {
+                cmd.stdout(Stdio::from(file)).stderr(Stdio::from(copy));
+            }
+        }
         cmd
     }
 
