@@ -212,6 +212,32 @@ async fn a_household_travels_from_intake_to_a_programme_list() -> anyhow::Result
     assert_eq!(summary.proposals_submitted, 1);
     assert_eq!(summary.proposals_matched, 1);
     assert_eq!(summary.households_returned, 0);
+    // The submission is in intake's audit log, under the operator, and the log verifies.
+    let audited = count(
+        &stack,
+        &format!(
+            "SELECT count(*)::bigint AS n FROM intake.audit_log
+             WHERE action = 'intake.SubmitProposal' AND role = 'village_operator'
+               AND records = ARRAY['{}']",
+            submitted.proposal_id
+        ),
+    )
+    .await?;
+    assert_eq!(audited, 1);
+    let (code, out, err) = stack
+        .dtksctl(
+            "",
+            &[
+                "audit",
+                "verify",
+                "--service",
+                "intake",
+                "--database-url",
+                &stack.database_url,
+            ],
+        )
+        .await?;
+    assert_eq!(code, 0, "{out}{err}");
 
     let mut determination = DeterminationServiceClient::new(stack.channel("determination").await?);
     let period = pb::Period {

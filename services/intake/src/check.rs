@@ -69,6 +69,8 @@ pub struct Prepared {
     pub external_reference: String,
     pub region_code: String,
     pub submitted_by: String,
+    /// The submitting officer's role (for the audit log).
+    pub submitted_role: &'static str,
     pub reason: String,
     pub minutes: Option<(String, NaiveDate, i32)>,
     pub target_household_id: String,
@@ -277,6 +279,7 @@ pub fn prepare(
         external_reference: req.external_reference,
         region_code,
         submitted_by: who.sub.clone(),
+        submitted_role: who.role.as_str(),
         reason: payload.reason.clone(),
         minutes,
         target_household_id: target,

@@ -191,6 +191,19 @@ async fn try_store(pool: &sqlx::PgPool, batch: &[Prepared]) -> Result<Vec<Stored
     )
     .await?;
     dtks_platform::outbox::enqueue_copy(&mut txn, fresh.iter().map(|p| &p.envelope)).await?;
+    // The proposals name their members: who submitted which is in the audit log, one
+    // entry per officer of the batch.
+    let mut by_officer: std::collections::BTreeMap<(&str, &str), Vec<String>> = Default::default();
+    for p in &fresh {
+        by_officer
+            .entry((p.submitted_by.as_str(), p.submitted_role))
+            .or_default()
+            .push(p.proposal_id.to_string());
+    }
+    for (officer, proposals) in by_officer {
+        dtks_platform::audit::record_sqlx(&mut txn, officer, "intake.SubmitProposal", &proposals)
+            .await?;
+    }
     txn.commit().await?;
     Ok(answers)
 }

@@ -81,37 +81,27 @@ pub fn hash_of(e: &Entry) -> Vec<u8> {
 /// The hash before the first entry.
 pub const GENESIS: [u8; 32] = [0; 32];
 
-/// Appends one entry — `who` did `action` to `records` — in the caller's transaction.
-pub async fn record<C: ConnectionTrait>(
-    conn: &C,
-    who: &Claims,
+/// The entry after `last` (the log's newest `(seq, hash)`, if any).
+fn next(
+    last: Option<(i64, Vec<u8>)>,
+    actor: &str,
+    role: &str,
     action: &str,
     records: &[String],
-) -> Result<(), DbErr> {
-    let (request_id, _) = crate::telemetry::current_trace_context();
-    conn.execute_raw(stmt("SELECT pg_advisory_xact_lock($1)", [LOCK.into()]))
-        .await?;
-    let last = conn
-        .query_one_raw(stmt(
-            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
-        ))
-        .await?;
+) -> Entry {
     let (seq, prev_hash) = match last {
-        Some(r) => (
-            r.try_get::<i64>("", "seq")? + 1,
-            r.try_get::<Vec<u8>>("", "hash")?,
-        ),
+        Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_vec()),
     };
+    let (request_id, _) = crate::telemetry::current_trace_context();
     // Microseconds: what the database keeps, so the hash verifies against the row.
     let now = Utc::now();
     let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
     let mut entry = Entry {
         seq,
         at,
-        actor: who.sub.clone(),
-        role: who.role.as_str().to_owned(),
+        actor: actor.to_owned(),
+        role: role.to_owned(),
         action: action.to_owned(),
         records: records.to_vec(),
         request_id,
@@ -119,22 +109,74 @@ pub async fn record<C: ConnectionTrait>(
         hash: Vec::new(),
     };
     entry.hash = hash_of(&entry);
+    entry
+}
+
+const LAST: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+const INSERT: &str =
+    "INSERT INTO audit_log (seq, at, actor, role, action, records, request_id, prev_hash, hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// Appends one entry — `who` did `action` to `records` — in the caller's transaction.
+pub async fn record<C: ConnectionTrait>(
+    conn: &C,
+    who: &Claims,
+    action: &str,
+    records: &[String],
+) -> Result<(), DbErr> {
+    conn.execute_raw(stmt("SELECT pg_advisory_xact_lock($1)", [LOCK.into()]))
+        .await?;
+    let last = match conn.query_one_raw(stmt(LAST, [])).await? {
+        Some(r) => Some((
+            r.try_get::<i64>("", "seq")?,
+            r.try_get::<Vec<u8>>("", "hash")?,
+        )),
+        None => None,
+    };
+    let e = next(last, &who.sub, who.role.as_str(), action, records);
     conn.execute_raw(stmt(
-        "INSERT INTO audit_log (seq, at, actor, role, action, records, request_id, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        INSERT,
         [
-            entry.seq.into(),
-            entry.at.into(),
-            entry.actor.into(),
-            entry.role.into(),
-            entry.action.into(),
-            entry.records.into(),
-            entry.request_id.into(),
-            entry.prev_hash.into(),
-            entry.hash.into(),
+            e.seq.into(),
+            e.at.into(),
+            e.actor.into(),
+            e.role.into(),
+            e.action.into(),
+            e.records.into(),
+            e.request_id.into(),
+            e.prev_hash.into(),
+            e.hash.into(),
         ],
     ))
     .await?;
+    Ok(())
+}
+
+/// [`record`] on a `sqlx` transaction (the bulk paths), for `actor` acting as `role`.
+pub async fn record_sqlx(
+    conn: &mut sqlx::PgConnection,
+    (actor, role): (&str, &str),
+    action: &str,
+    records: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let last: Option<(i64, Vec<u8>)> = sqlx::query_as(LAST).fetch_optional(&mut *conn).await?;
+    let e = next(last, actor, role, action, records);
+    sqlx::query(INSERT)
+        .bind(e.seq)
+        .bind(e.at)
+        .bind(e.actor)
+        .bind(e.role)
+        .bind(e.action)
+        .bind(e.records)
+        .bind(e.request_id)
+        .bind(e.prev_hash)
+        .bind(e.hash)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
