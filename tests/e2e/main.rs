@@ -1,6 +1,7 @@
 //! One household from intake to a programme list, across seven processes, over the real
 //! stack; and a malformed proposal refused with nothing stored or published.
 
+mod access;
 mod audit;
 mod criteria;
 mod dashboards;

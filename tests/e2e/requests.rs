@@ -119,9 +119,15 @@ async fn each_requester_is_decided_by_its_authority_and_a_request_lives_to_its_e
             if wrong == authority {
                 continue;
             }
+            // A regional role's token names its region.
+            let region = if wrong.reach() == dtks_platform::access::Reach::National {
+                ""
+            } else {
+                "32.04"
+            };
             let refused = decide(
                 &mut client,
-                &stack.token(wrong, ""),
+                &stack.token(wrong, region),
                 "approve",
                 &filed.request_id,
                 "",

@@ -319,7 +319,7 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
             .work_queue(authed(WorkQueueRequest::default(), &o.public))
             .await,
         Code::PermissionDenied,
-        "takes no step",
+        "may not call WorkQueue",
     );
 
     // Refusals before the village review, none of which leaves a trace.
@@ -333,7 +333,7 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
             ))
             .await,
         Code::PermissionDenied,
-        "may not approve in the village review",
+        "may not call RecordVillageReview",
     );
     expect_code(
         client
@@ -434,7 +434,7 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
             .record_field_verification(authed(visit(&asep, true), &o.village))
             .await,
         Code::PermissionDenied,
-        "may not confirm in field verification",
+        "may not call RecordFieldVerification",
     );
     let mut renamed = visit(&asep, true);
     let mut h = household();
@@ -535,7 +535,7 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
             .return_to_region(authed(batch(&[&gilang], "no minutes attached"), &o.village))
             .await,
         Code::PermissionDenied,
-        "may not return to the region",
+        "may not call ReturnToRegion",
     );
     client
         .return_to_region(authed(
@@ -552,7 +552,7 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
             .forward_to_ministry(authed(batch(&[&asep], ""), &o.bupati))
             .await,
         Code::PermissionDenied,
-        "may not forward to the ministry",
+        "may not call ForwardToMinistry",
     );
     client
         .forward_to_ministry(authed(
@@ -587,7 +587,7 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
             ))
             .await,
         Code::PermissionDenied,
-        "may not accept",
+        "may not call Assess",
     );
     // Asep: all five criteria pass.
     let accepted = client

@@ -99,7 +99,7 @@ impl Context {
         }))
     }
 
-    /// Serves `service` behind the authentication interceptor until shutdown, then waits
+    /// Serves `service` behind the access guard (token, reach, the access matrix) until shutdown, then waits
     /// for the background `consumer` (if any) to drain.
     pub async fn serve<S>(
         &self,
@@ -119,8 +119,7 @@ impl Context {
             + 'static,
         S::Future: Send + 'static,
     {
-        let service =
-            tonic::service::interceptor::InterceptedService::new(service, self.auth.clone());
+        let service = crate::access::Guard::new(service, self.auth.clone());
         crate::grpc::serve(listener, service, self.shutdown.clone()).await?;
         if let Some(consumer) = consumer {
             consumer.await??;

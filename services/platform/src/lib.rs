@@ -3,6 +3,7 @@
 //! a transactional outbox and an idempotent inbox, Redis, the gRPC server bootstrap
 //! (health, reflection, message limits, graceful shutdown) and authentication.
 
+pub mod access;
 pub mod app;
 pub mod audit;
 pub mod auth;

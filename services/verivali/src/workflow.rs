@@ -215,6 +215,54 @@ pub const PATH: &[(Step, Role)] = &[
 
 #[cfg(test)]
 mod tests {
+
+    /// The access matrix lets exactly the workflow's roles call each workflow method.
+    #[test]
+    fn the_access_matrix_names_the_workflow_roles() {
+        let methods: [(&str, &[Step]); 8] = [
+            (
+                "RecordVillageReview",
+                &[Step::VillageApprove, Step::VillageReject],
+            ),
+            (
+                "RecordFieldVerification",
+                &[Step::FieldConfirm, Step::FieldReject],
+            ),
+            ("SignOff", &[Step::SignOff]),
+            ("ForwardToMinistry", &[Step::Forward]),
+            ("Assess", &[Step::Accept, Step::Return]),
+            ("AssessBatch", &[Step::Accept, Step::Return]),
+            ("ReturnToRegion", &[Step::Return]),
+            ("Resubmit", &[Step::Resubmit]),
+        ];
+        for (method, steps) in methods {
+            let grant = dtks_platform::access::grant(&format!(
+                "/dtks.verivali.v1.VerivaliService/{method}"
+            ))
+            .expect("a row");
+            let mut roles: Vec<&str> = steps
+                .iter()
+                .flat_map(|s| roles_for(*s))
+                .map(|r| r.as_str())
+                .collect();
+            // Assess returns through the ministry's own verdict, not the region's return.
+            if method.starts_with("Assess") {
+                roles.retain(|r| *r == Role::MinistryAssessor.as_str());
+            }
+            roles.sort();
+            roles.dedup();
+            let mut granted: Vec<&str> = grant.roles.iter().map(|r| r.as_str()).collect();
+            granted.sort();
+            assert_eq!(granted, roles, "{method}");
+        }
+        let waiting: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| *r != Role::Service && !waiting_for(*r).is_empty())
+            .collect();
+        let queue = dtks_platform::access::grant("/dtks.verivali.v1.VerivaliService/WorkQueue")
+            .expect("a row");
+        assert_eq!(queue.roles, waiting.as_slice());
+    }
     use super::*;
 
     const STATES: &[CaseState] = &[

@@ -1,0 +1,836 @@
+//! The access matrix — who may call what, and over which records — written once for every
+//! service. Each gRPC method of DTKS has one row: the roles that may call it at all, and
+//! the scope the service then holds them to. The guard in front of every service
+//! ([`crate::app::Context::serve`]) refuses a caller whose role is not on the method's row
+//! before the handler runs; the handler holds the caller to the row's scope on the records
+//! it touches (`Claims::require_region`, and the owner checks). `docs/access-matrix.md`
+//! is rendered from this table ([`markdown`]) and a test keeps the two equal; the end-to-end
+//! matrix test calls every method as every role, inside and outside its region.
+
+use tonic::Status;
+
+use crate::auth::{Claims, Role};
+
+/// How far a role's reach extends, and so which region a token for it must name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// One village (*desa/kelurahan*): the village operator.
+    Village,
+    /// One regency or city (*kabupaten/kota*).
+    Regency,
+    /// One province.
+    Province,
+    /// The whole country; the token names no region.
+    National,
+}
+
+impl Role {
+    /// The reach of the role. Officers of a region carry their region in the token; a
+    /// token of a regional role without one is refused, so that a missing claim never
+    /// widens an officer's reach to the whole country.
+    pub fn reach(self) -> Reach {
+        match self {
+            Role::VillageOperator => Reach::Village,
+            Role::RegencyOfficer | Role::Bupati | Role::PemdaUser => Reach::Regency,
+            Role::ProvinceOfficer => Reach::Province,
+            Role::MinistryAssessor
+            | Role::PusdatinAdmin
+            | Role::EselonI
+            | Role::KlUser
+            | Role::Ppid
+            | Role::QaTeam
+            | Role::Public
+            | Role::Minister
+            | Role::DataOfficial
+            | Role::Service => Reach::National,
+        }
+    }
+
+    /// The officers' name of the role, for the written matrix.
+    pub fn title(self) -> &'static str {
+        match self {
+            Role::VillageOperator => "village operator (operator desa)",
+            Role::RegencyOfficer => "regency Dinsos officer",
+            Role::Bupati => "Bupati/Walikota",
+            Role::ProvinceOfficer => "province Dinsos officer",
+            Role::MinistryAssessor => "ministry assessor",
+            Role::PusdatinAdmin => "Pusdatin administrator",
+            Role::EselonI => "Eselon I unit",
+            Role::KlUser => "K/L user",
+            Role::PemdaUser => "Pemda user",
+            Role::Ppid => "PPID",
+            Role::QaTeam => "QA team",
+            Role::Public => "public (masyarakat)",
+            Role::Minister => "Minister (Menteri Sosial)",
+            Role::DataOfficial => "Eselon I official for data",
+            Role::Service => "DTKS service",
+        }
+    }
+}
+
+/// What a caller on a method's row is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Records and queries inside the caller's region (national roles: everywhere).
+    Region,
+    /// Officers inside their region; a citizen only what they submitted themselves.
+    RegionOrOwn,
+    /// Only what the caller filed, or — for the authority that decides it — what was
+    /// filed to them.
+    Own,
+    /// Aggregate figures without personal data, inside the caller's region.
+    Aggregate,
+    /// National operations; no personal data leaves.
+    National,
+}
+
+impl Scope {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Scope::Region => "own region",
+            Scope::RegionOrOwn => "own region; a citizen: own submissions",
+            Scope::Own => "own requests (the deciding authority: requests routed to it)",
+            Scope::Aggregate => "aggregates of own region",
+            Scope::National => "national",
+        }
+    }
+}
+
+/// One row of the matrix.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant {
+    /// The gRPC path, `/package.Service/Method`.
+    pub method: &'static str,
+    pub roles: &'static [Role],
+    pub scope: Scope,
+    /// A rule the handler applies on top of the row, decided by the record itself.
+    pub refined: Option<&'static str>,
+}
+
+impl Grant {
+    pub fn allows(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The method's short name (`SubmitProposal`).
+    pub fn name(&self) -> &'static str {
+        self.method.rsplit('/').next().unwrap_or(self.method)
+    }
+
+    /// The service's proto name (`dtks.intake.v1.IntakeService`).
+    pub fn service(&self) -> &'static str {
+        self.method
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default()
+    }
+}
+
+use Role::*;
+
+const REGION_OFFICERS: &[Role] = &[
+    VillageOperator,
+    RegencyOfficer,
+    Bupati,
+    ProvinceOfficer,
+    MinistryAssessor,
+    PusdatinAdmin,
+];
+const CASE_READERS: &[Role] = &[
+    VillageOperator,
+    RegencyOfficer,
+    Bupati,
+    ProvinceOfficer,
+    MinistryAssessor,
+    PusdatinAdmin,
+    QaTeam,
+];
+const MATCH_READERS: &[Role] = &[
+    VillageOperator,
+    RegencyOfficer,
+    ProvinceOfficer,
+    MinistryAssessor,
+    PusdatinAdmin,
+];
+const MATCH_DECIDERS: &[Role] = &[
+    RegencyOfficer,
+    ProvinceOfficer,
+    MinistryAssessor,
+    PusdatinAdmin,
+];
+const QA_READERS: &[Role] = &[
+    PusdatinAdmin,
+    MinistryAssessor,
+    QaTeam,
+    ProvinceOfficer,
+    RegencyOfficer,
+    Bupati,
+];
+const REGISTRY_READERS: &[Role] = &[
+    VillageOperator,
+    RegencyOfficer,
+    Bupati,
+    ProvinceOfficer,
+    MinistryAssessor,
+    PusdatinAdmin,
+    Service,
+];
+const PROPOSAL_READERS: &[Role] = &[
+    VillageOperator,
+    RegencyOfficer,
+    Bupati,
+    ProvinceOfficer,
+    MinistryAssessor,
+    PusdatinAdmin,
+    Public,
+];
+const SUBMITTERS: &[Role] = &[
+    VillageOperator,
+    RegencyOfficer,
+    MinistryAssessor,
+    PusdatinAdmin,
+    Public,
+];
+const REQUESTERS: &[Role] = &[EselonI, KlUser, PemdaUser, Public];
+const DECIDERS: &[Role] = &[PusdatinAdmin, Minister, DataOfficial, Ppid];
+const REQUEST_PARTIES: &[Role] = &[
+    EselonI,
+    KlUser,
+    PemdaUser,
+    Public,
+    PusdatinAdmin,
+    Minister,
+    DataOfficial,
+    Ppid,
+];
+/// Everyone but services: aggregate figures without personal data.
+const EVERY_PERSON: &[Role] = &[
+    VillageOperator,
+    RegencyOfficer,
+    Bupati,
+    ProvinceOfficer,
+    MinistryAssessor,
+    PusdatinAdmin,
+    EselonI,
+    KlUser,
+    PemdaUser,
+    Ppid,
+    QaTeam,
+    Public,
+    Minister,
+    DataOfficial,
+];
+const WORKFLOW: &str = "the step's role and starting states from the verivali workflow table";
+const OWNER: &str = "a citizen sees only the proposals they submitted";
+
+const fn row(
+    method: &'static str,
+    roles: &'static [Role],
+    scope: Scope,
+    refined: Option<&'static str>,
+) -> Grant {
+    Grant {
+        method,
+        roles,
+        scope,
+        refined,
+    }
+}
+
+/// A reporting query: aggregate figures of the caller's region, for every person.
+const fn aggregate(method: &'static str) -> Grant {
+    row(method, EVERY_PERSON, Scope::Aggregate, None)
+}
+
+/// The matrix: every RPC of every DTKS service.
+pub const MATRIX: &[Grant] = &[
+    // Intake (usulan).
+    row(
+        "/dtks.intake.v1.IntakeService/SubmitProposal",
+        SUBMITTERS,
+        Scope::RegionOrOwn,
+        Some(
+            "the channel names who may use it: musdes — village and regency officers; ministry — assessor and Pusdatin; self-registration — the public",
+        ),
+    ),
+    row(
+        "/dtks.intake.v1.IntakeService/ImportProposals",
+        &[
+            VillageOperator,
+            RegencyOfficer,
+            MinistryAssessor,
+            PusdatinAdmin,
+        ],
+        Scope::Region,
+        Some("the channel names who may use it"),
+    ),
+    row(
+        "/dtks.intake.v1.IntakeService/GetProposal",
+        PROPOSAL_READERS,
+        Scope::RegionOrOwn,
+        Some(OWNER),
+    ),
+    row(
+        "/dtks.intake.v1.IntakeService/ListProposals",
+        PROPOSAL_READERS,
+        Scope::RegionOrOwn,
+        Some(OWNER),
+    ),
+    row(
+        "/dtks.intake.v1.IntakeService/WithdrawProposal",
+        SUBMITTERS,
+        Scope::RegionOrOwn,
+        Some(OWNER),
+    ),
+    // Matching (pemadanan).
+    row(
+        "/dtks.matching.v1.MatchingService/MatchPerson",
+        MATCH_READERS,
+        Scope::Region,
+        None,
+    ),
+    row(
+        "/dtks.matching.v1.MatchingService/GetProposalMatch",
+        &[
+            VillageOperator,
+            RegencyOfficer,
+            Bupati,
+            ProvinceOfficer,
+            MinistryAssessor,
+            PusdatinAdmin,
+            Service,
+        ],
+        Scope::Region,
+        None,
+    ),
+    row(
+        "/dtks.matching.v1.MatchingService/ListReviewPairs",
+        MATCH_READERS,
+        Scope::Region,
+        None,
+    ),
+    row(
+        "/dtks.matching.v1.MatchingService/DecideReviewPair",
+        MATCH_DECIDERS,
+        Scope::Region,
+        None,
+    ),
+    // Verification and validation (verivali).
+    row(
+        "/dtks.verivali.v1.VerivaliService/GetCase",
+        CASE_READERS,
+        Scope::Region,
+        None,
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/ListCases",
+        CASE_READERS,
+        Scope::Region,
+        None,
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/WorkQueue",
+        &[
+            VillageOperator,
+            RegencyOfficer,
+            Bupati,
+            ProvinceOfficer,
+            MinistryAssessor,
+        ],
+        Scope::Region,
+        Some("the cases waiting for the caller's own steps of the verivali workflow"),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/RecordVillageReview",
+        &[VillageOperator],
+        Scope::Region,
+        Some(WORKFLOW),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/RecordFieldVerification",
+        &[RegencyOfficer],
+        Scope::Region,
+        Some(WORKFLOW),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/SignOff",
+        &[Bupati],
+        Scope::Region,
+        Some(WORKFLOW),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/ForwardToMinistry",
+        &[ProvinceOfficer],
+        Scope::Region,
+        Some(WORKFLOW),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/Assess",
+        &[MinistryAssessor],
+        Scope::Region,
+        Some(WORKFLOW),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/AssessBatch",
+        &[MinistryAssessor],
+        Scope::Region,
+        Some(WORKFLOW),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/ReturnToRegion",
+        &[Bupati, ProvinceOfficer, MinistryAssessor],
+        Scope::Region,
+        Some(WORKFLOW),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/Resubmit",
+        &[RegencyOfficer],
+        Scope::Region,
+        Some(WORKFLOW),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/FileComplaint",
+        &[
+            Public,
+            VillageOperator,
+            RegencyOfficer,
+            ProvinceOfficer,
+            MinistryAssessor,
+            PusdatinAdmin,
+            Ppid,
+        ],
+        Scope::RegionOrOwn,
+        Some(
+            "the public complains about any household and learns nothing back but the complaint's id",
+        ),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/ListReverifications",
+        REGION_OFFICERS,
+        Scope::Region,
+        None,
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/CompleteReverification",
+        &[RegencyOfficer],
+        Scope::Region,
+        None,
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/DrawQaSample",
+        &[PusdatinAdmin, MinistryAssessor, QaTeam],
+        Scope::Region,
+        None,
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/RecordQaResult",
+        &[QaTeam],
+        Scope::Region,
+        None,
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/QaReport",
+        QA_READERS,
+        Scope::Region,
+        None,
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/ListDue",
+        REGION_OFFICERS,
+        Scope::Region,
+        None,
+    ),
+    // Determination (penetapan).
+    row(
+        "/dtks.determination.v1.DeterminationService/Determine",
+        &[PusdatinAdmin, Service],
+        Scope::National,
+        None,
+    ),
+    row(
+        "/dtks.determination.v1.DeterminationService/GetSnapshot",
+        &[
+            VillageOperator,
+            RegencyOfficer,
+            Bupati,
+            ProvinceOfficer,
+            MinistryAssessor,
+            PusdatinAdmin,
+            EselonI,
+            Service,
+        ],
+        Scope::National,
+        None,
+    ),
+    row(
+        "/dtks.determination.v1.DeterminationService/StreamSnapshot",
+        REGISTRY_READERS,
+        Scope::Region,
+        None,
+    ),
+    row(
+        "/dtks.determination.v1.DeterminationService/GetHouseholdStanding",
+        REGISTRY_READERS,
+        Scope::Region,
+        None,
+    ),
+    row(
+        "/dtks.determination.v1.DeterminationService/DiffSnapshots",
+        &[MinistryAssessor, PusdatinAdmin, EselonI, Service],
+        Scope::National,
+        None,
+    ),
+    row(
+        "/dtks.determination.v1.DeterminationService/GetRegistryHousehold",
+        REGISTRY_READERS,
+        Scope::Region,
+        None,
+    ),
+    // Distribution (penggunaan data).
+    row(
+        "/dtks.distribution.v1.DistributionService/CreateDataRequest",
+        REQUESTERS,
+        Scope::Own,
+        Some(
+            "each requester kind is filed by its own role: Eselon I unit, K/L user, Pemda user, public",
+        ),
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/ApproveDataRequest",
+        DECIDERS,
+        Scope::Own,
+        Some(
+            "only the authority of the request's route decides it: Pusdatin for Eselon I, the Minister for K/L, the data official for Pemda, the PPID for the public",
+        ),
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/RejectDataRequest",
+        DECIDERS,
+        Scope::Own,
+        Some("only the authority of the request's route decides it"),
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/RevokeDataRequest",
+        DECIDERS,
+        Scope::Own,
+        Some("the authority of the request's route, or Pusdatin"),
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/RecordHandover",
+        REQUESTERS,
+        Scope::Own,
+        Some("only the officer who filed the request acknowledges its handover minutes"),
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/GetDataRequest",
+        REQUEST_PARTIES,
+        Scope::Own,
+        Some("the filer, the deciding authority and Pusdatin; to anyone else it does not exist"),
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/SaveProgramme",
+        &[PusdatinAdmin],
+        Scope::National,
+        None,
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/ListProgrammes",
+        EVERY_PERSON,
+        Scope::National,
+        None,
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/BuildList",
+        &[EselonI, PusdatinAdmin],
+        Scope::National,
+        None,
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/PrepareMonth",
+        &[EselonI, PusdatinAdmin],
+        Scope::National,
+        None,
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/ApproveList",
+        &[EselonI],
+        Scope::National,
+        None,
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/GetList",
+        &[EselonI, PusdatinAdmin, Service],
+        Scope::National,
+        None,
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/StreamList",
+        &[EselonI, PusdatinAdmin, Service],
+        Scope::National,
+        None,
+    ),
+    row(
+        "/dtks.distribution.v1.DistributionService/StreamExtract",
+        REQUESTERS,
+        Scope::Own,
+        Some(
+            "only an approved, handed-over, unexpired request's own region and data kinds; NIK and names masked for requesters who may not see them",
+        ),
+    ),
+    // Reporting (pelaporan): aggregates without personal data.
+    aggregate("/dtks.reporting.v1.ReportingService/GetPipelineSummary"),
+    aggregate("/dtks.reporting.v1.ReportingService/GetUpdateRates"),
+    aggregate("/dtks.reporting.v1.ReportingService/ListInactiveRegions"),
+    aggregate("/dtks.reporting.v1.ReportingService/GetFunnel"),
+    aggregate("/dtks.reporting.v1.ReportingService/GetDecileDistribution"),
+    aggregate("/dtks.reporting.v1.ReportingService/GetProgrammeCoverage"),
+    aggregate("/dtks.reporting.v1.ReportingService/GetMatchOutcomes"),
+    aggregate("/dtks.reporting.v1.ReportingService/GetReverifications"),
+    aggregate("/dtks.reporting.v1.ReportingService/Export"),
+    row(
+        "/dtks.reporting.v1.ReportingService/Rebuild",
+        &[PusdatinAdmin],
+        Scope::National,
+        None,
+    ),
+];
+
+/// The row of `method`, if DTKS serves it.
+pub fn grant(method: &str) -> Option<&'static Grant> {
+    MATRIX.iter().find(|g| g.method == method)
+}
+
+/// Whether `who` may call `method` at all: PERMISSION_DENIED for a role not on the row,
+/// and for a method not in the matrix (nothing is open by default).
+pub fn authorize(method: &str, who: &Claims) -> Result<&'static Grant, Status> {
+    let Some(grant) = grant(method) else {
+        return Err(Status::permission_denied(format!(
+            "{method} is not in the access matrix"
+        )));
+    };
+    if !grant.allows(who.role) {
+        let roles: Vec<&str> = grant.roles.iter().map(|r| r.as_str()).collect();
+        return Err(Status::permission_denied(format!(
+            "a {} may not call {}; it is for: {}",
+            who.role.title(),
+            grant.name(),
+            roles.join(", ")
+        )));
+    }
+    Ok(grant)
+}
+
+/// Whether a token's region claim fits its role: a regional officer's token names the
+/// region, so that a missing claim never means national reach.
+pub fn check_reach(who: &Claims) -> Result<(), Status> {
+    if who.role.reach() != Reach::National && who.region.is_empty() {
+        return Err(Status::unauthenticated(format!(
+            "a {}'s token must name its region",
+            who.role.title()
+        )));
+    }
+    Ok(())
+}
+
+/// The guard in front of a service: verifies the bearer token (signature, issuer,
+/// audience, expiry, revocation), checks the token's reach and the method's row of the
+/// matrix, and hands the verified claims to the handler in the request's extensions.
+/// Anything refused is answered here, before the handler runs.
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    auth: crate::auth::Authenticator,
+}
+
+impl<S> Guard<S> {
+    pub fn new(inner: S, auth: crate::auth::Authenticator) -> Self {
+        Self { inner, auth }
+    }
+
+    fn admit<B>(&self, request: &http::Request<B>) -> Result<Claims, Status> {
+        let header = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .ok_or_else(|| Status::unauthenticated("missing authorization header"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
+        let claims = self.auth.verify(token)?;
+        check_reach(&claims)?;
+        authorize(request.uri().path(), &claims)?;
+        Ok(claims)
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for Guard<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for Guard<S>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        futures::future::Either<S::Future, std::future::Ready<Result<Self::Response, Self::Error>>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        match self.admit(&request) {
+            Ok(claims) => {
+                request.extensions_mut().insert(claims);
+                futures::future::Either::Left(self.inner.call(request))
+            }
+            Err(refused) => {
+                tracing::info!(code = ?refused.code(), method = request.uri().path(), "call refused by the access guard");
+                futures::future::Either::Right(std::future::ready(Ok(refused.into_http())))
+            }
+        }
+    }
+}
+
+/// The written matrix (`docs/access-matrix.md`), rendered from [`MATRIX`].
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Access matrix\n\n\
+         Rendered from `services/platform/src/access.rs` (`dtks_platform::access::MATRIX`), the one \
+         definition every service enforces; a unit test keeps this page equal to it, and the \
+         end-to-end test `tests/e2e/access.rs` calls every method as every role, inside and \
+         outside its region.\n\n\
+         - Every call passes the guard in front of its service: the token is verified, a \
+         regional role's token must name its region, and a role that is not on the method's row \
+         is refused with PERMISSION_DENIED before any work is done. A method not in the matrix \
+         is refused to everyone.\n\
+         - The handler then holds the caller to the row's scope on every record it reads or \
+         writes, including lists, searches, streams and exports: a record outside the scope is \
+         refused with PERMISSION_DENIED, or left out of a list.\n\n\
+         ## Roles and their reach\n\n| role | token name | reach |\n|---|---|---|\n",
+    );
+    for role in Role::ALL {
+        out.push_str(&format!(
+            "| {} | `{}` | {:?} |\n",
+            role.title(),
+            role.as_str(),
+            role.reach()
+        ));
+    }
+    let mut service = "";
+    for grant in MATRIX {
+        if grant.service() != service {
+            service = grant.service();
+            out.push_str(&format!(
+                "\n## {service}\n\n| method | roles | scope | refined by the record |\n|---|---|---|---|\n"
+            ));
+        }
+        let roles: Vec<&str> = grant.roles.iter().map(|r| r.as_str()).collect();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            grant.name(),
+            roles.join(", "),
+            grant.scope.describe(),
+            grant.refined.unwrap_or("—")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(role: Role, region: &str) -> Claims {
+        Claims {
+            sub: "t".into(),
+            role,
+            region: region.into(),
+            iss: "i".into(),
+            aud: "a".into(),
+            exp: 0,
+            iat: 0,
+        }
+    }
+
+    #[test]
+    fn every_rpc_of_every_service_has_exactly_one_row() {
+        let descriptor =
+            prost_types::FileDescriptorSet::decode(dtks_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let mut served = Vec::new();
+        for file in &descriptor.file {
+            for service in &file.service {
+                for method in &service.method {
+                    served.push(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+        served.sort();
+        let mut rows: Vec<String> = MATRIX.iter().map(|g| g.method.to_owned()).collect();
+        rows.sort();
+        assert_eq!(served, rows);
+        for grant in MATRIX {
+            assert!(!grant.roles.is_empty(), "{}", grant.method);
+        }
+    }
+
+    #[test]
+    fn the_written_matrix_is_the_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/access-matrix.md");
+        let written = std::fs::read_to_string(path).unwrap_or_default();
+        if std::env::var_os("DTKS_WRITE_ACCESS_MATRIX").is_some() {
+            std::fs::write(path, markdown()).unwrap();
+            return;
+        }
+        assert!(
+            written == markdown(),
+            "docs/access-matrix.md differs from access::MATRIX; regenerate it with \
+             DTKS_WRITE_ACCESS_MATRIX=1 cargo test -p dtks-platform the_written_matrix"
+        );
+    }
+
+    #[test]
+    fn roles_off_the_row_and_unknown_methods_are_refused() {
+        let determine = "/dtks.determination.v1.DeterminationService/Determine";
+        assert!(authorize(determine, &claims(PusdatinAdmin, "")).is_ok());
+        let refused = authorize(determine, &claims(RegencyOfficer, "32.04")).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(refused.message().contains("Determine"), "{refused:?}");
+        let unknown = authorize("/dtks.x.v1.X/Y", &claims(PusdatinAdmin, "")).unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::PermissionDenied);
+    }
+
+    #[test]
+    fn a_regional_token_without_its_region_is_refused() {
+        assert!(check_reach(&claims(RegencyOfficer, "32.04")).is_ok());
+        assert!(check_reach(&claims(MinistryAssessor, "")).is_ok());
+        for role in [
+            VillageOperator,
+            RegencyOfficer,
+            Bupati,
+            PemdaUser,
+            ProvinceOfficer,
+        ] {
+            let refused = check_reach(&claims(role, "")).unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        }
+    }
+
+    use prost::Message;
+}
