@@ -65,6 +65,10 @@ grep -q 'resourceNames: \["dtks-determination"\]' "$OUT/default/manifests.yaml" 
 [ "$(count 'automountServiceAccountToken: true' "$OUT/default/manifests.yaml")" -eq 2 ] || fail "only determination's ServiceAccount and pods mount a token"
 # Digests: a stage with one is pulled by it.
 grep -q 'dtks-intake@sha256:' "$OUT/digests/manifests.yaml" || fail "a digest is not used"
+# An identity provider: its issuer reaches every stage, and every stage may reach it.
+grep -q 'DTKS_AUTH__OIDC_ISSUER: "https://sso.kemensos.go.id/realms/dtks"' "$OUT/national/manifests.yaml" || fail "the OIDC issuer is not configured"
+[ "$(count 'The identity provider, for its published keys' "$OUT/national/manifests.yaml")" = 6 ] || fail "not every stage may reach the identity provider"
+[ "$(count 'The identity provider, for its published keys' "$OUT/default/manifests.yaml")" = 0 ] || fail "egress to an identity provider that is not configured"
 # No credential in any manifest: only Secret references.
 if grep -qiE 'postgres://|amqp://|redis://' "$OUT"/*/manifests.yaml; then fail "a credential is inline"; fi
 # The schema refuses a wrong type, naming the value.

@@ -435,11 +435,7 @@ impl Stack {
 
     /// A signed token for `sub` with `role` and `region`.
     pub fn token_for(&self, sub: &str, role: dtks_platform::auth::Role, region: &str) -> String {
-        let config = dtks_platform::config::AuthConfig {
-            jwt_secret: secrecy::SecretString::from(JWT_SECRET),
-            issuer: "dtks-dev".into(),
-            audience: "dtks".into(),
-        };
+        let config = dtks_platform::config::AuthConfig::local(JWT_SECRET);
         dtks_platform::auth::issue(&config, sub, role, region, 600).expect("token")
     }
 

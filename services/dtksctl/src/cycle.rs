@@ -60,11 +60,7 @@ pub struct Args {
 fn auth_config() -> anyhow::Result<dtks_platform::config::AuthConfig> {
     let secret = std::env::var("DTKS_AUTH__JWT_SECRET")
         .map_err(|_| anyhow::anyhow!("DTKS_AUTH__JWT_SECRET is required"))?;
-    Ok(dtks_platform::config::AuthConfig {
-        jwt_secret: secret.into(),
-        issuer: "dtks-dev".into(),
-        audience: "dtks".into(),
-    })
+    Ok(dtks_platform::config::AuthConfig::local(&secret))
 }
 
 pub fn token(role: &str, region: &str, sub: &str) -> anyhow::Result<String> {

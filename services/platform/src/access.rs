@@ -647,22 +647,24 @@ impl<S> Guard<S> {
     pub fn new(inner: S, auth: crate::auth::Authenticator) -> Self {
         Self { inner, auth }
     }
+}
 
-    fn admit<B>(&self, request: &http::Request<B>) -> Result<Claims, Status> {
-        let header = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .ok_or_else(|| Status::unauthenticated("missing authorization header"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
-        let claims = self.auth.verify(token)?;
-        check_reach(&claims)?;
-        authorize(request.uri().path(), &claims)?;
-        Ok(claims)
-    }
+/// Verifies the call's token and checks it against the matrix.
+async fn admit(
+    auth: &crate::auth::Authenticator,
+    method: &str,
+    header: Option<&http::HeaderValue>,
+) -> Result<Claims, Status> {
+    let header = header.ok_or_else(|| Status::unauthenticated("missing authorization header"))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
+    let claims = auth.verify(token).await?;
+    check_reach(&claims)?;
+    authorize(method, &claims)?;
+    Ok(claims)
 }
 
 impl<S: tonic::server::NamedService> tonic::server::NamedService for Guard<S> {
@@ -674,13 +676,17 @@ where
     S: tower::Service<
             http::Request<tonic::body::Body>,
             Response = http::Response<tonic::body::Body>,
-        >,
+        > + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future =
-        futures::future::Either<S::Future, std::future::Ready<Result<Self::Response, Self::Error>>>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
 
     fn poll_ready(
         &mut self,
@@ -690,16 +696,24 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
-        match self.admit(&request) {
-            Ok(claims) => {
-                request.extensions_mut().insert(claims);
-                futures::future::Either::Left(self.inner.call(request))
+        // The service that was polled ready serves this call; its clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let method = request.uri().path().to_owned();
+            let header = request.headers().get(http::header::AUTHORIZATION);
+            match admit(&auth, &method, header).await {
+                Ok(claims) => {
+                    request.extensions_mut().insert(claims);
+                    inner.call(request).await
+                }
+                Err(refused) => {
+                    tracing::info!(code = ?refused.code(), %method, "call refused by the access guard");
+                    Ok(refused.into_http())
+                }
             }
-            Err(refused) => {
-                tracing::info!(code = ?refused.code(), method = request.uri().path(), "call refused by the access guard");
-                futures::future::Either::Right(std::future::ready(Ok(refused.into_http())))
-            }
-        }
+        })
     }
 }
 

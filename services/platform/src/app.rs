@@ -69,6 +69,7 @@ impl Context {
             shutdown.clone(),
         ));
         let auth = Authenticator::new(&config.auth).with_revocations(revocations);
+        tokio::spawn(auth.clone().keep_keys_current(shutdown.clone()));
         Ok((
             Self {
                 config,

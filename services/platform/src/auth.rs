@@ -86,8 +86,10 @@ pub struct Claims {
     #[serde(default)]
     pub region: String,
     pub iss: String,
-    pub aud: String,
+    /// One audience or several (identity providers send a list).
+    pub aud: serde_json::Value,
     pub exp: u64,
+    #[serde(default)]
     pub iat: u64,
 }
 
@@ -137,23 +139,183 @@ pub fn claims<T>(request: &Request<T>) -> Result<&Claims, Status> {
         .ok_or_else(|| Status::unauthenticated("no verified identity"))
 }
 
-/// Verifies bearer tokens; a `tonic` interceptor.
+/// Verifies bearer tokens: the local issuer's (HS256; services' own identities, and
+/// officers in development) and, when an OpenID Connect issuer is configured, the
+/// officers' tokens it signs (RS256, PS256, ES256/384 or EdDSA) against its published
+/// keys, kept current by [`Authenticator::keep_keys_current`]. Issuer, audience, expiry
+/// and not-before are checked with a bounded clock skew; a revoked officer's earlier
+/// tokens are refused.
 #[derive(Clone)]
 pub struct Authenticator {
     key: DecodingKey,
     validation: Validation,
+    oidc: Option<std::sync::Arc<Oidc>>,
     revocations: crate::revocation::Revocations,
+}
+
+/// The identity provider's side: its issuer, where its keys are, and the keys.
+struct Oidc {
+    issuer: String,
+    audience: String,
+    leeway: u64,
+    jwks_url: Option<String>,
+    refresh: std::time::Duration,
+    /// The least time between fetches when a token names a key not yet known.
+    early_refresh: std::time::Duration,
+    keys: std::sync::RwLock<std::collections::HashMap<String, (DecodingKey, Algorithm)>>,
+    /// When the keys were last fetched (early refreshes wait 10 s after it).
+    fetched: tokio::sync::Mutex<Option<std::time::Instant>>,
+    http: reqwest::Client,
+}
+
+/// Signature algorithms accepted from the identity provider's keys; never HMAC or none.
+const OIDC_ALGORITHMS: [Algorithm; 7] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+impl Oidc {
+    /// The JWKS address: configured, or from the issuer's discovery document.
+    async fn jwks_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.jwks_url {
+            return Ok(url.clone());
+        }
+        let discovery = format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        );
+        let document: serde_json::Value = self
+            .http
+            .get(&discovery)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        document["jwks_uri"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("{discovery} names no jwks_uri"))
+    }
+
+    /// Fetches the published keys and replaces the kept ones (a key removed by the
+    /// provider stops verifying). Keys without an id or of another use are skipped.
+    async fn fetch(&self) -> anyhow::Result<usize> {
+        let url = self.jwks_url().await?;
+        let set: jsonwebtoken::jwk::JwkSet = self
+            .http
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let mut keys = std::collections::HashMap::new();
+        for jwk in &set.keys {
+            let Some(kid) = jwk.common.key_id.clone() else {
+                continue;
+            };
+            if matches!(&jwk.common.public_key_use, Some(u) if *u != jsonwebtoken::jwk::PublicKeyUse::Signature)
+            {
+                continue;
+            }
+            let algorithm = match (&jwk.common.key_algorithm, &jwk.algorithm) {
+                (Some(alg), _) => alg.to_string().parse::<Algorithm>().ok(),
+                (None, jsonwebtoken::jwk::AlgorithmParameters::RSA(_)) => Some(Algorithm::RS256),
+                (None, jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(p)) => match p.curve {
+                    jsonwebtoken::jwk::EllipticCurve::P256 => Some(Algorithm::ES256),
+                    jsonwebtoken::jwk::EllipticCurve::P384 => Some(Algorithm::ES384),
+                    _ => None,
+                },
+                (None, jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_)) => {
+                    Some(Algorithm::EdDSA)
+                }
+                _ => None,
+            };
+            let Some(algorithm) = algorithm.filter(|a| OIDC_ALGORITHMS.contains(a)) else {
+                continue;
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(kid, (key, algorithm));
+            }
+        }
+        let n = keys.len();
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        Ok(n)
+    }
+
+    /// Refreshes now unless the keys were fetched within the last `min_age`.
+    async fn refresh(&self, min_age: std::time::Duration) {
+        let mut fetched = self.fetched.lock().await;
+        if fetched.is_some_and(|at| at.elapsed() < min_age) {
+            return;
+        }
+        match self.fetch().await {
+            Ok(n) => tracing::info!(keys = n, "identity provider keys refreshed"),
+            // The kept keys stay in use while the provider cannot be reached.
+            Err(error) => tracing::warn!(%error, "identity provider keys not refreshed"),
+        }
+        *fetched = Some(std::time::Instant::now());
+    }
+
+    fn verify(&self, token: &str, header: &Header) -> Result<Option<Claims>, Status> {
+        let Some(kid) = &header.kid else {
+            return Err(Status::unauthenticated("invalid token: no key id (kid)"));
+        };
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let Some((key, algorithm)) = keys.get(kid) else {
+            return Ok(None);
+        };
+        if header.alg != *algorithm {
+            return Err(Status::unauthenticated(
+                "invalid token: the algorithm is not the key's",
+            ));
+        }
+        let mut validation = Validation::new(*algorithm);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway;
+        jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map(|data| Some(data.claims))
+            .map_err(|e| Status::unauthenticated(format!("invalid token: {e}")))
+    }
 }
 
 impl Authenticator {
     pub fn new(config: &AuthConfig) -> Self {
+        let leeway = config.clock_skew_secs.min(300);
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
-        validation.leeway = 30;
+        validation.validate_nbf = true;
+        validation.leeway = leeway;
+        let oidc = config.oidc_issuer.as_ref().map(|issuer| {
+            std::sync::Arc::new(Oidc {
+                issuer: issuer.clone(),
+                audience: config.audience.clone(),
+                leeway,
+                jwks_url: config.jwks_url.clone(),
+                refresh: std::time::Duration::from_secs(config.jwks_refresh_secs.max(10)),
+                early_refresh: std::time::Duration::from_secs(config.jwks_early_refresh_secs),
+                keys: Default::default(),
+                fetched: Default::default(),
+                http: reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(5))
+                    .build()
+                    .unwrap_or_default(),
+            })
+        });
         Self {
             key: DecodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes()),
             validation,
+            oidc,
             revocations: Default::default(),
         }
     }
@@ -164,33 +326,61 @@ impl Authenticator {
         self
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, Status> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map(|data| data.claims)
+    /// Fetches the identity provider's keys now and then every refresh interval until
+    /// `shutdown` (nothing to do without an OpenID Connect issuer).
+    pub async fn keep_keys_current(self, shutdown: crate::shutdown::Shutdown) {
+        let Some(oidc) = self.oidc else { return };
+        loop {
+            oidc.refresh(std::time::Duration::ZERO).await;
+            tokio::select! {
+                _ = tokio::time::sleep(oidc.refresh) => {}
+                _ = shutdown.clone().wait() => return,
+            }
+        }
+    }
+
+    /// Verifies `token`; a token signed with a key the service does not know yet makes it
+    /// fetch the provider's keys once (rotation) before answering.
+    pub async fn verify(&self, token: &str) -> Result<Claims, Status> {
+        let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Status::unauthenticated(format!("invalid token: {e}")))?;
+        let claims = match (&self.oidc, header.alg) {
+            (_, Algorithm::HS256) => {
+                let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+                    .map(|data| data.claims)
+                    .map_err(|e| Status::unauthenticated(format!("invalid token: {e}")))?;
+                // With an identity provider, officers sign in there; the local issuer
+                // speaks only for services.
+                if self.oidc.is_some() && claims.role != Role::Service {
+                    return Err(Status::unauthenticated(
+                        "officers sign in through the identity provider; a locally issued token is for services",
+                    ));
+                }
+                claims
+            }
+            (Some(oidc), _) => match oidc.verify(token, &header)? {
+                Some(claims) => claims,
+                None => {
+                    oidc.refresh(oidc.early_refresh).await;
+                    oidc.verify(token, &header)?.ok_or_else(|| {
+                        Status::unauthenticated(
+                            "invalid token: signed with a key the identity provider does not publish",
+                        )
+                    })?
+                }
+            },
+            (None, _) => {
+                return Err(Status::unauthenticated(
+                    "invalid token: no identity provider is configured for its algorithm",
+                ));
+            }
+        };
         if self.revocations.revoked(&claims.sub, claims.iat) {
             return Err(Status::unauthenticated(
                 "token revoked: the officer was replaced or deactivated; sign in again",
             ));
         }
         Ok(claims)
-    }
-}
-
-impl tonic::service::Interceptor for Authenticator {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("missing authorization header"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
-        let claims = self.verify(token)?;
-        request.extensions_mut().insert(claims);
-        Ok(request)
     }
 }
 
@@ -210,7 +400,7 @@ pub fn issue(
         role,
         region: region.to_owned(),
         iss: config.issuer.clone(),
-        aud: config.audience.clone(),
+        aud: config.audience.clone().into(),
         exp: now + ttl_secs,
         iat: now,
     };
@@ -252,8 +442,8 @@ impl tonic::service::Interceptor for BearerToken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::SecretString;
-    use tonic::service::Interceptor;
+    use base64::Engine;
+    use jsonwebtoken::EncodingKey;
 
     #[test]
     fn role_names_are_the_token_names() {
@@ -264,44 +454,207 @@ mod tests {
     }
 
     fn config() -> AuthConfig {
-        AuthConfig {
-            jwt_secret: SecretString::from("test-secret"),
-            issuer: "dtks-dev".into(),
-            audience: "dtks".into(),
-        }
+        AuthConfig::local("test-secret")
     }
 
-    #[test]
-    fn issued_tokens_verify_and_scope_by_region() {
+    #[tokio::test]
+    async fn issued_tokens_verify_and_scope_by_region() {
         let token = issue(&config(), "op-1", Role::RegencyOfficer, "32.04", 60).unwrap();
-        let mut auth = Authenticator::new(&config());
-        let mut request = Request::new(());
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let request = auth.call(request).unwrap();
-        let claims = super::claims(&request).unwrap();
+        let claims = Authenticator::new(&config()).verify(&token).await.unwrap();
         assert!(claims.covers("32.04.01.2001"));
         assert!(!claims.covers("32.05.01.2001"));
         assert!(!claims.covers("32.041"));
     }
 
-    #[test]
-    fn tampered_or_foreign_tokens_are_refused() {
-        let mut other = config();
-        other.jwt_secret = SecretString::from("another-secret");
+    #[tokio::test]
+    async fn tampered_or_foreign_tokens_are_refused() {
+        let other = AuthConfig::local("another-secret");
         let token = issue(&other, "op-1", Role::Public, "", 60).unwrap();
+        let auth = Authenticator::new(&config());
         assert_eq!(
-            Authenticator::new(&config())
-                .verify(&token)
-                .unwrap_err()
-                .code(),
+            auth.verify(&token).await.unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
-        let mut auth = Authenticator::new(&config());
+        let good = issue(&config(), "op-1", Role::Public, "", 60).unwrap();
+        let (head, rest) = good.split_once('.').unwrap();
+        let (payload, signature) = rest.split_once('.').unwrap();
+        let mut forged: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        forged["role"] = "pusdatin_admin".into();
+        let forged = format!(
+            "{head}.{}.{signature}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(&forged).unwrap())
+        );
         assert_eq!(
-            auth.call(Request::new(())).unwrap_err().code(),
+            auth.verify(&forged).await.unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
+        assert!(auth.verify("not-a-token").await.is_err());
+    }
+
+    /// An Ed25519 key of the identity provider: its signing key and its JWK.
+    fn provider_key(seed: u8, kid: &str) -> (EncodingKey, serde_json::Value) {
+        let seed = [seed; 32];
+        let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+        // PKCS#8 v1 of an Ed25519 private key: a fixed prefix and the seed.
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&seed);
+        let jwk = serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "use": "sig",
+            "alg": "EdDSA",
+            "kid": kid,
+            "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public.as_bytes()),
+        });
+        (EncodingKey::from_ed_der(&der), jwk)
+    }
+
+    /// A token as Keycloak signs it, with `changes` applied to its claims.
+    fn provider_token(
+        key: &EncodingKey,
+        kid: &str,
+        issuer: &str,
+        changes: serde_json::Value,
+    ) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut claims = serde_json::json!({
+            "sub": "f3c1b2a0-officer",
+            "role": "regency_officer",
+            "region": "32.04",
+            "iss": issuer,
+            "aud": ["account", "dtks"],
+            "exp": now + 300,
+            "iat": now,
+            "azp": "dtks-web",
+        });
+        for (k, v) in changes.as_object().unwrap() {
+            claims[k] = if let Some(offset) = v.as_i64() {
+                serde_json::json!((now as i64 + offset) as u64)
+            } else {
+                v.clone()
+            };
+        }
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    #[tokio::test]
+    async fn provider_tokens_verify_against_published_keys_through_rotation() {
+        let (k1, jwk1) = provider_key(1, "k1");
+        let (k2, jwk2) = provider_key(2, "k2");
+        let published = std::sync::Arc::new(std::sync::RwLock::new(serde_json::json!({
+            "keys": [jwk1]
+        })));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}/realms/dtks", listener.local_addr().unwrap());
+        let app = {
+            let published = published.clone();
+            let fetches = fetches.clone();
+            let jwks_uri = format!("{issuer}/protocol/openid-connect/certs");
+            axum::Router::new()
+                .route(
+                    "/realms/dtks/.well-known/openid-configuration",
+                    axum::routing::get(move || {
+                        let jwks_uri = jwks_uri.clone();
+                        async move { axum::Json(serde_json::json!({ "jwks_uri": jwks_uri })) }
+                    }),
+                )
+                .route(
+                    "/realms/dtks/protocol/openid-connect/certs",
+                    axum::routing::get(move || {
+                        let published = published.clone();
+                        fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        async move { axum::Json(published.read().unwrap().clone()) }
+                    }),
+                )
+        };
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut config = config();
+        config.oidc_issuer = Some(issuer.clone());
+        config.jwks_early_refresh_secs = 0;
+        let auth = Authenticator::new(&config);
+        let code = |r: Result<Claims, Status>| r.map(|_| ()).map_err(|s| s.code());
+        let unauthenticated = Err(tonic::Code::Unauthenticated);
+
+        // Found through discovery; a list of audiences is accepted.
+        let claims = auth
+            .verify(&provider_token(&k1, "k1", &issuer, serde_json::json!({})))
+            .await
+            .unwrap();
+        assert_eq!(
+            (claims.role, claims.region.as_str()),
+            (Role::RegencyOfficer, "32.04")
+        );
+        let token = |changes| provider_token(&k1, "k1", &issuer, changes);
+        // Audience, issuer, expiry and not-before, with a bounded skew (30 s).
+        for (changes, expected) in [
+            (serde_json::json!({ "aud": "another-app" }), unauthenticated),
+            (
+                serde_json::json!({ "iss": "https://elsewhere/realms/dtks" }),
+                unauthenticated,
+            ),
+            (serde_json::json!({ "exp": -45 }), unauthenticated),
+            (serde_json::json!({ "exp": -10 }), Ok(())),
+            (serde_json::json!({ "nbf": 120 }), unauthenticated),
+            (serde_json::json!({ "nbf": 10 }), Ok(())),
+        ] {
+            assert_eq!(
+                code(auth.verify(&token(changes.clone())).await),
+                expected,
+                "{changes}"
+            );
+        }
+        // A key the provider does not publish; a token whose kid names another key.
+        assert_eq!(
+            code(
+                auth.verify(&provider_token(&k2, "k2", &issuer, serde_json::json!({})))
+                    .await
+            ),
+            unauthenticated
+        );
+        assert_eq!(
+            code(
+                auth.verify(&provider_token(&k2, "k1", &issuer, serde_json::json!({})))
+                    .await
+            ),
+            unauthenticated
+        );
+        // Rotation: the provider now publishes k2 only. A k2 token makes the service
+        // fetch the new keys; k1's tokens stop verifying.
+        *published.write().unwrap() = serde_json::json!({ "keys": [jwk2] });
+        let before = fetches.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            auth.verify(&provider_token(&k2, "k2", &issuer, serde_json::json!({})))
+                .await
+                .is_ok()
+        );
+        assert!(fetches.load(std::sync::atomic::Ordering::SeqCst) > before);
+        assert_eq!(
+            code(auth.verify(&token(serde_json::json!({}))).await),
+            unauthenticated
+        );
+        // With a provider, the local issuer speaks only for services.
+        let officer = issue(&config, "op-1", Role::RegencyOfficer, "32.04", 60).unwrap();
+        let refused = auth.verify(&officer).await.unwrap_err();
+        assert!(
+            refused.message().contains("identity provider"),
+            "{refused:?}"
+        );
+        let service = issue(&config, "distribution", Role::Service, "", 60).unwrap();
+        assert!(auth.verify(&service).await.is_ok());
     }
 }

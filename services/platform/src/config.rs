@@ -103,12 +103,61 @@ pub struct TelemetryConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthConfig {
-    /// HMAC key of the local development issuer (`dtksctl token`).
+    /// HMAC key of the local issuer: services' own identities, and in development the
+    /// officers' tokens (`dtksctl token`).
     pub jwt_secret: SecretString,
+    /// The local issuer's name (`iss` of its tokens).
     #[serde(default = "default_issuer")]
     pub issuer: String,
+    /// The audience every token must name (`aud`): the DTKS client of the identity
+    /// provider.
     #[serde(default = "default_audience")]
     pub audience: String,
+    /// The OpenID Connect issuer of officers' tokens (Keycloak: `https://<host>/realms/<realm>`).
+    /// When set, officers' tokens are verified against the issuer's published keys (JWKS),
+    /// and tokens of the local issuer are accepted only for services.
+    #[serde(default)]
+    pub oidc_issuer: Option<String>,
+    /// Where the issuer publishes its keys; found through the issuer's discovery document
+    /// (`/.well-known/openid-configuration`) when absent.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Seconds between refreshes of the published keys (key rotation). A token signed
+    /// with a key not yet known triggers an early refresh, at most every 10 s.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// The least time between two fetches of the keys when a token names an unknown key.
+    #[serde(default = "default_jwks_early_refresh")]
+    pub jwks_early_refresh_secs: u64,
+    /// Clock skew tolerated on `exp` and `nbf`; capped at 300 s.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_secs: u64,
+}
+
+impl AuthConfig {
+    /// The local issuer alone, signing with `secret` (development, tests, services).
+    pub fn local(secret: &str) -> Self {
+        Self {
+            jwt_secret: SecretString::from(secret),
+            issuer: default_issuer(),
+            audience: default_audience(),
+            oidc_issuer: None,
+            jwks_url: None,
+            jwks_refresh_secs: default_jwks_refresh(),
+            jwks_early_refresh_secs: default_jwks_early_refresh(),
+            clock_skew_secs: default_clock_skew(),
+        }
+    }
+}
+
+fn default_jwks_refresh() -> u64 {
+    300
+}
+fn default_jwks_early_refresh() -> u64 {
+    10
+}
+fn default_clock_skew() -> u64 {
+    30
 }
 
 fn default_issuer() -> String {
