@@ -49,6 +49,8 @@ struct Target {
     task: String,
     request: String,
     sample: String,
+    /// A village operator registered for the household's village.
+    officer: String,
 }
 
 impl Target {
@@ -536,6 +538,31 @@ fn request(method: &str, role: Role, target: &Target, list_id: &str, serial: u32
         }
         .encode_to_vec(),
         "Rebuild" => reporting::RebuildRequest {}.encode_to_vec(),
+        "RegisterOfficer" => verivali::RegisterOfficerRequest {
+            subject: format!("matrix-officer-{serial}"),
+            display_name: "Petugas Uji".into(),
+            role: "village_operator".into(),
+            region_code: target.village.clone(),
+        }
+        .encode_to_vec(),
+        "ReassignOfficer" => verivali::ReassignOfficerRequest {
+            subject: target.officer.clone(),
+            role: "village_operator".into(),
+            region_code: target.village.clone(),
+            reason: "access matrix".into(),
+        }
+        .encode_to_vec(),
+        "DeactivateOfficer" => verivali::DeactivateOfficerRequest {
+            subject: target.officer.clone(),
+            reason: "access matrix".into(),
+        }
+        .encode_to_vec(),
+        "ListOfficers" => verivali::ListOfficersRequest {
+            region_code: region,
+            include_inactive: true,
+            page,
+        }
+        .encode_to_vec(),
         // Every reporting query takes a region query.
         _ if method.starts_with("/dtks.reporting.") => query().encode_to_vec(),
         other => panic!("the matrix test has no request for {other}"),
@@ -548,6 +575,7 @@ const LAST: &[&str] = &[
     "ReturnToRegion",
     "RejectDataRequest",
     "RevokeDataRequest",
+    "DeactivateOfficer",
     "Rebuild",
 ];
 
@@ -730,6 +758,21 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
             .await?
             .into_inner();
         t.sample = sample.sample_id;
+        let name = format!("Operator {}", t.village);
+        t.officer = verivali_client
+            .register_officer(authed(
+                verivali::RegisterOfficerRequest {
+                    subject: format!("operator-{}", t.village),
+                    display_name: name.clone(),
+                    role: "village_operator".into(),
+                    region_code: t.village.clone(),
+                },
+                &admin,
+            ))
+            .await?
+            .into_inner()
+            .subject;
+        t.personal.push(name);
     }
 
     // The whole matrix.

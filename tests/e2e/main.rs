@@ -13,6 +13,7 @@ mod import;
 mod intake;
 mod lists;
 mod matching;
+mod officers;
 mod outcomes;
 mod programmes;
 mod reporting;

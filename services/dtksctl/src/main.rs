@@ -7,6 +7,7 @@ mod audit;
 mod bulk;
 mod cycle;
 mod import;
+mod officers;
 mod population;
 mod sheet;
 mod verivali;
@@ -57,7 +58,8 @@ enum Command {
     /// moved entry) and prints the head to keep.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Officers' access: `dtksctl officer revoke <subject>`.
+    /// Officers: `dtksctl officer register|reassign|deactivate|list` (verivali's
+    /// registry), and `revoke <subject>` straight through Redis in an emergency.
     #[command(subcommand)]
     Officer(OfficerCommand),
 }
@@ -74,12 +76,24 @@ enum OfficerCommand {
         #[arg(long, env = "DTKS_REDIS__NAMESPACE", default_value = "dtks")]
         redis_namespace: String,
     },
+    #[command(flatten)]
+    Registry(officers::Change),
 }
 
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Check a service's audit log.
     Verify(audit::Args),
+}
+
+/// A refusal is the officer's to read, not a crash: its message, and exit 2.
+fn refusal_exits(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    let Err(error) = result else { return Ok(()) };
+    match error.downcast_ref::<tonic::Status>() {
+        Some(status) => eprintln!("{:?}: {}", status.code(), status.message()),
+        None => eprintln!("{error:#}"),
+    }
+    std::process::exit(2)
 }
 
 #[tokio::main]
@@ -96,17 +110,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(code)
         }
         Command::Template(args) => import::template(args),
-        Command::Verivali(args) => match verivali::run(args).await {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                // A refusal is the officer's to read, not a crash: its message, exit 2.
-                match error.downcast_ref::<tonic::Status>() {
-                    Some(status) => eprintln!("{:?}: {}", status.code(), status.message()),
-                    None => eprintln!("{error:#}"),
-                }
-                std::process::exit(2)
-            }
-        },
+        Command::Verivali(args) => refusal_exits(verivali::run(args).await),
         Command::Audit(AuditCommand::Verify(args)) => {
             let code = audit::run(args).await?;
             std::process::exit(code)
@@ -123,6 +127,9 @@ async fn main() -> anyhow::Result<()> {
             let at = dtks_platform::revocation::revoke(&config, &subject).await?;
             println!("revoked every token of {subject} issued up to {at}");
             Ok(())
+        }
+        Command::Officer(OfficerCommand::Registry(change)) => {
+            refusal_exits(officers::run(change).await)
         }
         Command::DciKeygen => {
             let (seed, public) = dtks_platform::dci::generate_key();

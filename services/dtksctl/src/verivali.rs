@@ -6,22 +6,14 @@
 use std::io::BufRead;
 
 use dtks_proto::common::v1 as pb;
-use dtks_proto::verivali::v1::verivali_service_client::VerivaliServiceClient;
 use dtks_proto::verivali::v1::*;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(subcommand)]
     command: Command,
-    #[arg(
-        long,
-        env = "DTKS_VERIVALI_URL",
-        default_value = "http://127.0.0.1:50053"
-    )]
-    verivali: String,
-    /// The officer's token (`dtksctl token --role regency_officer --region 32.04`).
-    #[arg(long, env = "DTKS_TOKEN", hide_env_values = true)]
-    token: String,
+    #[command(flatten)]
+    conn: crate::officers::Conn,
 }
 
 #[derive(clap::Subcommand)]
@@ -161,8 +153,7 @@ where
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let channel = crate::cycle::channel(&args.verivali, &args.token).await?;
-    let mut client = VerivaliServiceClient::new(channel);
+    let mut client = crate::officers::client(&args.conn).await?;
     match args.command {
         Command::Queue => {
             let cases = all_pages(|page| {

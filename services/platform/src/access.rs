@@ -221,6 +221,8 @@ const EVERY_PERSON: &[Role] = &[
     Minister,
     DataOfficial,
 ];
+const OFFICER_MANAGERS: &[Role] = &[RegencyOfficer, ProvinceOfficer, PusdatinAdmin];
+const MANAGES: &str = "Pusdatin manages every role; a province officer the regency and village roles of its province; a regency officer the village operators of its regency";
 const WORKFLOW: &str = "the step's role and starting states from the verivali workflow table";
 const OWNER: &str = "a citizen sees only the proposals they submitted";
 
@@ -438,6 +440,31 @@ pub const MATRIX: &[Grant] = &[
     row(
         "/dtks.verivali.v1.VerivaliService/ListDue",
         REGION_OFFICERS,
+        Scope::Region,
+        None,
+    ),
+    // Officers (petugas), kept by verivali.
+    row(
+        "/dtks.verivali.v1.VerivaliService/RegisterOfficer",
+        OFFICER_MANAGERS,
+        Scope::Region,
+        Some(MANAGES),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/ReassignOfficer",
+        OFFICER_MANAGERS,
+        Scope::Region,
+        Some(MANAGES),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/DeactivateOfficer",
+        OFFICER_MANAGERS,
+        Scope::Region,
+        Some(MANAGES),
+    ),
+    row(
+        "/dtks.verivali.v1.VerivaliService/ListOfficers",
+        &[RegencyOfficer, Bupati, ProvinceOfficer, PusdatinAdmin],
         Scope::Region,
         None,
     ),

@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::aftercare::{self, listing_region};
 use crate::cases::{self, Actor, CaseRow, Move, timestamp};
+use crate::officers;
 use crate::qa;
 use crate::workflow::{self, Step};
 
@@ -26,6 +27,8 @@ pub struct Api {
     pub db: DatabaseConnection,
     pub outbox: outbox::OutboxSignal,
     pub clock: SharedClock,
+    /// Where officers' revocations are published.
+    pub redis: dtks_platform::config::RedisConfig,
 }
 
 const CASE_READERS: &[Role] = &[
@@ -983,5 +986,52 @@ impl VerivaliService for Api {
         Ok(Response::new(
             aftercare::list_due(&self.db, who, request.get_ref(), self.now()).await?,
         ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn register_officer(
+        &self,
+        request: Request<RegisterOfficerRequest>,
+    ) -> Result<Response<Officer>, Status> {
+        let who = auth::claims(&request)?.clone();
+        let now = self.clock.now();
+        officers::register(&self.db, &who, request.into_inner(), now)
+            .await
+            .map(Response::new)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn reassign_officer(
+        &self,
+        request: Request<ReassignOfficerRequest>,
+    ) -> Result<Response<Officer>, Status> {
+        let who = auth::claims(&request)?.clone();
+        let now = self.clock.now();
+        officers::reassign(&self.db, &self.redis, &who, request.into_inner(), now)
+            .await
+            .map(Response::new)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn deactivate_officer(
+        &self,
+        request: Request<DeactivateOfficerRequest>,
+    ) -> Result<Response<Officer>, Status> {
+        let who = auth::claims(&request)?.clone();
+        let now = self.clock.now();
+        officers::deactivate(&self.db, &self.redis, &who, request.into_inner(), now)
+            .await
+            .map(Response::new)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_officers(
+        &self,
+        request: Request<ListOfficersRequest>,
+    ) -> Result<Response<ListOfficersResponse>, Status> {
+        let who = auth::claims(&request)?;
+        officers::list(&self.db, who, request.get_ref())
+            .await
+            .map(Response::new)
     }
 }

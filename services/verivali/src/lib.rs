@@ -8,6 +8,7 @@ mod aftercare;
 mod api;
 mod cases;
 mod consume;
+mod officers;
 pub mod qa;
 mod schema;
 pub mod workflow;
@@ -61,6 +62,7 @@ pub async fn start_with_clock(
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
         clock: Arc::clone(&clock),
+        redis: ctx.config.redis.clone(),
     })
     .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(grpc::MAX_SEND_BYTES);

@@ -136,6 +136,10 @@ CREATE TABLE regency_stats (
 );
 "#,
             },
+            SqlMigration {
+                name: "m0003_officers",
+                sql: crate::officers::SCHEMA,
+            },
         ])
     }
 }

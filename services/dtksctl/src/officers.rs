@@ -1,0 +1,182 @@
+//! `dtksctl officer register|reassign|deactivate|list`: the officers' registry kept by
+//! verivali. Reassigning and deactivating end every earlier token of the officer in
+//! every service within a second.
+
+use dtks_proto::common::v1 as pb;
+use dtks_proto::verivali::v1::verivali_service_client::VerivaliServiceClient;
+use dtks_proto::verivali::v1::*;
+
+/// Where verivali is, and the officer's token.
+#[derive(clap::Args)]
+pub struct Conn {
+    #[arg(
+        long,
+        env = "DTKS_VERIVALI_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub verivali: String,
+    /// The officer's token (`dtksctl token --role regency_officer --region 32.04`).
+    #[arg(long, env = "DTKS_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+#[derive(clap::Subcommand)]
+pub enum Change {
+    /// Register an officer: `register <subject> --name "…" --role regency_officer --region 32.04`.
+    Register {
+        subject: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+        /// Village, regency or province code by the role's reach; empty for national roles.
+        #[arg(long, default_value = "")]
+        region: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Move an officer to another role or region; their earlier tokens stop working.
+    Reassign {
+        subject: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "")]
+        region: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Deactivate an officer; their tokens stop working.
+    Deactivate {
+        subject: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The officers of a region (your scope when empty).
+    List {
+        #[arg(long, default_value = "")]
+        region: String,
+        #[arg(long)]
+        inactive: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+pub async fn client(
+    conn: &Conn,
+) -> anyhow::Result<
+    VerivaliServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            dtks_platform::auth::BearerToken,
+        >,
+    >,
+> {
+    Ok(VerivaliServiceClient::new(
+        crate::cycle::channel(&conn.verivali, &conn.token).await?,
+    ))
+}
+
+fn print(officers: &[Officer]) {
+    println!("subject\trole\tregion\tactive\tassigned\treason");
+    for o in officers {
+        let day = o
+            .assigned_at
+            .as_ref()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        println!(
+            "{}\t{}\t{}\t{}\t{day}\t{}",
+            o.subject, o.role, o.region_code, o.active, o.reason
+        );
+    }
+}
+
+pub async fn run(change: Change) -> anyhow::Result<()> {
+    match change {
+        Change::Register {
+            subject,
+            name,
+            role,
+            region,
+            conn,
+        } => {
+            let o = client(&conn)
+                .await?
+                .register_officer(RegisterOfficerRequest {
+                    subject,
+                    display_name: name,
+                    role,
+                    region_code: region,
+                })
+                .await?
+                .into_inner();
+            print(&[o]);
+        }
+        Change::Reassign {
+            subject,
+            role,
+            region,
+            reason,
+            conn,
+        } => {
+            let o = client(&conn)
+                .await?
+                .reassign_officer(ReassignOfficerRequest {
+                    subject,
+                    role,
+                    region_code: region,
+                    reason,
+                })
+                .await?
+                .into_inner();
+            print(&[o]);
+        }
+        Change::Deactivate {
+            subject,
+            reason,
+            conn,
+        } => {
+            let o = client(&conn)
+                .await?
+                .deactivate_officer(DeactivateOfficerRequest { subject, reason })
+                .await?
+                .into_inner();
+            print(&[o]);
+        }
+        Change::List {
+            region,
+            inactive,
+            conn,
+        } => {
+            let mut client = client(&conn).await?;
+            let mut all = Vec::new();
+            let mut token = String::new();
+            loop {
+                let answer = client
+                    .list_officers(ListOfficersRequest {
+                        region_code: region.clone(),
+                        include_inactive: inactive,
+                        page: Some(pb::PageRequest {
+                            page_size: 1000,
+                            page_token: token,
+                        }),
+                    })
+                    .await?
+                    .into_inner();
+                all.extend(answer.officers);
+                token = answer.page.map(|p| p.next_page_token).unwrap_or_default();
+                if token.is_empty() {
+                    break;
+                }
+            }
+            print(&all);
+        }
+    }
+    Ok(())
+}

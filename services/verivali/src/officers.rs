@@ -1,0 +1,422 @@
+//! Officers (*petugas*): who holds which role for which region. The identity provider
+//! says who someone is; this registry says what they may do for DTKS, keeps every change
+//! (`officer_history`), writes each to the audit log, and — when an officer is reassigned
+//! or deactivated — revokes every token they held before, in every service, through the
+//! revocation channel (`dtks_platform::revocation`), in the same step: if the revocation
+//! cannot be published the change is not made.
+//!
+//! Who manages whom: Pusdatin every role; a province officer the regency and village
+//! roles of its province; a regency officer the village operators of its regency.
+
+use chrono::{DateTime, Utc};
+use dtks_domain::region::{RegionCode, RegionLevel};
+use dtks_platform::access::Reach;
+use dtks_platform::auth::{Claims, Role};
+use dtks_platform::config::RedisConfig;
+use dtks_platform::db::stmt;
+use dtks_platform::grpc;
+use dtks_proto::verivali::v1::*;
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait};
+use tonic::Status;
+
+use crate::aftercare::{self, listing_region};
+use crate::cases::timestamp;
+
+pub const SCHEMA: &str = r#"
+CREATE TABLE officers (
+    subject TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    region_code TEXT NOT NULL,
+    active BOOLEAN NOT NULL DEFAULT true,
+    assigned_at TIMESTAMPTZ NOT NULL,
+    assigned_by TEXT NOT NULL,
+    tokens_revoked_at TIMESTAMPTZ,
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX officers_region ON officers (region_code text_pattern_ops);
+CREATE TABLE officer_history (
+    id BIGSERIAL PRIMARY KEY,
+    subject TEXT NOT NULL REFERENCES officers (subject),
+    change TEXT NOT NULL,
+    role TEXT NOT NULL,
+    region_code TEXT NOT NULL,
+    active BOOLEAN NOT NULL,
+    changed_at TIMESTAMPTZ NOT NULL,
+    changed_by TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+"#;
+
+const COLUMNS: &str = "subject, display_name, role, region_code, active, assigned_at, assigned_by, tokens_revoked_at, reason";
+const MAX_TEXT: usize = 200;
+
+fn officer(r: &QueryResult) -> Result<Officer, sea_orm::DbErr> {
+    Ok(Officer {
+        subject: r.try_get("", "subject")?,
+        display_name: r.try_get("", "display_name")?,
+        role: r.try_get("", "role")?,
+        region_code: r.try_get("", "region_code")?,
+        active: r.try_get("", "active")?,
+        assigned_at: Some(timestamp(r.try_get("", "assigned_at")?)),
+        assigned_by: r.try_get("", "assigned_by")?,
+        tokens_revoked_at: r
+            .try_get::<Option<DateTime<Utc>>>("", "tokens_revoked_at")?
+            .map(timestamp),
+        reason: r.try_get("", "reason")?,
+    })
+}
+
+/// Checks a text field: present, short, printable.
+fn text(field: &str, value: &str, required: bool) -> Result<(), Status> {
+    if required && value.trim().is_empty() {
+        return Err(grpc::invalid_field(field, "is required"));
+    }
+    if value.chars().count() > MAX_TEXT {
+        return Err(grpc::invalid_field(
+            field,
+            format!("must be at most {MAX_TEXT} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(grpc::invalid_field(
+            field,
+            "must not hold control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The role named by `name`, if officers may hold it (services and the public are not
+/// officers).
+fn role(field: &str, name: &str) -> Result<Role, Status> {
+    let role: Role =
+        serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|_| {
+            let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+            grpc::invalid_field(field, format!("must be one of {}", names.join(", ")))
+        })?;
+    if matches!(role, Role::Service | Role::Public) {
+        return Err(grpc::invalid_field(
+            field,
+            "services and the public are not officers",
+        ));
+    }
+    Ok(role)
+}
+
+/// The region a role's assignment names: of the role's reach, and in the reference data.
+async fn region<C: ConnectionTrait>(
+    db: &C,
+    field: &str,
+    role: Role,
+    code: &str,
+) -> Result<String, Status> {
+    let wanted = match role.reach() {
+        Reach::National => {
+            return if code.is_empty() {
+                Ok(String::new())
+            } else {
+                Err(grpc::invalid_field(
+                    field,
+                    format!("a {} is national: leave it empty", role.title()),
+                ))
+            };
+        }
+        Reach::Province => RegionLevel::Province,
+        Reach::Regency => RegionLevel::Regency,
+        Reach::Village => RegionLevel::Village,
+    };
+    let parsed = RegionCode::parse(code).map_err(|e| grpc::invalid_field(field, e.to_string()))?;
+    if parsed.level() != wanted {
+        return Err(grpc::invalid_field(
+            field,
+            format!("a {} is assigned to a {wanted:?} code", role.title()).to_lowercase(),
+        ));
+    }
+    let known = db
+        .query_one_raw(stmt(
+            "SELECT 1 AS one FROM reference.regions WHERE code = $1",
+            [code.into()],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+    if known.is_none() {
+        return Err(grpc::invalid_field(
+            field,
+            "is not a region of the reference data",
+        ));
+    }
+    Ok(code.to_owned())
+}
+
+/// Whether `who` may manage an officer holding `role` in `region`.
+fn may_manage(who: &Claims, role: Role, region: &str) -> Result<(), Status> {
+    let allowed = match who.role {
+        Role::PusdatinAdmin => true,
+        Role::ProvinceOfficer => matches!(role.reach(), Reach::Regency | Reach::Village),
+        Role::RegencyOfficer => role == Role::VillageOperator,
+        _ => false,
+    };
+    if !allowed {
+        return Err(Status::permission_denied(format!(
+            "a {} does not manage {} assignments",
+            who.role.title(),
+            role.title()
+        )));
+    }
+    who.require_region(region)
+}
+
+async fn load<C: ConnectionTrait>(db: &C, subject: &str, lock: bool) -> Result<Officer, Status> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM officers WHERE subject = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = db
+        .query_one_raw(stmt(&sql, [subject.into()]))
+        .await
+        .map_err(grpc::internal)?
+        .ok_or_else(|| Status::not_found("no officer with this subject"))?;
+    officer(&row).map_err(grpc::internal)
+}
+
+async fn history<C: ConnectionTrait>(
+    db: &C,
+    who: &Claims,
+    change: &str,
+    o: &Officer,
+    now: DateTime<Utc>,
+) -> Result<(), Status> {
+    db.execute_raw(stmt(
+        "INSERT INTO officer_history (subject, change, role, region_code, active, changed_at, changed_by, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [
+            o.subject.clone().into(),
+            change.into(),
+            o.role.clone().into(),
+            o.region_code.clone().into(),
+            o.active.into(),
+            now.into(),
+            who.sub.clone().into(),
+            o.reason.clone().into(),
+        ],
+    ))
+    .await
+    .map_err(grpc::internal)?;
+    dtks_platform::audit::record(
+        db,
+        who,
+        &format!("verivali.{change}Officer"),
+        std::slice::from_ref(&o.subject),
+    )
+    .await
+    .map_err(grpc::internal)?;
+    Ok(())
+}
+
+pub async fn register(
+    db: &DatabaseConnection,
+    who: &Claims,
+    req: RegisterOfficerRequest,
+    now: DateTime<Utc>,
+) -> Result<Officer, Status> {
+    text("subject", &req.subject, true)?;
+    text("display_name", &req.display_name, true)?;
+    let role = role("role", &req.role)?;
+    let region = region(db, "region_code", role, &req.region_code).await?;
+    may_manage(who, role, &region)?;
+    let txn = db.begin().await.map_err(grpc::internal)?;
+    let inserted = txn
+        .execute_raw(stmt(
+            "INSERT INTO officers (subject, display_name, role, region_code, assigned_at, assigned_by)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject) DO NOTHING",
+            [
+                req.subject.clone().into(),
+                req.display_name.clone().into(),
+                role.as_str().into(),
+                region.clone().into(),
+                now.into(),
+                who.sub.clone().into(),
+            ],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+    if inserted.rows_affected() == 0 {
+        return Err(Status::already_exists(
+            "an officer with this subject is registered; reassign or deactivate them",
+        ));
+    }
+    let o = load(&txn, &req.subject, false).await?;
+    history(&txn, who, "Register", &o, now).await?;
+    txn.commit().await.map_err(grpc::internal)?;
+    Ok(o)
+}
+
+/// Reassigns or deactivates: the change and its revocation commit together.
+async fn change(
+    db: &DatabaseConnection,
+    redis: &RedisConfig,
+    who: &Claims,
+    subject: &str,
+    new: Option<(Role, String)>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Officer, Status> {
+    let txn = db.begin().await.map_err(grpc::internal)?;
+    let current = load(&txn, subject, true).await?;
+    // The manager must reach the officer where they are now, and where they go.
+    let current_role = role("role", &current.role)?;
+    may_manage(who, current_role, &current.region_code)?;
+    if let Some((role, region)) = &new {
+        may_manage(who, *role, region)?;
+    } else if !current.active {
+        return Err(Status::failed_precondition(
+            "the officer is already deactivated",
+        ));
+    }
+    let (role, region, active, kind) = match new {
+        Some((role, region)) => (role.as_str().to_owned(), region, true, "Reassign"),
+        None => (
+            current.role.clone(),
+            current.region_code.clone(),
+            false,
+            "Deactivate",
+        ),
+    };
+    // Published first: if the revocation cannot be sent nothing changes (the officer's
+    // tokens are refused from here on even if the commit then fails — the safe side).
+    let revoked_at = dtks_platform::revocation::revoke(redis, subject)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "revocation not published");
+            Status::unavailable("the revocation could not be published; nothing was changed")
+        })?;
+    let revoked_at = DateTime::from_timestamp(revoked_at, 0).unwrap_or(now);
+    let row = txn
+        .query_one_raw(stmt(
+            &format!(
+                "UPDATE officers SET role = $2, region_code = $3, active = $4, assigned_at = $5,
+                    assigned_by = $6, tokens_revoked_at = $7, reason = $8
+                 WHERE subject = $1 RETURNING {COLUMNS}"
+            ),
+            [
+                subject.into(),
+                role.into(),
+                region.into(),
+                active.into(),
+                now.into(),
+                who.sub.clone().into(),
+                revoked_at.into(),
+                reason.into(),
+            ],
+        ))
+        .await
+        .map_err(grpc::internal)?
+        .ok_or_else(|| Status::not_found("no officer with this subject"))?;
+    let o = officer(&row).map_err(grpc::internal)?;
+    history(&txn, who, kind, &o, now).await?;
+    txn.commit().await.map_err(grpc::internal)?;
+    Ok(o)
+}
+
+pub async fn reassign(
+    db: &DatabaseConnection,
+    redis: &RedisConfig,
+    who: &Claims,
+    req: ReassignOfficerRequest,
+    now: DateTime<Utc>,
+) -> Result<Officer, Status> {
+    text("subject", &req.subject, true)?;
+    text("reason", &req.reason, true)?;
+    let role = role("role", &req.role)?;
+    let region = region(db, "region_code", role, &req.region_code).await?;
+    change(
+        db,
+        redis,
+        who,
+        &req.subject,
+        Some((role, region)),
+        &req.reason,
+        now,
+    )
+    .await
+}
+
+pub async fn deactivate(
+    db: &DatabaseConnection,
+    redis: &RedisConfig,
+    who: &Claims,
+    req: DeactivateOfficerRequest,
+    now: DateTime<Utc>,
+) -> Result<Officer, Status> {
+    text("subject", &req.subject, true)?;
+    text("reason", &req.reason, true)?;
+    change(db, redis, who, &req.subject, None, &req.reason, now).await
+}
+
+pub async fn list(
+    db: &DatabaseConnection,
+    who: &Claims,
+    req: &ListOfficersRequest,
+) -> Result<ListOfficersResponse, Status> {
+    let region = listing_region(who, &req.region_code)?;
+    let request = req.page.clone().unwrap_or_default();
+    let size = match request.page_size {
+        0 => 100,
+        n @ 1..=aftercare::MAX_PAGE => n,
+        _ => {
+            return Err(grpc::invalid_field(
+                "page.page_size",
+                format!("must be at most {}", aftercare::MAX_PAGE),
+            ));
+        }
+    };
+    let after = match request.page_token.as_str() {
+        "" => String::new(),
+        token => token
+            .strip_prefix("o1.")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                grpc::invalid_field("page.page_token", "is not a token this service issued")
+            })?
+            .to_owned(),
+    };
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT {COLUMNS} FROM officers
+                 WHERE ($1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%')
+                   AND ($2 OR active)
+                   AND subject > $3
+                 ORDER BY subject LIMIT $4"
+            ),
+            [
+                region.into(),
+                req.include_inactive.into(),
+                after.into(),
+                i64::from(size).into(),
+            ],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+    let officers = rows
+        .iter()
+        .map(officer)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(grpc::internal)?;
+    // Officers' names are personal data: the listing is audited.
+    let subjects: Vec<String> = officers.iter().map(|o| o.subject.clone()).collect();
+    if !subjects.is_empty() {
+        dtks_platform::audit::record(db, who, "verivali.ListOfficers", &subjects)
+            .await
+            .map_err(grpc::internal)?;
+    }
+    let next_page_token = match officers.last() {
+        Some(last) if officers.len() == size as usize => format!("o1.{}", last.subject),
+        _ => String::new(),
+    };
+    Ok(ListOfficersResponse {
+        officers,
+        page: Some(dtks_proto::common::v1::PageResponse { next_page_token }),
+    })
+}
