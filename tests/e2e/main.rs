@@ -11,6 +11,7 @@ mod duplicates;
 mod extracts;
 mod import;
 mod intake;
+mod limits;
 mod lists;
 mod matching;
 mod officers;

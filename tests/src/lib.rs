@@ -321,6 +321,10 @@ impl Stack {
                 "namespace": format!("e2e.{}", self.run_id),
             },
             "auth": { "jwt_secret": JWT_SECRET },
+            "limits": {
+                "calls_per_second": env_or("DTKS_LIMITS__CALLS_PER_SECOND", 100u32),
+                "call_burst": env_or("DTKS_LIMITS__CALL_BURST", 500u32),
+            },
         }))?;
         let (context, _relay) = dtks_platform::app::Context::connect(config).await?;
         let listener = tokio::net::TcpListener::bind(&addr).await?;

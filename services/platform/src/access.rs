@@ -668,17 +668,81 @@ pub fn check_reach(who: &Claims) -> Result<(), Status> {
 pub struct Guard<S> {
     inner: S,
     auth: crate::auth::Authenticator,
+    limits: std::sync::Arc<CallLimits>,
 }
 
 impl<S> Guard<S> {
-    pub fn new(inner: S, auth: crate::auth::Authenticator) -> Self {
-        Self { inner, auth }
+    pub fn new(
+        inner: S,
+        auth: crate::auth::Authenticator,
+        limits: &crate::config::LimitsConfig,
+    ) -> Self {
+        Self {
+            inner,
+            auth,
+            limits: std::sync::Arc::new(CallLimits::new(
+                limits.calls_per_second,
+                limits.call_burst,
+            )),
+        }
+    }
+}
+
+/// A token bucket per caller: `burst` calls at once, refilled at `per_second`.
+pub struct CallLimits {
+    per_second: f64,
+    burst: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl CallLimits {
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            per_second: f64::from(per_second.max(1)),
+            burst: f64::from(burst.max(1)),
+            buckets: Default::default(),
+        }
+    }
+
+    /// Takes one call from `subject`'s bucket at `now`; RESOURCE_EXHAUSTED, with the
+    /// wait in a `google.rpc.RetryInfo`, when it is empty.
+    pub fn take(&self, subject: &str, now: std::time::Instant) -> Result<(), Status> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > 100_000 {
+            // Callers idle long enough to have a full bucket again are forgotten.
+            let full = std::time::Duration::from_secs_f64(self.burst / self.per_second);
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < full);
+        }
+        let (tokens, at) = buckets
+            .entry(subject.to_owned())
+            .or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = std::time::Duration::from_secs_f64((1.0 - *tokens) / self.per_second);
+        use tonic_types::StatusExt;
+        let mut details = tonic_types::ErrorDetails::new();
+        details.set_retry_info(Some(wait));
+        Err(Status::with_error_details(
+            tonic::Code::ResourceExhausted,
+            format!(
+                "more than {} calls per second from one caller; retry in {} ms",
+                self.per_second,
+                wait.as_millis().max(1)
+            ),
+            details,
+        ))
     }
 }
 
 /// Verifies the call's token and checks it against the matrix.
 async fn admit(
     auth: &crate::auth::Authenticator,
+    limits: &CallLimits,
     method: &str,
     header: Option<&http::HeaderValue>,
 ) -> Result<Claims, Status> {
@@ -691,6 +755,9 @@ async fn admit(
     let claims = auth.verify(token).await?;
     check_reach(&claims)?;
     authorize(method, &claims)?;
+    if claims.role != Role::Service {
+        limits.take(&claims.sub, std::time::Instant::now())?;
+    }
     Ok(claims)
 }
 
@@ -727,10 +794,11 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
+        let limits = self.limits.clone();
         Box::pin(async move {
             let method = request.uri().path().to_owned();
             let header = request.headers().get(http::header::AUTHORIZATION);
-            match admit(&auth, &method, header).await {
+            match admit(&auth, &limits, &method, header).await {
                 Ok(claims) => {
                     request.extensions_mut().insert(claims);
                     inner.call(request).await
@@ -871,6 +939,35 @@ mod tests {
             let refused = check_reach(&claims(role, "")).unwrap_err();
             assert_eq!(refused.code(), tonic::Code::Unauthenticated);
         }
+    }
+
+    #[test]
+    fn a_caller_gets_its_burst_then_the_sustained_rate() {
+        let limits = CallLimits::new(10, 5);
+        let t0 = std::time::Instant::now();
+        for _ in 0..5 {
+            limits.take("op-1", t0).unwrap();
+        }
+        let refused = limits.take("op-1", t0).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        use tonic_types::StatusExt;
+        let wait = refused
+            .get_details_retry_info()
+            .unwrap()
+            .retry_delay
+            .unwrap();
+        assert_eq!(wait, std::time::Duration::from_millis(100));
+        // Another caller is not affected; 100 ms later one more call is allowed.
+        limits.take("op-2", t0).unwrap();
+        let t1 = t0 + std::time::Duration::from_millis(100);
+        limits.take("op-1", t1).unwrap();
+        assert!(limits.take("op-1", t1).is_err());
+        // Idle callers refill up to the burst, not beyond.
+        let t2 = t1 + std::time::Duration::from_secs(60);
+        for _ in 0..5 {
+            limits.take("op-1", t2).unwrap();
+        }
+        assert!(limits.take("op-1", t2).is_err());
     }
 
     use prost::Message;

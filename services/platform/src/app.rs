@@ -120,7 +120,7 @@ impl Context {
             + 'static,
         S::Future: Send + 'static,
     {
-        let service = crate::access::Guard::new(service, self.auth.clone());
+        let service = crate::access::Guard::new(service, self.auth.clone(), &self.config.limits);
         crate::grpc::serve(listener, service, self.shutdown.clone()).await?;
         if let Some(consumer) = consumer {
             consumer.await??;

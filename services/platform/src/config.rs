@@ -176,6 +176,21 @@ pub struct LimitsConfig {
     /// Rows in one bulk-import stream (intake); larger files go in several streams.
     #[serde(default = "default_import_rows")]
     pub import_rows_per_stream: u64,
+    /// Calls one officer may make per second to one service replica, sustained (the
+    /// guard refuses the excess with RESOURCE_EXHAUSTED before any work); services'
+    /// own calls are not counted.
+    #[serde(default = "default_calls_per_second")]
+    pub calls_per_second: u32,
+    /// Calls one officer may make at once above the sustained rate.
+    #[serde(default = "default_call_burst")]
+    pub call_burst: u32,
+}
+
+fn default_calls_per_second() -> u32 {
+    100
+}
+fn default_call_burst() -> u32 {
+    500
 }
 
 fn default_self_registration() -> u32 {
@@ -190,6 +205,8 @@ impl Default for LimitsConfig {
         Self {
             self_registration_per_minute: default_self_registration(),
             import_rows_per_stream: default_import_rows(),
+            calls_per_second: default_calls_per_second(),
+            call_burst: default_call_burst(),
         }
     }
 }
