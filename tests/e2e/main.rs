@@ -20,6 +20,7 @@ mod programmes;
 mod reporting;
 mod requests;
 mod revocation;
+mod sealed;
 mod telemetry;
 mod verivali;
 

@@ -20,6 +20,8 @@ pub const SERVICES: &[&str] = &[
     "reporting",
 ];
 pub const JWT_SECRET: &str = "e2e-secret-not-for-production";
+/// The tests' data key (32 bytes of 0x42), sealing personal data at rest.
+pub const DATA_KEYS: &str = "e2e:QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=";
 /// A run's queues delete themselves this long after their consumers are gone, should
 /// the run die before [`Stack`]'s drop removes them.
 const QUEUE_EXPIRES_MS: u32 = 10 * 60 * 1000;
@@ -204,6 +206,7 @@ impl Stack {
             .env("DTKS_BUS__QUEUE_EXPIRES_MS", QUEUE_EXPIRES_MS.to_string())
             .env("DTKS_REDIS__NAMESPACE", format!("e2e.{}", self.run_id))
             .env("DTKS_AUTH__JWT_SECRET", JWT_SECRET)
+            .env("DTKS_DATA_KEYS", DATA_KEYS)
             .env("DTKS_GRPC_ADDR", format!("127.0.0.1:{port}"))
             .env(
                 "DTKS_CIVIL_REGISTRY_ADDR",
@@ -321,6 +324,7 @@ impl Stack {
                 "namespace": format!("e2e.{}", self.run_id),
             },
             "auth": { "jwt_secret": JWT_SECRET },
+            "data_keys": DATA_KEYS,
             "limits": {
                 "calls_per_second": env_or("DTKS_LIMITS__CALLS_PER_SECOND", 100u32),
                 "call_burst": env_or("DTKS_LIMITS__CALL_BURST", 500u32),

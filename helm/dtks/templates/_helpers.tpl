@@ -66,6 +66,8 @@ seccompProfile:
   value: /run/secrets/dtks/redis
 - name: DTKS_AUTH__JWT_SECRET_FILE
   value: /run/secrets/dtks/jwt
+- name: DTKS_DATA_KEYS_FILE
+  value: /run/secrets/dtks/data-keys
 {{- if and (eq .name "matching") .root.Values.existingSecrets.dciSigningKey.name }}
 - name: DTKS_DCI__SIGNING_KEY_FILE
   value: /run/secrets/dtks/dci-signing-key
@@ -83,6 +85,7 @@ seccompProfile:
       - secret: { name: {{ $s.rabbitmq.name }}, items: [{ key: {{ $s.rabbitmq.key }}, path: rabbitmq }] }
       - secret: { name: {{ $s.redis.name }}, items: [{ key: {{ $s.redis.key }}, path: redis }] }
       - secret: { name: {{ $s.jwt.name }}, items: [{ key: {{ $s.jwt.key }}, path: jwt }] }
+      - secret: { name: {{ $s.dataKeys.name }}, items: [{ key: {{ $s.dataKeys.key }}, path: data-keys }] }
       {{- if and (eq .name "matching") $s.dciSigningKey.name }}
       - secret: { name: {{ $s.dciSigningKey.name }}, items: [{ key: {{ $s.dciSigningKey.key }}, path: dci-signing-key }] }
       {{- end }}

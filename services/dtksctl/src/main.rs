@@ -50,6 +50,12 @@ enum Command {
     /// (`DTKS_DCI__SIGNING_KEY` or `DTKS_REGISTRY_SIGNING_KEY`), the public key to the
     /// other side's trusted keys.
     DciKeygen,
+    /// A new key that seals personal data at rest, as `id:base64` for `DTKS_DATA_KEYS`
+    /// (put a new key first to rotate; keep the old ones listed while rows still use them).
+    DataKey {
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
     /// Verivali for officers: the work queue, case listings and files, batch sign-off,
     /// forwarding, assessment and returns, and the six-monthly due list.
     Verivali(verivali::Args),
@@ -130,6 +136,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Officer(OfficerCommand::Registry(change)) => {
             refusal_exits(officers::run(change).await)
+        }
+        Command::DataKey { id } => {
+            println!("{}", dtks_platform::sealed::KeyRing::generate(&id));
+            Ok(())
         }
         Command::DciKeygen => {
             let (seed, public) = dtks_platform::dci::generate_key();

@@ -57,6 +57,16 @@ CREATE TABLE proposal_persons (
 CREATE INDEX proposal_persons_nik ON proposal_persons (nik) WHERE nik IS NOT NULL;
 "#,
             },
+            SqlMigration {
+                name: "m0003_sealed_names",
+                // Members' names are sealed (`full_name_sealed`); rows written before stay
+                // in `full_name` until rewritten.
+                sql: r#"
+ALTER TABLE proposal_persons
+    ALTER COLUMN full_name DROP NOT NULL,
+    ADD COLUMN full_name_sealed BYTEA;
+"#,
+            },
         ])
     }
 }

@@ -140,7 +140,10 @@ fn proposal_from_row(
         }
     });
     let household = if include_household {
-        let bytes: Vec<u8> = row.try_get("", "household").map_err(grpc::internal)?;
+        let stored: Vec<u8> = row.try_get("", "household").map_err(grpc::internal)?;
+        let id: uuid::Uuid = row.try_get("", "proposal_id").map_err(grpc::internal)?;
+        let bytes = dtks_platform::sealed::open(crate::store::SEALED_HOUSEHOLD, &id, &stored)
+            .map_err(grpc::internal)?;
         Some(pb::Household::decode(bytes.as_slice()).map_err(grpc::internal)?)
     } else {
         None

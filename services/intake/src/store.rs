@@ -86,6 +86,10 @@ async fn existing(
 }
 
 /// Stores `batch`; the answer has one entry per input, in order.
+/// Where sealed values live (`dtks_platform::sealed` binds each to its place and row).
+pub const SEALED_HOUSEHOLD: &str = "intake.proposals.household";
+const SEALED_NAME: &str = "intake.proposal_persons.full_name";
+
 pub async fn store(
     db: &DatabaseConnection,
     batch: Vec<Prepared>,
@@ -159,11 +163,21 @@ async fn try_store(pool: &sqlx::PgPool, batch: &[Prepared]) -> Result<Vec<Stored
                 proposals.null().null().null();
             }
         }
+        // The household as submitted and the members' names are sealed at rest (no query
+        // reads them); NIK and KK stay searchable.
+        let sealed = |place: &str, plain: &[u8]| {
+            dtks_platform::sealed::seal(place, &p.proposal_id, plain)
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))
+        };
         proposals
             .text_or_null(&p.target_household_id)
             .text("")
-            .bytea(&p.household);
+            .bytea(&sealed(SEALED_HOUSEHOLD, &p.household)?);
         for person in &p.persons {
+            let name = sealed(
+                &format!("{SEALED_NAME}/{}.{}", person.family_no, person.member_no),
+                person.full_name.as_bytes(),
+            )?;
             persons
                 .row(9)
                 .uuid(p.proposal_id)
@@ -171,7 +185,7 @@ async fn try_store(pool: &sqlx::PgPool, batch: &[Prepared]) -> Result<Vec<Stored
                 .i16(person.member_no)
                 .text_or_null(&person.nik)
                 .text_or_null(&person.kk_number)
-                .text(&person.full_name)
+                .bytea(&name)
                 .date(person.birth_date)
                 .i16(person.sex)
                 .i16(person.relationship);
@@ -186,7 +200,7 @@ async fn try_store(pool: &sqlx::PgPool, batch: &[Prepared]) -> Result<Vec<Stored
     .await?;
     copy_in(
         &mut txn,
-        "proposal_persons (proposal_id, family_no, member_no, nik, kk_number, full_name, birth_date, sex, relationship)",
+        "proposal_persons (proposal_id, family_no, member_no, nik, kk_number, full_name_sealed, birth_date, sex, relationship)",
         persons,
     )
     .await?;

@@ -52,6 +52,13 @@ impl Context {
     /// handle ends after shutdown). `run` does this for a service process; a test that
     /// runs a service in its own process (to give it a paused clock) does it itself.
     pub async fn connect(config: Config) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
+        let keys = config.data_keys.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "DTKS_DATA_KEYS is required: the keys that seal personal data at rest \
+                 (`dtksctl data-key` makes one)"
+            )
+        })?;
+        crate::sealed::install(keys)?;
         let db = crate::db::connect(&config.database, &config.service).await?;
         let bus = Bus::connect(&config.bus).await?;
         let shutdown = Shutdown::on_signals();

@@ -30,6 +30,10 @@ pub struct Config {
     /// officers' behalf, for the local walking skeleton. Never on in production.
     #[serde(default)]
     pub demo_auto_approve: bool,
+    /// The keys that seal personal data at rest (`DTKS_DATA_KEYS`, or
+    /// `DTKS_DATA_KEYS_FILE`): `id:base64,…`, the first sealing; see `sealed`.
+    #[serde(default)]
+    pub data_keys: Option<SecretString>,
 }
 
 fn default_grpc_addr() -> String {

@@ -662,7 +662,9 @@ impl VerivaliService for Api {
                 "UPDATE cases SET household = $2, flags = $3 WHERE case_id = $1",
                 [
                     id.into(),
-                    corrected.encode_to_vec().into(),
+                    cases::seal_household(&id, corrected)
+                        .map_err(grpc::internal)?
+                        .into(),
                     cases::flags_json(&flags).into(),
                 ],
             ))
@@ -868,7 +870,12 @@ impl VerivaliService for Api {
         household.household_id = case.household_id.to_string();
         txn.execute_raw(stmt(
             "UPDATE cases SET household = $2, resubmissions = resubmissions + 1, assessment = NULL WHERE case_id = $1",
-            [id.into(), household.encode_to_vec().into()],
+            [
+                id.into(),
+                cases::seal_household(&id, &household)
+                    .map_err(grpc::internal)?
+                    .into(),
+            ],
         ))
         .await
         .map_err(grpc::internal)?;

@@ -296,11 +296,31 @@ pub async fn content(
         .collect()
 }
 
+const SEALED_MATCHED: &str = "verivali.cases.matched";
+const SEALED_HOUSEHOLD: &str = "verivali.cases.household";
+
+/// A case's match, sealed for its row (personal data at rest; `dtks_platform::sealed`).
+pub fn seal_matched(case_id: &uuid::Uuid, matched: &ev::ProposalMatched) -> Result<Vec<u8>, DbErr> {
+    dtks_platform::sealed::seal(SEALED_MATCHED, case_id, &matched.encode_to_vec())
+        .map_err(|e| DbErr::Custom(e.to_string()))
+}
+
+/// A case's household, sealed for its row.
+pub fn seal_household(case_id: &uuid::Uuid, household: &pb::Household) -> Result<Vec<u8>, DbErr> {
+    dtks_platform::sealed::seal(SEALED_HOUSEHOLD, case_id, &household.encode_to_vec())
+        .map_err(|e| DbErr::Custom(e.to_string()))
+}
+
 /// The content of a row that selected `case_id`, `matched` and `household`.
 pub fn content_of(r: &QueryResult) -> Result<Content, DbErr> {
     let id: uuid::Uuid = r.try_get("", "case_id")?;
-    let matched: Option<Vec<u8>> = r.try_get("", "matched")?;
-    let household: Option<Vec<u8>> = r.try_get("", "household")?;
+    let open = |place: &str, column: &str| -> Result<Vec<u8>, DbErr> {
+        let stored: Option<Vec<u8>> = r.try_get("", column)?;
+        dtks_platform::sealed::open(place, &id, &stored.unwrap_or_default())
+            .map_err(|e| DbErr::Custom(format!("case {id}: {e}")))
+    };
+    let matched = Some(open(SEALED_MATCHED, "matched")?);
+    let household = Some(open(SEALED_HOUSEHOLD, "household")?);
     let decode = |e: prost::DecodeError| DbErr::Custom(format!("case {id}: {e}"));
     Ok(Content {
         matched: ev::ProposalMatched::decode(matched.unwrap_or_default().as_slice())

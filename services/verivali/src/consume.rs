@@ -10,7 +10,6 @@ use dtks_platform::db::stmt;
 use dtks_platform::{events, outbox};
 use dtks_proto::events::v1::{self as ev, Envelope};
 use dtks_proto::verivali::v1::CaseState;
-use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 
 use crate::aftercare;
@@ -41,9 +40,23 @@ impl EventHandler for Consumed {
                     return Ok(());
                 };
                 let proposal_id = uuid::Uuid::parse_str(&result.proposal_id).map_err(permanent)?;
+                let Some(row) = txn
+                    .query_one_raw(stmt(
+                        "SELECT case_id FROM cases WHERE proposal_id = $1 AND state NOT IN (6, 8) FOR UPDATE",
+                        [proposal_id.into()],
+                    ))
+                    .await?
+                else {
+                    return Ok(());
+                };
+                let case_id: uuid::Uuid = row.try_get("", "case_id")?;
                 txn.execute_raw(stmt(
-                    "UPDATE cases SET matched = $2, updated_at = $3 WHERE proposal_id = $1 AND state NOT IN (6, 8)",
-                    [proposal_id.into(), result.encode_to_vec().into(), self.clock.now().into()],
+                    "UPDATE cases SET matched = $2, updated_at = $3 WHERE case_id = $1",
+                    [
+                        case_id.into(),
+                        cases::seal_matched(&case_id, &result)?.into(),
+                        self.clock.now().into(),
+                    ],
                 ))
                 .await?;
                 Ok(())
@@ -100,8 +113,8 @@ impl Consumed {
                         household_id.into(),
                         region.clone().into(),
                         now.into(),
-                        matched.encode_to_vec().into(),
-                        household.encode_to_vec().into(),
+                        cases::seal_matched(&case_id, &matched)?.into(),
+                        cases::seal_household(&case_id, &household)?.into(),
                         cases::flags_json(&flags).into(),
                     ],
                 ))
@@ -132,8 +145,8 @@ impl Consumed {
                     "UPDATE cases SET matched = $2, household = $3, flags = $4 WHERE case_id = $1",
                     [
                         case.case_id.into(),
-                        matched.encode_to_vec().into(),
-                        household.encode_to_vec().into(),
+                        cases::seal_matched(&case.case_id, &matched)?.into(),
+                        cases::seal_household(&case.case_id, &household)?.into(),
                         cases::flags_json(&flags).into(),
                     ],
                 ))
