@@ -69,6 +69,11 @@ grep -q 'dtks-intake@sha256:' "$OUT/digests/manifests.yaml" || fail "a digest is
 grep -q 'DTKS_AUTH__OIDC_ISSUER: "https://sso.kemensos.go.id/realms/dtks"' "$OUT/national/manifests.yaml" || fail "the OIDC issuer is not configured"
 [ "$(count 'The identity provider, for its published keys' "$OUT/national/manifests.yaml")" = 6 ] || fail "not every stage may reach the identity provider"
 [ "$(count 'The identity provider, for its published keys' "$OUT/default/manifests.yaml")" = 0 ] || fail "egress to an identity provider that is not configured"
+# TLS: every stage gets its certificate and the CA; the probes use the plain health port.
+[ "$(count 'value: /run/secrets/dtks/tls.crt' "$OUT/national/manifests.yaml")" -ge 6 ] || fail "TLS on: not every stage has its certificate"
+[ "$(count 'grpc: { port: 50052 }' "$OUT/national/manifests.yaml")" = 18 ] || fail "TLS on: the probes do not use the health port"
+grep -q 'DTKS_UPSTREAM__DETERMINATION_URL: "https://' "$OUT/national/manifests.yaml" || fail "TLS on: distribution calls determination in plain text"
+[ "$(count 'DTKS_TLS__' "$OUT/default/manifests.yaml")" = 0 ] || fail "TLS off: TLS settings rendered"
 # No credential in any manifest: only Secret references.
 if grep -qiE 'postgres://|amqp://|redis://' "$OUT"/*/manifests.yaml; then fail "a credential is inline"; fi
 # The schema refuses a wrong type, naming the value.

@@ -43,6 +43,8 @@ install_missing() {
   command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || pkgs+=(rabbitmq-server)
   command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
   command -v runuser >/dev/null 2>&1 || pkgs+=(util-linux)
+  # The TLS tests mint their certificates with it.
+  command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
   [ ${#pkgs[@]} -eq 0 ] && return 0
   log "installing ${pkgs[*]}"
   # No init system here: keep the packages' own scripts from starting services.

@@ -899,5 +899,74 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
     );
     // The answered calls prove that the guard lets the matrix's roles through.
     assert!(tally.values().all(|t| t[3] > 0), "{tally:?}");
+
+    // Every read and write of personal data the matrix made is in its service's audit
+    // log, and every log's chain holds.
+    for (service, actions) in [
+        (
+            "intake",
+            &["intake.GetProposal", "intake.ListProposals"][..],
+        ),
+        (
+            "matching",
+            &["matching.MatchPerson", "matching.GetProposalMatch"][..],
+        ),
+        (
+            "verivali",
+            &[
+                "verivali.GetCase",
+                "verivali.FileComplaint",
+                "verivali.CompleteReverification",
+                "verivali.RecordQaResult",
+                "verivali.RegisterOfficer",
+                "verivali.ReassignOfficer",
+                "verivali.DeactivateOfficer",
+                "verivali.ListOfficers",
+            ][..],
+        ),
+        (
+            "distribution",
+            &["distribution.StreamList", "distribution.StreamExtract"][..],
+        ),
+        (
+            "determination",
+            &[
+                "determination.StreamSnapshot",
+                "determination.GetRegistryHousehold",
+                "determination.GetHouseholdStanding",
+            ][..],
+        ),
+    ] {
+        let found = stack
+            .db
+            .query_all_raw(dtks_platform::db::stmt(
+                &format!("SELECT DISTINCT action FROM {service}.audit_log"),
+                [],
+            ))
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String>("", "action"))
+            .collect::<Result<Vec<_>, _>>()?;
+        for action in actions {
+            assert!(
+                found.iter().any(|f| f == action),
+                "{action} not in {found:?}"
+            );
+        }
+        let (code, out, err) = stack
+            .dtksctl(
+                "",
+                &[
+                    "audit",
+                    "verify",
+                    "--service",
+                    service,
+                    "--database-url",
+                    &stack.database_url,
+                ],
+            )
+            .await?;
+        assert_eq!(code, 0, "{service}: {out}{err}");
+    }
     Ok(())
 }

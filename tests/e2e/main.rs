@@ -22,6 +22,7 @@ mod requests;
 mod revocation;
 mod sealed;
 mod telemetry;
+mod tls;
 mod verivali;
 
 use dtks_e2e::{SERVICES, Stack, authed, count, person};

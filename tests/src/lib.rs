@@ -43,6 +43,8 @@ pub struct Stack {
     in_process: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// The services started as processes, in the order of `children[1..]`.
     started: Vec<&'static str>,
+    /// Services that speak TLS, with the client side's settings (CA, client identity).
+    pub tls: HashMap<&'static str, dtks_platform::config::TlsConfig>,
 }
 
 pub fn bin_dir() -> PathBuf {
@@ -64,7 +66,7 @@ pub const LOG_DIR: &str = "DTKS_E2E_LOG_DIR";
 /// probe that binds and lets go is not enough: another test can probe the same port
 /// before either service binds it), and free when chosen. Markers older than ten minutes
 /// are from runs long over and are taken back.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let dir = std::env::temp_dir().join("dtks-e2e-ports");
     let _ = std::fs::create_dir_all(&dir);
     loop {
@@ -161,6 +163,7 @@ impl Stack {
             env: env_all,
             children: Vec::new(),
             in_process: Vec::new(),
+            tls: HashMap::new(),
             started: services.to_vec(),
         };
 
@@ -248,7 +251,12 @@ impl Stack {
     }
 
     pub fn endpoint(&self, service: &str) -> String {
-        format!("http://127.0.0.1:{}", self.ports[service])
+        let scheme = if self.tls.contains_key(service) {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.ports[service])
     }
 
     /// A channel whose client takes `bytes` at a time (HTTP/2 windows), as a slow link
@@ -268,8 +276,9 @@ impl Stack {
     }
 
     pub async fn channel(&self, service: &str) -> anyhow::Result<tonic::transport::Channel> {
+        let tls = self.tls.get(service).cloned().unwrap_or_default();
         Ok(
-            tonic::transport::Endpoint::from_shared(self.endpoint(service))?
+            dtks_platform::grpc::endpoint(&self.endpoint(service), &tls)?
                 .connect()
                 .await?,
         )
@@ -422,11 +431,22 @@ impl Stack {
         token: &str,
         args: &[&str],
     ) -> anyhow::Result<(i32, String, String)> {
+        self.dtksctl_with_env(token, &[], args).await
+    }
+
+    /// [`Stack::dtksctl`] with `env` added.
+    pub async fn dtksctl_with_env(
+        &self,
+        token: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> anyhow::Result<(i32, String, String)> {
         let out = Command::new(bin_dir().join("dtksctl"))
             .args(args)
             .env("DTKS_INTAKE_URL", self.endpoint("intake"))
             .env("DTKS_VERIVALI_URL", self.endpoint("verivali"))
             .env("DTKS_TOKEN", token)
+            .envs(env.iter().copied())
             .output()
             .await?;
         Ok((

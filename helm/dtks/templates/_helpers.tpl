@@ -68,6 +68,20 @@ seccompProfile:
   value: /run/secrets/dtks/jwt
 - name: DTKS_DATA_KEYS_FILE
   value: /run/secrets/dtks/data-keys
+{{- if .root.Values.tls.enabled }}
+- name: DTKS_TLS__CERT_FILE
+  value: /run/secrets/dtks/tls.crt
+- name: DTKS_TLS__KEY_FILE
+  value: /run/secrets/dtks/tls.key
+- name: DTKS_TLS__CA_FILE
+  value: /run/secrets/dtks/ca.crt
+- name: DTKS_TLS__HEALTH_ADDR
+  value: "0.0.0.0:50052"
+{{- if .root.Values.tls.mutual }}
+- name: DTKS_TLS__CLIENT_CA_FILE
+  value: /run/secrets/dtks/ca.crt
+{{- end }}
+{{- end }}
 {{- if and (eq .name "matching") .root.Values.existingSecrets.dciSigningKey.name }}
 - name: DTKS_DCI__SIGNING_KEY_FILE
   value: /run/secrets/dtks/dci-signing-key
@@ -86,6 +100,14 @@ seccompProfile:
       - secret: { name: {{ $s.redis.name }}, items: [{ key: {{ $s.redis.key }}, path: redis }] }
       - secret: { name: {{ $s.jwt.name }}, items: [{ key: {{ $s.jwt.key }}, path: jwt }] }
       - secret: { name: {{ $s.dataKeys.name }}, items: [{ key: {{ $s.dataKeys.key }}, path: data-keys }] }
+      {{- if .root.Values.tls.enabled }}
+      - secret:
+          name: {{ .root.Values.tls.secretName }}
+          items:
+            - { key: tls.crt, path: tls.crt }
+            - { key: tls.key, path: tls.key }
+            - { key: ca.crt, path: ca.crt }
+      {{- end }}
       {{- if and (eq .name "matching") $s.dciSigningKey.name }}
       - secret: { name: {{ $s.dciSigningKey.name }}, items: [{ key: {{ $s.dciSigningKey.key }}, path: dci-signing-key }] }
       {{- end }}
@@ -120,4 +142,10 @@ volumeMounts:
   - name: secrets
     mountPath: /run/secrets/dtks
     readOnly: true
+{{- end -}}
+
+{{/* The port of the kubelet's gRPC probes: the plain-text health port when the
+     endpoint speaks TLS (the probes do not). */}}
+{{- define "dtks.probePort" -}}
+{{- if .Values.tls.enabled }}50052{{ else }}50051{{ end -}}
 {{- end -}}

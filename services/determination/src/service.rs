@@ -1025,6 +1025,24 @@ impl DeterminationService for Api {
                 }
             })?;
         let snapshot_id = self.standing_snapshot_id(period).await?;
+        // A stream of the month's households with their members: who took which region
+        // of which month (and from which rank) is audited before the first page.
+        dtks_platform::audit::record(
+            &self.db,
+            &who,
+            "determination.StreamSnapshot",
+            &[
+                format!("{:04}-{:02}", period.0, period.1),
+                if region.is_empty() {
+                    "national".to_owned()
+                } else {
+                    region.clone()
+                },
+                format!("after_rank={}", req.after_rank),
+            ],
+        )
+        .await
+        .map_err(grpc::internal)?;
         let batch = i64::from(req.batch_size.clamp(1, 5000));
         let max_decile = if req.max_decile == 0 {
             10

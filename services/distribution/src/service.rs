@@ -175,7 +175,7 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         .clone()
         .ok_or_else(|| anyhow::anyhow!("DTKS_UPSTREAM__DETERMINATION_URL is required"))?;
     programmes::seed(&ctx.db).await?;
-    let channel = Channel::from_shared(url)?.connect_lazy();
+    let channel = grpc::endpoint(&url, &ctx.config.tls)?.connect_lazy();
     let token = dtks_platform::auth::issue(
         &ctx.config.auth,
         "service:distribution",

@@ -72,8 +72,30 @@ pub(crate) async fn channel(
     url: &str,
     token: &str,
 ) -> anyhow::Result<InterceptedService<GrpcChannel, BearerToken>> {
-    let channel = GrpcChannel::from_shared(url.to_owned())?.connect().await?;
+    let channel = dtks_platform::grpc::endpoint(url, &tls_from_env()?)?
+        .connect()
+        .await?;
     Ok(InterceptedService::new(channel, BearerToken::new(token)?))
+}
+
+/// For `https://` URLs: the CA to trust (`DTKS_TLS__CA_FILE`) and, where the services
+/// ask for one, the client certificate and key (`DTKS_TLS__CERT_FILE`,
+/// `DTKS_TLS__KEY_FILE`), all PEM files.
+fn tls_from_env() -> anyhow::Result<dtks_platform::config::TlsConfig> {
+    let read = |name: &str| -> anyhow::Result<Option<String>> {
+        match std::env::var(name) {
+            Ok(path) => Ok(Some(std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!("{name} names a file that cannot be read ({path}): {e}")
+            })?)),
+            Err(_) => Ok(None),
+        }
+    };
+    Ok(dtks_platform::config::TlsConfig {
+        ca: read("DTKS_TLS__CA_FILE")?,
+        cert: read("DTKS_TLS__CERT_FILE")?,
+        key: read("DTKS_TLS__KEY_FILE")?.map(Into::into),
+        ..Default::default()
+    })
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {

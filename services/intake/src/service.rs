@@ -477,6 +477,13 @@ impl IntakeService for Intake {
         } else {
             String::new()
         };
+        // With their households the listed proposals name their members: audited.
+        if req.include_household && !proposals.is_empty() {
+            let ids: Vec<String> = proposals.iter().map(|p| p.proposal_id.clone()).collect();
+            dtks_platform::audit::record(&self.db, &who, "intake.ListProposals", &ids)
+                .await
+                .map_err(grpc::internal)?;
+        }
         Ok(Response::new(ListProposalsResponse {
             proposals,
             page: Some(pb::PageResponse { next_page_token }),
@@ -552,6 +559,9 @@ impl IntakeService for Intake {
             },
         );
         outbox::enqueue(&txn, &envelope)
+            .await
+            .map_err(grpc::internal)?;
+        dtks_platform::audit::record(&txn, &who, "intake.WithdrawProposal", &[id.to_string()])
             .await
             .map_err(grpc::internal)?;
         txn.commit().await.map_err(grpc::internal)?;

@@ -319,6 +319,14 @@ pub async fn decide(
     )
     .await
     .map_err(grpc::internal)?;
+    dtks_platform::audit::record(
+        &txn,
+        who,
+        "matching.DecideReviewPair",
+        &[pair.pair_id.clone(), pair.proposal_id.clone()],
+    )
+    .await
+    .map_err(grpc::internal)?;
     txn.commit().await.map_err(grpc::internal)?;
     pair.decision = decision as i32;
     pair.decided_by = who.sub.clone();

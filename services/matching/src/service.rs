@@ -523,6 +523,16 @@ impl MatchingService for Api {
         .map_err(grpc::internal)?;
         txn.rollback().await.map_err(grpc::internal)?;
         let m = settled.into_iter().next().unwrap_or_default();
+        // A person was looked up in the civil registry: who, and for which village (the
+        // NIK is never written to the log).
+        dtks_platform::audit::record(
+            &self.db,
+            &who,
+            "matching.MatchPerson",
+            std::slice::from_ref(&village_code),
+        )
+        .await
+        .map_err(grpc::internal)?;
         Ok(Response::new(MatchPersonResponse {
             outcome: m.outcome,
             corrections: m.corrections,
@@ -558,6 +568,14 @@ impl MatchingService for Api {
                 .map_err(grpc::internal)?,
         )?;
         let bytes: Vec<u8> = row.try_get("", "result").map_err(grpc::internal)?;
+        dtks_platform::audit::record(
+            &self.db,
+            &who,
+            "matching.GetProposalMatch",
+            &[id.to_string()],
+        )
+        .await
+        .map_err(grpc::internal)?;
         Ok(Response::new(
             ev::ProposalMatched::decode(bytes.as_slice()).map_err(grpc::internal)?,
         ))
@@ -578,6 +596,12 @@ impl MatchingService for Api {
             r.page.as_ref(),
         )
         .await?;
+        if !pairs.is_empty() {
+            let ids: Vec<String> = pairs.iter().map(|p| p.pair_id.clone()).collect();
+            dtks_platform::audit::record(&self.db, who, "matching.ListReviewPairs", &ids)
+                .await
+                .map_err(grpc::internal)?;
+        }
         Ok(Response::new(ListReviewPairsResponse {
             pairs,
             page: Some(pb::PageResponse { next_page_token }),

@@ -128,7 +128,7 @@ impl Context {
         S::Future: Send + 'static,
     {
         let service = crate::access::Guard::new(service, self.auth.clone(), &self.config.limits);
-        crate::grpc::serve(listener, service, self.shutdown.clone()).await?;
+        crate::grpc::serve(listener, service, self.shutdown.clone(), &self.config.tls).await?;
         if let Some(consumer) = consumer {
             consumer.await??;
         }

@@ -10,7 +10,7 @@
 //! transaction-scoped advisory lock), which keeps the chain a line.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::{ConnectionTrait, DbErr, TransactionSession, TransactionTrait};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Claims;
@@ -117,13 +117,28 @@ const INSERT: &str =
     "INSERT INTO audit_log (seq, at, actor, role, action, records, request_id, prev_hash, hash)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-/// Appends one entry — `who` did `action` to `records` — in the caller's transaction.
-pub async fn record<C: ConnectionTrait>(
+/// Appends one entry — `who` did `action` to `records` — in the caller's transaction
+/// (or, given a plain connection, in a transaction of its own: the turn-taking lock is
+/// held until the entry commits, so two appends never take the same place).
+pub async fn record<C: ConnectionTrait + TransactionTrait>(
     conn: &C,
     who: &Claims,
     action: &str,
     records: &[String],
 ) -> Result<(), DbErr> {
+    record_as(conn, (&who.sub, who.role.as_str()), action, records).await
+}
+
+/// [`record`] for `actor` acting as `role` (a service acting on an event, too).
+pub async fn record_as<C: ConnectionTrait + TransactionTrait>(
+    conn: &C,
+    (actor, role): (&str, &str),
+    action: &str,
+    records: &[String],
+) -> Result<(), DbErr> {
+    // Inside the caller's transaction this is a savepoint, and the lock lasts until the
+    // caller commits; on a plain connection it is the entry's own transaction.
+    let conn = conn.begin().await?;
     conn.execute_raw(stmt("SELECT pg_advisory_xact_lock($1)", [LOCK.into()]))
         .await?;
     let last = match conn.query_one_raw(stmt(LAST, [])).await? {
@@ -133,7 +148,7 @@ pub async fn record<C: ConnectionTrait>(
         )),
         None => None,
     };
-    let e = next(last, &who.sub, who.role.as_str(), action, records);
+    let e = next(last, actor, role, action, records);
     conn.execute_raw(stmt(
         INSERT,
         [
@@ -149,7 +164,7 @@ pub async fn record<C: ConnectionTrait>(
         ],
     ))
     .await?;
-    Ok(())
+    conn.commit().await
 }
 
 /// [`record`] on a `sqlx` transaction (the bulk paths), for `actor` acting as `role`.

@@ -30,6 +30,9 @@ pub struct Config {
     /// officers' behalf, for the local walking skeleton. Never on in production.
     #[serde(default)]
     pub demo_auto_approve: bool,
+    /// TLS of the service's own endpoint, and of its calls to other services.
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// The keys that seal personal data at rest (`DTKS_DATA_KEYS`, or
     /// `DTKS_DATA_KEYS_FILE`): `id:base64,…`, the first sealing; see `sealed`.
     #[serde(default)]
@@ -169,6 +172,22 @@ fn default_issuer() -> String {
 }
 fn default_audience() -> String {
     "dtks".to_owned()
+}
+
+/// TLS: PEM text, set inline (`DTKS_TLS__CERT`) or from a file (`DTKS_TLS__CERT_FILE`).
+/// With `cert` and `key` the gRPC endpoint speaks only TLS; with `client_ca` as well it
+/// asks every caller for a certificate that CA signed (mutual TLS). `ca` is the CA the
+/// service trusts when it calls another service over `https://`, where it presents its
+/// own `cert` and `key`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TlsConfig {
+    pub cert: Option<String>,
+    pub key: Option<SecretString>,
+    pub client_ca: Option<String>,
+    pub ca: Option<String>,
+    /// With TLS on, `grpc.health.v1` alone is also served in plain text here, for the
+    /// kubelet's gRPC probes (which do not speak TLS).
+    pub health_addr: Option<String>,
 }
 
 /// Limits on what callers may send.

@@ -23,8 +23,59 @@ pub const MAX_SEND_BYTES: usize = 8 * 1024 * 1024;
 /// HTTP/2 flow-control window per stream.
 pub const STREAM_WINDOW_BYTES: u32 = 2 * 1024 * 1024;
 
-/// Serves `service` with health and reflection on `listener` until `shutdown`.
-pub async fn serve<S>(listener: TcpListener, service: S, shutdown: Shutdown) -> anyhow::Result<()>
+/// The server's TLS settings from `tls`, or `None` for plain text.
+pub fn server_tls(
+    tls: &crate::config::TlsConfig,
+) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    use secrecy::ExposeSecret;
+    let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
+        anyhow::ensure!(
+            tls.cert.is_none() && tls.key.is_none(),
+            "TLS needs both DTKS_TLS__CERT and DTKS_TLS__KEY"
+        );
+        return Ok(None);
+    };
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(cert, key.expose_secret()),
+    );
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+    }
+    Ok(Some(config))
+}
+
+/// A channel to another service at `url`: over TLS for `https://` (trusting `tls.ca`,
+/// presenting the service's own certificate when it has one), plain text otherwise.
+pub fn endpoint(
+    url: &str,
+    tls: &crate::config::TlsConfig,
+) -> anyhow::Result<tonic::transport::Endpoint> {
+    use secrecy::ExposeSecret;
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?;
+    if !url.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    let mut config = tonic::transport::ClientTlsConfig::new();
+    if let Some(ca) = &tls.ca {
+        config = config.ca_certificate(tonic::transport::Certificate::from_pem(ca));
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        config = config.identity(tonic::transport::Identity::from_pem(
+            cert,
+            key.expose_secret(),
+        ));
+    }
+    Ok(endpoint.tls_config(config)?)
+}
+
+/// Serves `service` with health and reflection on `listener` until `shutdown`, over TLS
+/// when `tls` names a certificate.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    shutdown: Shutdown,
+    tls: &crate::config::TlsConfig,
+) -> anyhow::Result<()>
 where
     S: tower::Service<http::Request<Body>, Error = Infallible>
         + NamedService
@@ -47,7 +98,43 @@ where
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, service = S::NAME, "gRPC listening");
+    let server_tls = server_tls(tls)?;
+    tracing::info!(
+        %addr,
+        service = S::NAME,
+        tls = server_tls.is_some(),
+        mutual = tls.client_ca.is_some(),
+        "gRPC listening"
+    );
+    // With TLS on, the kubelet's probes get health alone in plain text on their own port.
+    if let (Some(_), Some(health_addr)) = (&server_tls, &tls.health_addr) {
+        let health_listener = TcpListener::bind(health_addr).await?;
+        let (probe_reporter, probe_health) = tonic_health::server::health_reporter();
+        probe_reporter
+            .set_service_status(S::NAME, ServingStatus::Serving)
+            .await;
+        probe_reporter
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+        let probe_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let drained = async move {
+                probe_shutdown.wait().await;
+                // Reported as not serving from the first moment of the drain.
+                probe_reporter
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
+                std::future::pending::<()>().await;
+            };
+            let _ = Server::builder()
+                .add_service(probe_health)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(health_listener),
+                    drained,
+                )
+                .await;
+        });
+    }
     let drain = async move {
         shutdown.wait().await;
         reporter
@@ -58,7 +145,11 @@ where
             .await;
         tracing::info!("draining gRPC calls");
     };
-    Server::builder()
+    let mut builder = Server::builder();
+    if let Some(config) = server_tls {
+        builder = builder.tls_config(config)?;
+    }
+    builder
         .trace_fn(request_span)
         .layer(crate::metrics::RpcMetricsLayer)
         // Bulk imports stream thousands of messages: HTTP/2's default 64 KiB window would

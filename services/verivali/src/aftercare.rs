@@ -357,6 +357,14 @@ pub async fn file_complaint(
         .await
         .map_err(grpc::internal)?;
     }
+    dtks_platform::audit::record(
+        &txn,
+        who,
+        "verivali.FileComplaint",
+        &[household_id.to_string(), complaint_id.to_string()],
+    )
+    .await
+    .map_err(grpc::internal)?;
     txn.commit().await.map_err(grpc::internal)?;
     Ok((
         Complaint {
@@ -563,6 +571,14 @@ pub async fn complete_task(
                 completed_at: Some(timestamp(now)),
             },
         ),
+    )
+    .await
+    .map_err(grpc::internal)?;
+    dtks_platform::audit::record(
+        &txn,
+        who,
+        "verivali.CompleteReverification",
+        &[task_id.to_string(), current.household_id.clone()],
     )
     .await
     .map_err(grpc::internal)?;

@@ -199,6 +199,21 @@ pub async fn record(
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let role = actor.role.as_str().to_owned();
+    // Each move acts on a case file (personal data): one audit entry per state reached.
+    let mut reached: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for m in moves {
+        reached
+            .entry(m.to.as_str_name())
+            .or_default()
+            .push(m.case.case_id.to_string());
+    }
+    for (state, ids) in reached {
+        let action = format!(
+            "verivali.{}",
+            state.trim_start_matches("CASE_STATE_").to_lowercase()
+        );
+        dtks_platform::audit::record_as(txn, (&actor.id, &role), &action, &ids).await?;
+    }
     for chunk in moves.chunks(MAX_BATCH) {
         let ids: Vec<uuid::Uuid> = chunk.iter().map(|m| m.case.case_id).collect();
         let from: Vec<i16> = chunk.iter().map(|m| m.case.state as i16).collect();

@@ -180,7 +180,7 @@ async fn load<C: ConnectionTrait>(db: &C, subject: &str, lock: bool) -> Result<O
     officer(&row).map_err(grpc::internal)
 }
 
-async fn history<C: ConnectionTrait>(
+async fn history<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     who: &Claims,
     change: &str,

@@ -293,6 +293,14 @@ pub async fn record_result(
     ))
     .await
     .map_err(grpc::internal)?;
+    dtks_platform::audit::record(
+        &txn,
+        who,
+        "verivali.RecordQaResult",
+        &[sample_id.to_string(), case_id.to_string()],
+    )
+    .await
+    .map_err(grpc::internal)?;
     txn.commit().await.map_err(grpc::internal)?;
     Ok(QaItem {
         case_id: case_id.to_string(),
