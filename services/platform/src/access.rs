@@ -875,8 +875,8 @@ mod tests {
 
     #[test]
     fn every_rpc_of_every_service_has_exactly_one_row() {
-        let descriptor =
-            prost_types::FileDescriptorSet::decode(dtks_proto::FILE_DESCRIPTOR_SET).unwrap();
+        let descriptor = prost_types::FileDescriptorSet::decode(dtks_proto::FILE_DESCRIPTOR_SET)
+            .expect("test fixture");
         let mut served = Vec::new();
         for file in &descriptor.file {
             for service in &file.service {
@@ -904,7 +904,7 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/access-matrix.md");
         let written = std::fs::read_to_string(path).unwrap_or_default();
         if std::env::var_os("DTKS_WRITE_ACCESS_MATRIX").is_some() {
-            std::fs::write(path, markdown()).unwrap();
+            std::fs::write(path, markdown()).expect("test fixture");
             return;
         }
         assert!(
@@ -918,10 +918,10 @@ mod tests {
     fn roles_off_the_row_and_unknown_methods_are_refused() {
         let determine = "/dtks.determination.v1.DeterminationService/Determine";
         assert!(authorize(determine, &claims(PusdatinAdmin, "")).is_ok());
-        let refused = authorize(determine, &claims(RegencyOfficer, "32.04")).unwrap_err();
+        let refused = authorize(determine, &claims(RegencyOfficer, "32.04")).expect_err("refused");
         assert_eq!(refused.code(), tonic::Code::PermissionDenied);
         assert!(refused.message().contains("Determine"), "{refused:?}");
-        let unknown = authorize("/dtks.x.v1.X/Y", &claims(PusdatinAdmin, "")).unwrap_err();
+        let unknown = authorize("/dtks.x.v1.X/Y", &claims(PusdatinAdmin, "")).expect_err("refused");
         assert_eq!(unknown.code(), tonic::Code::PermissionDenied);
     }
 
@@ -936,7 +936,7 @@ mod tests {
             PemdaUser,
             ProvinceOfficer,
         ] {
-            let refused = check_reach(&claims(role, "")).unwrap_err();
+            let refused = check_reach(&claims(role, "")).expect_err("refused");
             assert_eq!(refused.code(), tonic::Code::Unauthenticated);
         }
     }
@@ -946,26 +946,26 @@ mod tests {
         let limits = CallLimits::new(10, 5);
         let t0 = std::time::Instant::now();
         for _ in 0..5 {
-            limits.take("op-1", t0).unwrap();
+            limits.take("op-1", t0).expect("test fixture");
         }
-        let refused = limits.take("op-1", t0).unwrap_err();
+        let refused = limits.take("op-1", t0).expect_err("refused");
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         use tonic_types::StatusExt;
         let wait = refused
             .get_details_retry_info()
-            .unwrap()
+            .expect("test fixture")
             .retry_delay
-            .unwrap();
+            .expect("test fixture");
         assert_eq!(wait, std::time::Duration::from_millis(100));
         // Another caller is not affected; 100 ms later one more call is allowed.
-        limits.take("op-2", t0).unwrap();
+        limits.take("op-2", t0).expect("test fixture");
         let t1 = t0 + std::time::Duration::from_millis(100);
-        limits.take("op-1", t1).unwrap();
+        limits.take("op-1", t1).expect("test fixture");
         assert!(limits.take("op-1", t1).is_err());
         // Idle callers refill up to the burst, not beyond.
         let t2 = t1 + std::time::Duration::from_secs(60);
         for _ in 0..5 {
-            limits.take("op-1", t2).unwrap();
+            limits.take("op-1", t2).expect("test fixture");
         }
         assert!(limits.take("op-1", t2).is_err());
     }

@@ -459,8 +459,12 @@ mod tests {
 
     #[tokio::test]
     async fn issued_tokens_verify_and_scope_by_region() {
-        let token = issue(&config(), "op-1", Role::RegencyOfficer, "32.04", 60).unwrap();
-        let claims = Authenticator::new(&config()).verify(&token).await.unwrap();
+        let token =
+            issue(&config(), "op-1", Role::RegencyOfficer, "32.04", 60).expect("test fixture");
+        let claims = Authenticator::new(&config())
+            .verify(&token)
+            .await
+            .expect("test fixture");
         assert!(claims.covers("32.04.01.2001"));
         assert!(!claims.covers("32.05.01.2001"));
         assert!(!claims.covers("32.041"));
@@ -469,29 +473,29 @@ mod tests {
     #[tokio::test]
     async fn tampered_or_foreign_tokens_are_refused() {
         let other = AuthConfig::local("another-secret");
-        let token = issue(&other, "op-1", Role::Public, "", 60).unwrap();
+        let token = issue(&other, "op-1", Role::Public, "", 60).expect("test fixture");
         let auth = Authenticator::new(&config());
         assert_eq!(
-            auth.verify(&token).await.unwrap_err().code(),
+            auth.verify(&token).await.expect_err("refused").code(),
             tonic::Code::Unauthenticated
         );
-        let good = issue(&config(), "op-1", Role::Public, "", 60).unwrap();
-        let (head, rest) = good.split_once('.').unwrap();
-        let (payload, signature) = rest.split_once('.').unwrap();
+        let good = issue(&config(), "op-1", Role::Public, "", 60).expect("test fixture");
+        let (head, rest) = good.split_once('.').expect("test fixture");
+        let (payload, signature) = rest.split_once('.').expect("test fixture");
         let mut forged: serde_json::Value = serde_json::from_slice(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(payload)
-                .unwrap(),
+                .expect("test fixture"),
         )
-        .unwrap();
+        .expect("test fixture");
         forged["role"] = "pusdatin_admin".into();
         let forged = format!(
             "{head}.{}.{signature}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(serde_json::to_vec(&forged).unwrap())
+                .encode(serde_json::to_vec(&forged).expect("test fixture"))
         );
         assert_eq!(
-            auth.verify(&forged).await.unwrap_err().code(),
+            auth.verify(&forged).await.expect_err("refused").code(),
             tonic::Code::Unauthenticated
         );
         assert!(auth.verify("not-a-token").await.is_err());
@@ -527,7 +531,7 @@ mod tests {
     ) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
+            .expect("test fixture")
             .as_secs();
         let mut claims = serde_json::json!({
             "sub": "f3c1b2a0-officer",
@@ -539,7 +543,7 @@ mod tests {
             "iat": now,
             "azp": "dtks-web",
         });
-        for (k, v) in changes.as_object().unwrap() {
+        for (k, v) in changes.as_object().expect("test fixture") {
             claims[k] = if let Some(offset) = v.as_i64() {
                 serde_json::json!((now as i64 + offset) as u64)
             } else {
@@ -548,7 +552,7 @@ mod tests {
         }
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid.into());
-        jsonwebtoken::encode(&header, &claims, key).unwrap()
+        jsonwebtoken::encode(&header, &claims, key).expect("test fixture")
     }
 
     #[tokio::test]
@@ -559,8 +563,13 @@ mod tests {
             "keys": [jwk1]
         })));
         let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let issuer = format!("http://{}/realms/dtks", listener.local_addr().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("test fixture");
+        let issuer = format!(
+            "http://{}/realms/dtks",
+            listener.local_addr().expect("test fixture")
+        );
         let app = {
             let published = published.clone();
             let fetches = fetches.clone();
@@ -578,7 +587,7 @@ mod tests {
                     axum::routing::get(move || {
                         let published = published.clone();
                         fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        async move { axum::Json(published.read().unwrap().clone()) }
+                        async move { axum::Json(published.read().expect("test fixture").clone()) }
                     }),
                 )
         };
@@ -594,7 +603,7 @@ mod tests {
         let claims = auth
             .verify(&provider_token(&k1, "k1", &issuer, serde_json::json!({})))
             .await
-            .unwrap();
+            .expect("test fixture");
         assert_eq!(
             (claims.role, claims.region.as_str()),
             (Role::RegencyOfficer, "32.04")
@@ -635,7 +644,7 @@ mod tests {
         );
         // Rotation: the provider now publishes k2 only. A k2 token makes the service
         // fetch the new keys; k1's tokens stop verifying.
-        *published.write().unwrap() = serde_json::json!({ "keys": [jwk2] });
+        *published.write().expect("test fixture") = serde_json::json!({ "keys": [jwk2] });
         let before = fetches.load(std::sync::atomic::Ordering::SeqCst);
         assert!(
             auth.verify(&provider_token(&k2, "k2", &issuer, serde_json::json!({})))
@@ -648,13 +657,14 @@ mod tests {
             unauthenticated
         );
         // With a provider, the local issuer speaks only for services.
-        let officer = issue(&config, "op-1", Role::RegencyOfficer, "32.04", 60).unwrap();
-        let refused = auth.verify(&officer).await.unwrap_err();
+        let officer =
+            issue(&config, "op-1", Role::RegencyOfficer, "32.04", 60).expect("test fixture");
+        let refused = auth.verify(&officer).await.expect_err("refused");
         assert!(
             refused.message().contains("identity provider"),
             "{refused:?}"
         );
-        let service = issue(&config, "distribution", Role::Service, "", 60).unwrap();
+        let service = issue(&config, "distribution", Role::Service, "", 60).expect("test fixture");
         assert!(auth.verify(&service).await.is_ok());
     }
 }

@@ -182,7 +182,7 @@ mod tests {
     fn sealed_values_open_only_in_their_place_and_with_a_listed_key() {
         let old = KeyRing::generate("k1");
         let new = KeyRing::generate("k2");
-        let ring1 = KeyRing::parse(&old).unwrap();
+        let ring1 = KeyRing::parse(&old).expect("test fixture");
         let row = uuid::Uuid::from_u128(7);
         let here = context("intake.proposals.household", &row);
         let plain = b"\x0a\x10Asep Sunandar 3204051203800001";
@@ -190,7 +190,7 @@ mod tests {
         assert!(sealed.starts_with(MAGIC));
         assert!(!sealed.windows(13).any(|w| w == b"Asep Sunandar"));
         assert_ne!(ring1.seal(&here, plain), sealed, "a fresh nonce every time");
-        assert_eq!(ring1.open(&here, &sealed).unwrap(), plain);
+        assert_eq!(ring1.open(&here, &sealed).expect("test fixture"), plain);
         // Another row, another column: refused.
         let there = context("intake.proposals.household", &uuid::Uuid::from_u128(8));
         assert!(matches!(
@@ -199,23 +199,23 @@ mod tests {
         ));
         // A changed byte: refused.
         let mut flipped = sealed.clone();
-        *flipped.last_mut().unwrap() ^= 1;
+        *flipped.last_mut().expect("test fixture") ^= 1;
         assert!(matches!(
             ring1.open(&here, &flipped),
             Err(SealError::Damaged)
         ));
         assert!(ring1.open(&here, &sealed[..12]).is_err());
         // Rotation: the new key seals, the old one still opens; without it, refused.
-        let rotated = KeyRing::parse(&format!("{new},{old}")).unwrap();
-        assert_eq!(rotated.open(&here, &sealed).unwrap(), plain);
+        let rotated = KeyRing::parse(&format!("{new},{old}")).expect("test fixture");
+        assert_eq!(rotated.open(&here, &sealed).expect("test fixture"), plain);
         let resealed = rotated.seal(&here, plain);
         assert_eq!(&resealed[6..8], b"k2");
-        let only_new = KeyRing::parse(&new).unwrap();
+        let only_new = KeyRing::parse(&new).expect("test fixture");
         assert!(
             matches!(only_new.open(&here, &sealed), Err(SealError::UnknownKey(k)) if k == "k1")
         );
         // Written before sealing began: read as it is.
-        assert_eq!(ring1.open(&here, plain).unwrap(), plain);
+        assert_eq!(ring1.open(&here, plain).expect("test fixture"), plain);
     }
 
     #[test]

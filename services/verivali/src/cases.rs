@@ -334,14 +334,12 @@ pub fn content_of(r: &QueryResult) -> Result<Content, DbErr> {
         dtks_platform::sealed::open(place, &id, &stored.unwrap_or_default())
             .map_err(|e| DbErr::Custom(format!("case {id}: {e}")))
     };
-    let matched = Some(open(SEALED_MATCHED, "matched")?);
-    let household = Some(open(SEALED_HOUSEHOLD, "household")?);
+    let matched = open(SEALED_MATCHED, "matched")?;
+    let household = open(SEALED_HOUSEHOLD, "household")?;
     let decode = |e: prost::DecodeError| DbErr::Custom(format!("case {id}: {e}"));
     Ok(Content {
-        matched: ev::ProposalMatched::decode(matched.unwrap_or_default().as_slice())
-            .map_err(decode)?,
-        household: pb::Household::decode(household.unwrap_or_default().as_slice())
-            .map_err(decode)?,
+        matched: ev::ProposalMatched::decode(matched.as_slice()).map_err(decode)?,
+        household: pb::Household::decode(household.as_slice()).map_err(decode)?,
     })
 }
 
