@@ -5,6 +5,7 @@ mod access;
 mod audit;
 mod criteria;
 mod dashboards;
+mod deadletters;
 mod delivery;
 mod determination;
 mod duplicates;

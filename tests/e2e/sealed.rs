@@ -3,7 +3,7 @@
 //! bytes — while officers read them as before; a sealed value moved to another row
 //! does not open there.
 
-use dtks_e2e::{Stack, authed, count};
+use dtks_e2e::{Stack, authed, count, count_becomes};
 use dtks_platform::auth::Role;
 use dtks_proto::intake::v1::GetProposalRequest;
 use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
@@ -34,17 +34,13 @@ async fn personal_data_is_sealed_at_rest_and_read_back_by_officers() -> anyhow::
     let stack = Stack::start(REGISTRY).await?;
     let operator = stack.token(Role::VillageOperator, VILLAGE);
     let first = submit_musdes(&stack, &operator, "sealed-1", "SEALED-1").await?;
-    let stack_ref = &stack;
-    stack
-        .eventually(60, "the case to be opened", || async move {
-            let n = count(
-                stack_ref,
-                "SELECT count(*)::bigint AS n FROM verivali.cases",
-            )
-            .await?;
-            Ok((n == 1).then_some(()))
-        })
-        .await?;
+    count_becomes(
+        &stack,
+        60,
+        "SELECT count(*)::bigint AS n FROM verivali.cases",
+        1,
+    )
+    .await?;
 
     // Nothing readable at rest.
     let mut stored = bytes(&stack, "SELECT household FROM intake.proposals").await?;

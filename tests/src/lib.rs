@@ -638,6 +638,15 @@ pub fn synthetic_household(i: u64) -> dtks_proto::common::v1::Household {
 }
 
 /// `SELECT count(*) AS n …` (or any query answering one `n`) on the run's database.
+/// Waits (up to `secs`) until `sql`'s count is `n`.
+pub async fn count_becomes(stack: &Stack, secs: u64, sql: &str, n: i64) -> anyhow::Result<()> {
+    stack
+        .eventually(secs, sql, || async move {
+            Ok((count(stack, sql).await? == n).then_some(()))
+        })
+        .await
+}
+
 pub async fn count(stack: &Stack, sql: &str) -> anyhow::Result<i64> {
     let row = stack
         .db

@@ -50,6 +50,10 @@ enum Command {
     /// (`DTKS_DCI__SIGNING_KEY` or `DTKS_REGISTRY_SIGNING_KEY`), the public key to the
     /// other side's trusted keys.
     DciKeygen,
+    /// Dead-lettered events of a service: `dtksctl dead-letters list --service verivali`,
+    /// and `replay` to send them back to it once the cause is fixed.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
     /// A new key that seals personal data at rest, as `id:base64` for `DTKS_DATA_KEYS`
     /// (put a new key first to rotate; keep the old ones listed while rows still use them).
     DataKey {
@@ -84,6 +88,49 @@ enum OfficerCommand {
     },
     #[command(flatten)]
     Registry(officers::Change),
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCommand {
+    /// The dead-lettered events waiting for a service (left where they are).
+    List(DeadLetterArgs),
+    /// Send the dead-lettered events back to the service that failed them.
+    Replay {
+        #[command(flatten)]
+        args: DeadLetterArgs,
+        /// Only this event.
+        #[arg(long)]
+        event_id: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct DeadLetterArgs {
+    #[arg(long)]
+    service: String,
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    #[arg(long, env = "DTKS_BUS__URL", hide_env_values = true)]
+    bus_url: String,
+    #[arg(long, env = "DTKS_BUS__NAMESPACE", default_value = "dtks")]
+    bus_namespace: String,
+}
+
+impl DeadLetterArgs {
+    async fn bus(&self) -> anyhow::Result<dtks_platform::bus::Bus> {
+        let config: dtks_platform::config::BusConfig = serde_json::from_value(serde_json::json!({
+            "url": self.bus_url,
+            "namespace": self.bus_namespace,
+        }))?;
+        dtks_platform::bus::Bus::connect(&config).await
+    }
+}
+
+fn print_dead_letters(letters: &[dtks_platform::deadletters::DeadLetter]) {
+    println!("event_id\tevent_type\treason");
+    for l in letters {
+        println!("{}\t{}\t{}", l.event_id, l.event_type, l.reason);
+    }
 }
 
 #[derive(Subcommand)]
@@ -136,6 +183,25 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Officer(OfficerCommand::Registry(change)) => {
             refusal_exits(officers::run(change).await)
+        }
+        Command::DeadLetters(DeadLetterCommand::List(args)) => {
+            let letters = args
+                .bus()
+                .await?
+                .peek_dead_letters(&args.service, args.limit)
+                .await?;
+            print_dead_letters(&letters);
+            Ok(())
+        }
+        Command::DeadLetters(DeadLetterCommand::Replay { args, event_id }) => {
+            let letters = args
+                .bus()
+                .await?
+                .replay_dead_letters(&args.service, args.limit, event_id.as_deref())
+                .await?;
+            print_dead_letters(&letters);
+            eprintln!("replayed {} events to {}", letters.len(), args.service);
+            Ok(())
         }
         Command::DataKey { id } => {
             println!("{}", dtks_platform::sealed::KeyRing::generate(&id));

@@ -80,6 +80,11 @@ impl Bus {
         format!("{}.dlx", self.config.namespace)
     }
 
+    /// A fresh channel on the bus's connection.
+    pub(crate) async fn channel(&self) -> lapin::Result<Channel> {
+        self.connection.create_channel().await
+    }
+
     pub fn queue_name(&self, service: &str) -> String {
         format!("{}.{service}", self.config.namespace)
     }

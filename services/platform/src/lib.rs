@@ -15,6 +15,7 @@ pub mod convert;
 pub mod copy;
 pub mod db;
 pub mod dci;
+pub mod deadletters;
 pub mod events;
 pub mod grpc;
 pub mod metrics;

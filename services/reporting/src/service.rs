@@ -44,9 +44,12 @@ CREATE TABLE counters (
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let consumer = ctx.spawn_consumer(&["#"], Facts).await?;
     tokio::spawn(gauges::run(ctx.db.clone(), ctx.shutdown.clone()));
-    let service = ReportingServiceServer::new(Api { db: ctx.db.clone() })
-        .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(grpc::MAX_SEND_BYTES);
+    let service = ReportingServiceServer::new(Api {
+        db: ctx.db.clone(),
+        bus: ctx.bus.clone(),
+    })
+    .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(grpc::MAX_SEND_BYTES);
     ctx.serve(listener, service, Some(consumer)).await
 }
 
@@ -75,7 +78,19 @@ impl EventHandler for Facts {
 
 struct Api {
     db: DatabaseConnection,
+    /// For the dead-letter counts.
+    bus: dtks_platform::bus::Bus,
 }
+
+/// The services that consume events, each with its dead-letter queue.
+const CONSUMERS: [&str; 6] = [
+    "intake",
+    "matching",
+    "verivali",
+    "determination",
+    "distribution",
+    "reporting",
+];
 
 /// Empties the read models and applies every kept fact again, in arrival order, in one
 /// transaction; events arriving meanwhile wait (the facts table is locked against
@@ -174,6 +189,19 @@ impl ReportingService for Api {
                         });
                     }
                 }
+            }
+        }
+        if s.region_code.is_empty() {
+            for service in CONSUMERS {
+                let waiting = self
+                    .bus
+                    .dead_letter_count(service)
+                    .await
+                    .map_err(grpc::internal)?;
+                s.dead_letters.push(DeadLetterCount {
+                    service: service.to_owned(),
+                    waiting: u64::from(waiting),
+                });
             }
         }
         Ok(Response::new(s))
