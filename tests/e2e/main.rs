@@ -410,6 +410,37 @@ async fn a_malformed_nik_is_refused_naming_the_field_and_leaves_nothing_behind()
     assert_eq!(violations[0].field, "household.families[0].members[1].nik");
     assert!(violations[0].description.contains("digits"));
 
+    // Names that cannot be stored (a NUL) or read differently from what they hold (a
+    // bidirectional override), and an oversized street: refused the same way.
+    for (field, change) in [
+        (
+            "household.families[0].members[0].full_name",
+            (|h: &mut dtks_proto::common::v1::Household| {
+                h.families[0].members[0].full_name = "Asep\0Sunandar".into()
+            }) as fn(&mut dtks_proto::common::v1::Household),
+        ),
+        ("household.families[0].members[1].full_name", |h| {
+            h.families[0].members[1].full_name = "\u{202e}hanimA itiS".into()
+        }),
+        ("household.address.street", |h| {
+            h.address.as_mut().expect("address").street = "x".repeat(600_000)
+        }),
+    ] {
+        let mut bad = household();
+        change(&mut bad);
+        let status = intake
+            .submit_proposal(authed(musdes("BAD-TEXT", bad), &operator))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{field}");
+        let violations = status
+            .get_details_bad_request()
+            .expect("BadRequest details")
+            .field_violations;
+        assert_eq!(violations[0].field, field, "{violations:?}");
+        assert!(status.message().len() < 500, "the refusal echoes the input");
+    }
+
     assert_eq!(
         count(&stack, "SELECT count(*)::bigint AS n FROM intake.proposals").await?,
         0

@@ -38,7 +38,15 @@ impl RegionCode {
         if ok {
             Ok(Self(input.to_owned()))
         } else {
-            Err(RegionCodeError(input.to_owned()))
+            // A refusal names what it refused, but never echoes more than a few
+            // characters of it back.
+            let shown: String = input.chars().take(32).collect();
+            let more = if input.chars().count() > 32 {
+                "…"
+            } else {
+                ""
+            };
+            Err(RegionCodeError(format!("{shown}{more}")))
         }
     }
 

@@ -95,6 +95,66 @@ pub fn channel_roles(channel: Channel) -> &'static [Role] {
 pub const MAX_KEY: usize = 128;
 pub const MAX_REASON: usize = 1_000;
 
+/// Longest free text accepted in one field (names, places, occupations); a street
+/// address may be longer.
+pub const MAX_TEXT: usize = 200;
+pub const MAX_STREET: usize = 500;
+
+/// Why `text` may not be stored as a name or an address: control characters (a NUL
+/// cannot even be stored) and bidirectional overrides, which make a name read
+/// differently from what it holds.
+fn text_fault(text: &str, max: usize) -> Option<String> {
+    if text.chars().count() > max {
+        return Some(format!("must be at most {max} characters"));
+    }
+    if text.chars().any(char::is_control) {
+        return Some("must not hold control characters".into());
+    }
+    if text
+        .chars()
+        .any(|c| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    {
+        return Some("must not hold bidirectional override characters".into());
+    }
+    None
+}
+
+/// Checks every free-text field of the household.
+fn free_text(h: &dtks_proto::common::v1::Household, v: &mut Violations) {
+    if let Some(a) = &h.address {
+        for (field, value, max) in [
+            ("street", &a.street, MAX_STREET),
+            ("rt", &a.rt, MAX_TEXT),
+            ("rw", &a.rw, MAX_TEXT),
+            ("postal_code", &a.postal_code, MAX_TEXT),
+        ] {
+            if let Some(why) = text_fault(value, max) {
+                v.push(format!("household.address.{field}"), why);
+            }
+        }
+    }
+    for (fi, family) in h.families.iter().enumerate() {
+        for (mi, p) in family.members.iter().enumerate() {
+            let path = format!("household.families[{fi}].members[{mi}]");
+            for (field, value) in [
+                ("full_name", &p.full_name),
+                ("birth_place", &p.birth_place),
+                ("occupation", &p.occupation),
+                ("sector", &p.sector),
+            ] {
+                if let Some(why) = text_fault(value, MAX_TEXT) {
+                    v.push(format!("{path}.{field}"), why);
+                }
+            }
+            for (si, skill) in p.skills.iter().enumerate() {
+                if let Some(why) = text_fault(skill, MAX_TEXT) {
+                    v.push(format!("{path}.skills[{si}]"), why);
+                }
+            }
+        }
+    }
+}
+
 /// Runs every intake check on `req` sent by `who`.
 pub fn prepare(
     who: &Claims,
@@ -157,6 +217,7 @@ pub fn prepare(
         v.push("household", "is required");
         return Err(Refusal::Invalid(v));
     };
+    free_text(pb_household, &mut v);
     let target = pb_household.household_id.trim().to_owned();
     match kind {
         ProposalKind::Add if !target.is_empty() => v.push(
@@ -361,3 +422,7 @@ fn person_rows(household: &dtks_domain::Household) -> Vec<PersonRow> {
     }
     rows
 }
+
+#[cfg(test)]
+#[path = "check_props.rs"]
+mod props;
