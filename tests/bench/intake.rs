@@ -11,15 +11,9 @@
 
 use std::time::Instant;
 
-use chrono::Datelike;
 use dtks_e2e::{Stack, bin_dir, env_or};
 use dtks_platform::auth::Role;
-use dtks_proto::common::v1 as pb;
-use dtks_proto::events::v1::{Channel, ProposalKind};
-use dtks_proto::intake::v1::{
-    ImportProposalsRequest, Minutes, SubmitProposalRequest,
-    intake_service_client::IntakeServiceClient,
-};
+use dtks_proto::intake::v1::{ImportProposalsRequest, intake_service_client::IntakeServiceClient};
 use futures::StreamExt;
 
 const STREAM_ROWS: usize = 10_000;
@@ -76,39 +70,14 @@ async fn main() -> anyhow::Result<()> {
         .status()
         .await?;
     anyhow::ensure!(status.success(), "dtksctl gen failed");
-    let held = chrono::Utc::now().date_naive() - chrono::Days::new(7);
-    let mut rows = Vec::with_capacity(households);
-    for (i, line) in std::fs::read_to_string(out.join("proposals.jsonl"))?
-        .lines()
+    let rows: Vec<ImportProposalsRequest> = dtks_e2e::generated_proposals(&out, "BA/MUSDES/BENCH")?
+        .into_iter()
         .enumerate()
-    {
-        let value: serde_json::Value = serde_json::from_str(line)?;
-        let household: dtks_domain::Household = serde_json::from_value(value["household"].clone())?;
-        let reference = value["external_reference"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        rows.push(ImportProposalsRequest {
+        .map(|(i, proposal)| ImportProposalsRequest {
             row: i as u64 + 1,
-            proposal: Some(SubmitProposalRequest {
-                idempotency_key: reference.clone(),
-                channel: Channel::Musdes as i32,
-                kind: ProposalKind::Add as i32,
-                external_reference: reference,
-                household: Some(dtks_platform::convert::household_to_proto(&household)),
-                minutes: Some(Minutes {
-                    number: "BA/MUSDES/BENCH".into(),
-                    date: Some(pb::Date {
-                        year: held.year(),
-                        month: held.month() as i32,
-                        day: held.day() as i32,
-                    }),
-                    attendees: 30,
-                }),
-                ..Default::default()
-            }),
-        });
-    }
+            proposal: Some(proposal),
+        })
+        .collect();
     let _ = std::fs::remove_dir_all(&out);
 
     // The bulk path: gRPC client streams into the intake service.

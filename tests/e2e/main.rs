@@ -10,6 +10,7 @@ mod delivery;
 mod determination;
 mod duplicates;
 mod extracts;
+mod faults;
 mod import;
 mod intake;
 mod limits;

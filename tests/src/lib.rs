@@ -638,6 +638,45 @@ pub fn synthetic_household(i: u64) -> dtks_proto::common::v1::Household {
 }
 
 /// `SELECT count(*) AS n …` (or any query answering one `n`) on the run's database.
+/// The musdes proposals `dtksctl gen` wrote to `dir/proposals.jsonl`, minutes held a
+/// week ago, each keyed by its external reference.
+pub fn generated_proposals(
+    dir: &std::path::Path,
+    minutes: &str,
+) -> anyhow::Result<Vec<dtks_proto::intake::v1::SubmitProposalRequest>> {
+    use chrono::Datelike;
+    use dtks_proto::events::v1::{Channel, ProposalKind};
+    use dtks_proto::intake::v1::{Minutes, SubmitProposalRequest};
+    let held = chrono::Utc::now().date_naive() - chrono::Days::new(7);
+    let mut out = Vec::new();
+    for line in std::fs::read_to_string(dir.join("proposals.jsonl"))?.lines() {
+        let value: serde_json::Value = serde_json::from_str(line)?;
+        let household: dtks_domain::Household = serde_json::from_value(value["household"].clone())?;
+        let reference = value["external_reference"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        out.push(SubmitProposalRequest {
+            idempotency_key: reference.clone(),
+            channel: Channel::Musdes as i32,
+            kind: ProposalKind::Add as i32,
+            external_reference: reference,
+            household: Some(dtks_platform::convert::household_to_proto(&household)),
+            minutes: Some(Minutes {
+                number: minutes.to_owned(),
+                date: Some(dtks_proto::common::v1::Date {
+                    year: held.year(),
+                    month: held.month() as i32,
+                    day: held.day() as i32,
+                }),
+                attendees: 30,
+            }),
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
 /// Waits (up to `secs`) until `sql`'s count is `n`.
 pub async fn count_becomes(stack: &Stack, secs: u64, sql: &str, n: i64) -> anyhow::Result<()> {
     stack
