@@ -216,3 +216,73 @@ async fn poison_events_wait_visibly_and_lost_events_are_replayed_once() -> anyho
     );
     Ok(())
 }
+
+/// A cause that lasts: verivali cannot store a case (a drill trigger refuses the insert),
+/// so the event fails on every delivery and the broker dead-letters it after the
+/// delivery limit; once the cause is gone, the replay opens the case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_failing_on_every_delivery_is_dead_lettered_after_the_limit_and_replayed()
+-> anyhow::Result<()> {
+    let stack = Stack::start(REGISTRY).await?;
+    let ns = format!("e2e.{}", stack.run_id);
+    let url = std::env::var("DTKS_BUS__URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into());
+    stack
+        .db
+        .execute_unprepared(
+            "CREATE FUNCTION verivali.drill_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'the disk is full (drill)'; END $$;
+             CREATE TRIGGER drill_refuse BEFORE INSERT ON verivali.cases
+                 FOR EACH ROW EXECUTE FUNCTION verivali.drill_refuse();",
+        )
+        .await?;
+    let operator = stack.token(Role::VillageOperator, VILLAGE);
+    submit_musdes(&stack, &operator, "limit-1", "LIMIT-1").await?;
+    let stack_ref = &stack;
+    stack
+        .eventually(
+            60,
+            "the event dead-lettered after its deliveries",
+            || async move { Ok((waiting(stack_ref, "verivali").await? == 1).then_some(())) },
+        )
+        .await?;
+    let bus_env = [
+        ("DTKS_BUS__URL", url.as_str()),
+        ("DTKS_BUS__NAMESPACE", ns.as_str()),
+    ];
+    let (code, out, err) = stack
+        .dtksctl_with_env(
+            "",
+            &bus_env,
+            &["dead-letters", "list", "--service", "verivali"],
+        )
+        .await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("proposal.matched\tdelivery_limit"), "{out}");
+    assert_eq!(
+        count(&stack, "SELECT count(*)::bigint AS n FROM verivali.cases").await?,
+        0
+    );
+
+    // The cause is fixed; the replay opens the case.
+    stack
+        .db
+        .execute_unprepared("DROP TRIGGER drill_refuse ON verivali.cases")
+        .await?;
+    let (code, _, err) = stack
+        .dtksctl_with_env(
+            "",
+            &bus_env,
+            &["dead-letters", "replay", "--service", "verivali"],
+        )
+        .await?;
+    assert_eq!(code, 0, "{err}");
+    count_becomes(
+        &stack,
+        20,
+        "SELECT count(*)::bigint AS n FROM verivali.cases",
+        1,
+    )
+    .await?;
+    assert_eq!(waiting(&stack, "verivali").await?, 0);
+    Ok(())
+}
