@@ -40,6 +40,32 @@ async fn publish(
     Ok(())
 }
 
+/// Waits (up to `secs`) until `n` events wait in verivali's dead letters.
+async fn dead_letters_become(stack: &Stack, secs: u64, n: u64) -> anyhow::Result<()> {
+    stack
+        .eventually(secs, "verivali's dead letters", || async move {
+            Ok((waiting(stack, "verivali").await? == n).then_some(()))
+        })
+        .await
+}
+
+/// `dtksctl dead-letters <args…> --service verivali` against the run's broker; its
+/// standard output (the command must succeed).
+async fn dead_letters(stack: &Stack, args: &[&str]) -> anyhow::Result<String> {
+    let url = std::env::var("DTKS_BUS__URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into());
+    let ns = format!("e2e.{}", stack.run_id);
+    let env = [
+        ("DTKS_BUS__URL", url.as_str()),
+        ("DTKS_BUS__NAMESPACE", ns.as_str()),
+    ];
+    let mut all = vec!["dead-letters"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--service", "verivali"]);
+    let (code, out, err) = stack.dtksctl_with_env("", &env, &all).await?;
+    anyhow::ensure!(code == 0, "dtksctl dead-letters {args:?}: {err}");
+    Ok(out)
+}
+
 async fn waiting(stack: &Stack, service: &str) -> anyhow::Result<u64> {
     let summary = ReportingServiceClient::new(stack.channel("reporting").await?)
         .get_pipeline_summary(authed(
@@ -82,26 +108,8 @@ async fn poison_events_wait_visibly_and_lost_events_are_replayed_once() -> anyho
         ..Default::default()
     };
     publish(&channel, &events, "proposal.matched", &poison).await?;
-    let stack_ref = &stack;
-    stack
-        .eventually(
-            20,
-            "the poison event in verivali's dead letters",
-            || async move { Ok((waiting(stack_ref, "verivali").await? == 1).then_some(())) },
-        )
-        .await?;
-    let bus_env = [
-        ("DTKS_BUS__URL", url.as_str()),
-        ("DTKS_BUS__NAMESPACE", ns.as_str()),
-    ];
-    let (code, out, err) = stack
-        .dtksctl_with_env(
-            "",
-            &bus_env,
-            &["dead-letters", "list", "--service", "verivali"],
-        )
-        .await?;
-    assert_eq!(code, 0, "{err}");
+    dead_letters_become(&stack, 20, 1).await?;
+    let out = dead_letters(&stack, &["list"]).await?;
     assert!(
         out.contains(&format!("{}\tproposal.matched\trejected", poison.event_id)),
         "{out}"
@@ -119,6 +127,7 @@ async fn poison_events_wait_visibly_and_lost_events_are_replayed_once() -> anyho
         .await?;
     let operator = stack.token(Role::VillageOperator, VILLAGE);
     submit_musdes(&stack, &operator, "dead-1", "DEAD-1").await?;
+    let stack_ref = &stack;
     let matched = stack
         .eventually(30, "matching to publish its result", || async move {
             let row = stack_ref
@@ -151,21 +160,7 @@ async fn poison_events_wait_visibly_and_lost_events_are_replayed_once() -> anyho
     );
 
     // Replayed: the case opens, and the poison event stays behind.
-    let (code, out, err) = stack
-        .dtksctl_with_env(
-            "",
-            &bus_env,
-            &[
-                "dead-letters",
-                "replay",
-                "--service",
-                "verivali",
-                "--event-id",
-                &matched.event_id,
-            ],
-        )
-        .await?;
-    assert_eq!(code, 0, "{err}");
+    let out = dead_letters(&stack, &["replay", "--event-id", &matched.event_id]).await?;
     assert!(out.contains(&matched.event_id), "{out}");
     count_becomes(
         &stack,
@@ -183,22 +178,9 @@ async fn poison_events_wait_visibly_and_lost_events_are_replayed_once() -> anyho
     )
     .await?;
     publish(&channel, "", &verivali_dead, &matched).await?;
-    let (code, _, err) = stack
-        .dtksctl_with_env(
-            "",
-            &bus_env,
-            &["dead-letters", "replay", "--service", "verivali"],
-        )
-        .await?;
-    assert_eq!(code, 0, "{err}");
+    dead_letters(&stack, &["replay"]).await?;
     // Both went back; the poison event is refused again and returns to the dead letters.
-    stack
-        .eventually(
-            20,
-            "the poison event back in the dead letters",
-            || async move { Ok((waiting(stack_ref, "verivali").await? == 1).then_some(())) },
-        )
-        .await?;
+    dead_letters_become(&stack, 20, 1).await?;
     // The matched event was replayed after the poison one; give verivali a moment to
     // have taken it (there is nothing to wait for: it must change nothing).
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -224,8 +206,6 @@ async fn poison_events_wait_visibly_and_lost_events_are_replayed_once() -> anyho
 async fn an_event_failing_on_every_delivery_is_dead_lettered_after_the_limit_and_replayed()
 -> anyhow::Result<()> {
     let stack = Stack::start(REGISTRY).await?;
-    let ns = format!("e2e.{}", stack.run_id);
-    let url = std::env::var("DTKS_BUS__URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into());
     stack
         .db
         .execute_unprepared(
@@ -237,26 +217,8 @@ async fn an_event_failing_on_every_delivery_is_dead_lettered_after_the_limit_and
         .await?;
     let operator = stack.token(Role::VillageOperator, VILLAGE);
     submit_musdes(&stack, &operator, "limit-1", "LIMIT-1").await?;
-    let stack_ref = &stack;
-    stack
-        .eventually(
-            60,
-            "the event dead-lettered after its deliveries",
-            || async move { Ok((waiting(stack_ref, "verivali").await? == 1).then_some(())) },
-        )
-        .await?;
-    let bus_env = [
-        ("DTKS_BUS__URL", url.as_str()),
-        ("DTKS_BUS__NAMESPACE", ns.as_str()),
-    ];
-    let (code, out, err) = stack
-        .dtksctl_with_env(
-            "",
-            &bus_env,
-            &["dead-letters", "list", "--service", "verivali"],
-        )
-        .await?;
-    assert_eq!(code, 0, "{err}");
+    dead_letters_become(&stack, 60, 1).await?;
+    let out = dead_letters(&stack, &["list"]).await?;
     assert!(out.contains("proposal.matched\tdelivery_limit"), "{out}");
     assert_eq!(
         count(&stack, "SELECT count(*)::bigint AS n FROM verivali.cases").await?,
@@ -268,14 +230,7 @@ async fn an_event_failing_on_every_delivery_is_dead_lettered_after_the_limit_and
         .db
         .execute_unprepared("DROP TRIGGER drill_refuse ON verivali.cases")
         .await?;
-    let (code, _, err) = stack
-        .dtksctl_with_env(
-            "",
-            &bus_env,
-            &["dead-letters", "replay", "--service", "verivali"],
-        )
-        .await?;
-    assert_eq!(code, 0, "{err}");
+    dead_letters(&stack, &["replay"]).await?;
     count_becomes(
         &stack,
         20,
