@@ -1,5 +1,5 @@
 use dtks_platform::app::Context;
-use dtks_platform::auth::{Role, claims};
+use dtks_platform::auth::claims;
 use dtks_platform::bus::{EventHandler, HandlerError};
 use dtks_platform::copy::{CopyIn, copy_out};
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
@@ -982,7 +982,6 @@ impl DeterminationService for Api {
         &self,
         request: Request<DetermineRequest>,
     ) -> Result<Response<Snapshot>, Status> {
-        claims(&request)?.require_role(&[Role::PusdatinAdmin, Role::Service])?;
         let period = convert::period_key(request.get_ref().period.as_ref())?;
         Ok(Response::new(self.determine(period).await?))
     }

@@ -3,7 +3,7 @@
 //! Dinsos data officer decides "same person" or "different person". The decision updates
 //! the proposal's match result and is published as `match.reviewed`.
 
-use dtks_platform::auth::{Claims, Role};
+use dtks_platform::auth::Claims;
 use dtks_platform::db::stmt;
 use dtks_platform::{events, grpc, outbox};
 use dtks_proto::common::v1 as pb;
@@ -15,23 +15,6 @@ use tonic::Status;
 
 use crate::dci::RegistryPerson;
 use crate::matcher::{differences, duplicate, household_outcome, persons, result_for_update};
-
-/// Roles that decide review pairs.
-pub const DECIDERS: &[Role] = &[
-    Role::RegencyOfficer,
-    Role::ProvinceOfficer,
-    Role::MinistryAssessor,
-    Role::PusdatinAdmin,
-];
-
-/// Roles that may see review pairs (their candidate's personal data included).
-pub const READERS: &[Role] = &[
-    Role::VillageOperator,
-    Role::RegencyOfficer,
-    Role::ProvinceOfficer,
-    Role::MinistryAssessor,
-    Role::PusdatinAdmin,
-];
 
 pub const MAX_PAGE: u32 = 200;
 pub const DEFAULT_PAGE: u32 = 50;
@@ -138,7 +121,6 @@ pub async fn list(
     include_decided: bool,
     page: Option<&pb::PageRequest>,
 ) -> Result<(Vec<ReviewPair>, String), Status> {
-    who.require_role(READERS)?;
     let region = if region.is_empty() {
         &who.region
     } else {
@@ -200,7 +182,6 @@ pub async fn decide(
     decision: ReviewDecision,
     note: &str,
 ) -> Result<ReviewPair, Status> {
-    who.require_role(DECIDERS)?;
     let id = uuid::Uuid::parse_str(pair_id)
         .map_err(|_| grpc::invalid_field("pair_id", "must be a UUID"))?;
     if decision == ReviewDecision::Unspecified {
