@@ -14,9 +14,6 @@ use dtks_proto::events::v1 as ev;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tonic::Status;
 
-/// Who receives fixed lists: the downstream systems (as services), the programme's
-/// Eselon I unit, and the data unit.
-
 pub const DEFAULT_BATCH: u32 = 1000;
 pub const MAX_BATCH: u32 = 5000;
 
