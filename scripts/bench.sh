@@ -9,9 +9,25 @@
 #                                          of H households (default 10 M), one list streamed
 #   scripts/bench.sh determination [M] [R] a full run over R households (default 10 M; 0 skips
 #                                          it), the ranking core vs DuckDB ntile (M million scores)
+#   scripts/bench.sh pipeline [H] [RATE]   the whole pipeline under sustained load: H households
+#                                          (default 60000) offered at RATE/s (default 1000)
+#   scripts/bench.sh all                   every one of them at its defaults, then one table of
+#                                          them all, written to docs/benchmarks.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=${1:-intake}
+if [ "$bench" = all ]; then
+  export DTKS_BENCH_RESULTS=$PWD/target/bench-results.jsonl
+  export DTKS_BENCH_LOGS=$PWD/target/bench-logs
+  mkdir -p "$DTKS_BENCH_LOGS"
+  rm -f "$DTKS_BENCH_RESULTS" "$DTKS_BENCH_LOGS"/*.log
+  for stage in intake matching verivali determination distribution pipeline; do
+    echo "== $stage" >&2
+    # Each benchmark's own figures go to its log too; the build's chatter does not.
+    scripts/bench.sh "$stage" | tee "$DTKS_BENCH_LOGS/$stage.log"
+  done
+  exec cargo bench -p dtks-e2e --bench summary
+fi
 # The benchmarks drive each stage through a handful of synthetic officers: the guard's
 # per-officer call rate (100/s by default) would measure itself, not the stage.
 export DTKS_LIMITS__CALLS_PER_SECOND=${DTKS_LIMITS__CALLS_PER_SECOND:-1000000}
@@ -40,6 +56,9 @@ scripts/stack.sh start
 eval "$(scripts/stack.sh env)"
 if [ "$bench" = distribution ]; then
   export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-10000000}}
+elif [ "$bench" = pipeline ]; then
+  export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-60000}}
+  export DTKS_BENCH_OFFERED=${3:-${DTKS_BENCH_OFFERED:-1000}}
 else
   export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-100000}}
 fi

@@ -2,8 +2,12 @@
 # The local stack: PostgreSQL, RabbitMQ (management + prometheus plugins) and Redis from
 # Debian packages, without systemd and without Docker.
 #
-#   scripts/stack.sh start    install what is missing, start what is not running, wait
-#   scripts/stack.sh stop
+#   scripts/stack.sh start [SERVER]
+#                             install what is missing, start what is not running, wait
+#   scripts/stack.sh stop [SERVER] [--crash]
+#                             SERVER is postgres, rabbitmq or redis (all when omitted);
+#                             --crash stops without a clean shutdown (PostgreSQL's
+#                             immediate mode, SIGKILL for the others), as a power cut would
 #   scripts/stack.sh status
 #   scripts/stack.sh env      print the connection settings as DTKS_* variables
 #   scripts/stack.sh reset    empty the `dtks` database, the `dtks.*` queues and the
@@ -16,13 +20,22 @@
 # make RabbitMQ's AMQP listener stop answering shortly after a restart.
 #
 # Idempotent: running `start` twice leaves one of each server. State lives in
-# $DTKS_STACK_DIR (default /var/tmp/dtks-stack).
+# $DTKS_STACK_DIR (default /var/tmp/dtks-stack). A second stack beside the first (the
+# fault suite restarts servers of its own) sets DTKS_STACK_DIR, DTKS_PG_PORT,
+# DTKS_AMQP_PORT, DTKS_REDIS_PORT, DTKS_RABBIT_NODE, DTKS_RABBIT_MGMT_PORT,
+# DTKS_RABBIT_PROM_PORT and DTKS_RABBIT_DIST_PORT. DTKS_PG_SYNCHRONOUS_COMMIT (default
+# off, for speed) is applied when the cluster is first made.
 set -euo pipefail
 
 STACK_DIR=${DTKS_STACK_DIR:-/var/tmp/dtks-stack}
 PG_PORT=${DTKS_PG_PORT:-5432}
 REDIS_PORT=${DTKS_REDIS_PORT:-6379}
 AMQP_PORT=${DTKS_AMQP_PORT:-5672}
+RABBIT_NODE=${DTKS_RABBIT_NODE:-dtks@localhost}
+RABBIT_MGMT_PORT=${DTKS_RABBIT_MGMT_PORT:-15672}
+RABBIT_PROM_PORT=${DTKS_RABBIT_PROM_PORT:-15692}
+RABBIT_DIST_PORT=${DTKS_RABBIT_DIST_PORT:-$((AMQP_PORT + 20000))}
+PG_SYNCHRONOUS_COMMIT=${DTKS_PG_SYNCHRONOUS_COMMIT:-off}
 PG_USER=dtks
 PG_PASSWORD=dtks
 PG_DB=dtks
@@ -77,7 +90,7 @@ port = $PG_PORT
 max_connections = 300
 shared_buffers = 512MB
 fsync = on
-synchronous_commit = off
+synchronous_commit = $PG_SYNCHRONOUS_COMMIT
 unix_socket_directories = '$data'
 CONF
   fi
@@ -109,8 +122,10 @@ rabbit_env() {
   export RABBITMQ_LOG_BASE=$STACK_DIR/rabbitmq/log
   export RABBITMQ_PID_FILE=$STACK_DIR/rabbitmq/rabbitmq.pid
   export RABBITMQ_NODE_PORT=$AMQP_PORT
-  export RABBITMQ_NODENAME=dtks@localhost
+  export RABBITMQ_NODENAME=$RABBIT_NODE
+  export RABBITMQ_DIST_PORT=$RABBIT_DIST_PORT
   export RABBITMQ_ENABLED_PLUGINS_FILE=$STACK_DIR/rabbitmq/enabled_plugins
+  export RABBITMQ_CONFIG_FILE=$STACK_DIR/rabbitmq/rabbitmq.conf
   export HOME=$STACK_DIR/rabbitmq
 }
 
@@ -126,6 +141,8 @@ rabbit_beam() { [ -s "$STACK_DIR/rabbitmq/rabbitmq.pid" ] && kill -0 "$(cat "$ST
 start_rabbitmq() {
   rabbit_env
   mkdir -p "$STACK_DIR/rabbitmq/log" "$STACK_DIR/rabbitmq/mnesia"
+  printf 'management.tcp.port = %s\nprometheus.tcp.port = %s\n' "$RABBIT_MGMT_PORT" "$RABBIT_PROM_PORT" \
+    >"$RABBITMQ_CONFIG_FILE"
   chown -R rabbitmq:rabbitmq "$STACK_DIR/rabbitmq" 2>/dev/null || true
   if rabbit_answers; then log "rabbitmq already running on $AMQP_PORT"; return 0; fi
   rabbitmq-plugins -q --offline enable rabbitmq_management rabbitmq_prometheus >/dev/null
@@ -142,10 +159,10 @@ start_rabbitmq() {
     rabbitmq-server -detached >/dev/null 2>&1 </dev/null
     # `await_startup` straight after start fails: wait on the pid file instead.
     for _ in $(seq 1 100); do [ -s "$RABBITMQ_PID_FILE" ] && break; sleep 0.2; done
-    timeout 150 rabbitmqctl -q -n dtks@localhost wait --timeout 120 "$RABBITMQ_PID_FILE" >/dev/null 2>&1 </dev/null || true
+    timeout 150 rabbitmqctl -q -n "$RABBIT_NODE" wait --timeout 120 "$RABBITMQ_PID_FILE" >/dev/null 2>&1 </dev/null || true
     for _ in $(seq 1 30); do
       if rabbit_answers; then
-        log "rabbitmq started on $AMQP_PORT (management on 15672)"
+        log "rabbitmq started on $AMQP_PORT (management on $RABBIT_MGMT_PORT)"
         return 0
       fi
       sleep 1
@@ -156,19 +173,40 @@ start_rabbitmq() {
   exit 1
 }
 
-stop_all() {
-  local bin
+stop_postgres() {
+  local bin mode=fast
   bin=$(pg_bin)
+  [ "${CRASH:-0}" -eq 1 ] && mode=immediate
   if [ -n "$bin" ] && [ -f "$STACK_DIR/postgres/PG_VERSION" ] && pg_ready; then
-    as_root runuser -u postgres -- "$bin/pg_ctl" -D "$STACK_DIR/postgres" -m fast -w stop >/dev/null && log "postgres stopped"
+    as_root runuser -u postgres -- "$bin/pg_ctl" -D "$STACK_DIR/postgres" -m "$mode" -w stop >/dev/null && log "postgres stopped ($mode)"
   fi
-  if redis_ready; then redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; log "redis stopped"; fi
+}
+
+stop_redis() {
+  if ! redis_ready; then return 0; fi
+  if [ "${CRASH:-0}" -eq 1 ] && [ -s "$STACK_DIR/redis/redis.pid" ]; then
+    kill -9 "$(cat "$STACK_DIR/redis/redis.pid")" 2>/dev/null || true
+  else
+    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  fi
+  for _ in $(seq 1 50); do redis_ready || break; sleep 0.1; done
+  log "redis stopped"
+}
+
+stop_rabbitmq() {
   rabbit_env
-  if rabbit_beam; then
-    timeout 60 rabbitmqctl -q -n dtks@localhost stop >/dev/null 2>&1 </dev/null \
-      || kill -9 "$(cat "$RABBITMQ_PID_FILE")" 2>/dev/null || true
-    log "rabbitmq stopped"
+  if ! rabbit_beam; then return 0; fi
+  local pid
+  pid=$(cat "$RABBITMQ_PID_FILE")
+  if [ "${CRASH:-0}" -eq 1 ]; then
+    kill -9 "$pid" 2>/dev/null || true
+  else
+    timeout 60 rabbitmqctl -q -n "$RABBIT_NODE" stop >/dev/null 2>&1 </dev/null \
+      || kill -9 "$pid" 2>/dev/null || true
   fi
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$RABBITMQ_PID_FILE"
+  log "rabbitmq stopped"
 }
 
 status() {
@@ -198,8 +236,8 @@ reset() {
   "${psql[@]}" -c "create database $PG_DB owner $PG_USER"
   rabbit_env
   local q
-  for q in $(rabbitmqctl -q -n dtks@localhost list_queues name --no-table-headers | grep '^dtks\.' || true); do
-    rabbitmqctl -q -n dtks@localhost delete_queue "$q" >/dev/null
+  for q in $(rabbitmqctl -q -n "$RABBIT_NODE" list_queues name --no-table-headers | grep '^dtks\.' || true); do
+    rabbitmqctl -q -n "$RABBIT_NODE" delete_queue "$q" >/dev/null
   done
   redis-cli -p "$REDIS_PORT" --scan --pattern 'dtks:*' | xargs -r redis-cli -p "$REDIS_PORT" del >/dev/null
   log "reset: database $PG_DB recreated, dtks.* queues and dtks:* cache keys deleted"
@@ -217,12 +255,29 @@ sweep() {
   log "sweep: $n leftover end-to-end databases dropped"
 }
 
-case "${1:-start}" in
-  start) install_missing; start_postgres; start_redis; start_rabbitmq ;;
-  stop) stop_all ;;
+command=${1:-start}
+server=${2:-all}
+CRASH=0
+for arg in "$@"; do [ "$arg" = --crash ] && CRASH=1; done
+[ "$server" = --crash ] && server=all
+case "$server" in all|postgres|rabbitmq|redis) ;; *) echo "unknown server $server: use postgres, rabbitmq or redis" >&2; exit 2 ;; esac
+want() { [ "$server" = all ] || [ "$server" = "$1" ]; }
+
+case "$command" in
+  start)
+    install_missing
+    if want postgres; then start_postgres; fi
+    if want redis; then start_redis; fi
+    if want rabbitmq; then start_rabbitmq; fi
+    ;;
+  stop)
+    if want postgres; then stop_postgres; fi
+    if want redis; then stop_redis; fi
+    if want rabbitmq; then stop_rabbitmq; fi
+    ;;
   status) status ;;
   env) print_env ;;
   reset) reset ;;
   sweep) sweep ;;
-  *) echo "usage: $0 start|stop|status|env|reset|sweep" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop [postgres|rabbitmq|redis] [--crash] | status|env|reset|sweep" >&2; exit 2 ;;
 esac

@@ -137,6 +137,29 @@ async fn full_run(n: u64) -> anyhow::Result<()> {
             d.decile_moves
         );
     }
+    use dtks_e2e::benchtable::{self, HOUSEHOLDS_PER_PERSON, Row};
+    for (measured, s, seconds) in [
+        (
+            format!("full monthly run over {n} households"),
+            &first,
+            first_seconds,
+        ),
+        (
+            "the next month, 0.5 % of households out and 0.5 % in".to_owned(),
+            &second,
+            second_seconds,
+        ),
+    ] {
+        benchtable::record(&Row {
+            stage: "determination".into(),
+            measured,
+            unit: "households".into(),
+            rate: s.households as f64 / seconds,
+            cores: benchtable::machine_cores(),
+            units_per_person: HOUSEHOLDS_PER_PERSON,
+            ..Default::default()
+        })?;
+    }
     Ok(())
 }
 
@@ -224,5 +247,15 @@ fn main() -> anyhow::Result<()> {
         our_checksum == their_checksum
     );
     anyhow::ensure!(our_checksum == their_checksum, "DTKS and DuckDB disagree");
+    dtks_e2e::benchtable::record(&dtks_e2e::benchtable::Row {
+        stage: "determination".into(),
+        measured: format!("ranking core: {n} welfare scores into national deciles"),
+        unit: "households".into(),
+        rate: n as f64 / ours,
+        cores: THREADS as f64,
+        baseline: Some((format!("DuckDB {version} ntile(10)"), n as f64 / theirs)),
+        units_per_person: dtks_e2e::benchtable::HOUSEHOLDS_PER_PERSON,
+        ..Default::default()
+    })?;
     Ok(())
 }

@@ -93,6 +93,7 @@ async fn run(n: u64) -> anyhow::Result<()> {
     println!("| programme | eligible | selected | build | approve |");
     println!("|---|---|---|---|---|");
     let mut largest: Option<BeneficiaryList> = None;
+    let (mut evaluated, mut building, mut build_ms) = (0u64, 0.0, Vec::new());
     for mut p in programmes {
         p.quotas = (1..=10).map(|r| (format!("32.{r:02}"), quota)).collect();
         let p = client.save_programme(authed(p, &admin)).await?.into_inner();
@@ -120,6 +121,9 @@ async fn run(n: u64) -> anyhow::Result<()> {
             .into_inner();
         let approved = started.elapsed().as_secs_f64();
         let eligible: u64 = list.regions.iter().map(|r| r.eligible).sum();
+        evaluated += n;
+        building += built;
+        build_ms.push(built * 1000.0);
         println!(
             "| {} | {eligible} | {} | {built:.2} s | {approved:.2} s |",
             p.code, list.recipients
@@ -157,5 +161,30 @@ async fn run(n: u64) -> anyhow::Result<()> {
         received as f64 / seconds
     );
     anyhow::ensure!(received == list.recipients, "the whole list arrived");
+    use dtks_e2e::benchtable::{self, HOUSEHOLDS_PER_PERSON, Row};
+    let lists = build_ms.len();
+    benchtable::record(&Row {
+        stage: "distribution".into(),
+        measured: format!(
+            "beneficiary lists: {lists} programmes over a determined month of {n} households"
+        ),
+        unit: "households".into(),
+        rate: evaluated as f64 / building,
+        cores: benchtable::machine_cores(),
+        p50_ms: benchtable::percentile(&mut build_ms, 50.0),
+        p99_ms: benchtable::percentile(&mut build_ms, 99.0),
+        latency_of: "one BuildList call".into(),
+        units_per_person: HOUSEHOLDS_PER_PERSON * lists as f64,
+        ..Default::default()
+    })?;
+    benchtable::record(&Row {
+        stage: "distribution".into(),
+        measured: format!("one approved list streamed to a bansos system ({received} recipients)"),
+        unit: "recipients".into(),
+        rate: received as f64 / seconds,
+        cores: benchtable::machine_cores(),
+        units_per_person: HOUSEHOLDS_PER_PERSON,
+        ..Default::default()
+    })?;
     Ok(())
 }

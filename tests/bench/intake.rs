@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use dtks_e2e::{Stack, bin_dir, env_or};
+use dtks_e2e::{Stack, benchtable, bin_dir, env_or};
 use dtks_platform::auth::Role;
 use dtks_proto::intake::v1::{ImportProposalsRequest, intake_service_client::IntakeServiceClient};
 use futures::StreamExt;
@@ -97,16 +97,19 @@ async fn main() -> anyhow::Result<()> {
         let mut client = client.clone();
         let token = token.clone();
         async move {
+            let sent = Instant::now();
             client
                 .import_proposals(dtks_e2e::authed(futures::stream::iter(chunk), &token))
                 .await
-                .map(tonic::Response::into_inner)
+                .map(|answer| (answer.into_inner(), sent.elapsed().as_secs_f64() * 1000.0))
         }
     }))
     .buffer_unordered(streams);
     let mut accepted = 0;
+    let mut call_ms = Vec::new();
     while let Some(answer) = answers.next().await {
-        let answer = answer?;
+        let (answer, ms) = answer?;
+        call_ms.push(ms);
         anyhow::ensure!(
             answer.rejected == 0,
             "rows refused: {:?}",
@@ -209,5 +212,17 @@ async fn main() -> anyhow::Result<()> {
         "ratio: the bulk path runs at {:.2} of raw COPY speed (goal ≥ 0.50)",
         raw / bulk
     );
+    benchtable::record(&benchtable::Row {
+        stage: "intake".into(),
+        measured: format!("bulk import, {households} households in streams of {STREAM_ROWS}"),
+        unit: "households".into(),
+        rate: proposals as f64 / bulk,
+        cores: benchtable::machine_cores(),
+        p50_ms: benchtable::percentile(&mut call_ms, 50.0),
+        p99_ms: benchtable::percentile(&mut call_ms, 99.0),
+        latency_of: format!("one stream of {STREAM_ROWS} rows"),
+        baseline: Some(("raw COPY of the same rows".into(), proposals as f64 / raw)),
+        units_per_person: proposals as f64 / persons as f64,
+    })?;
     Ok(())
 }

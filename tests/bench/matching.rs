@@ -598,5 +598,33 @@ fn main() -> anyhow::Result<()> {
             splink.seconds / s.seconds
         );
     }
+    use dtks_e2e::benchtable::{self, Row};
+    benchtable::record(&Row {
+        stage: "matching".into(),
+        measured: format!(
+            "probabilistic linkage (EM), {} persons against {registry_persons}; F1 {:.4} (Splink {:.4})",
+            em.persons,
+            em.f1(),
+            splink.f1()
+        ),
+        unit: "persons".into(),
+        rate: em.persons as f64 / em.seconds,
+        cores: benchtable::machine_cores(),
+        baseline: Some((
+            "Splink 5.0.0".into(),
+            splink.persons as f64 / splink.seconds,
+        )),
+        units_per_person: 1.0,
+        ..Default::default()
+    })?;
+    benchtable::record(&Row {
+        stage: "matching".into(),
+        measured: format!("exact NIK check against {registry_persons}"),
+        unit: "persons".into(),
+        rate,
+        cores: 1.0,
+        units_per_person: 1.0,
+        ..Default::default()
+    })?;
     Ok(())
 }

@@ -326,5 +326,17 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("{accepted} cases accepted; {history} history rows, {events} events in the outbox");
+    let total: f64 = rows.iter().map(|r| r.seconds).sum();
+    dtks_e2e::benchtable::record(&dtks_e2e::benchtable::Row {
+        stage: "verivali".into(),
+        measured: format!(
+            "{n} cases through every step (opened from events, village review, field visit, sign-offs)"
+        ),
+        unit: "cases".into(),
+        rate: n as f64 / total,
+        cores: dtks_e2e::benchtable::machine_cores(),
+        units_per_person: dtks_e2e::benchtable::HOUSEHOLDS_PER_PERSON,
+        ..Default::default()
+    })?;
     Ok(())
 }

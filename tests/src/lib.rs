@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+pub mod benchtable;
+
 use anyhow::Context as _;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use tokio::process::{Child, Command};
@@ -32,6 +34,8 @@ pub struct Stack {
     pub database_url: String,
     /// The server's maintenance database, from which the run's database is created.
     base_url: String,
+    /// The broker the run's queues live on (removed with the stack).
+    bus_url: String,
     pub ports: HashMap<&'static str, u16>,
     pub registry_port: u16,
     /// Where matching takes the registry's DCI callbacks.
@@ -104,13 +108,26 @@ impl Stack {
     }
 
     /// As [`Stack::start`], but runs only `services` (all are migrated), with `env`
-    /// added to every process.
+    /// added to every process. `DTKS_DATABASE__URL`, `DTKS_BUS__URL` and
+    /// `DTKS_REDIS__URL` in `env` put the run on other servers (see [`OwnServers`]).
     pub async fn start_services(
         registry_csv: &str,
         services: &[&'static str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let base_url = required("DTKS_DATABASE__URL")?;
+        let given = |name: &str| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let base_url = match given("DTKS_DATABASE__URL") {
+            Some(url) => url,
+            None => required("DTKS_DATABASE__URL")?,
+        };
+        let bus_url = match given("DTKS_BUS__URL") {
+            Some(url) => url,
+            None => required("DTKS_BUS__URL")?,
+        };
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let db_name = format!("dtks_e2e_{run_id}");
         Database::connect(&base_url)
@@ -151,9 +168,15 @@ impl Stack {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        env_all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        // The run's own database replaces the server's, so that one is not passed on.
+        env_all.extend(
+            env.iter()
+                .filter(|(k, _)| *k != "DTKS_DATABASE__URL")
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let mut stack = Stack {
             base_url: base_url.clone(),
+            bus_url,
             run_id,
             db: Database::connect(&database_url).await?,
             database_url,
@@ -504,6 +527,7 @@ impl Drop for Stack {
             task.abort();
         }
         let base_url = self.base_url.clone();
+        let bus_url = self.bus_url.clone();
         let database = format!("dtks_e2e_{}", self.run_id);
         let namespace = format!("e2e.{}", self.run_id);
         let cleanup = std::thread::spawn(move || -> anyhow::Result<()> {
@@ -519,7 +543,7 @@ impl Drop for Stack {
                         ))
                         .await?;
                     let bus = dtks_platform::bus::Bus::connect(&dtks_platform::config::BusConfig {
-                        url: secrecy::SecretString::from(required("DTKS_BUS__URL")?),
+                        url: secrecy::SecretString::from(bus_url),
                         namespace,
                         delivery_limit: 5,
                         prefetch: 1,
@@ -675,6 +699,26 @@ pub fn generated_proposals(
         });
     }
     Ok(out)
+}
+
+/// `proposals` as import streams of `size` rows, numbered from 1 across all of them.
+pub fn import_batches(
+    proposals: Vec<dtks_proto::intake::v1::SubmitProposalRequest>,
+    size: usize,
+) -> Vec<Vec<dtks_proto::intake::v1::ImportProposalsRequest>> {
+    let mut batches: Vec<Vec<_>> = Vec::new();
+    for (i, proposal) in proposals.into_iter().enumerate() {
+        if i % size == 0 {
+            batches.push(Vec::with_capacity(size));
+        }
+        if let Some(batch) = batches.last_mut() {
+            batch.push(dtks_proto::intake::v1::ImportProposalsRequest {
+                row: i as u64 + 1,
+                proposal: Some(proposal),
+            });
+        }
+    }
+    batches
 }
 
 /// Waits (up to `secs`) until `sql`'s count is `n`.
@@ -957,5 +1001,102 @@ impl OtlpReceiver {
     /// (service, metric name) of every metric exported so far.
     pub fn metrics(&self) -> Vec<(String, String)> {
         self.metrics.lock().expect("metrics").clone()
+    }
+}
+
+/// PostgreSQL, RabbitMQ and Redis of a test's own, started by `scripts/stack.sh` in a
+/// directory and on ports of their own, so that the test can stop and start them
+/// without disturbing the other tests; stopped and removed when dropped. PostgreSQL
+/// commits synchronously here, so a crash loses nothing that was acknowledged.
+pub struct OwnServers {
+    dir: PathBuf,
+    settings: Vec<(&'static str, String)>,
+    urls: Vec<(&'static str, String)>,
+}
+
+impl OwnServers {
+    pub async fn start() -> anyhow::Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let dir = std::env::temp_dir().join(format!("dtks-own-{id}"));
+        let (pg, amqp, redis) = (free_port(), free_port(), free_port());
+        let settings = vec![
+            ("DTKS_STACK_DIR", dir.display().to_string()),
+            ("DTKS_PG_PORT", pg.to_string()),
+            ("DTKS_AMQP_PORT", amqp.to_string()),
+            ("DTKS_REDIS_PORT", redis.to_string()),
+            ("DTKS_RABBIT_NODE", format!("dtks-own-{id}@localhost")),
+            ("DTKS_RABBIT_MGMT_PORT", free_port().to_string()),
+            ("DTKS_RABBIT_PROM_PORT", free_port().to_string()),
+            ("DTKS_RABBIT_DIST_PORT", free_port().to_string()),
+            ("DTKS_PG_SYNCHRONOUS_COMMIT", "on".to_owned()),
+        ];
+        let urls = vec![
+            (
+                "DTKS_DATABASE__URL",
+                format!("postgres://dtks:dtks@127.0.0.1:{pg}/dtks"),
+            ),
+            (
+                "DTKS_BUS__URL",
+                format!("amqp://guest:guest@127.0.0.1:{amqp}/%2f"),
+            ),
+            ("DTKS_REDIS__URL", format!("redis://127.0.0.1:{redis}/")),
+        ];
+        let servers = Self {
+            dir,
+            settings,
+            urls,
+        };
+        servers.stack(&["start"]).await?;
+        Ok(servers)
+    }
+
+    /// The connection settings to hand to [`Stack::start_services`].
+    pub fn env(&self) -> Vec<(&str, &str)> {
+        self.urls.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    /// Stops `server` (`postgres`, `rabbitmq`, `redis`); `crash` stops it without a
+    /// clean shutdown.
+    pub async fn stop(&self, server: &str, crash: bool) -> anyhow::Result<()> {
+        let mut args = vec!["stop", server];
+        if crash {
+            args.push("--crash");
+        }
+        self.stack(&args).await
+    }
+
+    /// Starts `server` again and waits until it answers.
+    pub async fn start_server(&self, server: &str) -> anyhow::Result<()> {
+        self.stack(&["start", server]).await
+    }
+
+    fn script() -> PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack.sh")
+    }
+
+    async fn stack(&self, args: &[&str]) -> anyhow::Result<()> {
+        let out = Command::new(Self::script())
+            .args(args)
+            .envs(self.settings.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "scripts/stack.sh {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+}
+
+impl Drop for OwnServers {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Self::script())
+            .args(["stop", "--crash"])
+            .envs(self.settings.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -28,40 +28,32 @@ use crate::shutdown::Shutdown;
 
 #[derive(Clone)]
 pub struct Bus {
-    connection: std::sync::Arc<Connection>,
+    /// The broker connection; replaced by a fresh one when it is lost (a broker
+    /// restart, a network cut), so every holder of the bus recovers together.
+    connection: std::sync::Arc<tokio::sync::Mutex<std::sync::Arc<Connection>>>,
     config: BusConfig,
 }
+
+/// How long one connection attempt may take before it counts as failed.
+const ATTEMPT: Duration = Duration::from_secs(10);
 
 impl Bus {
     /// Connects, retrying for up to a minute while the broker starts. Each attempt is
     /// bounded, so a broker that accepts the TCP connection but never answers the AMQP
     /// handshake is reported and retried instead of hanging start-up.
     pub async fn connect(config: &BusConfig) -> anyhow::Result<Self> {
-        const ATTEMPT: Duration = Duration::from_secs(10);
         let mut delay = Duration::from_millis(200);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let attempt = tokio::time::timeout(ATTEMPT, async {
-                let connection = Connection::connect(
-                    config.url.expose_secret(),
-                    ConnectionProperties::default(),
-                )
-                .await?;
-                let bus = Self {
-                    connection: std::sync::Arc::new(connection),
-                    config: config.clone(),
-                };
-                bus.declare_exchanges().await?;
-                anyhow::Ok(bus)
-            })
-            .await
-            .unwrap_or_else(|_| {
-                Err(anyhow::anyhow!(
-                    "RabbitMQ did not complete the AMQP handshake within {ATTEMPT:?}"
-                ))
-            });
-            match attempt {
-                Ok(bus) => return Ok(bus),
+            match Self::open(config).await {
+                Ok(connection) => {
+                    return Ok(Self {
+                        connection: std::sync::Arc::new(tokio::sync::Mutex::new(
+                            std::sync::Arc::new(connection),
+                        )),
+                        config: config.clone(),
+                    });
+                }
                 Err(error) if tokio::time::Instant::now() < deadline => {
                     tracing::warn!(error = %format!("{error:#}"), "cannot reach RabbitMQ yet; retrying");
                     tokio::time::sleep(delay).await;
@@ -72,17 +64,46 @@ impl Bus {
         }
     }
 
+    /// One bounded attempt: connects and declares the namespace's exchanges.
+    async fn open(config: &BusConfig) -> anyhow::Result<Connection> {
+        tokio::time::timeout(ATTEMPT, async {
+            let connection =
+                Connection::connect(config.url.expose_secret(), ConnectionProperties::default())
+                    .await?;
+            declare_exchanges(&connection, &config.namespace).await?;
+            anyhow::Ok(connection)
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "RabbitMQ did not complete the AMQP handshake within {ATTEMPT:?}"
+            ))
+        })
+    }
+
+    /// The live connection: the current one while it is connected, otherwise a fresh
+    /// one (one bounded attempt; the caller retries).
+    async fn connection(&self) -> anyhow::Result<std::sync::Arc<Connection>> {
+        let mut current = self.connection.lock().await;
+        if !current.status().connected() {
+            tracing::warn!("the RabbitMQ connection is lost; reconnecting");
+            *current = std::sync::Arc::new(Self::open(&self.config).await?);
+            tracing::info!("reconnected to RabbitMQ");
+        }
+        Ok(current.clone())
+    }
+
     pub fn events_exchange(&self) -> String {
-        format!("{}.events", self.config.namespace)
+        events_exchange(&self.config.namespace)
     }
 
     fn dead_letter_exchange(&self) -> String {
-        format!("{}.dlx", self.config.namespace)
+        dead_letter_exchange(&self.config.namespace)
     }
 
-    /// A fresh channel on the bus's connection.
-    pub(crate) async fn channel(&self) -> lapin::Result<Channel> {
-        self.connection.create_channel().await
+    /// A fresh channel on the bus's connection (reconnecting first if it was lost).
+    pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(self.connection().await?.create_channel().await?)
     }
 
     pub fn queue_name(&self, service: &str) -> String {
@@ -93,33 +114,13 @@ impl Bus {
         format!("{}.{service}.dead", self.config.namespace)
     }
 
-    async fn declare_exchanges(&self) -> lapin::Result<()> {
-        let channel = self.connection.create_channel().await?;
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        for exchange in [self.events_exchange(), self.dead_letter_exchange()] {
-            channel
-                .exchange_declare(
-                    exchange.into(),
-                    ExchangeKind::Topic,
-                    durable,
-                    FieldTable::default(),
-                )
-                .await?;
-        }
-        channel.close(200, "declared".into()).await?;
-        Ok(())
-    }
-
     /// Declares the service's queue (bound to `routing_keys`) and its dead-letter queue.
     pub async fn declare_queue(
         &self,
         service: &str,
         routing_keys: &[&str],
-    ) -> lapin::Result<String> {
-        let channel = self.connection.create_channel().await?;
+    ) -> anyhow::Result<String> {
+        let channel = self.channel().await?;
         let queue = self.queue_name(service);
         let dead = self.dead_letter_queue(service);
         let mut quorum = FieldTable::default();
@@ -179,8 +180,8 @@ impl Bus {
 
     /// Deletes the queues of `services` (with their dead-letter queues) and the
     /// namespace's two exchanges: tears down a short-lived namespace such as a test run.
-    pub async fn delete_namespace(&self, services: &[&str]) -> lapin::Result<()> {
-        let channel = self.connection.create_channel().await?;
+    pub async fn delete_namespace(&self, services: &[&str]) -> anyhow::Result<()> {
+        let channel = self.channel().await?;
         for service in services {
             for queue in [self.queue_name(service), self.dead_letter_queue(service)] {
                 channel
@@ -198,8 +199,8 @@ impl Bus {
     }
 
     /// A channel in confirm mode for publishing events.
-    pub async fn publisher(&self) -> lapin::Result<Publisher> {
-        let channel = self.connection.create_channel().await?;
+    pub async fn publisher(&self) -> anyhow::Result<Publisher> {
+        let channel = self.channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
@@ -211,6 +212,12 @@ impl Bus {
 
     /// Consumes `queue` until shutdown, handing each new event to `handler` inside a
     /// transaction that also records the event id in the inbox.
+    ///
+    /// Outages do not end it: when the broker connection is lost it subscribes again on
+    /// a fresh one (what was delivered and not acknowledged comes back, and the inbox
+    /// absorbs what had taken effect), and while PostgreSQL does not answer it holds the
+    /// event and tries it again once the database is back, so that an outage does not
+    /// use up the event's deliveries and send it to the dead letters.
     pub async fn consume<H: EventHandler>(
         &self,
         queue: &str,
@@ -218,7 +225,39 @@ impl Bus {
         handler: H,
         shutdown: Shutdown,
     ) -> anyhow::Result<()> {
-        let channel = self.connection.create_channel().await?;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let mut subscribed = false;
+            match self
+                .consume_session(queue, &db, &handler, &shutdown, &mut subscribed)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    if subscribed {
+                        backoff = Duration::from_millis(200);
+                    }
+                    tracing::warn!(error = %format!("{error:#}"), queue, "consumer lost the broker; subscribing again");
+                    if !sleep_unless_shutdown(backoff, &shutdown).await {
+                        return Ok(());
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// One subscription on one channel: ends with `Ok` on shutdown and with the error
+    /// when the channel or its connection fails.
+    async fn consume_session<H: EventHandler>(
+        &self,
+        queue: &str,
+        db: &DatabaseConnection,
+        handler: &H,
+        shutdown: &Shutdown,
+        subscribed: &mut bool,
+    ) -> anyhow::Result<()> {
+        let channel = self.channel().await?;
         channel
             .basic_qos(self.config.prefetch, BasicQosOptions::default())
             .await?;
@@ -231,12 +270,18 @@ impl Bus {
                 FieldTable::default(),
             )
             .await?;
+        *subscribed = true;
         loop {
             let next = tokio::select! {
                 next = consumer.next() => next,
                 _ = shutdown.clone().wait() => None,
             };
-            let Some(delivery) = next else { break };
+            let Some(delivery) = next else {
+                if shutdown.is_triggered() {
+                    break;
+                }
+                anyhow::bail!("the broker ended the subscription");
+            };
             let delivery = delivery?;
             let Ok(envelope) = Envelope::decode(delivery.data.as_slice()) else {
                 tracing::error!(routing_key = %delivery.routing_key, "undecodable envelope; dead-lettering");
@@ -253,8 +298,23 @@ impl Bus {
             crate::telemetry::set_remote_parent(&span, &envelope.traceparent, &envelope.tracestate);
             crate::telemetry::record_trace_id(&span);
             let started = std::time::Instant::now();
-            let outcome =
-                tracing::Instrument::instrument(handle_once(&db, &handler, &envelope), span).await;
+            let outcome = loop {
+                let outcome = tracing::Instrument::instrument(
+                    handle_once(db, handler, &envelope),
+                    span.clone(),
+                )
+                .await;
+                match &outcome {
+                    // The database is away: hold the event until it is back.
+                    Err(HandlerError::Transient(error)) if !database_answers(db).await => {
+                        tracing::warn!(event_type = %envelope.r#type, %error, "PostgreSQL does not answer; holding the event until it does");
+                        if !wait_for_database(db, shutdown).await {
+                            break outcome;
+                        }
+                    }
+                    _ => break outcome,
+                }
+            };
             let result = match &outcome {
                 Ok(()) => "ok",
                 Err(HandlerError::Permanent(_)) => "refused",
@@ -276,6 +336,8 @@ impl Bus {
                         .await?;
                 }
                 Err(HandlerError::Transient(error)) => {
+                    // The database answers, so the cause is this event's: redeliver it,
+                    // which counts towards its delivery limit.
                     tracing::warn!(event_type = %envelope.r#type, %error, "event failed; will be redelivered");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     delivery
@@ -291,6 +353,66 @@ impl Bus {
         let _ = channel.close(200, "shutdown".into()).await;
         Ok(())
     }
+}
+
+/// Whether PostgreSQL answers a trivial query within a few seconds.
+async fn database_answers(db: &DatabaseConnection) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(6), db.execute_unprepared("SELECT 1")).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Waits until PostgreSQL answers again; `false` when shutdown came first.
+async fn wait_for_database(db: &DatabaseConnection, shutdown: &Shutdown) -> bool {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        if !sleep_unless_shutdown(delay, shutdown).await {
+            return false;
+        }
+        if database_answers(db).await {
+            tracing::info!("PostgreSQL answers again");
+            return true;
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Sleeps for `d`; `false` when shutdown came first.
+async fn sleep_unless_shutdown(d: Duration, shutdown: &Shutdown) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => !shutdown.is_triggered(),
+        _ = shutdown.clone().wait() => false,
+    }
+}
+
+fn events_exchange(namespace: &str) -> String {
+    format!("{namespace}.events")
+}
+
+fn dead_letter_exchange(namespace: &str) -> String {
+    format!("{namespace}.dlx")
+}
+
+/// Declares the namespace's two durable topic exchanges on `connection`.
+async fn declare_exchanges(connection: &Connection, namespace: &str) -> lapin::Result<()> {
+    let channel = connection.create_channel().await?;
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    for exchange in [events_exchange(namespace), dead_letter_exchange(namespace)] {
+        channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    channel.close(200, "declared".into()).await?;
+    Ok(())
 }
 
 async fn handle_once<H: EventHandler>(
