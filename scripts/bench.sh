@@ -10,7 +10,7 @@
 #   scripts/bench.sh determination [M] [R] a full run over R households (default 10 M; 0 skips
 #                                          it), the ranking core vs DuckDB ntile (M million scores)
 #   scripts/bench.sh pipeline [H] [RATE]   the whole pipeline under sustained load: H households
-#                                          (default 60000) offered at RATE/s (default 1000)
+#                                          (default 20000) offered at RATE/s (default 1000)
 #   scripts/bench.sh all                   every one of them at its defaults, then one table of
 #                                          them all, written to docs/benchmarks.md
 set -euo pipefail
@@ -57,7 +57,7 @@ eval "$(scripts/stack.sh env)"
 if [ "$bench" = distribution ]; then
   export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-10000000}}
 elif [ "$bench" = pipeline ]; then
-  export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-60000}}
+  export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-20000}}
   export DTKS_BENCH_OFFERED=${3:-${DTKS_BENCH_OFFERED:-1000}}
 else
   export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-100000}}

@@ -107,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
         namespace: format!("e2e.{}", stack.run_id),
         delivery_limit: 5,
         prefetch: 1,
+        lanes: 1,
         queue_expires_ms: None,
     })
     .await?;

@@ -547,6 +547,7 @@ impl Drop for Stack {
                         namespace,
                         delivery_limit: 5,
                         prefetch: 1,
+                        lanes: 1,
                         queue_expires_ms: None,
                     })
                     .await?;

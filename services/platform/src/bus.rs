@@ -271,62 +271,31 @@ impl Bus {
             )
             .await?;
         *subscribed = true;
-        loop {
-            let next = tokio::select! {
-                next = consumer.next() => next,
-                _ = shutdown.clone().wait() => None,
-            };
-            let Some(delivery) = next else {
-                if shutdown.is_triggered() {
-                    break;
-                }
-                anyhow::bail!("the broker ended the subscription");
-            };
-            let delivery = delivery?;
-            let Ok(envelope) = Envelope::decode(delivery.data.as_slice()) else {
-                tracing::error!(routing_key = %delivery.routing_key, "undecodable envelope; dead-lettering");
-                delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: false,
-                        multiple: false,
-                    })
-                    .await?;
-                continue;
-            };
-            let span = tracing::info_span!("consume", otel.kind = "consumer", event_type = %envelope.r#type, event_id = %envelope.event_id, trace_id = tracing::field::Empty);
-            crate::telemetry::set_remote_parent(&span, &envelope.traceparent, &envelope.tracestate);
-            crate::telemetry::record_trace_id(&span);
-            let started = std::time::Instant::now();
-            let outcome = loop {
-                let outcome = tracing::Instrument::instrument(
-                    handle_once(db, handler, &envelope),
-                    span.clone(),
-                )
-                .await;
-                match &outcome {
-                    // The database is away: hold the event until it is back.
-                    Err(HandlerError::Transient(error)) if !database_answers(db).await => {
-                        tracing::warn!(event_type = %envelope.r#type, %error, "PostgreSQL does not answer; holding the event until it does");
-                        if !wait_for_database(db, shutdown).await {
-                            break outcome;
-                        }
+        // The dispatcher hands each event to the lane of its region; each lane handles
+        // its events one after another, the lanes side by side.
+        let lanes = usize::from(self.config.lanes.max(1));
+        let mut senders = Vec::with_capacity(lanes);
+        let mut receivers = Vec::with_capacity(lanes);
+        for _ in 0..lanes {
+            let (tx, rx) = tokio::sync::mpsc::channel::<(lapin::message::Delivery, Envelope)>(64);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        let dispatch = async move {
+            loop {
+                let next = tokio::select! {
+                    next = consumer.next() => next,
+                    _ = shutdown.clone().wait() => None,
+                };
+                let Some(delivery) = next else {
+                    if shutdown.is_triggered() {
+                        return Ok(());
                     }
-                    _ => break outcome,
-                }
-            };
-            let result = match &outcome {
-                Ok(()) => "ok",
-                Err(HandlerError::Permanent(_)) => "refused",
-                Err(HandlerError::Transient(_)) => "retried",
-            };
-            crate::metrics::event(&envelope.r#type, result, started.elapsed().as_secs_f64());
-            match outcome {
-                Ok(()) => {
-                    delivery.acker.ack(BasicAckOptions::default()).await?;
-                }
-                Err(HandlerError::Permanent(reason)) => {
-                    tracing::error!(event_type = %envelope.r#type, %reason, "event refused; dead-lettering");
+                    anyhow::bail!("the broker ended the subscription");
+                };
+                let delivery = delivery?;
+                let Ok(envelope) = Envelope::decode(delivery.data.as_slice()) else {
+                    tracing::error!(routing_key = %delivery.routing_key, "undecodable envelope; dead-lettering");
                     delivery
                         .acker
                         .nack(BasicNackOptions {
@@ -334,25 +303,114 @@ impl Bus {
                             multiple: false,
                         })
                         .await?;
-                }
-                Err(HandlerError::Transient(error)) => {
-                    // The database answers, so the cause is this event's: redeliver it,
-                    // which counts towards its delivery limit.
-                    tracing::warn!(event_type = %envelope.r#type, %error, "event failed; will be redelivered");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            multiple: false,
-                        })
-                        .await?;
+                    continue;
+                };
+                let lane = lane_of(&envelope.region_code, lanes);
+                if senders[lane].send((delivery, envelope)).await.is_err() {
+                    anyhow::bail!("a consumer lane stopped");
                 }
             }
-        }
+        };
+        let work = futures::future::try_join_all(
+            receivers
+                .into_iter()
+                .map(|rx| run_lane(rx, db, handler, shutdown)),
+        );
+        let (dispatched, worked) = tokio::join!(dispatch, work);
         let _ = channel.close(200, "shutdown".into()).await;
+        dispatched?;
+        worked?;
         Ok(())
     }
+}
+
+/// The lane (0..`lanes`) of a region: a stable hash of its code.
+fn lane_of(region_code: &str, lanes: usize) -> usize {
+    let hash = region_code.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % lanes as u64) as usize
+}
+
+/// One lane: handles its events in order until the dispatcher stops (then it finishes
+/// what it was given) or shutdown (what it holds unacknowledged goes back to the queue
+/// when the channel closes).
+async fn run_lane<H: EventHandler>(
+    mut events: tokio::sync::mpsc::Receiver<(lapin::message::Delivery, Envelope)>,
+    db: &DatabaseConnection,
+    handler: &H,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    while let Some((delivery, envelope)) = events.recv().await {
+        if shutdown.is_triggered() {
+            break;
+        }
+        settle(&delivery, &envelope, db, handler, shutdown).await?;
+    }
+    Ok(())
+}
+
+/// Handles one event and acknowledges it, dead-letters it, or returns it for redelivery.
+async fn settle<H: EventHandler>(
+    delivery: &lapin::message::Delivery,
+    envelope: &Envelope,
+    db: &DatabaseConnection,
+    handler: &H,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let span = tracing::info_span!("consume", otel.kind = "consumer", event_type = %envelope.r#type, event_id = %envelope.event_id, trace_id = tracing::field::Empty);
+    crate::telemetry::set_remote_parent(&span, &envelope.traceparent, &envelope.tracestate);
+    crate::telemetry::record_trace_id(&span);
+    let started = std::time::Instant::now();
+    let outcome = loop {
+        let outcome =
+            tracing::Instrument::instrument(handle_once(db, handler, envelope), span.clone()).await;
+        match &outcome {
+            // The database is away: hold the event until it is back.
+            Err(HandlerError::Transient(error)) if !database_answers(db).await => {
+                tracing::warn!(event_type = %envelope.r#type, %error, "PostgreSQL does not answer; holding the event until it does");
+                if !wait_for_database(db, shutdown).await {
+                    break outcome;
+                }
+            }
+            _ => break outcome,
+        }
+    };
+    let result = match &outcome {
+        Ok(()) => "ok",
+        Err(HandlerError::Permanent(_)) => "refused",
+        Err(HandlerError::Transient(_)) => "retried",
+    };
+    crate::metrics::event(&envelope.r#type, result, started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(()) => {
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+        }
+        Err(HandlerError::Permanent(reason)) => {
+            tracing::error!(event_type = %envelope.r#type, %reason, "event refused; dead-lettering");
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: false,
+                    multiple: false,
+                })
+                .await?;
+        }
+        Err(HandlerError::Transient(error)) => {
+            // The database answers, so the cause is this event's: redeliver it, which
+            // counts towards its delivery limit.
+            tracing::warn!(event_type = %envelope.r#type, %error, "event failed; will be redelivered");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether PostgreSQL answers a trivial query within a few seconds.

@@ -66,6 +66,11 @@ pub struct BusConfig {
     pub delivery_limit: u32,
     #[serde(default = "default_prefetch")]
     pub prefetch: u16,
+    /// Events a consumer handles side by side, each in its own transaction. Events of
+    /// one region (the envelope's `region_code`: a village's events, a household's) stay
+    /// in one lane and so in the order they arrived.
+    #[serde(default = "default_lanes")]
+    pub lanes: u16,
     /// When set, the queues delete themselves after this many milliseconds without a
     /// consumer (RabbitMQ `x-expires`). For short-lived namespaces — test runs, previews
     /// — never for a deployment whose queues must outlive a restart of its consumers.
@@ -78,6 +83,9 @@ fn default_namespace() -> String {
 }
 fn default_delivery_limit() -> u32 {
     5
+}
+fn default_lanes() -> u16 {
+    4
 }
 fn default_prefetch() -> u16 {
     64
