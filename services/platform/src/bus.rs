@@ -296,13 +296,7 @@ impl Bus {
                 let delivery = delivery?;
                 let Ok(envelope) = Envelope::decode(delivery.data.as_slice()) else {
                     tracing::error!(routing_key = %delivery.routing_key, "undecodable envelope; dead-lettering");
-                    delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            requeue: false,
-                            multiple: false,
-                        })
-                        .await?;
+                    dead_letter(&delivery).await?;
                     continue;
                 };
                 let lane = lane_of(&envelope.region_code, lanes);
@@ -388,13 +382,7 @@ async fn settle<H: EventHandler>(
         }
         Err(HandlerError::Permanent(reason)) => {
             tracing::error!(event_type = %envelope.r#type, %reason, "event refused; dead-lettering");
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: false,
-                    multiple: false,
-                })
-                .await?;
+            dead_letter(delivery).await?;
         }
         Err(HandlerError::Transient(error)) => {
             // The database answers, so the cause is this event's: redeliver it, which
@@ -411,6 +399,17 @@ async fn settle<H: EventHandler>(
         }
     }
     Ok(())
+}
+
+/// Refuses `delivery` for good: the broker moves it to the dead-letter queue.
+async fn dead_letter(delivery: &lapin::message::Delivery) -> lapin::Result<()> {
+    delivery
+        .acker
+        .nack(BasicNackOptions {
+            requeue: false,
+            multiple: false,
+        })
+        .await
 }
 
 /// Whether PostgreSQL answers a trivial query within a few seconds.
