@@ -409,7 +409,8 @@ async fn dead_letter(delivery: &lapin::message::Delivery) -> lapin::Result<()> {
             requeue: false,
             multiple: false,
         })
-        .await
+        .await?;
+    Ok(())
 }
 
 /// Whether PostgreSQL answers a trivial query within a few seconds.
