@@ -71,14 +71,20 @@ fn details(logs: &Path) -> String {
         let Ok(text) = std::fs::read_to_string(logs.join(format!("{stage}.log"))) else {
             continue;
         };
-        out.push_str(&format!("\n### {stage}\n\n"));
-        for line in text.lines() {
-            if line.starts_with('|') {
-                out.push_str(line);
-                out.push('\n');
-            } else if !line.trim().is_empty() {
-                out.push_str(&format!("\n{line}\n"));
+        out.push_str(&format!("\n### {stage}\n"));
+        // Tables as they are; the lines between them as preformatted text.
+        let mut in_text = false;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let table = line.starts_with('|');
+            if table == in_text {
+                out.push_str(if in_text { "```\n\n" } else { "\n```\n" });
+                in_text = !table;
             }
+            out.push_str(line);
+            out.push('\n');
+        }
+        if in_text {
+            out.push_str("```\n");
         }
     }
     out
@@ -133,7 +139,8 @@ fn main() -> anyhow::Result<()> {
          synthetic population's {PERSONS_PER_HOUSEHOLD} persons each; a list per \
          programme), divided by the per-core rate: a linear projection, which holds \
          while PostgreSQL scales with the stage (partitioned by region, as the stages' \
-         tables are).\n",
+         tables are). It does not hold where a stage waits on a lock rather than on \
+         cores: see *Known limits* in `docs/architecture.md` (verivali's audit chain).\n",
         NATIONAL_PEOPLE / 1e6,
         CYCLE_SECONDS
     ));
