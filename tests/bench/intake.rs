@@ -11,9 +11,9 @@
 
 use std::time::Instant;
 
-use dtks_e2e::{Stack, benchtable, bin_dir, env_or};
+use dtks_e2e::{Stack, benchtable, env_or};
 use dtks_platform::auth::Role;
-use dtks_proto::intake::v1::{ImportProposalsRequest, intake_service_client::IntakeServiceClient};
+use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
 use futures::StreamExt;
 
 const STREAM_ROWS: usize = 10_000;
@@ -55,29 +55,9 @@ async fn main() -> anyhow::Result<()> {
 
     // A synthetic regency (Kabupaten Bandung), generated once, outside the timing.
     let out = std::env::temp_dir().join(format!("dtks-bench-{}", stack.run_id));
-    let status = tokio::process::Command::new(bin_dir().join("dtksctl"))
-        .args([
-            "gen",
-            "--regencies",
-            "32.04",
-            "--corruption",
-            "0",
-            "--households",
-        ])
-        .arg(households.to_string())
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .await?;
-    anyhow::ensure!(status.success(), "dtksctl gen failed");
-    let rows: Vec<ImportProposalsRequest> = dtks_e2e::generated_proposals(&out, "BA/MUSDES/BENCH")?
-        .into_iter()
-        .enumerate()
-        .map(|(i, proposal)| ImportProposalsRequest {
-            row: i as u64 + 1,
-            proposal: Some(proposal),
-        })
-        .collect();
+    let (_, proposals) =
+        dtks_e2e::generated_regency(&out, households, &["--corruption", "0"], "BA/MUSDES/BENCH")
+            .await?;
     let _ = std::fs::remove_dir_all(&out);
 
     // The bulk path: gRPC client streams into the intake service.
@@ -87,11 +67,7 @@ async fn main() -> anyhow::Result<()> {
     let pool = sqlx::PgPool::connect(&stack.database_url).await?;
     // Each timed phase starts from a checkpoint, with nothing else running.
     sqlx::raw_sql("CHECKPOINT").execute(&pool).await?;
-    let mut chunks = Vec::new();
-    let mut rest = rows.into_iter().peekable();
-    while rest.peek().is_some() {
-        chunks.push(rest.by_ref().take(STREAM_ROWS).collect::<Vec<_>>());
-    }
+    let chunks = dtks_e2e::import_batches(proposals, STREAM_ROWS);
     let started = Instant::now();
     let mut answers = futures::stream::iter(chunks.into_iter().map(|chunk| {
         let mut client = client.clone();

@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use dtks_e2e::benchtable::{self, Row};
-use dtks_e2e::{Stack, authed, bin_dir, count, env_or};
+use dtks_e2e::{Stack, authed, count, count_becomes, env_or};
 use dtks_platform::auth::Role;
 use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
 use dtks_proto::reporting::v1::RegionQuery;
@@ -37,17 +37,8 @@ async fn run(households: usize, offered: f64) -> anyhow::Result<()> {
         "pipeline benchmark: {households} households offered at {offered:.0}/s in batches of {BATCH}"
     );
     let dir = std::env::temp_dir().join(format!("dtks-bench-pipeline-{}", std::process::id()));
-    let status = tokio::process::Command::new(bin_dir().join("dtksctl"))
-        .args(["gen", "--regencies", "32.04", "--households"])
-        .arg(households.to_string())
-        .arg("--out")
-        .arg(&dir)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .await?;
-    anyhow::ensure!(status.success(), "dtksctl gen failed");
-    let registry = std::fs::read_to_string(dir.join("registry.csv"))?;
-    let proposals = dtks_e2e::generated_proposals(&dir, "BA-MUSDES/BENCH")?;
+    let (registry, proposals) =
+        dtks_e2e::generated_regency(&dir, households, &[], "BA-MUSDES/BENCH").await?;
     let persons: usize = proposals
         .iter()
         .filter_map(|p| p.household.as_ref())
@@ -131,23 +122,13 @@ async fn run(households: usize, offered: f64) -> anyhow::Result<()> {
         "SELECT count(*)::bigint AS n FROM verivali.households",
     )
     .await?;
-    stack
-        .eventually(
-            300,
-            "determination to hold every accepted household",
-            || {
-                let stack = &stack;
-                async move {
-                    let held = count(
-                        stack,
-                        "SELECT count(*)::bigint AS n FROM determination.registry_households",
-                    )
-                    .await?;
-                    Ok((held == accepted).then_some(()))
-                }
-            },
-        )
-        .await?;
+    count_becomes(
+        &stack,
+        300,
+        "SELECT count(*)::bigint AS n FROM determination.registry_households",
+        accepted,
+    )
+    .await?;
     let held_in = started.elapsed().as_secs_f64();
 
     // Submission → decision, per household, from the stages' own timestamps; the

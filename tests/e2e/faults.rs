@@ -8,9 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use dtks_e2e::{OwnServers, SERVICES, Stack, authed, count, env_or};
+use dtks_e2e::{OwnServers, SERVICES, Stack, authed, count, count_becomes, env_or};
 use dtks_platform::auth::Role;
-use dtks_proto::intake::v1::SubmitProposalRequest;
 use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
 use dtks_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use dtks_proto::reporting::v1::{PipelineSummary, RegionQuery};
@@ -19,28 +18,6 @@ use dtks_proto::reporting::v1::{PipelineSummary, RegionQuery};
 const HOUSEHOLDS: usize = 10_000;
 /// Proposals per import call: a village's musdes minutes, roughly.
 const BATCH: usize = 100;
-
-/// The generated regency: the registry file and one musdes proposal per household.
-async fn population(
-    dir: &std::path::Path,
-    households: usize,
-) -> anyhow::Result<(String, Vec<SubmitProposalRequest>)> {
-    let out = tokio::process::Command::new(dtks_e2e::bin_dir().join("dtksctl"))
-        .args(["gen", "--regencies", "32.04", "--households"])
-        .arg(households.to_string())
-        .arg("--out")
-        .arg(dir)
-        .output()
-        .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let registry = std::fs::read_to_string(dir.join("registry.csv"))?;
-    let proposals = dtks_e2e::generated_proposals(dir, "BA-MUSDES/FAULTS")?;
-    Ok((registry, proposals))
-}
 
 /// What reporting says of the whole country.
 async fn summary(stack: &Stack, admin: &str) -> anyhow::Result<PipelineSummary> {
@@ -78,7 +55,8 @@ async fn every_proposal_is_accounted_for_once_after_crashes_restarts_and_a_regis
 -> anyhow::Result<()> {
     let households = env_or("DTKS_FAULT_HOUSEHOLDS", HOUSEHOLDS);
     let dir = std::env::temp_dir().join(format!("dtks-faults-{}", uuid::Uuid::new_v4()));
-    let (registry, proposals) = population(&dir, households).await?;
+    let (registry, proposals) =
+        dtks_e2e::generated_regency(&dir, households, &[], "BA-MUSDES/FAULTS").await?;
     let n = proposals.len();
     // Declared before the stack, so dropped after it: the stack cleans up on them.
     let servers = OwnServers::start().await?;
@@ -137,14 +115,7 @@ async fn every_proposal_is_accounted_for_once_after_crashes_restarts_and_a_regis
 
     // The faults, one after another while the stream flows.
     let mut report: Vec<(String, Duration, Duration)> = Vec::new();
-    for service in [
-        "intake",
-        "matching",
-        "verivali",
-        "determination",
-        "reporting",
-        "distribution",
-    ] {
+    for &service in SERVICES {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let killed = Instant::now();
         stack.restart(service, &[]).await?;
@@ -172,21 +143,13 @@ async fn every_proposal_is_accounted_for_once_after_crashes_restarts_and_a_regis
     stack.start_registry().await?;
     let back = Instant::now();
     // Recovered when no proposal waits out a backoff any more.
-    let stack_ref = &stack;
-    stack
-        .eventually(
-            180,
-            "matching to clear the outage's backlog",
-            || async move {
-                let delayed = count(
-                    stack_ref,
-                    "SELECT count(*)::bigint AS n FROM matching.pending WHERE attempts > 0",
-                )
-                .await?;
-                Ok((delayed == 0).then_some(()))
-            },
-        )
-        .await?;
+    count_becomes(
+        &stack,
+        180,
+        "SELECT count(*)::bigint AS n FROM matching.pending WHERE attempts > 0",
+        0,
+    )
+    .await?;
     report.push((
         "civil registry slow 3 s, then down 3 s".into(),
         down_for,
@@ -194,7 +157,7 @@ async fn every_proposal_is_accounted_for_once_after_crashes_restarts_and_a_regis
     ));
 
     let (retries, submitted_in) = submitter.await??;
-    let admin_ref = &admin;
+    let (stack_ref, admin_ref) = (&stack, &admin);
     let settled = stack
         .eventually(600, "every proposal to be decided", || async move {
             let s = summary(stack_ref, admin_ref).await?;
@@ -227,20 +190,13 @@ async fn every_proposal_is_accounted_for_once_after_crashes_restarts_and_a_regis
     let accepted = one("SELECT count(*)::bigint AS n FROM verivali.households").await?;
     assert_eq!(accepted as u64, settled.households_accepted);
     assert_eq!(settled.proposals_submitted as usize, n, "{settled:?}");
-    stack
-        .eventually(
-            120,
-            "determination to hold every accepted household",
-            || async move {
-                let held = count(
-                    stack_ref,
-                    "SELECT count(*)::bigint AS n FROM determination.registry_households",
-                )
-                .await?;
-                Ok((held == accepted).then_some(()))
-            },
-        )
-        .await?;
+    count_becomes(
+        &stack,
+        120,
+        "SELECT count(*)::bigint AS n FROM determination.registry_households",
+        accepted,
+    )
+    .await?;
     // No event took effect twice: every inbox holds each event once by its key, and the
     // outboxes published everything; and none was given up on.
     for service in [

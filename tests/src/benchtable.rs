@@ -5,6 +5,8 @@
 
 use std::io::Write as _;
 
+use anyhow::Context as _;
+
 /// People in a national monthly cycle: DTKS held 140,483,575 records in May 2021.
 pub const NATIONAL_PEOPLE: f64 = 140_000_000.0;
 /// The hour the whole cycle should take.
@@ -16,7 +18,7 @@ pub const PERSONS_PER_HOUSEHOLD: f64 = 3.5;
 pub const HOUSEHOLDS_PER_PERSON: f64 = 1.0 / PERSONS_PER_HOUSEHOLD;
 
 /// One row: what a stage did, how fast, and beside what.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     /// The stage (`intake`, `matching`, …, `pipeline`).
     pub stage: String,
@@ -52,41 +54,6 @@ impl Row {
         let needed = NATIONAL_PEOPLE * self.units_per_person / CYCLE_SECONDS;
         needed / self.per_core()
     }
-
-    fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "stage": self.stage,
-            "measured": self.measured,
-            "unit": self.unit,
-            "rate": self.rate,
-            "cores": self.cores,
-            "p50_ms": self.p50_ms,
-            "p99_ms": self.p99_ms,
-            "latency_of": self.latency_of,
-            "baseline": self.baseline.as_ref().map(|(name, _)| name.clone()),
-            "baseline_rate": self.baseline.as_ref().map(|(_, rate)| *rate),
-            "units_per_person": self.units_per_person,
-        })
-    }
-
-    fn from_json(v: &serde_json::Value) -> Option<Self> {
-        let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-        Some(Self {
-            stage: text("stage"),
-            measured: text("measured"),
-            unit: text("unit"),
-            rate: v["rate"].as_f64()?,
-            cores: v["cores"].as_f64()?,
-            p50_ms: v["p50_ms"].as_f64(),
-            p99_ms: v["p99_ms"].as_f64(),
-            latency_of: text("latency_of"),
-            baseline: v["baseline"]
-                .as_str()
-                .zip(v["baseline_rate"].as_f64())
-                .map(|(name, rate)| (name.to_owned(), rate)),
-            units_per_person: v["units_per_person"].as_f64()?,
-        })
-    }
 }
 
 /// The machine's cores (what every benchmark here had).
@@ -114,7 +81,7 @@ pub fn record(row: &Row) -> anyhow::Result<()> {
         .create(true)
         .append(true)
         .open(path)?;
-    writeln!(file, "{}", row.to_json())?;
+    writeln!(file, "{}", serde_json::to_string(row)?)?;
     Ok(())
 }
 
@@ -123,10 +90,7 @@ pub fn read(path: &std::path::Path) -> anyhow::Result<Vec<Row>> {
     std::fs::read_to_string(path)?
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l)?;
-            Row::from_json(&v).ok_or_else(|| anyhow::anyhow!("a malformed row: {l}"))
-        })
+        .map(|l| serde_json::from_str(l).with_context(|| format!("a malformed row: {l}")))
         .collect()
 }
 
@@ -213,7 +177,8 @@ mod tests {
         };
         // 140 M / 3600 s = 38,889 persons/s; 50,000 per core → 0.78 cores.
         assert!((row.cores_for_national_hour() - 0.7778).abs() < 1e-3);
-        let back = Row::from_json(&row.to_json()).expect("round trip");
+        let back: Row =
+            serde_json::from_str(&serde_json::to_string(&row).expect("written")).expect("read");
         assert_eq!(back.baseline, row.baseline);
         let table = markdown(&[back]);
         assert!(table.contains("| 100,000 persons | 50,000 |"), "{table}");

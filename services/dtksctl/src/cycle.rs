@@ -2,7 +2,6 @@
 
 use std::io::BufRead;
 
-use chrono::Datelike;
 use std::time::{Duration, Instant};
 
 use dtks_platform::auth::{BearerToken, Role};
@@ -13,10 +12,7 @@ use dtks_proto::determination::v1::{
 use dtks_proto::distribution::v1::{
     ApproveListRequest, BuildListRequest, distribution_service_client::DistributionServiceClient,
 };
-use dtks_proto::events::v1::{Channel, ProposalKind};
-use dtks_proto::intake::v1::{
-    Minutes, SubmitProposalRequest, intake_service_client::IntakeServiceClient,
-};
+use dtks_proto::intake::v1::{SubmitProposalRequest, intake_service_client::IntakeServiceClient};
 use dtks_proto::reporting::v1::{RegionQuery, reporting_service_client::ReportingServiceClient};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel as GrpcChannel;
@@ -131,23 +127,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .village()
             .map(ToString::to_string)
             .unwrap_or_default();
-        let request = SubmitProposalRequest {
-            idempotency_key: reference.clone(),
-            channel: Channel::Musdes as i32,
-            kind: ProposalKind::Add as i32,
-            external_reference: reference,
-            household: Some(dtks_platform::convert::household_to_proto(&household)),
-            minutes: Some(Minutes {
-                number: format!("BA-MUSDES/{village}/{}", args.period),
-                date: Some(pb::Date {
-                    year: minutes_date.year(),
-                    month: minutes_date.month() as i32,
-                    day: minutes_date.day() as i32,
-                }),
-                attendees: 30,
-            }),
-            ..Default::default()
-        };
+        let request = dtks_platform::convert::musdes_proposal(
+            &household,
+            &reference,
+            &format!("BA-MUSDES/{village}/{}", args.period),
+            minutes_date,
+        );
         by_regency
             .entry(village.get(..5).unwrap_or_default().to_owned())
             .or_default()

@@ -26,6 +26,17 @@ use crate::config::BusConfig;
 use crate::db::stmt;
 use crate::shutdown::Shutdown;
 
+/// The services that consume events: each has a queue `{ns}.{service}` and a
+/// dead-letter queue `{ns}.{service}.dead`.
+pub const CONSUMERS: [&str; 6] = [
+    "intake",
+    "matching",
+    "verivali",
+    "determination",
+    "distribution",
+    "reporting",
+];
+
 #[derive(Clone)]
 pub struct Bus {
     /// The broker connection; replaced by a fresh one when it is lost (a broker
@@ -238,7 +249,7 @@ impl Bus {
                         backoff = Duration::from_millis(200);
                     }
                     tracing::warn!(error = %format!("{error:#}"), queue, "consumer lost the broker; subscribing again");
-                    if !sleep_unless_shutdown(backoff, &shutdown).await {
+                    if !shutdown.sleep(backoff).await {
                         return Ok(());
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -425,7 +436,7 @@ async fn database_answers(db: &DatabaseConnection) -> bool {
 async fn wait_for_database(db: &DatabaseConnection, shutdown: &Shutdown) -> bool {
     let mut delay = Duration::from_millis(200);
     loop {
-        if !sleep_unless_shutdown(delay, shutdown).await {
+        if !shutdown.sleep(delay).await {
             return false;
         }
         if database_answers(db).await {
@@ -433,14 +444,6 @@ async fn wait_for_database(db: &DatabaseConnection, shutdown: &Shutdown) -> bool
             return true;
         }
         delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Sleeps for `d`; `false` when shutdown came first.
-async fn sleep_unless_shutdown(d: Duration, shutdown: &Shutdown) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => !shutdown.is_triggered(),
-        _ = shutdown.clone().wait() => false,
     }
 }
 

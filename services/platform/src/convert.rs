@@ -331,6 +331,31 @@ fn code<T: Copy>(value: Option<T>, f: fn(T) -> i32) -> i32 {
     value.map(f).unwrap_or(0)
 }
 
+/// A musdes proposal to add `household`, keyed by its external `reference` (also its
+/// idempotency key), with the minutes numbered `minutes`, held on `held` by 30
+/// villagers: what `dtksctl cycle` and the tests send for a generated household.
+pub fn musdes_proposal(
+    household: &Household,
+    reference: &str,
+    minutes: &str,
+    held: NaiveDate,
+) -> dtks_proto::intake::v1::SubmitProposalRequest {
+    use dtks_proto::events::v1::{Channel, ProposalKind};
+    dtks_proto::intake::v1::SubmitProposalRequest {
+        idempotency_key: reference.to_owned(),
+        channel: Channel::Musdes as i32,
+        kind: ProposalKind::Add as i32,
+        external_reference: reference.to_owned(),
+        household: Some(household_to_proto(household)),
+        minutes: Some(dtks_proto::intake::v1::Minutes {
+            number: minutes.to_owned(),
+            date: Some(pb_date(held)),
+            attendees: 30,
+        }),
+        ..Default::default()
+    }
+}
+
 pub fn household_to_proto(h: &Household) -> pb::Household {
     pb::Household {
         household_id: h.household_id.clone().unwrap_or_default(),

@@ -1,6 +1,7 @@
 //! Dead letters (*pesan gagal*): events a service refused for good, or could not handle
 //! within its delivery limit, wait in `{ns}.{service}.dead`. Operators count them
-//! (reporting's pipeline summary, the `dtks.events.dead_letters` gauge), look at them and
+//! (reporting's pipeline summary; the operations dashboard reads RabbitMQ's queue
+//! depths), look at them and
 //! send them back to the service that failed them (`dtksctl dead-letters list|replay`)
 //! once the cause is fixed. A replayed event goes to that service's queue only; the
 //! service's inbox makes a second delivery of an event it already applied harmless.
@@ -55,26 +56,34 @@ fn describe(delivery: &lapin::message::BasicGetMessage) -> DeadLetter {
 }
 
 impl Bus {
-    /// How many events wait in `service`'s dead-letter queue (0 when it has none yet).
-    pub async fn dead_letter_count(&self, service: &str) -> anyhow::Result<u32> {
-        let channel = self.channel().await?;
-        let declared = channel
-            .queue_declare(
-                self.dead_letter_queue(service).into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        let count = match declared {
-            Ok(queue) => queue.message_count(),
-            // A queue that does not exist yet holds nothing (and closed the channel).
-            Err(_) => return Ok(0),
-        };
+    /// How many events wait in each of `services`' dead-letter queues (0 where there is
+    /// none yet), counted on one channel.
+    pub async fn dead_letter_counts(&self, services: &[&str]) -> anyhow::Result<Vec<u32>> {
+        let mut channel = self.channel().await?;
+        let mut counts = Vec::with_capacity(services.len());
+        for service in services {
+            let declared = channel
+                .queue_declare(
+                    self.dead_letter_queue(service).into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            match declared {
+                Ok(queue) => counts.push(queue.message_count()),
+                // A queue that does not exist yet holds nothing; the broker closed the
+                // channel over it, so the rest are counted on a new one.
+                Err(_) => {
+                    counts.push(0);
+                    channel = self.channel().await?;
+                }
+            }
+        }
         let _ = channel.close(200, "counted".into()).await;
-        Ok(count)
+        Ok(counts)
     }
 
     /// Up to `limit` dead-lettered events of `service`, left where they are.

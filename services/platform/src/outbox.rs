@@ -95,7 +95,7 @@ pub async fn run_relay(db: DatabaseConnection, bus: Bus, signal: OutboxSignal, s
                 Ok(p) => publisher = Some(p),
                 Err(error) => {
                     tracing::warn!(%error, "outbox relay cannot open a publisher; retrying");
-                    sleep_or_shutdown(backoff, &shutdown).await;
+                    shutdown.sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
@@ -119,17 +119,10 @@ pub async fn run_relay(db: DatabaseConnection, bus: Bus, signal: OutboxSignal, s
             Err(error) => {
                 tracing::warn!(%error, "outbox relay failed; retrying");
                 publisher = None;
-                sleep_or_shutdown(backoff, &shutdown).await;
+                shutdown.sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
-    }
-}
-
-async fn sleep_or_shutdown(d: Duration, shutdown: &Shutdown) {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {},
-        _ = shutdown.clone().wait() => {},
     }
 }
 

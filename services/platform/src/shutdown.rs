@@ -41,6 +41,14 @@ impl Shutdown {
         *self.0.borrow()
     }
 
+    /// Sleeps for `d`; `false` when shutdown came first.
+    pub async fn sleep(&self, d: std::time::Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => !self.is_triggered(),
+            _ = self.clone().wait() => false,
+        }
+    }
+
     pub async fn wait(mut self) {
         while !*self.0.borrow() {
             if self.0.changed().await.is_err() {

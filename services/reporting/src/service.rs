@@ -82,16 +82,6 @@ struct Api {
     bus: dtks_platform::bus::Bus,
 }
 
-/// The services that consume events, each with its dead-letter queue.
-const CONSUMERS: [&str; 6] = [
-    "intake",
-    "matching",
-    "verivali",
-    "determination",
-    "distribution",
-    "reporting",
-];
-
 /// Empties the read models and applies every kept fact again, in arrival order, in one
 /// transaction; events arriving meanwhile wait (the facts table is locked against
 /// writes) and are applied after it.
@@ -192,14 +182,14 @@ impl ReportingService for Api {
             }
         }
         if s.region_code.is_empty() {
-            for service in CONSUMERS {
-                let waiting = self
-                    .bus
-                    .dead_letter_count(service)
-                    .await
-                    .map_err(grpc::internal)?;
+            let counts = self
+                .bus
+                .dead_letter_counts(&dtks_platform::bus::CONSUMERS)
+                .await
+                .map_err(grpc::internal)?;
+            for (service, waiting) in dtks_platform::bus::CONSUMERS.iter().zip(counts) {
                 s.dead_letters.push(DeadLetterCount {
-                    service: service.to_owned(),
+                    service: (*service).to_owned(),
                     waiting: u64::from(waiting),
                 });
             }
