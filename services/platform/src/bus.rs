@@ -292,11 +292,19 @@ impl Bus {
             senders.push(tx);
             receivers.push(rx);
         }
+        let watched = channel.clone();
         let dispatch = async move {
             loop {
                 let next = tokio::select! {
                     next = consumer.next() => next,
                     _ = shutdown.clone().wait() => None,
+                    // A subscription whose channel died without a word still ends.
+                    _ = tokio::time::sleep(WATCH) => {
+                        if watched.status().connected() {
+                            continue;
+                        }
+                        anyhow::bail!("the channel to the broker is closed");
+                    }
                 };
                 let Some(delivery) = next else {
                     if shutdown.is_triggered() {
@@ -389,7 +397,7 @@ async fn settle<H: EventHandler>(
     crate::metrics::event(&envelope.r#type, result, started.elapsed().as_secs_f64());
     match outcome {
         Ok(()) => {
-            delivery.acker.ack(BasicAckOptions::default()).await?;
+            settled(delivery.acker.ack(BasicAckOptions::default())).await?;
         }
         Err(HandlerError::Permanent(reason)) => {
             tracing::error!(event_type = %envelope.r#type, %reason, "event refused; dead-lettering");
@@ -400,27 +408,37 @@ async fn settle<H: EventHandler>(
             // counts towards its delivery limit.
             tracing::warn!(event_type = %envelope.r#type, %error, "event failed; will be redelivered");
             tokio::time::sleep(Duration::from_millis(200)).await;
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await?;
+            settled(delivery.acker.nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            }))
+            .await?;
         }
     }
     Ok(())
 }
 
 /// Refuses `delivery` for good: the broker moves it to the dead-letter queue.
-async fn dead_letter(delivery: &lapin::message::Delivery) -> lapin::Result<()> {
-    delivery
-        .acker
-        .nack(BasicNackOptions {
-            requeue: false,
-            multiple: false,
-        })
-        .await?;
+async fn dead_letter(delivery: &lapin::message::Delivery) -> anyhow::Result<()> {
+    settled(delivery.acker.nack(BasicNackOptions {
+        requeue: false,
+        multiple: false,
+    }))
+    .await
+}
+
+/// How often a subscription checks that its channel is alive, and how long an
+/// acknowledgement may take before the channel counts as lost.
+const WATCH: Duration = Duration::from_secs(2);
+
+/// An acknowledgement to the broker, bounded: on a connection that died, it fails
+/// instead of waiting for ever (the event is redelivered on a new subscription).
+async fn settled(
+    ack: impl std::future::Future<Output = lapin::Result<bool>>,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(WATCH * 5, ack)
+        .await
+        .map_err(|_| anyhow::anyhow!("the broker did not take an acknowledgement"))??;
     Ok(())
 }
 
