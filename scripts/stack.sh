@@ -12,8 +12,9 @@
 #   scripts/stack.sh env      print the connection settings as DTKS_* variables
 #   scripts/stack.sh reset    empty the `dtks` database, the `dtks.*` queues and the
 #                             `dtks:*` cache keys (the main job starts from here)
-#   scripts/stack.sh sweep    drop the databases of end-to-end runs that died before
-#                             their own clean-up (scripts/test.sh runs it first)
+#   scripts/stack.sh sweep    drop the databases of end-to-end runs whose process is
+#                             gone (killed, or died before its own clean-up); those of
+#                             runs still going are kept (scripts/test.sh runs it first)
 #
 # End-to-end runs remove their database, queues and exchanges when they end, and their
 # queues expire on their own after ten idle minutes: hundreds of leftover quorum queues
@@ -243,16 +244,32 @@ reset() {
   log "reset: database $PG_DB recreated, dtks.* queues and dtks:* cache keys deleted"
 }
 
-# Drops the databases of end-to-end runs that died before their own clean-up.
+# Whether the process that owns an end-to-end database still runs. The database is named
+# dtks_e2e_<pid>_<start>_<run> (tests/src/lib.rs, run_database): it runs when
+# /proc/<pid>/stat exists and names the same start time (so a pid taken over by another
+# process does not keep a dead run's database). Names without a pid are of older runs.
+run_alive() {
+  local name=$1 pid start stat rest
+  [[ $name =~ ^dtks_e2e_([0-9]+)_([0-9]+)_[0-9a-f]+$ ]] || return 1
+  pid=${BASH_REMATCH[1]} start=${BASH_REMATCH[2]}
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  rest=${stat##*) }
+  read -r -a fields <<<"$rest"
+  [ "${fields[19]:-}" = "$start" ]
+}
+
+# Drops the databases of end-to-end runs whose process is gone (killed, or died before
+# its own clean-up); the databases of runs still going are left alone.
 sweep() {
-  local bin db n=0
+  local bin db n=0 kept=0
   bin=$(pg_bin)
   local psql=("$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
   for db in $("${psql[@]}" -d postgres -c "select datname from pg_database where datname like 'dtks\_e2e\_%'"); do
+    if run_alive "$db"; then kept=$((kept + 1)); continue; fi
     "${psql[@]}" -d postgres -c "drop database if exists $db with (force)"
     n=$((n + 1))
   done
-  log "sweep: $n leftover end-to-end databases dropped"
+  log "sweep: $n end-to-end databases of finished runs dropped, $kept of running ones kept"
 }
 
 command=${1:-start}

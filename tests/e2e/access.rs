@@ -29,10 +29,10 @@ use prost::bytes::{Buf, BufMut};
 use sea_orm::ConnectionTrait;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-const PERIOD: pb::Period = pb::Period {
-    year: 2026,
-    month: 11,
-};
+/// The month the run's cases are accepted in, from the services' clock.
+fn period() -> pb::Period {
+    dtks_e2e::time::period()
+}
 
 /// One household of the test and everything the services know it by.
 #[derive(Debug, Default, Clone)]
@@ -231,20 +231,11 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 fn timestamp(offset: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: chrono::Utc::now().timestamp() + offset,
-        nanos: 0,
-    }
+    dtks_e2e::time::timestamp_from_now(offset)
 }
 
 fn date() -> pb::Date {
-    use chrono::Datelike;
-    let d = chrono::Utc::now().date_naive() - chrono::Days::new(3);
-    pb::Date {
-        year: d.year(),
-        month: d.month() as i32,
-        day: d.day() as i32,
-    }
+    dtks_e2e::time::date_from_today(-3)
 }
 
 fn requester_kind(role: Role) -> dist::RequesterKind {
@@ -271,7 +262,7 @@ fn fresh_household(target: &Target, serial: u32) -> pb::Household {
 /// The request of `method` aimed at `target`, as `role` would send it.
 fn request(method: &str, role: Role, target: &Target, list_id: &str, serial: u32) -> Vec<u8> {
     let region = target.region_for(role.reach());
-    let period = Some(PERIOD);
+    let period = Some(period());
     let page = Some(pb::PageRequest {
         page_size: 50,
         page_token: String::new(),
@@ -459,10 +450,7 @@ fn request(method: &str, role: Role, target: &Target, list_id: &str, serial: u32
         }
         .encode_to_vec(),
         "DiffSnapshots" => det::DiffSnapshotsRequest {
-            from: Some(pb::Period {
-                year: 2026,
-                month: 10,
-            }),
+            from: Some(dtks_e2e::time::period_after(-1)),
             to: period,
         }
         .encode_to_vec(),
@@ -658,7 +646,7 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
     determination
         .determine(authed(
             det::DetermineRequest {
-                period: Some(PERIOD),
+                period: Some(period()),
             },
             &admin,
         ))
@@ -670,7 +658,7 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
         .build_list(authed(
             dist::BuildListRequest {
                 programme_code: "DTKS-D1-4".into(),
-                period: Some(PERIOD),
+                period: Some(period()),
             },
             &admin,
         ))
@@ -749,7 +737,7 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
             .draw_qa_sample(authed(
                 verivali::DrawQaSampleRequest {
                     regency_code: t.regency.clone(),
-                    period: Some(PERIOD),
+                    period: Some(period()),
                     per_mille: 1000,
                     qa_team: "Universitas Diponegoro".into(),
                 },

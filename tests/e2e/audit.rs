@@ -5,7 +5,6 @@
 
 use dtks_e2e::{Stack, authed, registry_id};
 use dtks_platform::auth::Role;
-use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
 use dtks_proto::determination::v1::{
     DetermineRequest, GetHouseholdStandingRequest, GetRegistryHouseholdRequest,
@@ -33,10 +32,7 @@ async fn reads_are_audited_and_the_verifier_finds_every_kind_of_tampering() -> a
     dtks_e2e::fill_registry(&mut conn, 0, 3).await?;
     let admin = stack.token(Role::PusdatinAdmin, "");
     let mut client = DeterminationServiceClient::new(stack.channel("determination").await?);
-    let period = pb::Period {
-        year: 2026,
-        month: 11,
-    };
+    let period = dtks_e2e::time::period();
     client
         .determine(authed(
             DetermineRequest {

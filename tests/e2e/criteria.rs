@@ -28,8 +28,9 @@ fn content() -> Content {
     }
 }
 
+/// The date the services assess on.
 fn today() -> chrono::NaiveDate {
-    chrono::NaiveDate::from_ymd_opt(2026, 11, 22).expect("date")
+    dtks_e2e::time::today()
 }
 
 /// The criteria that fail, each with its first reason.

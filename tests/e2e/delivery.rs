@@ -21,12 +21,13 @@ async fn a_fixed_list_streams_resumes_after_a_break_and_every_batch_is_audited()
     // A fixed list of 50,000 households and a draft, as BuildList and ApproveList leave
     // them.
     let (fixed, draft) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let period = dtks_e2e::time::period();
     stack
         .db
         .execute_unprepared(&format!(
             "INSERT INTO distribution.lists (list_id, programme_code, programme_version, year, month, recipients, content_hash, status, regions)
-             VALUES ('{fixed}', 'PKH', 1, 2026, 11, {ENTRIES}, 'h', {fixed_status}, '[]'),
-                    ('{draft}', 'KIP', 1, 2026, 11, 0, 'h', {draft_status}, '[]');
+             VALUES ('{fixed}', 'PKH', 1, {year}, {month}, {ENTRIES}, 'h', {fixed_status}, '[]'),
+                    ('{draft}', 'KIP', 1, {year}, {month}, 0, 'h', {draft_status}, '[]');
              INSERT INTO distribution.list_chunks (list_id, first_position, entries, data)
              SELECT '{fixed}', min(g), count(*), string_agg(distribution.list_entry_bytes(
                         md5(g::text)::uuid, g * 3, (1 + (g * 10 / ({ENTRIES} + 1)))::smallint, '32.04.05.2001',
@@ -34,6 +35,8 @@ async fn a_fixed_list_streams_resumes_after_a_break_and_every_batch_is_audited()
              FROM generate_series(1, {ENTRIES}) g GROUP BY (g - 1) / 5000",
             fixed_status = ListStatus::Fixed as i32,
             draft_status = ListStatus::Draft as i32,
+            year = period.year,
+            month = period.month,
         ))
         .await?;
     // The view reads the chunks back as rows, as the service's decoder does.

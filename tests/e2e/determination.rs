@@ -34,8 +34,9 @@ pub(super) fn imas() -> pb::Household {
     h
 }
 
+/// The test's `month`-th month (1 to 5): the five months before the services' current one.
 fn period(month: i32) -> Option<pb::Period> {
-    Some(pb::Period { year: 2026, month })
+    Some(dtks_e2e::time::period_after(month - 6))
 }
 
 pub(super) async fn accepted(stack: &Stack, n: i64) -> anyhow::Result<()> {
@@ -215,7 +216,7 @@ async fn months_diffs_removals_and_explained_standings() -> anyhow::Result<()> {
                 .map(|r| r.into_inner())
         }
     };
-    let before_removal = prost_types::Timestamp::from(std::time::SystemTime::now());
+    let before_removal = dtks_e2e::time::timestamp_from_now(0);
     let record = as_of(asep_household.clone(), None).await?;
     assert_eq!(
         record

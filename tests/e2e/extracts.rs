@@ -17,10 +17,10 @@ const HOUSEHOLDS: u64 = 5_000;
 
 type Client = DistributionServiceClient<tonic::transport::Channel>;
 
-const PERIOD: pb::Period = pb::Period {
-    year: 2026,
-    month: 11,
-};
+/// The month the run's cases are accepted in, from the services' clock.
+fn period() -> pb::Period {
+    dtks_e2e::time::period()
+}
 
 /// Files, approves and hands over a request; answers its id.
 async fn approved(
@@ -51,7 +51,7 @@ async fn approved_in(
     until_seconds: i64,
 ) -> anyhow::Result<String> {
     let token = stack.token_for("requester", filer, region);
-    let now = chrono::Utc::now().timestamp();
+    let now = dtks_e2e::time::now().timestamp();
     let filed = client
         .create_data_request(authed(
             CreateDataRequestRequest {
@@ -87,11 +87,7 @@ async fn approved_in(
             RecordHandoverRequest {
                 request_id: filed.request_id.clone(),
                 minutes_number: "BA-1".into(),
-                minutes_date: Some(pb::Date {
-                    year: 2026,
-                    month: 1,
-                    day: 2,
-                }),
+                minutes_date: Some(dtks_e2e::time::date_from_today(-1)),
                 obligations_acknowledged: true,
             },
             &token,
@@ -117,7 +113,7 @@ fn extract(request_id: &str, batch_size: u32) -> StreamExtractRequest {
         request_id: request_id.into(),
         cursor: String::new(),
         batch_size,
-        period: Some(PERIOD),
+        period: Some(period()),
     }
 }
 
@@ -134,7 +130,7 @@ async fn extracts_carry_only_what_was_approved_and_stop_when_the_request_ends() 
     DeterminationServiceClient::new(stack.channel("determination").await?)
         .determine(authed(
             DetermineRequest {
-                period: Some(PERIOD),
+                period: Some(period()),
             },
             &stack.token(Role::PusdatinAdmin, ""),
         ))

@@ -35,7 +35,7 @@ async fn summary(stack: &Stack, admin: &str) -> anyhow::Result<PipelineSummary> 
 /// Waits until the pipeline moves again after a fault that began at `began`: reporting
 /// answers, and then counts another consumed event. Answers the time since `began`.
 async fn moving_again(stack: &Stack, admin: &str, began: Instant) -> Duration {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + dtks_e2e::time::patience(90);
     let mut before = None;
     while Instant::now() < deadline {
         if let Ok(s) = summary(stack, admin).await {

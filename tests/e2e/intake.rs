@@ -193,11 +193,7 @@ async fn every_channel_and_every_refusal_with_nothing_left_behind() -> anyhow::R
         "minutes",
     ));
     let mut late = minutes();
-    late.date = Some(pb::Date {
-        year: 2099,
-        month: 1,
-        day: 1,
-    });
+    late.date = Some(dtks_e2e::time::date_from_today(30));
     cases.push((
         "minutes date",
         SubmitProposalRequest {
@@ -336,7 +332,7 @@ async fn every_channel_and_every_refusal_with_nothing_left_behind() -> anyhow::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_bulk_import_listing_and_withdrawal() -> anyhow::Result<()> {
     let (stack, mut intake) = intake_only(&[("DTKS_LIMITS__IMPORT_ROWS_PER_STREAM", "30")]).await?;
-    let operator = stack.token(Role::VillageOperator, "32.04.05");
+    let operator = stack.token(Role::VillageOperator, "32.04.05.2001");
 
     // The same key twice, and the same channel + reference under another key: one row.
     let first = intake

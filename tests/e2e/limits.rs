@@ -64,10 +64,7 @@ async fn a_flood_and_an_oversized_message_are_refused_at_the_door() -> anyhow::R
         let answer = determination
             .get_snapshot(authed(
                 dtks_proto::determination::v1::GetSnapshotRequest {
-                    period: Some(dtks_proto::common::v1::Period {
-                        year: 2026,
-                        month: 11,
-                    }),
+                    period: Some(dtks_e2e::time::period()),
                 },
                 &service,
             ))

@@ -15,10 +15,10 @@ use dtks_proto::distribution::v1::*;
 use sqlx::Connection;
 use tonic::Code;
 
-const PERIOD: pb::Period = pb::Period {
-    year: 2026,
-    month: 11,
-};
+/// The month the run's cases are accepted in, from the services' clock.
+fn period() -> pb::Period {
+    dtks_e2e::time::period()
+}
 
 fn in_village(mut h: pb::Household, village: &str) -> pb::Household {
     if let Some(a) = h.address.as_mut() {
@@ -81,7 +81,7 @@ async fn quotas_fill_poorest_first_ties_fall_by_household_id_and_lists_are_fixed
     DeterminationServiceClient::new(stack.channel("determination").await?)
         .determine(authed(
             DetermineRequest {
-                period: Some(PERIOD),
+                period: Some(period()),
             },
             &admin,
         ))
@@ -93,10 +93,7 @@ async fn quotas_fill_poorest_first_ties_fall_by_household_id_and_lists_are_fixed
     let missing = client
         .prepare_month(authed(
             PrepareMonthRequest {
-                period: Some(pb::Period {
-                    year: 2020,
-                    month: 1,
-                }),
+                period: Some(dtks_e2e::time::period_after(-12)),
             },
             &eselon,
         ))
@@ -106,7 +103,7 @@ async fn quotas_fill_poorest_first_ties_fall_by_household_id_and_lists_are_fixed
     let prepared = client
         .prepare_month(authed(
             PrepareMonthRequest {
-                period: Some(PERIOD),
+                period: Some(period()),
             },
             &eselon,
         ))
@@ -133,7 +130,7 @@ async fn quotas_fill_poorest_first_ties_fall_by_household_id_and_lists_are_fixed
         .into_inner();
     let build = BuildListRequest {
         programme_code: "UJI".into(),
-        period: Some(PERIOD),
+        period: Some(period()),
     };
     let list = client
         .build_list(authed(build.clone(), &eselon))

@@ -23,6 +23,7 @@ mod reporting;
 mod requests;
 mod revocation;
 mod sealed;
+mod sweep;
 mod telemetry;
 mod tls;
 mod verivali;
@@ -94,15 +95,9 @@ fn household() -> pb::Household {
 
 /// Minutes of a deliberation held last week.
 pub fn minutes() -> dtks_proto::intake::v1::Minutes {
-    use chrono::Datelike;
-    let held = chrono::Utc::now().date_naive() - chrono::Days::new(7);
     dtks_proto::intake::v1::Minutes {
         number: "BA/MUSDES/2001/11".into(),
-        date: Some(pb::Date {
-            year: held.year(),
-            month: held.month() as i32,
-            day: held.day() as i32,
-        }),
+        date: Some(dtks_e2e::time::date_from_today(-7)),
         attendees: 42,
     }
 }
@@ -208,7 +203,7 @@ async fn a_household_travels_from_intake_to_a_programme_list() -> anyhow::Result
         assert!(names.iter().any(|n| n == "grpc.health.v1.Health"));
     }
 
-    let submitted = submit_musdes(&stack, &operator, "musdes-2026-11-001", "SIKS-NG-0001").await?;
+    let submitted = submit_musdes(&stack, &operator, "musdes-first-001", "SIKS-NG-0001").await?;
     assert!(!submitted.replayed);
 
     let reporting = ReportingServiceClient::new(stack.channel("reporting").await?);
@@ -247,10 +242,7 @@ async fn a_household_travels_from_intake_to_a_programme_list() -> anyhow::Result
     assert_eq!(code, 0, "{out}{err}");
 
     let mut determination = DeterminationServiceClient::new(stack.channel("determination").await?);
-    let period = pb::Period {
-        year: 2026,
-        month: 11,
-    };
+    let period = dtks_e2e::time::period();
     let stack_ref = &stack;
     let snapshot = stack
         .eventually(30, "the registry to hold the household", || {
@@ -384,7 +376,7 @@ async fn a_malformed_nik_is_refused_naming_the_field_and_leaves_nothing_behind()
 -> anyhow::Result<()> {
     use tonic_types::StatusExt;
     let stack = Stack::start(REGISTRY).await?;
-    let operator = stack.token(Role::VillageOperator, "32.04");
+    let operator = stack.token(Role::VillageOperator, VILLAGE);
     let mut bad = household();
     bad.families[0].members[1].nik = "32040557088400x2".into();
     let mut intake = IntakeServiceClient::new(stack.channel("intake").await?);
@@ -452,7 +444,7 @@ async fn a_malformed_nik_is_refused_naming_the_field_and_leaves_nothing_behind()
     );
 
     // Out-of-scope officers are refused too, before anything is stored.
-    let other_regency = stack.token(Role::VillageOperator, "32.05");
+    let other_regency = stack.token(Role::VillageOperator, "32.05.01.2001");
     let status = intake
         .submit_proposal(authed(
             SubmitProposalRequest {

@@ -205,10 +205,7 @@ async fn read_models_agree_with_direct_counts_and_a_replay_rebuilds_them() -> an
         .await?;
 
     // The month determined and a programme's list fixed.
-    let period = pb::Period {
-        year: 2026,
-        month: 11,
-    };
+    let period = dtks_e2e::time::period();
     let stack_ref = &stack;
     stack
         .eventually(

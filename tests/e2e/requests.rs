@@ -22,10 +22,7 @@ fn fields(status: &tonic::Status) -> Vec<String> {
 }
 
 fn at(seconds_from_now: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: chrono::Utc::now().timestamp() + seconds_from_now,
-        nanos: 0,
-    })
+    Some(dtks_e2e::time::timestamp_from_now(seconds_from_now))
 }
 
 fn new_request(kind: RequesterKind, region: &str, until_seconds: i64) -> CreateDataRequestRequest {
@@ -235,12 +232,8 @@ async fn each_requester_is_decided_by_its_authority_and_a_request_lives_to_its_e
     let filed = file(&mut client, &kl, new_request(RequesterKind::Kl, "", 86_400)).await?;
     let minutes = |obligations: bool| RecordHandoverRequest {
         request_id: filed.request_id.clone(),
-        minutes_number: "BA-017/PUSDATIN/2026".into(),
-        minutes_date: Some(dtks_proto::common::v1::Date {
-            year: 2026,
-            month: 1,
-            day: 5,
-        }),
+        minutes_number: "BA-017/PUSDATIN/XI".into(),
+        minutes_date: Some(dtks_e2e::time::date_from_today(-2)),
         obligations_acknowledged: obligations,
     };
     let refused = client
@@ -265,7 +258,7 @@ async fn each_requester_is_decided_by_its_authority_and_a_request_lives_to_its_e
         .await?
         .into_inner();
     assert!(handed.handover_acknowledged);
-    assert_eq!(handed.handover_minutes_number, "BA-017/PUSDATIN/2026");
+    assert_eq!(handed.handover_minutes_number, "BA-017/PUSDATIN/XI");
     let again = client
         .record_handover(authed(minutes(true), &kl))
         .await?

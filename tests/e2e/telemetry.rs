@@ -7,7 +7,6 @@
 
 use dtks_e2e::{OtlpReceiver, SERVICES, Stack, authed, count};
 use dtks_platform::auth::Role;
-use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::DetermineRequest;
 use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
 use dtks_proto::distribution::v1::BuildListRequest;
@@ -76,10 +75,7 @@ async fn one_trace_follows_a_proposal_through_every_service() -> anyhow::Result<
             Ok((n == 1).then_some(()))
         })
         .await?;
-    let period = pb::Period {
-        year: 2026,
-        month: 11,
-    };
+    let period = dtks_e2e::time::period();
     DeterminationServiceClient::new(stack.channel("determination").await?)
         .determine(traced(
             DetermineRequest {

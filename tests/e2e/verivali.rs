@@ -268,7 +268,7 @@ async fn walk_to_ministry(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> anyhow::Result<()> {
-    let clock = PausedClock::at(chrono::Utc::now());
+    let clock = PausedClock::at(dtks_e2e::time::now());
     let (stack, mut client, o) = start(&clock).await?;
 
     let (asep, _) = propose(&stack, &o.village, "vv-asep", household()).await?;
@@ -353,11 +353,7 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
         "the case is CASE_STATE_MATCHED; to sign off it must be CASE_STATE_FIELD_VERIFIED",
     );
     let mut future = minutes_today(&clock, vec![approve(&asep)]);
-    future.minutes_date = Some(pb::Date {
-        year: 2099,
-        month: 1,
-        day: 1,
-    });
+    future.minutes_date = Some(dtks_e2e::time::date_from_today(30));
     expect_code(
         client
             .record_village_review(authed(future, &o.village))
@@ -993,7 +989,7 @@ impl Command {
         let one = || batch(&[&ids[0]], "checked again");
         let answer = match self {
             Command::VillageReview => {
-                let clock = PausedClock::at(chrono::Utc::now());
+                let clock = PausedClock::at(dtks_e2e::time::now());
                 client
                     .record_village_review(authed(
                         minutes_today(&clock, vec![approve(case_id)]),
@@ -1046,7 +1042,7 @@ impl Command {
 async fn complaints_life_events_qa_samples_and_the_six_monthly_update_on_a_paused_clock()
 -> anyhow::Result<()> {
     use dtks_platform::clock::Clock;
-    let clock = PausedClock::at(chrono::Utc::now());
+    let clock = PausedClock::at(dtks_e2e::time::now());
     let (stack, mut client, o) = start(&clock).await?;
     let mut ids = Vec::new();
     let mut proposals = Vec::new();
@@ -1298,7 +1294,7 @@ async fn complaints_life_events_qa_samples_and_the_six_monthly_update_on_a_pause
     // household.
     let recorded = reqwest::Client::new()
         .post(format!("{}/admin/vital-events", stack.registry_url()))
-        .json(&json!({ "kind": "death", "nik": MEN[5].0, "date": "2026-11-01" }))
+        .json(&json!({ "kind": "death", "nik": MEN[5].0, "date": (dtks_e2e::time::today() - chrono::Days::new(2)).to_string() }))
         .send()
         .await?;
     assert_eq!(

@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 pub mod benchtable;
+pub mod time;
 
 use anyhow::Context as _;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
@@ -89,6 +90,25 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The database of run `run_id`: `dtks_e2e_<pid>_<start>_<run>`, naming the process that
+/// owns it and the time that process started (in clock ticks since boot, as
+/// `/proc/<pid>/stat` gives it), so that `scripts/stack.sh sweep` drops it only once that
+/// process is gone — not while its test still runs, and not when a new process took
+/// the pid over.
+pub fn run_database(run_id: &str) -> String {
+    let pid = std::process::id();
+    format!("dtks_e2e_{pid}_{}_{run_id}", process_start_ticks(pid).unwrap_or(0))
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of its
+/// `/proc/<pid>/stat`); `None` when there is no such process.
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 fn required(var: &str) -> anyhow::Result<String> {
     std::env::var(var)
         .with_context(|| format!("{var} is not set: run the tests through scripts/test.sh"))
@@ -122,8 +142,10 @@ impl Stack {
             Some(url) => url,
             None => required("DTKS_BUS__URL")?,
         };
+        // The services' clock is this process's, set before anything reads it.
+        time::offset_secs();
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let db_name = format!("dtks_e2e_{run_id}");
+        let db_name = run_database(&run_id);
         Database::connect(&base_url)
             .await?
             .execute_unprepared(&format!("CREATE DATABASE {db_name}"))
@@ -241,6 +263,10 @@ impl Stack {
                 format!("http://127.0.0.1:{}", self.ports["determination"]),
             )
             .env("DTKS_DEMO_AUTO_APPROVE", "true")
+            .env(
+                dtks_platform::clock::OFFSET_VAR,
+                time::offset_secs().to_string(),
+            )
             .env("RUST_LOG", "warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -305,7 +331,7 @@ impl Stack {
         use tonic_health::pb::{
             HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + time::patience(60);
         loop {
             if let Ok(channel) = self.channel(service).await {
                 let answer = HealthClient::new(channel)
@@ -362,7 +388,7 @@ impl Stack {
             .push(tokio::spawn(dtks_verivali::start_with_clock(
                 context, listener, clock,
             )));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + time::patience(30);
         while self.channel("verivali").await.is_err() {
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
@@ -419,7 +445,7 @@ impl Stack {
             .env("DTKS_REGISTRY_FAULT", fault)
             .spawn()?;
         let address = format!("127.0.0.1:{}", self.registry_port);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + time::patience(30);
         while tokio::net::TcpStream::connect(&address).await.is_err() {
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
@@ -463,6 +489,10 @@ impl Stack {
             .env("DTKS_INTAKE_URL", self.endpoint("intake"))
             .env("DTKS_VERIVALI_URL", self.endpoint("verivali"))
             .env("DTKS_TOKEN", token)
+            .env(
+                dtks_platform::clock::OFFSET_VAR,
+                time::offset_secs().to_string(),
+            )
             .envs(env.iter().copied())
             .output()
             .await?;
@@ -481,7 +511,7 @@ impl Stack {
     /// A signed token for `sub` with `role` and `region`.
     pub fn token_for(&self, sub: &str, role: dtks_platform::auth::Role, region: &str) -> String {
         let config = dtks_platform::config::AuthConfig::local(JWT_SECRET);
-        dtks_platform::auth::issue(&config, sub, role, region, 600).expect("token")
+        dtks_platform::auth::issue(&config, sub, role, region, time::token_secs()).expect("token")
     }
 
     /// Polls `probe` until it returns `Some`, for up to `secs` seconds.
@@ -495,7 +525,7 @@ impl Stack {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
     {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        let deadline = tokio::time::Instant::now() + time::patience(secs);
         loop {
             if let Some(value) = probe().await? {
                 return Ok(value);
@@ -522,7 +552,7 @@ impl Drop for Stack {
         }
         let base_url = self.base_url.clone();
         let bus_url = self.bus_url.clone();
-        let database = format!("dtks_e2e_{}", self.run_id);
+        let database = run_database(&self.run_id);
         let namespace = format!("e2e.{}", self.run_id);
         let cleanup = std::thread::spawn(move || -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -666,6 +696,10 @@ pub async fn generated_regency(
     minutes: &str,
 ) -> anyhow::Result<(String, Vec<dtks_proto::intake::v1::SubmitProposalRequest>)> {
     let out = Command::new(bin_dir().join("dtksctl"))
+        .env(
+            dtks_platform::clock::OFFSET_VAR,
+            time::offset_secs().to_string(),
+        )
         .args(["gen", "--regencies", "32.04", "--households"])
         .arg(households.to_string())
         .arg("--out")
@@ -688,7 +722,7 @@ pub fn generated_proposals(
     dir: &std::path::Path,
     minutes: &str,
 ) -> anyhow::Result<Vec<dtks_proto::intake::v1::SubmitProposalRequest>> {
-    let held = chrono::Utc::now().date_naive() - chrono::Days::new(7);
+    let held = time::today() - chrono::Days::new(7);
     let mut out = Vec::new();
     for line in std::fs::read_to_string(dir.join("proposals.jsonl"))?.lines() {
         let value: serde_json::Value = serde_json::from_str(line)?;
@@ -809,7 +843,7 @@ pub async fn fill_registry_with(
     conn: &mut sqlx::PgConnection,
     households: impl IntoIterator<Item = (u64, dtks_proto::common::v1::Household)>,
 ) -> anyhow::Result<()> {
-    let now = chrono::Utc::now();
+    let now = time::now();
     let (mut current, mut versions) = (
         dtks_platform::copy::BinaryRows::new(),
         dtks_platform::copy::BinaryRows::new(),

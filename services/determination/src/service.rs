@@ -202,7 +202,7 @@ impl EventHandler for Accepted {
             .occurred_at
             .as_ref()
             .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
-            .unwrap_or_else(chrono::Utc::now);
+            .unwrap_or_else(dtks_platform::clock::now);
         if envelope.r#type == events::HOUSEHOLD_REMOVED {
             let removed: ev::HouseholdRemoved = events::payload(envelope)?;
             let id = uuid::Uuid::parse_str(&removed.household_id)
@@ -255,7 +255,7 @@ pub fn model_inputs(household: &pb::Household, on: chrono::NaiveDate) -> Result<
 /// Computes the model's inputs of every current household that has none (rows older
 /// than them) or has them in an older format, a few thousand at a time.
 async fn backfill_inputs(db: &DatabaseConnection) -> anyhow::Result<u64> {
-    let today = chrono::Utc::now().date_naive();
+    let today = dtks_platform::clock::today();
     let mut done = 0u64;
     loop {
         let rows = db
@@ -1171,7 +1171,7 @@ impl DeterminationService for Api {
         let as_of = match req.as_of {
             Some(t) => chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
                 .ok_or_else(|| grpc::invalid_field("as_of", "is not a valid time"))?,
-            None => chrono::Utc::now(),
+            None => dtks_platform::clock::now(),
         };
         let row = self
             .db

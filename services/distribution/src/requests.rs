@@ -353,7 +353,7 @@ pub async fn create(
     who: &Claims,
     req: &CreateDataRequestRequest,
 ) -> Result<DataRequest, Status> {
-    let now = Utc::now();
+    let now = dtks_platform::clock::now();
     let Checked {
         route,
         kinds,
@@ -391,7 +391,7 @@ pub async fn create(
 
 pub async fn get(db: &DatabaseConnection, who: &Claims, id: &str) -> Result<DataRequest, Status> {
     let id = request_id(id)?;
-    let now = Utc::now();
+    let now = dtks_platform::clock::now();
     match load(db, id, false).await? {
         Some(r) if may_see(who, &r) => Ok(r.to_proto(now)),
         _ => Err(Status::not_found(format!("no data request {id}"))),
@@ -413,7 +413,7 @@ pub async fn decide(
             format!("is required to {} a request", decision.verb()),
         ));
     }
-    let now = Utc::now();
+    let now = dtks_platform::clock::now();
     let txn = db.begin().await.map_err(grpc::internal)?;
     let stored = match load(&txn, id, true).await? {
         Some(r) if may_see(who, &r) => r,
@@ -482,7 +482,7 @@ pub async fn handover(
         );
     }
     let date = req.minutes_date.as_ref().and_then(convert::naive_date);
-    let today = Utc::now().date_naive();
+    let today = dtks_platform::clock::today();
     match date {
         None => v.push("minutes_date", "is required and must be a valid date"),
         Some(d) if d > today => v.push("minutes_date", "is in the future"),
@@ -498,7 +498,7 @@ pub async fn handover(
         return Err(grpc::invalid_argument(&v));
     }
     let date = date.ok_or_else(|| Status::internal("date checked above"))?;
-    let now = Utc::now();
+    let now = dtks_platform::clock::now();
     let txn = db.begin().await.map_err(grpc::internal)?;
     let stored = match load(&txn, id, true).await? {
         Some(r) if may_see(who, &r) => r,
@@ -548,7 +548,7 @@ pub async fn handover(
 /// recorded. A delivery checks this before every batch, so that a revocation or the end
 /// of the period stops it between two batches.
 pub async fn deliverable(db: &impl ConnectionTrait, id: uuid::Uuid) -> Result<Stored, Status> {
-    let now = Utc::now();
+    let now = dtks_platform::clock::now();
     let stored = load(db, id, false)
         .await?
         .ok_or_else(|| Status::not_found(format!("no data request {id}")))?;

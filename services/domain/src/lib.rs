@@ -10,6 +10,7 @@ pub mod household;
 pub mod integrity;
 pub mod linkage;
 pub mod nik;
+pub mod period;
 pub mod pmt;
 pub mod ranking;
 pub mod region;
@@ -17,5 +18,6 @@ pub mod violation;
 
 pub use household::{Family, Household, Person};
 pub use nik::{KkNumber, Nik, NikError};
+pub use period::Period;
 pub use region::{RegionCode, RegionLevel};
 pub use violation::{FieldViolation, Violations};

@@ -22,9 +22,9 @@ pub struct Args {
     /// proposals.jsonl written by `dtksctl gen`.
     #[arg(long, default_value = "target/dtks-gen/proposals.jsonl")]
     proposals: std::path::PathBuf,
-    /// Period to determine, YYYY-MM.
-    #[arg(long, default_value = "2026-11")]
-    period: String,
+    /// Period to determine, YYYY-MM; the current month of the services' clock when left out.
+    #[arg(long)]
+    period: Option<dtks_domain::Period>,
     #[arg(long, default_value = "DTKS-D1-4")]
     programme: String,
     #[arg(
@@ -95,13 +95,15 @@ fn tls_from_env() -> anyhow::Result<dtks_platform::config::TlsConfig> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let (year, month) = args
-        .period
-        .split_once('-')
-        .ok_or_else(|| anyhow::anyhow!("--period must be YYYY-MM"))?;
+    let period = match args.period {
+        Some(period) => period,
+        None => dtks_domain::Period::containing(dtks_platform::clock::now())
+            .ok_or_else(|| anyhow::anyhow!("the clock stands outside 2000–2100"))?,
+    };
+    let label = period.to_string();
     let period = pb::Period {
-        year: year.parse()?,
-        month: month.parse()?,
+        year: period.year(),
+        month: period.month() as i32,
     };
     let admin = token("pusdatin_admin", "", "dtksctl")?;
     let mut reporting = ReportingServiceClient::new(channel(&args.reporting, &admin).await?);
@@ -112,7 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let started = Instant::now();
     // Each regency's officer imports the musdes results of that regency's villages.
-    let minutes_date = chrono::Utc::now().date_naive() - chrono::Days::new(7);
+    let minutes_date = dtks_platform::clock::today() - chrono::Days::new(7);
     let mut by_regency: std::collections::BTreeMap<String, Vec<(u64, SubmitProposalRequest)>> =
         Default::default();
     let file = std::io::BufReader::new(std::fs::File::open(&args.proposals)?);
@@ -130,7 +132,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let request = dtks_platform::convert::musdes_proposal(
             &household,
             &reference,
-            &format!("BA-MUSDES/{village}/{}", args.period),
+            &format!("BA-MUSDES/{village}/{label}"),
             minutes_date,
         );
         by_regency

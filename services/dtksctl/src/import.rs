@@ -769,7 +769,7 @@ fn example() -> Vec<Table> {
             })
             .collect()
     };
-    let today = chrono::Utc::now().date_naive().to_string();
+    let today = dtks_platform::clock::today().to_string();
     let household = owned(
         HOUSEHOLD_COLUMNS,
         &[

@@ -51,7 +51,7 @@ const BATCH: usize = 1_000;
 const WRITES_IN_FLIGHT: usize = 3;
 
 fn today() -> chrono::NaiveDate {
-    chrono::Utc::now().date_naive()
+    dtks_platform::clock::today()
 }
 
 fn status_name(code: i32) -> &'static str {

@@ -137,7 +137,7 @@ async fn try_store(pool: &sqlx::PgPool, batch: &[Prepared]) -> Result<Vec<Stored
     if fresh.is_empty() {
         return Ok(answers);
     }
-    let now = chrono::Utc::now();
+    let now = dtks_platform::clock::now();
     let mut proposals = BinaryRows::new();
     let mut persons = BinaryRows::new();
     for p in &fresh {

@@ -95,7 +95,7 @@ fn next(
     };
     let (request_id, _) = crate::telemetry::current_trace_context();
     // Microseconds: what the database keeps, so the hash verifies against the row.
-    let now = Utc::now();
+    let now = crate::clock::now();
     let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
     let mut entry = Entry {
         seq,

@@ -31,7 +31,7 @@ pub fn envelope(
     payload: &impl Message,
 ) -> Envelope {
     let (traceparent, tracestate) = crate::telemetry::current_trace_context();
-    let now = std::time::SystemTime::now();
+    let now = std::time::SystemTime::from(crate::clock::now());
     Envelope {
         event_id: uuid::Uuid::now_v7().to_string(),
         r#type: event_type.to_owned(),

@@ -4,7 +4,6 @@
 //! determined month, recipients per programme, overdue re-verifications per province.
 //! Labels are region codes, states, deciles and programme codes.
 
-use chrono::Utc;
 use dtks_proto::common::v1::RegionLevel;
 use opentelemetry::KeyValue;
 use sea_orm::DatabaseConnection;
@@ -31,7 +30,7 @@ async fn refresh(db: &DatabaseConnection) -> Result<(), tonic::Status> {
     let gauge = |name: &'static str, description: &'static str| {
         meter.f64_gauge(name).with_description(description).build()
     };
-    let now = Utc::now();
+    let now = dtks_platform::clock::now();
     let provinces = Scope::national(RegionLevel::Province);
     let households = gauge(
         "dtks.registry.households",

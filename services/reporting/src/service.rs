@@ -204,7 +204,7 @@ impl ReportingService for Api {
     ) -> Result<Response<UpdateRates>, Status> {
         let scope = Scope::of(claims(&request)?, request.get_ref())?;
         Ok(Response::new(
-            queries::update_rates(&self.db, &scope, Utc::now()).await?,
+            queries::update_rates(&self.db, &scope, dtks_platform::clock::now()).await?,
         ))
     }
 
@@ -215,7 +215,7 @@ impl ReportingService for Api {
     ) -> Result<Response<InactiveRegions>, Status> {
         let scope = Scope::of(claims(&request)?, request.get_ref())?;
         Ok(Response::new(
-            queries::inactive(&self.db, &scope, Utc::now()).await?,
+            queries::inactive(&self.db, &scope, dtks_platform::clock::now()).await?,
         ))
     }
 
@@ -223,7 +223,7 @@ impl ReportingService for Api {
     async fn get_funnel(&self, request: Request<RegionQuery>) -> Result<Response<Funnel>, Status> {
         let scope = Scope::of(claims(&request)?, request.get_ref())?;
         Ok(Response::new(
-            queries::funnel(&self.db, &scope, Utc::now()).await?,
+            queries::funnel(&self.db, &scope, dtks_platform::clock::now()).await?,
         ))
     }
 
@@ -263,7 +263,7 @@ impl ReportingService for Api {
     ) -> Result<Response<Reverifications>, Status> {
         let scope = Scope::of(claims(&request)?, request.get_ref())?;
         Ok(Response::new(
-            queries::reverifications(&self.db, &scope, Utc::now()).await?,
+            queries::reverifications(&self.db, &scope, dtks_platform::clock::now()).await?,
         ))
     }
 
@@ -281,7 +281,7 @@ impl ReportingService for Api {
             return Err(grpc::invalid_field("format", "must be CSV or XLSX"));
         }
         let scope = Scope::of(&who, &req.query.unwrap_or_default())?;
-        let (db, now) = (&self.db, Utc::now());
+        let (db, now) = (&self.db, dtks_platform::clock::now());
         let table = match ReportKind::try_from(req.report).unwrap_or_default() {
             ReportKind::UpdateRates => {
                 export::update_rates(&queries::update_rates(db, &scope, now).await?)

@@ -6,7 +6,7 @@
 //! case id and takes the lowest ranks, so anyone can draw the same sample again from the
 //! same cases, and no officer can steer which cases are drawn.
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use dtks_platform::auth::Claims;
 use dtks_platform::db::stmt;
 use dtks_platform::{convert, grpc};
@@ -45,16 +45,7 @@ pub fn seed(regency: &str, (year, month): (i32, i32)) -> String {
 }
 
 fn month_bounds((year, month): (i32, i32)) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let start = NaiveDate::from_ymd_opt(year, u32::try_from(month).ok()?, 1)?;
-    let end = if month == 12 {
-        NaiveDate::from_ymd_opt(year + 1, 1, 1)?
-    } else {
-        NaiveDate::from_ymd_opt(year, u32::try_from(month).ok()? + 1, 1)?
-    };
-    Some((
-        Utc.from_utc_datetime(&start.and_hms_opt(0, 0, 0)?),
-        Utc.from_utc_datetime(&end.and_hms_opt(0, 0, 0)?),
-    ))
+    Some(dtks_domain::Period::new(year, u32::try_from(month).ok()?)?.bounds())
 }
 
 async fn load(db: &impl ConnectionTrait, sample_id: uuid::Uuid) -> Result<QaSample, DbErr> {
