@@ -3,6 +3,7 @@
 
 mod access;
 mod audit;
+mod consumers;
 mod criteria;
 mod dashboards;
 mod deadletters;
@@ -201,6 +202,9 @@ async fn a_household_travels_from_intake_to_a_programme_list() -> anyhow::Result
             "{service} lists {names:?}"
         );
         assert!(names.iter().any(|n| n == "grpc.health.v1.Health"));
+        // Finding 15: each port lists only what it serves, not all six services.
+        let dtks: Vec<&String> = names.iter().filter(|n| n.starts_with("dtks.")).collect();
+        assert_eq!(dtks.len(), 1, "{service} lists {names:?}");
     }
 
     let submitted = submit_musdes(&stack, &operator, "musdes-first-001", "SIKS-NG-0001").await?;

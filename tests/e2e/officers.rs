@@ -293,6 +293,59 @@ async fn officers_are_managed_within_reach_and_a_change_ends_their_tokens_within
         .await
         .expect_err("already deactivated");
     assert_eq!(again.code(), Code::FailedPrecondition);
+    // Finding 16: a token issued after the deactivation is refused too, whatever its
+    // age, until the officer is reassigned; then a new token is accepted.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let fresh = stack.token_for("operator-2001", Role::VillageOperator, "32.04.05.2001");
+    let refused = verivali
+        .list_cases(authed(ListCasesRequest::default(), &fresh))
+        .await
+        .expect_err("deactivated");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    verivali
+        .reassign_officer(authed(
+            ReassignOfficerRequest {
+                subject: "operator-2001".into(),
+                role: "village_operator".into(),
+                region_code: "32.04.05.2001".into(),
+                reason: "returned to the post".into(),
+            },
+            &admin,
+        ))
+        .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let returned = stack.token_for("operator-2001", Role::VillageOperator, "32.04.05.2001");
+    stack
+        .eventually(5, "the reassigned operator's new token to be accepted", || {
+            let mut verivali = verivali.clone();
+            let token = returned.clone();
+            async move {
+                Ok(verivali
+                    .list_cases(authed(ListCasesRequest::default(), &token))
+                    .await
+                    .ok()
+                    .map(|_| ()))
+            }
+        })
+        .await?;
+    assert_eq!(
+        verivali
+            .list_cases(authed(ListCasesRequest::default(), &fresh))
+            .await
+            .expect_err("issued before the reassignment")
+            .code(),
+        Code::Unauthenticated
+    );
+    // Deactivated again, for the listings below.
+    verivali
+        .deactivate_officer(authed(
+            DeactivateOfficerRequest {
+                subject: "operator-2001".into(),
+                reason: "resigned".into(),
+            },
+            &admin,
+        ))
+        .await?;
 
     // The province of West Java sees its officers; inactive ones on request.
     let province = stack.token(Role::ProvinceOfficer, "32");
@@ -340,14 +393,15 @@ async fn officers_are_managed_within_reach_and_a_change_ends_their_tokens_within
         "{out}"
     );
 
-    // Every change is in the history and the audit log.
+    // Every change is in the history and the audit log: the four made first, the
+    // return to the post and the second deactivation.
     assert_eq!(
         count(
             &stack,
             "SELECT count(*)::bigint AS n FROM verivali.officer_history"
         )
         .await?,
-        4
+        6
     );
     assert_eq!(
         count(
@@ -356,7 +410,7 @@ async fn officers_are_managed_within_reach_and_a_change_ends_their_tokens_within
              ('verivali.RegisterOfficer', 'verivali.ReassignOfficer', 'verivali.DeactivateOfficer')"
         )
         .await?,
-        4
+        6
     );
     Ok(())
 }

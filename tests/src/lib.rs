@@ -46,6 +46,21 @@ pub struct Stack {
     pub tls: HashMap<&'static str, dtks_platform::config::TlsConfig>,
 }
 
+impl Stack {
+    /// The run's broker, as its services reach it: its namespace, and queues that delete
+    /// themselves a minute after their consumer is gone.
+    pub fn bus_config(&self) -> dtks_platform::config::BusConfig {
+        dtks_platform::config::BusConfig {
+            url: secrecy::SecretString::from(self.bus_url.clone()),
+            namespace: format!("e2e.{}", self.run_id),
+            delivery_limit: 5,
+            prefetch: 10,
+            lanes: 2,
+            queue_expires_ms: Some(60_000),
+        }
+    }
+}
+
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/debug/deps/e2e-xxxx → target/debug

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use dtks_platform::db::stmt;
 
 pub const MAX_PAGE_SIZE: u64 = 100;
+/// The furthest into a search a page may start: more records than Indonesia has people.
+pub const MAX_OFFSET: u64 = 1_000_000_000;
 pub const DEFAULT_PAGE_SIZE: u64 = 10;
 
 const COLUMNS: &str = "nik, kk_number, full_name, birth_place, birth_date::text AS birth_date, sex, village_code, death_date::text AS death_date, marital_status";
@@ -190,6 +192,14 @@ impl Predicate {
                     "pagination.page_size must be at most {MAX_PAGE_SIZE}"
                 ));
             }
+            // The page must start inside a population: no offset past MAX_OFFSET, and no
+            // arithmetic on the caller's numbers that could overflow.
+            let offset = (predicate.page_number - 1).checked_mul(predicate.page_size);
+            if offset.is_none_or(|o| o > MAX_OFFSET) {
+                return Err(format!(
+                    "pagination.page_number is too large: a page may start at most {MAX_OFFSET} records in"
+                ));
+            }
         }
         Ok(predicate)
     }
@@ -286,7 +296,7 @@ impl Predicate {
     /// One page of matching records, and how many match in all.
     pub async fn run(&self, db: &DatabaseConnection) -> Result<(Vec<Value>, u64), sea_orm::DbErr> {
         let filter = self.conditions.join(" AND ");
-        let offset = (self.page_number - 1) * self.page_size;
+        let offset = self.page_number.saturating_sub(1).saturating_mul(self.page_size);
         let rows = db
             .query_all_raw(stmt(
                 &format!(
@@ -365,5 +375,26 @@ mod tests {
         }))
         .expect_err("page too large");
         assert!(error.contains("at most 100"), "{error}");
+    }
+
+    /// Finding 3: page number 2^63 overflowed the offset and panicked the handler; 10^17
+    /// answered 500. Every page number parses to a refusal or to an offset in range.
+    #[test]
+    fn page_numbers_past_the_population_are_refused_without_overflow() {
+        let query = |page_number: Value, page_size: Value| {
+            Predicate::parse(&json!({
+                "query": [{"attribute_name": "birth_date", "operator": "eq", "attribute_value": "1980-03-12"}],
+                "pagination": {"page_number": page_number, "page_size": page_size},
+            }))
+        };
+        for n in [json!(1u64 << 63), json!(u64::MAX), json!(100_000_000_000_000_000u64), json!(1_000_000_000)] {
+            let e = query(n.clone(), json!(100)).expect_err("too far");
+            assert!(e.contains("page_number"), "{n}: {e}");
+        }
+        let last = query(json!(MAX_OFFSET / 100 + 1), json!(100)).expect("the last page in range");
+        assert_eq!(last.page_number, MAX_OFFSET / 100 + 1);
+        for n in [json!(0), json!(-1), json!(1.5), json!("2")] {
+            assert!(query(n.clone(), json!(10)).is_err(), "{n}");
+        }
     }
 }

@@ -156,6 +156,98 @@ fn path(e: &IdedExpr) -> String {
     }
 }
 
+/// The longest rule text accepted, in bytes: programme rules are a few lines.
+pub const MAX_RULE_BYTES: usize = 8 * 1024;
+/// The deepest nesting of brackets (and of the expression tree) a rule may have. Real
+/// rules nest a handful of levels; the parser and the interpreter recurse once per level.
+pub const MAX_DEPTH: usize = 64;
+/// The stack the parser and checker run on: ample for [`MAX_DEPTH`] levels.
+const COMPILE_STACK: usize = 16 * 1024 * 1024;
+
+/// Refuses, before any parsing, a rule too long or nested too deep in its text: runs of
+/// brackets and of prefix operators (`!`, `-`) each add a level.
+fn bounded(source: &str) -> Result<(), RuleError> {
+    if source.len() > MAX_RULE_BYTES {
+        return Err(RuleError {
+            line: 1,
+            column: 1,
+            message: format!(
+                "aturan terlalu panjang (the rule is {} bytes; at most {MAX_RULE_BYTES})",
+                source.len()
+            ),
+        });
+    }
+    let (mut open, mut prefix, mut line, mut column) = (0usize, 0usize, 1usize, 0usize);
+    let mut in_string: Option<char> = None;
+    let mut escaped = false;
+    for c in source.chars() {
+        column += 1;
+        if c == '\n' {
+            line += 1;
+            column = 0;
+        }
+        if let Some(quote) = in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == quote {
+                in_string = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => in_string = Some(c),
+            '(' | '[' | '{' => open += 1,
+            ')' | ']' | '}' => open = open.saturating_sub(1),
+            _ => {}
+        }
+        prefix = match c {
+            '!' | '-' => prefix + 1,
+            c if c.is_whitespace() => prefix,
+            _ => 0,
+        };
+        if open + prefix > MAX_DEPTH {
+            return Err(RuleError {
+                line,
+                column,
+                message: format!(
+                    "aturan terlalu dalam (the rule nests deeper than {MAX_DEPTH} levels); split it into simpler conditions"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The depth of the expression tree (a leaf is 1).
+fn depth(e: &IdedExpr) -> usize {
+    use cel_parser::ast::{EntryExpr, Expr};
+    let entry = |e: &cel_parser::ast::IdedEntryExpr| match &e.expr {
+        EntryExpr::StructField(f) => depth(&f.value),
+        EntryExpr::MapEntry(m) => depth(&m.key).max(depth(&m.value)),
+    };
+    1 + match &e.expr {
+        Expr::Call(c) => c
+            .target
+            .iter()
+            .map(|t| depth(t))
+            .chain(c.args.iter().map(depth))
+            .max()
+            .unwrap_or(0),
+        Expr::Comprehension(c) => [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
+            .into_iter()
+            .map(|e| depth(e))
+            .max()
+            .unwrap_or(0),
+        Expr::List(l) => l.elements.iter().map(depth).max().unwrap_or(0),
+        Expr::Map(m) => m.entries.iter().map(entry).max().unwrap_or(0),
+        Expr::Struct(s) => s.entries.iter().map(entry).max().unwrap_or(0),
+        Expr::Select(s) => depth(&s.operand),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 0,
+    }
+}
+
 /// Walks `e`, returning its type where the schema knows it.
 fn check(e: &IdedExpr, scope: &mut Vec<(String, Ty)>, source: &str) -> Result<Ty, RuleError> {
     use cel_parser::ast::{EntryExpr, Expr};
@@ -278,6 +370,28 @@ impl Rule {
                 message: "the rule is empty".into(),
             });
         }
+        bounded(source)?;
+        // Parsing, checking and compiling recurse over the rule's nesting: they run on a
+        // thread with a known stack, and the bounds above keep them well inside it.
+        let source_owned = source.to_owned();
+        std::thread::Builder::new()
+            .name("rule-compile".into())
+            .stack_size(COMPILE_STACK)
+            .spawn(move || Self::compile_here(&source_owned))
+            .map_err(|e| RuleError {
+                line: 0,
+                column: 0,
+                message: format!("the rule could not be checked now: {e}"),
+            })?
+            .join()
+            .map_err(|_| RuleError {
+                line: 0,
+                column: 0,
+                message: "the rule could not be checked".into(),
+            })?
+    }
+
+    fn compile_here(source: &str) -> Result<Self, RuleError> {
         // The parser panics on some malformed input (an expression cut short); a rule is
         // the caller's text, so that is caught and refused like any parse error, placed
         // at the end of the text.
@@ -299,6 +413,15 @@ impl Rule {
                     message: first.map_or_else(|| errors.to_string(), |e| e.msg.clone()),
                 }
             })?;
+        if depth(&parsed) > MAX_DEPTH {
+            return Err(RuleError {
+                line: 1,
+                column: 1,
+                message: format!(
+                    "aturan terlalu dalam (the rule nests deeper than {MAX_DEPTH} levels); split it into simpler conditions"
+                ),
+            });
+        }
         check(&parsed, &mut Vec::new(), source)?;
         let program = Program::compile(source).map_err(|e| RuleError {
             line: 0,
@@ -649,5 +772,35 @@ mod tests {
         let e = Rule::compile("household.size + 1").expect_err("not a yes or no");
         assert!(e.message.contains("true or false"), "{e}");
         assert!(Rule::compile("   ").is_err());
+    }
+
+    /// Finding 2: 500 nested parentheses overflowed the parser's stack and aborted the
+    /// service. Nesting and length are bounded before parsing; what is within the bounds
+    /// compiles, on the checker's own thread.
+    #[test]
+    fn rules_nested_or_long_beyond_the_bounds_are_refused_before_parsing() {
+        let nested = |n: usize| format!("{}household.decile <= 4{}", "(".repeat(n), ")".repeat(n));
+        assert!(Rule::compile(&nested(MAX_DEPTH - 4)).is_ok());
+        for source in [
+            nested(500),
+            nested(2_000),
+            format!("{}true", "!".repeat(500)),
+            format!("{}1 > 0", "-".repeat(5_000)),
+            format!("{}true{}", "[".repeat(300), "]".repeat(300)),
+            format!("{}true", "(".repeat(10_000)),
+        ] {
+            let e = Rule::compile(&source).expect_err("too deep");
+            assert!(e.message.contains("nests deeper") || e.message.contains("bytes"), "{e}");
+        }
+        // Brackets inside strings do not count.
+        assert!(Rule::compile(&format!("household.dwelling.floor != '{}'", "(".repeat(200))).is_ok());
+        let long = format!("household.decile <= 4{}", " && household.size > 0".repeat(400));
+        let e = Rule::compile(&long).expect_err("too long");
+        assert!(e.message.contains("bytes"), "{e}");
+        // A long chain within the byte bound still may not nest the tree too deep.
+        let chain = format!("household.decile <= 4{}", " || household.size > 0".repeat(200));
+        if let Err(e) = Rule::compile(&chain) {
+            assert!(e.message.contains("nests deeper"), "{e}");
+        }
     }
 }

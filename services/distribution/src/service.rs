@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use crate::{delivery, entries, extract, lists, month, programmes, requests, rules};
 use dtks_platform::app::Context;
-use dtks_platform::auth::{BearerToken, Role, claims};
+use dtks_platform::auth::{BearerToken, claims};
 use dtks_platform::bus::{EventHandler, HandlerError};
 use dtks_platform::db::{Migration, Migrator as MigratorTrait, SqlMigration, sql_migrations, stmt};
 use dtks_platform::{convert, events, grpc, outbox};
@@ -176,15 +176,9 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         .ok_or_else(|| anyhow::anyhow!("DTKS_UPSTREAM__DETERMINATION_URL is required"))?;
     programmes::seed(&ctx.db).await?;
     let channel = grpc::endpoint(&url, &ctx.config.tls)?.connect_lazy();
-    let token = dtks_platform::auth::issue(
-        &ctx.config.auth,
-        "service:distribution",
-        Role::Service,
-        "",
-        365 * 24 * 3600,
-    )?;
+    let token = BearerToken::for_service(&ctx.config.auth, "service:distribution")?;
     let determination =
-        DeterminationServiceClient::with_interceptor(channel, BearerToken::new(&token)?)
+        DeterminationServiceClient::with_interceptor(channel, token)
             .max_decoding_message_size(grpc::MAX_SEND_BYTES);
     let months = Arc::<month::Months>::default();
     let consumer = ctx

@@ -25,9 +25,12 @@ fn flag(code: &str, reason: String) -> Flag {
     }
 }
 
-/// Total reported monthly income of the household, in rupiah.
+/// Total reported monthly income of the household, in rupiah (saturating: the members'
+/// incomes are what a caller typed, and their sum must not overflow).
 pub fn monthly_income(h: &Household) -> i64 {
-    h.persons().map(|p| p.monthly_income.max(0)).sum()
+    h.persons()
+        .map(|p| p.monthly_income.max(0))
+        .fold(0i64, i64::saturating_add)
 }
 
 /// Reported monthly income per member, in rupiah.
@@ -57,7 +60,7 @@ fn income_against_assets(h: &Household, out: &mut Vec<Flag>) {
             ),
         ));
     }
-    if a.savings > 10_000_000 && a.savings > 24 * income.max(1) {
+    if a.savings > 10_000_000 && a.savings > income.max(1).saturating_mul(24) {
         out.push(flag(
             "INCOME_VS_ASSETS",
             format!(

@@ -6,6 +6,8 @@
 //! input into these types at its edge and keeps its rules here.
 
 pub mod consistency;
+#[cfg(test)]
+mod extremes;
 pub mod household;
 pub mod integrity;
 pub mod linkage;

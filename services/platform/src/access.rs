@@ -648,13 +648,40 @@ pub fn authorize(method: &str, who: &Claims) -> Result<&'static Grant, Status> {
     Ok(grant)
 }
 
-/// Whether a token's region claim fits its role: a regional officer's token names the
-/// region, so that a missing claim never means national reach.
+/// Whether a token's region claim fits its role. The claim is parsed as a region code
+/// (digits and dots only, so it can never act as a pattern in a query) and a regional
+/// officer's claim must sit exactly at the role's level: a village operator's names a
+/// village, a regency officer's a regency, a province officer's a province. A missing
+/// claim never means national reach. A national role may carry a region, which only
+/// narrows what it sees.
 pub fn check_reach(who: &Claims) -> Result<(), Status> {
-    if who.role.reach() != Reach::National && who.region.is_empty() {
+    let title = who.role.title();
+    let reach = who.role.reach();
+    if who.region.is_empty() {
+        if reach != Reach::National {
+            return Err(Status::unauthenticated(format!(
+                "a {title}'s token must name its region"
+            )));
+        }
+        return Ok(());
+    }
+    let code = dtks_domain::RegionCode::parse(&who.region).map_err(|_| {
+        Status::unauthenticated(format!(
+            "the token's region claim is not a region code (32, 32.04, 32.04.01 or 32.04.01.2001); a {title}'s token names its own region"
+        ))
+    })?;
+    let wanted = match reach {
+        Reach::Village => Some(dtks_domain::RegionLevel::Village),
+        Reach::Regency => Some(dtks_domain::RegionLevel::Regency),
+        Reach::Province => Some(dtks_domain::RegionLevel::Province),
+        Reach::National => None,
+    };
+    if let Some(level) = wanted
+        && code.level() != level
+    {
         return Err(Status::unauthenticated(format!(
-            "a {}'s token must name its region",
-            who.role.title()
+            "a {title}'s token must name a {level:?} code; {code} is a {:?} code",
+            code.level()
         )));
     }
     Ok(())
@@ -938,6 +965,47 @@ mod tests {
         ] {
             let refused = check_reach(&claims(role, "")).expect_err("refused");
             assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        }
+    }
+
+    /// Finding 4: the region claim went raw into SQL `LIKE`: `%` or `32.0_` read every
+    /// region, and a village role with a regency code got the regency. A claim is a
+    /// region code at the role's level, or the token is refused.
+    #[test]
+    fn region_claims_that_are_patterns_or_at_another_level_are_refused() {
+        for (role, region) in [
+            (VillageOperator, "%"),
+            (VillageOperator, "32.0_"),
+            (VillageOperator, "32.04"),
+            (VillageOperator, "32.04.05"),
+            (VillageOperator, "32"),
+            (VillageOperator, "32.04.05.2001%"),
+            (VillageOperator, "32.04.05.2001 "),
+            (RegencyOfficer, "32"),
+            (RegencyOfficer, "32.04.05.2001"),
+            (RegencyOfficer, "32.%"),
+            (Bupati, "3204"),
+            (PemdaUser, "32"),
+            (ProvinceOfficer, "32.04"),
+            (ProvinceOfficer, "_"),
+            (MinistryAssessor, "%"),
+            (QaTeam, "32.0_"),
+            (Public, "32'; --"),
+        ] {
+            let refused = check_reach(&claims(role, region)).expect_err(region);
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{role:?} {region}");
+            assert!(!refused.message().contains('%'), "{refused:?}");
+        }
+        for (role, region) in [
+            (VillageOperator, "32.04.05.2001"),
+            (RegencyOfficer, "32.04"),
+            (Bupati, "32.73"),
+            (PemdaUser, "32.03"),
+            (ProvinceOfficer, "32"),
+            (QaTeam, "32"),
+            (QaTeam, ""),
+        ] {
+            assert!(check_reach(&claims(role, region)).is_ok(), "{role:?} {region}");
         }
     }
 

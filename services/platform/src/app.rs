@@ -75,6 +75,10 @@ impl Context {
             revocations.clone(),
             shutdown.clone(),
         ));
+        // Officers are refused until the revocation state is loaded: give it a moment.
+        if !revocations.wait_current(std::time::Duration::from_secs(5)).await {
+            tracing::warn!("the revocation state is not loaded yet; officers' calls wait for it");
+        }
         let auth = Authenticator::new(&config.auth).with_revocations(revocations);
         tokio::spawn(auth.clone().keep_keys_current(shutdown.clone()));
         Ok((
@@ -128,10 +132,38 @@ impl Context {
         S::Future: Send + 'static,
     {
         let service = crate::access::Guard::new(service, self.auth.clone(), &self.config.limits);
-        crate::grpc::serve(listener, service, self.shutdown.clone(), &self.config.tls).await?;
-        if let Some(consumer) = consumer {
-            consumer.await??;
-        }
-        Ok(())
+        // The server stops on a signal, or when the consumer ends before one: a service
+        // whose consumer is gone turns NOT_SERVING and exits with the reason, so that
+        // Kubernetes restarts it instead of probing a live port with a dead consumer.
+        let (stop, serving) = crate::shutdown::Shutdown::manual();
+        let signals = self.shutdown.clone();
+        let watcher = tokio::spawn(async move {
+            let Some(mut consumer) = consumer else {
+                signals.wait().await;
+                let _ = stop.send(true);
+                return Ok(());
+            };
+            tokio::select! {
+                ended = &mut consumer => {
+                    let _ = stop.send(true);
+                    if signals.is_triggered() {
+                        return ended?;
+                    }
+                    let why = match ended {
+                        Ok(Ok(())) => "it returned".to_owned(),
+                        Ok(Err(error)) => format!("{error:#}"),
+                        Err(join) => format!("its task failed: {join}"),
+                    };
+                    tracing::error!(%why, "the event consumer stopped; the service stops so that it is restarted");
+                    Err(anyhow::anyhow!("the event consumer stopped: {why}"))
+                }
+                _ = signals.clone().wait() => {
+                    let _ = stop.send(true);
+                    consumer.await?
+                }
+            }
+        });
+        crate::grpc::serve(listener, service, serving, &self.config.tls).await?;
+        watcher.await?
     }
 }

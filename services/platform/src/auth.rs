@@ -151,6 +151,10 @@ pub struct Authenticator {
     validation: Validation,
     oidc: Option<std::sync::Arc<Oidc>>,
     revocations: crate::revocation::Revocations,
+    /// The longest a token may live (`AuthConfig::max_token_secs`).
+    max_lifetime: u64,
+    /// The clock skew tolerated (`AuthConfig::clock_skew_secs`, at most 300 s).
+    leeway: u64,
 }
 
 /// The identity provider's side: its issuer, where its keys are, and the keys.
@@ -316,7 +320,15 @@ impl Authenticator {
             key: DecodingKey::from_secret(config.jwt_secret.expose_secret().as_bytes()),
             validation,
             oidc,
-            revocations: Default::default(),
+            // Without a revocation source (tests, tools) nothing is revoked; services get
+            // theirs from `with_revocations`.
+            revocations: {
+                let none = crate::revocation::Revocations::default();
+                none.assume_current();
+                none
+            },
+            max_lifetime: config.max_token_secs,
+            leeway,
         }
     }
 
@@ -375,13 +387,49 @@ impl Authenticator {
                 ));
             }
         };
-        if self.revocations.revoked(&claims.sub, claims.iat) {
-            return Err(Status::unauthenticated(
-                "token revoked: the officer was replaced or deactivated; sign in again",
-            ));
+        lifetime_fits(&claims, self.max_lifetime, self.leeway)?;
+        if claims.role != Role::Service {
+            match self.revocations.check(&claims.sub, claims.iat) {
+                Ok(()) => {}
+                Err(crate::revocation::Refusal::Revoked) => {
+                    return Err(Status::unauthenticated(
+                        "token revoked: the officer was replaced or deactivated; sign in again",
+                    ));
+                }
+                Err(crate::revocation::Refusal::Unknown) => {
+                    return Err(Status::unavailable(
+                        "whether the token was revoked cannot be checked now; try again shortly",
+                    ));
+                }
+            }
         }
         Ok(claims)
     }
+}
+
+/// Whether a token's issue time and lifetime are believable: `iat` present and not
+/// ahead of this clock beyond the skew, and `exp - iat` within the longest lifetime.
+fn lifetime_fits(claims: &Claims, max_lifetime: u64, leeway: u64) -> Result<(), Status> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    if claims.iat == 0 {
+        return Err(Status::unauthenticated(
+            "invalid token: it carries no issue time (iat)",
+        ));
+    }
+    if claims.iat > now.saturating_add(leeway) {
+        return Err(Status::unauthenticated(
+            "invalid token: issued in the future (iat is ahead of this service's clock)",
+        ));
+    }
+    if claims.exp.saturating_sub(claims.iat) > max_lifetime {
+        return Err(Status::unauthenticated(format!(
+            "invalid token: it lives longer than the {max_lifetime} s a token may; sign in again"
+        )));
+    }
+    Ok(())
 }
 
 /// Signs a token (the local development issuer, and service identities).
@@ -413,19 +461,70 @@ pub fn issue(
 
 /// Adds a bearer token to outgoing calls (service-to-service and CLI clients).
 #[derive(Clone)]
-pub struct BearerToken(pub tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+pub struct BearerToken(Source);
+
+#[derive(Clone)]
+enum Source {
+    /// A token the caller holds (an officer's, dtksctl's).
+    Fixed(tonic::metadata::MetadataValue<tonic::metadata::Ascii>),
+    /// A service's own identity, issued for [`SERVICE_TOKEN_SECS`] and issued again when
+    /// half of that has passed: no long-lived token exists to be stolen.
+    Renewed(std::sync::Arc<Renewed>),
+}
+
+struct Renewed {
+    config: AuthConfig,
+    sub: String,
+    current: std::sync::Mutex<(
+        tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+        std::time::Instant,
+    )>,
+}
+
+/// How long a service's own token lives.
+pub const SERVICE_TOKEN_SECS: u64 = 3600;
+
+fn bearer(token: &str) -> anyhow::Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+    Ok(format!("Bearer {token}").parse()?)
+}
 
 impl BearerToken {
     pub fn new(token: &str) -> anyhow::Result<Self> {
-        Ok(Self(format!("Bearer {token}").parse()?))
+        Ok(Self(Source::Fixed(bearer(token)?)))
+    }
+
+    /// The service `sub`'s own identity (role `service`, national), kept fresh.
+    pub fn for_service(config: &AuthConfig, sub: &str) -> anyhow::Result<Self> {
+        let token = issue(config, sub, Role::Service, "", SERVICE_TOKEN_SECS)?;
+        Ok(Self(Source::Renewed(std::sync::Arc::new(Renewed {
+            config: config.clone(),
+            sub: sub.to_owned(),
+            current: std::sync::Mutex::new((bearer(&token)?, std::time::Instant::now())),
+        }))))
+    }
+
+    fn header(&self) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+        match &self.0 {
+            Source::Fixed(value) => value.clone(),
+            Source::Renewed(renewed) => {
+                let mut current = renewed.current.lock().unwrap_or_else(|e| e.into_inner());
+                if current.1.elapsed() >= std::time::Duration::from_secs(SERVICE_TOKEN_SECS / 2) {
+                    match issue(&renewed.config, &renewed.sub, Role::Service, "", SERVICE_TOKEN_SECS)
+                        .and_then(|t| bearer(&t))
+                    {
+                        Ok(value) => *current = (value, std::time::Instant::now()),
+                        Err(error) => tracing::warn!(%error, "the service token was not renewed"),
+                    }
+                }
+                current.0.clone()
+            }
+        }
     }
 }
 
 impl tonic::service::Interceptor for BearerToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
+        request.metadata_mut().insert("authorization", self.header());
         // The call continues the caller's trace.
         let (traceparent, tracestate) = crate::telemetry::current_trace_context();
         for (name, value) in [("traceparent", traceparent), ("tracestate", tracestate)] {
@@ -468,6 +567,49 @@ mod tests {
         assert!(claims.covers("32.04.01.2001"));
         assert!(!claims.covers("32.05.01.2001"));
         assert!(!claims.covers("32.041"));
+    }
+
+    /// Finding 16: tokens valid for 100 years, or issued a day in the future, were
+    /// accepted. A token lives at most `max_token_secs` and is not issued ahead of the
+    /// clock beyond the skew.
+    #[tokio::test]
+    async fn tokens_too_long_lived_or_issued_in_the_future_are_refused() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let sign = |iat: u64, exp: u64| {
+            let claims = Claims {
+                sub: "op-1".into(),
+                role: Role::RegencyOfficer,
+                region: "32.04".into(),
+                iss: config().issuer,
+                aud: config().audience.into(),
+                exp,
+                iat,
+            };
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"test-secret"),
+            )
+            .expect("token")
+        };
+        let auth = Authenticator::new(&config());
+        for (iat, exp, why) in [
+            (now, now + 100 * 365 * 24 * 3600, "lives longer"),
+            (now, now + 12 * 3600 + 1, "lives longer"),
+            (now + 24 * 3600, now + 25 * 3600, "future"),
+            (now + 301, now + 3600, "future"),
+            (0, now + 3600, "issue time"),
+        ] {
+            let refused = auth.verify(&sign(iat, exp)).await.expect_err(why);
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+            assert!(refused.message().contains(why), "{refused:?}");
+        }
+        for (iat, exp) in [(now, now + 12 * 3600), (now + 20, now + 3600), (now - 3600, now + 60)] {
+            assert!(auth.verify(&sign(iat, exp)).await.is_ok(), "{iat} {exp}");
+        }
     }
 
     #[tokio::test]

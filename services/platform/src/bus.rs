@@ -514,10 +514,34 @@ async fn handle_once<H: EventHandler>(
         txn.commit().await.map_err(HandlerError::transient)?;
         return Ok(());
     }
-    handler.handle(&txn, envelope).await?;
+    // A handler that panics on one event must not take the consumer with it: the panic
+    // is this event's, so the event is dead-lettered with why and the lane goes on (the
+    // transaction is dropped, which rolls it back).
+    let handled = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+        handler.handle(&txn, envelope),
+    ))
+    .await;
+    match handled {
+        Ok(result) => result?,
+        Err(panic) => {
+            return Err(HandlerError::Permanent(format!(
+                "the handler panicked: {}",
+                panic_reason(panic.as_ref())
+            )));
+        }
+    }
     txn.commit().await.map_err(HandlerError::transient)?;
     handler.after_commit();
     Ok(())
+}
+
+/// What a panic said, when it is the code's own words (a `&'static str`): a formatted
+/// message could carry the values it was handling, which may be personal data.
+fn panic_reason(panic: &(dyn std::any::Any + Send)) -> &'static str {
+    panic
+        .downcast_ref::<&'static str>()
+        .copied()
+        .unwrap_or("(its message is withheld: it may carry the event's data)")
 }
 
 /// Why an event could not be handled.

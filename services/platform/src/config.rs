@@ -144,9 +144,17 @@ pub struct AuthConfig {
     /// The least time between two fetches of the keys when a token names an unknown key.
     #[serde(default = "default_jwks_early_refresh")]
     pub jwks_early_refresh_secs: u64,
-    /// Clock skew tolerated on `exp` and `nbf`; capped at 300 s.
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`; capped at 300 s.
     #[serde(default = "default_clock_skew")]
     pub clock_skew_secs: u64,
+    /// The longest a token may live (`exp - iat`), whoever issued it: 12 h, an officer's
+    /// working day with margin. A longer-lived token is refused.
+    #[serde(default = "default_max_token")]
+    pub max_token_secs: u64,
+}
+
+fn default_max_token() -> u64 {
+    12 * 3600
 }
 
 impl AuthConfig {
@@ -161,6 +169,7 @@ impl AuthConfig {
             jwks_refresh_secs: default_jwks_refresh(),
             jwks_early_refresh_secs: default_jwks_early_refresh(),
             clock_skew_secs: default_clock_skew(),
+            max_token_secs: default_max_token(),
         }
     }
 }

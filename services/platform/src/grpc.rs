@@ -96,6 +96,10 @@ where
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(dtks_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Reflection lists what this port serves: the service, health, reflection.
+        .with_service_name(S::NAME)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()?;
     let addr = listener.local_addr()?;
     let server_tls = server_tls(tls)?;

@@ -25,7 +25,32 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Panics are logged as events with where they happened and, only when it is the code's
+/// own fixed text, what they said: a formatted panic message can carry the values being
+/// handled (a NIK, a name), which never reach the logs.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&'static str>()
+            .copied()
+            .unwrap_or("(message withheld: it may carry personal data)");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        eprintln!(
+            "{{\"level\":\"ERROR\",\"message\":\"panic\",\"panic\":{:?},\"location\":{:?},\"thread\":{:?}}}",
+            message,
+            location,
+            thread.name().unwrap_or("unnamed")
+        );
+    }));
+}
+
 pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
+    install_panic_hook();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let resource = Resource::builder()
         .with_service_name(format!("dtks-{service}"))

@@ -285,8 +285,14 @@ async fn change(
     };
     // Published first: if the revocation cannot be sent nothing changes (the officer's
     // tokens are refused from here on even if the commit then fails — the safe side).
-    let revoked_at = dtks_platform::revocation::revoke(redis, subject)
-        .await
+    // A reassignment revokes what was issued before it; a deactivation refuses every
+    // token of the officer, whenever issued, until a reassignment.
+    let revoked = if active {
+        dtks_platform::revocation::revoke(redis, subject).await
+    } else {
+        dtks_platform::revocation::deactivate(redis, subject).await
+    };
+    let revoked_at = revoked
         .map_err(|e| {
             tracing::error!(error = %e, "revocation not published");
             Status::unavailable("the revocation could not be published; nothing was changed")
