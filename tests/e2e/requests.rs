@@ -175,8 +175,16 @@ async fn each_requester_is_decided_by_its_authority_and_a_request_lives_to_its_e
             "{region}: {refused:?}"
         );
     }
-    // Every bad field named at once.
-    let mut bad = new_request(RequesterKind::Kl, "32.99.zz", 86_400);
+    // A malformed region code is refused at the edge, before any rule of the request.
+    let mut malformed = new_request(RequesterKind::Kl, "32.99.zz", 86_400);
+    malformed.data_kinds.push(999);
+    let refused = file(&mut client, &kl, malformed).await.expect_err("malformed");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let named = fields(&refused);
+    assert!(named.iter().any(|f| f == "region_code"), "{named:?}");
+    assert!(named.iter().any(|f| f.starts_with("data_kinds[")), "{named:?}");
+    // Every bad field of a well-formed request named at once.
+    let mut bad = new_request(RequesterKind::Kl, "32.99", 86_400);
     bad.purpose = "  ".into();
     bad.data_kinds = vec![DataKind::Address as i32, DataKind::Address as i32, 0];
     bad.use_until = at(-120);
@@ -185,7 +193,6 @@ async fn each_requester_is_decided_by_its_authority_and_a_request_lives_to_its_e
     let named = fields(&refused);
     for field in [
         "purpose",
-        "region_code",
         "data_kinds[1]",
         "data_kinds[2]",
         "use_until",

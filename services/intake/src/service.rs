@@ -332,7 +332,26 @@ impl IntakeService for Intake {
                 continue;
             }
             match item.proposal {
-                Some(proposal) => pending.push((row, proposal)),
+                // Each row is checked at the edge like a single submission.
+                Some(proposal) => {
+                    let found = dtks_platform::edge::violations(
+                        "dtks.intake.v1.SubmitProposalRequest",
+                        &proposal,
+                    );
+                    if found.0.is_empty() {
+                        pending.push((row, proposal));
+                    } else {
+                        response.rows.push(row_refused(
+                            row,
+                            found
+                                .0
+                                .into_iter()
+                                .take(dtks_platform::grpc::MAX_LISTED_VIOLATIONS)
+                                .map(|v| (v.field, v.description))
+                                .collect(),
+                        ));
+                    }
+                }
                 None => response.rows.push(row_refused(
                     row,
                     vec![("proposal".into(), "is required".into())],

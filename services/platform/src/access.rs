@@ -788,6 +788,52 @@ async fn admit(
     Ok(claims)
 }
 
+/// Reads the one request message of a unary or server-streaming call (bounded by
+/// [`crate::grpc::MAX_MESSAGE_BYTES`]), checks it at the edge, and hands the call on with
+/// the same bytes.
+async fn checked(
+    request: http::Request<tonic::body::Body>,
+    input: &prost_reflect::MessageDescriptor,
+) -> Result<http::Request<tonic::body::Body>, Status> {
+    use http_body_util::BodyExt;
+    let (parts, body) = request.into_parts();
+    // A frame's 5-byte header, and a little room beyond the message limit so that the
+    // server's own size check (RESOURCE_EXHAUSTED) still speaks for an oversized one.
+    let limit = crate::grpc::MAX_MESSAGE_BYTES + 64 * 1024;
+    let bytes = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                // As the server's own decoder answers an oversized message.
+                Status::out_of_range(format!(
+                    "the request is larger than {} bytes",
+                    crate::grpc::MAX_MESSAGE_BYTES
+                ))
+            } else {
+                Status::cancelled("the request ended before it was read")
+            }
+        })?
+        .to_bytes();
+    // gRPC frames: a compression flag, a 4-byte length, the message.
+    let mut rest = &bytes[..];
+    while rest.len() >= 5 {
+        let compressed = rest[0] != 0;
+        let length = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let Some(message) = rest.get(5..5 + length) else {
+            break; // a short frame: the server's decoder refuses it
+        };
+        if !compressed && length <= crate::grpc::MAX_MESSAGE_BYTES {
+            crate::edge::check_encoded(input, message)?;
+        }
+        rest = &rest[5 + length..];
+    }
+    Ok(http::Request::from_parts(
+        parts,
+        tonic::body::Body::new(http_body_util::Full::new(bytes)),
+    ))
+}
+
 impl<S: tonic::server::NamedService> tonic::server::NamedService for Guard<S> {
     const NAME: &'static str = S::NAME;
 }
@@ -828,6 +874,17 @@ where
             match admit(&auth, &limits, &method, header).await {
                 Ok(claims) => {
                     request.extensions_mut().insert(claims);
+                    // The request message is checked at the edge before any handler.
+                    let request = match crate::edge::single_request(&method) {
+                        Some(input) => match checked(request, input).await {
+                            Ok(request) => request,
+                            Err(refused) => {
+                                tracing::info!(code = ?refused.code(), %method, "request refused at the edge");
+                                return Ok(refused.into_http());
+                            }
+                        },
+                        None => request,
+                    };
                     inner.call(request).await
                 }
                 Err(refused) => {

@@ -197,16 +197,33 @@ fn request_span(request: &http::Request<()>) -> tracing::Span {
     span
 }
 
-/// INVALID_ARGUMENT with a `google.rpc.BadRequest` naming every offending field.
+/// The most field violations one refusal lists; the rest are counted in its message, so
+/// that the error trailer stays well under the 8 KiB a standard client takes.
+pub const MAX_LISTED_VIOLATIONS: usize = 20;
+/// The longest field path or description a refusal carries.
+const MAX_VIOLATION_CHARS: usize = 160;
+
+fn clipped(text: &str) -> String {
+    if text.chars().count() <= MAX_VIOLATION_CHARS {
+        text.to_owned()
+    } else {
+        let mut t: String = text.chars().take(MAX_VIOLATION_CHARS).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// INVALID_ARGUMENT with a `google.rpc.BadRequest` naming the offending fields (at most
+/// [`MAX_LISTED_VIOLATIONS`]; the message counts the rest).
 pub fn invalid_argument(violations: &dtks_domain::Violations) -> Status {
     let mut details = ErrorDetails::new();
-    for v in &violations.0 {
-        details.add_bad_request_violation(v.field.clone(), v.description.clone());
+    for v in violations.0.iter().take(MAX_LISTED_VIOLATIONS) {
+        details.add_bad_request_violation(clipped(&v.field), clipped(&v.description));
     }
     let first = violations
         .0
         .first()
-        .map(|v| v.to_string())
+        .map(|v| clipped(&v.to_string()))
         .unwrap_or_default();
     let message = if violations.0.len() > 1 {
         format!(
@@ -236,18 +253,18 @@ pub fn internal(error: impl std::fmt::Display) -> Status {
 /// `(type, subject, description)`; the message names the first.
 pub fn failed_preconditions(violations: &[(String, String, String)]) -> Status {
     let mut details = ErrorDetails::new();
-    for (kind, subject, description) in violations {
+    for (kind, subject, description) in violations.iter().take(MAX_LISTED_VIOLATIONS) {
         details.add_precondition_failure_violation(
-            kind.clone(),
-            subject.clone(),
-            description.clone(),
+            clipped(kind),
+            clipped(subject),
+            clipped(description),
         );
     }
     let message = match violations {
         [] => String::from("precondition failed"),
-        [(_, subject, description)] => format!("{subject}: {description}"),
+        [(_, subject, description)] => format!("{}: {}", clipped(subject), clipped(description)),
         [(_, subject, description), rest @ ..] => {
-            format!("{subject}: {description} (and {} more)", rest.len())
+            format!("{}: {} (and {} more)", clipped(subject), clipped(description), rest.len())
         }
     };
     Status::with_error_details(Code::FailedPrecondition, message, details)

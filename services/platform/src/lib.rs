@@ -16,6 +16,7 @@ pub mod copy;
 pub mod db;
 pub mod dci;
 pub mod deadletters;
+pub mod edge;
 pub mod events;
 pub mod grpc;
 pub mod metrics;
