@@ -875,6 +875,45 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
             }
         }
     }
+    // Finding 4: region claims that are patterns, at another level than the role's, or
+    // padded, and regional roles naming a region of another level: refused at the door
+    // for every method, before the matrix or any query sees them.
+    let mut claims_refused = 0;
+    for grant in MATRIX {
+        let short = grant
+            .service()
+            .trim_start_matches("dtks.")
+            .split('.')
+            .next()
+            .unwrap_or_default();
+        for (role, region) in [
+            (Role::VillageOperator, "%"),
+            (Role::VillageOperator, "32.0_"),
+            (Role::VillageOperator, "32.04"),
+            (Role::RegencyOfficer, "32"),
+            (Role::RegencyOfficer, "32.04%"),
+            (Role::ProvinceOfficer, "3_"),
+            (Role::PemdaUser, "32.04.05.2001"),
+            (Role::Bupati, " 32.04"),
+        ] {
+            if !grant.allows(role) {
+                continue;
+            }
+            serial += 1;
+            let token = stack.token_for(&format!("claims-{serial}"), role, region);
+            let body = request(grant.method, role, &a, &list_id, serial);
+            match call(channels[short].clone(), grant.method, shapes[grant.method], body, &token).await {
+                Err(status) if status.code() == tonic::Code::Unauthenticated => claims_refused += 1,
+                other => failures.push(format!(
+                    "{} as {} with region {region:?}: {:?}",
+                    grant.name(),
+                    role.as_str(),
+                    other.map(|b| b.len())
+                )),
+            }
+        }
+    }
+    println!("access matrix: {claims_refused} calls with malformed or over-reaching region claims, all refused");
     println!(
         "access matrix: calls per service (refused by the matrix / refused by scope or record / other refusals / answered)"
     );

@@ -347,5 +347,34 @@ async fn each_requester_is_decided_by_its_authority_and_a_request_lives_to_its_e
         .await
         .expect_err("unrelated officer");
     assert_eq!(refused.code(), Code::NotFound);
+
+    // Finding 5: ownership was by subject alone, so a kl_user token naming a pemda
+    // filer's subject read the request. The filer is issuer, role, region and subject.
+    let pemda = stack.token_for("filer-3204", Role::PemdaUser, "32.04");
+    let theirs = file(&mut client, &pemda, new_request(RequesterKind::Pemda, "32.04", 86_400)).await?;
+    let read = |token: String| {
+        let mut client = client.clone();
+        let id = theirs.request_id.clone();
+        async move {
+            client
+                .get_data_request(authed(GetDataRequestRequest { request_id: id }, &token))
+                .await
+        }
+    };
+    assert!(read(pemda.clone()).await.is_ok());
+    for (role, region) in [
+        (Role::KlUser, ""),
+        (Role::PemdaUser, "32.73"),
+        (Role::Public, ""),
+        (Role::EselonI, ""),
+    ] {
+        let refused = read(stack.token_for("filer-3204", role, region))
+            .await
+            .expect_err("someone else with the same subject");
+        assert!(
+            matches!(refused.code(), Code::NotFound | Code::PermissionDenied),
+            "{role:?}: {refused:?}"
+        );
+    }
     Ok(())
 }

@@ -256,7 +256,7 @@ pub async fn stream_extract(
     }
     let (year, month) = dtks_platform::convert::period_key(req.period.as_ref())?;
     let request = requests::deliverable(db, request_id).await?;
-    if request.requested_by != who.sub {
+    if !request.filed_by(who) {
         return Err(Status::not_found(format!("no data request {request_id}")));
     }
     debug_assert_eq!(request.status, RequestStatus::Approved);

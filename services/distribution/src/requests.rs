@@ -93,7 +93,7 @@ impl Decision {
     }
 }
 
-const COLUMNS: &str = "request_id, requester_kind, requester, requested_by, purpose, region_code, data_kinds,
+const COLUMNS: &str = "request_id, requester_kind, requester, requested_by, filer, purpose, region_code, data_kinds,
     use_from, use_until, status, decided_by, decision_reason, decided_at, handover_number, handover_date, created_at";
 
 /// A stored request.
@@ -103,6 +103,8 @@ pub struct Stored {
     pub kind: RequesterKind,
     pub requester: String,
     pub requested_by: String,
+    /// [`Claims::identity`] of the officer who filed it.
+    pub filer: String,
     pub purpose: String,
     pub region_code: String,
     pub data_kinds: Vec<DataKind>,
@@ -125,6 +127,12 @@ fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
 }
 
 impl Stored {
+    /// Whether `who` is the officer who filed it: the same issuer, role, region and
+    /// subject, not merely the same subject.
+    pub fn filed_by(&self, who: &Claims) -> bool {
+        !self.filer.is_empty() && self.filer == who.identity()
+    }
+
     fn from_row(r: &sea_orm::QueryResult) -> Result<Self, Status> {
         let kind: i16 = r.try_get("", "requester_kind").map_err(grpc::internal)?;
         let status: i16 = r.try_get("", "status").map_err(grpc::internal)?;
@@ -137,6 +145,7 @@ impl Stored {
             kind: RequesterKind::try_from(i32::from(kind)).map_err(grpc::internal)?,
             requester: r.try_get("", "requester").map_err(grpc::internal)?,
             requested_by: r.try_get("", "requested_by").map_err(grpc::internal)?,
+            filer: r.try_get("", "filer").map_err(grpc::internal)?,
             purpose: r.try_get("", "purpose").map_err(grpc::internal)?,
             region_code: r.try_get("", "region_code").map_err(grpc::internal)?,
             data_kinds: kinds
@@ -343,7 +352,7 @@ fn request_id(text: &str) -> Result<uuid::Uuid, Status> {
 /// Whether `who` may see the request at all: the officer who filed it, the authority
 /// that decides it, and the data unit. To anyone else it does not exist.
 fn may_see(who: &Claims, r: &Stored) -> bool {
-    who.sub == r.requested_by
+    r.filed_by(who)
         || who.role == Role::PusdatinAdmin
         || route(r.kind).is_some_and(|route| route.decides == who.role)
 }
@@ -363,8 +372,8 @@ pub async fn create(
     let id = uuid::Uuid::now_v7();
     let txn = db.begin().await.map_err(grpc::internal)?;
     txn.execute_raw(stmt(
-        "INSERT INTO data_requests (request_id, requester_kind, requester, requested_by, purpose, region_code, data_kinds, use_from, use_until, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO data_requests (request_id, requester_kind, requester, requested_by, filer, purpose, region_code, data_kinds, use_from, use_until, status, created_at)
+         VALUES ($1, $2, $3, $4, $12, $5, $6, $7, $8, $9, $10, $11)",
         [
             id.into(),
             (route.kind as i16).into(),
@@ -377,6 +386,7 @@ pub async fn create(
             until.into(),
             (RequestStatus::Pending as i16).into(),
             now.into(),
+            who.identity().into(),
         ],
     ))
     .await
@@ -504,7 +514,7 @@ pub async fn handover(
         Some(r) if may_see(who, &r) => r,
         _ => return Err(Status::not_found(format!("no data request {id}"))),
     };
-    if who.sub != stored.requested_by {
+    if !stored.filed_by(who) {
         return Err(Status::permission_denied(
             "the handover minutes are recorded by the officer who filed the request",
         ));

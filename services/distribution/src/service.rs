@@ -161,6 +161,12 @@ CREATE INDEX delivery_batches_by_delivery ON delivery_batches (delivery_id, at);
                 name: "m0006_list_chunks",
                 sql: entries::MIGRATION,
             },
+            SqlMigration {
+                // The filer of a request is issuer, role, region and subject together;
+                // requests filed before carry none and are owned by nobody.
+                name: "m0007_request_filer",
+                sql: "ALTER TABLE data_requests ADD COLUMN filer TEXT NOT NULL DEFAULT ''",
+            },
         ])
     }
 }

@@ -94,6 +94,19 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// Who this is, for ownership of what they file: issuer, role, region and subject
+    /// together. A token of another role or region that names the same subject is
+    /// someone else.
+    pub fn identity(&self) -> String {
+        format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            self.iss,
+            self.role.as_str(),
+            self.region,
+            self.sub
+        )
+    }
+
     /// Whether the caller's scope covers `region_code` (national scope covers all).
     pub fn covers(&self, region_code: &str) -> bool {
         scope_covers(&self.region, region_code)
