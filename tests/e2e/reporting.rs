@@ -177,6 +177,35 @@ async fn read_models_agree_with_direct_counts_and_a_replay_rebuilds_them() -> an
     })
     .await?;
     assert!(settled.households_accepted >= 1, "{settled:?}");
+    // Finding 6: a village's summary is that village's, not its regency's under the
+    // village's code.
+    let village = reporting
+        .get_pipeline_summary(authed(
+            RegionQuery {
+                region_code: VILLAGES[0].into(),
+                ..Default::default()
+            },
+            &stack.token(Role::VillageOperator, VILLAGES[0]),
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (village.region_code.as_str(), village.proposals_submitted, village.proposals_matched),
+        (VILLAGES[0], 1, 1),
+        "{village:?}"
+    );
+    let regency = reporting
+        .get_pipeline_summary(authed(
+            RegionQuery {
+                region_code: "32.04".into(),
+                ..Default::default()
+            },
+            &stack.token(Role::RegencyOfficer, "32.04"),
+        ))
+        .await?
+        .into_inner();
+    // Three of the five villages are in 32.04.
+    assert_eq!(regency.proposals_submitted, 3, "{regency:?}");
 
     // A complaint about an accepted household.
     let accepted = count(

@@ -296,21 +296,17 @@ fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(seconds, 0).unwrap_or_default()
 }
 
-fn regency(region: &str) -> &str {
-    region.get(..5).unwrap_or(region)
-}
-
 async fn add(
     txn: &DatabaseTransaction,
-    regency: &str,
+    region: &str,
     metric: &str,
     by: i64,
 ) -> Result<(), HandlerError> {
     txn.execute_raw(stmt(
-        "INSERT INTO counters (regency_code, metric, value) VALUES ($1, $2, $3)
-         ON CONFLICT (regency_code, metric) DO UPDATE SET value = counters.value + EXCLUDED.value",
+        "INSERT INTO counters (region_code, metric, value) VALUES ($1, $2, $3)
+         ON CONFLICT (region_code, metric) DO UPDATE SET value = counters.value + EXCLUDED.value",
         [
-            regency.to_owned().into(),
+            region.to_owned().into(),
             metric.to_owned().into(),
             by.into(),
         ],
@@ -355,7 +351,7 @@ pub async fn apply(
         _ => None,
     };
     if let Some(metric) = counted {
-        add(txn, regency(region), metric, 1).await?;
+        add(txn, region, metric, 1).await?;
     }
     match fact {
         Fact::Counted => {}

@@ -37,6 +37,12 @@ CREATE TABLE counters (
                 name: "m0002_facts_and_read_models",
                 sql: facts::MIGRATION,
             },
+            SqlMigration {
+                // Counters are kept for the region each event names (a village, for most),
+                // so that a village's summary is that village's, not its regency's.
+                name: "m0003_counters_by_region",
+                sql: "ALTER TABLE counters RENAME COLUMN regency_code TO region_code",
+            },
         ])
     }
 }
@@ -139,16 +145,14 @@ impl ReportingService for Api {
         if !region.is_empty() || !who.region.is_empty() {
             who.require_region(&region)?;
         }
-        let prefix = region
-            .get(..region.len().min(5))
-            .unwrap_or_default()
-            .to_owned();
+        // The region was parsed at the edge: digits and dots only, so the prefix is
+        // literal in the pattern.
         let rows = self
             .db
             .query_all_raw(stmt(
                 "SELECT metric, sum(value)::bigint AS value FROM counters
-                 WHERE $1 = '' OR regency_code = $1 OR regency_code LIKE $1 || '.%' GROUP BY metric",
-                [prefix.into()],
+                 WHERE $1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%' GROUP BY metric",
+                [region.clone().into()],
             ))
             .await
             .map_err(grpc::internal)?;
