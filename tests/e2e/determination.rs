@@ -246,7 +246,7 @@ async fn months_diffs_removals_and_explained_standings() -> anyhow::Result<()> {
                 text: "the family moved to Jakarta last year".into(),
                 evidence_references: vec![],
             },
-            &stack.token(Role::Public, ""),
+            &stack.token(Role::RegencyOfficer, "32.04"),
         ))
         .await?
         .into_inner();

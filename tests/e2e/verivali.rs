@@ -1171,29 +1171,46 @@ async fn complaints_life_events_qa_samples_and_the_six_monthly_update_on_a_pause
     assert_eq!((r.sampled, r.recorded, r.disagreements), (3, 2, 1));
     assert!((r.disagreement_rate - 0.5).abs() < 1e-9);
 
-    // A complaint from the public: a task for the regency, due in 14 days.
-    expect_code(
-        client
-            .file_complaint(authed(
-                FileComplaintRequest {
-                    household_id: uuid::Uuid::now_v7().to_string(),
-                    text: "not poor".into(),
-                    evidence_references: vec![],
-                },
-                &o.public,
-            ))
-            .await,
-        Code::NotFound,
-        "no household",
+    // A complaint from the public (finding 7): a receipt, the same for a household DTKS
+    // does not hold (kept for the officers) as for one it holds, with nothing of the
+    // task it opened — no existence oracle, no task ids for the public.
+    let public = |household_id: String| {
+        let mut client = client.clone();
+        let token = o.public.clone();
+        async move {
+            client
+                .file_complaint(authed(
+                    FileComplaintRequest {
+                        household_id,
+                        text: "the family owns two cars and a shop".into(),
+                        evidence_references: vec!["photo://complaint-1.jpg".into()],
+                    },
+                    &token,
+                ))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let unknown = public(uuid::Uuid::now_v7().to_string()).await?;
+    let known = public(households[0].clone()).await?;
+    for receipt in [&unknown, &known] {
+        assert!(!receipt.complaint_id.is_empty());
+        assert_eq!((receipt.task_id.as_str(), receipt.deadline), ("", None), "{receipt:?}");
+        assert_eq!(receipt.filed_by_role, "public");
+    }
+    assert_eq!(
+        count(&stack, "SELECT count(*) AS n FROM verivali.unmatched_complaints").await?,
+        1
     );
+    // The officers see the task the citizen's complaint opened, due in 14 days.
     let complaint = client
         .file_complaint(authed(
             FileComplaintRequest {
                 household_id: households[0].clone(),
-                text: "the family owns two cars and a shop".into(),
-                evidence_references: vec!["photo://complaint-1.jpg".into()],
+                text: "confirmed by the village head".into(),
+                evidence_references: vec![],
             },
-            &o.public,
+            &o.village,
         ))
         .await?
         .into_inner();

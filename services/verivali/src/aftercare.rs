@@ -291,8 +291,35 @@ pub async fn file_complaint(
             [household_id.into()],
         ))
         .await
-        .map_err(grpc::internal)?
-        .ok_or_else(|| Status::not_found("no household in DTKS with this id"))?;
+        .map_err(grpc::internal)?;
+    let public = who.role == Role::Public;
+    let Some(row) = row else {
+        if !public {
+            return Err(Status::not_found("no household in DTKS with this id"));
+        }
+        // A citizen learns nothing of whether the id is in DTKS: the complaint is kept
+        // for the officers and answered with the same receipt as any other.
+        let complaint_id = uuid::Uuid::now_v7();
+        txn.execute_raw(stmt(
+            "INSERT INTO unmatched_complaints (complaint_id, household_id, text, evidence, filed_by, filed_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                complaint_id.into(),
+                household_id.into(),
+                text.to_owned().into(),
+                serde_json::json!(req.evidence_references).into(),
+                who.sub.clone().into(),
+                now.into(),
+            ],
+        ))
+        .await
+        .map_err(grpc::internal)?;
+        txn.commit().await.map_err(grpc::internal)?;
+        return Ok((
+            receipt(complaint_id, household_id, text, req.evidence_references),
+            false,
+        ));
+    };
     let region: String = row.try_get("", "region_code").map_err(grpc::internal)?;
     // The public complains about any household; officers within their region.
     if who.role != Role::Public {
@@ -345,6 +372,13 @@ pub async fn file_complaint(
     .await
     .map_err(grpc::internal)?;
     txn.commit().await.map_err(grpc::internal)?;
+    // The task and its deadline are the officers' business: a citizen gets the receipt.
+    if public {
+        return Ok((
+            receipt(complaint_id, household_id, text, req.evidence_references),
+            opened,
+        ));
+    }
     Ok((
         Complaint {
             complaint_id: complaint_id.to_string(),
@@ -358,6 +392,24 @@ pub async fn file_complaint(
         },
         opened,
     ))
+}
+
+/// What a citizen's complaint is answered with, whatever became of it: its number and
+/// what was said, nothing of any task.
+fn receipt(
+    complaint_id: uuid::Uuid,
+    household_id: uuid::Uuid,
+    text: &str,
+    evidence_references: Vec<String>,
+) -> Complaint {
+    Complaint {
+        complaint_id: complaint_id.to_string(),
+        household_id: household_id.to_string(),
+        text: text.to_owned(),
+        evidence_references,
+        filed_by_role: Role::Public.as_str().to_owned(),
+        ..Default::default()
+    }
 }
 
 pub async fn list_tasks(
