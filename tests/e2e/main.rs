@@ -28,6 +28,7 @@ mod sweep;
 mod telemetry;
 mod tls;
 mod verivali;
+mod withdrawal;
 
 use dtks_e2e::{SERVICES, Stack, authed, count, person};
 use dtks_platform::auth::Role;

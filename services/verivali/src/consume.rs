@@ -61,6 +61,7 @@ impl EventHandler for Consumed {
                 .await?;
                 Ok(())
             }
+            events::PROPOSAL_WITHDRAWN => self.withdrawn(txn, envelope).await,
             events::PERSON_LIFE_EVENT => {
                 let life: ev::PersonLifeEvent = events::payload(envelope)?;
                 aftercare::life_event(txn, &life, self.clock.now()).await?;
@@ -76,6 +77,43 @@ impl EventHandler for Consumed {
 }
 
 impl Consumed {
+    /// A proposal withdrawn at intake (finding 8): its case, if open, is closed as
+    /// rejected with the proposer's reason, and a match arriving later opens none.
+    async fn withdrawn(
+        &self,
+        txn: &DatabaseTransaction,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let withdrawn: ev::ProposalWithdrawn = events::payload(envelope)?;
+        let proposal_id = uuid::Uuid::parse_str(&withdrawn.proposal_id).map_err(permanent)?;
+        let now = self.clock.now();
+        txn.execute_raw(stmt(
+            "INSERT INTO withdrawn_proposals (proposal_id, withdrawn_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [proposal_id.into(), now.into()],
+        ))
+        .await?;
+        let open = txn
+            .query_one_raw(stmt(
+                &format!(
+                    "SELECT {} FROM cases WHERE proposal_id = $1 AND state NOT IN (6, 8) FOR UPDATE",
+                    cases::ROW
+                ),
+                [proposal_id.into()],
+            ))
+            .await?
+            .map(|r| cases::case_row(&r))
+            .transpose()?;
+        if let Some(case) = open {
+            let mv = Move {
+                case,
+                to: CaseState::Rejected,
+                note: "withdrawn at intake by the proposer".to_owned(),
+            };
+            cases::record(txn, &Actor::service("intake"), &[mv], now).await?;
+        }
+        Ok(())
+    }
+
     async fn matched(
         &self,
         txn: &DatabaseTransaction,
@@ -83,6 +121,16 @@ impl Consumed {
     ) -> Result<(), HandlerError> {
         let matched: ev::ProposalMatched = events::payload(envelope)?;
         let proposal_id = uuid::Uuid::parse_str(&matched.proposal_id).map_err(permanent)?;
+        let withdrawn = txn
+            .query_one_raw(stmt(
+                "SELECT 1 AS w FROM withdrawn_proposals WHERE proposal_id = $1",
+                [proposal_id.into()],
+            ))
+            .await?;
+        if withdrawn.is_some() {
+            tracing::info!("a match arrived for a withdrawn proposal; no case opened");
+            return Ok(());
+        }
         let household = matched.household.clone().unwrap_or_default();
         let now = self.clock.now();
         let region = envelope.region_code.clone();

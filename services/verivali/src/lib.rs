@@ -42,6 +42,7 @@ pub async fn start_with_clock(
         .spawn_consumer(
             &[
                 events::PROPOSAL_MATCHED,
+                events::PROPOSAL_WITHDRAWN,
                 events::MATCH_REVIEWED,
                 events::PERSON_LIFE_EVENT,
             ],

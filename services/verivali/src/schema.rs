@@ -153,6 +153,15 @@ CREATE TABLE regency_stats (
     filed_at TIMESTAMPTZ NOT NULL
 )",
             },
+            SqlMigration {
+                // Proposals withdrawn at intake: their case closes, and a match that
+                // arrives after the withdrawal opens none.
+                name: "m0005_withdrawn_proposals",
+                sql: "CREATE TABLE withdrawn_proposals (
+    proposal_id UUID PRIMARY KEY,
+    withdrawn_at TIMESTAMPTZ NOT NULL
+)",
+            },
         ])
     }
 }
