@@ -34,9 +34,10 @@ pub(super) fn imas() -> pb::Household {
     h
 }
 
-/// The test's `month`-th month (1 to 5): the five months before the services' current one.
+/// The test's `month`-th month (1 to 12): the twelve months before the services' current
+/// one, all begun.
 fn period(month: i32) -> Option<pb::Period> {
-    Some(dtks_e2e::time::period_after(month - 6))
+    Some(dtks_e2e::time::period_after(month - 13))
 }
 
 pub(super) async fn accepted(stack: &Stack, n: i64) -> anyhow::Result<()> {
@@ -57,7 +58,7 @@ pub(super) async fn accepted(stack: &Stack, n: i64) -> anyhow::Result<()> {
 async fn months_diffs_removals_and_explained_standings() -> anyhow::Result<()> {
     let stack = Stack::start_services(
         &registry(),
-        &["intake", "matching", "verivali", "determination"],
+        &["intake", "matching", "verivali", "determination", "distribution"],
         &[],
     )
     .await?;
@@ -81,6 +82,30 @@ async fn months_diffs_removals_and_explained_standings() -> anyhow::Result<()> {
             )
         }
     };
+
+    // Finding 13: months that have not begun are neither determined nor listed.
+    for ahead in [1, 12 * 73] {
+        let future = Some(dtks_e2e::time::period_after(ahead));
+        let refused = determination
+            .clone()
+            .determine(authed(DetermineRequest { period: future }, &admin))
+            .await
+            .expect_err("a future month");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        let refused = dtks_proto::distribution::v1::distribution_service_client::DistributionServiceClient::new(
+            stack.channel("distribution").await?,
+        )
+        .build_list(authed(
+            dtks_proto::distribution::v1::BuildListRequest {
+                programme_code: "DTKS-D1-4".into(),
+                period: future,
+            },
+            &admin,
+        ))
+        .await
+        .expect_err("a future month");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    }
 
     // January: Asep's family, accepted by the demo policy.
     submit_household(&stack, &operator, "det-asep", "DET-ASEP", household()).await?;

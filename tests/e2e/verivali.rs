@@ -361,6 +361,16 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
         Code::InvalidArgument,
         "minutes_date",
     );
+    // Finding 9: minutes of a deliberation more than a year ago (1990, in the probe).
+    for days in [-400, -36_500] {
+        let mut stale = minutes_today(&clock, vec![approve(&asep)]);
+        stale.minutes_date = Some(dtks_e2e::time::date_from_today(days));
+        expect_code(
+            client.record_village_review(authed(stale, &o.village)).await,
+            Code::InvalidArgument,
+            "more than a year old",
+        );
+    }
     let unexplained = minutes_today(
         &clock,
         vec![VillageDecision {

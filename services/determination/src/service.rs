@@ -982,7 +982,11 @@ impl DeterminationService for Api {
         &self,
         request: Request<DetermineRequest>,
     ) -> Result<Response<Snapshot>, Status> {
-        let period = convert::period_key(request.get_ref().period.as_ref())?;
+        // Finding 13: 2099-12 was determined. A month is determined once it has begun.
+        let period = convert::begun_period_key(
+            request.get_ref().period.as_ref(),
+            dtks_platform::clock::now(),
+        )?;
         Ok(Response::new(self.determine(period).await?))
     }
 

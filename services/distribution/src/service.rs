@@ -394,7 +394,8 @@ impl DistributionService for Api {
         request: Request<BuildListRequest>,
     ) -> Result<Response<BeneficiaryList>, Status> {
         let req = request.into_inner();
-        let (year, month) = convert::period_key(req.period.as_ref())?;
+        let (year, month) =
+            convert::begun_period_key(req.period.as_ref(), dtks_platform::clock::now())?;
         let (programme, rule) = programmes::current(&self.db, &req.programme_code).await?;
         let version = programme.version as i32;
         if let Some(existing) = self

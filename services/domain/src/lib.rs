@@ -11,6 +11,7 @@ mod extremes;
 pub mod household;
 pub mod integrity;
 pub mod linkage;
+pub mod minutes;
 pub mod nik;
 pub mod period;
 pub mod pmt;

@@ -383,12 +383,11 @@ fn minutes(
     });
     match date {
         None => v.push("minutes.date", "is required and must be a calendar date"),
-        Some(d) if d > today => v.push("minutes.date", "is in the future"),
-        Some(d) if (today - d).num_days() > 366 => v.push(
-            "minutes.date",
-            "is more than a year old: hold a new deliberation",
-        ),
-        Some(_) => {}
+        Some(d) => {
+            if let Some(problem) = dtks_domain::minutes::date_problem(d, today) {
+                v.push("minutes.date", problem);
+            }
+        }
     }
     if m.attendees == 0 {
         v.push("minutes.attendees", "a deliberation has attendees");

@@ -455,6 +455,26 @@ pub fn household_to_proto(h: &Household) -> pb::Household {
     }
 }
 
+/// [`period_key`] for a month that must have begun by `now` (the month to determine, the
+/// list to build): a month in the future is refused, naming the current one.
+pub fn begun_period_key(
+    p: Option<&pb::Period>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(i32, i32), tonic::Status> {
+    let (year, month) = period_key(p)?;
+    let asked = dtks_domain::Period::new(year, month as u32);
+    let current = dtks_domain::Period::containing(now);
+    if let (Some(asked), Some(current)) = (asked, current)
+        && asked > current
+    {
+        return Err(crate::grpc::invalid_field(
+            "period",
+            format!("{asked} has not begun: the current month is {current}"),
+        ));
+    }
+    Ok((year, month))
+}
+
 pub fn period_key(p: Option<&pb::Period>) -> Result<(i32, i32), tonic::Status> {
     match p {
         Some(p) if (2000..=2100).contains(&p.year) && (1..=12).contains(&p.month) => {

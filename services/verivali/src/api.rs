@@ -479,8 +479,8 @@ impl VerivaliService for Api {
             .as_ref()
             .and_then(convert::naive_date)
             .ok_or_else(|| grpc::invalid_field("minutes_date", "must be a valid date"))?;
-        if date > now.date_naive() {
-            return Err(grpc::invalid_field("minutes_date", "is in the future"));
+        if let Some(problem) = dtks_domain::minutes::date_problem(date, now.date_naive()) {
+            return Err(grpc::invalid_field("minutes_date", problem));
         }
         if req.attendees == 0 || req.attendees > 100_000 {
             return Err(grpc::invalid_field("attendees", "must be 1 to 100000"));
