@@ -197,7 +197,9 @@ async fn take(c: &Callbacks, n: &Notice) -> anyhow::Result<()> {
     txn.commit().await?;
     // After the commit, so that a failed commit leaves the event to be delivered again;
     // a failure here leaves the answer to expire by its TTL.
-    if let Err(error) = c.cache.delete(&cache_key(&n.nik)).await {
+    if let Ok(key) = cache_key(&n.nik)
+        && let Err(error) = c.cache.delete(&key).await
+    {
         tracing::warn!(%error, "cannot drop a cached registry answer");
     }
     Ok(())

@@ -19,8 +19,9 @@ use crate::link::{self, Linked, SharedModel};
 /// How long a civil-registry answer is cached; vital events invalidate it sooner.
 pub const CACHE_TTL_SECS: u64 = 3600;
 
-pub fn cache_key(nik: &str) -> String {
-    format!("dci:nik:{nik}")
+/// The cache key of a registry answer: the NIK's keyed hash, never the NIK (finding 17).
+pub fn cache_key(nik: &str) -> anyhow::Result<String> {
+    Cache::personal_key("dci:nik", nik)
 }
 
 #[derive(Clone)]
@@ -125,12 +126,15 @@ impl Matcher {
         niks: &[String],
     ) -> Result<HashMap<String, Option<RegistryPerson>>, RegistryError> {
         let niks: Vec<&String> = niks.iter().filter(|n| !n.is_empty()).collect();
-        let keys: Vec<String> = niks.iter().map(|n| cache_key(n)).collect();
-        let cached: Vec<Option<Option<RegistryPerson>>> =
-            self.cache.get_many(&keys).await.unwrap_or_else(|error| {
+        // Without a key to hash with, the cache is not used at all.
+        let keys: Option<Vec<String>> = niks.iter().map(|n| cache_key(n).ok()).collect();
+        let cached: Vec<Option<Option<RegistryPerson>>> = match &keys {
+            Some(keys) => self.cache.get_many(keys).await.unwrap_or_else(|error| {
                 tracing::warn!(%error, "registry cache unavailable");
                 vec![None; keys.len()]
-            });
+            }),
+            None => vec![None; niks.len()],
+        };
         let mut found = HashMap::with_capacity(niks.len());
         let mut missing = Vec::new();
         for (nik, hit) in niks.into_iter().zip(cached) {
@@ -143,8 +147,10 @@ impl Matcher {
         }
         if !missing.is_empty() {
             let answers = self.registry.find_by_niks(&missing).await?;
-            let entries: Vec<(String, &Option<RegistryPerson>)> =
-                answers.iter().map(|(nik, a)| (cache_key(nik), a)).collect();
+            let entries: Vec<(String, &Option<RegistryPerson>)> = answers
+                .iter()
+                .filter_map(|(nik, a)| Some((cache_key(nik).ok()?, a)))
+                .collect();
             if let Err(error) = self.cache.put_many(&entries, CACHE_TTL_SECS).await {
                 tracing::warn!(%error, "registry cache unavailable");
             }

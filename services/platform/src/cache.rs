@@ -1,4 +1,6 @@
-//! Redis: a namespaced JSON cache with TTLs.
+//! Redis: a namespaced cache with TTLs for personal data. Keys name a personal value only
+//! by its keyed hash ([`Cache::personal_key`]), never in clear; values are JSON sealed
+//! with the data keys (AES-256-GCM, bound to their key), so Redis holds nothing readable.
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -27,12 +29,28 @@ impl Cache {
         format!("{}:{key}", self.namespace)
     }
 
+    /// The key for `value` (a NIK) of `kind` (`dci:nik`): `<kind>:<keyed hash>`.
+    pub fn personal_key(kind: &str, value: &str) -> anyhow::Result<String> {
+        Ok(format!("{kind}:{}", crate::sealed::ring()?.keyed_hash(kind, value)))
+    }
+
+    fn seal<T: Serialize>(full_key: &str, value: &T) -> anyhow::Result<Vec<u8>> {
+        let ring = crate::sealed::ring()?;
+        Ok(ring.seal(full_key.as_bytes(), &serde_json::to_vec(value)?))
+    }
+
+    fn open<T: DeserializeOwned>(full_key: &str, stored: &[u8]) -> anyhow::Result<T> {
+        if !stored.starts_with(b"DTKS") {
+            anyhow::bail!("a cache value that is not sealed is not read");
+        }
+        let plain = crate::sealed::ring()?.open(full_key.as_bytes(), stored)?;
+        Ok(serde_json::from_slice(&plain)?)
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
-        let raw: Option<String> = self.conn.clone().get(self.key(key)).await?;
-        Ok(match raw {
-            Some(text) => Some(serde_json::from_str(&text)?),
-            None => None,
-        })
+        let full = self.key(key);
+        let raw: Option<Vec<u8>> = self.conn.clone().get(&full).await?;
+        raw.map(|stored| Self::open(&full, &stored)).transpose()
     }
 
     /// Several keys at once (one MGET); `None` where a key is absent.
@@ -44,16 +62,13 @@ impl Cache {
             return Ok(Vec::new());
         }
         let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        let raw: Vec<Option<String>> = redis::cmd("MGET")
+        let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
             .arg(&full)
             .query_async(&mut self.conn.clone())
             .await?;
         raw.into_iter()
-            .map(|text| {
-                text.map(|t| serde_json::from_str(&t))
-                    .transpose()
-                    .map_err(Into::into)
-            })
+            .zip(&full)
+            .map(|(stored, key)| stored.map(|s| Self::open(key, &s)).transpose())
             .collect()
     }
 
@@ -63,12 +78,9 @@ impl Cache {
         value: &T,
         ttl_secs: u64,
     ) -> anyhow::Result<()> {
-        let text = serde_json::to_string(value)?;
-        let _: () = self
-            .conn
-            .clone()
-            .set_ex(self.key(key), text, ttl_secs)
-            .await?;
+        let full = self.key(key);
+        let sealed = Self::seal(&full, value)?;
+        let _: () = self.conn.clone().set_ex(&full, sealed, ttl_secs).await?;
         Ok(())
     }
 
@@ -83,7 +95,8 @@ impl Cache {
         }
         let mut pipe = redis::pipe();
         for (key, value) in entries {
-            pipe.set_ex(self.key(key), serde_json::to_string(value)?, ttl_secs)
+            let full = self.key(key);
+            pipe.set_ex(&full, Self::seal(&full, value)?, ttl_secs)
                 .ignore();
         }
         let _: () = pipe.query_async(&mut self.conn.clone()).await?;

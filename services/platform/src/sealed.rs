@@ -27,6 +27,9 @@ pub struct KeyRing {
     active: String,
     keys: HashMap<String, LessSafeKey>,
     random: SystemRandom,
+    /// For keyed hashes of personal values (cache keys): derived from the active key, so
+    /// it turns with it.
+    hashing: ring::hmac::Key,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,7 @@ impl KeyRing {
     pub fn parse(spec: &str) -> anyhow::Result<Self> {
         let mut keys = HashMap::new();
         let mut active = None;
+        let mut hashing = None;
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (id, material) = entry
                 .split_once(':')
@@ -64,15 +68,24 @@ impl KeyRing {
                 keys.insert(id.to_owned(), LessSafeKey::new(key)).is_none(),
                 "data key `{id}` is listed twice"
             );
-            active.get_or_insert_with(|| id.to_owned());
+            if active.is_none() {
+                active = Some(id.to_owned());
+                let derived = ring::hmac::sign(
+                    &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes),
+                    b"dtks keyed hash v1",
+                );
+                hashing = Some(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref()));
+            }
         }
         let active = active.ok_or_else(|| {
             anyhow::anyhow!("DTKS_DATA_KEYS names no key; make one with `dtksctl data-key`")
         })?;
+        let hashing = hashing.ok_or_else(|| anyhow::anyhow!("no key to hash with"))?;
         Ok(Self {
             active,
             keys,
             random: SystemRandom::new(),
+            hashing,
         })
     }
 
@@ -112,6 +125,18 @@ impl KeyRing {
         .expect("AES-GCM seals any length a row holds");
         out.extend_from_slice(&sealed);
         out
+    }
+
+    /// A keyed hash of `value` for `purpose` (hex, 128 bits): stands for a personal value
+    /// where a name is needed (a cache key) without being it, and cannot be computed
+    /// without the data key.
+    pub fn keyed_hash(&self, purpose: &str, value: &str) -> String {
+        let mut message = Vec::with_capacity(purpose.len() + 1 + value.len());
+        message.extend_from_slice(purpose.as_bytes());
+        message.push(0);
+        message.extend_from_slice(value.as_bytes());
+        let tag = ring::hmac::sign(&self.hashing, &message);
+        tag.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Opens what [`KeyRing::seal`] wrote for `context`; a value written before sealing
