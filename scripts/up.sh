@@ -33,6 +33,7 @@ export DTKS_DCI__CALLBACK_ADDR=127.0.0.1:8091
 export DTKS_DCI__CALLBACK_URL=http://127.0.0.1:8091
 export DTKS_REGISTRY_SIGNING_KEY=$registry_seed
 export DTKS_REGISTRY_TRUSTED_KEYS="dtks-matching|k1=$dci_public"
+export DTKS_REGISTRY_SENDER_URIS="dtks-matching=http://127.0.0.1:8091"
 # The key that seals personal data at rest, kept with the run so that its rows stay
 # readable by the next run that keeps them (DTKS_RESET=0).
 [ -s "$run_dir/data-keys" ] || $bin/dtksctl data-key --id local > "$run_dir/data-keys"

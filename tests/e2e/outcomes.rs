@@ -91,6 +91,36 @@ async fn every_person_outcome_and_clerical_review_over_signed_asynchronous_dci()
     let body: serde_json::Value = unsigned.json().await?;
     assert_eq!(body["error"]["code"], "err.signature.missing", "{body}");
 
+    // Finding 18: a signed message sent again within its validity is a replay, and an
+    // asynchronous answer goes only to the callback base registered for the sender.
+    let signer = dtks_platform::dci::Signer::new(
+        "dtks-matching",
+        "k1",
+        stack.setting("DTKS_DCI__SIGNING_KEY").expect("matching's key"),
+    )?;
+    let signed = |action: &str, sender_uri: Option<&str>| {
+        dtks_platform::dci::seal(
+            Some(&signer),
+            dtks_platform::dci::header("dtks-matching", action, "dukcapil", sender_uri, 1),
+            json!({ "transaction_id": "t-replay", "search_request": [] }),
+        )
+    };
+    let post = |path: &'static str, body: serde_json::Value| {
+        let url = format!("{}{path}", stack.registry_url());
+        async move { reqwest::Client::new().post(url).json(&body).send().await }
+    };
+    let once = signed("search", None);
+    let first = post("/registry/sync/search", once.clone()).await?;
+    assert_ne!(first.status().as_u16(), 401, "{:?}", first.text().await?);
+    let again = post("/registry/sync/search", once).await?;
+    assert_eq!(again.status().as_u16(), 401);
+    let body: serde_json::Value = again.json().await?;
+    assert!(body.to_string().contains("replay"), "{body}");
+    let elsewhere = post("/registry/search", signed("search", Some("http://127.0.0.1:9/elsewhere"))).await?;
+    assert_eq!(elsewhere.status().as_u16(), 403);
+    let body: serde_json::Value = elsewhere.json().await?;
+    assert_eq!(body["error"]["code"], "err.sender_uri.invalid", "{body}");
+
     let cases: Vec<Case> = vec![
         (
             "as registered",

@@ -47,6 +47,15 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A setting the run hands its processes (`DTKS_DCI__SIGNING_KEY`, …).
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The run's broker, as its services reach it: its namespace, and queues that delete
     /// themselves a minute after their consumer is gone.
     pub fn bus_config(&self) -> dtks_platform::config::BusConfig {
@@ -194,6 +203,10 @@ impl Stack {
             (
                 "DTKS_REGISTRY_TRUSTED_KEYS",
                 format!("dtks-matching|k1={matching_public}"),
+            ),
+            (
+                "DTKS_REGISTRY_SENDER_URIS",
+                format!("dtks-matching=http://127.0.0.1:{callback_port}"),
             ),
         ]
         .into_iter()

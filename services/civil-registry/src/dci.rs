@@ -34,6 +34,11 @@ pub struct Registry {
     /// Bearer token `/admin/vital-events` requires, when set.
     pub admin_token: Option<String>,
     pub http: reqwest::Client,
+    /// Messages taken, so that one sent again within its validity is refused.
+    pub replays: dtks_platform::dci::Replays,
+    /// Each sender's registered callback base (`DTKS_REGISTRY_SENDER_URIS`): answers and
+    /// notifications go there and nowhere else.
+    pub senders: std::collections::HashMap<String, String>,
 }
 
 pub const SENDER_ID: &str = "dukcapil-reference";
@@ -89,18 +94,41 @@ impl Registry {
     /// Checks the signature (when keys are configured) and the envelope's shape;
     /// answers the header.
     pub fn admit<'b>(&self, body: &'b Value) -> Result<&'b Value, Refusal> {
-        if !self.trusted.is_empty() {
-            self.trusted
-                .verify(body)
-                .map_err(|e| error(StatusCode::UNAUTHORIZED, e.reason_code(), &e.to_string()))?;
-        }
-        body.get("header").filter(|h| h.is_object()).ok_or_else(|| {
+        let refused = |e: dtks_platform::dci::SignatureError| {
+            error(StatusCode::UNAUTHORIZED, e.reason_code(), &e.to_string())
+        };
+        let header = body.get("header").filter(|h| h.is_object()).ok_or_else(|| {
             error(
                 StatusCode::BAD_REQUEST,
                 "err.request.bad",
                 "header is required",
             )
-        })
+        })?;
+        let sender = if self.trusted.is_empty() {
+            sender(header)
+        } else {
+            self.trusted.verify(body).map_err(refused)?
+        };
+        self.replays.first_time(&sender, body).map_err(refused)?;
+        Ok(header)
+    }
+
+    /// The callback base of an asynchronous request: `header.sender_uri`, which must be
+    /// the base registered for the sender when senders are registered (always, once
+    /// requests are signed).
+    pub fn callback_base(&self, header: &Value) -> Result<String, Refusal> {
+        let base = callback_base(header)?;
+        if self.senders.is_empty() && self.trusted.is_empty() {
+            return Ok(base);
+        }
+        match self.senders.get(&sender(header)) {
+            Some(registered) if registered.trim_end_matches('/') == base => Ok(base),
+            _ => Err(error(
+                StatusCode::FORBIDDEN,
+                "err.sender_uri.invalid",
+                "header.sender_uri is not the callback base registered for this sender",
+            )),
+        }
     }
 
     /// A signed message from the registry (unsigned when it has no key).
@@ -226,7 +254,7 @@ async fn async_search(
         return answer;
     }
     let (header, requests) = admit_search(&registry, &body)?;
-    let base = callback_base(&header)?;
+    let base = registry.callback_base(&header)?;
     let receiver = sender(&header);
     let transaction_id = body
         .pointer("/message/transaction_id")

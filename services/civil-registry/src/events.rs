@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 
 use dtks_platform::db::stmt;
 
-use crate::dci::{Refusal, Registry, ack, callback_base, error, storage};
+use crate::dci::{Refusal, Registry, ack, error, storage};
 use crate::search::{now, record as person_record};
 
 /// The vital events the registry records and notifies.
@@ -43,7 +43,7 @@ pub async fn subscribe(
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, Refusal> {
     let header = registry.admit(&body)?;
-    let base = callback_base(header)?;
+    let base = registry.callback_base(header)?;
     let sender = header
         .get("sender_id")
         .and_then(Value::as_str)

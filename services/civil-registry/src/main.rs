@@ -10,6 +10,7 @@
 //! `0.0.0.0:8090`); `DTKS_REGISTRY_SIGNING_KEY` (base64 Ed25519 seed, key id
 //! `DTKS_REGISTRY_KEY_ID`, default `k1`) to sign what it sends;
 //! `DTKS_REGISTRY_TRUSTED_KEYS` (`sender|key=base64,…`) to require signed requests;
+//! `DTKS_REGISTRY_SENDER_URIS` (`sender=http(s)://base,…`) the only callback bases;
 //! `DTKS_REGISTRY_ADMIN_TOKEN` to require a bearer token on `/admin/vital-events`;
 //! `DTKS_REGISTRY_FAULT` for drills.
 
@@ -124,7 +125,27 @@ fn registry(db: sea_orm::DatabaseConnection) -> anyhow::Result<dci::Registry> {
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(5))
             .build()?,
+        replays: Default::default(),
+        senders: senders(&env("DTKS_REGISTRY_SENDER_URIS").unwrap_or_default())?,
     })
+}
+
+/// `sender_id=http(s)://base,…`: where each sender's answers and notifications go.
+fn senders(text: &str) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let (sender, base) = entry
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("sender URI `{entry}` is not sender=url"))?;
+            anyhow::ensure!(
+                base.starts_with("http://") || base.starts_with("https://"),
+                "the callback base of {sender} must be http(s)"
+            );
+            Ok((sender.trim().to_owned(), base.trim().trim_end_matches('/').to_owned()))
+        })
+        .collect()
 }
 
 fn tracing_subscriber_init() {

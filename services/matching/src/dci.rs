@@ -125,6 +125,8 @@ pub struct DciRegistry {
     sender_id: String,
     /// The registry's keys; when set, its answers must be signed by one of them.
     registry_keys: KeyRing,
+    /// Callbacks taken, so that one posted again within its validity is refused.
+    replays: dtks_platform::dci::Replays,
     /// Base URL of this side's callback listener (`header.sender_uri`).
     callback_url: Option<String>,
     async_search: bool,
@@ -150,6 +152,7 @@ impl DciRegistry {
             signer,
             sender_id: config.sender_id.clone(),
             registry_keys: KeyRing::parse(&config.registry_keys)?,
+            replays: Default::default(),
             callback_url: config.callback_url.clone(),
             async_search: config.async_search,
             waiters: Arc::default(),
@@ -375,7 +378,8 @@ impl DciRegistry {
         if self.registry_keys.is_empty() {
             return Ok(());
         }
-        self.registry_keys.verify(body).map(drop)
+        let sender = self.registry_keys.verify(body)?;
+        self.replays.first_time(&sender, body)
     }
 
     /// Subscribes to vital events of `kinds`; the registry confirms on

@@ -144,6 +144,37 @@ pub fn seal(signer: Option<&Signer>, header: Value, message: Value) -> Value {
     serde_json::json!({ "signature": signature, "header": header, "message": message })
 }
 
+/// The messages a side has taken, by sender and `header.message_id`, for as long as their
+/// signatures stay valid: a message sent again within its validity is refused as a
+/// replay. Held in the process (one reference registry; each matching replica its own
+/// callbacks).
+#[derive(Debug, Clone, Default)]
+pub struct Replays(std::sync::Arc<std::sync::Mutex<HashMap<String, i64>>>);
+
+impl Replays {
+    /// Whether `body` (already verified) is new; records it until it expires. A message
+    /// without a `message_id` is refused.
+    pub fn first_time(&self, sender: &str, body: &Value) -> Result<(), SignatureError> {
+        let now = chrono::Utc::now().timestamp();
+        let id = body
+            .pointer("/header/message_id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.trim().is_empty() && id.len() <= 128)
+            .ok_or_else(|| SignatureError::Invalid("header.message_id is required".into()))?;
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Nothing older than a message's longest validity needs keeping.
+        seen.retain(|_, until| *until >= now);
+        let key = format!("{sender}\u{1f}{id}");
+        if seen.contains_key(&key) {
+            return Err(SignatureError::Invalid(
+                "header.message_id was already received: a replay".into(),
+            ));
+        }
+        seen.insert(key, now + VALIDITY_SECS + SKEW_SECS);
+        Ok(())
+    }
+}
+
 /// The public keys a side trusts, by `{sender_id}|{key_id}`.
 #[derive(Debug, Clone, Default)]
 pub struct KeyRing {
@@ -215,6 +246,12 @@ impl KeyRing {
         let (created, expires) = (number("created")?, number("expires")?);
         if created > now + SKEW_SECS {
             return Err(invalid("created in the future"));
+        }
+        // A signature valid for years would make a captured message usable for years.
+        if expires.saturating_sub(created) > VALIDITY_SECS || expires < created {
+            return Err(SignatureError::Invalid(format!(
+                "expires must lie within {VALIDITY_SECS} s of created"
+            )));
         }
         if expires + SKEW_SECS < now {
             return Err(invalid("expired"));
@@ -371,5 +408,47 @@ mod tests {
             ring.verify_at(&body, then - SKEW_SECS - 1),
             Err(SignatureError::Invalid("created in the future".into()))
         );
+    }
+
+    /// Finding 18: a sender could set a 10-year `expires`.
+    #[test]
+    fn a_signature_valid_longer_than_the_validity_is_refused() {
+        let (signer, ring) = pair();
+        let header = json!({"sender_id": "dtks-matching"});
+        let message = json!({});
+        let then = 1_700_000_000;
+        let long = |expires: i64| {
+            let content = signing_content(then, expires, &header, &message);
+            let signature = B64.encode(signer.key.sign(content.as_bytes()).to_bytes());
+            json!({
+                "signature": format!(
+                    "Signature: namespace=\"dci\", kidId=\"{}|ed25519\", algorithm=\"ed25519\", created=\"{then}\", expires=\"{expires}\", headers=\"(created) (expires) digest\", signature=\"{signature}\"",
+                    signer.kid()
+                ),
+                "header": header,
+                "message": message,
+            })
+        };
+        assert!(ring.verify_at(&long(then + VALIDITY_SECS), then + 1).is_ok());
+        for expires in [then + 10 * 365 * 24 * 3600, then + VALIDITY_SECS + 1, then - 1] {
+            let refused = ring.verify_at(&long(expires), then + 1).expect_err("too long");
+            assert!(refused.to_string().contains("expires"), "{refused}");
+        }
+    }
+
+    /// Finding 18: no replay check on `message_id` within the validity window.
+    #[test]
+    fn a_message_taken_once_is_refused_when_sent_again() {
+        let replays = Replays::default();
+        let body = |id: &str| json!({"header": {"message_id": id}});
+        assert!(replays.first_time("dtks-matching", &body("m-1")).is_ok());
+        let again = replays.first_time("dtks-matching", &body("m-1")).expect_err("replay");
+        assert!(again.to_string().contains("replay"), "{again}");
+        // Another sender's message of the same id is its own.
+        assert!(replays.first_time("other", &body("m-1")).is_ok());
+        assert!(replays.first_time("dtks-matching", &body("m-2")).is_ok());
+        for missing in [json!({"header": {}}), body(""), body(&"x".repeat(200))] {
+            assert!(replays.first_time("dtks-matching", &missing).is_err());
+        }
     }
 }
