@@ -116,6 +116,17 @@ async fn every_person_outcome_and_clerical_review_over_signed_asynchronous_dci()
     assert_eq!(again.status().as_u16(), 401);
     let body: serde_json::Value = again.json().await?;
     assert!(body.to_string().contains("replay"), "{body}");
+    // Finding 10: a NUL byte in a search is refused, not a 500.
+    let nul = dtks_platform::dci::seal(
+        Some(&signer),
+        dtks_platform::dci::header("dtks-matching", "search", "dukcapil", None, 1),
+        json!({ "transaction_id": "t-nul", "search_request": [{
+            "reference_id": "r1",
+            "search_criteria": { "query_type": "idtype-value", "query": { "type": "NIK", "value": "3204\u{0}" } },
+        }] }),
+    );
+    let refused = post("/registry/sync/search", nul).await?;
+    assert_eq!(refused.status().as_u16(), 400, "{:?}", refused.text().await?);
     let elsewhere = post("/registry/search", signed("search", Some("http://127.0.0.1:9/elsewhere"))).await?;
     assert_eq!(elsewhere.status().as_u16(), 403);
     let body: serde_json::Value = elsewhere.json().await?;

@@ -104,6 +104,15 @@ impl Registry {
                 "header is required",
             )
         })?;
+        // Finding 10: a NUL byte reached PostgreSQL and answered 500. Text that no
+        // registry field can hold is refused before anything reads it.
+        if let Some(path) = nul_in(body, &mut String::new()) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "err.request.bad",
+                &format!("{path} contains a NUL character"),
+            ));
+        }
         let sender = if self.trusted.is_empty() {
             sender(header)
         } else {
@@ -152,6 +161,31 @@ impl Registry {
             .await?
             .error_for_status()?;
         Ok(())
+    }
+}
+
+/// The path of the first string (or key) in `value` holding a NUL character.
+fn nul_in(value: &Value, path: &mut String) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(if path.is_empty() { "body".into() } else { path.clone() }),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = nul_in(v, path);
+            path.truncate(len);
+            found
+        }),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&k.replace('\0', "\\0"));
+            let found = if k.contains('\0') { Some(path.clone()) } else { nul_in(v, path) };
+            path.truncate(len);
+            found
+        }),
+        _ => None,
     }
 }
 
