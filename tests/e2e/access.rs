@@ -914,6 +914,45 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
         }
     }
     println!("access matrix: {claims_refused} calls with malformed or over-reaching region claims, all refused");
+    // Finding 5: foreign subjects. Tokens of other roles, or of a pemda user of another
+    // regency, that carry the subject of the pemda officer who filed the first regency's
+    // request: none of them sees that request or its extract.
+    let mut foreign = 0;
+    for grant in MATRIX.iter().filter(|g| {
+        g.name().contains("DataRequest") || g.name().contains("Extract") || g.name() == "RecordHandover"
+    }) {
+        let short = grant
+            .service()
+            .trim_start_matches("dtks.")
+            .split('.')
+            .next()
+            .unwrap_or_default();
+        for (role, region) in [
+            (Role::KlUser, String::new()),
+            (Role::Public, String::new()),
+            (Role::Ppid, String::new()),
+            (Role::PemdaUser, b.regency.clone()),
+            (Role::EselonI, String::new()),
+        ] {
+            if !grant.allows(role) {
+                continue;
+            }
+            serial += 1;
+            foreign += 1;
+            let token = stack.token_for(&format!("pemda-{}", a.regency), role, &region);
+            let body = request(grant.method, Role::PemdaUser, &a, &list_id, serial);
+            if let Ok(bytes) = call(channels[short].clone(), grant.method, shapes[grant.method], body, &token).await
+                && (contains(&bytes, &a.request) || a.personal.iter().any(|p| contains(&bytes, p)))
+            {
+                failures.push(format!(
+                    "{} as {} carrying the filer's subject: the answer carries the filer's request",
+                    grant.name(),
+                    role.as_str()
+                ));
+            }
+        }
+    }
+    println!("access matrix: {foreign} calls with the filer's subject on another role or region, none answered with the request");
     println!(
         "access matrix: calls per service (refused by the matrix / refused by scope or record / other refusals / answered)"
     );
