@@ -772,6 +772,10 @@ mod tests {
         let e = Rule::compile("household.size + 1").expect_err("not a yes or no");
         assert!(e.message.contains("true or false"), "{e}");
         assert!(Rule::compile("   ").is_err());
+        // Text the parser panics on (found by the cel_rule fuzz target) is a refusal.
+        for text in [",", ")", "(", "household.", "[,]"] {
+            assert!(Rule::compile(text).is_err(), "{text}");
+        }
     }
 
     /// Finding 2: 500 nested parentheses overflowed the parser's stack and aborted the
