@@ -11,13 +11,9 @@ CACHE=${DTKS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dtks/chart-tools}
 mkdir -p "$CACHE/bin"
 log() { printf '[chart-tools] %s\n' "$*" >&2; }
 
-if [ ! -x "$CACHE/venv/bin/python" ]; then
-  if ! python3 -m venv "$CACHE/venv" 2>/dev/null; then
-    log "installing python3-venv"
-    if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq python3-venv >/dev/null; else sudo apt-get install -y -qq python3-venv >/dev/null; fi
-    python3 -m venv "$CACHE/venv"
-  fi
-fi
+# shellcheck source=scripts/venv.sh
+. "$(dirname "$0")/venv.sh"
+tools_venv "$CACHE"
 PIP="$CACHE/venv/bin/pip"
 if [ ! -x "$CACHE/venv/bin/kubernetes-validate" ] || [ ! -x "$CACHE/venv/bin/checkov" ]; then
   log "installing kubernetes-validate and checkov (once)"

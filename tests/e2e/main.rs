@@ -3,6 +3,7 @@
 
 mod access;
 mod audit;
+mod conformance;
 mod consumers;
 mod criteria;
 mod dashboards;

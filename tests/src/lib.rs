@@ -121,7 +121,10 @@ pub fn free_port() -> u16 {
 /// the pid over.
 pub fn run_database(run_id: &str) -> String {
     let pid = std::process::id();
-    format!("dtks_e2e_{pid}_{}_{run_id}", process_start_ticks(pid).unwrap_or(0))
+    format!(
+        "dtks_e2e_{pid}_{}_{run_id}",
+        process_start_ticks(pid).unwrap_or(0)
+    )
 }
 
 /// When process `pid` started, in clock ticks since boot (field 22 of its
@@ -472,12 +475,17 @@ impl Stack {
             .arg("serve")
             .env("DTKS_REGISTRY_FAULT", fault)
             .spawn()?;
+        self.wait_registry().await
+    }
+
+    /// Waits until the reference civil registry accepts connections.
+    pub async fn wait_registry(&self) -> anyhow::Result<()> {
         let address = format!("127.0.0.1:{}", self.registry_port);
         let deadline = tokio::time::Instant::now() + time::patience(30);
         while tokio::net::TcpStream::connect(&address).await.is_err() {
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
-                "the civil registry did not come back"
+                "the civil registry is not serving"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -14,7 +14,9 @@
 //! `DTKS_REGISTRY_SIGNING_KEY`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use sea_orm::DatabaseConnection;
@@ -22,8 +24,9 @@ use serde_json::{Value, json};
 
 use dtks_platform::dci::{self, KeyRing, Signer};
 
-use crate::events;
+use crate::contract::{self, Shape};
 use crate::search::{self, now};
+use crate::{events, transactions};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -46,23 +49,170 @@ pub const SENDER_ID: &str = "dukcapil-reference";
 /// At most this many requests in one message.
 const MAX_REQUESTS: usize = 100;
 
+/// The DCI operations this registry serves, each with the `header.action` it takes and
+/// the schema of its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Search,
+    Subscribe,
+    Unsubscribe,
+    TxnStatus,
+}
+
+static SEARCH_HEADER: Shape = contract::header!("search");
+static SUBSCRIBE_HEADER: Shape = contract::header!("subscribe");
+static UNSUBSCRIBE_HEADER: Shape = contract::header!("unsubscribe");
+static TXN_STATUS_HEADER: Shape = contract::header!("txn-status");
+
+impl Operation {
+    fn header(self) -> &'static Shape {
+        match self {
+            Self::Search => &SEARCH_HEADER,
+            Self::Subscribe => &SUBSCRIBE_HEADER,
+            Self::Unsubscribe => &UNSUBSCRIBE_HEADER,
+            Self::TxnStatus => &TXN_STATUS_HEADER,
+        }
+    }
+
+    fn message(self) -> &'static Shape {
+        match self {
+            Self::Search => &contract::SEARCH,
+            Self::Subscribe => &contract::SUBSCRIBE,
+            Self::Unsubscribe => &contract::UNSUBSCRIBE,
+            Self::TxnStatus => &contract::TXN_STATUS,
+        }
+    }
+}
+
 pub fn router(registry: Registry) -> Router {
     Router::new()
         .route("/registry/sync/search", post(sync_search))
         .route("/registry/search", post(async_search))
         .route("/registry/subscribe", post(events::subscribe))
         .route("/registry/unsubscribe", post(events::unsubscribe))
+        .route("/registry/sync/txn/status", post(transactions::sync_status))
+        .route("/registry/txn/status", post(transactions::async_status))
         .route("/admin/vital-events", post(events::record))
+        .fallback(|| async {
+            Refusal::new(
+                StatusCode::NOT_FOUND,
+                "err.request.not_found",
+                "no such DCI endpoint",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            Refusal::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "err.request.bad",
+                "DCI endpoints take POST only",
+            )
+        })
         .with_state(registry)
 }
 
-pub type Refusal = (StatusCode, Json<Value>);
+/// How a refusal is put: a synchronous endpoint answers with the callback header of its
+/// answer (status `rjct`), an asynchronous one with its acknowledgement (`ERR`). Both
+/// carry the standard's `errors` list, the body it gives for 401, 403 and 500.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Ack,
+    /// The action of the answer (`on-search`, `txn-on-status`).
+    Callback(&'static str),
+}
 
-pub fn error(status: StatusCode, code: &str, message: &str) -> Refusal {
-    (
-        status,
-        Json(json!({ "error": { "code": code, "message": message } })),
-    )
+/// A refused request: the HTTP status, the DCI error code and why.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub reply: Reply,
+}
+
+impl Refusal {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            reply: Reply::Ack,
+        }
+    }
+
+    pub fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "err.request.bad", message)
+    }
+
+    /// Put as a synchronous answer with `action`.
+    pub fn as_callback(mut self, action: &'static str) -> Self {
+        self.reply = Reply::Callback(action);
+        self
+    }
+}
+
+/// The standard bounds every message text at 999 characters.
+fn clip(text: &str) -> String {
+    text.chars().take(999).collect()
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let message = clip(&self.message);
+        let errors = json!([{ "code": self.code, "message": message }]);
+        let body = match self.reply {
+            Reply::Ack => json!({
+                "message": {
+                    "ack_status": "ERR",
+                    "timestamp": now(),
+                    "error": { "code": self.code, "message": message },
+                    "correlation_id": "",
+                },
+                "errors": errors,
+            }),
+            Reply::Callback(action) => json!({
+                "header": {
+                    "version": "1.0.0",
+                    "message_id": uuid::Uuid::new_v4().to_string(),
+                    "message_ts": now(),
+                    "action": action,
+                    "status": "rjct",
+                    "status_reason_message": message,
+                    "sender_id": SENDER_ID,
+                    "total_count": 0,
+                    "completed_count": 0,
+                    "is_msg_encrypted": false,
+                },
+                "errors": errors,
+            }),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The request body as JSON, or a refusal in the standard's shape: a body that is not
+/// JSON, or not sent as `application/json`, is refused like any other bad message.
+pub fn body(body: Result<Json<Value>, JsonRejection>) -> Result<Value, Refusal> {
+    body.map(|Json(v)| v).map_err(|rejection| {
+        let status = rejection.status();
+        let why = match &rejection {
+            JsonRejection::MissingJsonContentType(_) => {
+                "DCI messages are sent as application/json".to_owned()
+            }
+            JsonRejection::JsonSyntaxError(_) | JsonRejection::JsonDataError(_) => {
+                "the body is not valid JSON".to_owned()
+            }
+            _ => "the body could not be read".to_owned(),
+        };
+        Refusal::new(
+            if status.is_client_error() {
+                status
+            } else {
+                StatusCode::BAD_REQUEST
+            },
+            "err.request.bad",
+            why,
+        )
+    })
 }
 
 /// A fault the reference registry can be told to show, for drills and tests of the
@@ -81,7 +231,7 @@ async fn faulty() -> Option<Result<Json<Value>, Refusal>> {
             None
         }
         "malformed" => Some(Ok(Json(json!({ "message": { "unexpected": true } })))),
-        "error" => Some(Err(error(
+        "error" => Some(Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "err.service.unavailable",
             "registry maintenance",
@@ -91,48 +241,111 @@ async fn faulty() -> Option<Result<Json<Value>, Refusal>> {
 }
 
 impl Registry {
-    /// Checks the signature (when keys are configured) and the envelope's shape;
-    /// answers the header.
-    pub fn admit<'b>(&self, body: &'b Value) -> Result<&'b Value, Refusal> {
-        let refused = |e: dtks_platform::dci::SignatureError| {
-            error(StatusCode::UNAUTHORIZED, e.reason_code(), &e.to_string())
+    /// Admits a DCI message for `op`: no NUL anywhere, signed by a trusted key (when
+    /// keys are configured), header and message as the standard's schemas say, not
+    /// encrypted (this registry holds no decryption key), and not taken before. Answers
+    /// the sender.
+    pub fn admit(
+        &self,
+        headers: &HeaderMap,
+        body: &Value,
+        op: Operation,
+    ) -> Result<String, Refusal> {
+        let unauthorised = |e: dtks_platform::dci::SignatureError| {
+            Refusal::new(StatusCode::UNAUTHORIZED, e.reason_code(), e.to_string())
         };
-        let header = body.get("header").filter(|h| h.is_object()).ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "err.request.bad",
-                "header is required",
+        // The standard's security scheme first: a bearer token from a trusted sender.
+        let caller = if self.trusted.is_empty() {
+            None
+        } else {
+            let token = headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or_else(|| {
+                    Refusal::new(
+                        StatusCode::UNAUTHORIZED,
+                        "err.request.unauthorized",
+                        "Authorization: Bearer <token signed by the sender's DCI key> is required",
+                    )
+                })?;
+            Some(
+                self.trusted
+                    .verify_bearer(token.trim(), SENDER_ID)
+                    .map_err(|e| {
+                        Refusal::new(
+                            StatusCode::UNAUTHORIZED,
+                            "err.request.unauthorized",
+                            e.to_string(),
+                        )
+                    })?,
             )
-        })?;
-        // Finding 10: a NUL byte reached PostgreSQL and answered 500. Text that no
-        // registry field can hold is refused before anything reads it.
-        if let Some(path) = nul_in(body, &mut String::new()) {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "err.request.bad",
-                &format!("{path} contains a NUL character"),
-            ));
+        };
+        if !body.is_object() {
+            return Err(Refusal::bad("the body must be a DCI message object"));
         }
         let sender = if self.trusted.is_empty() {
-            sender(header)
+            None
         } else {
-            self.trusted.verify(body).map_err(refused)?
+            Some(self.trusted.verify(body).map_err(unauthorised)?)
         };
-        self.replays.first_time(&sender, body).map_err(refused)?;
-        Ok(header)
+        if sender.is_some() && sender != caller {
+            return Err(Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                "err.signature.invalid",
+                "the message is signed by another sender than the bearer token's",
+            ));
+        }
+        let header = body
+            .get("header")
+            .ok_or_else(|| Refusal::bad("header: is required"))?;
+        contract::check(header, op.header()).map_err(|e| Refusal::bad(format!("header.{e}")))?;
+        let message = body
+            .get("message")
+            .ok_or_else(|| Refusal::bad("message: is required"))?;
+        if message.get("ciphertext").is_some() {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "err.encryption.invalid",
+                "this registry holds no key agreed for encrypted messages: send them unencrypted",
+            ));
+        }
+        contract::check(message, op.message()).map_err(|e| Refusal::bad(format!("message.{e}")))?;
+        let sender = sender.unwrap_or_else(|| self::sender(header));
+        self.replays
+            .first_time(&sender, body)
+            .map_err(unauthorised)?;
+        Ok(sender)
     }
 
-    /// The callback base of an asynchronous request: `header.sender_uri`, which must be
-    /// the base registered for the sender when senders are registered (always, once
-    /// requests are signed).
-    pub fn callback_base(&self, header: &Value) -> Result<String, Refusal> {
-        let base = callback_base(header)?;
-        if self.senders.is_empty() && self.trusted.is_empty() {
-            return Ok(base);
+    /// The callback base of an asynchronous request from `sender`: `header.sender_uri`,
+    /// or, when the header names none, the base registered for the sender (the
+    /// standard's default). Once senders are registered (always, once requests are
+    /// signed) a named URI must be the registered one.
+    pub fn callback_base(&self, sender: &str, header: &Value) -> Result<String, Refusal> {
+        let registered = self.senders.get(sender).map(|b| b.trim_end_matches('/'));
+        let named = header.get("sender_uri").and_then(Value::as_str);
+        let strict = !(self.senders.is_empty() && self.trusted.is_empty());
+        let base = match (named, registered) {
+            (None, Some(registered)) => return Ok(registered.to_owned()),
+            (None, None) => {
+                return Err(Refusal::bad(
+                    "header.sender_uri: is required from a sender without a registered callback",
+                )
+                .with_code("err.sender_uri.invalid"));
+            }
+            (Some(uri), _) => uri.trim_end_matches('/'),
+        };
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Refusal::bad(
+                "header.sender_uri: must be the http(s) base of the sender's callbacks",
+            )
+            .with_code("err.sender_uri.invalid"));
         }
-        match self.senders.get(&sender(header)) {
-            Some(registered) if registered.trim_end_matches('/') == base => Ok(base),
-            _ => Err(error(
+        match registered {
+            Some(registered) if registered == base => Ok(base.to_owned()),
+            _ if !strict => Ok(base.to_owned()),
+            _ => Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 "err.sender_uri.invalid",
                 "header.sender_uri is not the callback base registered for this sender",
@@ -142,10 +355,7 @@ impl Registry {
 
     /// A signed message from the registry (unsigned when it has no key).
     pub fn envelope(&self, action: &str, receiver_id: &str, total: usize, message: Value) -> Value {
-        self.seal(
-            dci::header(SENDER_ID, action, receiver_id, None, total),
-            message,
-        )
+        self.seal(callback_header(action, receiver_id, total), message)
     }
 
     fn seal(&self, header: Value, message: Value) -> Value {
@@ -164,96 +374,101 @@ impl Registry {
     }
 }
 
-/// The path of the first string (or key) in `value` holding a NUL character.
-fn nul_in(value: &Value, path: &mut String) -> Option<String> {
-    match value {
-        Value::String(s) if s.contains('\0') => Some(if path.is_empty() { "body".into() } else { path.clone() }),
-        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
-            let len = path.len();
-            path.push_str(&format!("[{i}]"));
-            let found = nul_in(v, path);
-            path.truncate(len);
-            found
-        }),
-        Value::Object(map) => map.iter().find_map(|(k, v)| {
-            let len = path.len();
-            if !path.is_empty() {
-                path.push('.');
-            }
-            path.push_str(&k.replace('\0', "\\0"));
-            let found = if k.contains('\0') { Some(path.clone()) } else { nul_in(v, path) };
-            path.truncate(len);
-            found
-        }),
-        _ => None,
+impl Refusal {
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
     }
 }
 
-fn requests(body: &Value) -> Result<&Vec<Value>, Refusal> {
+/// The header of what the registry answers or sends (`MsgCallbackHeader`): every part
+/// of it succeeded (`completed_count` = `total_count`).
+pub fn callback_header(action: &str, receiver_id: &str, total: usize) -> Value {
+    let mut header = dci::header(SENDER_ID, action, receiver_id, None, total);
+    header["status"] = json!("succ");
+    header["completed_count"] = json!(total);
+    header
+}
+
+fn requests(body: &Value) -> Result<Vec<Value>, Refusal> {
     let requests = body
         .pointer("/message/search_request")
         .and_then(Value::as_array)
-        .ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "err.request.bad",
-                "message.search_request must be an array",
-            )
-        })?;
+        .ok_or_else(|| Refusal::bad("message.search_request: must be an array"))?;
     if requests.len() > MAX_REQUESTS {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "err.request.bad",
-            "at most 100 search requests per message",
-        ));
+        return Err(Refusal::bad(format!(
+            "message.search_request: at most {MAX_REQUESTS} search requests per message"
+        )));
     }
-    Ok(requests)
+    Ok(requests.clone())
 }
 
 pub fn storage(e: sea_orm::DbErr) -> Refusal {
     tracing::warn!(error = %e, "registry storage failed");
-    error(
+    Refusal::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "err.service.unavailable",
         "registry storage unavailable",
     )
 }
 
-fn sender(header: &Value) -> String {
+/// The sender a header names (the one taken when messages are not signed), with any
+/// control character replaced: it is kept and compared, never trusted.
+pub fn sender(header: &Value) -> String {
     header
         .get("sender_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+/// A text member of the message (`transaction_id`), as the schema has admitted it.
+pub fn text_at(body: &Value, pointer: &str) -> String {
+    body.pointer(pointer)
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned()
 }
 
-/// The admitted search's header and requests.
-fn admit_search(registry: &Registry, body: &Value) -> Result<(Value, Vec<Value>), Refusal> {
-    let header = registry.admit(body)?.clone();
-    Ok((header, requests(body)?.clone()))
+/// A `SearchResponse`: the requests' answers under the transaction and a correlation
+/// id of this registry's.
+pub fn search_response(transaction_id: &str, correlation_id: &str, responses: Vec<Value>) -> Value {
+    json!({
+        "transaction_id": transaction_id,
+        "correlation_id": correlation_id,
+        "search_response": responses,
+    })
 }
 
 async fn sync_search(
     State(registry): State<Registry>,
-    Json(body): Json<Value>,
+    headers: HeaderMap,
+    request: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, Refusal> {
+    let on_search = |r: Refusal| r.as_callback("on-search");
     if let Some(answer) = faulty().await {
-        return answer;
+        return answer.map_err(on_search);
     }
-    let (header, requests) = admit_search(&registry, &body)?;
+    let body = body(request).map_err(on_search)?;
+    let sender = registry
+        .admit(&headers, &body, Operation::Search)
+        .map_err(on_search)?;
+    let requests = requests(&body).map_err(on_search)?;
     let responses = search::answer(&registry.db, &requests)
         .await
-        .map_err(storage)?;
-    let count = responses.len();
-    let mut answer_header = dci::header(SENDER_ID, "on-search", &sender(&header), None, count);
-    answer_header["status"] = json!("succ");
-    answer_header["completed_count"] = json!(count);
-    Ok(Json(registry.seal(
-        answer_header,
-        json!({
-            "transaction_id": body.pointer("/message/transaction_id").cloned().unwrap_or_default(),
-            "search_response": responses,
-        }),
+        .map_err(|e| on_search(storage(e)))?;
+    let correlation_id = uuid::Uuid::new_v4().to_string();
+    Ok(Json(registry.envelope(
+        "on-search",
+        &sender,
+        responses.len(),
+        search_response(
+            &text_at(&body, "/message/transaction_id"),
+            &correlation_id,
+            responses,
+        ),
     )))
 }
 
@@ -264,38 +479,40 @@ pub fn ack(correlation_id: &str) -> Json<Value> {
     }))
 }
 
-/// The callback base of an asynchronous request (`header.sender_uri`).
-pub fn callback_base(header: &Value) -> Result<String, Refusal> {
-    header
-        .get("sender_uri")
-        .and_then(Value::as_str)
-        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-        .map(|u| u.trim_end_matches('/').to_owned())
-        .ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "err.sender_uri.invalid",
-                "header.sender_uri must be the http(s) base of the sender's callbacks",
-            )
-        })
-}
-
 async fn async_search(
     State(registry): State<Registry>,
-    Json(body): Json<Value>,
+    headers: HeaderMap,
+    request: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, Refusal> {
     if let Some(answer) = faulty().await {
         return answer;
     }
-    let (header, requests) = admit_search(&registry, &body)?;
-    let base = registry.callback_base(&header)?;
-    let receiver = sender(&header);
-    let transaction_id = body
-        .pointer("/message/transaction_id")
-        .cloned()
-        .unwrap_or_default();
-    let correlation_id = uuid::Uuid::new_v4().to_string();
-    let correlation = correlation_id.clone();
+    let body = body(request)?;
+    let sender = registry.admit(&headers, &body, Operation::Search)?;
+    let base = registry.callback_base(&sender, &body["header"])?;
+    let requests = requests(&body)?;
+    let transaction_id = text_at(&body, "/message/transaction_id");
+    let correlation_id = uuid::Uuid::new_v4();
+    // Recorded before the acknowledgement: a status check finds it pending at once.
+    let pending: Vec<Value> = requests
+        .iter()
+        .map(|r| json!({ "reference_id": r["reference_id"], "timestamp": now(), "status": "pdng" }))
+        .collect();
+    let record = transactions::Txn {
+        correlation_id,
+        sender: sender.clone(),
+        transaction_id: transaction_id.clone(),
+        kind: transactions::Kind::Search,
+        reference_ids: transactions::reference_ids(&requests),
+        codes: Vec::new(),
+    };
+    transactions::record(
+        &registry.db,
+        &record,
+        &search_response(&transaction_id, &correlation_id.to_string(), pending),
+    )
+    .await
+    .map_err(storage)?;
     tokio::spawn(async move {
         let responses = match search::answer(&registry.db, &requests).await {
             Ok(responses) => responses,
@@ -305,29 +522,30 @@ async fn async_search(
             }
         };
         let count = responses.len();
-        let body = registry.envelope(
-            "on-search",
-            &receiver,
-            count,
-            json!({
-                "transaction_id": transaction_id,
-                "correlation_id": correlation,
-                "search_response": responses,
-            }),
-        );
-        // A few tries; the requester times out and searches again if all fail.
+        let message = search_response(&transaction_id, &correlation_id.to_string(), responses);
+        if let Err(e) = transactions::complete(&registry.db, correlation_id, &message).await {
+            tracing::warn!(error = %e, "asynchronous search not recorded");
+        }
+        let body = registry.envelope("on-search", &sender, count, message);
+        registry
+            .deliver(&format!("{base}/registry/on-search"), &body)
+            .await;
+    });
+    Ok(ack(&correlation_id.to_string()))
+}
+
+impl Registry {
+    /// Posts an answer to its callback, a few times; the requester times out and asks
+    /// again (or checks the transaction's status) if all fail.
+    pub async fn deliver(&self, url: &str, body: &Value) {
         for attempt in 0..3u32 {
-            match registry
-                .call_back(&format!("{base}/registry/on-search"), &body)
-                .await
-            {
+            match self.call_back(url, body).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, attempt, "on-search callback failed");
+                    tracing::warn!(error = %e, attempt, "callback failed");
                     tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
                 }
             }
         }
-    });
-    Ok(ack(&correlation_id))
+    }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use serde::Deserialize;
@@ -20,11 +21,29 @@ use tokio::sync::Notify;
 
 use dtks_platform::db::stmt;
 
-use crate::dci::{Refusal, Registry, ack, error, storage};
+use crate::dci::{Operation, Refusal, Registry, ack, body, storage, text_at};
 use crate::search::{now, record as person_record};
+use crate::transactions::{self, Kind, Txn};
 
-/// The vital events the registry records and notifies.
+/// The vital events the registry records and notifies, as its clerks name them.
 pub const KINDS: [&str; 5] = ["death", "birth", "marriage", "divorce", "moved"];
+
+/// A vital event's name in DCI (`reg_event_type`): the standard's code list names a
+/// birth `live_birth`; a move is this registry's own.
+pub fn standard_kind(kind: &str) -> &str {
+    if kind == "birth" { "live_birth" } else { kind }
+}
+
+/// The registry's kind for a subscription's `reg_event_type` (the standard's name, or
+/// the clerks' own).
+fn kind_of(event_type: &str) -> Option<&'static str> {
+    let event_type = if event_type == "live_birth" {
+        "birth"
+    } else {
+        event_type
+    };
+    KINDS.iter().copied().find(|k| *k == event_type)
+}
 
 /// Events sent in one notify message.
 const BATCH: i64 = 100;
@@ -35,39 +54,36 @@ fn wake() -> &'static Arc<Notify> {
 }
 
 fn bad(message: impl Into<String>) -> Refusal {
-    error(StatusCode::BAD_REQUEST, "err.request.bad", &message.into())
+    Refusal::bad(message)
 }
 
 pub async fn subscribe(
     State(registry): State<Registry>,
-    Json(body): Json<Value>,
+    headers: HeaderMap,
+    request: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, Refusal> {
-    let header = registry.admit(&body)?;
-    let base = registry.callback_base(header)?;
-    let sender = header
-        .get("sender_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let items = body
-        .pointer("/message/subscribe_request")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("message.subscribe_request must be an array"))?;
+    let body = body(request)?;
+    let sender = registry.admit(&headers, &body, Operation::Subscribe)?;
+    let base = registry.callback_base(&sender, &body["header"])?;
+    let items = body["message"]["subscribe_request"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut responses = Vec::new();
-    for item in items {
-        let reference_id = item.get("reference_id").cloned().unwrap_or_default();
-        let kind = item
-            .pointer("/subscribe_criteria/reg_event_type")
-            .and_then(Value::as_str)
+    let mut codes = Vec::new();
+    for item in &items {
+        let reference_id = item["reference_id"].clone();
+        let event_type = item["subscribe_criteria"]["reg_event_type"]
+            .as_str()
             .unwrap_or_default();
-        if !KINDS.contains(&kind) {
+        let Some(kind) = kind_of(event_type) else {
             responses.push(json!({
                 "reference_id": reference_id, "timestamp": now(), "status": "rjct",
-                "status_reason_code": "rjct.event_type.invalid",
-                "status_reason_message": format!("reg_event_type must be one of {}", KINDS.join(", ")),
+                "status_reason_code": "rjct.notify_types.invalid",
+                "status_reason_message": "reg_event_type must be one of death, live_birth, marriage, divorce, moved",
             }));
             continue;
-        }
+        };
         // A subscriber that subscribes again (after a restart) keeps its cursor: nothing
         // recorded while it was away is skipped.
         let row = registry
@@ -83,56 +99,126 @@ pub async fn subscribe(
             .map_err(storage)?
             .ok_or_else(|| storage(sea_orm::DbErr::RecordNotFound("subscription".into())))?;
         let code: String = row.try_get("", "code").map_err(storage)?;
+        codes.push(code.clone());
         responses.push(json!({
             "reference_id": reference_id, "timestamp": now(), "status": "succ",
-            "subscriptions": [{ "code": code, "status": "subscribe", "timestamp": now() }],
+            "subscriptions": [{
+                "code": code, "subscription_code": code, "status": "subscribe",
+                "timestamp": now(), "reg_event_type": standard_kind(kind),
+                "notify_record_type": "CRVS_Person",
+                "subscribe_criteria": {
+                    "reg_event_type": standard_kind(kind), "filter": [],
+                    "notify_record_type": "CRVS_Person",
+                },
+            }],
         }));
     }
-    let correlation_id = uuid::Uuid::new_v4().to_string();
-    let confirmation = registry.envelope(
-        "on-subscribe",
-        &sender,
-        responses.len(),
-        json!({
-            "transaction_id": body.pointer("/message/transaction_id").cloned().unwrap_or_default(),
-            "correlation_id": correlation_id,
-            "subscribe_response": responses,
-        }),
-    );
-    tokio::spawn(async move {
-        if let Err(e) = registry
-            .call_back(&format!("{base}/registry/on-subscribe"), &confirmation)
-            .await
-        {
-            tracing::warn!(error = %e, "on-subscribe callback failed");
-        }
+    let correlation_id = uuid::Uuid::new_v4();
+    let message = json!({
+        "transaction_id": text_at(&body, "/message/transaction_id"),
+        "correlation_id": correlation_id.to_string(),
+        "subscribe_response": responses,
     });
-    Ok(ack(&correlation_id))
-}
-
-pub async fn unsubscribe(
-    State(registry): State<Registry>,
-    Json(body): Json<Value>,
-) -> Result<Json<Value>, Refusal> {
-    registry.admit(&body)?;
-    let codes: Vec<String> = body
-        .pointer("/message/subscription_codes")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("message.subscription_codes must be an array"))?
-        .iter()
-        .map(|c| c.as_str().and_then(|c| uuid::Uuid::parse_str(c).ok()))
-        .map(|c| c.map(|c| c.to_string()))
-        .collect::<Option<_>>()
-        .ok_or_else(|| bad("subscription codes are UUIDs"))?;
-    registry
-        .db
-        .execute_raw(stmt(
-            "DELETE FROM subscriptions WHERE code = ANY($1::uuid[])",
-            [codes.into()],
-        ))
+    let txn = Txn {
+        correlation_id,
+        sender: sender.clone(),
+        transaction_id: text_at(&body, "/message/transaction_id"),
+        kind: Kind::Subscribe,
+        reference_ids: transactions::reference_ids(&items),
+        codes,
+    };
+    transactions::record(&registry.db, &txn, &message)
         .await
         .map_err(storage)?;
-    Ok(ack(&uuid::Uuid::new_v4().to_string()))
+    let confirmation = registry.envelope("on-subscribe", &sender, responses.len(), message);
+    tokio::spawn(async move {
+        registry
+            .deliver(&format!("{base}/registry/on-subscribe"), &confirmation)
+            .await;
+    });
+    Ok(ack(&correlation_id.to_string()))
+}
+
+/// Ends subscriptions of the sender's own. The codes are read from
+/// `subscription_codes` (as the standard describes them) or `sunscription_codes` (as it
+/// requires them); each is answered on `on-unsubscribe`, a code that is not a
+/// subscription of the sender's as `rjct.subscription_code.invalid`.
+pub async fn unsubscribe(
+    State(registry): State<Registry>,
+    headers: HeaderMap,
+    request: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, Refusal> {
+    let body = body(request)?;
+    let sender = registry.admit(&headers, &body, Operation::Unsubscribe)?;
+    let base = registry.callback_base(&sender, &body["header"])?;
+    let message = &body["message"];
+    let listed = message
+        .get("subscription_codes")
+        .or_else(|| message.get("sunscription_codes"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if listed.len() > 100 {
+        return Err(bad(
+            "message.subscription_codes: at most 100 codes per message",
+        ));
+    }
+    let codes: Vec<String> = listed
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect();
+    let uuids: Vec<String> = codes
+        .iter()
+        .filter_map(|c| uuid::Uuid::parse_str(c).ok().map(|u| u.to_string()))
+        .collect();
+    let ended: Vec<String> = registry
+        .db
+        .query_all_raw(stmt(
+            "DELETE FROM subscriptions WHERE code = ANY($1::uuid[]) AND sender_id = $2
+             RETURNING code::text AS code",
+            [uuids.into(), sender.clone().into()],
+        ))
+        .await
+        .map_err(storage)?
+        .iter()
+        .filter_map(|r| r.try_get::<String>("", "code").ok())
+        .collect();
+    let all_ended = codes
+        .iter()
+        .all(|c| uuid::Uuid::parse_str(c).is_ok_and(|u| ended.contains(&u.to_string())));
+    let correlation_id = uuid::Uuid::new_v4();
+    let mut answer = json!({
+        "transaction_id": text_at(&body, "/message/transaction_id"),
+        "correlation_id": correlation_id.to_string(),
+        "timestamp": now(),
+        "status": if all_ended { "succ" } else { "rjct" },
+        "subscription_status": ended
+            .iter()
+            .map(|c| json!({ "code": c, "status": "unsubscribe" }))
+            .collect::<Vec<_>>(),
+    });
+    if !all_ended {
+        answer["status_reason_code"] = json!("rjct.subscription_code.invalid");
+        answer["status_reason_message"] = json!("some codes are not subscriptions of this sender");
+    }
+    let txn = Txn {
+        correlation_id,
+        sender: sender.clone(),
+        transaction_id: text_at(&body, "/message/transaction_id"),
+        kind: Kind::Unsubscribe,
+        reference_ids: Vec::new(),
+        codes,
+    };
+    transactions::record(&registry.db, &txn, &answer)
+        .await
+        .map_err(storage)?;
+    let confirmation = registry.envelope("on-unsubscribe", &sender, 1, answer);
+    tokio::spawn(async move {
+        registry
+            .deliver(&format!("{base}/registry/on-unsubscribe"), &confirmation)
+            .await;
+    });
+    Ok(ack(&correlation_id.to_string()))
 }
 
 /// A vital event as a registry clerk records it.
@@ -170,15 +256,17 @@ fn authorised(registry: &Registry, headers: &HeaderMap) -> bool {
 pub async fn record(
     State(registry): State<Registry>,
     headers: HeaderMap,
-    Json(event): Json<VitalEvent>,
+    request: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), Refusal> {
     if !authorised(&registry, &headers) {
-        return Err(error(
+        return Err(Refusal::new(
             StatusCode::UNAUTHORIZED,
-            "err.unauthorized",
+            "err.request.unauthorized",
             "registry clerk token required",
         ));
     }
+    let event: VitalEvent = serde_json::from_value(body(request)?)
+        .map_err(|e| bad(format!("not a vital event: {e}")))?;
     if !KINDS.contains(&event.kind.as_str()) {
         return Err(bad(format!("kind must be one of {}", KINDS.join(", "))));
     }
@@ -246,9 +334,9 @@ pub async fn record(
     }
     .map_err(storage)?;
     if changed.rows_affected() == 0 {
-        return Err(error(
+        return Err(Refusal::new(
             StatusCode::NOT_FOUND,
-            "err.record.not_found",
+            "err.request.not_found",
             if event.kind == "birth" {
                 "a person with this NIK is already registered"
             } else {
@@ -339,7 +427,7 @@ async fn deliver(
                     "data": {
                         "version": "1.0.0",
                         "reg_type": "ns:dukcapil:RegistryType:Civil",
-                        "reg_event_type": get("kind"),
+                        "reg_event_type": standard_kind(&get("kind")),
                         "event_date": get("event_date"),
                         "reg_record_type": "CRVS_Person",
                         "reg_records": person_record(e),

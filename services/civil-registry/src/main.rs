@@ -1,6 +1,7 @@
 //! The reference civil registry: a stand-in for Dukcapil (unreachable from here) that
-//! speaks the DCI registry API — search by identifier and by predicate, sync and async,
-//! vital-event subscriptions and notifications, signed messages — over a synthetic
+//! speaks the DCI registry API (`registry_core_api` 1.0.0) — search by identifier and by
+//! predicate, sync and async, vital-event subscriptions and notifications, transaction
+//! status, signed messages — over a synthetic
 //! population in its own schema. Matching reaches it only through its DCI adapter,
 //! exactly as it would reach the real registry.
 //!
@@ -14,9 +15,11 @@
 //! `DTKS_REGISTRY_ADMIN_TOKEN` to require a bearer token on `/admin/vital-events`;
 //! `DTKS_REGISTRY_FAULT` for drills.
 
+mod contract;
 mod dci;
 mod events;
 mod search;
+mod transactions;
 
 use anyhow::Context as _;
 use sea_orm::ConnectionTrait;
@@ -58,6 +61,19 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     UNIQUE (sender_id, callback_uri, event_type)
 );
+-- Asynchronous requests and what their callbacks said, for txn/status (kept a day).
+-- The sender's texts are kept as their JSON spelling (a DCI string may hold NUL).
+CREATE TABLE IF NOT EXISTS transactions (
+    correlation_id UUID PRIMARY KEY,
+    sender_id TEXT NOT NULL,
+    transaction_id TEXT NOT NULL,
+    txn_type TEXT NOT NULL,
+    reference_ids TEXT[] NOT NULL,
+    codes TEXT[] NOT NULL,
+    answer TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS transactions_by_sender ON transactions (sender_id, txn_type, created_at);
 "#;
 
 #[tokio::main]
@@ -94,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let registry = registry(db)?;
             tokio::spawn(events::notifier(registry.clone()));
+            tokio::spawn(transactions::expire(registry.db.clone()));
             let shutdown = dtks_platform::shutdown::Shutdown::on_signals();
             axum::serve(listener, dci::router(registry))
                 .with_graceful_shutdown(shutdown.wait())
@@ -143,7 +160,10 @@ fn senders(text: &str) -> anyhow::Result<std::collections::HashMap<String, Strin
                 base.starts_with("http://") || base.starts_with("https://"),
                 "the callback base of {sender} must be http(s)"
             );
-            Ok((sender.trim().to_owned(), base.trim().trim_end_matches('/').to_owned()))
+            Ok((
+                sender.trim().to_owned(),
+                base.trim().trim_end_matches('/').to_owned(),
+            ))
         })
         .collect()
 }

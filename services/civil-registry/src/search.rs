@@ -1,6 +1,8 @@
 //! Search over the population: by identifier (`idtype-value`, type `NIK`; a message's
-//! NIK requests are answered with one query) and by predicate (`predicate`: a list of
-//! `{attribute_name, operator, attribute_value}` joined by `and`), with pagination.
+//! NIK requests are answered with one query) and by predicate (`predicate`: the
+//! standard's list of `{expression1, condition, expression2}`, each condition `and`,
+//! `or` or `not`, the items joined by `and`), with pagination. Records come back as a
+//! `reg_records` object holding a JSON-LD `@graph` of `CRVS_Person`s.
 //!
 //! Predicate attributes: `name` (`eq`, case and spacing ignored), `birth_date`
 //! (`eq`, `ge`, `le`, `gt`, `lt`), `sex` (`eq`: `male`/`female`), `village_code`,
@@ -39,7 +41,7 @@ pub fn record(row: &sea_orm::QueryResult) -> Value {
         _ => "",
     };
     json!({
-        "@type": "CRVS_Person",
+        "@type": RECORD_TYPE,
         "identifier": [
             { "identifier_type": "NIK", "identifier_value": get("nik") },
             { "identifier_type": "KK", "identifier_value": get("kk_number") },
@@ -61,10 +63,37 @@ fn rejected(reference_id: &Value, code: &str, message: String) -> Value {
     })
 }
 
-fn succeeded(reference_id: &Value, records: Vec<Value>, page: (u64, u64), total: u64) -> Value {
+/// The registry type this registry answers as (`reg_type`).
+pub const REG_TYPE: &str = "ns:dukcapil:RegistryType:Civil";
+/// What its records are (`reg_record_type`, and each record's `@type`).
+pub const RECORD_TYPE: &str = "CRVS_Person";
+
+/// A page of records as the standard's `reg_records` object: a JSON-LD node set
+/// (`@graph`) of `CRVS_Person` records.
+pub fn reg_records(records: Vec<Value>) -> Value {
+    json!({
+        "@context": "https://schema.spdci.org/extensions/dci/v1/Person.jsonld",
+        "@graph": records,
+    })
+}
+
+fn succeeded(
+    reference_id: &Value,
+    criteria: &Value,
+    records: Vec<Value>,
+    page: (u64, u64),
+    total: u64,
+) -> Value {
+    let event_type = criteria
+        .get("reg_event_type")
+        .and_then(Value::as_str)
+        .unwrap_or("REGISTER");
     json!({
         "reference_id": reference_id, "timestamp": now(), "status": "succ",
-        "data": { "version": "1.0.0", "reg_records": records },
+        "data": {
+            "version": "1.0.0", "reg_type": REG_TYPE, "reg_event_type": event_type,
+            "reg_record_type": RECORD_TYPE, "reg_records": reg_records(records),
+        },
         "pagination": { "page_size": page.0, "page_number": page.1, "total_count": total },
     })
 }
@@ -104,12 +133,12 @@ pub async fn answer(
                 Some(nik) => {
                     let records: Vec<Value> = by_nik.get(nik).cloned().into_iter().collect();
                     let total = records.len() as u64;
-                    succeeded(&reference_id, records, (1, 1), total)
+                    succeeded(&reference_id, &criteria, records, (1, 1), total)
                 }
                 None => rejected(
                     &reference_id,
                     "rjct.search_criteria.invalid",
-                    "idtype-value supports the identifier type NIK only".into(),
+                    "idtype-value takes the identifier type NIK with its value as text".into(),
                 ),
             },
             Some("predicate") => match Predicate::parse(&criteria) {
@@ -117,17 +146,21 @@ pub async fn answer(
                     let (records, total) = predicate.run(db).await?;
                     succeeded(
                         &reference_id,
+                        &criteria,
                         records,
                         (predicate.page_size, predicate.page_number),
                         total,
                     )
                 }
+                Err(why) if why.starts_with("pagination") => {
+                    rejected(&reference_id, "rjct.pagination.invalid", why)
+                }
                 Err(why) => rejected(&reference_id, "rjct.search_criteria.invalid", why),
             },
             _ => rejected(
                 &reference_id,
-                "rjct.query_type.invalid",
-                "query_type must be idtype-value or predicate".into(),
+                "rjct.search_criteria.invalid",
+                "this registry answers idtype-value and predicate queries; expressions are not supported".into(),
             ),
         };
         responses.push(response);
@@ -135,11 +168,14 @@ pub async fn answer(
     Ok(responses)
 }
 
+/// The NIK an identifier request asks for. A value holding a NUL character names no
+/// one (PostgreSQL text cannot hold it): such a request is answered as invalid.
 fn nik_of(criteria: &Value) -> Option<&str> {
     (criteria.get("query_type")?.as_str()? == "idtype-value"
         && criteria.pointer("/query/type")?.as_str()? == "NIK")
         .then(|| criteria.pointer("/query/value")?.as_str())
         .flatten()
+        .filter(|nik| !nik.contains('\0'))
 }
 
 /// A parsed predicate search: SQL conditions with their parameters, and the page.
@@ -164,18 +200,30 @@ impl Predicate {
             page_size: DEFAULT_PAGE_SIZE,
             page_number: 1,
         };
+        // Each item is `expression1`, or `expression1 condition expression2` with the
+        // condition `and`, `or` or `not` (and not); the items all hold together.
         for term in terms {
-            // Either a bare predicate or {expression1, condition: "and", expression2}.
-            if let Some(first) = term.get("expression1") {
-                predicate.add(first)?;
-                match term.get("condition").and_then(Value::as_str).unwrap_or("") {
-                    "" => {}
-                    "and" => predicate.add(term.get("expression2").unwrap_or(&Value::Null))?,
-                    other => return Err(format!("condition `{other}` is not supported; use and")),
+            let first = term
+                .get("expression1")
+                .ok_or("each item of a predicate query needs expression1")?;
+            let first = predicate.add(first)?;
+            let condition = match term.get("condition").and_then(Value::as_str) {
+                None => first,
+                Some(joined @ ("and" | "or" | "not")) => {
+                    let second =
+                        predicate
+                            .add(term.get("expression2").ok_or_else(|| {
+                                format!("condition `{joined}` needs expression2")
+                            })?)?;
+                    match joined {
+                        "and" => format!("({first} AND {second})"),
+                        "or" => format!("({first} OR {second})"),
+                        _ => format!("({first} AND NOT {second})"),
+                    }
                 }
-            } else {
-                predicate.add(term)?;
-            }
+                Some(other) => return Err(format!("condition `{other}` is not and, or or not")),
+            };
+            predicate.conditions.push(condition);
         }
         if let Some(page) = criteria.get("pagination") {
             let number = |name: &str, default: u64| {
@@ -209,7 +257,8 @@ impl Predicate {
         format!("${}", self.params.len())
     }
 
-    fn add(&mut self, term: &Value) -> Result<(), String> {
+    /// The SQL condition of one predicate, its values bound.
+    fn add(&mut self, term: &Value) -> Result<String, String> {
         let name = term
             .get("attribute_name")
             .and_then(Value::as_str)
@@ -219,6 +268,9 @@ impl Predicate {
             .and_then(Value::as_str)
             .ok_or_else(|| format!("{name}: operator is required"))?;
         let value = term.get("attribute_value").unwrap_or(&Value::Null);
+        if value.as_str().is_some_and(|v| v.contains('\0')) {
+            return Err(format!("{name}: attribute_value holds a NUL character"));
+        }
         let text = || {
             value
                 .as_str()
@@ -263,14 +315,10 @@ impl Predicate {
                 format!("kk_number = {p}")
             }
             ("village_code" | "district_code" | "regency_code" | "province_code", "eq" | "in") => {
+                // `in` takes the codes as one text, separated by commas (the standard's
+                // attribute value is never an array).
                 let codes: Vec<String> = if operator == "in" {
-                    value
-                        .as_array()
-                        .ok_or_else(|| format!("{name}: `in` takes an array"))?
-                        .iter()
-                        .map(|v| v.as_str().map(str::to_owned))
-                        .collect::<Option<_>>()
-                        .ok_or_else(|| format!("{name}: `in` takes strings"))?
+                    text()?.split(',').map(|c| c.trim().to_owned()).collect()
                 } else {
                     vec![text()?]
                 };
@@ -289,14 +337,16 @@ impl Predicate {
             }
             _ => return Err(format!("{name} with operator {operator} is not supported")),
         };
-        self.conditions.push(condition);
-        Ok(())
+        Ok(condition)
     }
 
     /// One page of matching records, and how many match in all.
     pub async fn run(&self, db: &DatabaseConnection) -> Result<(Vec<Value>, u64), sea_orm::DbErr> {
         let filter = self.conditions.join(" AND ");
-        let offset = self.page_number.saturating_sub(1).saturating_mul(self.page_size);
+        let offset = self
+            .page_number
+            .saturating_sub(1)
+            .saturating_mul(self.page_size);
         let rows = db
             .query_all_raw(stmt(
                 &format!(
@@ -335,42 +385,55 @@ mod tests {
     fn predicates_parse_into_conditions_or_are_refused_with_the_attribute_named() {
         let ok = Predicate::parse(&json!({
             "query": [
-                {"attribute_name": "birth_date", "operator": "eq", "attribute_value": "1980-03-12"},
+                {"expression1": {"attribute_name": "birth_date", "operator": "eq", "attribute_value": "1980-03-12"}},
                 {"expression1": {"attribute_name": "district_code", "operator": "eq", "attribute_value": "32.04.05"},
-                 "condition": "and",
+                 "condition": "or",
                  "expression2": {"attribute_name": "name", "operator": "eq", "attribute_value": " asep  sunandar"}},
+                {"expression1": {"attribute_name": "sex", "operator": "eq", "attribute_value": "male"},
+                 "condition": "not",
+                 "expression2": {"attribute_name": "kk_number", "operator": "eq", "attribute_value": "3204"}},
             ],
             "pagination": {"page_size": 20, "page_number": 2},
         }))
         .expect("parses");
         assert_eq!(ok.conditions.len(), 3);
         assert_eq!((ok.page_size, ok.page_number), (20, 2));
-        assert!(ok.conditions[1].starts_with("left(village_code, 8)"));
+        assert!(ok.conditions[1].starts_with("(left(village_code, 8)"));
+        assert!(ok.conditions[1].contains(" OR "), "{:?}", ok.conditions);
+        assert!(
+            ok.conditions[2].contains(" AND NOT "),
+            "{:?}",
+            ok.conditions
+        );
 
         for (query, why) in [
             (json!([]), "non-empty"),
             (
-                json!([{"attribute_name": "income", "operator": "eq", "attribute_value": "1"}]),
+                json!([{"expression1": {"attribute_name": "income", "operator": "eq", "attribute_value": "1"}}]),
                 "income",
             ),
             (
-                json!([{"attribute_name": "birth_date", "operator": "eq", "attribute_value": "12/03/1980"}]),
+                json!([{"expression1": {"attribute_name": "birth_date", "operator": "eq", "attribute_value": "12/03/1980"}}]),
                 "YYYY-MM-DD",
             ),
             (
-                json!([{"attribute_name": "regency_code", "operator": "eq", "attribute_value": "32.04.05"}]),
+                json!([{"expression1": {"attribute_name": "regency_code", "operator": "eq", "attribute_value": "32.04.05"}}]),
                 "not a code of that level",
             ),
             (
                 json!([{"expression1": {"attribute_name": "sex", "operator": "eq", "attribute_value": "male"}, "condition": "or"}]),
-                "use and",
+                "needs expression2",
+            ),
+            (
+                json!([{"attribute_name": "sex", "operator": "eq", "attribute_value": "male"}]),
+                "needs expression1",
             ),
         ] {
             let error = Predicate::parse(&json!({ "query": query })).expect_err("refused");
             assert!(error.contains(why), "{error} should say {why}");
         }
         let error = Predicate::parse(&json!({
-            "query": [{"attribute_name": "sex", "operator": "eq", "attribute_value": "female"}],
+            "query": [{"expression1": {"attribute_name": "sex", "operator": "eq", "attribute_value": "female"}}],
             "pagination": {"page_size": 1000},
         }))
         .expect_err("page too large");
@@ -383,11 +446,16 @@ mod tests {
     fn page_numbers_past_the_population_are_refused_without_overflow() {
         let query = |page_number: Value, page_size: Value| {
             Predicate::parse(&json!({
-                "query": [{"attribute_name": "birth_date", "operator": "eq", "attribute_value": "1980-03-12"}],
+                "query": [{"expression1": {"attribute_name": "birth_date", "operator": "eq", "attribute_value": "1980-03-12"}}],
                 "pagination": {"page_number": page_number, "page_size": page_size},
             }))
         };
-        for n in [json!(1u64 << 63), json!(u64::MAX), json!(100_000_000_000_000_000u64), json!(1_000_000_000)] {
+        for n in [
+            json!(1u64 << 63),
+            json!(u64::MAX),
+            json!(100_000_000_000_000_000u64),
+            json!(1_000_000_000),
+        ] {
             let e = query(n.clone(), json!(100)).expect_err("too far");
             assert!(e.contains("page_number"), "{n}: {e}");
         }

@@ -50,6 +50,22 @@ enum Command {
     /// (`DTKS_DCI__SIGNING_KEY` or `DTKS_REGISTRY_SIGNING_KEY`), the public key to the
     /// other side's trusted keys.
     DciKeygen,
+    /// Signs a DCI message read from standard input (`{"header": …, "message": …}`) with
+    /// the seed in `DTKS_DCI__SIGNING_KEY` and prints the `signature` value: how a
+    /// conformance run signs what it generates.
+    DciSign {
+        /// The signer's sender id (the key ring names the key `sender|key_id`).
+        #[arg(long, default_value = "dtks-matching")]
+        sender: String,
+        #[arg(long, default_value = "k1")]
+        key_id: String,
+        /// Print instead a bearer token for calling this audience (the registry's id),
+        /// valid `--secs` seconds (at most an hour); nothing is read.
+        #[arg(long)]
+        bearer: Option<String>,
+        #[arg(long, default_value_t = 900)]
+        secs: i64,
+    },
     /// Dead-lettered events of a service: `dtksctl dead-letters list --service verivali`,
     /// and `replay` to send them back to it once the cause is fixed.
     #[command(subcommand)]
@@ -210,6 +226,24 @@ async fn main() -> anyhow::Result<()> {
         Command::DciKeygen => {
             let (seed, public) = dtks_platform::dci::generate_key();
             println!("{seed} {public}");
+            Ok(())
+        }
+        Command::DciSign {
+            sender,
+            key_id,
+            bearer,
+            secs,
+        } => {
+            let seed = std::env::var("DTKS_DCI__SIGNING_KEY").map_err(|_| {
+                anyhow::anyhow!("DTKS_DCI__SIGNING_KEY (the signing seed) is required")
+            })?;
+            let signer = dtks_platform::dci::Signer::new(&sender, &key_id, &seed)?;
+            if let Some(audience) = bearer {
+                println!("{}", signer.bearer(&audience, secs));
+                return Ok(());
+            }
+            let body: serde_json::Value = serde_json::from_reader(std::io::stdin().lock())?;
+            println!("{}", signer.sign(&body["header"], &body["message"]));
             Ok(())
         }
     }

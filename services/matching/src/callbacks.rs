@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 use crate::dci::DciRegistry;
 use crate::matcher::cache_key;
 
-/// The vital events matching subscribes to.
-pub const VITAL_EVENTS: [&str; 5] = ["death", "birth", "marriage", "divorce", "moved"];
+/// The vital events matching subscribes to, by their DCI names (`live_birth` is the
+/// standard's birth; a move is the registry's own).
+pub const VITAL_EVENTS: [&str; 5] = ["death", "live_birth", "marriage", "divorce", "moved"];
 
 #[derive(Clone)]
 pub struct Callbacks {
@@ -120,7 +121,11 @@ fn notice(item: &Value) -> Option<Notice> {
         .map(dtks_platform::convert::pb_date);
     Some(Notice {
         event_id: uuid::Uuid::parse_str(item.get("reference_id")?.as_str()?).ok()?,
-        kind: data.get("reg_event_type")?.as_str()?.to_owned(),
+        // DTKS's own name for a birth; the standard's `live_birth` is the same event.
+        kind: match data.get("reg_event_type")?.as_str()? {
+            "live_birth" => "birth".to_owned(),
+            other => other.to_owned(),
+        },
         nik,
         date,
     })

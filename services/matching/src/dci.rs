@@ -131,6 +131,8 @@ pub struct DciRegistry {
     callback_url: Option<String>,
     async_search: bool,
     waiters: Waiters,
+    /// The registry's DCI id (receiver and bearer audience).
+    registry_id: String,
 }
 
 impl DciRegistry {
@@ -156,6 +158,7 @@ impl DciRegistry {
             callback_url: config.callback_url.clone(),
             async_search: config.async_search,
             waiters: Arc::default(),
+            registry_id: config.registry_id.clone(),
         })
     }
 
@@ -182,7 +185,7 @@ impl DciRegistry {
                 .collect();
             let answers = self.search(requests).await?;
             for (nik, answer) in chunk.iter().zip(answers) {
-                let record = answer.pointer("/data/reg_records/0");
+                let record = records(&answer).next();
                 found.insert(nik.clone(), record.map(RegistryPerson::from_record));
             }
         }
@@ -203,7 +206,7 @@ impl DciRegistry {
                     i,
                     json!({
                         "query_type": "predicate",
-                        "query": predicates,
+                        "query": all_of(predicates),
                         "pagination": { "page_size": CANDIDATES_PER_QUERY, "page_number": 1 },
                     }),
                 )
@@ -212,12 +215,7 @@ impl DciRegistry {
         let mut seen = std::collections::HashSet::new();
         let mut candidates = Vec::new();
         for answer in self.search(requests).await? {
-            for record in answer
-                .pointer("/data/reg_records")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for record in records(&answer) {
                 let person = RegistryPerson::from_record(record);
                 if seen.insert(person.nik.clone()) {
                     candidates.push(person);
@@ -260,7 +258,7 @@ impl DciRegistry {
         let header = dci::header(
             &self.sender_id,
             action,
-            RECEIVER_ID,
+            &self.registry_id,
             self.callback_url.as_deref(),
             total,
         );
@@ -276,9 +274,15 @@ impl DciRegistry {
                 chain(&e.without_url())
             })
         };
-        self.http
+        let mut request = self
+            .http
             .post(format!("{}{path}", self.base_url))
-            .json(body)
+            .json(body);
+        // The standard's security scheme: a bearer token signed with the same key.
+        if let Some(signer) = &self.signer {
+            request = request.bearer_auth(signer.bearer(&self.registry_id, BEARER_SECS));
+        }
+        request
             .send()
             .await
             .map_err(unavailable)?
@@ -416,7 +420,31 @@ impl DciRegistry {
     }
 }
 
-const RECEIVER_ID: &str = "dukcapil";
+/// How long a bearer token sent with one request lives.
+const BEARER_SECS: i64 = 60;
+
+/// The records of one search answer. The standard's `reg_records` is an object: a
+/// JSON-LD node set (`@graph`) or, for a single record, the record itself.
+fn records(answer: &Value) -> impl Iterator<Item = &Value> {
+    let found = answer.pointer("/data/reg_records");
+    let graph = found
+        .and_then(|r| r.get("@graph"))
+        .and_then(Value::as_array);
+    let single = found.filter(|r| graph.is_none() && r.get("identifier").is_some());
+    graph.into_iter().flatten().chain(single)
+}
+
+/// Predicates joined by `and`, as the standard writes them: one
+/// `{seq_num, expression1}` item each (items hold together).
+pub fn all_of(predicates: &[Value]) -> Value {
+    Value::Array(
+        predicates
+            .iter()
+            .enumerate()
+            .map(|(i, p)| json!({ "seq_num": i + 1, "expression1": p }))
+            .collect(),
+    )
+}
 
 fn search_request(index: usize, criteria: Value) -> Value {
     let mut criteria = criteria;

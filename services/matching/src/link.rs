@@ -41,6 +41,13 @@ pub fn date(d: Option<&pb::Date>) -> Option<NaiveDate> {
     d.and_then(dtks_platform::convert::naive_date)
 }
 
+/// A registry date (`YYYY-MM-DD`) as a proto date.
+pub fn date_of(text: &str) -> Option<pb::Date> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .map(dtks_platform::convert::pb_date)
+}
+
 pub fn sex_code(sex: &str) -> Option<u8> {
     match sex {
         "male" => Some(1),

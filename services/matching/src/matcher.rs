@@ -44,6 +44,8 @@ pub struct Assessed {
     pub review: Option<(RegistryPerson, String)>,
     /// The outcome before linkage (what a clerk's "different person" restores).
     pub before_linkage: PersonOutcome,
+    /// For NIK_OF_ANOTHER_PERSON: whom the registry holds under the NIK given.
+    pub holder: Option<RegistryPerson>,
 }
 
 fn normalise(name: &str) -> String {
@@ -92,8 +94,40 @@ pub fn differences(p: &pb::Person, village: &str, r: &RegistryPerson) -> Vec<ev:
     out
 }
 
+/// How likely the holder of a NIK a proposal gives is the person proposed, before the
+/// other fields are weighed: a NIK is one person's, and most wrong ones are a family
+/// member's or mistyped.
+pub const NIK_PRIOR: f64 = 0.9;
+
+/// Whether the civil registry's holder of the person's NIK is the person: the linkage
+/// model weighs name (titles, spelling variants and old spelling folded), birth date,
+/// sex and region against [`NIK_PRIOR`]. Answers the probability.
+pub fn holder_is_person(
+    model: &dtks_domain::linkage::Model,
+    p: &pb::Person,
+    village: &str,
+    holder: &RegistryPerson,
+) -> f64 {
+    let v = dtks_domain::linkage::compare(
+        &link::person_record(p, village),
+        &link::registry_record(holder),
+    );
+    let prior = (NIK_PRIOR / (1.0 - NIK_PRIOR)).log2();
+    dtks_domain::linkage::probability_of_odds(prior + model.weight(&v))
+}
+
+/// Whether a NIK can be looked up at all: sixteen digits that parse as a NIK. Anything
+/// else is a NIK written down wrongly — unreliable, never a reason to refuse.
+pub fn usable_nik(nik: &str) -> bool {
+    dtks_domain::Nik::parse(nik).is_ok()
+}
+
 /// The exact NIK check of one person against what the registry holds for that NIK.
+/// Identity comes first: the holder is the person unless the model says otherwise
+/// ([`holder_is_person`] below one half gives NIK_OF_ANOTHER_PERSON), and the holder's
+/// status (deceased) is the person's only once they are the same.
 pub fn exact(
+    model: &dtks_domain::linkage::Model,
     p: &pb::Person,
     village: &str,
     found: Option<&RegistryPerson>,
@@ -101,16 +135,15 @@ pub fn exact(
     if p.nik.is_empty() {
         return (PersonOutcome::NoNik, vec![]);
     }
-    let Some(found) = found else {
+    let Some(found) = found.filter(|_| usable_nik(&p.nik)) else {
         return (PersonOutcome::NotFound, vec![]);
     };
-    if found.deceased {
-        return (PersonOutcome::Deceased, vec![]);
+    if holder_is_person(model, p, village, found) < 0.5 {
+        return (PersonOutcome::NikOfAnotherPerson, vec![]);
     }
     let corrections = differences(p, village, found);
-    let differs = |f: &str| corrections.iter().any(|c| c.field == f);
-    if differs("full_name") && differs("birth_date") {
-        (PersonOutcome::NikOfAnotherPerson, vec![])
+    if found.deceased {
+        (PersonOutcome::Deceased, corrections)
     } else if corrections.is_empty() {
         (PersonOutcome::Matched, corrections)
     } else {
@@ -120,12 +153,12 @@ pub fn exact(
 
 impl Matcher {
     /// The registry's answer for each NIK: from the cache, the rest in batched requests.
-    /// An empty NIK (a person without one) is not asked about.
+    /// A NIK that is empty or not a NIK at all is not asked about.
     pub async fn lookup(
         &self,
         niks: &[String],
     ) -> Result<HashMap<String, Option<RegistryPerson>>, RegistryError> {
-        let niks: Vec<&String> = niks.iter().filter(|n| !n.is_empty()).collect();
+        let niks: Vec<&String> = niks.iter().filter(|n| usable_nik(n)).collect();
         // Without a key to hash with, the cache is not used at all.
         let keys: Option<Vec<String>> = niks.iter().map(|n| cache_key(n).ok()).collect();
         let cached: Vec<Option<Option<RegistryPerson>>> = match &keys {
@@ -166,7 +199,7 @@ impl Matcher {
         village: &str,
         found: Option<&RegistryPerson>,
     ) -> Result<Assessed, RegistryError> {
-        let (outcome, corrections) = exact(p, village, found);
+        let (outcome, corrections) = exact(&self.model, p, village, found);
         let trusted = matches!(
             outcome,
             PersonOutcome::Matched
@@ -180,22 +213,27 @@ impl Matcher {
             nik: trusted.then(|| p.nik.clone()),
             review: None,
             before_linkage: outcome,
+            holder: (outcome == PersonOutcome::NikOfAnotherPerson)
+                .then(|| found.cloned())
+                .flatten(),
         };
         if trusted {
             return Ok(assessed);
         }
         let queries = link::candidate_queries(p, village);
-        if queries.is_empty() {
+        if queries.is_empty() && found.is_none() {
             return Ok(assessed);
         }
-        let candidates: Vec<RegistryPerson> = self
-            .registry
-            .find_candidates(&queries)
-            .await?
-            .into_iter()
-            // A NIK that belongs to someone else: that someone is not a candidate.
-            .filter(|c| c.nik != p.nik)
-            .collect();
+        let mut candidates: Vec<RegistryPerson> = if queries.is_empty() {
+            Vec::new()
+        } else {
+            self.registry.find_candidates(&queries).await?
+        };
+        // The NIK's own holder is always a candidate: the model, not the retrieval,
+        // decides whether it is the person.
+        if let Some(holder) = found.filter(|h| !candidates.iter().any(|c| c.nik == h.nik)) {
+            candidates.push(holder.clone());
+        }
         let person = link::person_record(p, village);
         match link::decide(&self.model, &person, candidates, Thresholds::default()) {
             Linked::Link {
@@ -204,14 +242,18 @@ impl Matcher {
             } => {
                 assessed.corrections = differences(p, village, &linked);
                 assessed.probability = probability;
+                let holder = linked.nik == p.nik;
                 assessed.outcome = if linked.deceased {
                     PersonOutcome::Deceased
-                } else if outcome == PersonOutcome::NikOfAnotherPerson {
+                } else if outcome == PersonOutcome::NikOfAnotherPerson && !holder {
                     // Still the officer's finding; the correction names the person's own NIK.
                     outcome
                 } else {
                     PersonOutcome::MatchedWithCorrections
                 };
+                if holder {
+                    assessed.holder = None;
+                }
                 assessed.nik = Some(linked.nik);
             }
             Linked::Review {

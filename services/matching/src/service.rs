@@ -462,11 +462,9 @@ impl MatchingService for Api {
             person,
             village_code,
         } = request.into_inner();
+        // A NIK that is not a NIK is not refused: the person is matched on the other
+        // fields, and the registry's NIK comes back as a correction.
         let person = person.ok_or_else(|| grpc::invalid_field("person", "is required"))?;
-        if !person.nik.is_empty() {
-            dtks_domain::Nik::parse(&person.nik)
-                .map_err(|e| grpc::invalid_field("person.nik", e.to_string()))?;
-        }
         if !dtks_platform::reference::village_codes().contains(village_code.as_str()) {
             return Err(grpc::invalid_field(
                 "village_code",
@@ -496,6 +494,13 @@ impl MatchingService for Api {
             .as_ref()
             .map(|(_, reason)| reason.clone())
             .unwrap_or_default();
+        let nik_holder = assessed.holder.as_ref().map(|h| pb::Person {
+            nik: h.nik.clone(),
+            full_name: h.full_name.clone(),
+            birth_date: crate::link::date_of(&h.birth_date),
+            sex: crate::link::sex_code(&h.sex).map_or(0, i32::from),
+            ..Default::default()
+        });
         // The duplicate check looks at DTKS without changing it: the transaction is
         // rolled back.
         let household = pb::Household {
@@ -541,6 +546,7 @@ impl MatchingService for Api {
             duplicate_proposal_id: m.duplicate_proposal_id,
             duplicate_kk_number: m.duplicate_kk_number,
             reason,
+            nik_holder,
         }))
     }
 

@@ -284,6 +284,14 @@ pub struct DciConfig {
     /// Search asynchronously (answer delivered to the callback) instead of synchronously.
     #[serde(default)]
     pub async_search: bool,
+    /// The civil registry's DCI id: the `receiver_id` of requests and the audience of
+    /// the bearer tokens sent with them.
+    #[serde(default = "default_registry_id")]
+    pub registry_id: String,
+}
+
+fn default_registry_id() -> String {
+    "dukcapil-reference".to_owned()
 }
 
 fn default_sender_id() -> String {
@@ -303,6 +311,7 @@ impl Default for DciConfig {
             callback_addr: None,
             callback_url: None,
             async_search: false,
+            registry_id: default_registry_id(),
         }
     }
 }

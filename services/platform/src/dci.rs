@@ -276,6 +276,113 @@ impl KeyRing {
     }
 }
 
+/// The longest a bearer token of [`Signer::bearer`] may live.
+pub const BEARER_MAX_SECS: i64 = 3600;
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Signer {
+    /// A bearer token (`Authorization: Bearer …`, the standard's security scheme) for
+    /// calling `audience`: a JWT signed EdDSA with this side's DCI key (`kid` the key's
+    /// name), issued for `lifetime_secs` (at most [`BEARER_MAX_SECS`]). The receiver
+    /// checks it with the public key it already trusts for signatures, so no secret is
+    /// shared between the two sides.
+    pub fn bearer(&self, audience: &str, lifetime_secs: i64) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": self.kid() });
+        let claims = serde_json::json!({
+            "iss": self.sender_id, "sub": self.sender_id, "aud": audience,
+            "iat": now, "exp": now + lifetime_secs.clamp(1, BEARER_MAX_SECS),
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        let input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let signature = b64url(&self.key.sign(input.as_bytes()).to_bytes());
+        format!("{input}.{signature}")
+    }
+}
+
+impl KeyRing {
+    /// Checks a bearer token of [`Signer::bearer`] meant for `audience`; answers the
+    /// caller's sender id.
+    pub fn verify_bearer(&self, token: &str, audience: &str) -> Result<String, SignatureError> {
+        self.verify_bearer_at(token, audience, chrono::Utc::now().timestamp())
+    }
+
+    fn verify_bearer_at(
+        &self,
+        token: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<String, SignatureError> {
+        let invalid = |why: &str| SignatureError::Invalid(format!("bearer token {why}"));
+        let decode = |part: &str| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .map_err(|_| invalid("is not base64url"))
+        };
+        let mut parts = token.split('.');
+        let (Some(h), Some(c), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid("is not a JWT"));
+        };
+        let header: Value =
+            serde_json::from_slice(&decode(h)?).map_err(|_| invalid("header is not JSON"))?;
+        if header.get("alg").and_then(Value::as_str) != Some("EdDSA") {
+            return Err(invalid("must be signed EdDSA"));
+        }
+        let kid = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("names no kid"))?;
+        let key = self
+            .keys
+            .get(kid)
+            .ok_or_else(|| invalid("is signed by an unknown key"))?;
+        let bytes: [u8; 64] = decode(sig)?
+            .try_into()
+            .map_err(|_| invalid("signature is not 64 bytes"))?;
+        key.verify_strict(
+            format!("{h}.{c}").as_bytes(),
+            &ed25519_dalek::Signature::from_bytes(&bytes),
+        )
+        .map_err(|_| invalid("signature does not verify"))?;
+        let claims: Value =
+            serde_json::from_slice(&decode(c)?).map_err(|_| invalid("claims are not JSON"))?;
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default();
+        let number = |name: &str| {
+            claims
+                .get(name)
+                .and_then(Value::as_i64)
+                .ok_or_else(|| invalid(&format!("has no {name}")))
+        };
+        let sender = kid.split('|').next().unwrap_or_default();
+        if text("iss") != sender || text("sub") != sender {
+            return Err(invalid("is not issued by its key's sender"));
+        }
+        if text("aud") != audience {
+            return Err(invalid("is meant for another audience"));
+        }
+        let (iat, exp) = (number("iat")?, number("exp")?);
+        if iat > now + SKEW_SECS {
+            return Err(invalid("is issued in the future"));
+        }
+        if exp < iat || exp - iat > BEARER_MAX_SECS {
+            return Err(invalid("lives longer than an hour"));
+        }
+        if exp + SKEW_SECS < now {
+            return Err(invalid("has expired"));
+        }
+        Ok(sender.to_owned())
+    }
+}
+
 /// `name="value"` pairs of a signature string.
 fn parameters(signature: &str) -> HashMap<&str, &str> {
     let text = signature.trim().trim_start_matches("Signature:");
@@ -429,9 +536,18 @@ mod tests {
                 "message": message,
             })
         };
-        assert!(ring.verify_at(&long(then + VALIDITY_SECS), then + 1).is_ok());
-        for expires in [then + 10 * 365 * 24 * 3600, then + VALIDITY_SECS + 1, then - 1] {
-            let refused = ring.verify_at(&long(expires), then + 1).expect_err("too long");
+        assert!(
+            ring.verify_at(&long(then + VALIDITY_SECS), then + 1)
+                .is_ok()
+        );
+        for expires in [
+            then + 10 * 365 * 24 * 3600,
+            then + VALIDITY_SECS + 1,
+            then - 1,
+        ] {
+            let refused = ring
+                .verify_at(&long(expires), then + 1)
+                .expect_err("too long");
             assert!(refused.to_string().contains("expires"), "{refused}");
         }
     }
@@ -442,7 +558,9 @@ mod tests {
         let replays = Replays::default();
         let body = |id: &str| json!({"header": {"message_id": id}});
         assert!(replays.first_time("dtks-matching", &body("m-1")).is_ok());
-        let again = replays.first_time("dtks-matching", &body("m-1")).expect_err("replay");
+        let again = replays
+            .first_time("dtks-matching", &body("m-1"))
+            .expect_err("replay");
         assert!(again.to_string().contains("replay"), "{again}");
         // Another sender's message of the same id is its own.
         assert!(replays.first_time("other", &body("m-1")).is_ok());
@@ -450,5 +568,42 @@ mod tests {
         for missing in [json!({"header": {}}), body(""), body(&"x".repeat(200))] {
             assert!(replays.first_time("dtks-matching", &missing).is_err());
         }
+    }
+    #[test]
+    fn a_bearer_token_verifies_for_its_audience_only_and_not_for_long() {
+        let (seed, public) = generate_key();
+        let signer = Signer::new("dtks-matching", "k1", &seed).expect("signer");
+        let ring = KeyRing::parse(&format!("dtks-matching|k1={public}")).expect("ring");
+        let token = signer.bearer("dukcapil-reference", 300);
+        assert_eq!(
+            ring.verify_bearer(&token, "dukcapil-reference"),
+            Ok("dtks-matching".into())
+        );
+        assert!(ring.verify_bearer(&token, "someone-else").is_err());
+        let now = chrono::Utc::now().timestamp();
+        assert!(
+            ring.verify_bearer_at(&token, "dukcapil-reference", now + 400)
+                .is_err(),
+            "expired"
+        );
+        // One character of the signature changed.
+        let mut forged = token.clone();
+        let last = forged.pop().expect("char");
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(ring.verify_bearer(&forged, "dukcapil-reference").is_err());
+        // Another key, or none.
+        let (other, _) = generate_key();
+        let stranger = Signer::new("dtks-matching", "k1", &other).expect("signer");
+        assert!(
+            ring.verify_bearer(
+                &stranger.bearer("dukcapil-reference", 60),
+                "dukcapil-reference"
+            )
+            .is_err()
+        );
+        assert!(
+            ring.verify_bearer("not.a.token", "dukcapil-reference")
+                .is_err()
+        );
     }
 }

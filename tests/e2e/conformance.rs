@@ -1,0 +1,341 @@
+//! The reference civil registry against the DCI standard it speaks
+//! (`../shared/specs/dci/registry_core_api_v1.0.0.yaml`): schemathesis runs every
+//! operation the registry implements — sync and async search, subscribe, unsubscribe,
+//! sync and async transaction status — with every check it has, signed and
+//! authenticated as a trusted sender (`tests/conformance/dci_hooks.py` says what it
+//! leaves out, and why); and the answers the probe found wrong are shown one by one.
+
+use std::time::Duration;
+
+use dtks_e2e::time::patience;
+use dtks_e2e::{Stack, bin_dir};
+use serde_json::{Value, json};
+
+/// Two persons of one family in Kabupaten Bandung.
+const REGISTRY: &str = "nik,kk_number,full_name,birth_place,birth_date,sex,village_code,death_date
+3204051203800001,3204050505150001,Asep Sunandar,Bandung,1980-03-12,1,32.04.05.2001,
+3204055708840002,3204050505150001,Siti Aminah,Bandung,1984-08-17,2,32.04.05.2001,
+";
+
+const AUDIENCE: &str = "dukcapil-reference";
+
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn signer(stack: &Stack) -> anyhow::Result<dtks_platform::dci::Signer> {
+    dtks_platform::dci::Signer::new(
+        "dtks-matching",
+        "k1",
+        stack
+            .setting("DTKS_DCI__SIGNING_KEY")
+            .ok_or_else(|| anyhow::anyhow!("the run's matching key"))?,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_departure_from_the_registry_core_api() -> anyhow::Result<()> {
+    let spec = repo().join("../shared/specs/dci/registry_core_api_v1.0.0.yaml");
+    anyhow::ensure!(
+        spec.exists(),
+        "the DCI standard is expected at {}",
+        spec.display()
+    );
+    let tools = tokio::process::Command::new(repo().join("scripts/dci-tools.sh"))
+        .output()
+        .await?;
+    anyhow::ensure!(
+        tools.status.success(),
+        "scripts/dci-tools.sh failed: {}",
+        String::from_utf8_lossy(&tools.stderr)
+    );
+    let tools = String::from_utf8(tools.stdout)?.trim().to_owned();
+    let stack = Stack::start_services(REGISTRY, &[], &[]).await?;
+    stack.wait_registry().await?;
+    let signer = signer(&stack)?;
+    let examples = std::env::var("DTKS_DCI_EXAMPLES").unwrap_or_else(|_| "300".into());
+    let run = tokio::process::Command::new(format!("{tools}/bin/schemathesis"))
+        .current_dir(std::env::temp_dir())
+        .env("PYTHONPATH", repo().join("tests/conformance"))
+        .env("SCHEMATHESIS_HOOKS", "dci_hooks")
+        .env("DTKS_DCTL", bin_dir().join("dtksctl"))
+        .env(
+            "DTKS_DCI__SIGNING_KEY",
+            stack.setting("DTKS_DCI__SIGNING_KEY").unwrap_or_default(),
+        )
+        .env("NO_COLOR", "1")
+        .arg("run")
+        .arg(&spec)
+        .args(["--url", &stack.registry_url()])
+        .args(["--checks", "all"])
+        .args([
+            "--header",
+            &format!("Authorization: Bearer {}", signer.bearer(AUDIENCE, 3600)),
+        ])
+        .args([
+            "--include-path-regex",
+            "^/registry/(sync/search|search|subscribe|unsubscribe|txn/status|sync/txn/status)$",
+        ])
+        .args(["--max-examples", &examples])
+        // One worker: hypothesis's generation is not safe on several threads here.
+        .args(["--workers", "1", "--continue-on-failure"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(patience(900), run).await??;
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "schemathesis found departures (above)"
+    );
+    // Every operation ran, and cases were generated and passed.
+    assert!(text.contains("Tested: 6"), "not every operation ran");
+    let summary = text
+        .lines()
+        .find(|l| l.contains("generated") && l.contains("passed"))
+        .ok_or_else(|| anyhow::anyhow!("no summary line"))?;
+    println!("dci conformance: {}", summary.trim());
+    Ok(())
+}
+
+/// What the probe found wrong, answer by answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_answers_as_the_dci_standard_says() -> anyhow::Result<()> {
+    let stack = Stack::start_services(REGISTRY, &[], &[]).await?;
+    stack.wait_registry().await?;
+    let signer = signer(&stack)?;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value, bearer: bool| {
+        let mut request = http
+            .post(format!("{}{path}", stack.registry_url()))
+            .json(&body);
+        if bearer {
+            request = request.bearer_auth(signer.bearer(AUDIENCE, 60));
+        }
+        request.send()
+    };
+    let sealed = |action: &str, sender_uri: Option<&str>, message: Value| {
+        dtks_platform::dci::seal(
+            Some(&signer),
+            dtks_platform::dci::header("dtks-matching", action, AUDIENCE, sender_uri, 1),
+            message,
+        )
+    };
+    let search = |transaction: &str| {
+        json!({
+            "transaction_id": transaction,
+            "search_request": [{
+                "reference_id": "r1", "timestamp": "2026-01-02T03:04:05Z",
+                "search_criteria": {
+                    "reg_event_type": "REGISTER", "query_type": "predicate",
+                    "query": [{
+                        "seq_num": 1,
+                        "expression1": {"attribute_name": "kk_number", "operator": "eq", "attribute_value": "3204050505150001"},
+                        "condition": "and",
+                        "expression2": {"attribute_name": "sex", "operator": "eq", "attribute_value": "female"},
+                    }],
+                },
+            }],
+        })
+    };
+
+    // A synchronous search: correlation id, record type, and the records as an object.
+    let answer: Value = post(
+        "/registry/sync/search",
+        sealed("search", None, search("t-sync")),
+        true,
+    )
+    .await?
+    .json()
+    .await?;
+    let message = &answer["message"];
+    assert_eq!(message["transaction_id"], "t-sync", "{answer}");
+    assert!(
+        message["correlation_id"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "{answer}"
+    );
+    let data = &message["search_response"][0]["data"];
+    assert_eq!(data["reg_record_type"], "CRVS_Person", "{answer}");
+    assert!(data["reg_records"].is_object(), "{answer}");
+    let graph = data["reg_records"]["@graph"].as_array().expect("@graph");
+    assert_eq!(graph.len(), 1, "the mother only: {answer}");
+    assert_eq!(graph[0]["name"]["given_name"], "Siti Aminah");
+    assert_eq!(answer["header"]["status"], "succ");
+
+    // An asynchronous search without sender_uri (optional): answered on the callback
+    // registered for the sender, and its status can be asked for, synchronously.
+    let ack: Value = post(
+        "/registry/search",
+        sealed("search", None, search("t-async")),
+        true,
+    )
+    .await?
+    .json()
+    .await?;
+    assert_eq!(ack["message"]["ack_status"], "ACK", "{ack}");
+    let correlation = ack["message"]["correlation_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let status = |attribute_type: &str, value: Value| {
+        json!({
+            "transaction_id": "t-status",
+            "txnstatus_request": {
+                "reference_id": "s1", "txn_type": "search",
+                "attribute_type": attribute_type, "attribute_value": value,
+            },
+        })
+    };
+    let mut found = Value::Null;
+    for _ in 0..50 {
+        let answer: Value = post(
+            "/registry/sync/txn/status",
+            sealed(
+                "txn-status",
+                None,
+                status("transaction_id", json!("t-async")),
+            ),
+            true,
+        )
+        .await?
+        .json()
+        .await?;
+        let txn = &answer["message"]["txnstatus_response"];
+        if txn["txn_status"]["search_response"][0]["status"] == "succ" {
+            assert_eq!(txn["txn_type"], "on-search", "{answer}");
+            found = txn["txn_status"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found["correlation_id"], correlation.as_str(), "{found}");
+    assert_eq!(
+        found["search_response"][0]["data"]["reg_records"]["@graph"][0]["name"]["given_name"],
+        "Siti Aminah"
+    );
+    // By correlation id, asynchronously: acknowledged.
+    let ack: Value = post(
+        "/registry/txn/status",
+        sealed(
+            "txn-status",
+            None,
+            status("correlation_id", json!(correlation)),
+        ),
+        true,
+    )
+    .await?
+    .json()
+    .await?;
+    assert_eq!(ack["message"]["ack_status"], "ACK", "{ack}");
+    // A transaction not on record: 404, in the standard's error shape.
+    let unknown = post(
+        "/registry/sync/txn/status",
+        sealed(
+            "txn-status",
+            None,
+            status("transaction_id", json!("never-sent")),
+        ),
+        true,
+    )
+    .await?;
+    assert_eq!(unknown.status().as_u16(), 404);
+    let body: Value = unknown.json().await?;
+    assert_eq!(body["errors"][0]["code"], "err.request.not_found", "{body}");
+
+    // A subscription to `live_birth`, the standard's name for a birth.
+    let subscribed: Value = post(
+        "/registry/subscribe",
+        sealed(
+            "subscribe",
+            None,
+            json!({
+                "transaction_id": "t-sub",
+                "subscribe_request": [{
+                    "reference_id": "b1", "timestamp": "2026-01-02T03:04:05Z",
+                    "subscribe_criteria": {
+                        "reg_event_type": "live_birth", "filter": [],
+                        "notify_record_type": "CRVS_Person",
+                    },
+                }],
+            }),
+        ),
+        true,
+    )
+    .await?
+    .json()
+    .await?;
+    assert_eq!(subscribed["message"]["ack_status"], "ACK", "{subscribed}");
+    let answer: Value = post(
+        "/registry/sync/txn/status",
+        sealed(
+            "txn-status",
+            None,
+            json!({
+                "transaction_id": "t-sub-status",
+                "txnstatus_request": {
+                    "reference_id": "s2", "txn_type": "subscribe",
+                    "attribute_type": "transaction_id", "attribute_value": "t-sub",
+                },
+            }),
+        ),
+        true,
+    )
+    .await?
+    .json()
+    .await?;
+    let response = &answer["message"]["txnstatus_response"]["txn_status"]["subscribe_response"][0];
+    assert_eq!(response["status"], "succ", "{answer}");
+    assert_eq!(
+        response["subscriptions"][0]["reg_event_type"], "live_birth",
+        "{answer}"
+    );
+
+    // Refusals are JSON in the standard's shape, framework refusals included.
+    let unauthenticated = post(
+        "/registry/sync/search",
+        sealed("search", None, search("t-no-bearer")),
+        false,
+    )
+    .await?;
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+    let body: Value = unauthenticated.json().await?;
+    assert_eq!(
+        body["errors"][0]["code"], "err.request.unauthorized",
+        "{body}"
+    );
+    let not_json = http
+        .post(format!("{}/registry/sync/search", stack.registry_url()))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await?;
+    assert_eq!(not_json.status().as_u16(), 400);
+    let body: Value = not_json.json().await?;
+    assert_eq!(body["errors"][0]["code"], "err.request.bad", "{body}");
+    assert_eq!(body["header"]["status"], "rjct", "{body}");
+    let nowhere = http
+        .post(format!("{}/registry/elsewhere", stack.registry_url()))
+        .send()
+        .await?;
+    assert_eq!(nowhere.status().as_u16(), 404);
+    let body: Value = nowhere.json().await?;
+    assert_eq!(body["errors"][0]["code"], "err.request.not_found", "{body}");
+    // A header departing from the standard names the field.
+    let mut bad = sealed("search", None, search("t-bad"));
+    bad["header"]["message_ts"] = json!("yesterday");
+    bad["signature"] = json!(signer.sign(&bad["header"], &bad["message"]));
+    let refused = post("/registry/sync/search", bad, true).await?;
+    assert_eq!(refused.status().as_u16(), 400);
+    let body: Value = refused.json().await?;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("header.message_ts"),
+        "{body}"
+    );
+    Ok(())
+}
