@@ -45,7 +45,8 @@ fn scale() -> f64 {
 
 /// Generates the data once per scale; answers its directory.
 fn generate(scale: f64) -> anyhow::Result<PathBuf> {
-    let dir = PathBuf::from(format!("target/bench-matching-{scale}"));
+    // v2: names by regional tradition, every corruption, some in pairs.
+    let dir = PathBuf::from(format!("target/bench-matching-v2-{scale}"));
     if dir.join("persons.csv").exists() {
         return Ok(dir);
     }
@@ -54,12 +55,19 @@ fn generate(scale: f64) -> anyhow::Result<PathBuf> {
     let status = Command::new(bin_dir().join("../release/dtksctl"))
         .args([
             "gen",
+            // Provinces of six naming traditions: Sundanese and Javanese, Batak, Minang,
+            // Balinese, Minahasa (Arabic-derived and Chinese names among them all).
             "--regencies",
-            "32",
+            "32,33,12,13,51,71",
             "--seed",
             "2026",
             "--corruption",
             "0.3",
+            // Every kind, and a quarter of the corrupted persons departing twice.
+            "--corruptions",
+            "all",
+            "--combined",
+            "0.25",
         ])
         .args(["--households", &proposed.to_string()])
         .args(["--unproposed", &unproposed.to_string()])
@@ -74,12 +82,23 @@ fn generate(scale: f64) -> anyhow::Result<PathBuf> {
 
 /// persons.csv: one row per proposed person with the NIK the registry holds for them.
 fn write_persons(dir: &Path) -> anyhow::Result<()> {
+    // The NIK each corrupted person truly has, and what was typed where the typing left
+    // no NIK at all (`…;typed=…`).
     let mut true_nik: HashMap<(String, usize), String> = HashMap::new();
+    let mut typed: HashMap<(String, usize), String> = HashMap::new();
     let mut truth = csv::Reader::from_path(dir.join("truth.csv"))?;
     for rec in truth.records() {
         let rec = rec?;
-        if matches!(&rec[3], "missing_nik" | "unknown_nik") {
-            true_nik.insert((rec[0].to_owned(), rec[2].parse()?), rec[4].to_owned());
+        if matches!(
+            &rec[3],
+            "missing_nik" | "unknown_nik" | "kk_as_nik" | "family_nik" | "nik_typo"
+        ) {
+            let key = (rec[0].to_owned(), rec[2].parse()?);
+            let (nik, rest) = rec[4].split_once(";typed=").unwrap_or((&rec[4], ""));
+            if !rest.is_empty() {
+                typed.insert(key.clone(), rest.to_owned());
+            }
+            true_nik.insert(key, nik.to_owned());
         }
     }
     let mut out = csv::Writer::from_path(dir.join("persons.csv"))?;
@@ -103,7 +122,11 @@ fn write_persons(dir: &Path) -> anyhow::Result<()> {
             .as_array()
             .context("members")?;
         for (m, p) in members.iter().enumerate() {
-            let nik = p["nik"].as_str().unwrap_or_default();
+            let key = (reference.to_owned(), m);
+            let nik = p["nik"]
+                .as_str()
+                .or(typed.get(&key).map(String::as_str))
+                .unwrap_or_default();
             let truth = true_nik
                 .get(&(reference.to_owned(), m))
                 .map(String::as_str)

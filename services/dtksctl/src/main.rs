@@ -7,6 +7,7 @@ mod audit;
 mod bulk;
 mod cycle;
 mod import;
+mod names;
 mod officers;
 mod population;
 mod sheet;
