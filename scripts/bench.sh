@@ -4,6 +4,11 @@
 #
 #   scripts/bench.sh intake [HOUSEHOLDS]   bulk import vs raw COPY (default 100000)
 #   scripts/bench.sh matching [SCALE]      linkage vs Splink, exact NIK (1.0 = 10 M registry)
+#   scripts/bench.sh match-service [H] [U] every person of H proposed households (default
+#                                          2000) through MatchPerson against a registry with U
+#                                          more (default 20000): precision/recall/F1 with the
+#                                          NIK used and withheld, Splink on the rows without
+#                                          a valid NIK, outcomes by departure, latency
 #   scripts/bench.sh verivali [CASES]      the workflow by batched commands (default 100000)
 #   scripts/bench.sh distribution [H]      a list per shipped programme over a determined month
 #                                          of H households (default 10 M), one list streamed
@@ -54,6 +59,17 @@ if [ "$bench" = matching ] || [ "$bench" = determination ]; then
 fi
 scripts/stack.sh start
 eval "$(scripts/stack.sh env)"
+if [ "$bench" = match-service ]; then
+  python3 -c 'import ensurepip' >/dev/null 2>&1 || {
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  }
+  export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-2000}}
+  export DTKS_BENCH_UNPROPOSED=${3:-${DTKS_BENCH_UNPROPOSED:-20000}}
+  cargo build --release --bins
+  exec cargo bench -p dtks-e2e --bench match_service
+fi
 if [ "$bench" = distribution ]; then
   export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-10000000}}
 elif [ "$bench" = pipeline ]; then

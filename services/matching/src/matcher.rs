@@ -100,18 +100,21 @@ pub fn differences(p: &pb::Person, village: &str, r: &RegistryPerson) -> Vec<ev:
 pub const NIK_PRIOR: f64 = 0.9;
 
 /// Whether the civil registry's holder of the person's NIK is the person: the linkage
-/// model weighs name (titles, spelling variants and old spelling folded), birth date,
-/// sex and region against [`NIK_PRIOR`]. Answers the probability.
+/// model weighs name (titles, spelling variants and old spelling folded), birth date
+/// and sex against [`NIK_PRIOR`]. Answers the probability.
 pub fn holder_is_person(
     model: &dtks_domain::linkage::Model,
     p: &pb::Person,
     village: &str,
     holder: &RegistryPerson,
 ) -> f64 {
-    let v = dtks_domain::linkage::compare(
+    let mut v = dtks_domain::linkage::compare(
         &link::person_record(p, village),
         &link::registry_record(holder),
     );
+    // The region is no evidence here: a NIK written wrongly is most often a family
+    // member's, who lives in the same village.
+    v[dtks_domain::linkage::Field::Region as usize] = dtks_domain::linkage::NULL;
     let prior = (NIK_PRIOR / (1.0 - NIK_PRIOR)).log2();
     dtks_domain::linkage::probability_of_odds(prior + model.weight(&v))
 }

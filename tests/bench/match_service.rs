@@ -1,0 +1,343 @@
+//! Matching as a caller meets it: every person of generated proposals is matched
+//! through the service's own `MatchPerson` (release build, the reference civil registry
+//! over DCI, signed), once with the NIK as it was written and once with it withheld,
+//! and the person the service identifies is held against the truth the generator wrote
+//! beside its corruptions.
+//!
+//! The population (`dtksctl gen --corruptions all --combined 0.25`) spans six provinces
+//! and their naming traditions; a third of the proposals carry a departure, a quarter of
+//! those two. Run with `scripts/bench.sh match-service [HOUSEHOLDS] [UNPROPOSED]`. It
+//! prints precision, recall and F1 of "the right registry person", with the NIK used
+//! and withheld; on the rows without a valid NIK (empty, not a NIK, or no one's), the
+//! same beside Splink fitted on those rows in the same run; a confusion table of
+//! outcomes by what the generator did to the person; and the calls' latency.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use dtks_e2e::{Stack, authed, env_or};
+use dtks_platform::auth::Role;
+use dtks_proto::common::v1 as pb;
+use dtks_proto::events::v1::PersonOutcome;
+use dtks_proto::matching::v1::{
+    MatchPersonRequest, MatchPersonResponse, matching_service_client::MatchingServiceClient,
+};
+
+const REGENCIES: &str = "32.04,33.74,12.71,13.71,51.71,71.71";
+const CONCURRENCY: usize = 8;
+
+/// One proposal person and what is true of them.
+struct Case {
+    person: pb::Person,
+    village: String,
+    /// The NIK the registry holds for them.
+    true_nik: String,
+    /// What the generator did to them (`clean` when nothing).
+    kinds: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))?;
+    tokio::runtime::Runtime::new()?.block_on(run(
+        env_or("DTKS_BENCH_HOUSEHOLDS", 2_000usize),
+        env_or("DTKS_BENCH_UNPROPOSED", 20_000usize),
+    ))
+}
+
+fn cases(dir: &std::path::Path) -> anyhow::Result<Vec<Case>> {
+    let mut kinds: HashMap<(String, usize), Vec<String>> = HashMap::new();
+    let mut true_nik: HashMap<(String, usize), String> = HashMap::new();
+    let mut typed: HashMap<(String, usize), String> = HashMap::new();
+    let mut truth = csv::Reader::from_path(dir.join("truth.csv"))?;
+    for rec in truth.records() {
+        let rec = rec?;
+        let key = (rec[0].to_owned(), rec[2].parse::<usize>()?);
+        kinds.entry(key.clone()).or_default().push(rec[3].to_owned());
+        if matches!(
+            &rec[3],
+            "missing_nik" | "unknown_nik" | "kk_as_nik" | "family_nik" | "nik_typo"
+        ) {
+            let (nik, rest) = rec[4].split_once(";typed=").unwrap_or((&rec[4], ""));
+            if !rest.is_empty() {
+                typed.insert(key.clone(), rest.to_owned());
+            }
+            true_nik.insert(key, nik.to_owned());
+        }
+    }
+    let mut out = Vec::new();
+    for line in std::fs::read_to_string(dir.join("proposals.jsonl"))?.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let reference = v["external_reference"].as_str().unwrap_or_default().to_owned();
+        let village = v["household"]["address"]["village"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let members = v["household"]["families"][0]["members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for (m, p) in members.iter().enumerate() {
+            let key = (reference.clone(), m);
+            let nik = p["nik"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| typed.get(&key).cloned())
+                .unwrap_or_default();
+            let born = chrono::NaiveDate::parse_from_str(
+                p["birth_date"].as_str().unwrap_or_default(),
+                "%Y-%m-%d",
+            )?;
+            out.push(Case {
+                true_nik: true_nik.get(&key).cloned().unwrap_or_else(|| nik.clone()),
+                kinds: kinds
+                    .get(&key)
+                    .map(|k| k.join("+"))
+                    .unwrap_or_else(|| "clean".into()),
+                person: pb::Person {
+                    nik,
+                    full_name: p["full_name"].as_str().unwrap_or_default().to_owned(),
+                    birth_date: Some(dtks_platform::convert::pb_date(born)),
+                    sex: if p["sex"].as_str() == Some("Female") { 2 } else { 1 },
+                    ..Default::default()
+                },
+                village: village.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The registry person the service's answer identifies, if it identifies one.
+fn identified(given: &str, answer: &MatchPersonResponse) -> Option<String> {
+    let corrected = answer
+        .corrections
+        .iter()
+        .find(|c| c.field == "nik")
+        .map(|c| c.registry_value.clone());
+    match PersonOutcome::try_from(answer.outcome).unwrap_or_default() {
+        PersonOutcome::Matched => Some(given.to_owned()),
+        PersonOutcome::MatchedWithCorrections | PersonOutcome::Deceased => {
+            corrected.or_else(|| (!given.is_empty()).then(|| given.to_owned()))
+        }
+        PersonOutcome::NikOfAnotherPerson => corrected,
+        _ => None,
+    }
+}
+
+#[derive(Default)]
+struct Score {
+    persons: usize,
+    identified: usize,
+    correct: usize,
+}
+
+impl Score {
+    fn add(&mut self, truth: &str, found: Option<&str>) {
+        self.persons += 1;
+        if let Some(found) = found {
+            self.identified += 1;
+            self.correct += usize::from(found == truth);
+        }
+    }
+    fn precision(&self) -> f64 {
+        self.correct as f64 / self.identified.max(1) as f64
+    }
+    fn recall(&self) -> f64 {
+        self.correct as f64 / self.persons.max(1) as f64
+    }
+    fn f1(&self) -> f64 {
+        let (p, r) = (self.precision(), self.recall());
+        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+    }
+    fn line(&self, what: &str) -> String {
+        format!(
+            "{what:<44} {:>7} {:>7} {:>8.4} {:>8.4} {:>8.4}",
+            self.persons,
+            self.identified,
+            self.precision(),
+            self.recall(),
+            self.f1()
+        )
+    }
+}
+
+async fn match_all(
+    client: &MatchingServiceClient<tonic::transport::Channel>,
+    token: &str,
+    cases: &[Case],
+    withhold: bool,
+) -> anyhow::Result<(Vec<MatchPersonResponse>, Vec<f64>, f64)> {
+    let started = Instant::now();
+    let mut answers: Vec<Option<MatchPersonResponse>> = vec![None; cases.len()];
+    let mut latencies = Vec::with_capacity(cases.len());
+    let mut calls = tokio::task::JoinSet::new();
+    let mut next = 0;
+    while next < cases.len() || !calls.is_empty() {
+        while next < cases.len() && calls.len() < CONCURRENCY {
+            let (mut client, token) = (client.clone(), token.to_owned());
+            let mut person = cases[next].person.clone();
+            if withhold {
+                person.nik.clear();
+            }
+            let village = cases[next].village.clone();
+            let index = next;
+            calls.spawn(async move {
+                let sent = Instant::now();
+                let answer = client
+                    .match_person(authed(
+                        MatchPersonRequest {
+                            person: Some(person),
+                            village_code: village,
+                        },
+                        &token,
+                    ))
+                    .await?
+                    .into_inner();
+                anyhow::Ok((index, answer, sent.elapsed().as_secs_f64() * 1000.0))
+            });
+            next += 1;
+        }
+        if let Some(done) = calls.join_next().await {
+            let (index, answer, ms) = done??;
+            answers[index] = Some(answer);
+            latencies.push(ms);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok((answers.into_iter().flatten().collect(), latencies, seconds))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("dtks-bench-match-{}", std::process::id()));
+    let out = tokio::process::Command::new(dtks_e2e::bin_dir().join("dtksctl"))
+        .args(["gen", "--regencies", REGENCIES, "--seed", "2027"])
+        .args(["--households", &households.to_string()])
+        .args(["--unproposed", &unproposed.to_string()])
+        .args(["--corruption", "0.33", "--corruptions", "all", "--combined", "0.25"])
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .await?;
+    anyhow::ensure!(out.status.success(), "dtksctl gen: {}", String::from_utf8_lossy(&out.stderr));
+    let cases = cases(&dir)?;
+    let registry = std::fs::read_to_string(dir.join("registry.csv"))?;
+    let registered: std::collections::HashSet<&str> =
+        registry.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
+    println!(
+        "matching through MatchPerson: {} proposal persons in {households} households, a registry of {} persons ({REGENCIES})",
+        cases.len(),
+        registered.len()
+    );
+    let stack = Stack::start_services(&registry, &["matching"], &[]).await?;
+    let token = stack.token(Role::PusdatinAdmin, "");
+    let client = MatchingServiceClient::new(stack.channel("matching").await?);
+
+    let (given, mut latencies, seconds) = match_all(&client, &token, &cases, false).await?;
+    let (withheld, _, seconds_withheld) = match_all(&client, &token, &cases, true).await?;
+    latencies.sort_by(f64::total_cmp);
+
+    let mut used = Score::default();
+    let mut hidden = Score::default();
+    let mut invalid = Score::default();
+    let mut confusion: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut no_valid_nik = csv::Writer::from_path(dir.join("persons.csv"))?;
+    no_valid_nik.write_record(["id", "full_name", "birth_date", "sex", "village_code", "nik", "true_nik"])?;
+    for (i, (case, (a, w))) in cases.iter().zip(given.iter().zip(&withheld)).enumerate() {
+        let nik = case.person.nik.as_str();
+        used.add(&case.true_nik, identified(nik, a).as_deref());
+        hidden.add(&case.true_nik, identified("", w).as_deref());
+        let outcome = PersonOutcome::try_from(a.outcome).unwrap_or_default();
+        let row = confusion.entry(case.kinds.clone()).or_default();
+        *row.entry(outcome.as_str_name().trim_start_matches("PERSON_OUTCOME_").to_owned())
+            .or_default() += 1;
+        // Identified, but as someone else: what precision loses.
+        if identified(nik, a).is_some_and(|found| found != case.true_nik) {
+            *row.entry("~WRONG PERSON".to_owned()).or_default() += 1;
+        }
+        let valid = dtks_domain::Nik::parse(nik).is_ok() && registered.contains(nik);
+        if !valid {
+            invalid.add(&case.true_nik, identified(nik, a).as_deref());
+            let born = case.person.birth_date.as_ref().and_then(dtks_platform::convert::naive_date);
+            no_valid_nik.write_record([
+                i.to_string(),
+                case.person.full_name.clone(),
+                born.map(|d| d.to_string()).unwrap_or_default(),
+                case.person.sex.to_string(),
+                case.village.clone(),
+                nik.to_owned(),
+                case.true_nik.clone(),
+            ])?;
+        }
+    }
+    no_valid_nik.flush()?;
+
+    println!(
+        "\n{:<44} {:>7} {:>7} {:>8} {:>8} {:>8}",
+        "the right registry person", "persons", "linked", "prec.", "recall", "F1"
+    );
+    println!("{}", used.line("DTKS MatchPerson, NIK as written"));
+    println!("{}", hidden.line("DTKS MatchPerson, NIK withheld"));
+    println!("{}", invalid.line("DTKS MatchPerson, rows without a valid NIK"));
+    match splink(&dir) {
+        Ok(s) => println!(
+            "{:<44} {:>7} {:>7} {:>8.4} {:>8.4} {:>8.4}   ({:.1} s, fitted on those rows)",
+            "Splink 5.0.0, rows without a valid NIK", s.0, s.1, s.2, s.3, s.4, s.5
+        ),
+        Err(e) => println!("Splink could not run: {e}"),
+    }
+    println!(
+        "\n{} calls with the NIK in {seconds:.1} s ({:.0}/s at concurrency {CONCURRENCY}), p50 {:.1} ms, p99 {:.1} ms; withheld {:.1} s",
+        given.len(),
+        given.len() as f64 / seconds,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        seconds_withheld
+    );
+    let columns: Vec<String> = confusion
+        .values()
+        .flat_map(|m| m.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    println!("\noutcome by what the generator did (NIK as written)");
+    println!(
+        "{:<40} {}",
+        "departure",
+        columns.iter().map(|c| format!("{:>15}", c.to_lowercase().replace('_', " ").trim_start_matches('~').chars().take(15).collect::<String>())).collect::<String>()
+    );
+    for (kinds, row) in &confusion {
+        println!(
+            "{kinds:<40} {}",
+            columns
+                .iter()
+                .map(|c| format!("{:>15}", row.get(c).copied().unwrap_or(0)))
+                .collect::<String>()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Splink on the rows without a valid NIK: (persons, links, precision, recall, F1,
+/// seconds).
+fn splink(dir: &std::path::Path) -> anyhow::Result<(u64, u64, f64, f64, f64, f64)> {
+    let python = dtks_e2e::bench_python(&["splink==5.0.0"])?;
+    let output = std::process::Command::new(python)
+        .arg("tests/bench/splink_link.py")
+        .arg(dir.join("registry.csv"))
+        .arg(dir.join("persons.csv"))
+        .output()?;
+    anyhow::ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout)?;
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    Ok((n("persons"), n("links"), f("precision"), f("recall"), f("f1"), f("seconds")))
+}
