@@ -7,7 +7,9 @@
 //! The population (`dtksctl gen --corruptions all --combined 0.25`) spans six provinces
 //! and their naming traditions; a third of the proposals carry a departure, a quarter of
 //! those two. Run with `scripts/bench.sh match-service [HOUSEHOLDS] [UNPROPOSED]`. It
-//! prints precision, recall and F1 of "the right registry person", with the NIK used
+//! prints precision, recall (over the persons the registry holds; some proposed are
+//! not in it, and any link for them is a wrong one) and F1 of "the right registry
+//! person", with the NIK used
 //! and withheld; on the rows without a valid NIK (empty, not a NIK, or no one's), the
 //! same beside Splink fitted on those rows in the same run; a confusion table of
 //! outcomes by what the generator did to the person; and the calls' latency.
@@ -52,7 +54,10 @@ fn cases(dir: &std::path::Path) -> anyhow::Result<Vec<Case>> {
     for rec in truth.records() {
         let rec = rec?;
         let key = (rec[0].to_owned(), rec[2].parse::<usize>()?);
-        kinds.entry(key.clone()).or_default().push(rec[3].to_owned());
+        kinds
+            .entry(key.clone())
+            .or_default()
+            .push(rec[3].to_owned());
         if matches!(
             &rec[3],
             "missing_nik" | "unknown_nik" | "kk_as_nik" | "family_nik" | "nik_typo"
@@ -67,7 +72,10 @@ fn cases(dir: &std::path::Path) -> anyhow::Result<Vec<Case>> {
     let mut out = Vec::new();
     for line in std::fs::read_to_string(dir.join("proposals.jsonl"))?.lines() {
         let v: serde_json::Value = serde_json::from_str(line)?;
-        let reference = v["external_reference"].as_str().unwrap_or_default().to_owned();
+        let reference = v["external_reference"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let village = v["household"]["address"]["village"]
             .as_str()
             .unwrap_or_default()
@@ -87,8 +95,15 @@ fn cases(dir: &std::path::Path) -> anyhow::Result<Vec<Case>> {
                 p["birth_date"].as_str().unwrap_or_default(),
                 "%Y-%m-%d",
             )?;
+            let unregistered = kinds
+                .get(&key)
+                .is_some_and(|k| k.iter().any(|k| k == "unregistered"));
             out.push(Case {
-                true_nik: true_nik.get(&key).cloned().unwrap_or_else(|| nik.clone()),
+                true_nik: if unregistered {
+                    String::new()
+                } else {
+                    true_nik.get(&key).cloned().unwrap_or_else(|| nik.clone())
+                },
                 kinds: kinds
                     .get(&key)
                     .map(|k| k.join("+"))
@@ -97,7 +112,11 @@ fn cases(dir: &std::path::Path) -> anyhow::Result<Vec<Case>> {
                     nik,
                     full_name: p["full_name"].as_str().unwrap_or_default().to_owned(),
                     birth_date: Some(dtks_platform::convert::pb_date(born)),
-                    sex: if p["sex"].as_str() == Some("Female") { 2 } else { 1 },
+                    sex: if p["sex"].as_str() == Some("Female") {
+                        2
+                    } else {
+                        1
+                    },
                     ..Default::default()
                 },
                 village: village.clone(),
@@ -132,8 +151,9 @@ struct Score {
 }
 
 impl Score {
+    /// `truth` empty: the person is not in the registry; only precision can lose.
     fn add(&mut self, truth: &str, found: Option<&str>) {
-        self.persons += 1;
+        self.persons += usize::from(!truth.is_empty());
         if let Some(found) = found {
             self.identified += 1;
             self.correct += usize::from(found == truth);
@@ -147,7 +167,11 @@ impl Score {
     }
     fn f1(&self) -> f64 {
         let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
     }
     fn line(&self, what: &str) -> String {
         format!(
@@ -220,16 +244,30 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
         .args(["gen", "--regencies", REGENCIES, "--seed", "2027"])
         .args(["--households", &households.to_string()])
         .args(["--unproposed", &unproposed.to_string()])
-        .args(["--corruption", "0.33", "--corruptions", "all", "--combined", "0.25"])
+        .args([
+            "--corruption",
+            "0.33",
+            "--corruptions",
+            "all",
+            "--combined",
+            "0.25",
+        ])
         .arg("--out")
         .arg(&dir)
         .output()
         .await?;
-    anyhow::ensure!(out.status.success(), "dtksctl gen: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "dtksctl gen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cases = cases(&dir)?;
     let registry = std::fs::read_to_string(dir.join("registry.csv"))?;
-    let registered: std::collections::HashSet<&str> =
-        registry.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
+    let registered: std::collections::HashSet<&str> = registry
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect();
     println!(
         "matching through MatchPerson: {} proposal persons in {households} households, a registry of {} persons ({REGENCIES})",
         cases.len(),
@@ -247,24 +285,70 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
     let mut hidden = Score::default();
     let mut invalid = Score::default();
     let mut confusion: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut wrong: Vec<String> = Vec::new();
+    let registry_by_nik: HashMap<&str, &str> = registry
+        .lines()
+        .skip(1)
+        .filter_map(|l| Some((l.split(',').next()?, l)))
+        .collect();
     let mut no_valid_nik = csv::Writer::from_path(dir.join("persons.csv"))?;
-    no_valid_nik.write_record(["id", "full_name", "birth_date", "sex", "village_code", "nik", "true_nik"])?;
+    no_valid_nik.write_record([
+        "id",
+        "full_name",
+        "birth_date",
+        "sex",
+        "village_code",
+        "nik",
+        "true_nik",
+    ])?;
     for (i, (case, (a, w))) in cases.iter().zip(given.iter().zip(&withheld)).enumerate() {
         let nik = case.person.nik.as_str();
         used.add(&case.true_nik, identified(nik, a).as_deref());
         hidden.add(&case.true_nik, identified("", w).as_deref());
         let outcome = PersonOutcome::try_from(a.outcome).unwrap_or_default();
         let row = confusion.entry(case.kinds.clone()).or_default();
-        *row.entry(outcome.as_str_name().trim_start_matches("PERSON_OUTCOME_").to_owned())
-            .or_default() += 1;
+        *row.entry(
+            outcome
+                .as_str_name()
+                .trim_start_matches("PERSON_OUTCOME_")
+                .to_owned(),
+        )
+        .or_default() += 1;
         // Identified, but as someone else: what precision loses.
-        if identified(nik, a).is_some_and(|found| found != case.true_nik) {
+        if let Some(found) = identified(nik, a).filter(|found| *found != case.true_nik) {
             *row.entry("~WRONG PERSON".to_owned()).or_default() += 1;
+            if wrong.len() < env_or("DTKS_BENCH_SHOW_WRONG", 0usize) {
+                let born = case
+                    .person
+                    .birth_date
+                    .as_ref()
+                    .and_then(dtks_platform::convert::naive_date);
+                let held = registry_by_nik
+                    .get(found.as_str())
+                    .copied()
+                    .unwrap_or_default();
+                wrong.push(format!(
+                    "  {} | {} {:?} sex {} in {} | {} -> {found} ({:.3}) {held}",
+                    case.kinds,
+                    case.person.full_name,
+                    born,
+                    case.person.sex,
+                    case.village,
+                    PersonOutcome::try_from(a.outcome)
+                        .unwrap_or_default()
+                        .as_str_name(),
+                    a.score
+                ));
+            }
         }
         let valid = dtks_domain::Nik::parse(nik).is_ok() && registered.contains(nik);
         if !valid {
             invalid.add(&case.true_nik, identified(nik, a).as_deref());
-            let born = case.person.birth_date.as_ref().and_then(dtks_platform::convert::naive_date);
+            let born = case
+                .person
+                .birth_date
+                .as_ref()
+                .and_then(dtks_platform::convert::naive_date);
             no_valid_nik.write_record([
                 i.to_string(),
                 case.person.full_name.clone(),
@@ -284,7 +368,10 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
     );
     println!("{}", used.line("DTKS MatchPerson, NIK as written"));
     println!("{}", hidden.line("DTKS MatchPerson, NIK withheld"));
-    println!("{}", invalid.line("DTKS MatchPerson, rows without a valid NIK"));
+    println!(
+        "{}",
+        invalid.line("DTKS MatchPerson, rows without a valid NIK")
+    );
     match splink(&dir) {
         Ok(s) => println!(
             "{:<44} {:>7} {:>7} {:>8.4} {:>8.4} {:>8.4}   ({:.1} s, fitted on those rows)",
@@ -310,7 +397,18 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
     println!(
         "{:<40} {}",
         "departure",
-        columns.iter().map(|c| format!("{:>15}", c.to_lowercase().replace('_', " ").trim_start_matches('~').chars().take(15).collect::<String>())).collect::<String>()
+        columns
+            .iter()
+            .map(|c| format!(
+                "{:>15}",
+                c.to_lowercase()
+                    .replace('_', " ")
+                    .trim_start_matches('~')
+                    .chars()
+                    .take(15)
+                    .collect::<String>()
+            ))
+            .collect::<String>()
     );
     for (kinds, row) in &confusion {
         println!(
@@ -320,6 +418,12 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
                 .map(|c| format!("{:>15}", row.get(c).copied().unwrap_or(0)))
                 .collect::<String>()
         );
+    }
+    if !wrong.is_empty() {
+        println!("\nwrong persons (DTKS_BENCH_SHOW_WRONG):");
+        for line in &wrong {
+            println!("{line}");
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -334,10 +438,21 @@ fn splink(dir: &std::path::Path) -> anyhow::Result<(u64, u64, f64, f64, f64, f64
         .arg(dir.join("registry.csv"))
         .arg(dir.join("persons.csv"))
         .output()?;
-    anyhow::ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    anyhow::ensure!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = String::from_utf8(output.stdout)?;
     let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
     let n = |k: &str| v[k].as_u64().unwrap_or(0);
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    Ok((n("persons"), n("links"), f("precision"), f("recall"), f("f1"), f("seconds")))
+    Ok((
+        n("persons"),
+        n("links"),
+        f("precision"),
+        f("recall"),
+        f("f1"),
+        f("seconds"),
+    ))
 }

@@ -123,10 +123,13 @@ def main(registry_csv: str, persons_csv: str) -> None:
     ).fetchall()
     seconds = time.perf_counter() - started
     truth = dict(con.execute("SELECT unique_id, true_nik FROM truth").fetchall())
+    # A person without a true NIK is not in the registry: any link for them is wrong,
+    # and they are not among those recall counts.
+    present = sum(1 for nik in truth.values() if nik)
     links = len(best)
-    correct = sum(1 for person, nik in best if truth.get(person) == nik)
+    correct = sum(1 for person, nik in best if nik and truth.get(person) == nik)
     precision = correct / links if links else 0.0
-    recall = correct / len(truth) if truth else 0.0
+    recall = correct / present if present else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     print(
         json.dumps(
@@ -134,7 +137,7 @@ def main(registry_csv: str, persons_csv: str) -> None:
                 "seconds": seconds,
                 "links": links,
                 "correct": correct,
-                "persons": len(truth),
+                "persons": present,
                 "precision": precision,
                 "recall": recall,
                 "f1": f1,

@@ -64,7 +64,9 @@ pub struct Args {
 /// - `dropped_part`: one part of a name of several left out;
 /// - `kk_as_nik`: the family card's number written where the NIK goes;
 /// - `family_nik`: another member's NIK written for this one (the same NIK twice);
-/// - `nik_typo`: one digit of the NIK mistyped (often no longer a NIK at all).
+/// - `nik_typo`: one digit of the NIK mistyped (often no longer a NIK at all);
+/// - `unregistered`: the person is not in the civil registry at all (a birth or a
+///   newcomer never recorded) and is proposed without a NIK: linkage must find no one.
 ///
 /// These three give the NIK the registry holds in `truth.csv` too.
 pub const FURTHER: &[&str] = &[
@@ -73,6 +75,7 @@ pub const FURTHER: &[&str] = &[
     "kk_as_nik",
     "family_nik",
     "nik_typo",
+    "unregistered",
 ];
 
 pub const CORRUPTIONS: &[&str] = &[
@@ -287,6 +290,12 @@ fn corrupt(
                     format!("{held};typed={typed}")
                 },
             )
+        }
+        "unregistered" => {
+            person.nik = None;
+            // An empty NIK keeps the row out of registry.csv.
+            registry.nik.clear();
+            (m, String::new())
         }
         other => anyhow::bail!("unknown corruption {other}"),
     })
@@ -556,12 +565,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             for _ in 0..times {
                 let mut kind = kinds[rng.random_range(0..kinds.len())];
                 let several_parts = members[m].full_name.contains(' ');
+                // One thing happens to a person's NIK or registration at a time.
                 let nik_kinds = [
                     "missing_nik",
                     "unknown_nik",
                     "kk_as_nik",
                     "family_nik",
                     "nik_typo",
+                    "unregistered",
+                    "deceased",
+                    "duplicate",
                 ];
                 if (kind == "duplicate" && (previous.is_none() || !done.is_empty()))
                     || (kind == "family_nik" && members.len() < 2)
@@ -667,7 +680,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             assistance_history: vec![],
             psks_potential: vec![],
         };
-        for row in &registry_rows {
+        for row in registry_rows.iter().filter(|r| !r.nik.is_empty()) {
             row.write(&mut registry)?;
         }
         writeln!(
@@ -770,6 +783,15 @@ mod tests {
                     assert_ne!(nik.as_deref(), Some(true_nik), "{reference}");
                     let shared = p.members.iter().filter(|o| o.nik == person.nik).count();
                     assert!(shared >= 2, "{reference}: the NIK is another member's too");
+                }
+                "unregistered" => {
+                    assert!(nik.is_none(), "{reference}");
+                    let name = &person.full_name;
+                    let born = person.birth_date.to_string();
+                    assert!(
+                        !registry.values().any(|r| &r[0] == name && r[1] == born),
+                        "{reference}: {name} is in the registry"
+                    );
                 }
                 "nik_typo" => {
                     assert!(registry.contains_key(true_nik), "{reference}: {detail}");

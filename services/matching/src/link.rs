@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use dtks_domain::linkage::{Decision, Model, Record, Thresholds, compare};
+use dtks_domain::linkage::{Decision, Field, Model, Record, Thresholds, compare};
 use dtks_proto::common::v1 as pb;
 use serde_json::{Value, json};
 
@@ -117,35 +117,49 @@ pub enum Linked {
     None,
 }
 
+/// The birth-date level "different" (more than 13 months apart, not a typo or a swap).
+const BIRTH_DATE_DIFFERENT: u8 = 3;
+
 /// Scores `candidates` against the person and decides.
+///
+/// A candidate whose birth date is wholly different is never linked without a clerk,
+/// however well name and village agree: namesakes in one village are common, and the
+/// person proposed may not be in the registry at all.
 pub fn decide(
     model: &Model,
     person: &Record,
     candidates: Vec<RegistryPerson>,
     thresholds: Thresholds,
 ) -> Linked {
-    let mut scored: Vec<(f64, RegistryPerson, String)> = candidates
+    let mut scored: Vec<(f64, RegistryPerson, String, bool)> = candidates
         .into_iter()
         .map(|c| {
             let v = compare(person, &registry_record(&c));
-            (model.log2_odds(&v), c, model.explain(&v))
+            let born_apart = v[Field::BirthDate as usize] == BIRTH_DATE_DIFFERENT;
+            (model.log2_odds(&v), c, model.explain(&v), born_apart)
         })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut ranked = scored.into_iter();
-    let Some((odds, best, explanation)) = ranked.next() else {
+    let Some((odds, best, explanation, born_apart)) = ranked.next() else {
         return Linked::None;
     };
     let probability = dtks_domain::linkage::probability_of_odds(odds);
-    let runner_up = ranked.next().map(|(o, _, _)| o);
+    let runner_up = ranked.next().map(|(o, _, _, _)| o);
     match thresholds.decide(probability) {
         Decision::NoLink => Linked::None,
-        Decision::Link if runner_up.is_none_or(|o| odds - o >= AMBIGUITY_BITS) => Linked::Link {
-            person: best,
-            probability,
-        },
+        Decision::Link if !born_apart && runner_up.is_none_or(|o| odds - o >= AMBIGUITY_BITS) => {
+            Linked::Link {
+                person: best,
+                probability,
+            }
+        }
         decision => {
-            let reason = if decision == Decision::Link {
+            let reason = if decision == Decision::Link && born_apart {
+                format!(
+                    "name and place agree but the birth date is wholly different: a namesake, or the same person with a wrong date; {explanation}"
+                )
+            } else if decision == Decision::Link {
                 format!(
                     "two registry persons score within {AMBIGUITY_BITS} bits of each other; best: {explanation}"
                 )
@@ -250,6 +264,24 @@ mod tests {
         match ambiguous {
             Linked::Review { reason, .. } => assert!(reason.contains("within"), "{reason}"),
             other => panic!("expected a review, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_namesake_born_years_apart_goes_to_a_clerk_not_a_link() {
+        let model = load_model().expect("shipped model");
+        let namesake = registry("3204051203800001", "Asep Sunandar", "1980-03-12", "male");
+        let decided = decide(
+            &model,
+            &proposed("Asep Sunandar", (2001, 9, 30), 1),
+            vec![namesake],
+            Thresholds::default(),
+        );
+        match decided {
+            Linked::Review { reason, .. } => {
+                assert!(reason.contains("wholly different"), "{reason}")
+            }
+            other => panic!("expected a clerk, got {other:?}"),
         }
     }
 
