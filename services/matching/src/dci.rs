@@ -63,6 +63,14 @@ impl RegistryPerson {
     }
 }
 
+/// What predicate searches found: each person with the indices of the queries that
+/// found them, and each query's total count.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    pub persons: Vec<(RegistryPerson, Vec<usize>)>,
+    pub totals: Vec<u64>,
+}
+
 /// Consecutive failures and, when open, until when requests fail fast.
 #[derive(Debug, Default)]
 pub struct Breaker {
@@ -193,11 +201,10 @@ impl DciRegistry {
     }
 
     /// Registry persons meeting any of `queries` (each a list of DCI predicates joined by
-    /// `and`), the first [`CANDIDATES_PER_QUERY`] of each, without repeats.
-    pub async fn find_candidates(
-        &self,
-        queries: &[Vec<Value>],
-    ) -> Result<Vec<RegistryPerson>, RegistryError> {
+    /// `and`), the first [`CANDIDATES_PER_QUERY`] of each, without repeats; with, for
+    /// each person, the queries that found them, and for each query how many persons
+    /// it found in all (its `total_count`).
+    pub async fn find_candidates(&self, queries: &[Vec<Value>]) -> Result<Found, RegistryError> {
         let requests = queries
             .iter()
             .enumerate()
@@ -212,17 +219,26 @@ impl DciRegistry {
                 )
             })
             .collect();
-        let mut seen = std::collections::HashSet::new();
-        let mut candidates = Vec::new();
-        for answer in self.search(requests).await? {
+        let mut found = Found::default();
+        let mut at: HashMap<String, usize> = HashMap::new();
+        for (q, answer) in self.search(requests).await?.into_iter().enumerate() {
+            let mut returned = 0u64;
             for record in records(&answer) {
+                returned += 1;
                 let person = RegistryPerson::from_record(record);
-                if seen.insert(person.nik.clone()) {
-                    candidates.push(person);
-                }
+                let i = *at.entry(person.nik.clone()).or_insert_with(|| {
+                    found.persons.push((person, Vec::new()));
+                    found.persons.len() - 1
+                });
+                found.persons[i].1.push(q);
             }
+            let total = answer
+                .pointer("/pagination/total_count")
+                .and_then(Value::as_u64)
+                .unwrap_or(returned);
+            found.totals.push(total.max(returned));
         }
-        Ok(candidates)
+        Ok(found)
     }
 
     /// Runs search requests with retries and the breaker; answers one succeeded

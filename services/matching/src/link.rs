@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use dtks_domain::linkage::{Decision, Field, Model, Record, Thresholds, compare};
+use dtks_domain::linkage::{Decision, Field, Model, Record, Thresholds, Vector, compare};
 use dtks_proto::common::v1 as pb;
 use serde_json::{Value, json};
 
@@ -75,29 +75,178 @@ pub fn registry_record(r: &RegistryPerson) -> Record {
     )
 }
 
+/// Over what region a search held the candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Nation,
+    Regency,
+    District,
+}
+
+/// One registry search for candidates: its predicates, and what it holds equal (so
+/// that agreement there is no evidence among what it finds).
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub predicates: Vec<Value>,
+    pub fixed: &'static [Field],
+    pub scope: Scope,
+    /// How often the search finds someone for a person the registry does not hold (the
+    /// rarer, the more a find says).
+    pub stray: f64,
+}
+
 /// The registry searches that find a person's candidates: the same keys the batch
 /// linker blocks on, as DCI predicates. A person with neither a birth date nor a name
 /// has no candidates.
-pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Vec<Value>> {
+pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
     let term = |name: &str, value: &str| json!({ "attribute_name": name, "operator": "eq", "attribute_value": value });
     let mut queries = Vec::new();
     let born = iso(p.birth_date.as_ref());
     if !born.is_empty() && village.len() >= 8 {
-        queries.push(vec![
-            term("birth_date", &born),
-            term("district_code", &village[..8]),
-        ]);
+        queries.push(Query {
+            predicates: vec![
+                term("birth_date", &born),
+                term("district_code", &village[..8]),
+            ],
+            fixed: &[Field::BirthDate],
+            scope: Scope::District,
+            // Someone of a district is born on most days.
+            stray: 0.8,
+        });
     }
     if !p.full_name.trim().is_empty() && village.len() >= 5 {
-        queries.push(vec![
-            term("name", &p.full_name),
-            term("regency_code", &village[..5]),
-        ]);
+        queries.push(Query {
+            predicates: vec![
+                term("name", &p.full_name),
+                term("regency_code", &village[..5]),
+            ],
+            fixed: &[Field::Name],
+            scope: Scope::Regency,
+            // Namesakes in a regency are common.
+            stray: 0.3,
+        });
     }
     if !born.is_empty() && !p.full_name.trim().is_empty() {
-        queries.push(vec![term("name", &p.full_name), term("birth_date", &born)]);
+        queries.push(Query {
+            predicates: vec![term("name", &p.full_name), term("birth_date", &born)],
+            fixed: &[Field::Name, Field::BirthDate],
+            scope: Scope::Nation,
+            // The same full name born the same day is rare, even nationally.
+            stray: 0.02,
+        });
     }
     queries
+}
+
+/// How likely a proposal person is to be in the civil registry at all, before anything
+/// is compared: the prior of linkage, spread over what a search finds.
+pub const PRESENT: f64 = 0.95;
+
+/// How one candidate was found: what the search held equal, over what region, and how
+/// many persons it found in all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retrieval {
+    pub fixed: &'static [Field],
+    pub scope: Scope,
+    pub total: u64,
+    /// [`Query::stray`] of the search.
+    pub stray: f64,
+}
+
+impl Retrieval {
+    /// The NIK's own holder, met by the NIK rather than by a search: one person, the
+    /// region no evidence (a NIK written wrongly is most often a family member's).
+    pub const HOLDER: Retrieval = Retrieval {
+        fixed: &[Field::Region],
+        scope: Scope::Nation,
+        total: 1,
+        stray: 1.0,
+    };
+}
+
+/// A registry person and every way they were found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub person: RegistryPerson,
+    pub found: Vec<Retrieval>,
+}
+
+/// Villages in the district and the regency of `village`, from the reference data.
+fn villages_around(village: &str) -> (f64, f64) {
+    static COUNTS: std::sync::OnceLock<std::collections::HashMap<&'static str, u32>> =
+        std::sync::OnceLock::new();
+    let counts = COUNTS.get_or_init(|| {
+        let mut counts = std::collections::HashMap::new();
+        for code in dtks_platform::reference::village_codes() {
+            for prefix in [code.get(..8), code.get(..5)].into_iter().flatten() {
+                *counts.entry(prefix).or_insert(0) += 1;
+            }
+        }
+        counts
+    });
+    let count = |len: usize| {
+        village
+            .get(..len)
+            .and_then(|p| counts.get(p))
+            .map_or(1.0, |n| f64::from(*n))
+    };
+    (count(8), count(5))
+}
+
+/// The weight of the region's agreement among persons a search held to `scope`: a
+/// same-village agreement within one district is no rare coincidence. u is the share
+/// of a random pair of that scope at each level (from the villages of the reference
+/// data), m the model's, renormalised to the levels the scope leaves.
+fn region_weight(model: &Model, level: u8, scope: Scope, village: &str) -> f64 {
+    let m = &model.m[Field::Region as usize];
+    let (district, regency) = villages_around(village);
+    let (u, levels): (Vec<f64>, usize) = match scope {
+        Scope::Nation => return model.field_weight(Field::Region, level),
+        Scope::District => (vec![1.0 / district, 1.0 - 1.0 / district], 2),
+        Scope::Regency => (
+            vec![
+                1.0 / regency,
+                (district - 1.0) / regency,
+                (regency - district) / regency,
+            ],
+            3,
+        ),
+    };
+    let level = usize::from(level);
+    if level >= levels {
+        return model.field_weight(Field::Region, level as u8);
+    }
+    let m_sum: f64 = m[..levels].iter().sum();
+    let (m, u) = (m[level] / m_sum, u[level].max(1e-9));
+    (m.max(1e-9) / u).log2()
+}
+
+/// The log2 odds that `candidate`, found by `how`, is the person, before the fields the
+/// search did not hold equal are weighed: that the person is among what the search
+/// found ([`PRESENT`], given that the search found anyone, which it does for a person
+/// not in the registry with the chance [`Query::stray`]), spread over what it found.
+pub fn prior(how: &Retrieval) -> f64 {
+    let among = PRESENT / (PRESENT + (1.0 - PRESENT) * how.stray);
+    let prior = (among / how.total.max(1) as f64).min(1.0 - 1e-9);
+    (prior / (1.0 - prior)).log2()
+}
+
+/// The log2 odds that a candidate found by `how` is the person: [`prior`] and the
+/// weights of the fields the search did not hold equal.
+pub fn odds(model: &Model, village: &str, v: &Vector, how: &Retrieval) -> f64 {
+    let mut odds = prior(how);
+    for f in dtks_domain::linkage::FIELDS {
+        let level = v[f as usize];
+        if how.fixed.contains(&f) || level == dtks_domain::linkage::NULL {
+            continue;
+        }
+        odds += if f == Field::Region {
+            region_weight(model, level, how.scope, village)
+        } else {
+            model.field_weight(f, level)
+        };
+    }
+    odds
 }
 
 /// What linkage concluded for one person.
@@ -120,7 +269,8 @@ pub enum Linked {
 /// The birth-date level "different" (more than 13 months apart, not a typo or a swap).
 const BIRTH_DATE_DIFFERENT: u8 = 3;
 
-/// Scores `candidates` against the person and decides.
+/// Scores `candidates` against the person and decides. Each candidate is judged as
+/// the most specific search that found it saw it (the one that found fewest).
 ///
 /// A candidate whose birth date is wholly different is never linked without a clerk,
 /// however well name and village agree: namesakes in one village are common, and the
@@ -128,15 +278,18 @@ const BIRTH_DATE_DIFFERENT: u8 = 3;
 pub fn decide(
     model: &Model,
     person: &Record,
-    candidates: Vec<RegistryPerson>,
+    village: &str,
+    candidates: Vec<Candidate>,
     thresholds: Thresholds,
 ) -> Linked {
     let mut scored: Vec<(f64, RegistryPerson, String, bool)> = candidates
         .into_iter()
-        .map(|c| {
-            let v = compare(person, &registry_record(&c));
+        .filter_map(|c| {
+            let v = compare(person, &registry_record(&c.person));
+            let how = c.found.iter().min_by_key(|r| r.total)?;
             let born_apart = v[Field::BirthDate as usize] == BIRTH_DATE_DIFFERENT;
-            (model.log2_odds(&v), c, model.explain(&v), born_apart)
+            let odds = odds(model, village, &v, how);
+            Some((odds, c.person, model.explain(&v), born_apart))
         })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -213,43 +366,81 @@ mod tests {
         )
     }
 
+    const VILLAGE: &str = "32.04.05.2001";
+
+    /// Found by the birth-date search of the district, which found `total`.
+    fn by_birth(person: &RegistryPerson, total: u64) -> Candidate {
+        Candidate {
+            person: person.clone(),
+            found: vec![Retrieval {
+                fixed: &[Field::BirthDate],
+                scope: Scope::District,
+                total,
+                stray: 0.8,
+            }],
+        }
+    }
+
+    /// Found by the name search of the regency, which found `total`.
+    fn by_name(person: &RegistryPerson, total: u64) -> Candidate {
+        Candidate {
+            person: person.clone(),
+            found: vec![Retrieval {
+                fixed: &[Field::Name],
+                scope: Scope::Regency,
+                total,
+                stray: 0.3,
+            }],
+        }
+    }
+
     #[test]
     fn a_spelling_variant_links_an_unrelated_candidate_does_not_and_twins_go_to_a_clerk() {
         let model = load_model().expect("shipped model");
         let t = Thresholds::default();
         let asep = registry("3204051203800001", "Asep Sunandar", "1980-03-12", "male");
-        let other = registry("3204051507650009", "Ujang Suryana", "1965-07-15", "male");
+        let ujang = registry("3204051507650009", "Ujang Suryana", "1965-07-15", "male");
 
-        // "Moch." for "Muhammad", and a variant spelling.
         let linked = decide(
             &model,
             &proposed("Asep Sunandar", (1980, 3, 12), 1),
-            vec![other.clone(), asep.clone()],
+            VILLAGE,
+            vec![by_birth(&asep, 1)],
             t,
         );
         assert!(
             matches!(&linked, Linked::Link { person, .. } if person.nik == asep.nik),
             "{linked:?}"
         );
+        // A variant spelling, found by birth date in the district.
         let variant = decide(
             &model,
             &proposed("Asep Sunanda", (1980, 3, 12), 1),
-            vec![asep.clone()],
+            VILLAGE,
+            vec![by_birth(&asep, 1)],
             t,
         );
         assert!(matches!(variant, Linked::Link { .. }), "{variant:?}");
 
+        // Born the same day in the district, but another name altogether.
         assert_eq!(
             decide(
                 &model,
-                &proposed("Asep Sunandar", (1980, 3, 12), 1),
-                vec![other.clone()],
+                &proposed("Asep Sunandar", (1965, 7, 15), 1),
+                VILLAGE,
+                vec![by_birth(&ujang, 1)],
                 t
             ),
             Linked::None
         );
         assert_eq!(
-            decide(&model, &proposed("Asep", (1980, 3, 12), 1), vec![], t),
+            decide(
+                &model,
+                &proposed("Asep", (1980, 3, 12), 1),
+                VILLAGE,
+                vec![],
+                t
+            ),
             Linked::None
         );
 
@@ -258,7 +449,8 @@ mod tests {
         let ambiguous = decide(
             &model,
             &proposed("Asep Sunandar", (1980, 3, 12), 1),
-            vec![asep, twin],
+            VILLAGE,
+            vec![by_birth(&asep, 2), by_birth(&twin, 2)],
             t,
         );
         match ambiguous {
@@ -268,21 +460,41 @@ mod tests {
     }
 
     #[test]
-    fn a_namesake_born_years_apart_goes_to_a_clerk_not_a_link() {
+    fn namesakes_are_not_linked_on_the_name_alone() {
         let model = load_model().expect("shipped model");
-        let namesake = registry("3204051203800001", "Asep Sunandar", "1980-03-12", "male");
+        let t = Thresholds::default();
+        // In the same village, born twenty years earlier: never a link.
+        let elder = registry("3204051203800001", "Asep Sunandar", "1980-03-12", "male");
         let decided = decide(
             &model,
             &proposed("Asep Sunandar", (2001, 9, 30), 1),
-            vec![namesake],
-            Thresholds::default(),
+            VILLAGE,
+            vec![by_name(&elder, 1)],
+            t,
         );
-        match decided {
-            Linked::Review { reason, .. } => {
-                assert!(reason.contains("wholly different"), "{reason}")
-            }
-            other => panic!("expected a clerk, got {other:?}"),
-        }
+        assert!(!matches!(decided, Linked::Link { .. }), "{decided:?}");
+        // In another district of the regency, born months apart: the name search found
+        // them; nothing else says it is the person.
+        let mut elsewhere = registry("3204291902780001", "Agus Santoso", "1978-02-19", "male");
+        elsewhere.village_code = "32.04.29.2008".into();
+        let decided = decide(
+            &model,
+            &proposed("Agus Santoso", (1978, 5, 22), 1),
+            VILLAGE,
+            vec![by_name(&elsewhere, 1)],
+            t,
+        );
+        assert!(!matches!(decided, Linked::Link { .. }), "{decided:?}");
+        // The same person, in the proposal's village, with a corrected birth date: linked.
+        let here = registry("3204051902780001", "Agus Santoso", "1978-02-19", "male");
+        let decided = decide(
+            &model,
+            &proposed("Agus Santoso", (1978, 5, 22), 1),
+            VILLAGE,
+            vec![by_name(&here, 1)],
+            t,
+        );
+        assert!(matches!(decided, Linked::Link { .. }), "{decided:?}");
     }
 
     #[test]
@@ -298,8 +510,12 @@ mod tests {
         };
         let q = candidate_queries(&p, "32.04.05.2001");
         assert_eq!(q.len(), 3);
-        assert_eq!(q[0][1]["attribute_value"], "32.04.05");
-        assert_eq!(q[1][1]["attribute_value"], "32.04");
+        assert_eq!(q[0].predicates[1]["attribute_value"], "32.04.05");
+        assert_eq!(q[1].predicates[1]["attribute_value"], "32.04");
+        assert_eq!(
+            (q[0].scope, q[1].scope, q[2].scope),
+            (Scope::District, Scope::Regency, Scope::Nation)
+        );
         let nameless = pb::Person::default();
         assert!(candidate_queries(&nameless, "32.04.05.2001").is_empty());
     }

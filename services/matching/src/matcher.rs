@@ -227,18 +227,48 @@ impl Matcher {
         if queries.is_empty() && found.is_none() {
             return Ok(assessed);
         }
-        let mut candidates: Vec<RegistryPerson> = if queries.is_empty() {
-            Vec::new()
+        let searched = if queries.is_empty() {
+            crate::dci::Found::default()
         } else {
-            self.registry.find_candidates(&queries).await?
+            let predicates: Vec<Vec<serde_json::Value>> =
+                queries.iter().map(|q| q.predicates.clone()).collect();
+            self.registry.find_candidates(&predicates).await?
         };
+        let mut candidates: Vec<link::Candidate> = searched
+            .persons
+            .into_iter()
+            .map(|(person, by)| link::Candidate {
+                person,
+                found: by
+                    .into_iter()
+                    .map(|q| link::Retrieval {
+                        fixed: queries[q].fixed,
+                        scope: queries[q].scope,
+                        total: searched.totals.get(q).copied().unwrap_or(1),
+                        stray: queries[q].stray,
+                    })
+                    .collect(),
+            })
+            .collect();
         // The NIK's own holder is always a candidate: the model, not the retrieval,
         // decides whether it is the person.
-        if let Some(holder) = found.filter(|h| !candidates.iter().any(|c| c.nik == h.nik)) {
-            candidates.push(holder.clone());
+        if let Some(holder) = found {
+            match candidates.iter_mut().find(|c| c.person.nik == holder.nik) {
+                Some(c) => c.found.push(link::Retrieval::HOLDER),
+                None => candidates.push(link::Candidate {
+                    person: holder.clone(),
+                    found: vec![link::Retrieval::HOLDER],
+                }),
+            }
         }
         let person = link::person_record(p, village);
-        match link::decide(&self.model, &person, candidates, Thresholds::default()) {
+        match link::decide(
+            &self.model,
+            &person,
+            village,
+            candidates,
+            Thresholds::default(),
+        ) {
             Linked::Link {
                 person: linked,
                 probability,
