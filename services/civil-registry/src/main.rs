@@ -42,6 +42,8 @@ ALTER TABLE persons ADD COLUMN IF NOT EXISTS marital_status TEXT;
 -- Predicate search: by birth date within a region, and by normalised name.
 CREATE INDEX IF NOT EXISTS persons_birth_region ON persons (birth_date, village_code);
 CREATE INDEX IF NOT EXISTS persons_name ON persons ((regexp_replace(upper(full_name), '\s+', ' ', 'g')));
+-- Predicate search by one part of the name.
+CREATE INDEX IF NOT EXISTS persons_name_parts ON persons USING gin ((string_to_array(regexp_replace(upper(full_name), '\s+', ' ', 'g'), ' ')));
 -- Vital events, in the order recorded; subscribers are fed from here.
 CREATE TABLE IF NOT EXISTS vital_events (
     seq BIGSERIAL PRIMARY KEY,

@@ -4,7 +4,8 @@
 //! `or` or `not`, the items joined by `and`), with pagination. Records come back as a
 //! `reg_records` object holding a JSON-LD `@graph` of `CRVS_Person`s.
 //!
-//! Predicate attributes: `name` (`eq`, case and spacing ignored), `birth_date`
+//! Predicate attributes: `name` (`eq`, case and spacing ignored), `name_part` (`eq`:
+//! one part of the name, as written, case ignored), `birth_date`
 //! (`eq`, `ge`, `le`, `gt`, `lt`), `sex` (`eq`: `male`/`female`), `village_code`,
 //! `district_code`, `regency_code`, `province_code` (`eq`, `in`), `kk_number` (`eq`).
 
@@ -287,6 +288,16 @@ impl Predicate {
                     .to_uppercase();
                 let p = self.bind(normal);
                 format!("regexp_replace(upper(full_name), '\\s+', ' ', 'g') = {p}")
+            }
+            ("name_part", "eq") => {
+                let part = text()?.trim().to_uppercase();
+                if part.contains(char::is_whitespace) {
+                    return Err(format!("{name}: attribute_value is one part of a name"));
+                }
+                let p = self.bind(vec![part]);
+                format!(
+                    "string_to_array(regexp_replace(upper(full_name), '\\s+', ' ', 'g'), ' ') @> {p}::text[]"
+                )
             }
             ("birth_date", "eq" | "ge" | "le" | "gt" | "lt") => {
                 let date = chrono::NaiveDate::parse_from_str(&text()?, "%Y-%m-%d")

@@ -135,7 +135,55 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
             stray: 0.02,
         });
     }
+    // Within three years of the birth date given: a date written as 1 July or 31
+    // December, or corrected since, still meets the person; so does a name with one
+    // part mistyped or dropped, by either of its outer parts.
+    let year = p.birth_date.as_ref().map(|d| d.year);
+    if let (Some(year), true) = (year, village.len() >= 5) {
+        let window = |predicates: &mut Vec<Value>| {
+            predicates.push(json!({ "attribute_name": "birth_date", "operator": "ge", "attribute_value": format!("{:04}-01-01", year - 1) }));
+            predicates.push(json!({ "attribute_name": "birth_date", "operator": "le", "attribute_value": format!("{:04}-12-31", year + 1) }));
+        };
+        if !p.full_name.trim().is_empty() {
+            let mut predicates = vec![
+                term("name", &p.full_name),
+                term("regency_code", &village[..5]),
+            ];
+            window(&mut predicates);
+            queries.push(Query {
+                predicates,
+                fixed: &[Field::Name],
+                scope: Scope::Regency,
+                stray: 0.15,
+            });
+        }
+        let parts = name_parts(&p.full_name);
+        let outer = [parts.first(), parts.last()];
+        for (i, part) in outer.into_iter().flatten().enumerate() {
+            if i == 1 && parts.len() < 2 {
+                break;
+            }
+            let mut predicates = vec![term("name_part", part), term("regency_code", &village[..5])];
+            window(&mut predicates);
+            queries.push(Query {
+                predicates,
+                fixed: &[],
+                scope: Scope::Regency,
+                stray: 0.6,
+            });
+        }
+    }
     queries
+}
+
+/// The parts of a name as written that can find it: titles, degrees and initials left
+/// out (`H.`, `Hj.`, `S.Pd.`, `M.`), punctuation trimmed.
+fn name_parts(name: &str) -> Vec<String> {
+    name.split_whitespace()
+        .map(|w| w.trim_matches(|c: char| c == ',' || c == '.'))
+        .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() > 2 && !w.contains('.'))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// How likely a proposal person is to be in the civil registry at all, before anything
@@ -243,7 +291,10 @@ pub fn odds(model: &Model, village: &str, v: &Vector, how: &Retrieval) -> f64 {
         odds += if f == Field::Region {
             region_weight(model, level, how.scope, village)
         } else {
-            model.field_weight(f, level)
+            // Levels are ordered, best first: a lesser agreement is never stronger
+            // evidence than the best (a level random pairs never showed would otherwise
+            // weigh without bound).
+            model.field_weight(f, level).min(model.field_weight(f, 0))
         };
     }
     odds
@@ -509,7 +560,12 @@ mod tests {
             ..Default::default()
         };
         let q = candidate_queries(&p, "32.04.05.2001");
-        assert_eq!(q.len(), 3);
+        // Birth date in the district, name in the regency, name and birth date, name
+        // within three years, and each outer part within three years.
+        assert_eq!(q.len(), 6);
+        assert_eq!(q[4].predicates[0]["attribute_value"], "Siti");
+        assert_eq!(q[5].predicates[0]["attribute_value"], "Aminah");
+        assert_eq!(q[3].predicates[2]["attribute_value"], "1983-01-01");
         assert_eq!(q[0].predicates[1]["attribute_value"], "32.04.05");
         assert_eq!(q[1].predicates[1]["attribute_value"], "32.04");
         assert_eq!(
