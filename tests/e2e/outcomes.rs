@@ -120,6 +120,8 @@ async fn identity_is_decided_before_status_and_a_bad_nik_is_only_unreliable() ->
         owned(&[("full_name", "Asep Sunandar"), ("birth_date", "1980-03-12")])
     );
     assert!(titled.nik_holder.is_none(), "{titled:?}");
+    // The model that judged is named (the shipped one's version, `dtksctl model show`).
+    assert_eq!(titled.model_version.len(), 16, "{titled:?}");
 
     // The wife gives her husband's NIK: not her NIK, and the registry's holder is named;
     // linkage finds her own, which comes back as the correction.

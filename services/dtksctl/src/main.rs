@@ -7,6 +7,7 @@ mod audit;
 mod bulk;
 mod cycle;
 mod import;
+mod model;
 mod names;
 mod officers;
 mod population;
@@ -51,6 +52,11 @@ enum Command {
     /// (`DTKS_DCI__SIGNING_KEY` or `DTKS_REGISTRY_SIGNING_KEY`), the public key to the
     /// other side's trusted keys.
     DciKeygen,
+    /// The linkage model: `train` learns one from a registry extract and a wave of
+    /// proposals and prints its weights; `show` prints a model's (the shipped one by
+    /// default).
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// Signs a DCI message read from standard input (`{"header": …, "message": …}`) with
     /// the seed in `DTKS_DCI__SIGNING_KEY` and prints the `signature` value: how a
     /// conformance run signs what it generates.
@@ -224,6 +230,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", dtks_platform::sealed::KeyRing::generate(&id));
             Ok(())
         }
+        Command::Model(command) => model::run(command),
         Command::DciKeygen => {
             let (seed, public) = dtks_platform::dci::generate_key();
             println!("{seed} {public}");

@@ -705,6 +705,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A regency of `households` proposed and `unproposed` more, written to `dir`, for the
+/// tests of other modules.
+#[cfg(test)]
+pub fn run_for_test(
+    dir: &std::path::Path,
+    households: usize,
+    unproposed: usize,
+) -> anyhow::Result<()> {
+    run(Args {
+        regencies: vec!["32.04".into()],
+        households,
+        unproposed,
+        seed: 9,
+        corruption: 0.3,
+        corruptions: vec![],
+        combined: 0.0,
+        out: dir.to_path_buf(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

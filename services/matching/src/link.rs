@@ -18,14 +18,24 @@ use crate::dci::RegistryPerson;
 
 const DEFAULT_MODEL: &str = include_str!("../linkage-model.json");
 
-/// The model in use: `DTKS_MATCHING_MODEL` or the shipped one.
+static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The model in use: `DTKS_MATCHING_MODEL` (written by `dtksctl model train`) or the
+/// shipped one. Its version is recorded with every result ([`model_version`]).
 pub fn load_model() -> anyhow::Result<Model> {
     let text = match std::env::var("DTKS_MATCHING_MODEL") {
         Ok(path) if !path.is_empty() => std::fs::read_to_string(&path)
             .map_err(|e| anyhow::anyhow!("reading the linkage model {path}: {e}"))?,
         _ => DEFAULT_MODEL.to_owned(),
     };
-    Ok(serde_json::from_str(&text)?)
+    let model = serde_json::from_str(&text)?;
+    let _ = VERSION.set(dtks_domain::linkage::model_version(&text));
+    Ok(model)
+}
+
+/// The version of the model in use (empty before it is loaded).
+pub fn model_version() -> String {
+    VERSION.get().cloned().unwrap_or_default()
 }
 
 /// Below this many bits between the best and the second candidate, the best one is not

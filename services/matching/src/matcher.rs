@@ -385,6 +385,7 @@ pub async fn settle(
             outcome: a.outcome as i32,
             corrections: a.corrections.clone(),
             link_probability: a.probability,
+            model_version: link::model_version(),
             ..Default::default()
         };
         if let (Some((candidate, reason)), true) = (&a.review, write) {

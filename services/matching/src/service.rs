@@ -547,6 +547,7 @@ impl MatchingService for Api {
             duplicate_kk_number: m.duplicate_kk_number,
             reason,
             nik_holder,
+            model_version: m.model_version,
         }))
     }
 

@@ -586,6 +586,17 @@ impl Model {
     }
 }
 
+/// A model file's version: the FNV-1a hash of its text (trimmed), sixteen hex digits;
+/// matching records it with every result, `dtksctl model` prints it.
+pub fn model_version(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.trim().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
 /// What a score decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
