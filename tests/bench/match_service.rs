@@ -159,28 +159,12 @@ impl Score {
             self.correct += usize::from(found == truth);
         }
     }
-    fn precision(&self) -> f64 {
-        self.correct as f64 / self.identified.max(1) as f64
-    }
-    fn recall(&self) -> f64 {
-        self.correct as f64 / self.persons.max(1) as f64
-    }
-    fn f1(&self) -> f64 {
-        let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 {
-            0.0
-        } else {
-            2.0 * p * r / (p + r)
-        }
-    }
     fn line(&self, what: &str) -> String {
+        let (precision, recall, f1) =
+            dtks_e2e::benchtable::quality(self.correct, self.identified, self.persons);
         format!(
-            "{what:<44} {:>7} {:>7} {:>8.4} {:>8.4} {:>8.4}",
-            self.persons,
-            self.identified,
-            self.precision(),
-            self.recall(),
-            self.f1()
+            "{what:<44} {:>7} {:>7} {precision:>8.4} {recall:>8.4} {f1:>8.4}",
+            self.persons, self.identified
         )
     }
 }

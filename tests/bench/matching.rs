@@ -389,19 +389,17 @@ struct Score {
 }
 
 impl Score {
+    fn quality(&self) -> (f64, f64, f64) {
+        dtks_e2e::benchtable::quality(self.correct, self.links, self.persons)
+    }
     fn precision(&self) -> f64 {
-        self.correct as f64 / self.links.max(1) as f64
+        self.quality().0
     }
     fn recall(&self) -> f64 {
-        self.correct as f64 / self.persons.max(1) as f64
+        self.quality().1
     }
     fn f1(&self) -> f64 {
-        let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 {
-            0.0
-        } else {
-            2.0 * p * r / (p + r)
-        }
+        self.quality().2
     }
 }
 
