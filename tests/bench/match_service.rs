@@ -224,27 +224,27 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("dtks-bench-match-{}", std::process::id()));
-    let out = tokio::process::Command::new(dtks_e2e::bin_dir().join("dtksctl"))
-        .args(["gen", "--regencies", REGENCIES, "--seed", "2027"])
-        .args(["--households", &households.to_string()])
-        .args(["--unproposed", &unproposed.to_string()])
-        .args([
+    let (households_text, unproposed_text) = (households.to_string(), unproposed.to_string());
+    dtks_e2e::generate(
+        &dir,
+        &[
+            "--regencies",
+            REGENCIES,
+            "--seed",
+            "2027",
+            "--households",
+            &households_text,
+            "--unproposed",
+            &unproposed_text,
             "--corruption",
             "0.33",
             "--corruptions",
             "all",
             "--combined",
             "0.25",
-        ])
-        .arg("--out")
-        .arg(&dir)
-        .output()
-        .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "dtksctl gen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        ],
+    )
+    .await?;
     let cases = cases(&dir)?;
     let registry = std::fs::read_to_string(dir.join("registry.csv"))?;
     let registered: std::collections::HashSet<&str> = registry
@@ -456,13 +456,15 @@ async fn retrieval(stack: &Stack, cases: &[Case]) -> anyhow::Result<(f64, f64)> 
             person.nik.clear();
             let queries = dtks_matching::link::candidate_queries(&person, &case.village);
             let predicates: Vec<Vec<serde_json::Value>> =
-                queries.iter().map(|q| q.predicates.clone()).collect();
+                queries.into_iter().map(|q| q.predicates).collect();
             let (registry, truth) = (registry.clone(), case.true_nik.clone());
             calls.spawn(async move {
                 let hit = if predicates.is_empty() {
                     false
                 } else {
-                    let got = registry.find_candidates(&predicates).await?;
+                    let asked: Vec<&[serde_json::Value]> =
+                        predicates.iter().map(Vec::as_slice).collect();
+                    let got = registry.find_candidates(&asked).await?;
                     got.persons.iter().any(|(p, _)| p.nik == truth)
                 };
                 anyhow::Ok((hit, predicates.len()))
@@ -484,19 +486,7 @@ async fn retrieval(stack: &Stack, cases: &[Case]) -> anyhow::Result<(f64, f64)> 
 /// Splink on the rows without a valid NIK: (persons, links, precision, recall, F1,
 /// seconds).
 fn splink(dir: &std::path::Path) -> anyhow::Result<(u64, u64, f64, f64, f64, f64)> {
-    let python = dtks_e2e::bench_python(&["splink==5.0.0"])?;
-    let output = std::process::Command::new(python)
-        .arg("tests/bench/splink_link.py")
-        .arg(dir.join("registry.csv"))
-        .arg(dir.join("persons.csv"))
-        .output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout)?;
-    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
+    let v = dtks_e2e::splink_baseline(dir)?;
     let n = |k: &str| v[k].as_u64().unwrap_or(0);
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     Ok((

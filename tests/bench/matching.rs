@@ -556,19 +556,7 @@ fn exact_nik(dir: &Path) -> anyhow::Result<(usize, usize, f64, [usize; 4])> {
 }
 
 fn splink(dir: &Path) -> anyhow::Result<Score> {
-    let python = dtks_e2e::bench_python(&["splink==5.0.0"])?;
-    let output = Command::new(python)
-        .arg("tests/bench/splink_link.py")
-        .arg(dir.join("registry.csv"))
-        .arg(dir.join("persons.csv"))
-        .output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "splink failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout)?;
-    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
+    let v = dtks_e2e::splink_baseline(dir)?;
     let n = |k: &str| v[k].as_u64().unwrap_or(0) as usize;
     Ok(Score {
         seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),

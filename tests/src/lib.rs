@@ -731,16 +731,25 @@ pub async fn generated_regency(
     extra: &[&str],
     minutes: &str,
 ) -> anyhow::Result<(String, Vec<dtks_proto::intake::v1::SubmitProposalRequest>)> {
+    let households = households.to_string();
+    let mut args = vec!["--regencies", "32.04", "--households", &households];
+    args.extend(extra);
+    generate(dir, &args).await?;
+    let registry = std::fs::read_to_string(dir.join("registry.csv"))?;
+    Ok((registry, generated_proposals(dir, minutes)?))
+}
+
+/// `dtksctl gen ARGS --out DIR`, on the run's clock.
+pub async fn generate(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new(bin_dir().join("dtksctl"))
         .env(
             dtks_platform::clock::OFFSET_VAR,
             time::offset_secs().to_string(),
         )
-        .args(["gen", "--regencies", "32.04", "--households"])
-        .arg(households.to_string())
+        .arg("gen")
+        .args(args)
         .arg("--out")
         .arg(dir)
-        .args(extra)
         .output()
         .await?;
     anyhow::ensure!(
@@ -748,8 +757,26 @@ pub async fn generated_regency(
         "dtksctl gen failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let registry = std::fs::read_to_string(dir.join("registry.csv"))?;
-    Ok((registry, generated_proposals(dir, minutes)?))
+    Ok(())
+}
+
+/// The Splink baseline (`tests/bench/splink_link.py`, Splink 5.0.0 in the benchmarks'
+/// virtual environment) linking `dir/persons.csv` to `dir/registry.csv`: its JSON
+/// figures (seconds, links, correct, persons, precision, recall, f1).
+pub fn splink_baseline(dir: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let python = bench_python(&["splink==5.0.0"])?;
+    let output = std::process::Command::new(python)
+        .arg("tests/bench/splink_link.py")
+        .arg(dir.join("registry.csv"))
+        .arg(dir.join("persons.csv"))
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "splink failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout)?;
+    Ok(serde_json::from_str(text.lines().last().unwrap_or("{}"))?)
 }
 
 /// The musdes proposals `dtksctl gen` wrote to `dir/proposals.jsonl`, minutes held a

@@ -148,6 +148,11 @@ impl Refusal {
         self.reply = Reply::Callback(action);
         self
     }
+
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
 }
 
 /// The standard bounds every message text at 999 characters.
@@ -169,21 +174,12 @@ impl IntoResponse for Refusal {
                 },
                 "errors": errors,
             }),
-            Reply::Callback(action) => json!({
-                "header": {
-                    "version": "1.0.0",
-                    "message_id": uuid::Uuid::new_v4().to_string(),
-                    "message_ts": now(),
-                    "action": action,
-                    "status": "rjct",
-                    "status_reason_message": message,
-                    "sender_id": SENDER_ID,
-                    "total_count": 0,
-                    "completed_count": 0,
-                    "is_msg_encrypted": false,
-                },
-                "errors": errors,
-            }),
+            Reply::Callback(action) => {
+                let mut header = callback_header(action, "", 0);
+                header["status"] = json!("rjct");
+                header["status_reason_message"] = json!(message);
+                json!({ "header": header, "errors": errors })
+            }
         };
         (self.status, Json(body)).into_response()
     }
@@ -241,10 +237,10 @@ async fn faulty() -> Option<Result<Json<Value>, Refusal>> {
 }
 
 impl Registry {
-    /// Admits a DCI message for `op`: no NUL anywhere, signed by a trusted key (when
-    /// keys are configured), header and message as the standard's schemas say, not
-    /// encrypted (this registry holds no decryption key), and not taken before. Answers
-    /// the sender.
+    /// Admits a DCI message for `op`: from a trusted sender (when keys are configured:
+    /// its bearer token and the message's signature, by the same sender), header and
+    /// message as the standard's schemas say, not encrypted (this registry holds no
+    /// decryption key), and not taken before. Answers the sender.
     pub fn admit(
         &self,
         headers: &HeaderMap,
@@ -262,40 +258,34 @@ impl Registry {
                 .get(axum::http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or_else(|| {
-                    Refusal::new(
-                        StatusCode::UNAUTHORIZED,
-                        "err.request.unauthorized",
-                        "Authorization: Bearer <token signed by the sender's DCI key> is required",
-                    )
-                })?;
-            Some(
-                self.trusted
-                    .verify_bearer(token.trim(), SENDER_ID)
-                    .map_err(|e| {
-                        Refusal::new(
-                            StatusCode::UNAUTHORIZED,
-                            "err.request.unauthorized",
-                            e.to_string(),
-                        )
-                    })?,
-            )
+                .map(str::trim)
+                .unwrap_or_default();
+            Some(self.trusted.verify_bearer(token, SENDER_ID).map_err(|e| {
+                Refusal::new(
+                    StatusCode::UNAUTHORIZED,
+                    "err.request.unauthorized",
+                    format!("Authorization: Bearer <token signed by the sender's DCI key>: {e}"),
+                )
+            })?)
         };
         if !body.is_object() {
             return Err(Refusal::bad("the body must be a DCI message object"));
         }
-        let sender = if self.trusted.is_empty() {
-            None
-        } else {
-            Some(self.trusted.verify(body).map_err(unauthorised)?)
+        // Then the message's own signature, by the same sender.
+        let signed_by = match caller {
+            None => None,
+            Some(caller) => {
+                let signer = self.trusted.verify(body).map_err(unauthorised)?;
+                if signer != caller {
+                    return Err(Refusal::new(
+                        StatusCode::UNAUTHORIZED,
+                        "err.signature.invalid",
+                        "the message is signed by another sender than the bearer token's",
+                    ));
+                }
+                Some(signer)
+            }
         };
-        if sender.is_some() && sender != caller {
-            return Err(Refusal::new(
-                StatusCode::UNAUTHORIZED,
-                "err.signature.invalid",
-                "the message is signed by another sender than the bearer token's",
-            ));
-        }
         let header = body
             .get("header")
             .ok_or_else(|| Refusal::bad("header: is required"))?;
@@ -311,7 +301,7 @@ impl Registry {
             ));
         }
         contract::check(message, op.message()).map_err(|e| Refusal::bad(format!("message.{e}")))?;
-        let sender = sender.unwrap_or_else(|| self::sender(header));
+        let sender = signed_by.unwrap_or_else(|| self::sender(header));
         self.replays
             .first_time(&sender, body)
             .map_err(unauthorised)?;
@@ -374,13 +364,6 @@ impl Registry {
     }
 }
 
-impl Refusal {
-    pub fn with_code(mut self, code: &'static str) -> Self {
-        self.code = code;
-        self
-    }
-}
-
 /// The header of what the registry answers or sends (`MsgCallbackHeader`): every part
 /// of it succeeded (`completed_count` = `total_count`).
 pub fn callback_header(action: &str, receiver_id: &str, total: usize) -> Value {
@@ -390,7 +373,7 @@ pub fn callback_header(action: &str, receiver_id: &str, total: usize) -> Value {
     header
 }
 
-fn requests(body: &Value) -> Result<Vec<Value>, Refusal> {
+fn requests(body: &Value) -> Result<&[Value], Refusal> {
     let requests = body
         .pointer("/message/search_request")
         .and_then(Value::as_array)
@@ -400,7 +383,7 @@ fn requests(body: &Value) -> Result<Vec<Value>, Refusal> {
             "message.search_request: at most {MAX_REQUESTS} search requests per message"
         )));
     }
-    Ok(requests.clone())
+    Ok(requests)
 }
 
 pub fn storage(e: sea_orm::DbErr) -> Refusal {
@@ -456,7 +439,7 @@ async fn sync_search(
         .admit(&headers, &body, Operation::Search)
         .map_err(on_search)?;
     let requests = requests(&body).map_err(on_search)?;
-    let responses = search::answer(&registry.db, &requests)
+    let responses = search::answer(&registry.db, requests)
         .await
         .map_err(|e| on_search(storage(e)))?;
     let correlation_id = uuid::Uuid::new_v4().to_string();
@@ -487,10 +470,8 @@ async fn async_search(
     if let Some(answer) = faulty().await {
         return answer;
     }
-    let body = body(request)?;
-    let sender = registry.admit(&headers, &body, Operation::Search)?;
-    let base = registry.callback_base(&sender, &body["header"])?;
-    let requests = requests(&body)?;
+    let (body, sender, base) = registry.admit_async(&headers, request, Operation::Search)?;
+    let requests = requests(&body)?.to_vec();
     let transaction_id = text_at(&body, "/message/transaction_id");
     let correlation_id = uuid::Uuid::new_v4();
     // Recorded before the acknowledgement: a status check finds it pending at once.
@@ -535,6 +516,26 @@ async fn async_search(
 }
 
 impl Registry {
+    /// Reads and admits an asynchronous request for `op`; answers its message, its
+    /// sender and the base its answer goes back to.
+    pub fn admit_async(
+        &self,
+        headers: &HeaderMap,
+        request: Result<Json<Value>, JsonRejection>,
+        op: Operation,
+    ) -> Result<(Value, String, String), Refusal> {
+        let body = body(request)?;
+        let sender = self.admit(headers, &body, op)?;
+        let base = self.callback_base(&sender, &body["header"])?;
+        Ok((body, sender, base))
+    }
+
+    /// Sends `body` to the sender's `{base}{path}` callback, in the background.
+    pub fn answer_later(&self, base: &str, path: &str, body: Value) {
+        let (registry, url) = (self.clone(), format!("{base}{path}"));
+        tokio::spawn(async move { registry.deliver(&url, &body).await });
+    }
+
     /// Posts an answer to its callback, a few times; the requester times out and asks
     /// again (or checks the transaction's status) if all fail.
     pub async fn deliver(&self, url: &str, body: &Value) {

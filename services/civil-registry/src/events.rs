@@ -62,9 +62,7 @@ pub async fn subscribe(
     headers: HeaderMap,
     request: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, Refusal> {
-    let body = body(request)?;
-    let sender = registry.admit(&headers, &body, Operation::Subscribe)?;
-    let base = registry.callback_base(&sender, &body["header"])?;
+    let (body, sender, base) = registry.admit_async(&headers, request, Operation::Subscribe)?;
     let items = body["message"]["subscribe_request"]
         .as_array()
         .cloned()
@@ -131,11 +129,7 @@ pub async fn subscribe(
         .await
         .map_err(storage)?;
     let confirmation = registry.envelope("on-subscribe", &sender, responses.len(), message);
-    tokio::spawn(async move {
-        registry
-            .deliver(&format!("{base}/registry/on-subscribe"), &confirmation)
-            .await;
-    });
+    registry.answer_later(&base, "/registry/on-subscribe", confirmation);
     Ok(ack(&correlation_id.to_string()))
 }
 
@@ -148,9 +142,7 @@ pub async fn unsubscribe(
     headers: HeaderMap,
     request: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, Refusal> {
-    let body = body(request)?;
-    let sender = registry.admit(&headers, &body, Operation::Unsubscribe)?;
-    let base = registry.callback_base(&sender, &body["header"])?;
+    let (body, sender, base) = registry.admit_async(&headers, request, Operation::Unsubscribe)?;
     let message = &body["message"];
     let listed = message
         .get("subscription_codes")
@@ -213,11 +205,7 @@ pub async fn unsubscribe(
         .await
         .map_err(storage)?;
     let confirmation = registry.envelope("on-unsubscribe", &sender, 1, answer);
-    tokio::spawn(async move {
-        registry
-            .deliver(&format!("{base}/registry/on-unsubscribe"), &confirmation)
-            .await;
-    });
+    registry.answer_later(&base, "/registry/on-unsubscribe", confirmation);
     Ok(ack(&correlation_id.to_string()))
 }
 

@@ -261,9 +261,7 @@ pub async fn async_status(
     headers: HeaderMap,
     request: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, Refusal> {
-    let body = body(request)?;
-    let sender = registry.admit(&headers, &body, Operation::TxnStatus)?;
-    let base = registry.callback_base(&sender, &body["header"])?;
+    let (body, sender, base) = registry.admit_async(&headers, request, Operation::TxnStatus)?;
     let q = asked(&body);
     let found = find(&registry.db, &sender, &q)
         .await
@@ -276,10 +274,6 @@ pub async fn async_status(
         1,
         status_response(&q, &correlation_id, found),
     );
-    tokio::spawn(async move {
-        registry
-            .deliver(&format!("{base}/registry/txn/on-status"), &answer)
-            .await;
-    });
+    registry.answer_later(&base, "/registry/txn/on-status", answer);
     Ok(ack(&correlation_id))
 }

@@ -78,6 +78,18 @@ pub const FURTHER: &[&str] = &[
     "unregistered",
 ];
 
+/// The kinds that concern a person's NIK or registration: one of them at a time.
+const NIK_KINDS: &[&str] = &[
+    "missing_nik",
+    "unknown_nik",
+    "kk_as_nik",
+    "family_nik",
+    "nik_typo",
+    "unregistered",
+    "deceased",
+    "duplicate",
+];
+
 pub const CORRUPTIONS: &[&str] = &[
     "name_typo",
     "name_variant",
@@ -565,21 +577,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             for _ in 0..times {
                 let mut kind = kinds[rng.random_range(0..kinds.len())];
                 let several_parts = members[m].full_name.contains(' ');
-                // One thing happens to a person's NIK or registration at a time.
-                let nik_kinds = [
-                    "missing_nik",
-                    "unknown_nik",
-                    "kk_as_nik",
-                    "family_nik",
-                    "nik_typo",
-                    "unregistered",
-                    "deceased",
-                    "duplicate",
-                ];
                 if (kind == "duplicate" && (previous.is_none() || !done.is_empty()))
                     || (kind == "family_nik" && members.len() < 2)
                     || (matches!(kind, "single_name" | "transposed") && !several_parts)
-                    || (nik_kinds.contains(&kind) && done.iter().any(|d| nik_kinds.contains(d)))
+                    || (NIK_KINDS.contains(&kind) && done.iter().any(|d| NIK_KINDS.contains(d)))
                     || done.contains(&kind)
                 {
                     kind = "name_typo";

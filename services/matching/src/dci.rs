@@ -204,7 +204,7 @@ impl DciRegistry {
     /// `and`), the first [`CANDIDATES_PER_QUERY`] of each, without repeats; with, for
     /// each person, the queries that found them, and for each query how many persons
     /// it found in all (its `total_count`).
-    pub async fn find_candidates(&self, queries: &[Vec<Value>]) -> Result<Found, RegistryError> {
+    pub async fn find_candidates(&self, queries: &[&[Value]]) -> Result<Found, RegistryError> {
         let requests = queries
             .iter()
             .enumerate()

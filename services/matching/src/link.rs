@@ -229,6 +229,42 @@ pub struct Candidate {
     pub found: Vec<Retrieval>,
 }
 
+/// What `queries` found, as candidates with the ways each was found; the NIK's own
+/// `holder` always among them (the model, not the retrieval, decides whether it is the
+/// person).
+pub fn candidates(
+    queries: &[Query],
+    found: crate::dci::Found,
+    holder: Option<&RegistryPerson>,
+) -> Vec<Candidate> {
+    let mut candidates: Vec<Candidate> = found
+        .persons
+        .into_iter()
+        .map(|(person, by)| Candidate {
+            person,
+            found: by
+                .into_iter()
+                .map(|q| Retrieval {
+                    fixed: queries[q].fixed,
+                    scope: queries[q].scope,
+                    total: found.totals.get(q).copied().unwrap_or(1),
+                    stray: queries[q].stray,
+                })
+                .collect(),
+        })
+        .collect();
+    if let Some(holder) = holder {
+        match candidates.iter_mut().find(|c| c.person.nik == holder.nik) {
+            Some(c) => c.found.push(Retrieval::HOLDER),
+            None => candidates.push(Candidate {
+                person: holder.clone(),
+                found: vec![Retrieval::HOLDER],
+            }),
+        }
+    }
+    candidates
+}
+
 /// Villages in the district and the regency of `village`, from the reference data.
 fn villages_around(village: &str) -> (f64, f64) {
     static COUNTS: std::sync::OnceLock<std::collections::HashMap<&'static str, u32>> =

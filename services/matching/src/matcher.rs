@@ -230,37 +230,11 @@ impl Matcher {
         let searched = if queries.is_empty() {
             crate::dci::Found::default()
         } else {
-            let predicates: Vec<Vec<serde_json::Value>> =
-                queries.iter().map(|q| q.predicates.clone()).collect();
+            let predicates: Vec<&[serde_json::Value]> =
+                queries.iter().map(|q| q.predicates.as_slice()).collect();
             self.registry.find_candidates(&predicates).await?
         };
-        let mut candidates: Vec<link::Candidate> = searched
-            .persons
-            .into_iter()
-            .map(|(person, by)| link::Candidate {
-                person,
-                found: by
-                    .into_iter()
-                    .map(|q| link::Retrieval {
-                        fixed: queries[q].fixed,
-                        scope: queries[q].scope,
-                        total: searched.totals.get(q).copied().unwrap_or(1),
-                        stray: queries[q].stray,
-                    })
-                    .collect(),
-            })
-            .collect();
-        // The NIK's own holder is always a candidate: the model, not the retrieval,
-        // decides whether it is the person.
-        if let Some(holder) = found {
-            match candidates.iter_mut().find(|c| c.person.nik == holder.nik) {
-                Some(c) => c.found.push(link::Retrieval::HOLDER),
-                None => candidates.push(link::Candidate {
-                    person: holder.clone(),
-                    found: vec![link::Retrieval::HOLDER],
-                }),
-            }
-        }
+        let candidates = link::candidates(&queries, searched, found);
         let person = link::person_record(p, village);
         match link::decide(
             &self.model,
