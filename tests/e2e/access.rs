@@ -902,7 +902,15 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
             serial += 1;
             let token = stack.token_for(&format!("claims-{serial}"), role, region);
             let body = request(grant.method, role, &a, &list_id, serial);
-            match call(channels[short].clone(), grant.method, shapes[grant.method], body, &token).await {
+            match call(
+                channels[short].clone(),
+                grant.method,
+                shapes[grant.method],
+                body,
+                &token,
+            )
+            .await
+            {
                 Err(status) if status.code() == tonic::Code::Unauthenticated => claims_refused += 1,
                 other => failures.push(format!(
                     "{} as {} with region {region:?}: {:?}",
@@ -913,13 +921,17 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
             }
         }
     }
-    println!("access matrix: {claims_refused} calls with malformed or over-reaching region claims, all refused");
+    println!(
+        "access matrix: {claims_refused} calls with malformed or over-reaching region claims, all refused"
+    );
     // Finding 5: foreign subjects. Tokens of other roles, or of a pemda user of another
     // regency, that carry the subject of the pemda officer who filed the first regency's
     // request: none of them sees that request or its extract.
     let mut foreign = 0;
     for grant in MATRIX.iter().filter(|g| {
-        g.name().contains("DataRequest") || g.name().contains("Extract") || g.name() == "RecordHandover"
+        g.name().contains("DataRequest")
+            || g.name().contains("Extract")
+            || g.name() == "RecordHandover"
     }) {
         let short = grant
             .service()
@@ -941,7 +953,14 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
             foreign += 1;
             let token = stack.token_for(&format!("pemda-{}", a.regency), role, &region);
             let body = request(grant.method, Role::PemdaUser, &a, &list_id, serial);
-            if let Ok(bytes) = call(channels[short].clone(), grant.method, shapes[grant.method], body, &token).await
+            if let Ok(bytes) = call(
+                channels[short].clone(),
+                grant.method,
+                shapes[grant.method],
+                body,
+                &token,
+            )
+            .await
                 && (contains(&bytes, &a.request) || a.personal.iter().any(|p| contains(&bytes, p)))
             {
                 failures.push(format!(
@@ -952,7 +971,9 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
             }
         }
     }
-    println!("access matrix: {foreign} calls with the filer's subject on another role or region, none answered with the request");
+    println!(
+        "access matrix: {foreign} calls with the filer's subject on another role or region, none answered with the request"
+    );
     println!(
         "access matrix: calls per service (refused by the matrix / refused by scope or record / other refusals / answered)"
     );
@@ -1067,7 +1088,10 @@ fn malformed(input: &prost_reflect::MessageDescriptor, valid: &[u8]) -> Vec<(Str
             (_, Value::I32(_)) => vec![("i32::MAX", Value::I32(i32::MAX)), ("-1", Value::I32(-1))],
             (_, Value::U64(_)) => vec![("u64::MAX", Value::U64(u64::MAX))],
             (_, Value::U32(_)) => vec![("u32::MAX", Value::U32(u32::MAX))],
-            (_, Value::F64(_)) => vec![("NaN", Value::F64(f64::NAN)), ("-∞", Value::F64(f64::NEG_INFINITY))],
+            (_, Value::F64(_)) => vec![
+                ("NaN", Value::F64(f64::NAN)),
+                ("-∞", Value::F64(f64::NEG_INFINITY)),
+            ],
             _ => vec![],
         }
     }
@@ -1138,13 +1162,20 @@ async fn malformed_requests_to_every_method_are_refused_never_crash() -> anyhow:
     let (mut methods, mut calls, mut serial) = (0, 0u32, 10_000);
     for grant in MATRIX {
         let service = grant.service();
-        let short = service.trim_start_matches("dtks.").split('.').next().unwrap_or_default();
+        let short = service
+            .trim_start_matches("dtks.")
+            .split('.')
+            .next()
+            .unwrap_or_default();
         let Some(role) = Role::ALL.into_iter().find(|r| grant.allows(*r)) else {
             continue;
         };
         let method = pool
             .get_service_by_name(service)
-            .and_then(|s| s.methods().find(|m| grant.method.ends_with(&format!("/{}", m.name()))))
+            .and_then(|s| {
+                s.methods()
+                    .find(|m| grant.method.ends_with(&format!("/{}", m.name())))
+            })
             .ok_or_else(|| anyhow::anyhow!("{} is not in the contract", grant.method))?;
         methods += 1;
         let region = match role.reach() {
@@ -1161,7 +1192,14 @@ async fn malformed_requests_to_every_method_are_refused_never_crash() -> anyhow:
                 _ => format!("edge-{}-{serial}", role.as_str()),
             };
             let token = stack.token_for(&sub, role, &region);
-            let answer = call(channels[short].clone(), grant.method, shapes[grant.method], body, &token).await;
+            let answer = call(
+                channels[short].clone(),
+                grant.method,
+                shapes[grant.method],
+                body,
+                &token,
+            )
+            .await;
             let code = answer.as_ref().err().map_or(tonic::Code::Ok, |s| s.code());
             // A bulk import answers for each row: a refused row is the refusal.
             let row_refused = grant.name() == "ImportProposals"
@@ -1169,7 +1207,11 @@ async fn malformed_requests_to_every_method_are_refused_never_crash() -> anyhow:
                     dtks_proto::intake::v1::ImportProposalsResponse::decode(bytes.as_slice())
                         .is_ok_and(|r| r.rows.iter().any(|row| !row.errors.is_empty()))
                 });
-            let seen = if row_refused { "row refused".to_owned() } else { format!("{code:?}") };
+            let seen = if row_refused {
+                "row refused".to_owned()
+            } else {
+                format!("{code:?}")
+            };
             *codes.entry(seen).or_default() += 1;
             if answer.is_ok() && !row_refused {
                 accepted.push(format!("{} {what}", grant.name()));
@@ -1187,16 +1229,28 @@ async fn malformed_requests_to_every_method_are_refused_never_crash() -> anyhow:
     println!("edge: accepted as valid:\n  {}", accepted.join("\n  "));
     assert_eq!(methods, MATRIX.len());
     assert!(calls > 500, "only {calls} variants");
-    assert!(failures.is_empty(), "{} bad answers:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} bad answers:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // Every service still serves.
     for service in dtks_e2e::SERVICES {
-        let mut health = tonic_health::pb::health_client::HealthClient::new(stack.channel(service).await?);
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(stack.channel(service).await?);
         let status = health
-            .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
             .await?
             .into_inner()
             .status;
-        assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{service}");
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service}"
+        );
     }
     Ok(())
 }

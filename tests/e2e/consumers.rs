@@ -19,7 +19,11 @@ struct Fragile {
 }
 
 impl EventHandler for Fragile {
-    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
         // Written in the event's transaction: a panic must leave none of it behind.
         txn.execute_unprepared(&format!(
             "INSERT INTO touched (event_id) VALUES ('{}')",
@@ -61,7 +65,8 @@ fn event(kind: &str, payload: &[u8]) -> Envelope {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handler_that_panics_dead_letters_its_event_and_the_consumer_goes_on() -> anyhow::Result<()> {
+async fn a_handler_that_panics_dead_letters_its_event_and_the_consumer_goes_on()
+-> anyhow::Result<()> {
     let stack = Stack::start_services(REGISTRY, &["intake"], &[]).await?;
     let config = stack.bus_config();
     let bus = Bus::connect(&config).await?;
@@ -74,8 +79,10 @@ async fn a_handler_that_panics_dead_letters_its_event_and_the_consumer_goes_on()
         "fragile",
     )
     .await?;
-    db.execute_unprepared(dtks_platform::db::BUS_TABLES.sql).await?;
-    db.execute_unprepared("CREATE TABLE touched (event_id UUID PRIMARY KEY)").await?;
+    db.execute_unprepared(dtks_platform::db::BUS_TABLES.sql)
+        .await?;
+    db.execute_unprepared("CREATE TABLE touched (event_id UUID PRIMARY KEY)")
+        .await?;
     let handler = Fragile::default();
     let (stop, shutdown) = dtks_platform::shutdown::Shutdown::manual();
     let consumer = tokio::spawn({
@@ -84,15 +91,31 @@ async fn a_handler_that_panics_dead_letters_its_event_and_the_consumer_goes_on()
     });
 
     let publisher = bus.publisher().await?;
-    let (overflow, panic) = (event("test.overflow", b"x"), event("test.panic", b"3204051203800001"));
+    let (overflow, panic) = (
+        event("test.overflow", b"x"),
+        event("test.panic", b"3204051203800001"),
+    );
     publisher
-        .publish_all(&[event("test.first", b""), overflow.clone(), panic.clone(), event("test.second", b"")])
+        .publish_all(&[
+            event("test.first", b""),
+            overflow.clone(),
+            panic.clone(),
+            event("test.second", b""),
+        ])
         .await?;
-    let handled = || handler.handled.lock().map(|h| h.clone()).unwrap_or_default();
+    let handled = || {
+        handler
+            .handled
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
+    };
     stack
-        .eventually(30, "the events around the failing ones to be handled", || async {
-            Ok((handled().len() == 2).then_some(()))
-        })
+        .eventually(
+            30,
+            "the events around the failing ones to be handled",
+            || async { Ok((handled().len() == 2).then_some(())) },
+        )
         .await?;
     assert_eq!(handled(), ["test.first", "test.second"]);
     stack

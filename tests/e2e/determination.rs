@@ -58,7 +58,13 @@ pub(super) async fn accepted(stack: &Stack, n: i64) -> anyhow::Result<()> {
 async fn months_diffs_removals_and_explained_standings() -> anyhow::Result<()> {
     let stack = Stack::start_services(
         &registry(),
-        &["intake", "matching", "verivali", "determination", "distribution"],
+        &[
+            "intake",
+            "matching",
+            "verivali",
+            "determination",
+            "distribution",
+        ],
         &[],
     )
     .await?;

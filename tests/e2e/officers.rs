@@ -316,17 +316,21 @@ async fn officers_are_managed_within_reach_and_a_change_ends_their_tokens_within
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     let returned = stack.token_for("operator-2001", Role::VillageOperator, "32.04.05.2001");
     stack
-        .eventually(5, "the reassigned operator's new token to be accepted", || {
-            let mut verivali = verivali.clone();
-            let token = returned.clone();
-            async move {
-                Ok(verivali
-                    .list_cases(authed(ListCasesRequest::default(), &token))
-                    .await
-                    .ok()
-                    .map(|_| ()))
-            }
-        })
+        .eventually(
+            5,
+            "the reassigned operator's new token to be accepted",
+            || {
+                let mut verivali = verivali.clone();
+                let token = returned.clone();
+                async move {
+                    Ok(verivali
+                        .list_cases(authed(ListCasesRequest::default(), &token))
+                        .await
+                        .ok()
+                        .map(|_| ()))
+                }
+            },
+        )
         .await?;
     assert_eq!(
         verivali

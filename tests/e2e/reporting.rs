@@ -190,7 +190,11 @@ async fn read_models_agree_with_direct_counts_and_a_replay_rebuilds_them() -> an
         .await?
         .into_inner();
     assert_eq!(
-        (village.region_code.as_str(), village.proposals_submitted, village.proposals_matched),
+        (
+            village.region_code.as_str(),
+            village.proposals_submitted,
+            village.proposals_matched
+        ),
         (VILLAGES[0], 1, 1),
         "{village:?}"
     );

@@ -178,11 +178,16 @@ async fn each_requester_is_decided_by_its_authority_and_a_request_lives_to_its_e
     // A malformed region code is refused at the edge, before any rule of the request.
     let mut malformed = new_request(RequesterKind::Kl, "32.99.zz", 86_400);
     malformed.data_kinds.push(999);
-    let refused = file(&mut client, &kl, malformed).await.expect_err("malformed");
+    let refused = file(&mut client, &kl, malformed)
+        .await
+        .expect_err("malformed");
     assert_eq!(refused.code(), Code::InvalidArgument);
     let named = fields(&refused);
     assert!(named.iter().any(|f| f == "region_code"), "{named:?}");
-    assert!(named.iter().any(|f| f.starts_with("data_kinds[")), "{named:?}");
+    assert!(
+        named.iter().any(|f| f.starts_with("data_kinds[")),
+        "{named:?}"
+    );
     // Every bad field of a well-formed request named at once.
     let mut bad = new_request(RequesterKind::Kl, "32.99", 86_400);
     bad.purpose = "  ".into();
@@ -191,12 +196,7 @@ async fn each_requester_is_decided_by_its_authority_and_a_request_lives_to_its_e
     let refused = file(&mut client, &kl, bad).await.expect_err("bad request");
     assert_eq!(refused.code(), Code::InvalidArgument);
     let named = fields(&refused);
-    for field in [
-        "purpose",
-        "data_kinds[1]",
-        "data_kinds[2]",
-        "use_until",
-    ] {
+    for field in ["purpose", "data_kinds[1]", "data_kinds[2]", "use_until"] {
         assert!(named.iter().any(|f| f == field), "{field} in {named:?}");
     }
     let mut long = new_request(RequesterKind::Kl, "", 400 * 86_400);
@@ -351,7 +351,12 @@ async fn each_requester_is_decided_by_its_authority_and_a_request_lives_to_its_e
     // Finding 5: ownership was by subject alone, so a kl_user token naming a pemda
     // filer's subject read the request. The filer is issuer, role, region and subject.
     let pemda = stack.token_for("filer-3204", Role::PemdaUser, "32.04");
-    let theirs = file(&mut client, &pemda, new_request(RequesterKind::Pemda, "32.04", 86_400)).await?;
+    let theirs = file(
+        &mut client,
+        &pemda,
+        new_request(RequesterKind::Pemda, "32.04", 86_400),
+    )
+    .await?;
     let read = |token: String| {
         let mut client = client.clone();
         let id = theirs.request_id.clone();

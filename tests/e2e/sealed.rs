@@ -77,12 +77,21 @@ async fn personal_data_is_sealed_at_rest_and_read_back_by_officers() -> anyhow::
 
     // Finding 17: matching cached the registry's answers under `dci:nik:<NIK>`, in plain
     // JSON. Keys now carry a keyed hash, values are sealed.
-    let redis_url = std::env::var("DTKS_REDIS__URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-    let mut redis = redis::Client::open(redis_url)?.get_multiplexed_async_connection().await?;
+    let redis_url =
+        std::env::var("DTKS_REDIS__URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let mut redis = redis::Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
     let pattern = format!("e2e.{}:*", stack.run_id);
-    let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut redis).await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut redis)
+        .await?;
     let cached: Vec<&String> = keys.iter().filter(|k| k.contains(":dci:nik:")).collect();
-    assert!(cached.len() >= 3, "the registry answers were cached: {keys:?}");
+    assert!(
+        cached.len() >= 3,
+        "the registry answers were cached: {keys:?}"
+    );
     for key in &keys {
         for nik in [HEAD_NIK, &HEAD_NIK[..12]] {
             assert!(!key.contains(nik), "a cache key holds a NIK: {key}");
@@ -90,7 +99,10 @@ async fn personal_data_is_sealed_at_rest_and_read_back_by_officers() -> anyhow::
     }
     for key in cached {
         let value: Vec<u8> = redis::cmd("GET").arg(key).query_async(&mut redis).await?;
-        assert!(value.starts_with(b"DTKS\x01"), "a cached answer is not sealed");
+        assert!(
+            value.starts_with(b"DTKS\x01"),
+            "a cached answer is not sealed"
+        );
         for secret in [HEAD_NIK, "Asep Sunandar", "Siti Aminah", "Bandung"] {
             assert!(!holds(&value, secret), "{secret} readable in the cache");
         }

@@ -20,8 +20,8 @@ async fn databases(stack: &Stack) -> anyhow::Result<Vec<String>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sweep_keeps_a_running_tests_database_and_drops_those_of_killed_runs()
--> anyhow::Result<()> {
+async fn sweep_keeps_a_running_tests_database_and_drops_those_of_killed_runs() -> anyhow::Result<()>
+{
     let stack = Stack::start_services(super::REGISTRY, &["intake"], &[]).await?;
     let base = std::env::var("DTKS_DATABASE__URL")?;
     let server = Database::connect(&base).await?;
@@ -62,12 +62,18 @@ async fn sweep_keeps_a_running_tests_database_and_drops_those_of_killed_runs()
 
     let left = databases(&stack).await?;
     let own = dtks_e2e::run_database(&stack.run_id);
-    assert!(left.contains(&own), "the running test's database was dropped");
+    assert!(
+        left.contains(&own),
+        "the running test's database was dropped"
+    );
     for gone in [&killed, &taken_over, &legacy] {
         assert!(!left.contains(gone), "{gone} was kept");
     }
     // The running run goes on: its database answers and intake still serves.
-    assert_eq!(count(&stack, "SELECT count(*) AS n FROM intake.proposals").await?, 0);
+    assert_eq!(
+        count(&stack, "SELECT count(*) AS n FROM intake.proposals").await?,
+        0
+    );
     let mut health =
         tonic_health::pb::health_client::HealthClient::new(stack.channel("intake").await?);
     health

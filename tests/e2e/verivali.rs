@@ -366,7 +366,9 @@ async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> any
         let mut stale = minutes_today(&clock, vec![approve(&asep)]);
         stale.minutes_date = Some(dtks_e2e::time::date_from_today(days));
         expect_code(
-            client.record_village_review(authed(stale, &o.village)).await,
+            client
+                .record_village_review(authed(stale, &o.village))
+                .await,
             Code::InvalidArgument,
             "more than a year old",
         );
@@ -1205,11 +1207,19 @@ async fn complaints_life_events_qa_samples_and_the_six_monthly_update_on_a_pause
     let known = public(households[0].clone()).await?;
     for receipt in [&unknown, &known] {
         assert!(!receipt.complaint_id.is_empty());
-        assert_eq!((receipt.task_id.as_str(), receipt.deadline), ("", None), "{receipt:?}");
+        assert_eq!(
+            (receipt.task_id.as_str(), receipt.deadline),
+            ("", None),
+            "{receipt:?}"
+        );
         assert_eq!(receipt.filed_by_role, "public");
     }
     assert_eq!(
-        count(&stack, "SELECT count(*) AS n FROM verivali.unmatched_complaints").await?,
+        count(
+            &stack,
+            "SELECT count(*) AS n FROM verivali.unmatched_complaints"
+        )
+        .await?,
         1
     );
     // The officers see the task the citizen's complaint opened, due in 14 days.

@@ -23,7 +23,13 @@ async fn a_withdrawn_proposal_closes_its_case_and_a_late_match_opens_none() -> a
     .await?;
     let operator = stack.token(Role::VillageOperator, VILLAGE);
     let submitted = submit_household(&stack, &operator, "wd-1", "WD-1", household()).await?;
-    count_becomes(&stack, 30, "SELECT count(*)::bigint AS n FROM verivali.cases WHERE state = 1", 1).await?;
+    count_becomes(
+        &stack,
+        30,
+        "SELECT count(*)::bigint AS n FROM verivali.cases WHERE state = 1",
+        1,
+    )
+    .await?;
 
     IntakeServiceClient::new(stack.channel("intake").await?)
         .withdraw_proposal(authed(
@@ -34,7 +40,13 @@ async fn a_withdrawn_proposal_closes_its_case_and_a_late_match_opens_none() -> a
             &operator,
         ))
         .await?;
-    count_becomes(&stack, 30, "SELECT count(*)::bigint AS n FROM verivali.cases WHERE state = 8", 1).await?;
+    count_becomes(
+        &stack,
+        30,
+        "SELECT count(*)::bigint AS n FROM verivali.cases WHERE state = 8",
+        1,
+    )
+    .await?;
     assert_eq!(
         count(
             &stack,
@@ -68,9 +80,16 @@ async fn a_withdrawn_proposal_closes_its_case_and_a_late_match_opens_none() -> a
         1,
     )
     .await?;
-    assert_eq!(count(&stack, "SELECT count(*)::bigint AS n FROM verivali.cases").await?, 1);
     assert_eq!(
-        count(&stack, "SELECT count(*)::bigint AS n FROM verivali.cases WHERE state = 8").await?,
+        count(&stack, "SELECT count(*)::bigint AS n FROM verivali.cases").await?,
+        1
+    );
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*)::bigint AS n FROM verivali.cases WHERE state = 8"
+        )
+        .await?,
         1
     );
     Ok(())

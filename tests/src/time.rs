@@ -94,7 +94,11 @@ pub fn token_secs() -> u64 {
 /// `secs` scaled by `DTKS_E2E_PATIENCE` (default 1).
 pub fn patience(secs: u64) -> Duration {
     let factor: f64 = crate::env_or("DTKS_E2E_PATIENCE", 1.0);
-    let factor = if factor.is_finite() && factor >= 1.0 { factor } else { 1.0 };
+    let factor = if factor.is_finite() && factor >= 1.0 {
+        factor
+    } else {
+        1.0
+    };
     Duration::from_secs_f64(secs as f64 * factor)
 }
 
@@ -124,7 +128,11 @@ mod tests {
         ] {
             let start = anchor(wall);
             let month = dtks_domain::Period::containing(wall).expect("period");
-            assert_eq!(dtks_domain::Period::containing(start), Some(month), "{wall}");
+            assert_eq!(
+                dtks_domain::Period::containing(start),
+                Some(month),
+                "{wall}"
+            );
             let (first, end) = month.bounds();
             assert!(start - first >= chrono::Duration::days(14), "{wall}");
             assert!(end - start >= chrono::Duration::days(13), "{wall}");

@@ -235,11 +235,17 @@ fn depth(e: &IdedExpr) -> usize {
             .chain(c.args.iter().map(depth))
             .max()
             .unwrap_or(0),
-        Expr::Comprehension(c) => [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
-            .into_iter()
-            .map(|e| depth(e))
-            .max()
-            .unwrap_or(0),
+        Expr::Comprehension(c) => [
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ]
+        .into_iter()
+        .map(|e| depth(e))
+        .max()
+        .unwrap_or(0),
         Expr::List(l) => l.elements.iter().map(depth).max().unwrap_or(0),
         Expr::Map(m) => m.entries.iter().map(entry).max().unwrap_or(0),
         Expr::Struct(s) => s.entries.iter().map(entry).max().unwrap_or(0),
@@ -794,15 +800,30 @@ mod tests {
             format!("{}true", "(".repeat(10_000)),
         ] {
             let e = Rule::compile(&source).expect_err("too deep");
-            assert!(e.message.contains("nests deeper") || e.message.contains("bytes"), "{e}");
+            assert!(
+                e.message.contains("nests deeper") || e.message.contains("bytes"),
+                "{e}"
+            );
         }
         // Brackets inside strings do not count.
-        assert!(Rule::compile(&format!("household.dwelling.floor != '{}'", "(".repeat(200))).is_ok());
-        let long = format!("household.decile <= 4{}", " && household.size > 0".repeat(400));
+        assert!(
+            Rule::compile(&format!(
+                "household.dwelling.floor != '{}'",
+                "(".repeat(200)
+            ))
+            .is_ok()
+        );
+        let long = format!(
+            "household.decile <= 4{}",
+            " && household.size > 0".repeat(400)
+        );
         let e = Rule::compile(&long).expect_err("too long");
         assert!(e.message.contains("bytes"), "{e}");
         // A long chain within the byte bound still may not nest the tree too deep.
-        let chain = format!("household.decile <= 4{}", " || household.size > 0".repeat(200));
+        let chain = format!(
+            "household.decile <= 4{}",
+            " || household.size > 0".repeat(200)
+        );
         if let Err(e) = Rule::compile(&chain) {
             assert!(e.message.contains("nests deeper"), "{e}");
         }

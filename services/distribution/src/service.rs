@@ -183,9 +183,8 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
     programmes::seed(&ctx.db).await?;
     let channel = grpc::endpoint(&url, &ctx.config.tls)?.connect_lazy();
     let token = BearerToken::for_service(&ctx.config.auth, "service:distribution")?;
-    let determination =
-        DeterminationServiceClient::with_interceptor(channel, token)
-            .max_decoding_message_size(grpc::MAX_SEND_BYTES);
+    let determination = DeterminationServiceClient::with_interceptor(channel, token)
+        .max_decoding_message_size(grpc::MAX_SEND_BYTES);
     let months = Arc::<month::Months>::default();
     let consumer = ctx
         .spawn_consumer(

@@ -100,7 +100,11 @@ impl std::str::FromStr for Period {
 
     /// `YYYY-MM`, with the month in 1–12 and the year in [`YEARS`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let refuse = || format!("periode {s:?} harus berbentuk YYYY-MM (period must be YYYY-MM, 2000-01 to 2100-12)");
+        let refuse = || {
+            format!(
+                "periode {s:?} harus berbentuk YYYY-MM (period must be YYYY-MM, 2000-01 to 2100-12)"
+            )
+        };
         let (year, month) = s.split_once('-').ok_or_else(refuse)?;
         if year.len() != 4 || month.len() != 2 {
             return Err(refuse());
@@ -152,7 +156,10 @@ mod tests {
             Period::containing(at(2028, 2, 29, 23, 59, 59)).and_then(Period::next),
             Period::containing(at(2028, 3, 1, 0, 0, 0))
         );
-        assert_eq!(Period::of(date(2027, 3, 1)).and_then(Period::previous), Some(plain));
+        assert_eq!(
+            Period::of(date(2027, 3, 1)).and_then(Period::previous),
+            Some(plain)
+        );
     }
 
     #[test]
@@ -163,7 +170,10 @@ mod tests {
             assert_eq!(p.bounds().1, next.bounds().0, "{p} then {next}");
             assert_eq!(next.previous(), Some(p));
             assert_eq!(Period::of(p.last_day()), Some(p));
-            assert_eq!(Period::of(p.last_day().succ_opt().expect("day")), Some(next));
+            assert_eq!(
+                Period::of(p.last_day().succ_opt().expect("day")),
+                Some(next)
+            );
             p = next;
         }
     }
@@ -176,14 +186,34 @@ mod tests {
         assert_eq!(Period::new(2101, 1), None);
         assert_eq!(Period::new(2100, 12).and_then(Period::next), None);
         assert_eq!(Period::new(2000, 1).and_then(Period::previous), None);
-        assert_eq!(Period::new(2100, 12).map(Period::last_day), Some(date(2100, 12, 31)));
+        assert_eq!(
+            Period::new(2100, 12).map(Period::last_day),
+            Some(date(2100, 12, 31))
+        );
     }
 
     #[test]
     fn a_period_is_read_as_officers_write_it() {
-        assert_eq!("2027-02".parse::<Period>(), Ok(Period::new(2027, 2).expect("p")));
-        assert_eq!("2100-12".parse::<Period>().map(|p| p.to_string()), Ok("2100-12".into()));
-        for bad in ["2027-13", "2027-00", "1999-12", "2101-01", "2027-2", "27-02", "2027", "", "2027-02-01", "abcd-ef"] {
+        assert_eq!(
+            "2027-02".parse::<Period>(),
+            Ok(Period::new(2027, 2).expect("p"))
+        );
+        assert_eq!(
+            "2100-12".parse::<Period>().map(|p| p.to_string()),
+            Ok("2100-12".into())
+        );
+        for bad in [
+            "2027-13",
+            "2027-00",
+            "1999-12",
+            "2101-01",
+            "2027-2",
+            "27-02",
+            "2027",
+            "",
+            "2027-02-01",
+            "abcd-ef",
+        ] {
             assert!(bad.parse::<Period>().is_err(), "{bad}");
         }
     }

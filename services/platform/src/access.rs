@@ -1050,7 +1050,11 @@ mod tests {
             (Public, "32'; --"),
         ] {
             let refused = check_reach(&claims(role, region)).expect_err(region);
-            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{role:?} {region}");
+            assert_eq!(
+                refused.code(),
+                tonic::Code::Unauthenticated,
+                "{role:?} {region}"
+            );
             assert!(!refused.message().contains('%'), "{refused:?}");
         }
         for (role, region) in [
@@ -1062,7 +1066,10 @@ mod tests {
             (QaTeam, "32"),
             (QaTeam, ""),
         ] {
-            assert!(check_reach(&claims(role, region)).is_ok(), "{role:?} {region}");
+            assert!(
+                check_reach(&claims(role, region)).is_ok(),
+                "{role:?} {region}"
+            );
         }
     }
 

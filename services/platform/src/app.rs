@@ -76,7 +76,10 @@ impl Context {
             shutdown.clone(),
         ));
         // Officers are refused until the revocation state is loaded: give it a moment.
-        if !revocations.wait_current(std::time::Duration::from_secs(5)).await {
+        if !revocations
+            .wait_current(std::time::Duration::from_secs(5))
+            .await
+        {
             tracing::warn!("the revocation state is not loaded yet; officers' calls wait for it");
         }
         let auth = Authenticator::new(&config.auth).with_revocations(revocations);

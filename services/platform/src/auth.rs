@@ -522,8 +522,14 @@ impl BearerToken {
             Source::Renewed(renewed) => {
                 let mut current = renewed.current.lock().unwrap_or_else(|e| e.into_inner());
                 if current.1.elapsed() >= std::time::Duration::from_secs(SERVICE_TOKEN_SECS / 2) {
-                    match issue(&renewed.config, &renewed.sub, Role::Service, "", SERVICE_TOKEN_SECS)
-                        .and_then(|t| bearer(&t))
+                    match issue(
+                        &renewed.config,
+                        &renewed.sub,
+                        Role::Service,
+                        "",
+                        SERVICE_TOKEN_SECS,
+                    )
+                    .and_then(|t| bearer(&t))
                     {
                         Ok(value) => *current = (value, std::time::Instant::now()),
                         Err(error) => tracing::warn!(%error, "the service token was not renewed"),
@@ -537,7 +543,9 @@ impl BearerToken {
 
 impl tonic::service::Interceptor for BearerToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("authorization", self.header());
+        request
+            .metadata_mut()
+            .insert("authorization", self.header());
         // The call continues the caller's trace.
         let (traceparent, tracestate) = crate::telemetry::current_trace_context();
         for (name, value) in [("traceparent", traceparent), ("tracestate", tracestate)] {
@@ -620,7 +628,11 @@ mod tests {
             assert_eq!(refused.code(), tonic::Code::Unauthenticated);
             assert!(refused.message().contains(why), "{refused:?}");
         }
-        for (iat, exp) in [(now, now + 12 * 3600), (now + 20, now + 3600), (now - 3600, now + 60)] {
+        for (iat, exp) in [
+            (now, now + 12 * 3600),
+            (now + 20, now + 3600),
+            (now - 3600, now + 60),
+        ] {
             assert!(auth.verify(&sign(iat, exp)).await.is_ok(), "{iat} {exp}");
         }
     }

@@ -31,7 +31,10 @@ impl Cache {
 
     /// The key for `value` (a NIK) of `kind` (`dci:nik`): `<kind>:<keyed hash>`.
     pub fn personal_key(kind: &str, value: &str) -> anyhow::Result<String> {
-        Ok(format!("{kind}:{}", crate::sealed::ring()?.keyed_hash(kind, value)))
+        Ok(format!(
+            "{kind}:{}",
+            crate::sealed::ring()?.keyed_hash(kind, value)
+        ))
     }
 
     fn seal<T: Serialize>(full_key: &str, value: &T) -> anyhow::Result<Vec<u8>> {

@@ -25,8 +25,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage,
-    Value,
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
 };
 
 use dtks_domain::Violations;
@@ -305,7 +304,11 @@ fn text(name: &str, s: &str, at: &str, out: &mut Violations) {
     if !s.is_empty() && s.chars().all(is_invisible) && !s.chars().all(char::is_whitespace) {
         return out.push(at, "must contain a visible character");
     }
-    if !s.is_empty() && (name.ends_with("region_code") || name == "village_code" || name.ends_with("regency_code")) {
+    if !s.is_empty()
+        && (name.ends_with("region_code")
+            || name == "village_code"
+            || name.ends_with("regency_code"))
+    {
         match dtks_domain::RegionCode::parse(s) {
             Err(e) => out.push(at, e.to_string()),
             Ok(code) => {
@@ -337,7 +340,10 @@ fn timestamp(message: &DynamicMessage, at: &str, out: &mut Violations) {
     let (seconds, nanos) = (int(message, "seconds"), int(message, "nanos"));
     // 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z, as google.protobuf.Timestamp says.
     if !(-62_135_596_800..=253_402_300_799).contains(&seconds) {
-        out.push(&path(at, "seconds"), "must lie between the years 1 and 9999");
+        out.push(
+            &path(at, "seconds"),
+            "must lie between the years 1 and 9999",
+        );
     }
     if !(0..=999_999_999).contains(&nanos) {
         out.push(&path(at, "nanos"), "must be from 0 to 999,999,999");
@@ -359,7 +365,11 @@ fn period(message: &DynamicMessage, at: &str, out: &mut Violations) {
 }
 
 fn date(message: &DynamicMessage, at: &str, out: &mut Violations) {
-    let (year, month, day) = (int(message, "year"), int(message, "month"), int(message, "day"));
+    let (year, month, day) = (
+        int(message, "year"),
+        int(message, "month"),
+        int(message, "day"),
+    );
     if (year, month, day) == (0, 0, 0) {
         return;
     }
@@ -423,31 +433,102 @@ mod tests {
     #[test]
     fn bad_values_are_refused_naming_the_field() {
         let cases: Vec<(Box<dyn Fn(&mut pb::Household)>, &str)> = vec![
-            (Box::new(|h| h.families[0].members[0].monthly_income = i64::MAX), "families[0].members[0].monthly_income"),
-            (Box::new(|h| h.families[0].members[0].monthly_income = -1), "families[0].members[0].monthly_income"),
-            (Box::new(|h| h.families[0].members[0].full_name = "Asep\0".into()), "families[0].members[0].full_name"),
-            (Box::new(|h| h.families[0].members[0].full_name = "\u{200B}\u{200B}".into()), "families[0].members[0].full_name"),
-            (Box::new(|h| h.families[0].members[0].full_name = "Asep\u{202E}".into()), "families[0].members[0].full_name"),
-            (Box::new(|h| h.families[0].members[0].full_name = "x".repeat(100_000)), "families[0].members[0].full_name"),
-            (Box::new(|h| h.families[0].members[0].full_name = "a\u{7}b".into()), "families[0].members[0].full_name"),
-            (Box::new(|h| h.families[0].members[0].sex = 999), "families[0].members[0].sex"),
-            (Box::new(|h| h.address.as_mut().unwrap().village_code = "zz".into()), "address.village_code"),
-            (Box::new(|h| h.address.as_mut().unwrap().village_code = "32.04".into()), "address.village_code"),
-            (Box::new(|h| h.families[0].members[0].skills = vec!["x".into(); 20_000]), "families[0].members[0].skills"),
-            (Box::new(|h| h.assets.get_or_insert_default().land_m2 = f64::NAN), "assets.land_m2"),
-            (Box::new(|h| h.assets.get_or_insert_default().land_m2 = f64::INFINITY), "assets.land_m2"),
-            (Box::new(|h| h.assets.get_or_insert_default().savings = -5), "assets.savings"),
-            (Box::new(|h| h.location = Some(pb::GeoPoint { latitude: 91.0, longitude: 107.0 })), "location.latitude"),
             (
-                Box::new(|h| h.assistance_history = vec![pb::AssistanceRecord { programme_code: "PKH".into(), period: Some(pb::Period { year: 2026, month: 13 }), amount: 1 }]),
+                Box::new(|h| h.families[0].members[0].monthly_income = i64::MAX),
+                "families[0].members[0].monthly_income",
+            ),
+            (
+                Box::new(|h| h.families[0].members[0].monthly_income = -1),
+                "families[0].members[0].monthly_income",
+            ),
+            (
+                Box::new(|h| h.families[0].members[0].full_name = "Asep\0".into()),
+                "families[0].members[0].full_name",
+            ),
+            (
+                Box::new(|h| h.families[0].members[0].full_name = "\u{200B}\u{200B}".into()),
+                "families[0].members[0].full_name",
+            ),
+            (
+                Box::new(|h| h.families[0].members[0].full_name = "Asep\u{202E}".into()),
+                "families[0].members[0].full_name",
+            ),
+            (
+                Box::new(|h| h.families[0].members[0].full_name = "x".repeat(100_000)),
+                "families[0].members[0].full_name",
+            ),
+            (
+                Box::new(|h| h.families[0].members[0].full_name = "a\u{7}b".into()),
+                "families[0].members[0].full_name",
+            ),
+            (
+                Box::new(|h| h.families[0].members[0].sex = 999),
+                "families[0].members[0].sex",
+            ),
+            (
+                Box::new(|h| h.address.as_mut().unwrap().village_code = "zz".into()),
+                "address.village_code",
+            ),
+            (
+                Box::new(|h| h.address.as_mut().unwrap().village_code = "32.04".into()),
+                "address.village_code",
+            ),
+            (
+                Box::new(|h| h.families[0].members[0].skills = vec!["x".into(); 20_000]),
+                "families[0].members[0].skills",
+            ),
+            (
+                Box::new(|h| h.assets.get_or_insert_default().land_m2 = f64::NAN),
+                "assets.land_m2",
+            ),
+            (
+                Box::new(|h| h.assets.get_or_insert_default().land_m2 = f64::INFINITY),
+                "assets.land_m2",
+            ),
+            (
+                Box::new(|h| h.assets.get_or_insert_default().savings = -5),
+                "assets.savings",
+            ),
+            (
+                Box::new(|h| {
+                    h.location = Some(pb::GeoPoint {
+                        latitude: 91.0,
+                        longitude: 107.0,
+                    })
+                }),
+                "location.latitude",
+            ),
+            (
+                Box::new(|h| {
+                    h.assistance_history = vec![pb::AssistanceRecord {
+                        programme_code: "PKH".into(),
+                        period: Some(pb::Period {
+                            year: 2026,
+                            month: 13,
+                        }),
+                        amount: 1,
+                    }]
+                }),
                 "assistance_history[0].period",
             ),
             (
-                Box::new(|h| h.assistance_history = vec![pb::AssistanceRecord { programme_code: "PKH".into(), period: None, amount: -750_000 }]),
+                Box::new(|h| {
+                    h.assistance_history = vec![pb::AssistanceRecord {
+                        programme_code: "PKH".into(),
+                        period: None,
+                        amount: -750_000,
+                    }]
+                }),
                 "assistance_history[0].amount",
             ),
             (
-                Box::new(|h| h.families[0].members[0].birth_date = Some(pb::Date { year: 2026, month: 2, day: 30 })),
+                Box::new(|h| {
+                    h.families[0].members[0].birth_date = Some(pb::Date {
+                        year: 2026,
+                        month: 2,
+                        day: 30,
+                    })
+                }),
                 "families[0].members[0].birth_date",
             ),
         ];
@@ -474,7 +555,11 @@ mod tests {
             .collect();
         let refused = check(HOUSEHOLD, &h).expect_err("refused");
         assert_eq!(fields(&refused).len(), crate::grpc::MAX_LISTED_VIOLATIONS);
-        assert!(refused.message().contains("1799 more"), "{}", refused.message());
+        assert!(
+            refused.message().contains("1799 more"),
+            "{}",
+            refused.message()
+        );
         let trailer = refused.details().len() + refused.message().len();
         assert!(trailer < 4 * 1024, "{trailer} bytes");
     }

@@ -264,7 +264,12 @@ pub fn failed_preconditions(violations: &[(String, String, String)]) -> Status {
         [] => String::from("precondition failed"),
         [(_, subject, description)] => format!("{}: {}", clipped(subject), clipped(description)),
         [(_, subject, description), rest @ ..] => {
-            format!("{}: {} (and {} more)", clipped(subject), clipped(description), rest.len())
+            format!(
+                "{}: {} (and {} more)",
+                clipped(subject),
+                clipped(description),
+                rest.len()
+            )
         }
     };
     Status::with_error_details(Code::FailedPrecondition, message, details)

@@ -88,10 +88,7 @@ impl Revocations {
         let Ok(state) = self.0.read() else {
             return Err(Refusal::Unknown);
         };
-        let current = state.following
-            || state
-                .current_at
-                .is_some_and(|at| at.elapsed() <= BRIDGE);
+        let current = state.following || state.current_at.is_some_and(|at| at.elapsed() <= BRIDGE);
         if !current {
             return Err(Refusal::Unknown);
         }
@@ -167,7 +164,9 @@ async fn publish(config: &RedisConfig, subject: &str, deactivated: bool) -> anyh
     let at = chrono::Utc::now().timestamp();
     let change = Change { at, deactivated }.text();
     let _: () = conn.hset(&hash, subject, &change).await?;
-    let _: () = conn.publish(&channel, format!("{change} {subject}")).await?;
+    let _: () = conn
+        .publish(&channel, format!("{change} {subject}"))
+        .await?;
     Ok(at)
 }
 
@@ -215,7 +214,10 @@ async fn follow(
             && let Some(change) = Change::parse(change)
         {
             revocations.set(subject.to_owned(), change);
-            tracing::info!(deactivated = change.deactivated, "a subject's tokens were revoked");
+            tracing::info!(
+                deactivated = change.deactivated,
+                "a subject's tokens were revoked"
+            );
         }
     }
 }
@@ -240,7 +242,10 @@ mod tests {
     use super::*;
 
     fn replaced(at: i64) -> Change {
-        Change { at, deactivated: false }
+        Change {
+            at,
+            deactivated: false,
+        }
     }
 
     #[test]
@@ -263,7 +268,13 @@ mod tests {
     fn a_deactivated_officer_is_refused_whatever_the_tokens_age_until_reassigned() {
         let r = Revocations::default();
         r.assume_current();
-        r.set("officer-9".into(), Change { at: 1_000, deactivated: true });
+        r.set(
+            "officer-9".into(),
+            Change {
+                at: 1_000,
+                deactivated: true,
+            },
+        );
         for issued in [1, 1_000, 1_001, 9_999_999_999, u64::MAX] {
             assert!(r.revoked("officer-9", issued), "{issued}");
         }
@@ -278,7 +289,13 @@ mod tests {
 
     #[test]
     fn changes_read_as_written_and_nothing_else() {
-        for change in [replaced(1_700_000_000), Change { at: 5, deactivated: true }] {
+        for change in [
+            replaced(1_700_000_000),
+            Change {
+                at: 5,
+                deactivated: true,
+            },
+        ] {
             assert_eq!(Change::parse(&change.text()), Some(change));
         }
         for bad in ["", "x", "12:", "12:active", ":deactivated", "1.5"] {

@@ -74,7 +74,10 @@ impl KeyRing {
                     &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes),
                     b"dtks keyed hash v1",
                 );
-                hashing = Some(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref()));
+                hashing = Some(ring::hmac::Key::new(
+                    ring::hmac::HMAC_SHA256,
+                    derived.as_ref(),
+                ));
             }
         }
         let active = active.ok_or_else(|| {
@@ -136,7 +139,10 @@ impl KeyRing {
         message.push(0);
         message.extend_from_slice(value.as_bytes());
         let tag = ring::hmac::sign(&self.hashing, &message);
-        tag.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+        tag.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Opens what [`KeyRing::seal`] wrote for `context`; a value written before sealing

@@ -292,11 +292,10 @@ async fn change(
     } else {
         dtks_platform::revocation::deactivate(redis, subject).await
     };
-    let revoked_at = revoked
-        .map_err(|e| {
-            tracing::error!(error = %e, "revocation not published");
-            Status::unavailable("the revocation could not be published; nothing was changed")
-        })?;
+    let revoked_at = revoked.map_err(|e| {
+        tracing::error!(error = %e, "revocation not published");
+        Status::unavailable("the revocation could not be published; nothing was changed")
+    })?;
     let revoked_at = DateTime::from_timestamp(revoked_at, 0).unwrap_or(now);
     let row = txn
         .query_one_raw(stmt(
