@@ -3,12 +3,15 @@
 # baseline its issue names, measured in the same run, as a ratio.
 #
 #   scripts/bench.sh intake [HOUSEHOLDS]   bulk import vs raw COPY (default 100000)
-#   scripts/bench.sh matching [SCALE]      linkage vs Splink, exact NIK (1.0 = 10 M registry)
-#   scripts/bench.sh match-service [H] [U] every person of H proposed households (default
-#                                          2000) through MatchPerson against a registry with U
-#                                          more (default 20000): precision/recall/F1 with the
-#                                          NIK used and withheld, Splink on the rows without
-#                                          a valid NIK, outcomes by departure, latency
+#   scripts/bench.sh matching [H] [U]      every person of H proposed households (default
+#                                          290000, about 1 M persons) through the service's
+#                                          MatchWave against a registry with U more households
+#                                          (default 2580000, about 10 M persons in all):
+#                                          precision/recall/F1 with the NIK used and withheld,
+#                                          Splink on the same rows, outcomes by departure,
+#                                          MatchPerson's latency on a sample
+#   scripts/bench.sh linkage [SCALE]       the linkage engine alone on files vs Splink, exact
+#                                          NIK (1.0 = 10 M registry)
 #   scripts/bench.sh verivali [CASES]      the workflow by batched commands (default 100000)
 #   scripts/bench.sh distribution [H]      a list per shipped programme over a determined month
 #                                          of H households (default 10 M), one list streamed
@@ -26,7 +29,7 @@ if [ "$bench" = all ]; then
   export DTKS_BENCH_LOGS=$PWD/target/bench-logs
   mkdir -p "$DTKS_BENCH_LOGS"
   rm -f "$DTKS_BENCH_RESULTS" "$DTKS_BENCH_LOGS"/*.log
-  for stage in intake matching verivali determination distribution pipeline; do
+  for stage in intake matching linkage verivali determination distribution pipeline; do
     echo "== $stage" >&2
     # Each benchmark's own figures go to its log too; the build's chatter does not.
     scripts/bench.sh "$stage" | tee "$DTKS_BENCH_LOGS/$stage.log"
@@ -37,7 +40,7 @@ fi
 # per-officer call rate (100/s by default) would measure itself, not the stage.
 export DTKS_LIMITS__CALLS_PER_SECOND=${DTKS_LIMITS__CALLS_PER_SECOND:-1000000}
 export DTKS_LIMITS__CALL_BURST=${DTKS_LIMITS__CALL_BURST:-1000000}
-if [ "$bench" = matching ] || [ "$bench" = determination ]; then
+if [ "$bench" = linkage ] || [ "$bench" = determination ]; then
   # Files only: no servers. Splink and DuckDB need python3-venv.
   python3 -c 'import ensurepip' >/dev/null 2>&1 || {
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -55,20 +58,20 @@ if [ "$bench" = matching ] || [ "$bench" = determination ]; then
   fi
   export DTKS_BENCH_SCALE=${2:-${DTKS_BENCH_SCALE:-1.0}}
   cargo build --release -p dtksctl
-  exec cargo bench -p dtks-e2e --bench matching
+  exec cargo bench -p dtks-e2e --bench linkage
 fi
 scripts/stack.sh start
 eval "$(scripts/stack.sh env)"
-if [ "$bench" = match-service ]; then
+if [ "$bench" = matching ]; then
   python3 -c 'import ensurepip' >/dev/null 2>&1 || {
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
     $sudo apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
   }
-  export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-2000}}
-  export DTKS_BENCH_UNPROPOSED=${3:-${DTKS_BENCH_UNPROPOSED:-20000}}
+  export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-290000}}
+  export DTKS_BENCH_UNPROPOSED=${3:-${DTKS_BENCH_UNPROPOSED:-2580000}}
   cargo build --release --bins
-  exec cargo bench -p dtks-e2e --bench match_service
+  exec cargo bench -p dtks-e2e --bench matching
 fi
 if [ "$bench" = distribution ]; then
   export DTKS_BENCH_HOUSEHOLDS=${2:-${DTKS_BENCH_HOUSEHOLDS:-10000000}}

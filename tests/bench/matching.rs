@@ -1,99 +1,70 @@
-//! Matching's linkage and exact-NIK check against Splink on the same records.
+//! Matching as a caller meets it, through the service's gRPC API (release build, the
+//! reference civil registry over DCI, signed): every person of generated proposals is
+//! matched as one wave (`MatchWave`), once with the NIK as it was written and once with
+//! it withheld, and the person the service identifies is held against the truth the
+//! generator wrote beside its corruptions. A sample goes through `MatchPerson` too, one
+//! call a person at concurrency 8, for its latency and to show both paths agree.
 //!
-//! Run with `scripts/bench.sh matching` (release build; no servers needed). It
-//! generates, once, a civil registry of about 10 M persons (the province of Jawa Barat,
-//! `dtksctl gen --regencies 32 --unproposed …`) of whom about 1 M are proposed with the
-//! generator's corruptions, and writes the proposal persons with their true registry
-//! NIK to `persons.csv`. Then, in the same run:
-//!
-//! - **DTKS linkage**: every proposal person is linked to the registry by name, birth
-//!   date, sex and village alone (the NIK is not compared), weights learned by EM with no
-//!   labels — and again with m learned from the NIK-labelled matches, as the service
-//!   does when a batch carries NIKs. Timed from reading the two CSV files to the
-//!   decisions, on two threads.
-//! - **Splink** (PyPI `splink`, DuckDB) in a throw-away virtual environment, on the
-//!   same files, with the same blocking rules and comparable comparisons and training
-//!   (tests/bench/splink_link.py), timed from reading the files, training included.
-//! - **Exact NIK check**: each proposal person's NIK looked up in an index of the
-//!   registry and compared field by field (matched / corrections / not found /
-//!   deceased), persons per second.
-//!
-//! A person counts as correctly linked when the best candidate at match probability
-//! ≥ 0.95 is the registry person the generator made them from. Scale with
-//! `DTKS_BENCH_SCALE` (1.0 = 10 M registry persons).
+//! The population (`dtksctl gen --corruptions all --combined 0.25`) spans six provinces
+//! and their naming traditions; a third of the proposals carry a departure, a quarter of
+//! those two. Run with `scripts/bench.sh matching [HOUSEHOLDS] [UNPROPOSED]`. It prints
+//! precision, recall (over the persons the registry holds; some proposed are not in it,
+//! and any link for them is a wrong one) and F1 of "the right registry person", with the
+//! NIK used and withheld; on the rows without a valid NIK (empty, not a NIK, or no
+//! one's), the same beside Splink fitted on those rows in the same run; the wave's
+//! speed beside Splink linking every row (registry queries included on DTKS's side,
+//! Splink reading files); retrieval recall and the searches a person; a confusion table
+//! of outcomes by what the generator did to the person; and MatchPerson's latency.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use anyhow::Context as _;
-use chrono::NaiveDate;
-use dtks_domain::linkage::batch::{self, Candidates, Linker};
-use dtks_domain::linkage::{Decision, NameKey, Record, Thresholds};
-use dtks_e2e::bin_dir;
+use dtks_e2e::{Stack, authed, env_or};
+use dtks_platform::auth::Role;
+use dtks_proto::common::v1 as pb;
+use dtks_proto::events::v1::PersonOutcome;
+use dtks_proto::matching::v1::{
+    MatchPersonRequest, MatchPersonResponse, MatchWaveRequest,
+    matching_service_client::MatchingServiceClient,
+};
 
-const THREADS: usize = 2;
+const REGENCIES: &str = "32.04,33.74,12.71,13.71,51.71,71.71";
+const CONCURRENCY: usize = 8;
 
-fn scale() -> f64 {
-    std::env::var("DTKS_BENCH_SCALE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1.0)
+/// One proposal person and what is true of them.
+struct Case {
+    person: pb::Person,
+    village: String,
+    /// The NIK the registry holds for them.
+    true_nik: String,
+    /// What the generator did to them (`clean` when nothing).
+    kinds: String,
 }
 
-/// Generates the data once per scale; answers its directory.
-fn generate(scale: f64) -> anyhow::Result<PathBuf> {
-    // v2: names by regional tradition, every corruption, some in pairs.
-    let dir = PathBuf::from(format!("target/bench-matching-v2-{scale}"));
-    if dir.join("persons.csv").exists() {
-        return Ok(dir);
-    }
-    let proposed = (290_000.0 * scale) as usize;
-    let unproposed = (2_580_000.0 * scale) as usize;
-    let status = Command::new(bin_dir().join("../release/dtksctl"))
-        .args([
-            "gen",
-            // Provinces of six naming traditions: Sundanese and Javanese, Batak, Minang,
-            // Balinese, Minahasa (Arabic-derived and Chinese names among them all).
-            "--regencies",
-            "32,33,12,13,51,71",
-            "--seed",
-            "2026",
-            "--corruption",
-            "0.3",
-            // Every kind, and a quarter of the corrupted persons departing twice.
-            "--corruptions",
-            "all",
-            "--combined",
-            "0.25",
-        ])
-        .args(["--households", &proposed.to_string()])
-        .args(["--unproposed", &unproposed.to_string()])
-        .arg("--out")
-        .arg(&dir)
-        .status()
-        .context("running target/release/dtksctl (scripts/bench.sh builds it)")?;
-    anyhow::ensure!(status.success(), "dtksctl gen failed");
-    write_persons(&dir)?;
-    Ok(dir)
+fn main() -> anyhow::Result<()> {
+    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))?;
+    tokio::runtime::Runtime::new()?.block_on(run(
+        env_or("DTKS_BENCH_HOUSEHOLDS", 2_000usize),
+        env_or("DTKS_BENCH_UNPROPOSED", 20_000usize),
+    ))
 }
 
-/// persons.csv: one row per proposed person with the NIK the registry holds for them.
-fn write_persons(dir: &Path) -> anyhow::Result<()> {
-    // The NIK each corrupted person truly has, and what was typed where the typing left
-    // no NIK at all (`…;typed=…`).
+fn cases(dir: &std::path::Path) -> anyhow::Result<Vec<Case>> {
+    let mut kinds: HashMap<(String, usize), Vec<String>> = HashMap::new();
     let mut true_nik: HashMap<(String, usize), String> = HashMap::new();
     let mut typed: HashMap<(String, usize), String> = HashMap::new();
     let mut truth = csv::Reader::from_path(dir.join("truth.csv"))?;
     for rec in truth.records() {
         let rec = rec?;
+        let key = (rec[0].to_owned(), rec[2].parse::<usize>()?);
+        kinds
+            .entry(key.clone())
+            .or_default()
+            .push(rec[3].to_owned());
         if matches!(
             &rec[3],
             "missing_nik" | "unknown_nik" | "kk_as_nik" | "family_nik" | "nik_typo"
         ) {
-            let key = (rec[0].to_owned(), rec[2].parse()?);
             let (nik, rest) = rec[4].split_once(";typed=").unwrap_or((&rec[4], ""));
             if !rest.is_empty() {
                 typed.insert(key.clone(), rest.to_owned());
@@ -101,539 +72,559 @@ fn write_persons(dir: &Path) -> anyhow::Result<()> {
             true_nik.insert(key, nik.to_owned());
         }
     }
-    let mut out = csv::Writer::from_path(dir.join("persons.csv"))?;
-    out.write_record([
-        "id",
-        "full_name",
-        "birth_date",
-        "sex",
-        "village_code",
-        "nik",
-        "true_nik",
-    ])?;
-    let text = std::fs::read_to_string(dir.join("proposals.jsonl"))?;
-    for line in text.lines() {
+    let mut out = Vec::new();
+    for line in std::fs::read_to_string(dir.join("proposals.jsonl"))?.lines() {
         let v: serde_json::Value = serde_json::from_str(line)?;
-        let reference = v["external_reference"].as_str().unwrap_or_default();
+        let reference = v["external_reference"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let village = v["household"]["address"]["village"]
             .as_str()
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .to_owned();
         let members = v["household"]["families"][0]["members"]
             .as_array()
-            .context("members")?;
+            .cloned()
+            .unwrap_or_default();
         for (m, p) in members.iter().enumerate() {
-            let key = (reference.to_owned(), m);
+            let key = (reference.clone(), m);
             let nik = p["nik"]
                 .as_str()
-                .or(typed.get(&key).map(String::as_str))
+                .map(str::to_owned)
+                .or_else(|| typed.get(&key).cloned())
                 .unwrap_or_default();
-            let truth = true_nik
-                .get(&(reference.to_owned(), m))
-                .map(String::as_str)
-                .unwrap_or(nik);
-            let sex = match p["sex"].as_str() {
-                Some("Female") => "2",
-                _ => "1",
-            };
-            out.write_record([
-                format!("{reference}/{m}").as_str(),
-                p["full_name"].as_str().unwrap_or_default(),
+            let born = chrono::NaiveDate::parse_from_str(
                 p["birth_date"].as_str().unwrap_or_default(),
-                sex,
-                village,
-                nik,
-                truth,
-            ])?;
-        }
-    }
-    out.flush()?;
-    Ok(())
-}
-
-/// The proposal persons as records, the NIK each truly has, and their reduced names
-/// (shared with the registry side, so one spelling is one key on both sides).
-struct Persons {
-    records: Vec<Record>,
-    true_nik: Vec<u64>,
-    names: HashMap<String, Arc<NameKey>>,
-}
-
-fn nik_number(text: &str) -> u64 {
-    text.parse().unwrap_or(0)
-}
-
-fn read_persons(dir: &Path, labelled: bool) -> anyhow::Result<Persons> {
-    let mut persons = Persons {
-        records: Vec::new(),
-        true_nik: Vec::new(),
-        names: HashMap::new(),
-    };
-    for row in csv::Reader::from_path(dir.join("persons.csv"))?.records() {
-        let f = row?;
-        let name = match persons.names.get(&f[1]) {
-            Some(name) => name.clone(),
-            None => {
-                let name = Arc::new(NameKey::new(&f[1]));
-                persons.names.insert(f[1].to_owned(), name.clone());
-                name
-            }
-        };
-        let record = Record::with_name(name, date(&f[2]), f[3].parse().ok(), Some(&f[4]))
-            .labelled(labelled.then_some(&f[5]));
-        persons.records.push(record);
-        persons.true_nik.push(nik_number(&f[6]));
-    }
-    Ok(persons)
-}
-
-/// The registry file cut into `THREADS` byte ranges at line ends, the header skipped;
-/// each thread reads its own range.
-fn ranges(file: &std::fs::File) -> std::io::Result<Vec<(u64, u64)>> {
-    use std::os::unix::fs::FileExt;
-    let len = file.metadata()?.len();
-    // The position just past the first line end at or after `at`.
-    let past_line_end = |at: u64| -> std::io::Result<u64> {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut pos = at;
-        loop {
-            let n = file.read_at(&mut buf, pos)?;
-            if n == 0 {
-                return Ok(len);
-            }
-            if let Some(i) = buf[..n].iter().position(|b| *b == b'\n') {
-                return Ok(pos + i as u64 + 1);
-            }
-            pos += n as u64;
-        }
-    };
-    let mut cuts = vec![past_line_end(0)?];
-    for t in 1..THREADS {
-        let at = (len * t as u64 / THREADS as u64).max(cuts[t - 1]);
-        cuts.push(past_line_end(at)?.max(cuts[t - 1]));
-    }
-    cuts.push(len);
-    Ok(cuts.windows(2).map(|w| (w[0], w[1])).collect())
-}
-
-/// FNV-1a for the per-thread map of name spellings (SipHash costs more than the rest of
-/// a line).
-#[derive(Default)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-/// One thread's reduced names: each distinct spelling once, by number. Rows carry the
-/// number, not a counted reference — cloning an `Arc` per row costs an atomic write to
-/// memory both threads share (the proposal side's names).
-#[derive(Default)]
-struct Names {
-    index: HashMap<Box<[u8]>, u32, std::hash::BuildHasherDefault<Fnv>>,
-    keys: Vec<Arc<NameKey>>,
-}
-
-/// Digits of a field as a number (0 for none).
-fn number(field: &[u8]) -> u64 {
-    field
-        .iter()
-        .filter(|b| b.is_ascii_digit())
-        .fold(0u64, |n, b| {
-            n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'))
-        })
-}
-
-/// `YYYY-MM-DD` from bytes.
-fn date_bytes(text: &[u8]) -> Option<NaiveDate> {
-    if text.len() != 10 || text[4] != b'-' || text[7] != b'-' {
-        return None;
-    }
-    NaiveDate::from_ymd_opt(
-        number(&text[..4]) as i32,
-        number(&text[5..7]) as u32,
-        number(&text[8..10]) as u32,
-    )
-}
-
-/// `YYYY-MM-DD` without chrono's format parser.
-fn date(text: &str) -> Option<NaiveDate> {
-    let n = |r: std::ops::Range<usize>| text.get(r).and_then(|t| t.parse::<u32>().ok());
-    NaiveDate::from_ymd_opt(n(0..4)? as i32, n(5..7)?, n(8..10)?)
-}
-
-/// One registry line (nik,kk,full_name,birth_place,birth_date,sex,village_code,
-/// death_date), read from its bytes.
-struct Row<'l> {
-    nik: u64,
-    nik_text: &'l str,
-    /// Its number in the thread's [`Names`].
-    name: u32,
-    born: Option<NaiveDate>,
-    sex: Option<u8>,
-    village: Option<&'l str>,
-    keys: dtks_domain::linkage::Keys,
-}
-
-fn registry_row<'l>(
-    line: &'l [u8],
-    names: &mut Names,
-    shared: &HashMap<String, Arc<NameKey>>,
-) -> Row<'l> {
-    let mut f: [&[u8]; 7] = [&[]; 7];
-    for (slot, field) in f.iter_mut().zip(line.split(|b| *b == b',')) {
-        *slot = field;
-    }
-    let born = date_bytes(f[4]);
-    let sex = match f[5] {
-        b"1" => Some(1),
-        b"2" => Some(2),
-        _ => None,
-    };
-    // Names repeat: each distinct spelling is reduced once per thread, or taken from
-    // the proposal side where it already is.
-    let next = names.keys.len() as u32;
-    let name = match names.index.get(f[2]) {
-        Some(name) => *name,
-        None => {
-            names.index.insert(f[2].into(), next);
-            next
-        }
-    };
-    if name == next {
-        let text = std::str::from_utf8(f[2]).unwrap_or_default();
-        names.keys.push(
-            shared
-                .get(text)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(NameKey::new(text))),
-        );
-    }
-    let village = std::str::from_utf8(f[6]).ok();
-    let keys = dtks_domain::linkage::keys_of(&names.keys[name as usize], born, sex, village);
-    Row {
-        nik: number(f[0]),
-        nik_text: std::str::from_utf8(f[0]).unwrap_or_default(),
-        name,
-        born,
-        sex,
-        village,
-        keys,
-    }
-}
-
-/// One thread's scan: its candidates, every line's NIK, and one line in 50 for the u
-/// sample.
-#[derive(Default)]
-struct Scan {
-    candidates: Candidates,
-    niks: Vec<u64>,
-    sample: Vec<Record>,
-    keys: Vec<dtks_domain::linkage::Keys>,
-    heads: Vec<batch::Heads>,
-}
-
-impl Scan {
-    /// Probes a batch of rows, the first numbered `first` within the part: their
-    /// blocks are looked up together, then each row that meets a proposal person is
-    /// compared with them.
-    fn rows(
-        &mut self,
-        linker: &Linker,
-        rows: &[Row<'_>],
-        names: &Names,
-        first: usize,
-        labelled: bool,
-    ) {
-        self.keys.clear();
-        self.keys.extend(rows.iter().map(|r| r.keys));
-        linker.heads_of_many(&self.keys, &mut self.heads);
-        for (k, (row, heads)) in rows.iter().zip(&self.heads).enumerate() {
-            let i = first + k;
-            self.niks.push(row.nik);
-            let record = || {
-                let name = names.keys[row.name as usize].clone();
-                Record::with_name(name, row.born, row.sex, row.village)
-            };
-            let probed = batch::meets(heads).then(|| {
-                let record = record().labelled(labelled.then_some(row.nik_text));
-                linker.probe_heads(i as u32, &record, &row.keys, heads, &mut self.candidates);
-                record
+                "%Y-%m-%d",
+            )?;
+            let unregistered = kinds
+                .get(&key)
+                .is_some_and(|k| k.iter().any(|k| k == "unregistered"));
+            out.push(Case {
+                true_nik: if unregistered {
+                    String::new()
+                } else {
+                    true_nik.get(&key).cloned().unwrap_or_else(|| nik.clone())
+                },
+                kinds: kinds
+                    .get(&key)
+                    .map(|k| k.join("+"))
+                    .unwrap_or_else(|| "clean".into()),
+                person: pb::Person {
+                    nik,
+                    full_name: p["full_name"].as_str().unwrap_or_default().to_owned(),
+                    birth_date: Some(dtks_platform::convert::pb_date(born)),
+                    sex: if p["sex"].as_str() == Some("Female") {
+                        2
+                    } else {
+                        1
+                    },
+                    ..Default::default()
+                },
+                village: village.clone(),
             });
-            if i.is_multiple_of(50) {
-                self.sample.push(probed.unwrap_or_else(record));
-            }
         }
+    }
+    Ok(out)
+}
+
+/// The registry person the service's answer identifies, if it identifies one.
+fn identified(given: &str, answer: &MatchPersonResponse) -> Option<String> {
+    let corrected = answer
+        .corrections
+        .iter()
+        .find(|c| c.field == "nik")
+        .map(|c| c.registry_value.clone());
+    match PersonOutcome::try_from(answer.outcome).unwrap_or_default() {
+        PersonOutcome::Matched => Some(given.to_owned()),
+        PersonOutcome::MatchedWithCorrections | PersonOutcome::Deceased => {
+            corrected.or_else(|| (!given.is_empty()).then(|| given.to_owned()))
+        }
+        PersonOutcome::NikOfAnotherPerson => corrected,
+        _ => None,
     }
 }
 
+#[derive(Default)]
 struct Score {
-    seconds: f64,
-    links: usize,
-    correct: usize,
     persons: usize,
-    reviews: usize,
+    identified: usize,
+    correct: usize,
 }
 
 impl Score {
+    /// `truth` empty: the person is not in the registry; only precision can lose.
+    fn add(&mut self, truth: &str, found: Option<&str>) {
+        self.persons += usize::from(!truth.is_empty());
+        if let Some(found) = found {
+            self.identified += 1;
+            self.correct += usize::from(found == truth);
+        }
+    }
     fn quality(&self) -> (f64, f64, f64) {
-        dtks_e2e::benchtable::quality(self.correct, self.links, self.persons)
+        dtks_e2e::benchtable::quality(self.correct, self.identified, self.persons)
     }
-    fn precision(&self) -> f64 {
-        self.quality().0
-    }
-    fn recall(&self) -> f64 {
-        self.quality().1
-    }
-    fn f1(&self) -> f64 {
-        self.quality().2
+    fn line(&self, what: &str) -> String {
+        let (precision, recall, f1) = self.quality();
+        format!(
+            "{what:<44} {:>7} {:>7} {precision:>8.4} {recall:>8.4} {f1:>8.4}",
+            self.persons, self.identified
+        )
     }
 }
 
-fn dtks_linkage(dir: &Path, labelled: bool) -> anyhow::Result<Score> {
+async fn match_all(
+    client: &MatchingServiceClient<tonic::transport::Channel>,
+    token: &str,
+    cases: &[Case],
+    withhold: bool,
+) -> anyhow::Result<(Vec<MatchPersonResponse>, Vec<f64>, f64)> {
     let started = Instant::now();
-    let persons = read_persons(dir, labelled)?;
-    let left = &persons.records;
-    let read = started.elapsed().as_secs_f64();
-    let linker = Linker::new(left);
-    let indexed = started.elapsed().as_secs_f64();
-    // Each thread reads and scans its own part of the file.
-    let file = std::fs::File::open(dir.join("registry.csv"))?;
-    let parts: Vec<(Candidates, Vec<u64>, Vec<Record>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = ranges(&file)?
-            .into_iter()
-            .map(|(start, end)| {
-                let (linker, shared, file) = (&linker, &persons.names, &file);
-                s.spawn(move || -> std::io::Result<_> {
-                    use std::os::unix::fs::FileExt;
-                    // The part is read a few MiB at a time into one buffer, which stays
-                    // in cache while its lines are parsed.
-                    let mut buf = vec![0u8; 4 << 20];
-                    let (mut filled, mut at) = (0usize, start);
-                    let mut scan = Scan::default();
-                    let mut names = Names::default();
-                    loop {
-                        let want = ((end - at) as usize).min(buf.len() - filled);
-                        file.read_exact_at(&mut buf[filled..filled + want], at)?;
-                        (filled, at) = (filled + want, at + want as u64);
-                        let cut = if at == end {
-                            filled
-                        } else {
-                            buf[..filled]
-                                .iter()
-                                .rposition(|b| *b == b'\n')
-                                .map(|p| p + 1)
-                                .ok_or_else(|| {
-                                    std::io::Error::other("a registry line over 4 MiB")
-                                })?
-                        };
-                        let mut rows = Vec::with_capacity(256);
-                        for line in buf[..cut].split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                            rows.push(registry_row(line, &mut names, shared));
-                            if rows.len() == 256 {
-                                // Numbered within the part; offset after the join.
-                                scan.rows(linker, &rows, &names, scan.niks.len(), labelled);
-                                rows.clear();
-                            }
-                        }
-                        scan.rows(linker, &rows, &names, scan.niks.len(), labelled);
-                        drop(rows);
-                        buf.copy_within(cut..filled, 0);
-                        filled -= cut;
-                        if at == end {
-                            break;
-                        }
-                    }
-                    Ok((scan.candidates, scan.niks, scan.sample))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("linking thread"))
-            .collect::<std::io::Result<Vec<_>>>()
-    })?;
-    let mut candidates = Candidates::default();
-    let mut niks = Vec::new();
-    let mut sample = Vec::new();
-    for (mut c, n, s) in parts {
-        let offset = niks.len() as u32;
-        for pair in &mut c.pairs {
-            pair.1 += offset;
-        }
-        candidates.merge(c);
-        niks.extend(n);
-        sample.extend(s);
-    }
-    let probed = started.elapsed().as_secs_f64();
-    let random = batch::random_patterns(&sample, 1_000_000, 2026, THREADS);
-    let sampled = started.elapsed().as_secs_f64();
-    let model = candidates.train(&random, 100);
-    if !labelled {
-        // The EM-learned model, for the matching service's on-demand linkage
-        // (services/matching/linkage-model.json is one of these).
-        std::fs::write(
-            dir.join("model.json"),
-            serde_json::to_string_pretty(&model)?,
-        )?;
-    }
-    let linked = batch::decide(left.len(), &candidates, &model, Thresholds::default());
-    let seconds = started.elapsed().as_secs_f64();
-    let mut score = Score {
-        seconds,
-        links: 0,
-        correct: 0,
-        persons: left.len(),
-        reviews: 0,
-    };
-    for (true_nik, l) in persons.true_nik.iter().zip(&linked) {
-        match l.decision {
-            Decision::Link => {
-                score.links += 1;
-                let nik = l.candidate.map(|c| niks[c as usize]);
-                score.correct += usize::from(nik == Some(*true_nik));
+    let mut answers: Vec<Option<MatchPersonResponse>> = vec![None; cases.len()];
+    let mut latencies = Vec::with_capacity(cases.len());
+    let mut calls = tokio::task::JoinSet::new();
+    let mut next = 0;
+    while next < cases.len() || !calls.is_empty() {
+        while next < cases.len() && calls.len() < CONCURRENCY {
+            let (mut client, token) = (client.clone(), token.to_owned());
+            let mut person = cases[next].person.clone();
+            if withhold {
+                person.nik.clear();
             }
-            Decision::Review => score.reviews += 1,
-            Decision::NoLink => {}
+            let village = cases[next].village.clone();
+            let index = next;
+            calls.spawn(async move {
+                let sent = Instant::now();
+                let answer = client
+                    .match_person(authed(
+                        MatchPersonRequest {
+                            person: Some(person),
+                            village_code: village,
+                        },
+                        &token,
+                    ))
+                    .await?
+                    .into_inner();
+                anyhow::Ok((index, answer, sent.elapsed().as_secs_f64() * 1000.0))
+            });
+            next += 1;
+        }
+        if let Some(done) = calls.join_next().await {
+            let (index, answer, ms) = done??;
+            answers[index] = Some(answer);
+            latencies.push(ms);
         }
     }
-    eprintln!(
-        "  candidate pairs {}, model prior {:.4}; read {read:.1} s, indexed {indexed:.1} s, probed {probed:.1} s, u sampled {sampled:.1} s, done {seconds:.1} s",
-        candidates.pairs.len(),
-        model.lambda
-    );
-    Ok(score)
+    let seconds = started.elapsed().as_secs_f64();
+    Ok((answers.into_iter().flatten().collect(), latencies, seconds))
 }
 
-/// Exact NIK check over an index of the registry by NIK: (registry persons, persons
-/// checked, persons per second, outcomes).
-fn exact_nik(dir: &Path) -> anyhow::Result<(usize, usize, f64, [usize; 4])> {
-    let registry = std::fs::read_to_string(dir.join("registry.csv"))?;
-    let mut index: HashMap<u64, (&str, &str, &str, bool)> = HashMap::new();
-    for line in registry.lines().skip(1) {
-        let f: Vec<&str> = line.splitn(8, ',').collect();
-        index.insert(
-            nik_number(f[0]),
-            (f[2], f[4], f[5], !f.get(7).is_none_or(|d| d.is_empty())),
+/// Every case as one wave through MatchWave: the answers in the cases' order, and the
+/// wall time from the first person sent to the last answer.
+async fn wave_all(
+    client: &MatchingServiceClient<tonic::transport::Channel>,
+    token: &str,
+    cases: &[Case],
+    withhold: bool,
+) -> anyhow::Result<(Vec<MatchPersonResponse>, f64)> {
+    let requests: Vec<MatchWaveRequest> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, case)| {
+            let mut person = case.person.clone();
+            if withhold {
+                person.nik.clear();
+            }
+            MatchWaveRequest {
+                reference: i.to_string(),
+                request: Some(MatchPersonRequest {
+                    person: Some(person),
+                    village_code: case.village.clone(),
+                }),
+            }
+        })
+        .collect();
+    let started = Instant::now();
+    let mut stream = client
+        .clone()
+        .match_wave(authed(tokio_stream::iter(requests), token))
+        .await?
+        .into_inner();
+    let mut answers: Vec<Option<MatchPersonResponse>> = vec![None; cases.len()];
+    while let Some(answer) = stream.message().await? {
+        anyhow::ensure!(
+            answer.refused.is_empty(),
+            "person {} refused: {:?}",
+            answer.reference,
+            answer.refused
         );
-    }
-    let rows: Vec<csv::StringRecord> = csv::Reader::from_path(dir.join("persons.csv"))?
-        .records()
-        .collect::<Result<_, _>>()?;
-    let started = Instant::now();
-    // matched, corrections, not found, deceased
-    let mut outcomes = [0usize; 4];
-    for f in &rows {
-        let outcome = match index.get(&nik_number(&f[5])) {
-            None => 2,
-            Some((_, _, _, true)) => 3,
-            Some((name, born, sex, false)) => {
-                usize::from(!name.eq_ignore_ascii_case(&f[1]) || *born != &f[2] || *sex != &f[3])
-            }
-        };
-        outcomes[outcome] += 1;
+        let i: usize = answer.reference.parse()?;
+        answers[i] = answer.result;
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok((
-        index.len(),
-        rows.len(),
-        rows.len() as f64 / seconds,
-        outcomes,
-    ))
+    let answered: Vec<MatchPersonResponse> = answers.into_iter().flatten().collect();
+    anyhow::ensure!(
+        answered.len() == cases.len(),
+        "{} of {} persons answered",
+        answered.len(),
+        cases.len()
+    );
+    Ok((answered, seconds))
 }
 
-fn splink(dir: &Path) -> anyhow::Result<Score> {
-    let v = dtks_e2e::splink_baseline(dir)?;
-    let n = |k: &str| v[k].as_u64().unwrap_or(0) as usize;
-    Ok(Score {
-        seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
-        links: n("links"),
-        correct: n("correct"),
-        persons: n("persons"),
-        reviews: 0,
-    })
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
-fn main() -> anyhow::Result<()> {
-    // `cargo bench` runs from the package directory; the data lives at the workspace top.
-    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))?;
-    let scale = scale();
-    let started = Instant::now();
-    let dir = generate(scale)?;
-    let ready = started.elapsed().as_secs_f64();
-    let (registry_persons, checked, rate, outcomes) = exact_nik(&dir)?;
+async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("dtks-bench-match-{}", std::process::id()));
+    let (households_text, unproposed_text) = (households.to_string(), unproposed.to_string());
+    dtks_e2e::generate(
+        &dir,
+        &[
+            "--regencies",
+            REGENCIES,
+            "--seed",
+            "2027",
+            "--households",
+            &households_text,
+            "--unproposed",
+            &unproposed_text,
+            "--corruption",
+            "0.33",
+            "--corruptions",
+            "all",
+            "--combined",
+            "0.25",
+        ],
+    )
+    .await?;
+    let cases = cases(&dir)?;
+    let registry = std::fs::read_to_string(dir.join("registry.csv"))?;
+    let registered: std::collections::HashSet<&str> = registry
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect();
     println!(
-        "matching benchmark: {registry_persons} registry persons, data ready in {ready:.1} s ({})",
-        dir.display()
+        "matching through MatchPerson: {} proposal persons in {households} households, a registry of {} persons ({REGENCIES})",
+        cases.len(),
+        registered.len()
     );
+    let stack = Stack::start_services(&registry, &["matching"], &[]).await?;
+    let token = stack.token(Role::PusdatinAdmin, "");
+    let client = MatchingServiceClient::new(stack.channel("matching").await?);
+
+    let (given, seconds) = wave_all(&client, &token, &cases, false).await?;
+    let (withheld, seconds_withheld) = wave_all(&client, &token, &cases, true).await?;
+    let sample = env_or("DTKS_BENCH_SAMPLE", 20_000usize).min(cases.len());
+    let (single, mut latencies, seconds_single) =
+        match_all(&client, &token, &cases[..sample], false).await?;
+    latencies.sort_by(f64::total_cmp);
+    let mut one_by_one = Score::default();
+    let mut agree = 0;
+    for ((case, a), w) in cases.iter().zip(&single).zip(&given) {
+        let nik = case.person.nik.as_str();
+        one_by_one.add(&case.true_nik, identified(nik, a).as_deref());
+        agree += usize::from(identified(nik, a) == identified(nik, w) && a.outcome == w.outcome);
+    }
+    let (retrieved, requests) = retrieval(&stack, &cases).await?;
+
+    let mut used = Score::default();
+    let mut hidden = Score::default();
+    let mut invalid = Score::default();
+    let mut confusion: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut wrong: Vec<String> = Vec::new();
+    let registry_by_nik: HashMap<&str, &str> = registry
+        .lines()
+        .skip(1)
+        .filter_map(|l| Some((l.split(',').next()?, l)))
+        .collect();
+    let header = dtks_e2e::SPLINK_PERSONS_HEADER;
+    let mut no_valid_nik = csv::Writer::from_path(dir.join("persons.csv"))?;
+    no_valid_nik.write_record(header)?;
+    let mut every_row = csv::Writer::from_path(dir.join("all.csv"))?;
+    every_row.write_record(header)?;
+    let table_withheld = std::env::var("DTKS_BENCH_TABLE").is_ok_and(|t| t == "withheld");
+    for (i, (case, (a, w))) in cases.iter().zip(given.iter().zip(&withheld)).enumerate() {
+        let nik = case.person.nik.as_str();
+        // The table shows the calls with the NIK, or (DTKS_BENCH_TABLE=withheld) without.
+        let (a, nik) = if table_withheld { (w, "") } else { (a, nik) };
+        used.add(
+            &case.true_nik,
+            identified(case.person.nik.as_str(), &given[i]).as_deref(),
+        );
+        hidden.add(&case.true_nik, identified("", w).as_deref());
+        let outcome = PersonOutcome::try_from(a.outcome).unwrap_or_default();
+        let row = confusion.entry(case.kinds.clone()).or_default();
+        *row.entry(
+            outcome
+                .as_str_name()
+                .trim_start_matches("PERSON_OUTCOME_")
+                .to_owned(),
+        )
+        .or_default() += 1;
+        // Identified, but as someone else: what precision loses.
+        if let Some(found) = identified(nik, a).filter(|found| *found != case.true_nik) {
+            *row.entry("~WRONG PERSON".to_owned()).or_default() += 1;
+            if wrong.len() < env_or("DTKS_BENCH_SHOW_WRONG", 0usize) {
+                let born = case
+                    .person
+                    .birth_date
+                    .as_ref()
+                    .and_then(dtks_platform::convert::naive_date);
+                let held = registry_by_nik
+                    .get(found.as_str())
+                    .copied()
+                    .unwrap_or_default();
+                wrong.push(format!(
+                    "  {} | {} {:?} sex {} in {} | {} -> {found} ({:.3}) {held}",
+                    case.kinds,
+                    case.person.full_name,
+                    born,
+                    case.person.sex,
+                    case.village,
+                    PersonOutcome::try_from(a.outcome)
+                        .unwrap_or_default()
+                        .as_str_name(),
+                    a.score
+                ));
+            }
+        }
+        let written = case.person.nik.as_str();
+        let valid = dtks_domain::Nik::parse(written).is_ok() && registered.contains(written);
+        let born = case
+            .person
+            .birth_date
+            .as_ref()
+            .and_then(dtks_platform::convert::naive_date);
+        let row = [
+            i.to_string(),
+            case.person.full_name.clone(),
+            born.map(|d| d.to_string()).unwrap_or_default(),
+            case.person.sex.to_string(),
+            case.village.clone(),
+            written.to_owned(),
+            case.true_nik.clone(),
+        ];
+        every_row.write_record(&row)?;
+        if !valid {
+            invalid.add(&case.true_nik, identified(written, &given[i]).as_deref());
+            no_valid_nik.write_record(&row)?;
+        }
+    }
+    no_valid_nik.flush()?;
+    every_row.flush()?;
+
     println!(
-        "exact NIK check: {checked} persons, {rate:.0} persons/s (matched {}, with corrections {}, not found {}, deceased {})",
-        outcomes[0], outcomes[1], outcomes[2], outcomes[3]
+        "\n{:<44} {:>7} {:>7} {:>8} {:>8} {:>8}",
+        "the right registry person", "persons", "linked", "prec.", "recall", "F1"
     );
-    let em = dtks_linkage(&dir, false)?;
-    let labels = dtks_linkage(&dir, true)?;
-    let splink = splink(&dir)?;
+    println!("{}", used.line("DTKS MatchWave, NIK as written"));
+    println!("{}", hidden.line("DTKS MatchWave, NIK withheld"));
+    println!("{}", invalid.line("DTKS MatchWave, rows without a valid NIK"));
     println!(
-        "| linker | persons | links | reviews | precision | recall | F1 | wall time | speed vs Splink |"
+        "{}",
+        one_by_one.line(&format!("DTKS MatchPerson, first {sample}, NIK as written"))
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (name, s) in [
-        ("DTKS, EM (no labels)", &em),
-        ("DTKS, m from NIK labels", &labels),
-        ("Splink 5.0.0 (DuckDB)", &splink),
+    let registry_csv = dir.join("registry.csv");
+    let splink_invalid = splink(&registry_csv, &dir.join("persons.csv"));
+    match &splink_invalid {
+        Ok(s) => println!(
+            "{:<44} {:>7} {:>7} {:>8.4} {:>8.4} {:>8.4}   ({:.1} s, fitted on those rows)",
+            "Splink 5.0.0, rows without a valid NIK", s.0, s.1, s.2, s.3, s.4, s.5
+        ),
+        Err(e) => println!("Splink could not run: {e}"),
+    }
+    let splink_all = splink(&registry_csv, &dir.join("all.csv"));
+    println!("\nspeed, every row ({} persons), end to end", cases.len());
+    println!(
+        "{:<44} {:>9} {:>12} {:>12}",
+        "", "seconds", "persons/s", "vs Splink"
+    );
+    let splink_seconds = splink_all.as_ref().map_or(f64::NAN, |s| s.5);
+    for (what, secs) in [
+        ("DTKS MatchWave, NIK as written", seconds),
+        ("DTKS MatchWave, NIK withheld", seconds_withheld),
+        ("Splink 5.0.0, linking every row", splink_seconds),
     ] {
         println!(
-            "| {name} | {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.1} s | {:.1}x |",
-            s.persons,
-            s.links,
-            s.reviews,
-            s.precision(),
-            s.recall(),
-            s.f1(),
-            s.seconds,
-            splink.seconds / s.seconds
+            "{what:<44} {secs:>9.1} {:>12.0} {:>11.2}x",
+            cases.len() as f64 / secs,
+            splink_seconds / secs
         );
     }
+    if let Ok(s) = &splink_all {
+        println!(
+            "  (Splink on every row: precision {:.4}, recall {:.4}, F1 {:.4}, without the NIK)",
+            s.2, s.3, s.4
+        );
+    }
+    println!(
+        "\nretrieval without the NIK: the true person among the candidates for {retrieved:.4} of the persons the registry holds; {requests:.2} searches a person (exact ones, then the wide ones for whoever they did not link), many persons to a DCI message"
+    );
+    println!(
+        "MatchPerson: {sample} calls with the NIK in {seconds_single:.1} s ({:.0}/s at concurrency {CONCURRENCY}), p50 {:.1} ms, p99 {:.1} ms; same person and outcome as the wave for {agree} of {sample}",
+        sample as f64 / seconds_single,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+    );
     use dtks_e2e::benchtable::{self, Row};
+    let splink_rate = splink_all.as_ref().ok().map(|s| cases.len() as f64 / s.5);
+    let (_, _, f1_used) = used.quality();
+    let (_, _, f1_hidden) = hidden.quality();
     benchtable::record(&Row {
         stage: "matching".into(),
         measured: format!(
-            "probabilistic linkage (EM), {} persons against {registry_persons}; F1 {:.4} (Splink {:.4})",
-            em.persons,
-            em.f1(),
-            splink.f1()
+            "MatchWave (gRPC, registry over DCI), {} persons against {}; F1 {f1_used:.4} with the NIK, {f1_hidden:.4} without",
+            cases.len(),
+            registered.len()
         ),
         unit: "persons".into(),
-        rate: em.persons as f64 / em.seconds,
+        rate: cases.len() as f64 / seconds,
         cores: benchtable::machine_cores(),
-        baseline: Some((
-            "Splink 5.0.0".into(),
-            splink.persons as f64 / splink.seconds,
-        )),
+        baseline: splink_rate.map(|r| ("Splink 5.0.0, every row".into(), r)),
         units_per_person: 1.0,
         ..Default::default()
     })?;
     benchtable::record(&Row {
         stage: "matching".into(),
-        measured: format!("exact NIK check against {registry_persons}"),
+        measured: format!("MatchPerson, one person a call at concurrency {CONCURRENCY}"),
         unit: "persons".into(),
-        rate,
-        cores: 1.0,
+        rate: sample as f64 / seconds_single,
+        cores: benchtable::machine_cores(),
+        p50_ms: Some(percentile(&latencies, 0.5)),
+        p99_ms: Some(percentile(&latencies, 0.99)),
+        latency_of: "one MatchPerson call".into(),
         units_per_person: 1.0,
         ..Default::default()
     })?;
+    let columns: Vec<String> = confusion
+        .values()
+        .flat_map(|m| m.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    println!(
+        "\noutcome by what the generator did ({})",
+        if table_withheld {
+            "NIK withheld"
+        } else {
+            "NIK as written"
+        }
+    );
+    println!(
+        "{:<40} {}",
+        "departure",
+        columns
+            .iter()
+            .map(|c| format!(
+                "{:>15}",
+                c.to_lowercase()
+                    .replace('_', " ")
+                    .trim_start_matches('~')
+                    .chars()
+                    .take(15)
+                    .collect::<String>()
+            ))
+            .collect::<String>()
+    );
+    for (kinds, row) in &confusion {
+        println!(
+            "{kinds:<40} {}",
+            columns
+                .iter()
+                .map(|c| format!("{:>15}", row.get(c).copied().unwrap_or(0)))
+                .collect::<String>()
+        );
+    }
+    if !wrong.is_empty() {
+        println!("\nwrong persons (DTKS_BENCH_SHOW_WRONG):");
+        for line in &wrong {
+            println!("{line}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Retrieval without the NIK, asked of the registry as matching asks it: the share of
+/// the persons the registry holds whose true person is among the candidates of every
+/// search linkage may ask for, and the searches a person the matcher actually sends (its
+/// two rounds, in-process against the same registry, counted by the DCI client).
+async fn retrieval(stack: &Stack, cases: &[Case]) -> anyhow::Result<(f64, f64)> {
+    let config = dtks_platform::config::DciConfig {
+        signing_key: stack
+            .setting("DTKS_DCI__SIGNING_KEY")
+            .map(|k| k.to_owned().into()),
+        ..Default::default()
+    };
+    let registry = dtks_matching::dci::DciRegistry::new(&stack.registry_url(), &config)?;
+    let held: Vec<(pb::Person, &Case)> = cases
+        .iter()
+        .filter(|c| !c.true_nik.is_empty())
+        .map(|c| {
+            let mut person = c.person.clone();
+            person.nik.clear();
+            (person, c)
+        })
+        .collect();
+    let mut found = 0usize;
+    for chunk in held.chunks(500) {
+        let queries: Vec<Vec<dtks_matching::link::Query>> = chunk
+            .iter()
+            .map(|(p, c)| dtks_matching::link::candidate_queries(p, &c.village))
+            .collect();
+        let groups: Vec<Vec<&[serde_json::Value]>> = queries
+            .iter()
+            .map(|qs| qs.iter().map(|q| q.predicates.as_slice()).collect())
+            .collect();
+        let got = registry.find_candidates_each(&groups).await?;
+        for ((_, case), got) in chunk.iter().zip(got) {
+            found += usize::from(got.persons.iter().any(|(p, _)| p.nik == case.true_nik));
+        }
+    }
+    let matcher = dtks_matching::matcher::Matcher {
+        registry: registry.clone(),
+        cache: dtks_platform::cache::Cache::connect(&dtks_platform::config::RedisConfig {
+            url: std::env::var("DTKS_REDIS__URL")?.into(),
+            ..Default::default()
+        })
+        .await?,
+        model: std::sync::Arc::new(dtks_matching::link::load_model()?),
+    };
+    let before = registry.searches_sent();
+    for chunk in held.chunks(500) {
+        let subjects: Vec<(&pb::Person, &str)> =
+            chunk.iter().map(|(p, c)| (p, c.village.as_str())).collect();
+        matcher.assess_many(&subjects).await?;
+    }
+    let searches = registry.searches_sent() - before;
+    Ok((
+        found as f64 / held.len().max(1) as f64,
+        searches as f64 / held.len().max(1) as f64,
+    ))
+}
+
+/// Splink linking the `persons` file to the registry: (persons, links, precision,
+/// recall, F1, seconds).
+fn splink(
+    registry: &std::path::Path,
+    persons: &std::path::Path,
+) -> anyhow::Result<(u64, u64, f64, f64, f64, f64)> {
+    let v = dtks_e2e::splink_baseline(registry, persons)?;
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    Ok((
+        n("persons"),
+        n("links"),
+        f("precision"),
+        f("recall"),
+        f("f1"),
+        f("seconds"),
+    ))
 }

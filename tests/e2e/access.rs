@@ -201,6 +201,15 @@ async fn call(
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+    if shape.client_streaming && shape.server_streaming {
+        let request = authed(futures::stream::iter(vec![body]), token);
+        let mut stream = grpc.streaming(request, path, Raw).await?.into_inner();
+        let mut all = Vec::new();
+        while let Some(message) = stream.message().await? {
+            all.extend(message);
+        }
+        return Ok(all);
+    }
     if shape.client_streaming {
         let request = authed(futures::stream::iter(vec![body]), token);
         return Ok(grpc
@@ -325,6 +334,14 @@ fn request(method: &str, role: Role, target: &Target, list_id: &str, serial: u32
         "MatchPerson" => matching::MatchPersonRequest {
             person: target.head.clone(),
             village_code: target.village.clone(),
+        }
+        .encode_to_vec(),
+        "MatchWave" => matching::MatchWaveRequest {
+            reference: serial.to_string(),
+            request: Some(matching::MatchPersonRequest {
+                person: target.head.clone(),
+                village_code: target.village.clone(),
+            }),
         }
         .encode_to_vec(),
         "GetProposalMatch" => matching::GetProposalMatchRequest {
@@ -1005,7 +1022,11 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
         ),
         (
             "matching",
-            &["matching.MatchPerson", "matching.GetProposalMatch"][..],
+            &[
+                "matching.MatchPerson",
+                "matching.MatchWave",
+                "matching.GetProposalMatch",
+            ][..],
         ),
         (
             "verivali",
@@ -1201,12 +1222,19 @@ async fn malformed_requests_to_every_method_are_refused_never_crash() -> anyhow:
             )
             .await;
             let code = answer.as_ref().err().map_or(tonic::Code::Ok, |s| s.code());
-            // A bulk import answers for each row: a refused row is the refusal.
-            let row_refused = grant.name() == "ImportProposals"
-                && answer.as_ref().is_ok_and(|bytes| {
+            // A bulk import, a wave, answer for each row: a refused row is the refusal.
+            let row_refused = answer.as_ref().is_ok_and(|bytes| match grant.name() {
+                "ImportProposals" => {
                     dtks_proto::intake::v1::ImportProposalsResponse::decode(bytes.as_slice())
                         .is_ok_and(|r| r.rows.iter().any(|row| !row.errors.is_empty()))
-                });
+                }
+                // The stream's messages, joined, decode as one (their refusals listed).
+                "MatchWave" => {
+                    dtks_proto::matching::v1::MatchWaveResponse::decode(bytes.as_slice())
+                        .is_ok_and(|r| !r.refused.is_empty())
+                }
+                _ => false,
+            });
             let seen = if row_refused {
                 "row refused".to_owned()
             } else {

@@ -8,7 +8,8 @@ use dtks_proto::common::v1 as pb;
 use dtks_proto::events::v1::{HouseholdOutcome, PersonOutcome};
 use dtks_proto::matching::v1::{
     DecideReviewPairRequest, GetProposalMatchRequest, ListReviewPairsRequest, MatchPersonRequest,
-    MatchPersonResponse, ReviewDecision, matching_service_client::MatchingServiceClient,
+    MatchPersonResponse, MatchWaveRequest, ReviewDecision,
+    matching_service_client::MatchingServiceClient,
 };
 use serde_json::json;
 
@@ -204,6 +205,113 @@ async fn identity_is_decided_before_status_and_a_bad_nik_is_only_unreliable() ->
     .await
     .expect_err("an unknown village");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    Ok(())
+}
+
+/// A wave gives each person the answer MatchPerson gives them, and refuses a person it
+/// cannot take (outside the caller's region, a village that does not exist, a name with
+/// a NUL) alone, naming the field, while the rest of the wave is matched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_answers_each_person_as_match_person_does_and_refuses_persons_alone()
+-> anyhow::Result<()> {
+    let stack = Stack::start_services(REGISTRY, &["matching"], &[]).await?;
+    let officer = stack.token(Role::RegencyOfficer, "32.04");
+    let mut matching = MatchingServiceClient::new(stack.channel("matching").await?);
+    let elsewhere = dtks_platform::reference::village_codes()
+        .iter()
+        .find(|v| !v.starts_with("32.04"))
+        .expect("a village of another regency")
+        .to_string();
+    let matched = [
+        // Titled, the right NIK, day and month swapped: matched with corrections.
+        person("3204051203800001", "H. Asep Sunandar, S.Pd.", (1980, 12, 3), 1),
+        // The husband's NIK: NIK of another person, her own found.
+        person("3204051203800001", "Siti Aminah", (1984, 8, 17), 2),
+        // Not a NIK at all: linked on the other fields.
+        person("32040520067O0005", "Ujang Suryana", (1970, 6, 20), 1),
+        // Dead, identified by his NIK.
+        person("3204051005500004", "Karta Wijaya", (1950, 5, 10), 1),
+        // No NIK, an abbreviated first name.
+        person("", "M. Rizki Pratama", (1992, 11, 15), 1),
+        // Not in the registry.
+        person("", "Tatang Sutarman", (1961, 1, 9), 1),
+    ];
+    let mut requests: Vec<MatchWaveRequest> = matched
+        .iter()
+        .enumerate()
+        .map(|(i, p)| MatchWaveRequest {
+            reference: format!("row-{i}"),
+            request: Some(MatchPersonRequest {
+                person: Some(p.clone()),
+                village_code: VILLAGE.into(),
+            }),
+        })
+        .collect();
+    let refused = [
+        ("outside", Some(elsewhere.as_str()), "Asep Sunandar", "request.village_code", "PERMISSION_DENIED"),
+        ("nowhere", Some("99.99.99.9999"), "Asep Sunandar", "request.village_code", "INVALID_ARGUMENT"),
+        ("nul", Some(VILLAGE), "Asep\0Sunandar", "request.person.full_name", "INVALID_ARGUMENT"),
+        ("empty", None, "", "request", "INVALID_ARGUMENT"),
+    ];
+    for (reference, village, name, _, _) in refused {
+        requests.push(MatchWaveRequest {
+            reference: reference.into(),
+            request: village.map(|v| MatchPersonRequest {
+                person: Some(person("", name, (1980, 3, 12), 1)),
+                village_code: v.into(),
+            }),
+        });
+    }
+    let mut stream = matching
+        .match_wave(authed(tokio_stream::iter(requests), &officer))
+        .await?
+        .into_inner();
+    let mut answers = std::collections::HashMap::new();
+    while let Some(answer) = stream.message().await? {
+        answers.insert(answer.reference.clone(), answer);
+    }
+    assert_eq!(answers.len(), matched.len() + refused.len(), "{answers:?}");
+    for (i, p) in matched.iter().enumerate() {
+        let wave = answers[&format!("row-{i}")].clone();
+        assert!(wave.refused.is_empty(), "{wave:?}");
+        let alone = match_person(&mut matching, &officer, p.clone()).await?;
+        assert_eq!(wave.result.as_ref(), Some(&alone), "{}", p.full_name);
+    }
+    let outcome = |i: usize| {
+        PersonOutcome::try_from(answers[&format!("row-{i}")].result.as_ref().map_or(0, |r| r.outcome))
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        (0..matched.len()).map(outcome).collect::<Vec<_>>(),
+        [
+            PersonOutcome::MatchedWithCorrections,
+            PersonOutcome::NikOfAnotherPerson,
+            PersonOutcome::MatchedWithCorrections,
+            PersonOutcome::Deceased,
+            PersonOutcome::MatchedWithCorrections,
+            PersonOutcome::NoNik,
+        ]
+    );
+    for (reference, _, _, field, code) in refused {
+        let answer = &answers[reference];
+        assert!(answer.result.is_none(), "{answer:?}");
+        assert!(
+            answer
+                .refused
+                .iter()
+                .any(|r| r.field == field && r.code == code && !r.reason.is_empty()),
+            "{reference}: {answer:?}"
+        );
+    }
+    // The lookups are audited as the wave's, by village.
+    assert!(
+        count(
+            &stack,
+            "SELECT count(*) AS n FROM matching.audit_log WHERE action = 'matching.MatchWave'"
+        )
+        .await?
+            >= 1
+    );
     Ok(())
 }
 

@@ -760,15 +760,29 @@ pub async fn generate(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()
     Ok(())
 }
 
+/// The columns of the persons file [`splink_baseline`] reads.
+pub const SPLINK_PERSONS_HEADER: [&str; 7] = [
+    "id",
+    "full_name",
+    "birth_date",
+    "sex",
+    "village_code",
+    "nik",
+    "true_nik",
+];
+
 /// The Splink baseline (`tests/bench/splink_link.py`, Splink 5.0.0 in the benchmarks'
-/// virtual environment) linking `dir/persons.csv` to `dir/registry.csv`: its JSON
+/// virtual environment) linking the `persons` file to the `registry` file: its JSON
 /// figures (seconds, links, correct, persons, precision, recall, f1).
-pub fn splink_baseline(dir: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+pub fn splink_baseline(
+    registry: &std::path::Path,
+    persons: &std::path::Path,
+) -> anyhow::Result<serde_json::Value> {
     let python = bench_python(&["splink==5.0.0"])?;
     let output = std::process::Command::new(python)
         .arg("tests/bench/splink_link.py")
-        .arg(dir.join("registry.csv"))
-        .arg(dir.join("persons.csv"))
+        .arg(registry)
+        .arg(persons)
         .output()?;
     anyhow::ensure!(
         output.status.success(),

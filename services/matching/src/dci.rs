@@ -118,6 +118,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// Search requests in one DCI message (the registry's limit).
 pub const BATCH: usize = 100;
 
+/// Messages to the registry in flight at once for one caller (a wave, a household).
+pub const IN_FLIGHT: usize = 4;
+
 /// Candidates asked for per predicate search.
 pub const CANDIDATES_PER_QUERY: u64 = 50;
 
@@ -141,6 +144,8 @@ pub struct DciRegistry {
     waiters: Waiters,
     /// The registry's DCI id (receiver and bearer audience).
     registry_id: String,
+    /// Search requests sent so far (each request of a message counted).
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl DciRegistry {
@@ -167,37 +172,35 @@ impl DciRegistry {
             async_search: config.async_search,
             waiters: Arc::default(),
             registry_id: config.registry_id.clone(),
+            sent: Arc::default(),
         })
     }
 
-    /// Looks NIKs up, [`BATCH`] to a message; `None` for a NIK the registry does not know.
+    /// Looks NIKs up, [`BATCH`] to a message, [`IN_FLIGHT`] messages at once; `None`
+    /// for a NIK the registry does not know.
     pub async fn find_by_niks(
         &self,
         niks: &[String],
     ) -> Result<HashMap<String, Option<RegistryPerson>>, RegistryError> {
-        let mut found = HashMap::with_capacity(niks.len());
-        for chunk in niks.chunks(BATCH) {
-            let requests = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, nik)| {
-                    search_request(
-                        i,
-                        json!({
-                            "query_type": "idtype-value",
-                            "query": { "type": "NIK", "value": nik },
-                            "pagination": { "page_size": 1, "page_number": 1 },
-                        }),
-                    )
+        let requests: Vec<Value> = niks
+            .iter()
+            .map(|nik| {
+                json!({
+                    "query_type": "idtype-value",
+                    "query": { "type": "NIK", "value": nik },
+                    "pagination": { "page_size": 1, "page_number": 1 },
                 })
-                .collect();
-            let answers = self.search(requests).await?;
-            for (nik, answer) in chunk.iter().zip(answers) {
+            })
+            .collect();
+        let answers = self.search_all(requests).await?;
+        Ok(niks
+            .iter()
+            .zip(answers)
+            .map(|(nik, answer)| {
                 let record = records(&answer).next();
-                found.insert(nik.clone(), record.map(RegistryPerson::from_record));
-            }
-        }
-        Ok(found)
+                (nik.clone(), record.map(RegistryPerson::from_record))
+            })
+            .collect())
     }
 
     /// Registry persons meeting any of `queries` (each a list of DCI predicates joined by
@@ -205,40 +208,80 @@ impl DciRegistry {
     /// each person, the queries that found them, and for each query how many persons
     /// it found in all (its `total_count`).
     pub async fn find_candidates(&self, queries: &[&[Value]]) -> Result<Found, RegistryError> {
-        let requests = queries
+        let mut found = self.find_candidates_each(&[queries.to_vec()]).await?;
+        Ok(found.pop().unwrap_or_default())
+    }
+
+    /// [`Self::find_candidates`] for many persons at once, one group of queries each:
+    /// the searches of all of them go in as few messages as the registry's limit allows.
+    pub async fn find_candidates_each(
+        &self,
+        groups: &[Vec<&[Value]>],
+    ) -> Result<Vec<Found>, RegistryError> {
+        let requests: Vec<Value> = groups
             .iter()
-            .enumerate()
-            .map(|(i, predicates)| {
-                search_request(
-                    i,
-                    json!({
-                        "query_type": "predicate",
-                        "query": all_of(predicates),
-                        "pagination": { "page_size": CANDIDATES_PER_QUERY, "page_number": 1 },
-                    }),
-                )
+            .flatten()
+            .map(|predicates| {
+                json!({
+                    "query_type": "predicate",
+                    "query": all_of(predicates),
+                    "pagination": { "page_size": CANDIDATES_PER_QUERY, "page_number": 1 },
+                })
             })
             .collect();
-        let mut found = Found::default();
-        let mut at: HashMap<String, usize> = HashMap::new();
-        for (q, answer) in self.search(requests).await?.into_iter().enumerate() {
-            let mut returned = 0u64;
-            for record in records(&answer) {
-                returned += 1;
-                let person = RegistryPerson::from_record(record);
-                let i = *at.entry(person.nik.clone()).or_insert_with(|| {
-                    found.persons.push((person, Vec::new()));
-                    found.persons.len() - 1
-                });
-                found.persons[i].1.push(q);
+        let mut answers = self.search_all(requests).await?.into_iter();
+        let mut each = Vec::with_capacity(groups.len());
+        for group in groups {
+            let mut found = Found::default();
+            let mut at: HashMap<String, usize> = HashMap::new();
+            for (q, answer) in answers.by_ref().take(group.len()).enumerate() {
+                let mut returned = 0u64;
+                for record in records(&answer) {
+                    returned += 1;
+                    let person = RegistryPerson::from_record(record);
+                    let i = *at.entry(person.nik.clone()).or_insert_with(|| {
+                        found.persons.push((person, Vec::new()));
+                        found.persons.len() - 1
+                    });
+                    found.persons[i].1.push(q);
+                }
+                let total = answer
+                    .pointer("/pagination/total_count")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(returned);
+                found.totals.push(total.max(returned));
             }
-            let total = answer
-                .pointer("/pagination/total_count")
-                .and_then(Value::as_u64)
-                .unwrap_or(returned);
-            found.totals.push(total.max(returned));
+            each.push(found);
         }
-        Ok(found)
+        Ok(each)
+    }
+
+    /// Answers every search criteria of `criteria`, in order: [`BATCH`] to a message,
+    /// up to [`IN_FLIGHT`] messages at once.
+    async fn search_all(&self, criteria: Vec<Value>) -> Result<Vec<Value>, RegistryError> {
+        use futures::StreamExt as _;
+        let mut criteria = criteria.into_iter();
+        let mut messages = Vec::new();
+        loop {
+            let requests: Vec<Value> = criteria
+                .by_ref()
+                .take(BATCH)
+                .enumerate()
+                .map(|(i, c)| search_request(i, c))
+                .collect();
+            if requests.is_empty() {
+                break;
+            }
+            messages.push(requests);
+        }
+        let answered: Vec<Vec<Value>> = futures::stream::iter(messages)
+            .map(|requests| self.search(requests))
+            .buffered(IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        Ok(answered.into_iter().flatten().collect())
     }
 
     /// Runs search requests with retries and the breaker; answers one succeeded
@@ -309,7 +352,14 @@ impl DciRegistry {
             .map_err(|e| RegistryError::Malformed(chain(&e.without_url())))
     }
 
+    /// Search requests sent to the registry so far, retries included.
+    pub fn searches_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn search_once(&self, requests: &[Value]) -> Result<Vec<Value>, RegistryError> {
+        self.sent
+            .fetch_add(requests.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let transaction_id = uuid::Uuid::new_v4().to_string();
         let body = self.envelope(
             "search",

@@ -103,6 +103,9 @@ pub struct Query {
     /// How often the search finds someone for a person the registry does not hold (the
     /// rarer, the more a find says).
     pub stray: f64,
+    /// A search for a person written down with a departure (a birth date moved, a name
+    /// part mistyped or dropped): asked only when the exact ones found no one to link.
+    pub wide: bool,
 }
 
 /// The registry searches that find a person's candidates: the same keys the batch
@@ -122,6 +125,7 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
             scope: Scope::District,
             // Someone of a district is born on most days.
             stray: 0.8,
+            wide: false,
         });
     }
     if !p.full_name.trim().is_empty() && village.len() >= 5 {
@@ -134,6 +138,7 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
             scope: Scope::Regency,
             // Namesakes in a regency are common.
             stray: 0.3,
+            wide: false,
         });
     }
     if !born.is_empty() && !p.full_name.trim().is_empty() {
@@ -143,6 +148,7 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
             scope: Scope::Nation,
             // The same full name born the same day is rare, even nationally.
             stray: 0.02,
+            wide: false,
         });
     }
     // Within three years of the birth date given: a date written as 1 July or 31
@@ -165,6 +171,7 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
                 fixed: &[Field::Name],
                 scope: Scope::Regency,
                 stray: 0.15,
+                wide: true,
             });
         }
         let parts = name_parts(&p.full_name);
@@ -180,6 +187,7 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
                 fixed: &[],
                 scope: Scope::Regency,
                 stray: 0.6,
+                wide: true,
             });
         }
     }
@@ -263,6 +271,16 @@ pub fn candidates(
         }
     }
     candidates
+}
+
+/// `more` joined into `candidates`: a person found again keeps every way they were found.
+pub fn merge(candidates: &mut Vec<Candidate>, more: Vec<Candidate>) {
+    for c in more {
+        match candidates.iter_mut().find(|k| k.person.nik == c.person.nik) {
+            Some(k) => k.found.extend(c.found),
+            None => candidates.push(c),
+        }
+    }
 }
 
 /// Villages in the district and the regency of `village`, from the reference data.

@@ -32,7 +32,7 @@ pub struct Matcher {
 }
 
 /// What the registry and linkage say about one person, before the duplicate check.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Assessed {
     pub outcome: PersonOutcome,
     pub corrections: Vec<ev::FieldCorrection>,
@@ -195,86 +195,86 @@ impl Matcher {
         Ok(found)
     }
 
-    /// Assesses one person given the registry's answer for their NIK.
-    pub async fn assess(
+    /// Assesses many persons at once (a household, a wave), each with their village:
+    /// every NIK looked up together, then the candidate searches of all who need them,
+    /// as few messages as the registry allows. In the order given.
+    ///
+    /// Retrieval is in two rounds: the exact searches (birth date in the district, the
+    /// name in the regency, name and birth date nationally); then, for whoever they did
+    /// not link, the wide ones ([`link::Query::wide`]). Each person is decided on all
+    /// the candidates of the rounds they took.
+    pub async fn assess_many(
         &self,
-        p: &pb::Person,
-        village: &str,
-        found: Option<&RegistryPerson>,
-    ) -> Result<Assessed, RegistryError> {
-        let (outcome, corrections) = exact(&self.model, p, village, found);
-        let trusted = matches!(
-            outcome,
-            PersonOutcome::Matched
-                | PersonOutcome::MatchedWithCorrections
-                | PersonOutcome::Deceased
-        );
-        let mut assessed = Assessed {
-            outcome,
-            corrections,
-            probability: 0.0,
-            nik: trusted.then(|| p.nik.clone()),
-            review: None,
-            before_linkage: outcome,
-            holder: (outcome == PersonOutcome::NikOfAnotherPerson)
-                .then(|| found.cloned())
-                .flatten(),
-        };
-        if trusted {
-            return Ok(assessed);
+        subjects: &[(&pb::Person, &str)],
+    ) -> Result<Vec<Assessed>, RegistryError> {
+        let niks: Vec<String> = subjects.iter().map(|(p, _)| p.nik.clone()).collect();
+        let found = self.lookup(&niks).await?;
+        let mut out = Vec::with_capacity(subjects.len());
+        // Those linkage must decide, with the candidates gathered so far.
+        let mut open: Vec<(usize, Vec<link::Candidate>)> = Vec::new();
+        for (i, (p, village)) in subjects.iter().enumerate() {
+            let holder = found.get(&p.nik).and_then(Option::as_ref);
+            let (outcome, corrections) = exact(&self.model, p, village, holder);
+            let trusted = matches!(
+                outcome,
+                PersonOutcome::Matched
+                    | PersonOutcome::MatchedWithCorrections
+                    | PersonOutcome::Deceased
+            );
+            out.push(Assessed {
+                outcome,
+                corrections,
+                probability: 0.0,
+                nik: trusted.then(|| p.nik.clone()),
+                review: None,
+                before_linkage: outcome,
+                holder: (outcome == PersonOutcome::NikOfAnotherPerson)
+                    .then(|| holder.cloned())
+                    .flatten(),
+            });
+            if !trusted {
+                // The NIK's own holder is always a candidate: the model, not the
+                // retrieval, decides whether it is the person.
+                open.push((i, link::candidates(&[], Default::default(), holder)));
+            }
         }
-        let queries = link::candidate_queries(p, village);
-        if queries.is_empty() && found.is_none() {
-            return Ok(assessed);
-        }
-        let searched = if queries.is_empty() {
-            crate::dci::Found::default()
-        } else {
-            let predicates: Vec<&[serde_json::Value]> =
-                queries.iter().map(|q| q.predicates.as_slice()).collect();
-            self.registry.find_candidates(&predicates).await?
-        };
-        let candidates = link::candidates(&queries, searched, found);
-        let person = link::person_record(p, village);
-        match link::decide(
-            &self.model,
-            &person,
-            village,
-            candidates,
-            Thresholds::default(),
-        ) {
-            Linked::Link {
-                person: linked,
-                probability,
-            } => {
-                assessed.corrections = differences(p, village, &linked);
-                assessed.probability = probability;
-                let holder = linked.nik == p.nik;
-                assessed.outcome = if linked.deceased {
-                    PersonOutcome::Deceased
-                } else if outcome == PersonOutcome::NikOfAnotherPerson && !holder {
-                    // Still the officer's finding; the correction names the person's own NIK.
-                    outcome
+        for wide in [false, true] {
+            let queries: Vec<Vec<link::Query>> = open
+                .iter()
+                .map(|(i, _)| {
+                    let (p, village) = subjects[*i];
+                    link::candidate_queries(p, village)
+                        .into_iter()
+                        .filter(|q| q.wide == wide)
+                        .collect()
+                })
+                .collect();
+            let groups: Vec<Vec<&[serde_json::Value]>> = queries
+                .iter()
+                .map(|qs| qs.iter().map(|q| q.predicates.as_slice()).collect())
+                .collect();
+            let searched = self.registry.find_candidates_each(&groups).await?;
+            let mut still = Vec::new();
+            for (((i, mut candidates), qs), found) in open.into_iter().zip(&queries).zip(searched) {
+                link::merge(&mut candidates, link::candidates(qs, found, None));
+                let (p, village) = subjects[i];
+                let person = link::person_record(p, village);
+                let decided = link::decide(
+                    &self.model,
+                    &person,
+                    village,
+                    candidates.clone(),
+                    Thresholds::default(),
+                );
+                if wide || matches!(decided, Linked::Link { .. }) {
+                    settle_linked(&mut out[i], p, village, decided);
                 } else {
-                    PersonOutcome::MatchedWithCorrections
-                };
-                if holder {
-                    assessed.holder = None;
+                    still.push((i, candidates));
                 }
-                assessed.nik = Some(linked.nik);
             }
-            Linked::Review {
-                person: candidate,
-                probability,
-                reason,
-            } => {
-                assessed.outcome = PersonOutcome::InReview;
-                assessed.probability = probability;
-                assessed.review = Some((candidate, reason));
-            }
-            Linked::None => {}
+            open = still;
         }
-        Ok(assessed)
+        Ok(out)
     }
 
     /// Assesses every person of a household, (family index, member index) order.
@@ -285,16 +285,47 @@ impl Matcher {
         let village = household
             .address
             .as_ref()
-            .map(|a| a.village_code.clone())
+            .map(|a| a.village_code.as_str())
             .unwrap_or_default();
-        let niks: Vec<String> = persons(household).map(|(_, _, p)| p.nik.clone()).collect();
-        let found = self.lookup(&niks).await?;
-        let mut out = Vec::new();
-        for (_, _, p) in persons(household) {
-            let answer = found.get(&p.nik).and_then(Option::as_ref);
-            out.push(self.assess(p, &village, answer).await?);
+        let subjects: Vec<(&pb::Person, &str)> =
+            persons(household).map(|(_, _, p)| (p, village)).collect();
+        self.assess_many(&subjects).await
+    }
+}
+
+/// What linkage decided, into the person's assessment.
+fn settle_linked(assessed: &mut Assessed, p: &pb::Person, village: &str, decided: Linked) {
+    match decided {
+        Linked::Link {
+            person: linked,
+            probability,
+        } => {
+            assessed.corrections = differences(p, village, &linked);
+            assessed.probability = probability;
+            let holder = linked.nik == p.nik;
+            assessed.outcome = if linked.deceased {
+                PersonOutcome::Deceased
+            } else if assessed.before_linkage == PersonOutcome::NikOfAnotherPerson && !holder {
+                // Still the officer's finding; the correction names the person's own NIK.
+                PersonOutcome::NikOfAnotherPerson
+            } else {
+                PersonOutcome::MatchedWithCorrections
+            };
+            if holder {
+                assessed.holder = None;
+            }
+            assessed.nik = Some(linked.nik);
         }
-        Ok(out)
+        Linked::Review {
+            person: candidate,
+            probability,
+            reason,
+        } => {
+            assessed.outcome = PersonOutcome::InReview;
+            assessed.probability = probability;
+            assessed.review = Some((candidate, reason));
+        }
+        Linked::None => {}
     }
 }
 

@@ -175,6 +175,7 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         db: ctx.db.clone(),
         matcher,
         outbox: ctx.outbox.clone(),
+        wave_limit: ctx.config.limits.import_rows_per_stream,
     })
     .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(grpc::MAX_SEND_BYTES);
@@ -414,6 +415,135 @@ struct Api {
     db: DatabaseConnection,
     matcher: Matcher,
     outbox: outbox::OutboxSignal,
+    /// Persons one MatchWave stream may carry.
+    wave_limit: u64,
+}
+
+/// Persons of a wave assessed together (their NIKs in one round of messages, their
+/// searches in the next).
+const WAVE_CHUNK: usize = 500;
+/// Chunks of one wave being assessed at once.
+const WAVE_CHUNKS_IN_FLIGHT: usize = 4;
+
+type WaveStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<MatchWaveResponse, Status>> + Send + 'static>,
+>;
+
+/// A match request checked at the edge of MatchPerson and of each person of a wave:
+/// the person and their village, or the field refused and why.
+fn admit(
+    who: &dtks_platform::auth::Claims,
+    request: MatchPersonRequest,
+) -> Result<(pb::Person, String), Status> {
+    let MatchPersonRequest {
+        person,
+        village_code,
+    } = request;
+    // A NIK that is not a NIK is not refused: the person is matched on the other
+    // fields, and the registry's NIK comes back as a correction.
+    let person = person.ok_or_else(|| grpc::invalid_field("person", "is required"))?;
+    if !dtks_platform::reference::village_codes().contains(village_code.as_str()) {
+        return Err(grpc::invalid_field(
+            "village_code",
+            "is not a village code of the reference data",
+        ));
+    }
+    who.require_region(&village_code)?;
+    Ok((person, village_code))
+}
+
+/// The answer MatchPerson gives for an assessed person once DTKS has been checked.
+fn response_of(assessed: &matcher::Assessed, m: ev::PersonMatch) -> MatchPersonResponse {
+    let reason = assessed
+        .review
+        .as_ref()
+        .map(|(_, reason)| reason.clone())
+        .unwrap_or_default();
+    let nik_holder = assessed.holder.as_ref().map(|h| pb::Person {
+        nik: h.nik.clone(),
+        full_name: h.full_name.clone(),
+        birth_date: crate::link::date_of(&h.birth_date),
+        sex: crate::link::sex_code(&h.sex).map_or(0, i32::from),
+        ..Default::default()
+    });
+    MatchPersonResponse {
+        outcome: m.outcome,
+        corrections: m.corrections,
+        score: m.link_probability,
+        duplicate_household_id: m.duplicate_household_id,
+        duplicate_proposal_id: m.duplicate_proposal_id,
+        duplicate_kk_number: m.duplicate_kk_number,
+        reason,
+        nik_holder,
+        model_version: m.model_version,
+    }
+}
+
+/// A person of a wave refused at the edge: the fields the refusal names, within
+/// `prefix`; a refusal naming none (the region) is the village's.
+fn refused(reference: String, prefix: &str, status: &Status) -> MatchWaveResponse {
+    let code = dtks_platform::grpc::code_name(status.code());
+    let mut refusals: Vec<Refusal> = grpc::violations_of(status)
+        .into_iter()
+        .map(|(field, reason)| Refusal {
+            field: format!("{prefix}{field}"),
+            reason,
+            code: code.to_owned(),
+        })
+        .collect();
+    if refusals.is_empty() {
+        refusals.push(Refusal {
+            field: format!("{prefix}village_code"),
+            reason: status.message().to_owned(),
+            code: code.to_owned(),
+        });
+    }
+    MatchWaveResponse {
+        reference,
+        result: None,
+        refused: refusals,
+    }
+}
+
+/// Assesses one chunk of a wave and answers its persons: the lookup is audited (who,
+/// which villages) before any result leaves.
+async fn wave_chunk(
+    db: DatabaseConnection,
+    matcher: Matcher,
+    who: dtks_platform::auth::Claims,
+    chunk: Vec<(String, pb::Person, String)>,
+) -> Result<Vec<MatchWaveResponse>, Status> {
+    let subjects: Vec<(&pb::Person, &str)> =
+        chunk.iter().map(|(_, p, v)| (p, v.as_str())).collect();
+    let assessed = matcher
+        .assess_many(&subjects)
+        .await
+        .map_err(|e| Status::unavailable(format!("civil registry unavailable: {e}")))?;
+    let mut villages: Vec<String> = chunk.iter().map(|(_, _, v)| v.clone()).collect();
+    villages.sort();
+    villages.dedup();
+    dtks_platform::audit::record(&db, &who, "matching.MatchWave", &villages)
+        .await
+        .map_err(grpc::internal)?;
+    let version = crate::link::model_version();
+    Ok(chunk
+        .into_iter()
+        .zip(assessed)
+        .map(|((reference, _, _), a)| {
+            let m = ev::PersonMatch {
+                outcome: a.outcome as i32,
+                corrections: a.corrections.clone(),
+                link_probability: a.probability,
+                model_version: version.clone(),
+                ..Default::default()
+            };
+            MatchWaveResponse {
+                reference,
+                result: Some(response_of(&a, m)),
+                refused: vec![],
+            }
+        })
+        .collect())
 }
 
 impl Api {
@@ -458,49 +588,17 @@ impl MatchingService for Api {
         request: Request<MatchPersonRequest>,
     ) -> Result<Response<MatchPersonResponse>, Status> {
         let who = dtks_platform::auth::claims(&request)?.clone();
-        let MatchPersonRequest {
-            person,
-            village_code,
-        } = request.into_inner();
-        // A NIK that is not a NIK is not refused: the person is matched on the other
-        // fields, and the registry's NIK comes back as a correction.
-        let person = person.ok_or_else(|| grpc::invalid_field("person", "is required"))?;
-        if !dtks_platform::reference::village_codes().contains(village_code.as_str()) {
-            return Err(grpc::invalid_field(
-                "village_code",
-                "is not a village code of the reference data",
-            ));
-        }
-        who.require_region(&village_code)?;
+        let (person, village_code) = admit(&who, request.into_inner())?;
         let unavailable = |e: crate::dci::RegistryError| {
             Status::unavailable(format!("civil registry unavailable: {e}"))
         };
-        let found = self
-            .matcher
-            .lookup(std::slice::from_ref(&person.nik))
-            .await
-            .map_err(unavailable)?;
         let assessed = self
             .matcher
-            .assess(
-                &person,
-                &village_code,
-                found.get(&person.nik).and_then(Option::as_ref),
-            )
+            .assess_many(&[(&person, village_code.as_str())])
             .await
-            .map_err(unavailable)?;
-        let reason = assessed
-            .review
-            .as_ref()
-            .map(|(_, reason)| reason.clone())
+            .map_err(unavailable)?
+            .pop()
             .unwrap_or_default();
-        let nik_holder = assessed.holder.as_ref().map(|h| pb::Person {
-            nik: h.nik.clone(),
-            full_name: h.full_name.clone(),
-            birth_date: crate::link::date_of(&h.birth_date),
-            sex: crate::link::sex_code(&h.sex).map_or(0, i32::from),
-            ..Default::default()
-        });
         // The duplicate check looks at DTKS without changing it: the transaction is
         // rolled back.
         let household = pb::Household {
@@ -521,7 +619,7 @@ impl MatchingService for Api {
             uuid::Uuid::nil(),
             &village_code,
             &household,
-            vec![assessed],
+            vec![assessed.clone()],
             false,
         )
         .await
@@ -538,17 +636,104 @@ impl MatchingService for Api {
         )
         .await
         .map_err(grpc::internal)?;
-        Ok(Response::new(MatchPersonResponse {
-            outcome: m.outcome,
-            corrections: m.corrections,
-            score: m.link_probability,
-            duplicate_household_id: m.duplicate_household_id,
-            duplicate_proposal_id: m.duplicate_proposal_id,
-            duplicate_kk_number: m.duplicate_kk_number,
-            reason,
-            nik_holder,
-            model_version: m.model_version,
-        }))
+        Ok(Response::new(response_of(&assessed, m)))
+    }
+
+    type MatchWaveStream = WaveStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn match_wave(
+        &self,
+        request: Request<tonic::Streaming<MatchWaveRequest>>,
+    ) -> Result<Response<WaveStream>, Status> {
+        let who = dtks_platform::auth::claims(&request)?.clone();
+        let mut incoming = request.into_inner();
+        let (db, matcher, limit) = (self.db.clone(), self.matcher.clone(), self.wave_limit);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<MatchWaveResponse, Status>>(WAVE_CHUNK);
+        tokio::spawn(async move {
+            let mut working: tokio::task::JoinSet<Result<Vec<MatchWaveResponse>, Status>> =
+                tokio::task::JoinSet::new();
+            let mut chunk = Vec::with_capacity(WAVE_CHUNK);
+            let mut received = 0u64;
+            // Answers what finished; false once the caller has gone or a chunk failed.
+            async fn deliver(
+                done: Result<Result<Vec<MatchWaveResponse>, Status>, tokio::task::JoinError>,
+                tx: &tokio::sync::mpsc::Sender<Result<MatchWaveResponse, Status>>,
+            ) -> bool {
+                match done.map_err(grpc::internal).and_then(|r| r) {
+                    Ok(answers) => {
+                        for answer in answers {
+                            if tx.send(Ok(answer)).await.is_err() {
+                                return false;
+                            }
+                        }
+                        true
+                    }
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        false
+                    }
+                }
+            }
+            loop {
+                let item = match incoming.message().await {
+                    Ok(item) => item,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
+                let last = item.is_none();
+                if let Some(item) = item {
+                    received += 1;
+                    let violations =
+                        dtks_platform::edge::violations("dtks.matching.v1.MatchWaveRequest", &item);
+                    let admitted = if received > limit {
+                        Err(("", grpc::invalid_field(
+                            "reference",
+                            format!("a wave carries at most {limit} persons; send the rest in another"),
+                        )))
+                    } else if !violations.0.is_empty() {
+                        Err(("", grpc::invalid_argument(&violations)))
+                    } else {
+                        item.request
+                            .ok_or_else(|| ("", grpc::invalid_field("request", "is required")))
+                            .and_then(|r| admit(&who, r).map_err(|s| ("request.", s)))
+                    };
+                    match admitted {
+                        Ok((person, village)) => chunk.push((item.reference, person, village)),
+                        Err((prefix, status)) => {
+                            let answer = refused(item.reference, prefix, &status);
+                            if tx.send(Ok(answer)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                if chunk.len() >= WAVE_CHUNK || (last && !chunk.is_empty()) {
+                    while working.len() >= WAVE_CHUNKS_IN_FLIGHT {
+                        if let Some(done) = working.join_next().await
+                            && !deliver(done, &tx).await
+                        {
+                            return;
+                        }
+                    }
+                    let batch = std::mem::replace(&mut chunk, Vec::with_capacity(WAVE_CHUNK));
+                    working.spawn(wave_chunk(db.clone(), matcher.clone(), who.clone(), batch));
+                }
+                if last {
+                    break;
+                }
+            }
+            while let Some(done) = working.join_next().await {
+                if !deliver(done, &tx).await {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     #[tracing::instrument(skip_all)]

@@ -293,6 +293,12 @@ pub const MATRIX: &[Grant] = &[
         None,
     ),
     row(
+        "/dtks.matching.v1.MatchingService/MatchWave",
+        MATCH_READERS,
+        Scope::Region,
+        None,
+    ),
+    row(
         "/dtks.matching.v1.MatchingService/GetProposalMatch",
         &[
             VillageOperator,
