@@ -426,7 +426,10 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
     );
     println!("{}", used.line("DTKS MatchWave, NIK as written"));
     println!("{}", hidden.line("DTKS MatchWave, NIK withheld"));
-    println!("{}", invalid.line("DTKS MatchWave, rows without a valid NIK"));
+    println!(
+        "{}",
+        invalid.line("DTKS MatchWave, rows without a valid NIK")
+    );
     println!(
         "{}",
         one_by_one.line(&format!("DTKS MatchPerson, first {sample}, NIK as written"))
@@ -596,6 +599,7 @@ async fn retrieval(stack: &Stack, cases: &[Case]) -> anyhow::Result<(f64, f64)> 
         })
         .await?,
         model: std::sync::Arc::new(dtks_matching::link::load_model()?),
+        populations: Default::default(),
     };
     let before = registry.searches_sent();
     for chunk in held.chunks(500) {

@@ -224,7 +224,12 @@ async fn a_wave_answers_each_person_as_match_person_does_and_refuses_persons_alo
         .to_string();
     let matched = [
         // Titled, the right NIK, day and month swapped: matched with corrections.
-        person("3204051203800001", "H. Asep Sunandar, S.Pd.", (1980, 12, 3), 1),
+        person(
+            "3204051203800001",
+            "H. Asep Sunandar, S.Pd.",
+            (1980, 12, 3),
+            1,
+        ),
         // The husband's NIK: NIK of another person, her own found.
         person("3204051203800001", "Siti Aminah", (1984, 8, 17), 2),
         // Not a NIK at all: linked on the other fields.
@@ -248,9 +253,27 @@ async fn a_wave_answers_each_person_as_match_person_does_and_refuses_persons_alo
         })
         .collect();
     let refused = [
-        ("outside", Some(elsewhere.as_str()), "Asep Sunandar", "request.village_code", "PERMISSION_DENIED"),
-        ("nowhere", Some("99.99.99.9999"), "Asep Sunandar", "request.village_code", "INVALID_ARGUMENT"),
-        ("nul", Some(VILLAGE), "Asep\0Sunandar", "request.person.full_name", "INVALID_ARGUMENT"),
+        (
+            "outside",
+            Some(elsewhere.as_str()),
+            "Asep Sunandar",
+            "request.village_code",
+            "PERMISSION_DENIED",
+        ),
+        (
+            "nowhere",
+            Some("99.99.99.9999"),
+            "Asep Sunandar",
+            "request.village_code",
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "nul",
+            Some(VILLAGE),
+            "Asep\0Sunandar",
+            "request.person.full_name",
+            "INVALID_ARGUMENT",
+        ),
         ("empty", None, "", "request", "INVALID_ARGUMENT"),
     ];
     for (reference, village, name, _, _) in refused {
@@ -278,8 +301,13 @@ async fn a_wave_answers_each_person_as_match_person_does_and_refuses_persons_alo
         assert_eq!(wave.result.as_ref(), Some(&alone), "{}", p.full_name);
     }
     let outcome = |i: usize| {
-        PersonOutcome::try_from(answers[&format!("row-{i}")].result.as_ref().map_or(0, |r| r.outcome))
-            .unwrap_or_default()
+        PersonOutcome::try_from(
+            answers[&format!("row-{i}")]
+                .result
+                .as_ref()
+                .map_or(0, |r| r.outcome),
+        )
+        .unwrap_or_default()
     };
     assert_eq!(
         (0..matched.len()).map(outcome).collect::<Vec<_>>(),
@@ -303,6 +331,29 @@ async fn a_wave_answers_each_person_as_match_person_does_and_refuses_persons_alo
             "{reference}: {answer:?}"
         );
     }
+    // Matching's own DCI endpoints answer as the standard says: an unsigned notice is
+    // refused with an ERR acknowledgement carrying its correlation id, and `errors`.
+    let callbacks = stack
+        .setting("DTKS_DCI__CALLBACK_URL")
+        .expect("callback URL")
+        .to_owned();
+    let refusal = reqwest::Client::new()
+        .post(format!("{callbacks}/registry/notify"))
+        .json(&json!({
+            "header": { "message_id": "m-unsigned", "action": "notify" },
+            "message": { "correlation_id": "c-unsigned", "notify_event": [] },
+        }))
+        .send()
+        .await?;
+    assert_eq!(refusal.status(), 401);
+    let refusal: serde_json::Value = refusal.json().await?;
+    assert_eq!(refusal["message"]["ack_status"], "ERR", "{refusal}");
+    assert_eq!(
+        refusal["message"]["correlation_id"], "c-unsigned",
+        "{refusal}"
+    );
+    assert!(refusal["errors"][0]["code"].is_string(), "{refusal}");
+
     // The lookups are audited as the wave's, by village.
     assert!(
         count(

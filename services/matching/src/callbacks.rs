@@ -45,35 +45,67 @@ pub fn router(callbacks: Callbacks) -> Router {
 
 type Answer = (StatusCode, Json<Value>);
 
-fn ack() -> Answer {
+/// The message's correlation id, echoed in the acknowledgement (the standard requires
+/// one); a message without one is acknowledged under a new id.
+fn correlation_of(body: &Value) -> String {
+    body.pointer("/message/correlation_id")
+        .or_else(|| body.pointer("/header/message_id"))
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+fn ack(body: &Value) -> Answer {
     (
         StatusCode::OK,
-        Json(
-            json!({ "message": { "ack_status": "ACK", "timestamp": chrono::Utc::now().to_rfc3339() } }),
-        ),
+        Json(json!({ "message": {
+            "ack_status": "ACK",
+            "timestamp": chrono::Utc::now().to_rfc3339(),
+            "correlation_id": correlation_of(body),
+        } })),
     )
 }
 
-fn refuse(status: StatusCode, code: &str, message: &str) -> Answer {
+/// A refusal as the standard words one: an ERR acknowledgement with its error, and the
+/// transport's `errors` list.
+fn refuse(status: StatusCode, body: &Value, code: &str, message: &str) -> Answer {
     (
         status,
-        Json(
-            json!({ "message": { "ack_status": "ERR", "error": { "code": code, "message": message } } }),
-        ),
+        Json(json!({
+            "message": {
+                "ack_status": "ERR",
+                "timestamp": chrono::Utc::now().to_rfc3339(),
+                "error": { "code": code, "message": message },
+                "correlation_id": correlation_of(body),
+            },
+            "errors": [{ "code": code, "message": message }],
+        })),
     )
 }
 
 async fn on_search(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
     // Acknowledged even when its search gave up waiting: nothing the registry can fix.
+    // The answer is handed on whole; its correlation id stays for the acknowledgement.
+    let kept = json!({ "message": { "correlation_id": correlation_of(&body) } });
     match c.registry.deliver(body) {
-        Ok(_) => ack(),
-        Err(e) => refuse(StatusCode::UNAUTHORIZED, e.reason_code(), &e.to_string()),
+        Ok(_) => ack(&kept),
+        Err(e) => refuse(
+            StatusCode::UNAUTHORIZED,
+            &kept,
+            e.reason_code(),
+            &e.to_string(),
+        ),
     }
 }
 
 async fn on_subscribe(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
     if let Err(e) = c.registry.check(&body) {
-        return refuse(StatusCode::UNAUTHORIZED, e.reason_code(), &e.to_string());
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            &body,
+            e.reason_code(),
+            &e.to_string(),
+        );
     }
     let responses = body
         .pointer("/message/subscribe_response")
@@ -92,7 +124,7 @@ async fn on_subscribe(State(c): State<Callbacks>, Json(body): Json<Value>) -> An
             "vital-event subscriptions confirmed"
         );
     }
-    ack()
+    ack(&body)
 }
 
 /// One vital event as notified.
@@ -133,7 +165,12 @@ fn notice(item: &Value) -> Option<Notice> {
 
 async fn notify(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
     if let Err(e) = c.registry.check(&body) {
-        return refuse(StatusCode::UNAUTHORIZED, e.reason_code(), &e.to_string());
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            &body,
+            e.reason_code(),
+            &e.to_string(),
+        );
     }
     let Some(items) = body
         .pointer("/message/notify_event")
@@ -141,6 +178,7 @@ async fn notify(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
     else {
         return refuse(
             StatusCode::BAD_REQUEST,
+            &body,
             "err.request.bad",
             "message.notify_event must be an array",
         );
@@ -148,6 +186,7 @@ async fn notify(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
     let Some(notices) = items.iter().map(notice).collect::<Option<Vec<_>>>() else {
         return refuse(
             StatusCode::BAD_REQUEST,
+            &body,
             "err.request.bad",
             "each notify_event needs a UUID reference_id, data.reg_event_type and a person with a NIK",
         );
@@ -157,13 +196,14 @@ async fn notify(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
             tracing::warn!(%error, "vital event not taken; the registry will deliver it again");
             return refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
+                &body,
                 "err.service.unavailable",
                 "try again",
             );
         }
     }
     c.outbox.wake();
-    ack()
+    ack(&body)
 }
 
 /// Takes one event: recorded once, published for a person DTKS holds, the cached

@@ -256,6 +256,32 @@ impl DciRegistry {
         Ok(each)
     }
 
+    /// How many registry persons meet each of `queries` (their `total_count`), asking
+    /// for one record each.
+    pub async fn totals(&self, queries: &[Vec<Value>]) -> Result<Vec<u64>, RegistryError> {
+        let requests = queries
+            .iter()
+            .map(|predicates| {
+                json!({
+                    "query_type": "predicate",
+                    "query": all_of(predicates),
+                    "pagination": { "page_size": 1, "page_number": 1 },
+                })
+            })
+            .collect();
+        Ok(self
+            .search_all(requests)
+            .await?
+            .iter()
+            .map(|answer| {
+                answer
+                    .pointer("/pagination/total_count")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            })
+            .collect())
+    }
+
     /// Answers every search criteria of `criteria`, in order: [`BATCH`] to a message,
     /// up to [`IN_FLIGHT`] messages at once.
     async fn search_all(&self, criteria: Vec<Value>) -> Result<Vec<Value>, RegistryError> {

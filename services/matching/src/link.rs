@@ -103,6 +103,9 @@ pub struct Query {
     /// How often the search finds someone for a person the registry does not hold (the
     /// rarer, the more a find says).
     pub stray: f64,
+    /// Its total is how many persons of the regency bear the name as written (the name
+    /// search of the regency): the name's own frequency, for its weight.
+    pub name_count: bool,
     /// A search for a person written down with a departure (a birth date moved, a name
     /// part mistyped or dropped): asked only when the exact ones found no one to link.
     pub wide: bool,
@@ -125,6 +128,7 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
             scope: Scope::District,
             // Someone of a district is born on most days.
             stray: 0.8,
+            name_count: false,
             wide: false,
         });
     }
@@ -138,6 +142,7 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
             scope: Scope::Regency,
             // Namesakes in a regency are common.
             stray: 0.3,
+            name_count: true,
             wide: false,
         });
     }
@@ -148,6 +153,7 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
             scope: Scope::Nation,
             // The same full name born the same day is rare, even nationally.
             stray: 0.02,
+            name_count: false,
             wide: false,
         });
     }
@@ -171,6 +177,7 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
                 fixed: &[Field::Name],
                 scope: Scope::Regency,
                 stray: 0.15,
+                name_count: false,
                 wide: true,
             });
         }
@@ -187,6 +194,7 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
                 fixed: &[],
                 scope: Scope::Regency,
                 stray: 0.6,
+                name_count: false,
                 wide: true,
             });
         }
@@ -217,6 +225,8 @@ pub struct Retrieval {
     pub total: u64,
     /// [`Query::stray`] of the search.
     pub stray: f64,
+    /// [`Query::name_count`] of the search.
+    pub name_count: bool,
 }
 
 impl Retrieval {
@@ -227,6 +237,7 @@ impl Retrieval {
         scope: Scope::Nation,
         total: 1,
         stray: 1.0,
+        name_count: false,
     };
 }
 
@@ -257,6 +268,7 @@ pub fn candidates(
                     scope: queries[q].scope,
                     total: found.totals.get(q).copied().unwrap_or(1),
                     stray: queries[q].stray,
+                    name_count: queries[q].name_count,
                 })
                 .collect(),
         })
@@ -345,20 +357,33 @@ pub fn prior(how: &Retrieval) -> f64 {
 
 /// The log2 odds that a candidate found by `how` is the person: [`prior`] and the
 /// weights of the fields the search did not hold equal.
-pub fn odds(model: &Model, village: &str, v: &Vector, how: &Retrieval) -> f64 {
+///
+/// `name_share`, when known, is the share of the region's persons who bear the
+/// candidate's name exactly (its term frequency): an exact agreement on it weighs
+/// `log2(m / share)` instead of the model's average, so that agreeing on a common name
+/// ("Siti Aminah") says less than agreeing on a rare one.
+pub fn odds(
+    model: &Model,
+    village: &str,
+    v: &Vector,
+    how: &Retrieval,
+    name_share: Option<f64>,
+) -> f64 {
     let mut odds = prior(how);
     for f in dtks_domain::linkage::FIELDS {
         let level = v[f as usize];
         if how.fixed.contains(&f) || level == dtks_domain::linkage::NULL {
             continue;
         }
-        odds += if f == Field::Region {
-            region_weight(model, level, how.scope, village)
-        } else {
+        odds += match (f, level, name_share) {
+            (Field::Region, ..) => region_weight(model, level, how.scope, village),
+            (Field::Name, 0, Some(share)) => {
+                (model.m[Field::Name as usize][0] / share.clamp(1e-9, 1.0)).log2()
+            }
             // Levels are ordered, best first: a lesser agreement is never stronger
             // evidence than the best (a level random pairs never showed would otherwise
             // weigh without bound).
-            model.field_weight(f, level).min(model.field_weight(f, 0))
+            _ => model.field_weight(f, level).min(model.field_weight(f, 0)),
         };
     }
     odds
@@ -385,7 +410,9 @@ pub enum Linked {
 const BIRTH_DATE_DIFFERENT: u8 = 3;
 
 /// Scores `candidates` against the person and decides. Each candidate is judged as
-/// the most specific search that found it saw it (the one that found fewest).
+/// the most specific search that found it saw it (the one that found fewest). With the
+/// `population` of the person's regency, a name agreement weighs by how common the name
+/// is there ([`odds`]).
 ///
 /// A candidate whose birth date is wholly different is never linked without a clerk,
 /// however well name and village agree: namesakes in one village are common, and the
@@ -396,6 +423,7 @@ pub fn decide(
     village: &str,
     candidates: Vec<Candidate>,
     thresholds: Thresholds,
+    population: Option<u64>,
 ) -> Linked {
     let mut scored: Vec<(f64, RegistryPerson, String, bool)> = candidates
         .into_iter()
@@ -403,7 +431,15 @@ pub fn decide(
             let v = compare(person, &registry_record(&c.person));
             let how = c.found.iter().min_by_key(|r| r.total)?;
             let born_apart = v[Field::BirthDate as usize] == BIRTH_DATE_DIFFERENT;
-            let odds = odds(model, village, &v, how);
+            // The name search of the regency found this candidate: the name as written is
+            // theirs, and its total is how common it is there.
+            let name_share =
+                population
+                    .zip(c.found.iter().find(|r| r.name_count))
+                    .map(|(population, r)| {
+                        r.total.max(1) as f64 / population.max(r.total).max(1) as f64
+                    });
+            let odds = odds(model, village, &v, how, name_share);
             Some((odds, c.person, model.explain(&v), born_apart))
         })
         .collect();
@@ -492,6 +528,7 @@ mod tests {
                 scope: Scope::District,
                 total,
                 stray: 0.8,
+                name_count: false,
             }],
         }
     }
@@ -505,6 +542,7 @@ mod tests {
                 scope: Scope::Regency,
                 total,
                 stray: 0.3,
+                name_count: true,
             }],
         }
     }
@@ -522,6 +560,7 @@ mod tests {
             VILLAGE,
             vec![by_birth(&asep, 1)],
             t,
+            None,
         );
         assert!(
             matches!(&linked, Linked::Link { person, .. } if person.nik == asep.nik),
@@ -534,6 +573,7 @@ mod tests {
             VILLAGE,
             vec![by_birth(&asep, 1)],
             t,
+            None,
         );
         assert!(matches!(variant, Linked::Link { .. }), "{variant:?}");
 
@@ -544,7 +584,8 @@ mod tests {
                 &proposed("Asep Sunandar", (1965, 7, 15), 1),
                 VILLAGE,
                 vec![by_birth(&ujang, 1)],
-                t
+                t,
+                None
             ),
             Linked::None
         );
@@ -554,7 +595,8 @@ mod tests {
                 &proposed("Asep", (1980, 3, 12), 1),
                 VILLAGE,
                 vec![],
-                t
+                t,
+                None
             ),
             Linked::None
         );
@@ -567,6 +609,7 @@ mod tests {
             VILLAGE,
             vec![by_birth(&asep, 2), by_birth(&twin, 2)],
             t,
+            None,
         );
         match ambiguous {
             Linked::Review { reason, .. } => assert!(reason.contains("within"), "{reason}"),
@@ -586,6 +629,7 @@ mod tests {
             VILLAGE,
             vec![by_name(&elder, 1)],
             t,
+            None,
         );
         assert!(!matches!(decided, Linked::Link { .. }), "{decided:?}");
         // In another district of the regency, born months apart: the name search found
@@ -598,6 +642,7 @@ mod tests {
             VILLAGE,
             vec![by_name(&elsewhere, 1)],
             t,
+            None,
         );
         assert!(!matches!(decided, Linked::Link { .. }), "{decided:?}");
         // The same person, in the proposal's village, with a corrected birth date: linked.
@@ -608,8 +653,45 @@ mod tests {
             VILLAGE,
             vec![by_name(&here, 1)],
             t,
+            None,
         );
         assert!(matches!(decided, Linked::Link { .. }), "{decided:?}");
+    }
+
+    /// Term frequency: agreeing on a name one in two hundred of the regency bears says
+    /// less than the model's average name agreement, and agreeing on a name only the
+    /// candidate bears says more.
+    #[test]
+    fn a_common_name_agreeing_says_less_than_a_rare_one() {
+        let model = load_model().expect("shipped model");
+        let siti = registry("3204055708840002", "Siti Aminah", "1984-08-17", "female");
+        let v = compare(
+            &proposed("Siti Aminah", (1984, 8, 17), 2),
+            &registry_record(&siti),
+        );
+        let how = by_birth(&siti, 3).found[0];
+        let common = odds(&model, VILLAGE, &v, &how, Some(2_000.0 / 400_000.0));
+        let average = odds(&model, VILLAGE, &v, &how, None);
+        let rare = odds(&model, VILLAGE, &v, &how, Some(1.0 / 400_000.0));
+        assert!(
+            common < average - 1.0 && average < rare - 1.0,
+            "{common} {average} {rare}"
+        );
+        // Through decide: found by the regency's name search too, which counted how
+        // many bear the name.
+        let mut found = by_birth(&siti, 3);
+        found.found.extend(by_name(&siti, 2_000).found);
+        let person = proposed("Siti Aminah", (1984, 8, 17), 2);
+        let t = Thresholds::default();
+        let probability =
+            |population| match decide(&model, &person, VILLAGE, vec![found.clone()], t, population)
+            {
+                Linked::Link { probability, .. } | Linked::Review { probability, .. } => {
+                    probability
+                }
+                Linked::None => 0.0,
+            };
+        assert!(probability(Some(400_000)) < probability(None));
     }
 
     #[test]

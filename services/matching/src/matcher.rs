@@ -29,6 +29,8 @@ pub struct Matcher {
     pub registry: DciRegistry,
     pub cache: Cache,
     pub model: SharedModel,
+    /// Persons per regency in the registry, as last counted.
+    pub populations: Populations,
 }
 
 /// What the registry and linkage say about one person, before the duplicate check.
@@ -154,6 +156,59 @@ pub fn exact(
     }
 }
 
+/// Persons per regency in the civil registry, each counted at most once an hour: the
+/// denominator of a name's frequency ([`link::odds`]).
+#[derive(Clone, Default)]
+pub struct Populations(
+    std::sync::Arc<std::sync::Mutex<HashMap<String, (u64, std::time::Instant)>>>,
+);
+
+/// How long a regency's count is used before it is counted again.
+const POPULATION_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Populations {
+    /// The population of each of `regencies`, counted by the registry where not known.
+    pub async fn of(
+        &self,
+        registry: &DciRegistry,
+        regencies: &[String],
+    ) -> Result<HashMap<String, u64>, RegistryError> {
+        let now = std::time::Instant::now();
+        let mut known = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let held = self.0.lock().expect("populations");
+            for regency in regencies {
+                match held.get(regency) {
+                    Some((n, at)) if now.duration_since(*at) < POPULATION_TTL => {
+                        known.insert(regency.clone(), *n);
+                    }
+                    _ => missing.push(regency.clone()),
+                }
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() {
+            let queries: Vec<Vec<serde_json::Value>> = missing
+                .iter()
+                .map(|r| {
+                    vec![serde_json::json!({
+                        "attribute_name": "regency_code", "operator": "eq", "attribute_value": r
+                    })]
+                })
+                .collect();
+            let totals = registry.totals(&queries).await?;
+            let mut held = self.0.lock().expect("populations");
+            for (regency, n) in missing.into_iter().zip(totals) {
+                held.insert(regency.clone(), (n, now));
+                known.insert(regency, n);
+            }
+        }
+        Ok(known)
+    }
+}
+
 impl Matcher {
     /// The registry's answer for each NIK: from the cache, the rest in batched requests.
     /// A NIK that is empty or not a NIK at all is not asked about.
@@ -238,6 +293,15 @@ impl Matcher {
                 open.push((i, link::candidates(&[], Default::default(), holder)));
             }
         }
+        let regencies: Vec<String> = open
+            .iter()
+            .filter_map(|(i, _)| subjects[*i].1.get(..5).map(str::to_owned))
+            .collect();
+        let populations = if regencies.is_empty() {
+            HashMap::new()
+        } else {
+            self.populations.of(&self.registry, &regencies).await?
+        };
         for wide in [false, true] {
             let queries: Vec<Vec<link::Query>> = open
                 .iter()
@@ -259,12 +323,14 @@ impl Matcher {
                 link::merge(&mut candidates, link::candidates(qs, found, None));
                 let (p, village) = subjects[i];
                 let person = link::person_record(p, village);
+                let population = village.get(..5).and_then(|r| populations.get(r)).copied();
                 let decided = link::decide(
                     &self.model,
                     &person,
                     village,
                     candidates.clone(),
                     Thresholds::default(),
+                    population,
                 );
                 if wide || matches!(decided, Linked::Link { .. }) {
                     settle_linked(&mut out[i], p, village, decided);

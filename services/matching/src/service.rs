@@ -125,6 +125,7 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         registry: registry.clone(),
         cache: cache.clone(),
         model: Arc::new(crate::link::load_model()?),
+        populations: Default::default(),
     };
     if let Some(addr) = &ctx.config.dci.callback_addr {
         let callbacks = crate::callbacks::router(crate::callbacks::Callbacks {
@@ -689,10 +690,15 @@ impl MatchingService for Api {
                     let violations =
                         dtks_platform::edge::violations("dtks.matching.v1.MatchWaveRequest", &item);
                     let admitted = if received > limit {
-                        Err(("", grpc::invalid_field(
-                            "reference",
-                            format!("a wave carries at most {limit} persons; send the rest in another"),
-                        )))
+                        Err((
+                            "",
+                            grpc::invalid_field(
+                                "reference",
+                                format!(
+                                    "a wave carries at most {limit} persons; send the rest in another"
+                                ),
+                            ),
+                        ))
                     } else if !violations.0.is_empty() {
                         Err(("", grpc::invalid_argument(&violations)))
                     } else {
