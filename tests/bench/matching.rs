@@ -311,7 +311,7 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
         .filter_map(|l| l.split(',').next())
         .collect();
     println!(
-        "matching through MatchPerson: {} proposal persons in {households} households, a registry of {} persons ({REGENCIES})",
+        "matching through the service's gRPC API: {} proposal persons in {households} households, a registry of {} persons ({REGENCIES})",
         cases.len(),
         registered.len()
     );

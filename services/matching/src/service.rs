@@ -176,7 +176,7 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         db: ctx.db.clone(),
         matcher,
         outbox: ctx.outbox.clone(),
-        wave_limit: ctx.config.limits.import_rows_per_stream,
+        wave_limit: ctx.config.limits.wave_persons_per_stream,
     })
     .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(grpc::MAX_SEND_BYTES);

@@ -216,6 +216,9 @@ pub struct LimitsConfig {
     /// Rows in one bulk-import stream (intake); larger files go in several streams.
     #[serde(default = "default_import_rows")]
     pub import_rows_per_stream: u64,
+    /// Persons in one MatchWave stream (matching): a regency's re-matching fits in one.
+    #[serde(default = "default_wave_persons")]
+    pub wave_persons_per_stream: u64,
     /// Calls one officer may make per second to one service replica, sustained (the
     /// guard refuses the excess with RESOURCE_EXHAUSTED before any work); services'
     /// own calls are not counted.
@@ -239,12 +242,16 @@ fn default_self_registration() -> u32 {
 fn default_import_rows() -> u64 {
     10_000
 }
+fn default_wave_persons() -> u64 {
+    2_000_000
+}
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             self_registration_per_minute: default_self_registration(),
             import_rows_per_stream: default_import_rows(),
+            wave_persons_per_stream: default_wave_persons(),
             calls_per_second: default_calls_per_second(),
             call_burst: default_call_burst(),
         }
