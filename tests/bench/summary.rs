@@ -63,6 +63,7 @@ fn details(logs: &Path) -> String {
     for stage in [
         "intake",
         "matching",
+        "linkage",
         "verivali",
         "determination",
         "distribution",
@@ -112,7 +113,7 @@ fn main() -> anyhow::Result<()> {
         "Every stage's benchmark and the whole pipeline under sustained load, from one \
          command on the real stack with release binaries:\n\n```\nscripts/bench.sh all\n```\n\n\
          It rewrites this page. Each stage can also be run alone (`scripts/bench.sh \
-         intake|matching|verivali|determination|distribution|pipeline`, see the script).\n\n",
+         intake|matching|linkage|verivali|determination|distribution|pipeline`, see the script).\n\n",
     );
     doc.push_str(&format!(
         "Measured on {} UTC.\n\n| machine | |\n|---|---|\n",
