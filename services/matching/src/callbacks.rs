@@ -56,12 +56,16 @@ fn correlation_of(body: &Value) -> String {
 }
 
 fn ack(body: &Value) -> Answer {
+    acknowledged(&correlation_of(body))
+}
+
+fn acknowledged(correlation: &str) -> Answer {
     (
         StatusCode::OK,
         Json(json!({ "message": {
             "ack_status": "ACK",
             "timestamp": chrono::Utc::now().to_rfc3339(),
-            "correlation_id": correlation_of(body),
+            "correlation_id": correlation,
         } })),
     )
 }
@@ -69,6 +73,10 @@ fn ack(body: &Value) -> Answer {
 /// A refusal as the standard words one: an ERR acknowledgement with its error, and the
 /// transport's `errors` list.
 fn refuse(status: StatusCode, body: &Value, code: &str, message: &str) -> Answer {
+    refused(status, &correlation_of(body), code, message)
+}
+
+fn refused(status: StatusCode, correlation: &str, code: &str, message: &str) -> Answer {
     (
         status,
         Json(json!({
@@ -76,7 +84,7 @@ fn refuse(status: StatusCode, body: &Value, code: &str, message: &str) -> Answer
                 "ack_status": "ERR",
                 "timestamp": chrono::Utc::now().to_rfc3339(),
                 "error": { "code": code, "message": message },
-                "correlation_id": correlation_of(body),
+                "correlation_id": correlation,
             },
             "errors": [{ "code": code, "message": message }],
         })),
