@@ -153,6 +153,14 @@ FROM snapshot_rows_legacy l;
 DROP TABLE snapshot_rows_legacy;
 "#,
             },
+            SqlMigration {
+                name: "m0006_snapshot_audit_checkpoint",
+                sql: r#"
+-- The audit log's signed head as it stood when the month was determined, published
+-- with the month.
+ALTER TABLE snapshots ADD COLUMN audit_tree_size BIGINT, ADD COLUMN audit_root BYTEA;
+"#,
+            },
         ])
     }
 }
@@ -392,6 +400,15 @@ fn row_snapshot(r: &sea_orm::QueryResult) -> Result<Snapshot, Status> {
             changed: get_i("changed")? as u64,
             decile_moves: get_i("decile_moves")? as u64,
         }),
+        audit_checkpoint: match (
+            r.try_get::<Option<i64>>("", "audit_tree_size")
+                .map_err(grpc::internal)?,
+            r.try_get::<Option<Vec<u8>>>("", "audit_root")
+                .map_err(grpc::internal)?,
+        ) {
+            (Some(size), Some(root)) => checkpoint(size, root),
+            _ => None,
+        },
     })
 }
 
@@ -414,7 +431,19 @@ async fn standing_of(conn: &impl ConnectionTrait, snap: &Snapshot) -> Result<uui
 }
 
 const SNAPSHOT_COLUMNS: &str = "snapshot_id, year, month, households, persons, model_version, input_watermark, content_hash, unchanged,
-    stands_from_year, stands_from_month, added, removed, changed, decile_moves, determined_at";
+    stands_from_year, stands_from_month, added, removed, changed, decile_moves, determined_at, audit_tree_size, audit_root";
+
+/// Determination's audit checkpoint of `size` leaves headed by `root`.
+fn checkpoint(size: i64, root: Vec<u8>) -> Option<pb::AuditCheckpoint> {
+    let root: [u8; 32] = root.try_into().ok()?;
+    let size = u64::try_from(size).ok()?;
+    Some(pb::AuditCheckpoint {
+        service: "determination".into(),
+        tree_size: size,
+        root: root.to_vec(),
+        text: dtks_platform::audit::checkpoint_text(size, &root),
+    })
+}
 
 impl Api {
     async fn snapshot(
@@ -645,10 +674,17 @@ impl Api {
                 month: period.1,
             },
         };
+        // The audit log's newest signed head, published with the month.
+        let audit_head: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT tree_size, root FROM audit_head ORDER BY tree_size DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *txn)
+        .await
+        .map_err(grpc::internal)?;
         sqlx::query(
             "INSERT INTO snapshots (snapshot_id, year, month, households, persons, model_version, input_watermark, content_hash, unchanged,
-                 stands_from_year, stands_from_month, added, removed, changed, decile_moves)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                 stands_from_year, stands_from_month, added, removed, changed, decile_moves, audit_tree_size, audit_root)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(snapshot_id)
         .bind(period.0)
@@ -665,6 +701,8 @@ impl Api {
         .bind(diff.removed as i64)
         .bind(diff.changed as i64)
         .bind(diff.decile_moves as i64)
+        .bind(audit_head.as_ref().map(|(size, _)| *size))
+        .bind(audit_head.as_ref().map(|(_, root)| root.clone()))
         .execute(&mut *txn)
         .await
         .map_err(grpc::internal)?;
@@ -695,6 +733,7 @@ impl Api {
                 .collect::<std::collections::BTreeMap<_, _>>()
                 .into_values()
                 .collect(),
+            audit_checkpoint: audit_head.and_then(|(size, root)| checkpoint(size, root)),
         };
         let envelope = events::envelope(
             events::DETERMINATION_PUBLISHED,

@@ -1,6 +1,9 @@
-//! `dtksctl audit verify`: checks a service's audit log (its hash chain, numbering and
-//! links) straight from the database, optionally against a head kept elsewhere, and
-//! prints the log's head to keep for the next check.
+//! `dtksctl audit verify`: checks a service's audit log straight from the database — each
+//! leaf against its entry, each signed tree head against the leaves before it and its
+//! signature, consistency between heads, every leaf's inclusion in the newest head, and
+//! optionally the log's consistency with a checkpoint kept elsewhere (the one a monthly
+//! determination published, or one this command printed before). It prints the newest
+//! head as a checkpoint to keep.
 
 use clap::Args as ClapArgs;
 use sea_orm::Database;
@@ -11,10 +14,14 @@ pub struct Args {
     /// determination, distribution, reporting.
     #[arg(long)]
     service: String,
-    /// A head kept from an earlier check, `<seq>:<hash hex>`: the log must still reach it
-    /// unchanged (entries cut from the end are found this way).
+    /// A checkpoint kept from earlier, `<size>:<root hex>`: the log must extend it
+    /// (history rewritten or cut from the end is found this way).
     #[arg(long)]
-    head: Option<String>,
+    checkpoint: Option<String>,
+    /// The service's public signing key (hex): every head must be signed with it.
+    /// Without it, each head's own key is checked, and the key is printed to pin.
+    #[arg(long)]
+    public_key: Option<String>,
     /// The database; defaults to DTKS_DATABASE__URL.
     #[arg(long, env = "DTKS_DATABASE__URL", hide_env_values = true)]
     database_url: String,
@@ -30,33 +37,39 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                 .all(|c| c.is_ascii_lowercase() || c == '_'),
         "--service must be a service name such as verivali"
     );
-    let head = match &args.head {
-        None => None,
-        Some(text) => {
-            let (seq, hash) = text
-                .split_once(':')
-                .ok_or_else(|| anyhow::anyhow!("--head must be <seq>:<hash hex>"))?;
-            Some((seq.parse::<i64>()?, hex::decode(hash)?))
-        }
-    };
+    let kept = args
+        .checkpoint
+        .as_deref()
+        .map(dtks_platform::audit::parse_checkpoint)
+        .transpose()?;
+    let key = args
+        .public_key
+        .as_deref()
+        .map(|k| hex::decode(k.trim()))
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("--public-key is hex"))?;
     let db = Database::connect(&args.database_url).await?;
-    let entries = dtks_platform::audit::read(&db, &args.service).await?;
-    let count = entries.len();
-    match dtks_platform::audit::verify(entries, head.as_ref().map(|(s, h)| (*s, h.as_slice()))) {
-        Ok(Some((seq, hash))) => {
-            println!(
-                "audit log of {}: intact, {count} entries; head {seq}:{}",
-                args.service,
-                hex::encode(hash)
-            );
-            Ok(0)
-        }
-        Ok(None) => {
-            println!("audit log of {}: empty", args.service);
+    let log = dtks_platform::audit::read(&db, &args.service).await?;
+    let service = &args.service;
+    match dtks_platform::audit::verify(&log, key.as_deref(), kept) {
+        Ok(verified) => {
+            let waiting = match verified.queued {
+                0 => String::new(),
+                n => format!(", {n} queued for the sequencer"),
+            };
+            match verified.head {
+                Some(head) => println!(
+                    "audit log of {service}: intact, {} entries{waiting}; checkpoint {}; key {}",
+                    verified.leaves,
+                    dtks_platform::audit::checkpoint_text(head.size, &head.root),
+                    hex::encode(&head.public_key)
+                ),
+                None => println!("audit log of {service}: empty{waiting}"),
+            }
             Ok(0)
         }
         Err(broken) => {
-            println!("audit log of {}: BROKEN: {broken}", args.service);
+            println!("audit log of {service}: BROKEN: {broken}");
             Ok(1)
         }
     }

@@ -86,9 +86,10 @@ enum Command {
     /// Verivali for officers: the work queue, case listings and files, batch sign-off,
     /// forwarding, assessment and returns, and the six-monthly due list.
     Verivali(verivali::Args),
-    /// The audit log of a service: `dtksctl audit verify --service verivali [--head
-    /// <seq>:<hash>]` checks its hash chain (exit 1 at the first altered, missing or
-    /// moved entry) and prints the head to keep.
+    /// The audit log of a service: `dtksctl audit verify --service verivali
+    /// [--checkpoint <size>:<root>] [--public-key <hex>]` checks its Merkle tree, signed
+    /// heads, inclusion and consistency (exit 1 at the first alteration found) and prints
+    /// the checkpoint to keep.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Officers: `dtksctl officer register|reassign|deactivate|list` (verivali's

@@ -1,6 +1,6 @@
 //! The life of a service process, written once: `<binary> migrate` applies migrations
 //! and exits; `<binary>` (or `<binary> serve`) loads config, starts telemetry, connects
-//! PostgreSQL and RabbitMQ, runs the outbox relay, hands a [`Context`] to the service's
+//! PostgreSQL and RabbitMQ, runs the outbox relay and the audit log's sequencer, hands a [`Context`] to the service's
 //! own start function, and drains on SIGTERM/SIGINT.
 
 use std::future::Future;
@@ -67,6 +67,11 @@ impl Context {
             db.clone(),
             bus.clone(),
             outbox.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(crate::audit::run_sequencer(
+            db.clone(),
+            crate::audit::Signer::from_config(&config)?,
             shutdown.clone(),
         ));
         let revocations = crate::revocation::Revocations::default();

@@ -1,21 +1,42 @@
 //! The audit log of reads and writes of personal data (*jejak audit*), one per service
-//! schema: append-only (a trigger refuses UPDATE and DELETE) and hash-chained — each entry
-//! commits to the one before it, so an entry altered, removed or moved is found by
-//! [`verify`] even by someone able to switch the trigger off. An entry says who (token
-//! subject and role), what (the operation), which records (ids, never NIKs or names), why
-//! (the request's trace id) and when.
+//! schema, kept as a transparency log (Certificate Transparency, RFC 9162): an entry
+//! says who (token subject and role), what (the operation), which records (ids, never
+//! NIKs or names), why (the request's trace id) and when.
 //!
-//! Entries are appended inside the transaction of the operation they record, so the
-//! record and its audit commit together; appends of one service take turns (a
-//! transaction-scoped advisory lock), which keeps the chain a line.
+//! - **Appends take no lock.** An operation writes its entry, and queues it, in its own
+//!   transaction: one statement, so the record and its audit commit together and
+//!   operations of one service never wait on each other.
+//! - **A sequencer orders them** ([`run_sequencer`], one at a time per schema under a
+//!   try-lock, so replicas take over from each other): it takes queued entries, gives
+//!   each its place (`audit_leaf`, the leaf hash of its content), extends the Merkle tree
+//!   from the frontier kept with the last head, and signs the new tree head (Ed25519)
+//!   into `audit_head` — leaves and head in one transaction, so every leaf is under a
+//!   signed head.
+//! - **Every alteration is found** by [`verify`]: an entry changed (its leaf hash), a
+//!   leaf removed, reordered or inserted (the signed heads), a leaf added outside the
+//!   sequencer (under no head), an entry never sequenced, a forged head (its signature),
+//!   and — against a checkpoint kept elsewhere, such as the one each monthly
+//!   determination publishes — history rewritten or cut (consistency proofs). Every leaf
+//!   is proven included in the newest head.
+//!
+//! `audit_log`, `audit_leaf` and `audit_head` refuse UPDATE, DELETE and TRUNCATE (a
+//! trigger); the queue is the sequencer's to empty.
 
+use std::time::Duration;
+
+use base64::Engine;
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, TransactionSession, TransactionTrait};
-use sha2::{Digest, Sha256};
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Value};
+use secrecy::ExposeSecret;
 
 use crate::auth::Claims;
 use crate::db::{SqlMigration, stmt};
+use crate::merkle::{self, Frontier, Hash, Tree};
+use crate::shutdown::Shutdown;
 
+/// The first log: a hash chain appended under one lock (kept for the schema's history;
+/// [`TREE_MIGRATION`] turns it into the tree).
 pub const MIGRATION: SqlMigration = SqlMigration {
     name: "m0000_audit_log",
     sql: r#"
@@ -39,88 +60,98 @@ CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audi
 "#,
 };
 
-/// The advisory lock appends take turns under.
-const LOCK: i64 = 0x6474_6b73_6175_6469; // "dtksaudi"
+/// The chain becomes a Merkle tree: entries numbered by a sequence and queued, leaves
+/// and signed heads written by the sequencer. Entries already written are queued, so
+/// the first sequencer round puts them in the tree in their old order.
+pub const TREE_MIGRATION: SqlMigration = SqlMigration {
+    name: "m0000_audit_tree",
+    sql: r#"
+ALTER TABLE audit_log RENAME COLUMN seq TO id;
+CREATE SEQUENCE audit_log_id_seq OWNED BY audit_log.id;
+SELECT setval('audit_log_id_seq', COALESCE((SELECT max(id) FROM audit_log), 0) + 1, false);
+ALTER TABLE audit_log ALTER COLUMN id SET DEFAULT nextval('audit_log_id_seq');
+ALTER TABLE audit_log DROP COLUMN prev_hash;
+ALTER TABLE audit_log DROP COLUMN hash;
+CREATE TABLE audit_queue (entry_id BIGINT PRIMARY KEY REFERENCES audit_log (id));
+INSERT INTO audit_queue SELECT id FROM audit_log;
+CREATE TABLE audit_leaf (
+    leaf_index BIGINT PRIMARY KEY,
+    entry_id BIGINT NOT NULL UNIQUE REFERENCES audit_log (id),
+    leaf_hash BYTEA NOT NULL
+);
+CREATE TABLE audit_head (
+    tree_size BIGINT PRIMARY KEY,
+    root BYTEA NOT NULL,
+    at TIMESTAMPTZ NOT NULL,
+    public_key BYTEA NOT NULL,
+    signature BYTEA NOT NULL,
+    frontier BYTEA[] NOT NULL
+);
+CREATE TRIGGER audit_leaf_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_leaf
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_head_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_head
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+"#,
+};
 
 /// One entry of the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    pub seq: i64,
+    pub id: i64,
     pub at: DateTime<Utc>,
     pub actor: String,
     pub role: String,
     pub action: String,
     pub records: Vec<String>,
     pub request_id: String,
-    pub prev_hash: Vec<u8>,
-    pub hash: Vec<u8>,
 }
 
-fn field(hasher: &mut Sha256, value: &str) {
-    hasher.update((value.len() as u64).to_be_bytes());
-    hasher.update(value.as_bytes());
+fn field(out: &mut Vec<u8>, value: &[u8]) {
+    out.extend_from_slice(&(value.len() as u64).to_be_bytes());
+    out.extend_from_slice(value);
 }
 
-/// The hash an entry must carry: over the previous hash and every field, each
+/// The entry's leaf hash: `HASH(0x00 || content)`, the content every field
 /// length-prefixed, the time in microseconds.
-pub fn hash_of(e: &Entry) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    hasher.update(&e.prev_hash);
-    hasher.update(e.seq.to_be_bytes());
-    hasher.update(e.at.timestamp_micros().to_be_bytes());
+pub fn leaf_hash(e: &Entry) -> Hash {
+    let mut data = Vec::with_capacity(128);
+    data.extend_from_slice(b"dtks-audit-v2");
+    data.extend_from_slice(&e.id.to_be_bytes());
+    data.extend_from_slice(&e.at.timestamp_micros().to_be_bytes());
     for value in [&e.actor, &e.role, &e.action, &e.request_id] {
-        field(&mut hasher, value);
+        field(&mut data, value.as_bytes());
     }
-    hasher.update((e.records.len() as u64).to_be_bytes());
+    data.extend_from_slice(&(e.records.len() as u64).to_be_bytes());
     for record in &e.records {
-        field(&mut hasher, record);
+        field(&mut data, record.as_bytes());
     }
-    hasher.finalize().to_vec()
+    merkle::leaf(&data)
 }
 
-/// The hash before the first entry.
-pub const GENESIS: [u8; 32] = [0; 32];
+/// Entry and queue place in one statement: atomic on its own, no lock taken.
+const APPEND: &str = "WITH entry AS (
+       INSERT INTO audit_log (at, actor, role, action, records, request_id)
+       VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
+     INSERT INTO audit_queue (entry_id) SELECT id FROM entry";
 
-/// The entry after `last` (the log's newest `(seq, hash)`, if any).
-fn next(
-    last: Option<(i64, Vec<u8>)>,
-    actor: &str,
-    role: &str,
-    action: &str,
-    records: &[String],
-) -> Entry {
-    let (seq, prev_hash) = match last {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, GENESIS.to_vec()),
-    };
+fn append_values(actor: &str, role: &str, action: &str, records: &[String]) -> [Value; 6] {
     let (request_id, _) = crate::telemetry::current_trace_context();
-    // Microseconds: what the database keeps, so the hash verifies against the row.
+    // Microseconds: what the database keeps, so the leaf hash verifies against the row.
     let now = crate::clock::now();
     let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-    let mut entry = Entry {
-        seq,
-        at,
-        actor: actor.to_owned(),
-        role: role.to_owned(),
-        action: action.to_owned(),
-        records: records.to_vec(),
-        request_id,
-        prev_hash,
-        hash: Vec::new(),
-    };
-    entry.hash = hash_of(&entry);
-    entry
+    [
+        at.into(),
+        actor.into(),
+        role.into(),
+        action.into(),
+        records.to_vec().into(),
+        request_id.into(),
+    ]
 }
 
-const LAST: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
-const INSERT: &str =
-    "INSERT INTO audit_log (seq, at, actor, role, action, records, request_id, prev_hash, hash)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-
-/// Appends one entry — `who` did `action` to `records` — in the caller's transaction
-/// (or, given a plain connection, in a transaction of its own: the turn-taking lock is
-/// held until the entry commits, so two appends never take the same place).
-pub async fn record<C: ConnectionTrait + TransactionTrait>(
+/// Appends one entry — `who` did `action` to `records` — in the caller's transaction (or
+/// on its own, given a plain connection).
+pub async fn record<C: ConnectionTrait>(
     conn: &C,
     who: &Claims,
     action: &str,
@@ -130,41 +161,15 @@ pub async fn record<C: ConnectionTrait + TransactionTrait>(
 }
 
 /// [`record`] for `actor` acting as `role` (a service acting on an event, too).
-pub async fn record_as<C: ConnectionTrait + TransactionTrait>(
+pub async fn record_as<C: ConnectionTrait>(
     conn: &C,
     (actor, role): (&str, &str),
     action: &str,
     records: &[String],
 ) -> Result<(), DbErr> {
-    // Inside the caller's transaction this is a savepoint, and the lock lasts until the
-    // caller commits; on a plain connection it is the entry's own transaction.
-    let conn = conn.begin().await?;
-    conn.execute_raw(stmt("SELECT pg_advisory_xact_lock($1)", [LOCK.into()]))
+    conn.execute_raw(stmt(APPEND, append_values(actor, role, action, records)))
         .await?;
-    let last = match conn.query_one_raw(stmt(LAST, [])).await? {
-        Some(r) => Some((
-            r.try_get::<i64>("", "seq")?,
-            r.try_get::<Vec<u8>>("", "hash")?,
-        )),
-        None => None,
-    };
-    let e = next(last, actor, role, action, records);
-    conn.execute_raw(stmt(
-        INSERT,
-        [
-            e.seq.into(),
-            e.at.into(),
-            e.actor.into(),
-            e.role.into(),
-            e.action.into(),
-            e.records.into(),
-            e.request_id.into(),
-            e.prev_hash.into(),
-            e.hash.into(),
-        ],
-    ))
-    .await?;
-    conn.commit().await
+    Ok(())
 }
 
 /// [`record`] on a `sqlx` transaction (the bulk paths), for `actor` acting as `role`.
@@ -174,227 +179,721 @@ pub async fn record_sqlx(
     action: &str,
     records: &[String],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(LOCK)
-        .execute(&mut *conn)
-        .await?;
-    let last: Option<(i64, Vec<u8>)> = sqlx::query_as(LAST).fetch_optional(&mut *conn).await?;
-    let e = next(last, actor, role, action, records);
-    sqlx::query(INSERT)
-        .bind(e.seq)
-        .bind(e.at)
-        .bind(e.actor)
-        .bind(e.role)
-        .bind(e.action)
-        .bind(e.records)
-        .bind(e.request_id)
-        .bind(e.prev_hash)
-        .bind(e.hash)
+    let (request_id, _) = crate::telemetry::current_trace_context();
+    let now = crate::clock::now();
+    let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    sqlx::query(APPEND)
+        .bind(at)
+        .bind(actor)
+        .bind(role)
+        .bind(action)
+        .bind(records)
+        .bind(request_id)
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
-/// What is wrong with a log, at which entry.
+/// A signed tree head: the log of `service` had `size` leaves headed by `root` at `at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    pub size: u64,
+    pub root: Hash,
+    pub at: DateTime<Utc>,
+    pub public_key: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// What a head's signature covers: the service, the size, the root and the time.
+pub fn checkpoint_note(service: &str, size: u64, root: &Hash, at: DateTime<Utc>) -> String {
+    format!(
+        "dtks audit log {service}\n{size}\n{}\n{}\n",
+        base64::engine::general_purpose::STANDARD.encode(root),
+        at.timestamp_micros()
+    )
+}
+
+/// A checkpoint as an officer keeps it: `<size>:<root hex>`.
+pub fn checkpoint_text(size: u64, root: &Hash) -> String {
+    format!("{size}:{}", hex::encode(root))
+}
+
+/// Parses [`checkpoint_text`].
+pub fn parse_checkpoint(text: &str) -> anyhow::Result<(u64, Hash)> {
+    let (size, root) = text
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("a checkpoint is <size>:<root hex>"))?;
+    let size = size
+        .parse::<u64>()
+        .map_err(|_| anyhow::anyhow!("a checkpoint's size is a whole number"))?;
+    let root: Hash = hex::decode(root)
+        .ok()
+        .and_then(|r| r.try_into().ok())
+        .ok_or_else(|| anyhow::anyhow!("a checkpoint's root is 64 hex digits"))?;
+    Ok((size, root))
+}
+
+/// The key a service signs its tree heads with.
+pub struct Signer {
+    service: String,
+    key: Ed25519KeyPair,
+}
+
+impl Signer {
+    /// From `DTKS_AUDIT_KEY` (an Ed25519 seed, 32 bytes in base64) or, without it, a
+    /// seed derived from the active data key for this service.
+    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
+        let seed: [u8; 32] = match &config.audit_key {
+            Some(key) => base64::engine::general_purpose::STANDARD
+                .decode(key.expose_secret().trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| anyhow::anyhow!("DTKS_AUDIT_KEY must be 32 bytes in base64"))?,
+            None => {
+                crate::sealed::ring()?.derive_seed(&format!("audit signing {}", config.service))
+            }
+        };
+        Self::from_seed(&config.service, &seed)
+    }
+
+    pub fn from_seed(service: &str, seed: &[u8; 32]) -> anyhow::Result<Self> {
+        let key = Ed25519KeyPair::from_seed_unchecked(seed)
+            .map_err(|_| anyhow::anyhow!("the audit signing key was refused"))?;
+        Ok(Self {
+            service: service.to_owned(),
+            key,
+        })
+    }
+
+    pub fn public_key(&self) -> &[u8] {
+        self.key.public_key().as_ref()
+    }
+
+    fn sign(&self, size: u64, root: &Hash, at: DateTime<Utc>) -> Vec<u8> {
+        let note = checkpoint_note(&self.service, size, root, at);
+        self.key.sign(note.as_bytes()).as_ref().to_vec()
+    }
+}
+
+/// The sequencer's lock (a try-lock: a replica finding it taken leaves the round to the
+/// one holding it). Appends never take it.
+const SEQUENCER_LOCK: i64 = 0x6474_6b73_7365_7175; // "dtksequ"
+/// Entries integrated in one round at most.
+const ROUND: i64 = 10_000;
+
+/// One sequencer round: integrates up to [`ROUND`] queued entries and signs the new
+/// head. Answers how many were integrated (0 when none were queued, or another replica
+/// holds the round).
+pub async fn integrate(db: &DatabaseConnection, signer: &Signer) -> Result<u64, DbErr> {
+    let txn = db.begin().await?;
+    let locked = txn
+        .query_one_raw(stmt(
+            "SELECT pg_try_advisory_xact_lock($1) AS locked",
+            [SEQUENCER_LOCK.into()],
+        ))
+        .await?
+        .map(|r| r.try_get::<bool>("", "locked"))
+        .transpose()?
+        .unwrap_or(false);
+    if !locked {
+        return Ok(0);
+    }
+    let rows = txn
+        .query_all_raw(stmt(
+            "WITH taken AS (
+               DELETE FROM audit_queue WHERE entry_id IN (
+                 SELECT entry_id FROM audit_queue ORDER BY entry_id LIMIT $1)
+               RETURNING entry_id)
+             SELECT e.id, e.at, e.actor, e.role, e.action, e.records, e.request_id
+               FROM audit_log e JOIN taken t ON t.entry_id = e.id ORDER BY e.id",
+            [ROUND.into()],
+        ))
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut frontier = match txn
+        .query_one_raw(stmt(
+            "SELECT tree_size, frontier FROM audit_head ORDER BY tree_size DESC LIMIT 1",
+            [],
+        ))
+        .await?
+    {
+        None => Frontier::default(),
+        Some(r) => {
+            let size = r.try_get::<i64>("", "tree_size")?;
+            let roots: Vec<Vec<u8>> = r.try_get("", "frontier")?;
+            let frontier = Frontier {
+                size: u64::try_from(size).map_err(|_| DbErr::Custom("negative tree".into()))?,
+                roots: roots
+                    .into_iter()
+                    .map(|h| h.try_into())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| DbErr::Custom("a frontier hash is not 32 bytes".into()))?,
+            };
+            if !frontier.is_shaped() {
+                return Err(DbErr::Custom(
+                    "the last tree head's frontier does not fit its size".into(),
+                ));
+            }
+            frontier
+        }
+    };
+    let (mut indexes, mut ids, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+    for r in &rows {
+        let e = entry_of(r)?;
+        let h = leaf_hash(&e);
+        indexes.push(frontier.size as i64);
+        ids.push(e.id);
+        hashes.push(h.to_vec());
+        frontier.push(h);
+    }
+    txn.execute_raw(stmt(
+        "INSERT INTO audit_leaf (leaf_index, entry_id, leaf_hash)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])",
+        [indexes.into(), ids.into(), hashes.into()],
+    ))
+    .await?;
+    let root = frontier.root();
+    let now = crate::clock::now();
+    let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    let roots: Vec<Vec<u8>> = frontier.roots.iter().map(|h| h.to_vec()).collect();
+    txn.execute_raw(stmt(
+        "INSERT INTO audit_head (tree_size, root, at, public_key, signature, frontier)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            (frontier.size as i64).into(),
+            root.to_vec().into(),
+            at.into(),
+            signer.public_key().to_vec().into(),
+            signer.sign(frontier.size, &root, at).into(),
+            roots.into(),
+        ],
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(rows.len() as u64)
+}
+
+/// Integrates queued entries until shutdown: at once while rounds come back full, else
+/// every quarter second.
+pub async fn run_sequencer(db: DatabaseConnection, signer: Signer, shutdown: Shutdown) {
+    let mut backoff = Duration::from_millis(250);
+    while !shutdown.is_triggered() {
+        match integrate(&db, &signer).await {
+            Ok(n) if n as i64 == ROUND => continue,
+            Ok(_) => backoff = Duration::from_millis(250),
+            Err(error) => {
+                tracing::warn!(%error, "the audit sequencer's round failed; it tries again");
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        shutdown.sleep(backoff).await;
+    }
+}
+
+fn entry_of(r: &sea_orm::QueryResult) -> Result<Entry, DbErr> {
+    Ok(Entry {
+        id: r.try_get("", "id")?,
+        at: r.try_get("", "at")?,
+        actor: r.try_get("", "actor")?,
+        role: r.try_get("", "role")?,
+        action: r.try_get("", "action")?,
+        records: r.try_get("", "records")?,
+        request_id: r.try_get("", "request_id")?,
+    })
+}
+
+/// A place in the tree as the database holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leaf {
+    pub index: i64,
+    pub leaf_hash: Vec<u8>,
+    /// `None` when the entry the leaf names is gone.
+    pub entry: Option<Entry>,
+}
+
+/// A service's whole log as read for verification.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Log {
+    pub service: String,
+    pub leaves: Vec<Leaf>,
+    pub heads: Vec<Head>,
+    /// Entries written and still queued for the sequencer.
+    pub queued: u64,
+    /// Entries neither in the tree nor queued: taken out of the queue by hand.
+    pub dropped: Vec<i64>,
+}
+
+/// What is wrong with a log, where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Break {
-    /// An entry's content does not match its hash (altered).
-    Altered { seq: i64 },
-    /// Entries are missing before this one (removed).
+    /// An entry's content does not give its leaf hash, or the entry is gone.
+    Altered { index: i64 },
+    /// Leaves are missing before this one.
     Missing { expected: i64, found: i64 },
-    /// An entry does not follow the one before it (moved, or one removed and the chain
-    /// re-stitched).
-    Unlinked { seq: i64 },
-    /// The log ends before the head the verifier was given (entries removed from the end).
-    Truncated { last: i64, head: i64 },
-    /// The head the verifier was given is not the log's entry of that number.
-    HeadMismatch { seq: i64 },
+    /// A signed head is not the head of the leaves before it: one was altered, removed,
+    /// reordered or inserted.
+    HeadMismatch { size: u64 },
+    /// A head's signature does not verify (or was made with another key than the one
+    /// given).
+    BadSignature { size: u64 },
+    /// A leaf under no signed head: added outside the sequencer.
+    Unsigned { index: i64 },
+    /// The log ends before a signed head or a kept checkpoint.
+    Truncated { size: u64, head: u64 },
+    /// The log does not extend a checkpoint kept elsewhere.
+    Inconsistent { size: u64 },
+    /// A leaf's inclusion proof in the newest head does not verify.
+    NotIncluded { index: i64 },
+    /// An entry was written but neither sequenced nor queued.
+    Dropped { id: i64 },
 }
 
 impl std::fmt::Display for Break {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Break::Altered { seq } => write!(
+            Break::Altered { index } => write!(
                 f,
-                "entry {seq} was altered: its content does not match its hash"
+                "leaf {index} was altered: its entry does not give its hash, or is gone"
             ),
             Break::Missing { expected, found } => {
-                write!(f, "entries {expected}..{} are missing", found - 1)
+                write!(f, "leaves {expected}..{} are missing", found - 1)
             }
-            Break::Unlinked { seq } => write!(
+            Break::HeadMismatch { size } => write!(
                 f,
-                "entry {seq} does not follow the entry before it (moved or re-stitched)"
+                "the first {size} leaves no longer give the signed head of size {size}: \
+                 a leaf was altered, removed, reordered or inserted"
             ),
-            Break::Truncated { last, head } => write!(
+            Break::BadSignature { size } => {
+                write!(
+                    f,
+                    "the head of size {size} does not carry a valid signature"
+                )
+            }
+            Break::Unsigned { index } => write!(
                 f,
-                "the log ends at entry {last}, before the known head {head}"
+                "leaf {index} is under no signed head: it was added outside the sequencer"
             ),
-            Break::HeadMismatch { seq } => write!(f, "entry {seq} is not the known head"),
+            Break::Truncated { size, head } => write!(
+                f,
+                "the log has {size} leaves, fewer than the head of size {head}"
+            ),
+            Break::Inconsistent { size } => write!(
+                f,
+                "the log does not extend the checkpoint of size {size}: history was rewritten"
+            ),
+            Break::NotIncluded { index } => {
+                write!(f, "leaf {index} is not included in the newest head")
+            }
+            Break::Dropped { id } => write!(
+                f,
+                "entry {id} was written but is neither in the tree nor queued"
+            ),
         }
     }
 }
 
-/// Checks a log read in `seq` order: numbered from 1 without gaps, each entry's hash its
-/// content's, each linked to the one before. With a known head (an entry's number and
-/// hash kept elsewhere), also that the log reaches it unchanged. Answers the log's head.
-pub fn verify(
-    entries: impl IntoIterator<Item = Entry>,
-    known_head: Option<(i64, &[u8])>,
-) -> Result<Option<(i64, Vec<u8>)>, Break> {
-    let mut previous: Option<Entry> = None;
-    let mut head_seen = false;
-    for e in entries {
-        let expected = previous.as_ref().map_or(1, |p| p.seq + 1);
-        if e.seq != expected {
-            return Err(if e.seq > expected {
-                Break::Missing {
-                    expected,
-                    found: e.seq,
-                }
-            } else {
-                Break::Unlinked { seq: e.seq }
+/// What an intact log answers: its size, what waits for the sequencer, its newest head.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub leaves: u64,
+    pub queued: u64,
+    pub head: Option<Head>,
+}
+
+/// Checks a log: leaves numbered from 0 without gaps, each leaf its entry's hash, every
+/// head signed (by `key` when one is given) and the head of the leaves before it, every
+/// leaf under a head and proven included in the newest, consecutive heads consistent,
+/// and, given a checkpoint kept elsewhere, the log a consistent extension of it.
+pub fn verify(log: &Log, key: Option<&[u8]>, kept: Option<(u64, Hash)>) -> Result<Verified, Break> {
+    let mut hashes = Vec::with_capacity(log.leaves.len());
+    for (expected, leaf) in log.leaves.iter().enumerate() {
+        let expected = expected as i64;
+        if leaf.index != expected {
+            return Err(Break::Missing {
+                expected,
+                found: leaf.index,
             });
         }
-        if hash_of(&e) != e.hash {
-            return Err(Break::Altered { seq: e.seq });
+        let hash = leaf.entry.as_ref().map(leaf_hash);
+        if hash.as_ref().map(|h| &h[..]) != Some(&leaf.leaf_hash[..]) {
+            return Err(Break::Altered { index: leaf.index });
         }
-        let link = previous.as_ref().map_or(&GENESIS[..], |p| &p.hash[..]);
-        if e.prev_hash != link {
-            return Err(Break::Unlinked { seq: e.seq });
-        }
-        if let Some((seq, hash)) = known_head
-            && seq == e.seq
-        {
-            if hash != e.hash.as_slice() {
-                return Err(Break::HeadMismatch { seq });
-            }
-            head_seen = true;
-        }
-        previous = Some(e);
+        hashes.push(hash.expect("checked above"));
     }
-    if let Some((seq, _)) = known_head
-        && !head_seen
-    {
-        return Err(Break::Truncated {
-            last: previous.as_ref().map_or(0, |p| p.seq),
-            head: seq,
+    let tree = Tree::new(hashes.clone());
+    let size = tree.size();
+    let mut previous: Option<&Head> = None;
+    for head in &log.heads {
+        let signed = key.is_none_or(|k| k == head.public_key)
+            && UnparsedPublicKey::new(&ED25519, &head.public_key)
+                .verify(
+                    checkpoint_note(&log.service, head.size, &head.root, head.at).as_bytes(),
+                    &head.signature,
+                )
+                .is_ok();
+        if !signed {
+            return Err(Break::BadSignature { size: head.size });
+        }
+        if head.size > size {
+            return Err(Break::Truncated {
+                size,
+                head: head.size,
+            });
+        }
+        if tree.root(head.size) != head.root {
+            return Err(Break::HeadMismatch { size: head.size });
+        }
+        if let Some(p) = previous {
+            let proof = tree.consistency(p.size, head.size);
+            if !merkle::verify_consistency(p.size, head.size, &p.root, &head.root, &proof) {
+                return Err(Break::HeadMismatch { size: head.size });
+            }
+        }
+        previous = Some(head);
+    }
+    if let Some((kept_size, kept_root)) = kept {
+        if kept_size > size {
+            return Err(Break::Truncated {
+                size,
+                head: kept_size,
+            });
+        }
+        let proof = tree.consistency(kept_size, size);
+        if !merkle::verify_consistency(kept_size, size, &kept_root, &tree.root(size), &proof) {
+            return Err(Break::Inconsistent { size: kept_size });
+        }
+    }
+    let newest = log.heads.last();
+    let signed = newest.map_or(0, |h| h.size);
+    if size > signed {
+        return Err(Break::Unsigned {
+            index: signed as i64,
         });
     }
-    Ok(previous.map(|p| (p.seq, p.hash)))
+    if let Some(head) = newest {
+        for (index, hash) in hashes.iter().enumerate() {
+            let index = index as u64;
+            let proof = tree.inclusion(index, head.size);
+            if !merkle::verify_inclusion(index, head.size, hash, &proof, &head.root) {
+                return Err(Break::NotIncluded {
+                    index: index as i64,
+                });
+            }
+        }
+    }
+    if let Some(&id) = log.dropped.first() {
+        return Err(Break::Dropped { id });
+    }
+    Ok(Verified {
+        leaves: size,
+        queued: log.queued,
+        head: newest.cloned(),
+    })
 }
 
-/// Reads a service's whole log (its schema on `conn`), in order.
-pub async fn read<C: ConnectionTrait>(conn: &C, schema: &str) -> Result<Vec<Entry>, DbErr> {
-    let rows = conn
+/// Reads a service's whole log (its schema on `conn`).
+pub async fn read<C: ConnectionTrait>(conn: &C, schema: &str) -> Result<Log, DbErr> {
+    let leaves = conn
         .query_all_raw(stmt(
             &format!(
-                "SELECT seq, at, actor, role, action, records, request_id, prev_hash, hash FROM {schema}.audit_log ORDER BY seq"
+                "SELECT l.leaf_index, l.leaf_hash, e.id, e.at, e.actor, e.role, e.action,
+                        e.records, e.request_id
+                   FROM {schema}.audit_leaf l LEFT JOIN {schema}.audit_log e ON e.id = l.entry_id
+                  ORDER BY l.leaf_index"
             ),
             [],
         ))
-        .await?;
-    rows.iter()
+        .await?
+        .iter()
         .map(|r| {
-            Ok(Entry {
-                seq: r.try_get("", "seq")?,
-                at: r.try_get("", "at")?,
-                actor: r.try_get("", "actor")?,
-                role: r.try_get("", "role")?,
-                action: r.try_get("", "action")?,
-                records: r.try_get("", "records")?,
-                request_id: r.try_get("", "request_id")?,
-                prev_hash: r.try_get("", "prev_hash")?,
-                hash: r.try_get("", "hash")?,
+            let present = r.try_get::<Option<i64>>("", "id")?.is_some();
+            Ok(Leaf {
+                index: r.try_get("", "leaf_index")?,
+                leaf_hash: r.try_get("", "leaf_hash")?,
+                entry: if present { Some(entry_of(r)?) } else { None },
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    let heads = conn
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT tree_size, root, at, public_key, signature FROM {schema}.audit_head
+                  ORDER BY tree_size"
+            ),
+            [],
+        ))
+        .await?
+        .iter()
+        .map(|r| {
+            let root: Vec<u8> = r.try_get("", "root")?;
+            Ok(Head {
+                size: r.try_get::<i64>("", "tree_size")?.max(0) as u64,
+                root: root.try_into().unwrap_or([0; 32]),
+                at: r.try_get("", "at")?,
+                public_key: r.try_get("", "public_key")?,
+                signature: r.try_get("", "signature")?,
+            })
+        })
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    let queued = conn
+        .query_one_raw(stmt(
+            &format!("SELECT count(*)::bigint AS n FROM {schema}.audit_queue"),
+            [],
+        ))
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0)
+        .max(0) as u64;
+    let dropped = conn
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT e.id FROM {schema}.audit_log e
+                  WHERE NOT EXISTS (SELECT 1 FROM {schema}.audit_leaf l WHERE l.entry_id = e.id)
+                    AND NOT EXISTS (SELECT 1 FROM {schema}.audit_queue q WHERE q.entry_id = e.id)
+                  ORDER BY e.id"
+            ),
+            [],
+        ))
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64>("", "id"))
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    Ok(Log {
+        service: schema.to_owned(),
+        leaves,
+        heads,
+        queued,
+        dropped,
+    })
+}
+
+/// The newest signed head of a service's log, if it has one (its schema on `conn`).
+pub async fn newest_head<C: ConnectionTrait>(conn: &C) -> Result<Option<(u64, Hash)>, DbErr> {
+    let Some(r) = conn
+        .query_one_raw(stmt(
+            "SELECT tree_size, root FROM audit_head ORDER BY tree_size DESC LIMIT 1",
+            [],
+        ))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let root: Vec<u8> = r.try_get("", "root")?;
+    Ok(Some((
+        r.try_get::<i64>("", "tree_size")?.max(0) as u64,
+        root.try_into()
+            .map_err(|_| DbErr::Custom("a tree head's root is not 32 bytes".into()))?,
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn chain(n: i64) -> Vec<Entry> {
-        let mut entries: Vec<Entry> = Vec::new();
-        for seq in 1..=n {
-            let mut e = Entry {
-                seq,
-                at: DateTime::from_timestamp_micros(1_790_000_000_000_000 + seq).expect("time"),
-                actor: format!("officer-{}", seq % 3),
-                role: "regency_officer".into(),
-                action: "verivali.GetCase".into(),
-                records: vec![format!("case-{seq}")],
-                request_id: format!("trace-{seq}"),
-                prev_hash: entries.last().map_or(GENESIS.to_vec(), |p| p.hash.clone()),
-                hash: Vec::new(),
-            };
-            e.hash = hash_of(&e);
-            entries.push(e);
+    const SERVICE: &str = "verivali";
+
+    fn entry(id: i64) -> Entry {
+        Entry {
+            id,
+            at: DateTime::from_timestamp_micros(1_790_000_000_000_000 + id).expect("time"),
+            actor: format!("officer-{}", id % 3),
+            role: "regency_officer".into(),
+            action: "verivali.GetCase".into(),
+            records: vec![format!("case-{id}")],
+            request_id: format!("trace-{id}"),
         }
-        entries
+    }
+
+    fn signer() -> Signer {
+        Signer::from_seed(SERVICE, &[7; 32]).expect("a key")
+    }
+
+    /// A log of `n` entries sequenced in rounds of 3, each round signing a head.
+    fn log(n: i64) -> Log {
+        let signer = signer();
+        let mut frontier = Frontier::default();
+        let mut log = Log {
+            service: SERVICE.into(),
+            ..Log::default()
+        };
+        for id in 1..=n {
+            let e = entry(id);
+            let h = leaf_hash(&e);
+            log.leaves.push(Leaf {
+                index: id - 1,
+                leaf_hash: h.to_vec(),
+                entry: Some(e),
+            });
+            frontier.push(h);
+            if id % 3 == 0 || id == n {
+                let at = entry(id).at;
+                let root = frontier.root();
+                log.heads.push(Head {
+                    size: frontier.size,
+                    root,
+                    at,
+                    public_key: signer.public_key().to_vec(),
+                    signature: signer.sign(frontier.size, &root, at),
+                });
+            }
+        }
+        log
     }
 
     #[test]
-    fn an_intact_log_verifies_and_answers_its_head() {
-        let log = chain(5);
-        let head = (5, log[4].hash.clone());
-        assert_eq!(verify(log.clone(), None), Ok(Some(head.clone())));
-        assert_eq!(verify(log, Some((5, &head.1))), Ok(Some(head)));
-        assert_eq!(verify(Vec::new(), None), Ok(None));
+    fn an_intact_log_verifies_against_its_key_and_a_kept_checkpoint() {
+        let log = log(7);
+        let key = signer().public_key().to_vec();
+        let kept = (log.heads[0].size, log.heads[0].root);
+        let verified = verify(&log, Some(&key), Some(kept)).expect("intact");
+        assert_eq!(verified.leaves, 7);
+        assert_eq!(verified.head.map(|h| h.size), Some(7));
+        assert_eq!(verify(&Log::default(), None, None).map(|v| v.leaves), Ok(0));
+        let other = Signer::from_seed(SERVICE, &[8; 32]).expect("a key");
+        assert_eq!(
+            verify(&log, Some(other.public_key()), None),
+            Err(Break::BadSignature { size: 3 })
+        );
     }
 
     #[test]
     fn every_kind_of_tampering_is_found() {
-        let log = chain(6);
-        // Altered: one field of one entry.
-        let mut altered = log.clone();
-        altered[2].records = vec!["case-999".into()];
-        assert_eq!(verify(altered, None), Err(Break::Altered { seq: 3 }));
-        // Altered and re-hashed: the next entry no longer follows it.
-        let mut rehashed = log.clone();
-        rehashed[2].actor = "someone-else".into();
-        rehashed[2].hash = hash_of(&rehashed[2]);
-        assert_eq!(verify(rehashed, None), Err(Break::Unlinked { seq: 4 }));
-        // Removed from the middle.
-        let mut removed = log.clone();
-        removed.remove(3);
+        let intact = log(9);
+        // Changed: one field of one entry.
+        let mut changed = intact.clone();
+        changed.leaves[4].entry.as_mut().expect("entry").records = vec!["case-999".into()];
         assert_eq!(
-            verify(removed, None),
+            verify(&changed, None, None),
+            Err(Break::Altered { index: 4 })
+        );
+        // Changed and its leaf re-hashed: the heads over it no longer hold.
+        let mut rehashed = intact.clone();
+        rehashed.leaves[4].entry.as_mut().expect("entry").actor = "someone-else".into();
+        rehashed.leaves[4].leaf_hash =
+            leaf_hash(rehashed.leaves[4].entry.as_ref().expect("entry")).to_vec();
+        assert_eq!(
+            verify(&rehashed, None, None),
+            Err(Break::HeadMismatch { size: 6 })
+        );
+        // Removed from the middle, and removed with the rest renumbered.
+        let mut removed = intact.clone();
+        removed.leaves.remove(3);
+        assert_eq!(
+            verify(&removed, None, None),
             Err(Break::Missing {
-                expected: 4,
-                found: 5
+                expected: 3,
+                found: 4
             })
         );
-        // Removed and renumbered: the chain does not link.
-        let mut renumbered = log.clone();
-        renumbered.remove(3);
-        for e in renumbered.iter_mut().skip(3) {
-            e.seq -= 1;
-            e.hash = hash_of(e);
+        for leaf in removed.leaves.iter_mut().skip(3) {
+            leaf.index -= 1;
         }
-        assert!(matches!(
-            verify(renumbered, None),
-            Err(Break::Unlinked { seq: 4 })
-        ));
+        assert_eq!(
+            verify(&removed, None, None),
+            Err(Break::HeadMismatch { size: 6 })
+        );
         // Reordered.
-        let mut reordered = log.clone();
-        reordered.swap(1, 2);
-        assert!(verify(reordered, None).is_err());
-        // Cut off at the end: found against a head kept elsewhere.
-        let head = log[5].hash.clone();
-        let cut = log[..4].to_vec();
+        let mut reordered = intact.clone();
+        let (a, b) = (reordered.leaves[1].clone(), reordered.leaves[2].clone());
+        reordered.leaves[1] = Leaf { index: 1, ..b };
+        reordered.leaves[2] = Leaf { index: 2, ..a };
         assert_eq!(
-            verify(cut.clone(), None).map(|h| h.map(|(s, _)| s)),
-            Ok(Some(4))
+            verify(&reordered, None, None),
+            Err(Break::HeadMismatch { size: 3 })
         );
+        // Inserted in the middle with a correct leaf hash, and at the end.
+        let mut inserted = intact.clone();
+        let e = entry(100);
+        inserted.leaves.insert(
+            5,
+            Leaf {
+                index: 5,
+                leaf_hash: leaf_hash(&e).to_vec(),
+                entry: Some(e.clone()),
+            },
+        );
+        for leaf in inserted.leaves.iter_mut().skip(6) {
+            leaf.index += 1;
+        }
         assert_eq!(
-            verify(cut, Some((6, &head))),
-            Err(Break::Truncated { last: 4, head: 6 })
+            verify(&inserted, None, None),
+            Err(Break::HeadMismatch { size: 6 })
         );
-        // A forged head.
+        let mut appended = intact.clone();
+        appended.leaves.push(Leaf {
+            index: 9,
+            leaf_hash: leaf_hash(&e).to_vec(),
+            entry: Some(e),
+        });
         assert_eq!(
-            verify(log, Some((6, &[1u8; 32]))),
-            Err(Break::HeadMismatch { seq: 6 })
+            verify(&appended, None, None),
+            Err(Break::Unsigned { index: 9 })
         );
+        // A forged head: a root its key did not sign.
+        let mut forged = intact.clone();
+        forged.heads[1].root = [1; 32];
+        assert_eq!(
+            verify(&forged, None, None),
+            Err(Break::BadSignature { size: 6 })
+        );
+        // History cut and re-signed by someone holding the key: the kept checkpoint
+        // finds it, as it finds a log cut short.
+        let kept = (intact.heads[2].size, intact.heads[2].root);
+        let mut rewritten = log(8);
+        rewritten.leaves[7].entry.as_mut().expect("entry").action = "x".into();
+        let rewritten = {
+            let mut again = Log {
+                service: SERVICE.into(),
+                ..Log::default()
+            };
+            let signer = signer();
+            let mut frontier = Frontier::default();
+            for leaf in rewritten.leaves.iter().take(8) {
+                let h = leaf_hash(leaf.entry.as_ref().expect("entry"));
+                frontier.push(h);
+                again.leaves.push(Leaf {
+                    leaf_hash: h.to_vec(),
+                    ..leaf.clone()
+                });
+            }
+            let more = entry(50);
+            let h = leaf_hash(&more);
+            frontier.push(h);
+            again.leaves.push(Leaf {
+                index: 8,
+                leaf_hash: h.to_vec(),
+                entry: Some(more),
+            });
+            let (root, at) = (frontier.root(), entry(9).at);
+            again.heads.push(Head {
+                size: 9,
+                root,
+                at,
+                public_key: signer.public_key().to_vec(),
+                signature: signer.sign(9, &root, at),
+            });
+            again
+        };
+        assert!(verify(&rewritten, None, None).is_ok());
+        assert_eq!(
+            verify(&rewritten, None, Some(kept)),
+            Err(Break::Inconsistent { size: 9 })
+        );
+        let mut cut = intact.clone();
+        cut.leaves.truncate(6);
+        cut.heads.truncate(2);
+        assert!(verify(&cut, None, None).is_ok());
+        assert_eq!(
+            verify(&cut, None, Some(kept)),
+            Err(Break::Truncated { size: 6, head: 9 })
+        );
+        // An entry taken out of the queue before it was sequenced.
+        let mut dropped = intact;
+        dropped.dropped.push(12);
+        assert_eq!(verify(&dropped, None, None), Err(Break::Dropped { id: 12 }));
     }
 }

@@ -37,6 +37,10 @@ pub struct Config {
     /// `DTKS_DATA_KEYS_FILE`): `id:base64,…`, the first sealing; see `sealed`.
     #[serde(default)]
     pub data_keys: Option<SecretString>,
+    /// The Ed25519 seed (32 bytes, base64) the service signs its audit log's tree heads
+    /// with (`DTKS_AUDIT_KEY`); without it, one derived from the active data key.
+    #[serde(default)]
+    pub audit_key: Option<SecretString>,
 }
 
 fn default_grpc_addr() -> String {

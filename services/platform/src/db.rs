@@ -74,11 +74,15 @@ CREATE TABLE inbox (
 
 /// The platform's bus tables and audit log followed by the service's own migrations.
 pub fn sql_migrations(own: Vec<SqlMigration>) -> Vec<Box<dyn MigrationTrait>> {
-    [BUS_TABLES, crate::audit::MIGRATION]
-        .into_iter()
-        .chain(own)
-        .map(|m| Box::new(m) as Box<dyn MigrationTrait>)
-        .collect()
+    [
+        BUS_TABLES,
+        crate::audit::MIGRATION,
+        crate::audit::TREE_MIGRATION,
+    ]
+    .into_iter()
+    .chain(own)
+    .map(|m| Box::new(m) as Box<dyn MigrationTrait>)
+    .collect()
 }
 
 const MIGRATION_LOCK: i64 = 0x4454_4b53; // "DTKS"

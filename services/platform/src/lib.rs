@@ -19,6 +19,7 @@ pub mod deadletters;
 pub mod edge;
 pub mod events;
 pub mod grpc;
+pub mod merkle;
 pub mod metrics;
 pub mod outbox;
 pub mod ratelimit;

@@ -145,6 +145,15 @@ impl KeyRing {
             .collect()
     }
 
+    /// 32 bytes for `purpose` derived from the active key (a signing seed where no key
+    /// of its own is installed).
+    pub fn derive_seed(&self, purpose: &str) -> [u8; 32] {
+        let tag = ring::hmac::sign(&self.hashing, format!("derive\0{purpose}").as_bytes());
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(tag.as_ref());
+        seed
+    }
+
     /// Opens what [`KeyRing::seal`] wrote for `context`; a value written before sealing
     /// began comes back as it is.
     pub fn open(&self, context: &[u8], stored: &[u8]) -> Result<Vec<u8>, SealError> {
