@@ -226,7 +226,9 @@ async fn reads_are_audited_and_the_verifier_finds_every_kind_of_tampering() -> a
             "DELETE FROM determination.audit_leaf WHERE leaf_index = 3;
              UPDATE determination.audit_leaf SET leaf_index = 3 WHERE leaf_index = 4"
                 .to_owned(),
-            "no longer give the signed head",
+            // Renumbered leaves give other heads; without a head between 3 and 5, the
+            // one of size 5 now stands beyond the log's end.
+            "no longer give the signed head|fewer than the head of size 5",
         ),
         (
             "reordered",
@@ -267,7 +269,10 @@ async fn reads_are_audited_and_the_verifier_finds_every_kind_of_tampering() -> a
         tamper(&stack, &sql).await?;
         let (code, out, err) = verify(Vec::new()).await?;
         assert_eq!(code, 1, "{what}: {out}{err}");
-        assert!(out.contains(expected), "{what}: {out}");
+        assert!(
+            expected.split('|').any(|e| out.contains(e)),
+            "{what}: {out}"
+        );
         tamper(&stack, restore).await?;
         let (code, out, err) = verify(pinned()).await?;
         assert_eq!(code, 0, "restored after {what}: {out}{err}");

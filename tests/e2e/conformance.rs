@@ -339,3 +339,103 @@ async fn the_registry_answers_as_the_dci_standard_says() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Searches of one shape in one message are answered by one statement (each search's
+/// values a row): every answer — its page and its total — is the one the search gets
+/// alone, names with quotes and backslashes included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_of_one_shape_answer_together_as_each_alone() -> anyhow::Result<()> {
+    let names = [
+        "Siti Aminah",
+        "Siti Nurhaliza",
+        "Asep Sunandar",
+        "Nur \"Ani\" Rahma",
+        "Back\\slash Siti",
+    ];
+    let mut csv = String::from(
+        "nik,kk_number,full_name,birth_place,birth_date,sex,village_code,death_date\n",
+    );
+    for i in 0..40u32 {
+        let village = if i % 2 == 0 {
+            "32.04.05.2001"
+        } else {
+            "33.74.01.1001"
+        };
+        let name = names[(i % 5) as usize].replace('"', "\"\"");
+        csv.push_str(&format!(
+            "32040512038{i:05},3204050505{i:06},\"{name}\",Bandung,{}-03-12,{},{village},\n",
+            1980 + i % 4,
+            1 + i % 2
+        ));
+    }
+    let stack = Stack::start_services(&csv, &[], &[]).await?;
+    stack.wait_registry().await?;
+    let signer = signer(&stack)?;
+    let http = reqwest::Client::new();
+    let ask = |requests: Vec<Value>| {
+        let (http, stack, signer) = (&http, &stack, &signer);
+        async move {
+            let message = json!({ "transaction_id": "t-many", "search_request": requests });
+            let body = dtks_platform::dci::seal(
+                Some(signer),
+                dtks_platform::dci::header("dtks-matching", "search", AUDIENCE, None, 1),
+                message,
+            );
+            let answer: Value = http
+                .post(format!("{}/registry/sync/search", stack.registry_url()))
+                .bearer_auth(signer.bearer(AUDIENCE, 60))
+                .json(&body)
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(answer["message"]["search_response"].clone())
+        }
+    };
+    let term = |name: &str, operator: &str, value: &str| json!({"attribute_name": name, "operator": operator, "attribute_value": value});
+    let mut requests = Vec::new();
+    for (i, part) in ["Siti", "Nur", "\"Ani\"", "Back\\slash", "Nobody"]
+        .iter()
+        .enumerate()
+    {
+        for regency in ["32.04", "33.74"] {
+            let query = json!([
+                {"expression1": term("name_part", "eq", part), "condition": "and",
+                 "expression2": term("regency_code", "eq", regency)},
+                {"expression1": term("birth_date", "ge", "1980-01-01"), "condition": "and",
+                 "expression2": term("birth_date", "le", &format!("{}-12-31", 1981 + i % 2))},
+            ]);
+            requests.push(json!({
+                "reference_id": format!("{part}-{regency}"), "timestamp": "2026-01-02T03:04:05Z",
+                "search_criteria": {"reg_event_type": "REGISTER", "query_type": "predicate",
+                                    "query": query, "pagination": {"page_size": 3}},
+            }));
+        }
+        let query = json!([{"expression1": term("name", "eq", names[i]), "condition": "and",
+                            "expression2": term("regency_code", "in", "32.04,33.74")}]);
+        requests.push(json!({
+            "reference_id": format!("name-{i}"), "timestamp": "2026-01-02T03:04:05Z",
+            "search_criteria": {"reg_event_type": "REGISTER", "query_type": "predicate",
+                                "query": query, "pagination": {"page_size": 3}},
+        }));
+    }
+    let together = ask(requests.clone()).await?;
+    let together = together.as_array().expect("the answers");
+    assert_eq!(together.len(), requests.len());
+    let mut found = 0;
+    for (request, answer) in requests.into_iter().zip(together) {
+        let alone = ask(vec![request.clone()]).await?;
+        let alone = &alone[0];
+        assert_eq!(answer["status"], "succ", "{answer}");
+        assert_eq!(answer["reference_id"], request["reference_id"]);
+        assert_eq!(
+            answer["data"]["reg_records"], alone["data"]["reg_records"],
+            "{request}"
+        );
+        assert_eq!(answer["pagination"], alone["pagination"], "{request}");
+        found += answer["pagination"]["total_count"].as_u64().unwrap_or(0);
+    }
+    // Searches that find people, some beyond their page: the comparison holds something.
+    assert!(found > 40, "{found}");
+    Ok(())
+}

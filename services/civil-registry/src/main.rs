@@ -39,9 +39,13 @@ CREATE TABLE IF NOT EXISTS persons (
     death_date DATE
 );
 ALTER TABLE persons ADD COLUMN IF NOT EXISTS marital_status TEXT;
--- Predicate search: by birth date within a region, and by normalised name.
-CREATE INDEX IF NOT EXISTS persons_birth_region ON persons (birth_date, village_code);
-CREATE INDEX IF NOT EXISTS persons_name ON persons ((regexp_replace(upper(full_name), '\s+', ' ', 'g')));
+-- Predicate search: by birth date within a district, and by normalised name within a
+-- regency and a span of birth dates (the name alone, and name and birth date, by the
+-- same index's leading column): each search reads only the rows it answers with.
+DROP INDEX IF EXISTS persons_birth_region;
+DROP INDEX IF EXISTS persons_name;
+CREATE INDEX IF NOT EXISTS persons_birth_district ON persons (birth_date, left(village_code, 8));
+CREATE INDEX IF NOT EXISTS persons_name_regency ON persons ((regexp_replace(upper(full_name), '\s+', ' ', 'g')), left(village_code, 5), birth_date);
 -- Predicate search by one part of the name.
 CREATE INDEX IF NOT EXISTS persons_name_parts ON persons USING gin ((string_to_array(regexp_replace(upper(full_name), '\s+', ' ', 'g'), ' ')));
 -- Vital events, in the order recorded; subscribers are fed from here.

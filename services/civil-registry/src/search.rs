@@ -122,8 +122,32 @@ pub async fn answer(
             by_nik.insert(row.try_get("", "nik")?, record(row));
         }
     }
+    // The predicate requests, parsed, and those of one shape answered by one statement.
+    let parsed: Vec<Option<Result<Predicate, String>>> = requests
+        .iter()
+        .map(|request| {
+            let criteria = request.get("search_criteria")?;
+            (criteria.get("query_type").and_then(Value::as_str) == Some("predicate"))
+                .then(|| Predicate::parse(criteria))
+        })
+        .collect();
+    let mut answered: HashMap<usize, (Vec<Value>, u64)> = HashMap::new();
+    let mut shapes: HashMap<(String, u64, u64), Vec<usize>> = HashMap::new();
+    for (i, p) in parsed.iter().enumerate() {
+        if let Some(Ok(p)) = p {
+            shapes.entry(p.shape()).or_default().push(i);
+        }
+    }
+    for (_, members) in shapes {
+        let predicates: Vec<&Predicate> = members
+            .iter()
+            .filter_map(|i| parsed[*i].as_ref()?.as_ref().ok())
+            .collect();
+        let results = Predicate::run_many(db, &predicates).await?;
+        answered.extend(members.into_iter().zip(results));
+    }
     let mut responses = Vec::with_capacity(requests.len());
-    for request in requests {
+    for (i, request) in requests.iter().enumerate() {
         let reference_id = request
             .get("reference_id")
             .cloned()
@@ -142,21 +166,25 @@ pub async fn answer(
                     "idtype-value takes the identifier type NIK with its value as text".into(),
                 ),
             },
-            Some("predicate") => match Predicate::parse(&criteria) {
-                Ok(predicate) => {
-                    let (records, total) = predicate.run(db).await?;
-                    succeeded(
-                        &reference_id,
-                        &criteria,
-                        records,
-                        (predicate.page_size, predicate.page_number),
-                        total,
-                    )
+            Some("predicate") => match (&parsed[i], answered.remove(&i)) {
+                (Some(Ok(predicate)), Some((records, total))) => succeeded(
+                    &reference_id,
+                    &criteria,
+                    records,
+                    (predicate.page_size, predicate.page_number),
+                    total,
+                ),
+                (Some(Err(why)), _) if why.starts_with("pagination") => {
+                    rejected(&reference_id, "rjct.pagination.invalid", why.clone())
                 }
-                Err(why) if why.starts_with("pagination") => {
-                    rejected(&reference_id, "rjct.pagination.invalid", why)
+                (Some(Err(why)), _) => {
+                    rejected(&reference_id, "rjct.search_criteria.invalid", why.clone())
                 }
-                Err(why) => rejected(&reference_id, "rjct.search_criteria.invalid", why),
+                _ => rejected(
+                    &reference_id,
+                    "rjct.search_criteria.invalid",
+                    "the predicate search could not be answered".into(),
+                ),
             },
             _ => rejected(
                 &reference_id,
@@ -179,11 +207,59 @@ fn nik_of(criteria: &Value) -> Option<&str> {
         .filter(|nik| !nik.contains('\0'))
 }
 
+/// One value a predicate binds.
+#[derive(Debug, Clone, PartialEq)]
+enum Param {
+    Text(String),
+    Texts(Vec<String>),
+    Date(chrono::NaiveDate),
+    Small(i16),
+}
+
+impl Param {
+    fn sql(&self) -> SqlValue {
+        match self {
+            Param::Text(t) => t.clone().into(),
+            Param::Texts(t) => t.clone().into(),
+            Param::Date(d) => (*d).into(),
+            Param::Small(n) => (*n).into(),
+        }
+    }
+
+    /// The value as JSON text, for a statement answering many searches of one shape.
+    fn json(&self) -> Value {
+        match self {
+            Param::Text(t) => Value::String(t.clone()),
+            // An array literal: each element quoted, `"` and `\` escaped.
+            Param::Texts(t) => Value::String(format!(
+                "{{{}}}",
+                t.iter()
+                    .map(|e| format!("\"{}\"", e.replace('\\', "\\\\").replace('"', "\\\"")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
+            Param::Date(d) => Value::String(d.format("%Y-%m-%d").to_string()),
+            Param::Small(n) => Value::String(n.to_string()),
+        }
+    }
+
+    /// Where the value stands in that statement: the `k`th of the search's `params`.
+    fn in_row(&self, k: usize) -> String {
+        let cast = match self {
+            Param::Text(_) => "",
+            Param::Texts(_) => "::text[]",
+            Param::Date(_) => "::date",
+            Param::Small(_) => "::smallint",
+        };
+        format!("(q.params->>{k}){cast}")
+    }
+}
+
 /// A parsed predicate search: SQL conditions with their parameters, and the page.
 #[derive(Debug)]
 pub struct Predicate {
     conditions: Vec<String>,
-    params: Vec<SqlValue>,
+    params: Vec<Param>,
     pub page_size: u64,
     pub page_number: u64,
 }
@@ -253,8 +329,8 @@ impl Predicate {
         Ok(predicate)
     }
 
-    fn bind(&mut self, value: impl Into<SqlValue>) -> String {
-        self.params.push(value.into());
+    fn bind(&mut self, value: Param) -> String {
+        self.params.push(value);
         format!("${}", self.params.len())
     }
 
@@ -286,7 +362,7 @@ impl Predicate {
                     .collect::<Vec<_>>()
                     .join(" ")
                     .to_uppercase();
-                let p = self.bind(normal);
+                let p = self.bind(Param::Text(normal));
                 format!("regexp_replace(upper(full_name), '\\s+', ' ', 'g') = {p}")
             }
             ("name_part", "eq") => {
@@ -294,7 +370,7 @@ impl Predicate {
                 if part.contains(char::is_whitespace) {
                     return Err(format!("{name}: attribute_value is one part of a name"));
                 }
-                let p = self.bind(vec![part]);
+                let p = self.bind(Param::Texts(vec![part]));
                 format!(
                     "string_to_array(regexp_replace(upper(full_name), '\\s+', ' ', 'g'), ' ') @> {p}::text[]"
                 )
@@ -309,7 +385,7 @@ impl Predicate {
                     "gt" => ">",
                     _ => "<",
                 };
-                let p = self.bind(date);
+                let p = self.bind(Param::Date(date));
                 format!("birth_date {sql} {p}")
             }
             ("sex", "eq") => {
@@ -318,11 +394,11 @@ impl Predicate {
                     "female" => 2,
                     _ => return Err("sex: attribute_value must be male or female".into()),
                 };
-                let p = self.bind(code);
+                let p = self.bind(Param::Small(code));
                 format!("sex = {p}")
             }
             ("kk_number", "eq") => {
-                let p = self.bind(text()?);
+                let p = self.bind(Param::Text(text()?));
                 format!("kk_number = {p}")
             }
             ("village_code" | "district_code" | "regency_code" | "province_code", "eq" | "in") => {
@@ -343,12 +419,78 @@ impl Predicate {
                 if let Some(bad) = codes.iter().find(|c| c.len() != width) {
                     return Err(format!("{name}: `{bad}` is not a code of that level"));
                 }
-                let p = self.bind(codes);
+                let p = self.bind(Param::Texts(codes));
                 format!("left(village_code, {width}) = ANY({p})")
             }
             _ => return Err(format!("{name} with operator {operator} is not supported")),
         };
         Ok(condition)
+    }
+
+    /// What searches answered by one statement share: the conditions and the page.
+    pub fn shape(&self) -> (String, u64, u64) {
+        (
+            self.conditions.join(" AND "),
+            self.page_size,
+            self.page_number,
+        )
+    }
+
+    /// The conditions with each bound value read from the row `q` of a statement that
+    /// answers many searches of this shape.
+    fn filter_from_rows(&self) -> String {
+        let mut filter = self.conditions.join(" AND ");
+        // From the last: `$12` must not be read as `$1` followed by `2`.
+        for (k, param) in self.params.iter().enumerate().rev() {
+            filter = filter.replace(&format!("${}", k + 1), &param.in_row(k));
+        }
+        filter
+    }
+
+    /// Answers searches of one shape ([`Predicate::shape`]) with one statement: each
+    /// search's values a row, each row's page found beside it. A lone search, or pages
+    /// past the first, are answered one by one.
+    pub async fn run_many(
+        db: &DatabaseConnection,
+        searches: &[&Predicate],
+    ) -> Result<Vec<(Vec<Value>, u64)>, sea_orm::DbErr> {
+        let Some(first) = searches.first() else {
+            return Ok(Vec::new());
+        };
+        if searches.len() == 1 || first.page_number > 1 {
+            let mut out = Vec::with_capacity(searches.len());
+            for s in searches {
+                out.push(s.run(db).await?);
+            }
+            return Ok(out);
+        }
+        let rows_of: Value = searches
+            .iter()
+            .map(|s| Value::Array(s.params.iter().map(Param::json).collect()))
+            .collect();
+        let rows = db
+            .query_all_raw(stmt(
+                &format!(
+                    "SELECT q.i, r.* FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q (params, i)
+                     CROSS JOIN LATERAL (
+                       SELECT {COLUMNS}, count(*) OVER () AS total FROM persons WHERE {}
+                       ORDER BY nik LIMIT {}) r",
+                    first.filter_from_rows(),
+                    first.page_size
+                ),
+                [rows_of.into()],
+            ))
+            .await?;
+        let mut out: Vec<(Vec<Value>, u64)> = vec![(Vec::new(), 0); searches.len()];
+        for row in &rows {
+            let i = row.try_get::<i64>("", "i")?;
+            let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| out.get_mut(i)) else {
+                continue;
+            };
+            slot.1 = row.try_get::<i64>("", "total")?.max(0) as u64;
+            slot.0.push(record(row));
+        }
+        Ok(out)
     }
 
     /// One page of matching records, and how many match in all.
@@ -365,7 +507,7 @@ impl Predicate {
                      ORDER BY nik LIMIT {} OFFSET {offset}",
                     self.page_size
                 ),
-                self.params.clone(),
+                self.params.iter().map(Param::sql).collect::<Vec<_>>(),
             ))
             .await?;
         let total = match rows.first() {
@@ -375,7 +517,7 @@ impl Predicate {
                 let row = db
                     .query_one_raw(stmt(
                         &format!("SELECT count(*) AS total FROM persons WHERE {filter}"),
-                        self.params.clone(),
+                        self.params.iter().map(Param::sql).collect::<Vec<_>>(),
                     ))
                     .await?;
                 row.map(|r| r.try_get::<i64>("", "total"))

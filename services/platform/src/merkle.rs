@@ -96,7 +96,7 @@ impl Tree {
         if n == 0 {
             return empty();
         }
-        if n.is_power_of_two() && lo % n == 0 {
+        if n.is_power_of_two() && lo.is_multiple_of(n) {
             let height = n.trailing_zeros() as usize;
             return self.levels[height][(lo / n) as usize];
         }

@@ -542,8 +542,10 @@ pub async fn add_to_stats(
     accepted: &[(&str, &pb::Household)],
     today: chrono::NaiveDate,
 ) -> Result<(), DbErr> {
-    let mut sums: std::collections::HashMap<(String, &str), Distribution> =
-        std::collections::HashMap::new();
+    // In one order for every transaction: two acceptances in one regency then lock its
+    // rows one after the other, never each waiting on the other.
+    let mut sums: std::collections::BTreeMap<(String, &str), Distribution> =
+        std::collections::BTreeMap::new();
     for (region, household) in accepted {
         let Ok(h) = convert::household_from_proto(household, today) else {
             continue;
