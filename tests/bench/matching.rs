@@ -315,7 +315,34 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
         cases.len(),
         registered.len()
     );
-    let stack = Stack::start_services(&registry, &["matching"], &[]).await?;
+    // The model is learned from this run's data, as a deployment learns it from its
+    // registry and its wave (`dtksctl model train`), never the one shipped.
+    let model = dir.join("model.json");
+    let trained = tokio::process::Command::new(dtks_e2e::bin_dir().join("dtksctl"))
+        .args(["model", "train", "--registry"])
+        .arg(dir.join("registry.csv"))
+        .arg("--proposals")
+        .arg(dir.join("proposals.jsonl"))
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        trained.status.success(),
+        "dtksctl model train failed: {}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    println!(
+        "the model, learned from this run's registry and wave:\n{}",
+        String::from_utf8_lossy(&trained.stdout)
+    );
+    let model_path = model.to_string_lossy().into_owned();
+    let stack = Stack::start_services(
+        &registry,
+        &["matching"],
+        &[("DTKS_MATCHING_MODEL", model_path.as_str())],
+    )
+    .await?;
     let token = stack.token(Role::PusdatinAdmin, "");
     let client = MatchingServiceClient::new(stack.channel("matching").await?);
 

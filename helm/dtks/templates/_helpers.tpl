@@ -86,6 +86,10 @@ seccompProfile:
 - name: DTKS_DCI__SIGNING_KEY_FILE
   value: /run/secrets/dtks/dci-signing-key
 {{- end }}
+{{- if .root.Values.existingSecrets.auditKey.name }}
+- name: DTKS_AUDIT_KEY_FILE
+  value: /run/secrets/dtks/audit-key
+{{- end }}
 {{- end -}}
 
 {{/* The volume of a pod's credentials: (dict "root" $ "name" $name). */}}
@@ -110,6 +114,9 @@ seccompProfile:
       {{- end }}
       {{- if and (eq .name "matching") $s.dciSigningKey.name }}
       - secret: { name: {{ $s.dciSigningKey.name }}, items: [{ key: {{ $s.dciSigningKey.key }}, path: dci-signing-key }] }
+      {{- end }}
+      {{- if $s.auditKey.name }}
+      - secret: { name: {{ $s.auditKey.name }}, items: [{ key: {{ $s.auditKey.key }}, path: audit-key }] }
       {{- end }}
 {{- end -}}
 

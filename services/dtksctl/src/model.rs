@@ -14,7 +14,11 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use dtks_domain::linkage::batch::{self, Candidates, Linker};
-use dtks_domain::linkage::{FIELDS, LEVELS, Model, NameKey, Record};
+use dtks_domain::linkage::{FIELDS, LEVELS, Model, NameKey, Record, TokenShares};
+
+/// Name parts rarer than this share of all parts are not listed in the model: each is
+/// "rare" (at 10 M persons, fewer than about 250 bearers).
+const TOKEN_FLOOR: f64 = 1e-5;
 
 /// The model matching ships (`services/matching/linkage-model.json`).
 const SHIPPED: &str = include_str!("../../matching/linkage-model.json");
@@ -95,6 +99,22 @@ pub fn weights(model: &Model, version: &str) -> String {
             ));
         }
     }
+    if let Some(tokens) = &model.tokens {
+        out.push_str(&format!(
+            "name parts: {} listed (share ≥ {:.0e}); a part agreeing by chance {:.6}; most common, with the bits an agreement carried by each loses:\n",
+            tokens.shares.len(),
+            tokens.rare,
+            tokens.agreement
+        ));
+        let mut common: Vec<(&String, &f64)> = tokens.shares.iter().collect();
+        common.sort_by(|a, b| b.1.total_cmp(a.1).then(a.0.cmp(b.0)));
+        for (part, share) in common.into_iter().take(12) {
+            out.push_str(&format!(
+                "  {part:<16} {share:>9.5} {:>+8.2}\n",
+                (tokens.agreement / share).log2().min(0.0)
+            ));
+        }
+    }
     out
 }
 
@@ -164,7 +184,17 @@ fn train(
         }
     }
     let random = batch::random_patterns(&sample, 1_000_000, 2026, 2);
-    let model = candidates.train(&random, 100);
+    let mut model = candidates.train(&random, 100);
+    // Every spelling the registry holds, once per person who writes it.
+    let mut registry_names: Vec<Arc<NameKey>> = Vec::new();
+    let mut rows = csv::Reader::from_path(registry)?;
+    for row in rows.records() {
+        registry_names.push(name(&row?[2]));
+    }
+    model.tokens = Some(TokenShares::learn(
+        registry_names.iter().map(|n| n.as_ref()),
+        TOKEN_FLOOR,
+    ));
     Ok((model, candidates.pairs.len(), candidates.labelled.total()))
 }
 
@@ -194,9 +224,23 @@ mod tests {
         let text = serde_json::to_string_pretty(&model).expect("json");
         let table = weights(&model, &version(&text));
         assert_eq!(
-            table.lines().count(),
+            table
+                .lines()
+                .take_while(|l| !l.starts_with("name parts"))
+                .count(),
             2 + LEVELS.iter().map(|l| l.len()).sum::<usize>()
         );
+        // The registry's name parts by frequency: the commonest is commoner than an
+        // average agreement, so an agreement carried by it loses bits.
+        let tokens = model.tokens.as_ref().expect("name parts learned");
+        assert!(tokens.agreement > 0.0 && tokens.agreement < 1.0);
+        let (common, share) = tokens
+            .shares
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .expect("a listed part");
+        assert!(*share > tokens.agreement, "{common} {share}");
+        assert!(table.contains(&format!("  {common}")), "{table}");
         assert!(table.contains("same spelling variant"));
         assert_eq!(version(&text).len(), 16);
         let _ = std::fs::remove_dir_all(dir);

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use dtks_domain::linkage::{Decision, Field, Model, Record, Thresholds, Vector, compare};
+use dtks_domain::linkage::{Decision, Field, LEVELS, Model, Record, Thresholds, Vector, compare};
 use dtks_proto::common::v1 as pb;
 use serde_json::{Value, json};
 
@@ -362,14 +362,22 @@ pub fn prior(how: &Retrieval) -> f64 {
 /// candidate's name exactly (its term frequency): an exact agreement on it weighs
 /// `log2(m / share)` instead of the model's average, so that agreeing on a common name
 /// ("Siti Aminah") says less than agreeing on a rare one.
+///
+/// `common_part_bits`, when the model knows the registry's name parts
+/// ([`dtks_domain::linkage::TokenShares::common_part_bits`]), is what an agreement carried by common parts
+/// loses: applied to every agreeing name level that `name_share` does not already
+/// weigh, so that "Siti" agreeing with "Siti Aminah" says less than "Wulandari" with
+/// "Wulandari Putri".
 pub fn odds(
     model: &Model,
     village: &str,
     v: &Vector,
     how: &Retrieval,
     name_share: Option<f64>,
+    common_part_bits: Option<f64>,
 ) -> f64 {
     let mut odds = prior(how);
+    let disagreeing = LEVELS[Field::Name as usize].len() as u8 - 1;
     for f in dtks_domain::linkage::FIELDS {
         let level = v[f as usize];
         if how.fixed.contains(&f) || level == dtks_domain::linkage::NULL {
@@ -383,6 +391,10 @@ pub fn odds(
             // Levels are ordered, best first: a lesser agreement is never stronger
             // evidence than the best (a level random pairs never showed would otherwise
             // weigh without bound).
+            (Field::Name, level, _) if level < disagreeing => {
+                model.field_weight(f, level).min(model.field_weight(f, 0))
+                    + common_part_bits.unwrap_or(0.0)
+            }
             _ => model.field_weight(f, level).min(model.field_weight(f, 0)),
         };
     }
@@ -428,7 +440,8 @@ pub fn decide(
     let mut scored: Vec<(f64, RegistryPerson, String, bool)> = candidates
         .into_iter()
         .filter_map(|c| {
-            let v = compare(person, &registry_record(&c.person));
+            let candidate = registry_record(&c.person);
+            let v = compare(person, &candidate);
             let how = c.found.iter().min_by_key(|r| r.total)?;
             let born_apart = v[Field::BirthDate as usize] == BIRTH_DATE_DIFFERENT;
             // The name search of the regency found this candidate: the name as written is
@@ -439,7 +452,11 @@ pub fn decide(
                     .map(|(population, r)| {
                         r.total.max(1) as f64 / population.max(r.total).max(1) as f64
                     });
-            let odds = odds(model, village, &v, how, name_share);
+            let common_part_bits = model
+                .tokens
+                .as_ref()
+                .and_then(|t| t.common_part_bits(&person.name, &candidate.name));
+            let odds = odds(model, village, &v, how, name_share, common_part_bits);
             Some((odds, c.person, model.explain(&v), born_apart))
         })
         .collect();
@@ -488,6 +505,7 @@ pub type SharedModel = Arc<Model>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dtks_domain::linkage::TokenShares;
 
     fn registry(nik: &str, name: &str, born: &str, sex: &str) -> RegistryPerson {
         RegistryPerson {
@@ -670,12 +688,53 @@ mod tests {
             &registry_record(&siti),
         );
         let how = by_birth(&siti, 3).found[0];
-        let common = odds(&model, VILLAGE, &v, &how, Some(2_000.0 / 400_000.0));
-        let average = odds(&model, VILLAGE, &v, &how, None);
-        let rare = odds(&model, VILLAGE, &v, &how, Some(1.0 / 400_000.0));
+        let common = odds(&model, VILLAGE, &v, &how, Some(2_000.0 / 400_000.0), None);
+        let average = odds(&model, VILLAGE, &v, &how, None, None);
+        let rare = odds(&model, VILLAGE, &v, &how, Some(1.0 / 400_000.0), None);
         assert!(
             common < average - 1.0 && average < rare - 1.0,
             "{common} {average} {rare}"
+        );
+        // Name parts: "Siti" written alone agrees with "Siti Aminah" by one part; where
+        // the registry's parts say SITI is one in twenty, that agreement loses bits,
+        // and a rare part's does not.
+        let mut with_parts = model.clone();
+        with_parts.tokens = Some(TokenShares {
+            shares: [("SITI".to_owned(), 0.05)].into(),
+            agreement: 0.002,
+            rare: 1e-5,
+        });
+        let alone = proposed("Siti", (1984, 8, 17), 2);
+        let partial = compare(&alone, &registry_record(&siti));
+        assert!(partial[Field::Name as usize] > 0, "{partial:?}");
+        let bits = with_parts
+            .tokens
+            .as_ref()
+            .and_then(|t| t.common_part_bits(&alone.name, &registry_record(&siti).name));
+        assert!(bits.is_some_and(|b| b < -4.0), "{bits:?}");
+        let aminah = proposed("Aminah", (1984, 8, 17), 2);
+        let rare_bits = with_parts
+            .tokens
+            .as_ref()
+            .and_then(|t| t.common_part_bits(&aminah.name, &registry_record(&siti).name));
+        assert_eq!(rare_bits, Some(0.0));
+        let found_by_birth = by_birth(&siti, 3);
+        let probability = |model: &Model| match decide(
+            model,
+            &alone,
+            VILLAGE,
+            vec![found_by_birth.clone()],
+            Thresholds::default(),
+            None,
+        ) {
+            Linked::Link { probability, .. } | Linked::Review { probability, .. } => probability,
+            Linked::None => 0.0,
+        };
+        assert!(
+            probability(&with_parts) < probability(&model),
+            "{} {}",
+            probability(&with_parts),
+            probability(&model)
         );
         // Through decide: found by the regency's name search too, which counted how
         // many bear the name.

@@ -383,6 +383,70 @@ pub struct Model {
     pub m: [Vec<f64>; 4],
     /// P(level | non-match), per field and level.
     pub u: [Vec<f64>; 4],
+    /// How common each name part is in the registry the model was learned from, for
+    /// term-frequency adjustments (absent from models learned before them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenShares>,
+}
+
+/// The registry's name parts by frequency (Splink's term-frequency table, for parts):
+/// the share of every part common enough to be listed; a part not listed is rarer than
+/// `rare`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TokenShares {
+    /// Part → its share of all parts written in the registry.
+    pub shares: std::collections::BTreeMap<String, f64>,
+    /// The chance that a part of one random person equals a part of another: Σ share²
+    /// over every part, listed or not — the u of an agreement on a part, on average.
+    pub agreement: f64,
+    /// The share under which parts are not listed.
+    pub rare: f64,
+}
+
+impl TokenShares {
+    /// Counts the parts of `names` (canonical tokens, as linkage compares them); lists
+    /// those whose share is at least `floor`.
+    pub fn learn<'a>(names: impl IntoIterator<Item = &'a NameKey>, floor: f64) -> Self {
+        let mut counts: HashMap<&str, u64> = HashMap::new();
+        let mut total = 0u64;
+        for name in names {
+            for token in &name.tokens {
+                *counts.entry(token.as_str()).or_default() += 1;
+                total += 1;
+            }
+        }
+        let total = total.max(1) as f64;
+        let agreement = counts.values().map(|&n| (n as f64 / total).powi(2)).sum();
+        let shares = counts
+            .into_iter()
+            .map(|(t, n)| (t.to_owned(), n as f64 / total))
+            .filter(|(_, share)| *share >= floor)
+            .collect();
+        Self {
+            shares,
+            agreement,
+            rare: floor,
+        }
+    }
+
+    /// A part's share (a part not listed counts as `rare`).
+    pub fn share(&self, token: &str) -> f64 {
+        self.shares.get(token).copied().unwrap_or(self.rare)
+    }
+
+    /// The bits an agreement on `a` and `b` loses for being carried by common parts: the
+    /// rarest part the two share, held against the average agreement, never more than
+    /// zero (a rare part adds nothing beyond the level's own weight). `None` when they
+    /// share no part.
+    pub fn common_part_bits(&self, a: &NameKey, b: &NameKey) -> Option<f64> {
+        let rarest = a
+            .tokens
+            .iter()
+            .filter(|t| b.tokens.contains(t))
+            .map(|t| self.share(t))
+            .min_by(f64::total_cmp)?;
+        Some((self.agreement / rarest.max(1e-12)).log2().min(0.0))
+    }
 }
 
 const FLOOR: f64 = 1e-6;
@@ -426,7 +490,12 @@ impl Model {
             let guess: Vec<f64> = (0..levels).map(|l| 0.5f64.powi(l as i32 * 2 + 1)).collect();
             normalised(&guess)
         });
-        Self { lambda: 0.01, m, u }
+        Self {
+            lambda: 0.01,
+            m,
+            u,
+            tokens: None,
+        }
     }
 
     /// m straight from labelled matches — pairs known to be the same person because

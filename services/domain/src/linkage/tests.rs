@@ -292,3 +292,35 @@ fn blocking_key_hashes_tell_parts_rules_and_bytes_apart() {
         assert_ne!(h(0, &[&v]) >> 48, base >> 48);
     }
 }
+
+#[test]
+fn a_common_name_part_agreeing_loses_bits_and_a_rare_one_loses_none() {
+    use super::TokenShares;
+    use super::names::NameKey;
+    let mut names: Vec<NameKey> = Vec::new();
+    for i in 0..200 {
+        let (a, b) = ((b'a' + (i / 26) as u8) as char, (b'a' + (i % 26) as u8) as char);
+        names.push(NameKey::new(&format!("Siti Rahma{a}{b}")));
+    }
+    names.push(NameKey::new("Siti Wulandari"));
+    let tokens = TokenShares::learn(&names, 0.003);
+    // "SITI" is half of all parts; each other part one in 402, under the floor.
+    assert!((tokens.share("SITI") - 201.0 / 402.0).abs() < 1e-9);
+    assert_eq!(tokens.shares.len(), 1);
+    assert_eq!(tokens.share("WULANDARI"), 0.003);
+    let siti = tokens
+        .common_part_bits(
+            &NameKey::new("Siti Aminah"),
+            &NameKey::new("Siti Wulandari"),
+        )
+        .expect("they share SITI");
+    assert!(siti < -0.9, "{siti}");
+    let rare = tokens
+        .common_part_bits(&NameKey::new("Siti Wulandari"), &NameKey::new("Wulandari"))
+        .expect("they share WULANDARI");
+    assert_eq!(rare, 0.0);
+    assert_eq!(
+        tokens.common_part_bits(&NameKey::new("Asep"), &NameKey::new("Budi")),
+        None
+    );
+}
