@@ -71,6 +71,28 @@ pub struct Found {
     pub totals: Vec<u64>,
 }
 
+impl Found {
+    /// What the queries numbered `keep` found, renumbered in `keep`'s order, as if only
+    /// they had been asked.
+    pub fn only(&self, keep: &[usize]) -> Found {
+        let renumber = |q: &usize| keep.iter().position(|k| k == q);
+        Found {
+            persons: self
+                .persons
+                .iter()
+                .filter_map(|(person, by)| {
+                    let by: Vec<usize> = by.iter().filter_map(renumber).collect();
+                    (!by.is_empty()).then(|| (person.clone(), by))
+                })
+                .collect(),
+            totals: keep
+                .iter()
+                .map(|q| self.totals.get(*q).copied().unwrap_or(0))
+                .collect(),
+        }
+    }
+}
+
 /// Consecutive failures and, when open, until when requests fail fast.
 #[derive(Debug, Default)]
 pub struct Breaker {

@@ -24,6 +24,18 @@ pub fn cache_key(nik: &str) -> anyhow::Result<String> {
     Cache::personal_key("dci:nik", nik)
 }
 
+/// When a person's candidate searches are asked (*jadwal pencarian*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// The exact searches first, the wide ones only for whom they did not link: fewer
+    /// searches (waves, households).
+    Rounds,
+    /// Every search in one registry message, the wide answers used only for whom the
+    /// exact ones did not link: one round trip fewer for the persons that take longest
+    /// (a single person, where latency counts).
+    AtOnce,
+}
+
 #[derive(Clone)]
 pub struct Matcher {
     pub registry: DciRegistry,
@@ -262,6 +274,16 @@ impl Matcher {
         &self,
         subjects: &[(&pb::Person, &str)],
     ) -> Result<Vec<Assessed>, RegistryError> {
+        self.assess(subjects, Schedule::Rounds).await
+    }
+
+    /// [`Matcher::assess_many`] on the given [`Schedule`]: the same searches decide
+    /// alike on both; only when they are asked differs.
+    pub async fn assess(
+        &self,
+        subjects: &[(&pb::Person, &str)],
+        schedule: Schedule,
+    ) -> Result<Vec<Assessed>, RegistryError> {
         let niks: Vec<String> = subjects.iter().map(|(p, _)| p.nik.clone()).collect();
         let found = self.lookup(&niks).await?;
         let mut out = Vec::with_capacity(subjects.len());
@@ -302,6 +324,22 @@ impl Matcher {
         } else {
             self.populations.of(&self.registry, &regencies).await?
         };
+        // Asked at once: every search of every open person, split by round below.
+        let mut asked: HashMap<usize, (Vec<link::Query>, crate::dci::Found)> = HashMap::new();
+        if schedule == Schedule::AtOnce && !open.is_empty() {
+            let queries: Vec<Vec<link::Query>> = open
+                .iter()
+                .map(|(i, _)| link::candidate_queries(subjects[*i].0, subjects[*i].1))
+                .collect();
+            let groups: Vec<Vec<&[serde_json::Value]>> = queries
+                .iter()
+                .map(|qs| qs.iter().map(|q| q.predicates.as_slice()).collect())
+                .collect();
+            let searched = self.registry.find_candidates_each(&groups).await?;
+            for (((i, _), qs), found) in open.iter().zip(queries).zip(searched) {
+                asked.insert(*i, (qs, found));
+            }
+        }
         for wide in [false, true] {
             let queries: Vec<Vec<link::Query>> = open
                 .iter()
@@ -313,11 +351,23 @@ impl Matcher {
                         .collect()
                 })
                 .collect();
-            let groups: Vec<Vec<&[serde_json::Value]>> = queries
-                .iter()
-                .map(|qs| qs.iter().map(|q| q.predicates.as_slice()).collect())
-                .collect();
-            let searched = self.registry.find_candidates_each(&groups).await?;
+            let searched = if schedule == Schedule::AtOnce {
+                open.iter()
+                    .map(|(i, _)| {
+                        asked.get(i).map_or_else(Default::default, |(qs, found)| {
+                            let keep: Vec<usize> =
+                                (0..qs.len()).filter(|q| qs[*q].wide == wide).collect();
+                            found.only(&keep)
+                        })
+                    })
+                    .collect()
+            } else {
+                let groups: Vec<Vec<&[serde_json::Value]>> = queries
+                    .iter()
+                    .map(|qs| qs.iter().map(|q| q.predicates.as_slice()).collect())
+                    .collect();
+                self.registry.find_candidates_each(&groups).await?
+            };
             let mut still = Vec::new();
             for (((i, mut candidates), qs), found) in open.into_iter().zip(&queries).zip(searched) {
                 link::merge(&mut candidates, link::candidates(qs, found, None));

@@ -595,7 +595,10 @@ impl MatchingService for Api {
         };
         let assessed = self
             .matcher
-            .assess_many(&[(&person, village_code.as_str())])
+            .assess(
+                &[(&person, village_code.as_str())],
+                matcher::Schedule::AtOnce,
+            )
             .await
             .map_err(unavailable)?
             .pop()

@@ -299,7 +299,10 @@ fn a_common_name_part_agreeing_loses_bits_and_a_rare_one_loses_none() {
     use super::names::NameKey;
     let mut names: Vec<NameKey> = Vec::new();
     for i in 0..200 {
-        let (a, b) = ((b'a' + (i / 26) as u8) as char, (b'a' + (i % 26) as u8) as char);
+        let (a, b) = (
+            (b'a' + (i / 26) as u8) as char,
+            (b'a' + (i % 26) as u8) as char,
+        );
         names.push(NameKey::new(&format!("Siti Rahma{a}{b}")));
     }
     names.push(NameKey::new("Siti Wulandari"));
