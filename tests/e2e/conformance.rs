@@ -355,12 +355,15 @@ async fn searches_of_one_shape_answer_together_as_each_alone() -> anyhow::Result
     let mut csv = String::from(
         "nik,kk_number,full_name,birth_place,birth_date,sex,village_code,death_date\n",
     );
+    // (name, regency, birth year) of each person, to count what a search must find.
+    let mut people: Vec<(&str, &str, u32)> = Vec::new();
     for i in 0..40u32 {
         let village = if i % 2 == 0 {
             "32.04.05.2001"
         } else {
             "33.74.01.1001"
         };
+        people.push((names[(i % 5) as usize], &village[..5], 1980 + i % 4));
         let name = names[(i % 5) as usize].replace('"', "\"\"");
         csv.push_str(&format!(
             "32040512038{i:05},3204050505{i:06},\"{name}\",Bandung,{}-03-12,{},{village},\n",
@@ -394,6 +397,7 @@ async fn searches_of_one_shape_answer_together_as_each_alone() -> anyhow::Result
     };
     let term = |name: &str, operator: &str, value: &str| json!({"attribute_name": name, "operator": operator, "attribute_value": value});
     let mut requests = Vec::new();
+    let mut expected: Vec<u64> = Vec::new();
     for (i, part) in ["Siti", "Nur", "\"Ani\"", "Back\\slash", "Nobody"]
         .iter()
         .enumerate()
@@ -405,12 +409,28 @@ async fn searches_of_one_shape_answer_together_as_each_alone() -> anyhow::Result
                 {"expression1": term("birth_date", "ge", "1980-01-01"), "condition": "and",
                  "expression2": term("birth_date", "le", &format!("{}-12-31", 1981 + i % 2))},
             ]);
+            // What it must count: the part among the name's, in the regency, born from
+            // 1980 to the end of its last year.
+            let last = 1981 + i as u32 % 2;
+            expected.push(
+                people
+                    .iter()
+                    .filter(|(name, r, year)| {
+                        *r == regency
+                            && *year <= last
+                            && name
+                                .split_whitespace()
+                                .any(|p| p.eq_ignore_ascii_case(part))
+                    })
+                    .count() as u64,
+            );
             requests.push(json!({
                 "reference_id": format!("{part}-{regency}"), "timestamp": "2026-01-02T03:04:05Z",
                 "search_criteria": {"reg_event_type": "REGISTER", "query_type": "predicate",
                                     "query": query, "pagination": {"page_size": 3}},
             }));
         }
+        expected.push(people.iter().filter(|(n, _, _)| *n == names[i]).count() as u64);
         let query = json!([{"expression1": term("name", "eq", names[i]), "condition": "and",
                             "expression2": term("regency_code", "in", "32.04,33.74")}]);
         requests.push(json!({
@@ -423,7 +443,7 @@ async fn searches_of_one_shape_answer_together_as_each_alone() -> anyhow::Result
     let together = together.as_array().expect("the answers");
     assert_eq!(together.len(), requests.len());
     let mut found = 0;
-    for (request, answer) in requests.into_iter().zip(together) {
+    for ((request, answer), expected) in requests.into_iter().zip(together).zip(expected) {
         let alone = ask(vec![request.clone()]).await?;
         let alone = &alone[0];
         assert_eq!(answer["status"], "succ", "{answer}");
@@ -433,7 +453,9 @@ async fn searches_of_one_shape_answer_together_as_each_alone() -> anyhow::Result
             "{request}"
         );
         assert_eq!(answer["pagination"], alone["pagination"], "{request}");
-        found += answer["pagination"]["total_count"].as_u64().unwrap_or(0);
+        let total = answer["pagination"]["total_count"].as_u64().unwrap_or(0);
+        assert_eq!(total, expected, "{request}");
+        found += total;
     }
     // Searches that find people, some beyond their page: the comparison holds something.
     assert!(found > 40, "{found}");

@@ -255,10 +255,63 @@ impl Param {
     }
 }
 
+/// What every answer of a search must be, read from its conditions joined by `and`:
+/// enough to see a name part sought in one regency over whole birth years.
+#[derive(Debug, Default)]
+struct Facts {
+    part: Option<String>,
+    regency: Option<String>,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+}
+
+impl Facts {
+    fn note(&mut self, term: &Value) {
+        let get = |k: &str| term.get(k).and_then(Value::as_str);
+        let (Some(name), Some(operator), Some(value)) = (
+            get("attribute_name"),
+            get("operator"),
+            get("attribute_value"),
+        ) else {
+            return;
+        };
+        let date = || chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok();
+        match (name, operator) {
+            ("name_part", "eq") => self.part = Some(value.trim().to_uppercase()),
+            ("regency_code", "eq") => self.regency = Some(value.to_owned()),
+            ("birth_date", "ge") => self.from = date(),
+            ("birth_date", "le") => self.to = date(),
+            _ => {}
+        }
+    }
+
+    /// The keys of `person_part_keys` (part, regency, birth year) every answer has one
+    /// of, when the search holds a name part in one regency over at most ten whole
+    /// birth years: a condition the index answers, beside the search's own.
+    fn part_keys(&self) -> Option<Vec<String>> {
+        use chrono::Datelike;
+        let (part, regency, from, to) = (
+            self.part.as_ref()?,
+            self.regency.as_ref()?,
+            self.from?,
+            self.to?,
+        );
+        let whole = from.ordinal() == 1 && to.month() == 12 && to.day() == 31;
+        (whole && (0..10).contains(&(to.year() - from.year())) && !part.is_empty()).then(|| {
+            (from.year()..=to.year())
+                .map(|year| format!("{part}|{regency}|{year}"))
+                .collect()
+        })
+    }
+}
+
 /// A parsed predicate search: SQL conditions with their parameters, and the page.
 #[derive(Debug)]
 pub struct Predicate {
     conditions: Vec<String>,
+    /// A condition an index answers alone that every answer meets: the rows it finds
+    /// are read first, and the conditions held against them.
+    narrow: Option<String>,
     params: Vec<Param>,
     pub page_size: u64,
     pub page_number: u64,
@@ -273,16 +326,27 @@ impl Predicate {
             .ok_or("predicate query must be a non-empty array")?;
         let mut predicate = Predicate {
             conditions: Vec::new(),
+            narrow: None,
             params: Vec::new(),
             page_size: DEFAULT_PAGE_SIZE,
             page_number: 1,
         };
         // Each item is `expression1`, or `expression1 condition expression2` with the
         // condition `and`, `or` or `not` (and not); the items all hold together.
+        let mut facts = Facts::default();
         for term in terms {
             let first = term
                 .get("expression1")
                 .ok_or("each item of a predicate query needs expression1")?;
+            if matches!(
+                term.get("condition").and_then(Value::as_str),
+                None | Some("and")
+            ) {
+                facts.note(first);
+                if let Some(second) = term.get("expression2") {
+                    facts.note(second);
+                }
+            }
             let first = predicate.add(first)?;
             let condition = match term.get("condition").and_then(Value::as_str) {
                 None => first,
@@ -301,6 +365,12 @@ impl Predicate {
                 Some(other) => return Err(format!("condition `{other}` is not and, or or not")),
             };
             predicate.conditions.push(condition);
+        }
+        if let Some(keys) = facts.part_keys() {
+            let p = predicate.bind(Param::Texts(keys));
+            predicate.narrow = Some(format!(
+                "person_part_keys(full_name, village_code, birth_date) && {p}"
+            ));
         }
         if let Some(page) = criteria.get("pagination") {
             let number = |name: &str, default: u64| {
@@ -430,21 +500,39 @@ impl Predicate {
     /// What searches answered by one statement share: the conditions and the page.
     pub fn shape(&self) -> (String, u64, u64) {
         (
-            self.conditions.join(" AND "),
+            format!("{} {:?}", self.conditions.join(" AND "), self.narrow),
             self.page_size,
             self.page_number,
         )
     }
 
-    /// The conditions with each bound value read from the row `q` of a statement that
-    /// answers many searches of this shape.
-    fn filter_from_rows(&self) -> String {
-        let mut filter = self.conditions.join(" AND ");
+    /// `sql` with each bound value read from the row `q` of a statement that answers
+    /// many searches of this shape.
+    fn from_rows(&self, sql: &str) -> String {
+        let mut sql = sql.to_owned();
         // From the last: `$12` must not be read as `$1` followed by `2`.
         for (k, param) in self.params.iter().enumerate().rev() {
-            filter = filter.replace(&format!("${}", k + 1), &param.in_row(k));
+            sql = sql.replace(&format!("${}", k + 1), &param.in_row(k));
         }
-        filter
+        sql
+    }
+
+    /// The matching rows, for a search's `FROM`: its conditions held against the table,
+    /// or against what `narrow` found first (fenced, so that the planner reads that one
+    /// index and not the others the conditions could use); then fenced again, so that
+    /// the page is taken after the filter instead of by walking the table in NIK order.
+    fn matching(&self, each: impl Fn(&str) -> String) -> String {
+        let source = match &self.narrow {
+            Some(narrow) => format!(
+                "(SELECT * FROM persons WHERE {} OFFSET 0) persons",
+                each(narrow)
+            ),
+            None => "persons".to_owned(),
+        };
+        format!(
+            "(SELECT * FROM {source} WHERE {} OFFSET 0) persons",
+            each(&self.conditions.join(" AND "))
+        )
     }
 
     /// Answers searches of one shape ([`Predicate::shape`]) with one statement: each
@@ -473,9 +561,9 @@ impl Predicate {
                 &format!(
                     "SELECT q.i, r.* FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q (params, i)
                      CROSS JOIN LATERAL (
-                       SELECT {COLUMNS}, count(*) OVER () AS total FROM persons WHERE {}
+                       SELECT {COLUMNS}, count(*) OVER () AS total FROM {}
                        ORDER BY nik LIMIT {}) r",
-                    first.filter_from_rows(),
+                    first.matching(|sql| first.from_rows(sql)),
                     first.page_size
                 ),
                 [rows_of.into()],
@@ -495,7 +583,7 @@ impl Predicate {
 
     /// One page of matching records, and how many match in all.
     pub async fn run(&self, db: &DatabaseConnection) -> Result<(Vec<Value>, u64), sea_orm::DbErr> {
-        let filter = self.conditions.join(" AND ");
+        let matching = self.matching(str::to_owned);
         let offset = self
             .page_number
             .saturating_sub(1)
@@ -503,7 +591,7 @@ impl Predicate {
         let rows = db
             .query_all_raw(stmt(
                 &format!(
-                    "SELECT {COLUMNS}, count(*) OVER () AS total FROM persons WHERE {filter}
+                    "SELECT {COLUMNS}, count(*) OVER () AS total FROM {matching}
                      ORDER BY nik LIMIT {} OFFSET {offset}",
                     self.page_size
                 ),
@@ -516,7 +604,7 @@ impl Predicate {
             None if self.page_number > 1 => {
                 let row = db
                     .query_one_raw(stmt(
-                        &format!("SELECT count(*) AS total FROM persons WHERE {filter}"),
+                        &format!("SELECT count(*) AS total FROM {matching}"),
                         self.params.iter().map(Param::sql).collect::<Vec<_>>(),
                     ))
                     .await?;
@@ -591,6 +679,48 @@ mod tests {
         }))
         .expect_err("page too large");
         assert!(error.contains("at most 100"), "{error}");
+    }
+
+    /// A name part sought in one regency over whole birth years also carries the keys
+    /// its index answers; the same search over part of a year, or joined by `or`, not.
+    #[test]
+    fn a_name_part_in_a_regency_over_whole_years_is_keyed_for_its_index() {
+        let term = |name: &str, operator: &str, value: &str| json!({"attribute_name": name, "operator": operator, "attribute_value": value});
+        let search = |joined: &str, to: &str| {
+            Predicate::parse(&json!({"query": [
+                {"expression1": term("name_part", "eq", "Siti"), "condition": joined,
+                 "expression2": term("regency_code", "eq", "32.04")},
+                {"expression1": term("birth_date", "ge", "1983-01-01"), "condition": "and",
+                 "expression2": term("birth_date", "le", to)},
+            ]}))
+            .expect("parses")
+        };
+        let keyed = search("and", "1985-12-31");
+        assert_eq!(keyed.conditions.len(), 2);
+        assert!(
+            keyed
+                .narrow
+                .as_ref()
+                .is_some_and(|n| n.starts_with("person_part_keys("))
+        );
+        assert_eq!(
+            keyed.params.last(),
+            Some(&Param::Texts(vec![
+                "SITI|32.04|1983".into(),
+                "SITI|32.04|1984".into(),
+                "SITI|32.04|1985".into()
+            ]))
+        );
+        assert!(search("and", "1985-06-30").narrow.is_none());
+        assert!(search("or", "1985-12-31").narrow.is_none());
+        // Many searches of this shape read their values from rows, the last as keys,
+        // which narrow the rows before the other conditions are held against them.
+        let rows = keyed.matching(|sql| keyed.from_rows(sql));
+        assert!(
+            rows.starts_with("(SELECT * FROM (SELECT * FROM persons WHERE person_part_keys(full_name, village_code, birth_date) && (q.params->>4)::text[] OFFSET 0) persons WHERE "),
+            "{rows}"
+        );
+        assert!(!rows.contains('$'), "{rows}");
     }
 
     /// Finding 3: page number 2^63 overflowed the offset and panicked the handler; 10^17

@@ -171,51 +171,63 @@ pub fn exact(
 /// Persons per regency in the civil registry, each counted at most once an hour: the
 /// denominator of a name's frequency ([`link::odds`]).
 #[derive(Clone, Default)]
-pub struct Populations(
-    std::sync::Arc<std::sync::Mutex<HashMap<String, (u64, std::time::Instant)>>>,
-);
+pub struct Populations {
+    known: std::sync::Arc<std::sync::Mutex<HashMap<String, (u64, std::time::Instant)>>>,
+    /// Held while counting: callers that find the same regencies missing wait for one
+    /// count instead of asking for their own.
+    counting: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
 
 /// How long a regency's count is used before it is counted again.
 const POPULATION_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Populations {
-    /// The population of each of `regencies`, counted by the registry where not known.
+    /// The known, still fresh counts of `regencies`, and the regencies without one.
+    fn split(&self, regencies: &[String]) -> (HashMap<String, u64>, Vec<String>) {
+        let now = std::time::Instant::now();
+        let mut known = HashMap::new();
+        let mut missing = Vec::new();
+        let held = self.known.lock().expect("populations");
+        for regency in regencies {
+            match held.get(regency) {
+                Some((n, at)) if now.duration_since(*at) < POPULATION_TTL => {
+                    known.insert(regency.clone(), *n);
+                }
+                _ => missing.push(regency.clone()),
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        (known, missing)
+    }
+
+    /// The population of each of `regencies`, counted by the registry where not known:
+    /// one regency a message (a count reads the whole regency), at once.
     pub async fn of(
         &self,
         registry: &DciRegistry,
         regencies: &[String],
     ) -> Result<HashMap<String, u64>, RegistryError> {
-        let now = std::time::Instant::now();
-        let mut known = HashMap::new();
-        let mut missing = Vec::new();
-        {
-            let held = self.0.lock().expect("populations");
-            for regency in regencies {
-                match held.get(regency) {
-                    Some((n, at)) if now.duration_since(*at) < POPULATION_TTL => {
-                        known.insert(regency.clone(), *n);
-                    }
-                    _ => missing.push(regency.clone()),
-                }
-            }
+        let (known, missing) = self.split(regencies);
+        if missing.is_empty() {
+            return Ok(known);
         }
-        missing.sort();
-        missing.dedup();
-        if !missing.is_empty() {
-            let queries: Vec<Vec<serde_json::Value>> = missing
-                .iter()
-                .map(|r| {
-                    vec![serde_json::json!({
-                        "attribute_name": "regency_code", "operator": "eq", "attribute_value": r
-                    })]
-                })
-                .collect();
-            let totals = registry.totals(&queries).await?;
-            let mut held = self.0.lock().expect("populations");
-            for (regency, n) in missing.into_iter().zip(totals) {
-                held.insert(regency.clone(), (n, now));
-                known.insert(regency, n);
-            }
+        let _turn = self.counting.lock().await;
+        // Counted while this caller waited for its turn?
+        let (mut known, missing) = self.split(regencies);
+        let counts = futures::future::try_join_all(missing.iter().map(|r| {
+            let query = vec![serde_json::json!({
+                "attribute_name": "regency_code", "operator": "eq", "attribute_value": r
+            })];
+            async move { registry.totals(&[query]).await }
+        }))
+        .await?;
+        let now = std::time::Instant::now();
+        let mut held = self.known.lock().expect("populations");
+        for (regency, n) in missing.into_iter().zip(counts) {
+            let n = n.first().copied().unwrap_or(0);
+            held.insert(regency.clone(), (n, now));
+            known.insert(regency, n);
         }
         Ok(known)
     }
