@@ -143,6 +143,11 @@ pub const BATCH: usize = 100;
 /// Messages to the registry in flight at once for one caller (a wave, a household).
 pub const IN_FLIGHT: usize = 4;
 
+/// Messages to the registry in flight at once from this process, whoever asks: beyond
+/// it a message waits here, before its timeout starts, instead of in the registry's
+/// queue, where a busy registry would let every message of a wave run out of time.
+pub const PROCESS_IN_FLIGHT: usize = 4;
+
 /// Candidates asked for per predicate search.
 pub const CANDIDATES_PER_QUERY: u64 = 50;
 
@@ -168,6 +173,8 @@ pub struct DciRegistry {
     registry_id: String,
     /// Search requests sent so far (each request of a message counted).
     sent: Arc<std::sync::atomic::AtomicU64>,
+    /// Turns at the registry ([`PROCESS_IN_FLIGHT`]).
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl DciRegistry {
@@ -195,6 +202,7 @@ impl DciRegistry {
             waiters: Arc::default(),
             registry_id: config.registry_id.clone(),
             sent: Arc::default(),
+            turns: Arc::new(tokio::sync::Semaphore::new(PROCESS_IN_FLIGHT)),
         })
     }
 
@@ -406,6 +414,11 @@ impl DciRegistry {
     }
 
     async fn search_once(&self, requests: &[Value]) -> Result<Vec<Value>, RegistryError> {
+        let _turn = self
+            .turns
+            .acquire()
+            .await
+            .map_err(|_| RegistryError::Open)?;
         self.sent
             .fetch_add(requests.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let transaction_id = uuid::Uuid::new_v4().to_string();
