@@ -6,7 +6,7 @@
 //! head as a checkpoint to keep.
 
 use clap::Args as ClapArgs;
-use sea_orm::Database;
+use sea_orm::{AccessMode, Database, IsolationLevel, TransactionTrait};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -49,7 +49,16 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         .transpose()
         .map_err(|_| anyhow::anyhow!("--public-key is hex"))?;
     let db = Database::connect(&args.database_url).await?;
-    let log = dtks_platform::audit::read(&db, &args.service).await?;
+    // One snapshot for every table read: a sequencer round committed between reading the
+    // leaves and the heads would otherwise look like a log cut short.
+    let snapshot = db
+        .begin_with_config(
+            Some(IsolationLevel::RepeatableRead),
+            Some(AccessMode::ReadOnly),
+        )
+        .await?;
+    let log = dtks_platform::audit::read(&snapshot, &args.service).await?;
+    snapshot.rollback().await?;
     let service = &args.service;
     match dtks_platform::audit::verify(&log, key.as_deref(), kept) {
         Ok(verified) => {
