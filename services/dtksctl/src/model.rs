@@ -167,16 +167,15 @@ fn train(
     let linker = Linker::new(&left);
     let mut candidates = Candidates::default();
     let mut sample = Vec::new();
+    // Every spelling the registry holds, once per person who writes it.
+    let mut registry_names: Vec<Arc<NameKey>> = Vec::new();
     let mut rows = csv::Reader::from_path(registry)?;
     for (i, row) in rows.records().enumerate() {
         let row = row?;
-        let record = Record::with_name(
-            name(&row[2]),
-            date(&row[4]),
-            row[5].parse().ok(),
-            Some(&row[6]),
-        )
-        .labelled(Some(&row[0]));
+        let key = name(&row[2]);
+        registry_names.push(key.clone());
+        let record = Record::with_name(key, date(&row[4]), row[5].parse().ok(), Some(&row[6]))
+            .labelled(Some(&row[0]));
         linker.probe(i as u32, &record, &mut candidates);
         // One registry person in 50 for the random pairs u is learned from.
         if i % 50 == 0 {
@@ -185,12 +184,6 @@ fn train(
     }
     let random = batch::random_patterns(&sample, 1_000_000, 2026, 2);
     let mut model = candidates.train(&random, 100);
-    // Every spelling the registry holds, once per person who writes it.
-    let mut registry_names: Vec<Arc<NameKey>> = Vec::new();
-    let mut rows = csv::Reader::from_path(registry)?;
-    for row in rows.records() {
-        registry_names.push(name(&row?[2]));
-    }
     model.tokens = Some(TokenShares::learn(
         registry_names.iter().map(|n| n.as_ref()),
         TOKEN_FLOOR,

@@ -134,13 +134,17 @@ const APPEND: &str = "WITH entry AS (
        VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
      INSERT INTO audit_queue (entry_id) SELECT id FROM entry";
 
+/// Now, to the microsecond the database keeps (so that a hash over it verifies against
+/// the row).
+fn now_micros() -> DateTime<Utc> {
+    let now = crate::clock::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
 fn append_values(actor: &str, role: &str, action: &str, records: &[String]) -> [Value; 6] {
     let (request_id, _) = crate::telemetry::current_trace_context();
-    // Microseconds: what the database keeps, so the leaf hash verifies against the row.
-    let now = crate::clock::now();
-    let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
     [
-        at.into(),
+        now_micros().into(),
         actor.into(),
         role.into(),
         action.into(),
@@ -180,10 +184,8 @@ pub async fn record_sqlx(
     records: &[String],
 ) -> Result<(), sqlx::Error> {
     let (request_id, _) = crate::telemetry::current_trace_context();
-    let now = crate::clock::now();
-    let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
     sqlx::query(APPEND)
-        .bind(at)
+        .bind(now_micros())
         .bind(actor)
         .bind(role)
         .bind(action)
@@ -356,8 +358,7 @@ pub async fn integrate(db: &DatabaseConnection, signer: &Signer) -> Result<u64, 
     ))
     .await?;
     let root = frontier.root();
-    let now = crate::clock::now();
-    let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    let at = now_micros();
     let roots: Vec<Vec<u8>> = frontier.roots.iter().map(|h| h.to_vec()).collect();
     txn.execute_raw(stmt(
         "INSERT INTO audit_head (tree_size, root, at, public_key, signature, frontier)
@@ -669,25 +670,6 @@ pub async fn read<C: ConnectionTrait>(conn: &C, schema: &str) -> Result<Log, DbE
         queued,
         dropped,
     })
-}
-
-/// The newest signed head of a service's log, if it has one (its schema on `conn`).
-pub async fn newest_head<C: ConnectionTrait>(conn: &C) -> Result<Option<(u64, Hash)>, DbErr> {
-    let Some(r) = conn
-        .query_one_raw(stmt(
-            "SELECT tree_size, root FROM audit_head ORDER BY tree_size DESC LIMIT 1",
-            [],
-        ))
-        .await?
-    else {
-        return Ok(None);
-    };
-    let root: Vec<u8> = r.try_get("", "root")?;
-    Ok(Some((
-        r.try_get::<i64>("", "tree_size")?.max(0) as u64,
-        root.try_into()
-            .map_err(|_| DbErr::Custom("a tree head's root is not 32 bytes".into()))?,
-    )))
 }
 
 #[cfg(test)]
