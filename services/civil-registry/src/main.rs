@@ -133,9 +133,12 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(events::notifier(registry.clone()));
             tokio::spawn(transactions::expire(registry.db.clone()));
             let shutdown = dtks_platform::shutdown::Shutdown::on_signals();
-            axum::serve(listener, dci::router(registry))
-                .with_graceful_shutdown(shutdown.wait())
-                .await?;
+            axum::serve(
+                dtks_platform::dci::no_delay(listener),
+                dci::router(registry),
+            )
+            .with_graceful_shutdown(shutdown.wait())
+            .await?;
             Ok(())
         }
         Some(other) => anyhow::bail!("unknown command `{other}`; use migrate, load FILE or serve"),

@@ -449,10 +449,15 @@ impl DciRegistry {
                 .verify(&response)
                 .map_err(|e| RegistryError::Malformed(format!("answer {e}")))?;
         }
-        let answers = response
-            .pointer("/message/search_response")
-            .and_then(Value::as_array)
-            .ok_or_else(|| RegistryError::Malformed("no message.search_response".into()))?;
+        let mut response = response;
+        let answers = match response.pointer_mut("/message/search_response") {
+            Some(Value::Array(answers)) => std::mem::take(answers),
+            _ => {
+                return Err(RegistryError::Malformed(
+                    "no message.search_response".into(),
+                ));
+            }
+        };
         if answers.len() != requests.len() {
             return Err(RegistryError::Malformed(format!(
                 "{} answers to {} requests",
@@ -460,7 +465,7 @@ impl DciRegistry {
                 requests.len()
             )));
         }
-        for answer in answers {
+        for answer in &answers {
             if answer.get("status").and_then(Value::as_str) != Some("succ") {
                 return Err(RegistryError::Malformed(format!(
                     "search refused: {}",
@@ -471,7 +476,7 @@ impl DciRegistry {
                 )));
             }
         }
-        Ok(answers.clone())
+        Ok(answers)
     }
 
     /// Sends an asynchronous search and waits for its answer on the callback.

@@ -507,7 +507,10 @@ pub async fn settle(
         .filter_map(|a| a.nik.as_deref())
         .chain(born.iter().map(String::as_str))
         .collect();
-    index::lock(txn, &mut keys).await?;
+    // A look that writes nothing (MatchPerson) needs no turn.
+    if write {
+        index::lock(txn, &mut keys).await?;
+    }
     let mut indexed = std::collections::HashSet::new();
     let mut results = Vec::with_capacity(assessed.len());
     for ((fi, mi, p), a) in persons(household).zip(&assessed) {

@@ -138,7 +138,7 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         tracing::info!(addr = %listener.local_addr()?, "DCI callbacks listening");
         let shutdown = ctx.shutdown.clone();
         tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, callbacks)
+            if let Err(error) = axum::serve(dtks_platform::dci::no_delay(listener), callbacks)
                 .with_graceful_shutdown(shutdown.wait())
                 .await
             {
