@@ -287,10 +287,18 @@ pub fn candidates(
 
 /// `more` joined into `candidates`: a person found again keeps every way they were found.
 pub fn merge(candidates: &mut Vec<Candidate>, more: Vec<Candidate>) {
+    let mut at: std::collections::HashMap<String, usize> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.person.nik.clone(), i))
+        .collect();
     for c in more {
-        match candidates.iter_mut().find(|k| k.person.nik == c.person.nik) {
-            Some(k) => k.found.extend(c.found),
-            None => candidates.push(c),
+        match at.get(&c.person.nik) {
+            Some(&i) => candidates[i].found.extend(c.found),
+            None => {
+                at.insert(c.person.nik.clone(), candidates.len());
+                candidates.push(c);
+            }
         }
     }
 }
@@ -433,12 +441,12 @@ pub fn decide(
     model: &Model,
     person: &Record,
     village: &str,
-    candidates: Vec<Candidate>,
+    candidates: &[Candidate],
     thresholds: Thresholds,
     population: Option<u64>,
 ) -> Linked {
-    let mut scored: Vec<(f64, RegistryPerson, String, bool)> = candidates
-        .into_iter()
+    let mut scored: Vec<(f64, &Candidate, Vector, bool)> = candidates
+        .iter()
         .filter_map(|c| {
             let candidate = registry_record(&c.person);
             let v = compare(person, &candidate);
@@ -457,14 +465,15 @@ pub fn decide(
                 .as_ref()
                 .and_then(|t| t.common_part_bits(&person.name, &candidate.name));
             let odds = odds(model, village, &v, how, name_share, common_part_bits);
-            Some((odds, c.person, model.explain(&v), born_apart))
+            Some((odds, c, v, born_apart))
         })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut ranked = scored.into_iter();
-    let Some((odds, best, explanation, born_apart)) = ranked.next() else {
+    let Some((odds, best, v, born_apart)) = ranked.next() else {
         return Linked::None;
     };
+    let best = best.person.clone();
     let probability = dtks_domain::linkage::probability_of_odds(odds);
     let runner_up = ranked.next().map(|(o, _, _, _)| o);
     match thresholds.decide(probability) {
@@ -476,6 +485,7 @@ pub fn decide(
             }
         }
         decision => {
+            let explanation = model.explain(&v);
             let reason = if decision == Decision::Link && born_apart {
                 format!(
                     "name and place agree but the birth date is wholly different: a namesake, or the same person with a wrong date; {explanation}"
@@ -576,7 +586,7 @@ mod tests {
             &model,
             &proposed("Asep Sunandar", (1980, 3, 12), 1),
             VILLAGE,
-            vec![by_birth(&asep, 1)],
+            &[by_birth(&asep, 1)],
             t,
             None,
         );
@@ -589,7 +599,7 @@ mod tests {
             &model,
             &proposed("Asep Sunanda", (1980, 3, 12), 1),
             VILLAGE,
-            vec![by_birth(&asep, 1)],
+            &[by_birth(&asep, 1)],
             t,
             None,
         );
@@ -601,7 +611,7 @@ mod tests {
                 &model,
                 &proposed("Asep Sunandar", (1965, 7, 15), 1),
                 VILLAGE,
-                vec![by_birth(&ujang, 1)],
+                &[by_birth(&ujang, 1)],
                 t,
                 None
             ),
@@ -612,7 +622,7 @@ mod tests {
                 &model,
                 &proposed("Asep", (1980, 3, 12), 1),
                 VILLAGE,
-                vec![],
+                &[],
                 t,
                 None
             ),
@@ -625,7 +635,7 @@ mod tests {
             &model,
             &proposed("Asep Sunandar", (1980, 3, 12), 1),
             VILLAGE,
-            vec![by_birth(&asep, 2), by_birth(&twin, 2)],
+            &[by_birth(&asep, 2), by_birth(&twin, 2)],
             t,
             None,
         );
@@ -645,7 +655,7 @@ mod tests {
             &model,
             &proposed("Asep Sunandar", (2001, 9, 30), 1),
             VILLAGE,
-            vec![by_name(&elder, 1)],
+            &[by_name(&elder, 1)],
             t,
             None,
         );
@@ -658,7 +668,7 @@ mod tests {
             &model,
             &proposed("Agus Santoso", (1978, 5, 22), 1),
             VILLAGE,
-            vec![by_name(&elsewhere, 1)],
+            &[by_name(&elsewhere, 1)],
             t,
             None,
         );
@@ -669,7 +679,7 @@ mod tests {
             &model,
             &proposed("Agus Santoso", (1978, 5, 22), 1),
             VILLAGE,
-            vec![by_name(&here, 1)],
+            &[by_name(&here, 1)],
             t,
             None,
         );
@@ -723,7 +733,7 @@ mod tests {
             model,
             &alone,
             VILLAGE,
-            vec![found_by_birth.clone()],
+            &[found_by_birth.clone()],
             Thresholds::default(),
             None,
         ) {
@@ -743,8 +753,7 @@ mod tests {
         let person = proposed("Siti Aminah", (1984, 8, 17), 2);
         let t = Thresholds::default();
         let probability =
-            |population| match decide(&model, &person, VILLAGE, vec![found.clone()], t, population)
-            {
+            |population| match decide(&model, &person, VILLAGE, &[found.clone()], t, population) {
                 Linked::Link { probability, .. } | Linked::Review { probability, .. } => {
                     probability
                 }

@@ -390,7 +390,7 @@ impl Matcher {
                     &self.model,
                     &person,
                     village,
-                    candidates.clone(),
+                    &candidates,
                     Thresholds::default(),
                     population,
                 );
