@@ -110,18 +110,6 @@ pub async fn answer(
         .filter_map(|r| nik_of(r.get("search_criteria")?))
         .map(str::to_owned)
         .collect();
-    let mut by_nik: HashMap<String, Value> = HashMap::new();
-    if !niks.is_empty() {
-        let rows = db
-            .query_all_raw(stmt(
-                &format!("SELECT {COLUMNS} FROM persons WHERE nik = ANY($1)"),
-                [niks.into()],
-            ))
-            .await?;
-        for row in &rows {
-            by_nik.insert(row.try_get("", "nik")?, record(row));
-        }
-    }
     // The predicate requests, parsed, and those of one shape answered by one statement.
     let parsed: Vec<Option<Result<Predicate, String>>> = requests
         .iter()
@@ -131,21 +119,41 @@ pub async fn answer(
                 .then(|| Predicate::parse(criteria))
         })
         .collect();
-    let mut answered: HashMap<usize, (Vec<Value>, u64)> = HashMap::new();
     let mut shapes: HashMap<(String, u64, u64), Vec<usize>> = HashMap::new();
     for (i, p) in parsed.iter().enumerate() {
         if let Some(Ok(p)) = p {
             shapes.entry(p.shape()).or_default().push(i);
         }
     }
-    for (_, members) in shapes {
+    // The NIKs and each shape's statement at once, each on its own connection: a
+    // message's answer waits for its slowest statement, not for their sum.
+    let by_nik = async {
+        let mut by_nik: HashMap<String, Value> = HashMap::new();
+        if !niks.is_empty() {
+            let rows = db
+                .query_all_raw(stmt(
+                    &format!("SELECT {COLUMNS} FROM persons WHERE nik = ANY($1)"),
+                    [niks.into()],
+                ))
+                .await?;
+            for row in &rows {
+                by_nik.insert(row.try_get("", "nik")?, record(row));
+            }
+        }
+        Ok::<_, sea_orm::DbErr>(by_nik)
+    };
+    let by_shape = futures::future::try_join_all(shapes.into_values().map(|members| {
         let predicates: Vec<&Predicate> = members
             .iter()
             .filter_map(|i| parsed[*i].as_ref()?.as_ref().ok())
             .collect();
-        let results = Predicate::run_many(db, &predicates).await?;
-        answered.extend(members.into_iter().zip(results));
-    }
+        async move {
+            let results = Predicate::run_many(db, &predicates).await?;
+            Ok::<_, sea_orm::DbErr>(members.into_iter().zip(results))
+        }
+    }));
+    let (by_nik, by_shape) = futures::future::try_join(by_nik, by_shape).await?;
+    let mut answered: HashMap<usize, (Vec<Value>, u64)> = by_shape.into_iter().flatten().collect();
     let mut responses = Vec::with_capacity(requests.len());
     for (i, request) in requests.iter().enumerate() {
         let reference_id = request

@@ -93,35 +93,6 @@ impl Found {
     }
 }
 
-/// Consecutive failures and, when open, until when requests fail fast.
-#[derive(Debug, Default)]
-pub struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
-}
-
-impl Breaker {
-    pub const THRESHOLD: u32 = 5;
-    pub const COOL_DOWN: Duration = Duration::from_secs(5);
-
-    /// Whether a request may go out now (closed, or open and cooled down: half-open).
-    fn allows(&self, now: Instant) -> bool {
-        self.open_until.is_none_or(|until| now >= until)
-    }
-
-    fn record(&mut self, ok: bool, now: Instant) {
-        if ok {
-            self.failures = 0;
-            self.open_until = None;
-        } else {
-            self.failures += 1;
-            if self.failures >= Self::THRESHOLD {
-                self.open_until = Some(now + Self::COOL_DOWN);
-            }
-        }
-    }
-}
-
 /// Why the registry gave no answer. Never carries personal data.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -143,12 +114,13 @@ pub const BATCH: usize = 100;
 /// Messages to the registry in flight at once for one caller (a wave, a household).
 pub const IN_FLIGHT: usize = 4;
 
-/// Messages to the registry in flight at once from this process, whoever asks: beyond
+/// Searches in flight at the registry at once from this process, whoever asks: beyond
 /// it a message waits here, before its timeout starts, instead of in the registry's
 /// queue, where a busy registry would let every message of a wave run out of time.
-/// Two: a message of 100 searches keeps a registry core busy (measured at 10 M persons
-/// on two cores).
-pub const PROCESS_IN_FLIGHT: usize = 2;
+/// Counted in searches, not messages: two full messages of a wave (100 searches keep a
+/// registry core busy, measured at 10 M persons on two cores), while a MatchPerson's
+/// message of one NIK or a few searches is not held behind them for a whole turn.
+pub const PROCESS_IN_FLIGHT: usize = 2 * BATCH;
 
 /// Candidates asked for per predicate search.
 pub const CANDIDATES_PER_QUERY: u64 = 50;
@@ -175,7 +147,7 @@ pub struct DciRegistry {
     registry_id: String,
     /// Search requests sent so far (each request of a message counted).
     sent: Arc<std::sync::atomic::AtomicU64>,
-    /// Turns at the registry ([`PROCESS_IN_FLIGHT`]).
+    /// Searches in flight at the registry ([`PROCESS_IN_FLIGHT`]).
     turns: Arc<tokio::sync::Semaphore>,
 }
 
@@ -416,9 +388,10 @@ impl DciRegistry {
     }
 
     async fn search_once(&self, requests: &[Value]) -> Result<Vec<Value>, RegistryError> {
+        let searches = u32::try_from(requests.len().clamp(1, PROCESS_IN_FLIGHT)).unwrap_or(1);
         let _turn = self
             .turns
-            .acquire()
+            .acquire_many(searches)
             .await
             .map_err(|_| RegistryError::Open)?;
         self.sent
@@ -603,65 +576,9 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+mod breaker;
+
+pub use breaker::Breaker;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Answers asked at once, split by round: each round sees only its own queries'
-    /// finds, renumbered as if only they had been asked, with their totals.
-    #[test]
-    fn found_split_by_query_is_what_those_queries_alone_found() {
-        let person = |nik: &str| RegistryPerson {
-            nik: nik.into(),
-            kk_number: String::new(),
-            full_name: "Siti Aminah".into(),
-            birth_date: "1984-08-17".into(),
-            sex: "female".into(),
-            village_code: "32.04.05.2001".into(),
-            deceased: false,
-        };
-        let all = Found {
-            persons: vec![
-                (person("1"), vec![0, 2]),
-                (person("2"), vec![1]),
-                (person("3"), vec![3, 4]),
-            ],
-            totals: vec![5, 6, 7, 8, 9],
-        };
-        let wide = all.only(&[2, 3, 4]);
-        assert_eq!(wide.totals, [7, 8, 9]);
-        assert_eq!(
-            wide.persons
-                .iter()
-                .map(|(p, by)| (p.nik.as_str(), by.clone()))
-                .collect::<Vec<_>>(),
-            [("1", vec![0]), ("3", vec![1, 2])]
-        );
-        let exact = all.only(&[0, 1]);
-        assert_eq!(exact.totals, [5, 6]);
-        assert_eq!(exact.persons.len(), 2);
-        assert!(all.only(&[]).persons.is_empty());
-    }
-
-    #[test]
-    fn the_breaker_opens_after_repeated_failures_and_half_opens_after_cooling_down() {
-        let start = Instant::now();
-        let mut b = Breaker::default();
-        for _ in 0..Breaker::THRESHOLD - 1 {
-            b.record(false, start);
-            assert!(b.allows(start), "still closed below the threshold");
-        }
-        b.record(false, start);
-        assert!(!b.allows(start), "open at the threshold");
-        assert!(!b.allows(start + Breaker::COOL_DOWN / 2));
-        let later = start + Breaker::COOL_DOWN;
-        assert!(b.allows(later), "half-open once cooled down");
-        // The probe fails: open again at once.
-        b.record(false, later);
-        assert!(!b.allows(later));
-        // A success closes it.
-        b.record(true, later + Breaker::COOL_DOWN);
-        assert!(b.allows(later + Breaker::COOL_DOWN));
-        assert_eq!(b.failures, 0);
-    }
-}
+mod tests;
