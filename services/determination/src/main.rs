@@ -1,11 +1,10 @@
-//! Determination (penetapan): the DTKS master registry fed by `household.accepted`, and
-//! the monthly determination: PMT welfare score, national ranking into deciles (desil),
-//! an immutable snapshot with its content hash and its diff against the last one.
-
-mod service;
-mod singleton;
+//! The determination service's binary: the library's service, run by the platform.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    dtks_platform::app::run::<service::Migrator, _, _>("determination", service::start).await
+    dtks_platform::app::run::<dtks_determination::Migrator, _, _>(
+        "determination",
+        dtks_determination::start,
+    )
+    .await
 }

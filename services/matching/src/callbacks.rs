@@ -218,7 +218,7 @@ async fn notify(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
 /// answer dropped.
 async fn take(c: &Callbacks, n: &Notice) -> anyhow::Result<()> {
     let txn = c.db.begin().await?;
-    let holder = crate::index::holder_of(&txn, &n.nik).await?;
+    let holder = crate::store::index::holder_of(&txn, &n.nik).await?;
     let fresh = txn
         .execute_raw(stmt(
             "INSERT INTO life_events (event_id, kind, in_dtks) VALUES ($1, $2, $3)

@@ -2,9 +2,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    dtks_platform::app::run::<dtks_matching::service::Migrator, _, _>(
-        "matching",
-        dtks_matching::service::start,
-    )
-    .await
+    dtks_platform::app::run::<dtks_matching::Migrator, _, _>("matching", dtks_matching::start).await
 }

@@ -13,8 +13,12 @@ use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tonic::Status;
 
+use crate::error::Result;
+
 use crate::dci::RegistryPerson;
-use crate::matcher::{differences, duplicate, household_outcome, persons, result_for_update};
+use crate::matcher::{differences, persons};
+use crate::settle::{duplicate, household_outcome};
+use crate::store::result_for_update;
 
 pub const MAX_PAGE: u32 = 200;
 pub const DEFAULT_PAGE: u32 = 50;
@@ -78,23 +82,21 @@ const COLUMNS: &str =
     p.reason, p.decision, coalesce(p.decided_by, '') AS decided_by, coalesce(p.note, '') AS note,
     p.outcome_before, p.region_code, r.result";
 
-fn pair(row: &sea_orm::QueryResult) -> Result<(ReviewPair, RegistryPerson), Status> {
-    let candidate: RegistryPerson =
-        serde_json::from_value(row.try_get("", "candidate").map_err(grpc::internal)?)
-            .map_err(grpc::internal)?;
+fn pair(row: &sea_orm::QueryResult) -> Result<(ReviewPair, RegistryPerson)> {
+    let candidate: RegistryPerson = serde_json::from_value(row.try_get("", "candidate")?)?;
     let (fi, mi): (i32, i32) = (
-        row.try_get("", "family_index").map_err(grpc::internal)?,
-        row.try_get("", "member_index").map_err(grpc::internal)?,
+        row.try_get("", "family_index")?,
+        row.try_get("", "member_index")?,
     );
-    let result: Vec<u8> = row.try_get("", "result").map_err(grpc::internal)?;
-    let result = ev::ProposalMatched::decode(result.as_slice()).map_err(grpc::internal)?;
+    let result: Vec<u8> = row.try_get("", "result")?;
+    let result = ev::ProposalMatched::decode(result.as_slice())?;
     let proposed = result.household.as_ref().and_then(|h| {
         persons(h)
             .find(|(f, m, _)| (*f as i32, *m as i32) == (fi, mi))
             .map(|(_, _, p)| p.clone())
     });
-    let id: uuid::Uuid = row.try_get("", "pair_id").map_err(grpc::internal)?;
-    let proposal: uuid::Uuid = row.try_get("", "proposal_id").map_err(grpc::internal)?;
+    let id: uuid::Uuid = row.try_get("", "pair_id")?;
+    let proposal: uuid::Uuid = row.try_get("", "proposal_id")?;
     Ok((
         ReviewPair {
             pair_id: id.to_string(),
@@ -102,12 +104,12 @@ fn pair(row: &sea_orm::QueryResult) -> Result<(ReviewPair, RegistryPerson), Stat
             family_index: fi as u32,
             member_index: mi as u32,
             candidate: Some(candidate_person(&candidate)),
-            score: row.try_get("", "score").map_err(grpc::internal)?,
-            reason: row.try_get("", "reason").map_err(grpc::internal)?,
-            decision: row.try_get::<i16>("", "decision").map_err(grpc::internal)? as i32,
+            score: row.try_get("", "score")?,
+            reason: row.try_get("", "reason")?,
+            decision: row.try_get::<i16>("", "decision")? as i32,
             proposed,
-            decided_by: row.try_get("", "decided_by").map_err(grpc::internal)?,
-            note: row.try_get("", "note").map_err(grpc::internal)?,
+            decided_by: row.try_get("", "decided_by")?,
+            note: row.try_get("", "note")?,
         },
         candidate,
     ))
@@ -120,7 +122,7 @@ pub async fn list(
     region: &str,
     include_decided: bool,
     page: Option<&pb::PageRequest>,
-) -> Result<(Vec<ReviewPair>, String), Status> {
+) -> Result<(Vec<ReviewPair>, String)> {
     let region = if region.is_empty() {
         &who.region
     } else {
@@ -132,10 +134,9 @@ pub async fn list(
         .filter(|s| *s > 0)
         .unwrap_or(DEFAULT_PAGE);
     if size > MAX_PAGE {
-        return Err(grpc::invalid_field(
-            "page.page_size",
-            format!("must be at most {MAX_PAGE}"),
-        ));
+        return Err(
+            grpc::invalid_field("page.page_size", format!("must be at most {MAX_PAGE}")).into(),
+        );
     }
     let offset: i64 = match page.map(|p| p.page_token.as_str()).unwrap_or_default() {
         "" => 0,
@@ -158,19 +159,22 @@ pub async fn list(
                 offset.into(),
             ],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let more = rows.len() > size as usize;
     let pairs = rows
         .iter()
         .take(size as usize)
         .map(|r| pair(r).map(|(p, _)| p))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let next = if more {
         (offset + i64::from(size)).to_string()
     } else {
         String::new()
     };
+    if !pairs.is_empty() {
+        let ids: Vec<String> = pairs.iter().map(|p| p.pair_id.clone()).collect();
+        dtks_platform::audit::record(db, who, "matching.ListReviewPairs", &ids).await?;
+    }
     Ok((pairs, next))
 }
 
@@ -181,22 +185,18 @@ pub async fn decide(
     pair_id: &str,
     decision: ReviewDecision,
     note: &str,
-) -> Result<ReviewPair, Status> {
+) -> Result<ReviewPair> {
     let id = uuid::Uuid::parse_str(pair_id)
         .map_err(|_| grpc::invalid_field("pair_id", "must be a UUID"))?;
     if decision == ReviewDecision::Unspecified {
-        return Err(grpc::invalid_field(
-            "decision",
-            "must be SAME_PERSON or DIFFERENT_PERSON",
-        ));
+        return Err(
+            grpc::invalid_field("decision", "must be SAME_PERSON or DIFFERENT_PERSON").into(),
+        );
     }
     if note.chars().count() > 2000 {
-        return Err(grpc::invalid_field(
-            "note",
-            "must be at most 2000 characters",
-        ));
+        return Err(grpc::invalid_field("note", "must be at most 2000 characters").into());
     }
-    let txn = db.begin().await.map_err(grpc::internal)?;
+    let txn = db.begin().await?;
     let row = txn
         .query_one_raw(stmt(
             &format!(
@@ -205,10 +205,9 @@ pub async fn decide(
             ),
             [id.into()],
         ))
-        .await
-        .map_err(grpc::internal)?
+        .await?
         .ok_or_else(|| Status::not_found("no review pair with this id"))?;
-    let region: String = row.try_get("", "region_code").map_err(grpc::internal)?;
+    let region: String = row.try_get("", "region_code")?;
     who.require_region(&region)?;
     let (mut pair, candidate) = pair(&row)?;
     if pair.decision != ReviewDecision::Unspecified as i32 {
@@ -218,13 +217,13 @@ pub async fn decide(
                 .unwrap_or_default()
                 .as_str_name(),
             pair.decided_by
-        )));
+        ))
+        .into());
     }
-    let before: i16 = row.try_get("", "outcome_before").map_err(grpc::internal)?;
-    let proposal_id = uuid::Uuid::parse_str(&pair.proposal_id).map_err(grpc::internal)?;
+    let before: i16 = row.try_get("", "outcome_before")?;
+    let proposal_id = uuid::Uuid::parse_str(&pair.proposal_id)?;
     let mut result = result_for_update(&txn, proposal_id)
-        .await
-        .map_err(grpc::internal)?
+        .await?
         .ok_or_else(|| Status::internal("review pair without a match result"))?;
     let household = result.household.clone().unwrap_or_default();
     let village = household
@@ -248,13 +247,8 @@ pub async fn decide(
         // The person is now known by the registry's NIK: held under it, unless DTKS
         // already holds that NIK elsewhere.
         let mut niks = vec![candidate.nik.as_str()];
-        crate::index::lock(&txn, &mut niks)
-            .await
-            .map_err(grpc::internal)?;
-        match crate::index::by_nik(&txn, &candidate.nik, &household.household_id)
-            .await
-            .map_err(grpc::internal)?
-        {
+        crate::store::index::lock(&txn, &mut niks).await?;
+        match crate::store::index::by_nik(&txn, &candidate.nik, &household.household_id).await? {
             Some(holder) if holder.proposal_id != proposal_id => duplicate(m, holder),
             _ => {
                 txn.execute_raw(stmt(
@@ -267,8 +261,7 @@ pub async fn decide(
                         candidate.nik.clone().into(),
                     ],
                 ))
-                .await
-                .map_err(grpc::internal)?;
+                .await?;
             }
         }
     } else {
@@ -281,13 +274,13 @@ pub async fn decide(
         [proposal_id.into(), (result.outcome as i16).into(), result.encode_to_vec().into()],
     ))
     .await
-    .map_err(grpc::internal)?;
+    ?;
     txn.execute_raw(stmt(
         "UPDATE review_pairs SET decision = $2, decided_by = $3, note = $4, decided_at = now() WHERE pair_id = $1",
         [id.into(), (decision as i16).into(), who.sub.clone().into(), note.to_owned().into()],
     ))
     .await
-    .map_err(grpc::internal)?;
+    ?;
     let reviewed = ev::MatchReviewed {
         pair_id: pair.pair_id.clone(),
         decision: decision as i32,
@@ -298,17 +291,15 @@ pub async fn decide(
         &txn,
         &events::envelope(events::MATCH_REVIEWED, "matching", &region, &reviewed),
     )
-    .await
-    .map_err(grpc::internal)?;
+    .await?;
     dtks_platform::audit::record(
         &txn,
         who,
         "matching.DecideReviewPair",
         &[pair.pair_id.clone(), pair.proposal_id.clone()],
     )
-    .await
-    .map_err(grpc::internal)?;
-    txn.commit().await.map_err(grpc::internal)?;
+    .await?;
+    txn.commit().await?;
     pair.decision = decision as i32;
     pair.decided_by = who.sub.clone();
     pair.note = note.to_owned();

@@ -85,6 +85,18 @@ pub fn sql_migrations(own: Vec<SqlMigration>) -> Vec<Box<dyn MigrationTrait>> {
     .collect()
 }
 
+/// A crate's own migrations, each `migrations/NAME.sql` beside its `Cargo.toml`, in the
+/// order named: `sql_files!["m0001_cases", "m0002_tasks"]`.
+#[macro_export]
+macro_rules! sql_files {
+    ($($name:literal),* $(,)?) => {
+        vec![$($crate::db::SqlMigration {
+            name: $name,
+            sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/", $name, ".sql")),
+        }),*]
+    };
+}
+
 const MIGRATION_LOCK: i64 = 0x4454_4b53; // "DTKS"
 
 /// Runs the reference-data migrations and then `M`'s in `schema`, on one connection

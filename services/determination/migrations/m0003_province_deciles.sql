@@ -1,0 +1,1 @@
+ALTER TABLE snapshot_rows ADD COLUMN province_decile SMALLINT;

@@ -1,0 +1,73 @@
+//! The events matching consumes: proposals to match are received into `pending`
+//! (receiving never waits on the civil registry, so an outage cannot fail or
+//! dead-letter an event), and verivali's decisions are followed in the person index.
+
+use std::sync::Arc;
+
+use dtks_platform::bus::{EventHandler, HandlerError};
+use dtks_platform::events;
+use dtks_proto::events::v1::{self as ev, Envelope};
+use prost::Message;
+use sea_orm::DatabaseTransaction;
+use tokio::sync::Notify;
+
+use crate::store::{self, index};
+
+/// The event types [`Consumed`] takes.
+pub const TYPES: &[&str] = &[
+    events::PROPOSAL_SUBMITTED,
+    events::PROPOSAL_RESUBMITTED,
+    events::HOUSEHOLD_ACCEPTED,
+    events::HOUSEHOLD_RETURNED,
+    events::HOUSEHOLD_REMOVED,
+];
+
+pub struct Consumed {
+    /// Wakes the matching worker ([`crate::pending::run`]) once a proposal is in.
+    pub wake: Arc<Notify>,
+}
+
+fn uuid_of(text: &str) -> Result<uuid::Uuid, HandlerError> {
+    uuid::Uuid::parse_str(text).map_err(|e| HandlerError::Permanent(format!("proposal_id: {e}")))
+}
+
+impl EventHandler for Consumed {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
+        match envelope.r#type.as_str() {
+            events::HOUSEHOLD_ACCEPTED => {
+                let accepted: ev::HouseholdAccepted = events::payload(envelope)?;
+                index::accepted(txn, uuid_of(&accepted.proposal_id)?, &accepted.household_id)
+                    .await?;
+            }
+            events::HOUSEHOLD_RETURNED => {
+                let returned: ev::HouseholdReturned = events::payload(envelope)?;
+                index::returned(txn, uuid_of(&returned.proposal_id)?).await?;
+            }
+            events::HOUSEHOLD_REMOVED => {
+                let removed: ev::HouseholdRemoved = events::payload(envelope)?;
+                index::removed(txn, &removed.household_id).await?;
+            }
+            // proposal.submitted, and proposal.resubmitted (a returned proposal corrected
+            // by the regency) with the same payload: both are matched afresh.
+            _ => {
+                let submitted: ev::ProposalSubmitted = events::payload(envelope)?;
+                store::receive(
+                    txn,
+                    uuid_of(&submitted.proposal_id)?,
+                    &envelope.region_code,
+                    envelope.encode_to_vec(),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn after_commit(&self) {
+        self.wake.notify_one();
+    }
+}

@@ -1,0 +1,273 @@
+use super::*;
+use dtks_domain::linkage::TokenShares;
+
+fn registry(nik: &str, name: &str, born: &str, sex: &str) -> RegistryPerson {
+    RegistryPerson {
+        nik: nik.into(),
+        kk_number: "3204050505150001".into(),
+        full_name: name.into(),
+        birth_date: born.into(),
+        sex: sex.into(),
+        village_code: "32.04.05.2001".into(),
+        deceased: false,
+    }
+}
+
+fn proposed(name: &str, (y, m, d): (i32, i32, i32), sex: i32) -> Record {
+    person_record(
+        &pb::Person {
+            full_name: name.into(),
+            birth_date: Some(pb::Date {
+                year: y,
+                month: m,
+                day: d,
+            }),
+            sex,
+            ..Default::default()
+        },
+        "32.04.05.2001",
+    )
+}
+
+const VILLAGE: &str = "32.04.05.2001";
+
+/// Found by the birth-date search of the district, which found `total`.
+fn by_birth(person: &RegistryPerson, total: u64) -> Candidate {
+    Candidate {
+        person: person.clone(),
+        found: vec![Retrieval {
+            fixed: &[Field::BirthDate],
+            scope: Scope::District,
+            total,
+            stray: 0.8,
+            name_count: false,
+        }],
+    }
+}
+
+/// Found by the name search of the regency, which found `total`.
+fn by_name(person: &RegistryPerson, total: u64) -> Candidate {
+    Candidate {
+        person: person.clone(),
+        found: vec![Retrieval {
+            fixed: &[Field::Name],
+            scope: Scope::Regency,
+            total,
+            stray: 0.3,
+            name_count: true,
+        }],
+    }
+}
+
+#[test]
+fn a_spelling_variant_links_an_unrelated_candidate_does_not_and_twins_go_to_a_clerk() {
+    let model = load_model().expect("shipped model");
+    let t = Thresholds::default();
+    let asep = registry("3204051203800001", "Asep Sunandar", "1980-03-12", "male");
+    let ujang = registry("3204051507650009", "Ujang Suryana", "1965-07-15", "male");
+
+    let linked = decide(
+        &model,
+        &proposed("Asep Sunandar", (1980, 3, 12), 1),
+        VILLAGE,
+        &[by_birth(&asep, 1)],
+        t,
+        None,
+    );
+    assert!(
+        matches!(&linked, Linked::Link { person, .. } if person.nik == asep.nik),
+        "{linked:?}"
+    );
+    // A variant spelling, found by birth date in the district.
+    let variant = decide(
+        &model,
+        &proposed("Asep Sunanda", (1980, 3, 12), 1),
+        VILLAGE,
+        &[by_birth(&asep, 1)],
+        t,
+        None,
+    );
+    assert!(matches!(variant, Linked::Link { .. }), "{variant:?}");
+
+    // Born the same day in the district, but another name altogether.
+    assert_eq!(
+        decide(
+            &model,
+            &proposed("Asep Sunandar", (1965, 7, 15), 1),
+            VILLAGE,
+            &[by_birth(&ujang, 1)],
+            t,
+            None
+        ),
+        Linked::None
+    );
+    assert_eq!(
+        decide(
+            &model,
+            &proposed("Asep", (1980, 3, 12), 1),
+            VILLAGE,
+            &[],
+            t,
+            None
+        ),
+        Linked::None
+    );
+
+    // Two registry persons the proposal fits equally well: never linked silently.
+    let twin = registry("3204051203800007", "Asep Sunandar", "1980-03-12", "male");
+    let ambiguous = decide(
+        &model,
+        &proposed("Asep Sunandar", (1980, 3, 12), 1),
+        VILLAGE,
+        &[by_birth(&asep, 2), by_birth(&twin, 2)],
+        t,
+        None,
+    );
+    match ambiguous {
+        Linked::Review { reason, .. } => assert!(reason.contains("within"), "{reason}"),
+        other => panic!("expected a review, got {other:?}"),
+    }
+}
+
+#[test]
+fn namesakes_are_not_linked_on_the_name_alone() {
+    let model = load_model().expect("shipped model");
+    let t = Thresholds::default();
+    // In the same village, born twenty years earlier: never a link.
+    let elder = registry("3204051203800001", "Asep Sunandar", "1980-03-12", "male");
+    let decided = decide(
+        &model,
+        &proposed("Asep Sunandar", (2001, 9, 30), 1),
+        VILLAGE,
+        &[by_name(&elder, 1)],
+        t,
+        None,
+    );
+    assert!(!matches!(decided, Linked::Link { .. }), "{decided:?}");
+    // In another district of the regency, born months apart: the name search found
+    // them; nothing else says it is the person.
+    let mut elsewhere = registry("3204291902780001", "Agus Santoso", "1978-02-19", "male");
+    elsewhere.village_code = "32.04.29.2008".into();
+    let decided = decide(
+        &model,
+        &proposed("Agus Santoso", (1978, 5, 22), 1),
+        VILLAGE,
+        &[by_name(&elsewhere, 1)],
+        t,
+        None,
+    );
+    assert!(!matches!(decided, Linked::Link { .. }), "{decided:?}");
+    // The same person, in the proposal's village, with a corrected birth date: linked.
+    let here = registry("3204051902780001", "Agus Santoso", "1978-02-19", "male");
+    let decided = decide(
+        &model,
+        &proposed("Agus Santoso", (1978, 5, 22), 1),
+        VILLAGE,
+        &[by_name(&here, 1)],
+        t,
+        None,
+    );
+    assert!(matches!(decided, Linked::Link { .. }), "{decided:?}");
+}
+
+/// Term frequency: agreeing on a name one in two hundred of the regency bears says
+/// less than the model's average name agreement, and agreeing on a name only the
+/// candidate bears says more.
+#[test]
+fn a_common_name_agreeing_says_less_than_a_rare_one() {
+    let model = load_model().expect("shipped model");
+    let siti = registry("3204055708840002", "Siti Aminah", "1984-08-17", "female");
+    let v = compare(
+        &proposed("Siti Aminah", (1984, 8, 17), 2),
+        &registry_record(&siti),
+    );
+    let how = by_birth(&siti, 3).found[0];
+    let common = odds(&model, VILLAGE, &v, &how, Some(2_000.0 / 400_000.0), None);
+    let average = odds(&model, VILLAGE, &v, &how, None, None);
+    let rare = odds(&model, VILLAGE, &v, &how, Some(1.0 / 400_000.0), None);
+    assert!(
+        common < average - 1.0 && average < rare - 1.0,
+        "{common} {average} {rare}"
+    );
+    // Name parts: "Siti" written alone agrees with "Siti Aminah" by one part; where
+    // the registry's parts say SITI is one in twenty, that agreement loses bits,
+    // and a rare part's does not.
+    let mut with_parts = model.clone();
+    with_parts.tokens = Some(TokenShares {
+        shares: [("SITI".to_owned(), 0.05)].into(),
+        agreement: 0.002,
+        rare: 1e-5,
+    });
+    let alone = proposed("Siti", (1984, 8, 17), 2);
+    let partial = compare(&alone, &registry_record(&siti));
+    assert!(partial[Field::Name as usize] > 0, "{partial:?}");
+    let bits = with_parts
+        .tokens
+        .as_ref()
+        .and_then(|t| t.common_part_bits(&alone.name, &registry_record(&siti).name));
+    assert!(bits.is_some_and(|b| b < -4.0), "{bits:?}");
+    let aminah = proposed("Aminah", (1984, 8, 17), 2);
+    let rare_bits = with_parts
+        .tokens
+        .as_ref()
+        .and_then(|t| t.common_part_bits(&aminah.name, &registry_record(&siti).name));
+    assert_eq!(rare_bits, Some(0.0));
+    let found_by_birth = by_birth(&siti, 3);
+    let probability = |model: &Model| match decide(
+        model,
+        &alone,
+        VILLAGE,
+        &[found_by_birth.clone()],
+        Thresholds::default(),
+        None,
+    ) {
+        Linked::Link { probability, .. } | Linked::Review { probability, .. } => probability,
+        Linked::None => 0.0,
+    };
+    assert!(
+        probability(&with_parts) < probability(&model),
+        "{} {}",
+        probability(&with_parts),
+        probability(&model)
+    );
+    // Through decide: found by the regency's name search too, which counted how
+    // many bear the name.
+    let mut found = by_birth(&siti, 3);
+    found.found.extend(by_name(&siti, 2_000).found);
+    let person = proposed("Siti Aminah", (1984, 8, 17), 2);
+    let t = Thresholds::default();
+    let probability =
+        |population| match decide(&model, &person, VILLAGE, &[found.clone()], t, population) {
+            Linked::Link { probability, .. } | Linked::Review { probability, .. } => probability,
+            Linked::None => 0.0,
+        };
+    assert!(probability(Some(400_000)) < probability(None));
+}
+
+#[test]
+fn candidate_queries_follow_the_blocking_keys() {
+    let p = pb::Person {
+        full_name: "Siti Aminah".into(),
+        birth_date: Some(pb::Date {
+            year: 1984,
+            month: 8,
+            day: 17,
+        }),
+        ..Default::default()
+    };
+    let q = candidate_queries(&p, "32.04.05.2001");
+    // Birth date in the district, name in the regency, name and birth date, name
+    // within three years, and each outer part within three years.
+    assert_eq!(q.len(), 6);
+    assert_eq!(q[4].predicates[0]["attribute_value"], "Siti");
+    assert_eq!(q[5].predicates[0]["attribute_value"], "Aminah");
+    assert_eq!(q[3].predicates[2]["attribute_value"], "1983-01-01");
+    assert_eq!(q[0].predicates[1]["attribute_value"], "32.04.05");
+    assert_eq!(q[1].predicates[1]["attribute_value"], "32.04");
+    assert_eq!(
+        (q[0].scope, q[1].scope, q[2].scope),
+        (Scope::District, Scope::Regency, Scope::Nation)
+    );
+    let nameless = pb::Person::default();
+    assert!(candidate_queries(&nameless, "32.04.05.2001").is_empty());
+}

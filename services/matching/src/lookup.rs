@@ -1,0 +1,127 @@
+//! Looking persons up without changing DTKS: one person (`MatchPerson`) or a chunk of a
+//! wave (`MatchWave`). Each is identified in the civil registry, checked against the
+//! persons DTKS holds, and the lookup audited (who, for which villages; never a NIK).
+
+use dtks_platform::auth::Claims;
+use dtks_proto::common::v1 as pb;
+use dtks_proto::events::v1 as ev;
+use dtks_proto::matching::v1::{MatchPersonResponse, MatchWaveResponse};
+use sea_orm::{DatabaseConnection, TransactionTrait};
+
+use crate::error::Result;
+use crate::matcher::{self, Matcher};
+
+/// The answer for an assessed person once DTKS has been checked.
+pub fn response_of(assessed: &matcher::Assessed, m: ev::PersonMatch) -> MatchPersonResponse {
+    let reason = assessed
+        .review
+        .as_ref()
+        .map(|(_, reason)| reason.clone())
+        .unwrap_or_default();
+    let nik_holder = assessed.holder.as_ref().map(|h| pb::Person {
+        nik: h.nik.clone(),
+        full_name: h.full_name.clone(),
+        birth_date: crate::link::date_of(&h.birth_date),
+        sex: crate::link::sex_code(&h.sex).map_or(0, i32::from),
+        ..Default::default()
+    });
+    MatchPersonResponse {
+        outcome: m.outcome,
+        corrections: m.corrections,
+        score: m.link_probability,
+        duplicate_household_id: m.duplicate_household_id,
+        duplicate_proposal_id: m.duplicate_proposal_id,
+        duplicate_kk_number: m.duplicate_kk_number,
+        reason,
+        nik_holder,
+        model_version: m.model_version,
+    }
+}
+
+/// One person, all of their registry searches asked at once.
+pub async fn person(
+    db: &DatabaseConnection,
+    matcher: &Matcher,
+    who: &Claims,
+    person: pb::Person,
+    village_code: String,
+) -> Result<MatchPersonResponse> {
+    let assessed = matcher
+        .assess(
+            &[(&person, village_code.as_str())],
+            matcher::Schedule::AtOnce,
+        )
+        .await?
+        .pop()
+        .unwrap_or_default();
+    // The duplicate check looks at DTKS without changing it: the transaction is rolled
+    // back.
+    let household = pb::Household {
+        address: Some(pb::Address {
+            village_code: village_code.clone(),
+            ..Default::default()
+        }),
+        families: vec![pb::Family {
+            members: vec![person],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let txn = db.begin().await?;
+    let settled = crate::settle::settle(
+        &txn,
+        &matcher.model,
+        uuid::Uuid::nil(),
+        &village_code,
+        &household,
+        vec![assessed.clone()],
+        false,
+    )
+    .await?;
+    txn.rollback().await?;
+    let m = settled.into_iter().next().unwrap_or_default();
+    dtks_platform::audit::record(
+        db,
+        who,
+        "matching.MatchPerson",
+        std::slice::from_ref(&village_code),
+    )
+    .await?;
+    Ok(response_of(&assessed, m))
+}
+
+/// A chunk of a wave, `(reference, person, village)` each, assessed together; the
+/// lookup is audited before any result leaves.
+pub async fn chunk(
+    db: DatabaseConnection,
+    matcher: Matcher,
+    who: Claims,
+    chunk: Vec<(String, pb::Person, String)>,
+) -> Result<Vec<MatchWaveResponse>> {
+    let subjects: Vec<(&pb::Person, &str)> =
+        chunk.iter().map(|(_, p, v)| (p, v.as_str())).collect();
+    let assessed = matcher.assess_many(&subjects).await?;
+    let mut villages: Vec<String> = chunk.iter().map(|(_, _, v)| v.clone()).collect();
+    villages.sort();
+    villages.dedup();
+    dtks_platform::audit::record(&db, &who, "matching.MatchWave", &villages).await?;
+    let version = crate::link::model_version();
+    Ok(chunk
+        .into_iter()
+        .zip(assessed)
+        .map(|((reference, _, _), a)| {
+            let m = ev::PersonMatch {
+                outcome: a.outcome as i32,
+                corrections: a.corrections.clone(),
+                link_probability: a.probability,
+                model_version: version.clone(),
+                ..Default::default()
+            };
+            MatchWaveResponse {
+                reference,
+                result: Some(response_of(&a, m)),
+                refused: vec![],
+            }
+        })
+        .collect())
+}
