@@ -45,9 +45,19 @@ ALTER TABLE persons ADD COLUMN IF NOT EXISTS marital_status TEXT;
 DROP INDEX IF EXISTS persons_birth_region;
 DROP INDEX IF EXISTS persons_name;
 CREATE INDEX IF NOT EXISTS persons_birth_district ON persons (birth_date, left(village_code, 8));
-CREATE INDEX IF NOT EXISTS persons_name_regency ON persons ((regexp_replace(upper(full_name), '\s+', ' ', 'g')), left(village_code, 5), birth_date);
+-- The normalised name and the regency as stored columns, indexed with the NIK: a
+-- search by name counts its namesakes and pages them in NIK order from the index alone
+-- (a common name has tens of thousands of bearers in a regency of millions, and
+-- reading each one's row to count them took 100 ms at 10 M persons).
+ALTER TABLE persons ADD COLUMN IF NOT EXISTS name_norm TEXT
+    GENERATED ALWAYS AS (regexp_replace(upper(full_name), '\s+', ' ', 'g')) STORED;
+ALTER TABLE persons ADD COLUMN IF NOT EXISTS regency TEXT
+    GENERATED ALWAYS AS (left(village_code, 5)) STORED;
+DROP INDEX IF EXISTS persons_name_regency;
+CREATE INDEX IF NOT EXISTS persons_name_regency_nik ON persons (name_norm, regency, birth_date) INCLUDE (nik);
 -- A region alone (a regency's population): its persons in NIK order from the index.
-CREATE INDEX IF NOT EXISTS persons_regency ON persons (left(village_code, 5), nik);
+DROP INDEX IF EXISTS persons_regency;
+CREATE INDEX IF NOT EXISTS persons_regency_nik ON persons (regency, nik);
 -- One part of the name within a regency and whole birth years: each person's parts
 -- keyed by regency and birth year, so the search reads only its answer. (A part alone,
 -- anywhere, is answered without an index.)

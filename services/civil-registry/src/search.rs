@@ -441,7 +441,7 @@ impl Predicate {
                     .join(" ")
                     .to_uppercase();
                 let p = self.bind(Param::Text(normal));
-                format!("regexp_replace(upper(full_name), '\\s+', ' ', 'g') = {p}")
+                format!("name_norm = {p}")
             }
             ("name_part", "eq") => {
                 let part = text()?.trim().to_uppercase();
@@ -450,7 +450,7 @@ impl Predicate {
                 }
                 let p = self.bind(Param::Texts(vec![part]));
                 format!(
-                    "string_to_array(regexp_replace(upper(full_name), '\\s+', ' ', 'g'), ' ') @> {p}::text[]"
+                    "string_to_array(name_norm, ' ') @> {p}::text[]"
                 )
             }
             ("birth_date", "eq" | "ge" | "le" | "gt" | "lt") => {
@@ -498,7 +498,11 @@ impl Predicate {
                     return Err(format!("{name}: `{bad}` is not a code of that level"));
                 }
                 let p = self.bind(Param::Texts(codes));
-                format!("left(village_code, {width}) = ANY({p})")
+                if width == 5 {
+                    format!("regency = ANY({p})")
+                } else {
+                    format!("left(village_code, {width}) = ANY({p})")
+                }
             }
             _ => return Err(format!("{name} with operator {operator} is not supported")),
         };
@@ -525,10 +529,12 @@ impl Predicate {
         sql
     }
 
-    /// The matching rows, for a search's `FROM`: its conditions held against the table,
-    /// or against what `narrow` found first (fenced, so that the planner reads that one
-    /// index and not the others the conditions could use); then fenced again, so that
-    /// the page is taken after the filter instead of by walking the table in NIK order.
+    /// The NIKs of the matching persons, for a search's `FROM`: its conditions held
+    /// against the table, or against what `narrow` found first (fenced, so that the
+    /// planner reads that one index and not the others the conditions could use); then
+    /// fenced again, so that the page is taken after the filter instead of by walking
+    /// the table in NIK order. A search by name and regency reads only the index
+    /// (`persons_name_regency_nik`), however many namesakes it counts.
     fn matching(&self, each: impl Fn(&str) -> String) -> String {
         let source = match &self.narrow {
             Some(narrow) => format!(
@@ -538,8 +544,18 @@ impl Predicate {
             None => "persons".to_owned(),
         };
         format!(
-            "(SELECT * FROM {source} WHERE {} OFFSET 0) persons",
+            "(SELECT nik FROM {source} WHERE {} OFFSET 0) m",
             each(&self.conditions.join(" AND "))
+        )
+    }
+
+    /// One page of the matching persons' records in NIK order, each with how many match
+    /// in all: counted and paged on the NIKs, and only the page's rows read.
+    fn page_sql(matching: &str, limit: u64, offset: u64) -> String {
+        format!(
+            "SELECT {COLUMNS}, (SELECT count(*) FROM {matching}) AS total FROM persons
+             WHERE nik IN (SELECT nik FROM {matching} ORDER BY nik LIMIT {limit} OFFSET {offset})
+             ORDER BY nik"
         )
     }
 
@@ -568,11 +584,8 @@ impl Predicate {
             .query_all_raw(stmt(
                 &format!(
                     "SELECT q.i, r.* FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q (params, i)
-                     CROSS JOIN LATERAL (
-                       SELECT {COLUMNS}, count(*) OVER () AS total FROM {}
-                       ORDER BY nik LIMIT {}) r",
-                    first.matching(|sql| first.from_rows(sql)),
-                    first.page_size
+                     CROSS JOIN LATERAL ({}) r",
+                    Self::page_sql(&first.matching(|sql| first.from_rows(sql)), first.page_size, 0)
                 ),
                 [rows_of.into()],
             ))
@@ -598,11 +611,7 @@ impl Predicate {
             .saturating_mul(self.page_size);
         let rows = db
             .query_all_raw(stmt(
-                &format!(
-                    "SELECT {COLUMNS}, count(*) OVER () AS total FROM {matching}
-                     ORDER BY nik LIMIT {} OFFSET {offset}",
-                    self.page_size
-                ),
+                &Self::page_sql(&matching, self.page_size, offset),
                 self.params.iter().map(Param::sql).collect::<Vec<_>>(),
             ))
             .await?;
@@ -725,7 +734,7 @@ mod tests {
         // which narrow the rows before the other conditions are held against them.
         let rows = keyed.matching(|sql| keyed.from_rows(sql));
         assert!(
-            rows.starts_with("(SELECT * FROM (SELECT * FROM persons WHERE person_part_keys(full_name, village_code, birth_date) && (q.params->>4)::text[] OFFSET 0) persons WHERE "),
+            rows.starts_with("(SELECT nik FROM (SELECT * FROM persons WHERE person_part_keys(full_name, village_code, birth_date) && (q.params->>4)::text[] OFFSET 0) persons WHERE "),
             "{rows}"
         );
         assert!(!rows.contains('$'), "{rows}");
