@@ -10,6 +10,9 @@
 #                                          precision/recall/F1 with the NIK used and withheld,
 #                                          Splink on the same rows, outcomes by departure,
 #                                          MatchPerson's latency on a sample
+#                                          (DTKS_BENCH_SAMPLE, 20000); the wave without
+#                                          NIKs over the first DTKS_BENCH_WITHHELD persons
+#                                          (default every one)
 #   scripts/bench.sh linkage [SCALE]       the linkage engine alone on files vs Splink, exact
 #                                          NIK (1.0 = 10 M registry)
 #   scripts/bench.sh verivali [CASES]      the workflow by batched commands (default 100000)

@@ -348,7 +348,11 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
     let client = MatchingServiceClient::new(stack.channel("matching").await?);
 
     let (given, seconds) = wave_all(&client, &token, &cases, false).await?;
-    let (withheld, seconds_withheld) = wave_all(&client, &token, &cases, true).await?;
+    // The wave without NIKs, over every person or (DTKS_BENCH_WITHHELD=n) the first n:
+    // at 10 M registry persons every one of them is found by searches alone.
+    let withheld_n = env_or("DTKS_BENCH_WITHHELD", cases.len()).min(cases.len());
+    let (withheld, seconds_withheld) =
+        wave_all(&client, &token, &cases[..withheld_n], true).await?;
     let sample = env_or("DTKS_BENCH_SAMPLE", 20_000usize).min(cases.len());
     let (single, mut latencies, seconds_single) =
         match_all(&client, &token, &cases[..sample], false).await?;
@@ -394,15 +398,43 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
     let mut every_row = csv::Writer::from_path(dir.join("all.csv"))?;
     every_row.write_record(header)?;
     let table_withheld = std::env::var("DTKS_BENCH_TABLE").is_ok_and(|t| t == "withheld");
-    for (i, (case, (a, w))) in cases.iter().zip(given.iter().zip(&withheld)).enumerate() {
+    // Who the wave without NIKs did not find, by departure and by what it answered
+    // instead: where recall is lost.
+    let mut missed: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for (i, (case, a)) in cases.iter().zip(&given).enumerate() {
+        let w = withheld.get(i);
+        if let Some(w) = w
+            && registered.contains(case.true_nik.as_str())
+            && identified("", w).as_deref() != Some(case.true_nik.as_str())
+        {
+            let answered = match identified("", w) {
+                Some(_) => "another person".to_owned(),
+                None => PersonOutcome::try_from(w.outcome)
+                    .unwrap_or_default()
+                    .as_str_name()
+                    .trim_start_matches("PERSON_OUTCOME_")
+                    .to_lowercase(),
+            };
+            *missed
+                .entry(case.kinds.clone())
+                .or_default()
+                .entry(answered)
+                .or_default() += 1;
+        }
         let nik = case.person.nik.as_str();
-        // The table shows the calls with the NIK, or (DTKS_BENCH_TABLE=withheld) without.
-        let (a, nik) = if table_withheld { (w, "") } else { (a, nik) };
+        // The table shows the calls with the NIK, or (DTKS_BENCH_TABLE=withheld) without
+        // for the persons the wave without NIKs had.
+        let (a, nik) = match (table_withheld, w) {
+            (true, Some(w)) => (w, ""),
+            _ => (a, nik),
+        };
         used.add(
             &case.true_nik,
             identified(case.person.nik.as_str(), &given[i]).as_deref(),
         );
-        hidden.add(&case.true_nik, identified("", w).as_deref());
+        if let Some(w) = w {
+            hidden.add(&case.true_nik, identified("", w).as_deref());
+        }
         let outcome = PersonOutcome::try_from(a.outcome).unwrap_or_default();
         let row = confusion.entry(case.kinds.clone()).or_default();
         *row.entry(
@@ -469,7 +501,14 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
         "the right registry person", "persons", "linked", "prec.", "recall", "F1"
     );
     println!("{}", used.line("DTKS MatchWave, NIK as written"));
-    println!("{}", hidden.line("DTKS MatchWave, NIK withheld"));
+    println!(
+        "{}",
+        hidden.line(&if withheld_n < cases.len() {
+            format!("DTKS MatchWave, NIK withheld, first {withheld_n}")
+        } else {
+            "DTKS MatchWave, NIK withheld".to_owned()
+        })
+    );
     println!(
         "{}",
         invalid.line("DTKS MatchWave, rows without a valid NIK")
@@ -488,7 +527,10 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
         Err(e) => println!("Splink could not run: {e}"),
     }
     let splink_all = splink(&registry_csv, &dir.join("all.csv"));
-    println!("\nspeed, every row ({} persons), end to end", cases.len());
+    println!(
+        "\nspeed, end to end: every row ({} persons); without NIKs, the {withheld_n} that wave had",
+        cases.len()
+    );
     println!(
         "{:<44} {:>9} {:>12} {:>12}",
         "", "seconds", "persons/s", "vs Splink"
@@ -499,10 +541,16 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
         ("DTKS MatchWave, NIK withheld", seconds_withheld),
         ("Splink 5.0.0, linking every row", splink_seconds),
     ] {
+        // Rates per person of the rows each path had; Splink's ratio on the same rate.
+        let persons = if what.contains("withheld") {
+            withheld_n
+        } else {
+            cases.len()
+        };
+        let rate = persons as f64 / secs;
         println!(
-            "{what:<44} {secs:>9.1} {:>12.0} {:>11.2}x",
-            cases.len() as f64 / secs,
-            splink_seconds / secs
+            "{what:<44} {secs:>9.1} {rate:>12.0} {:>11.2}x",
+            rate / (cases.len() as f64 / splink_seconds)
         );
     }
     if let Ok(s) = &splink_all {
@@ -599,6 +647,26 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
                 .map(|c| format!("{:>15}", row.get(c).copied().unwrap_or(0)))
                 .collect::<String>()
         );
+    }
+    let mut missed: Vec<(usize, String, String)> = missed
+        .into_iter()
+        .map(|(kinds, answers)| {
+            let total = answers.values().sum();
+            let answers = answers
+                .into_iter()
+                .map(|(a, n)| format!("{a} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (total, kinds, answers)
+        })
+        .collect();
+    missed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    println!(
+        "\nnot found with the NIK withheld, by departure ({} persons the registry holds; the 20 largest):",
+        missed.iter().map(|m| m.0).sum::<usize>()
+    );
+    for (total, kinds, answers) in missed.iter().take(20) {
+        println!("{kinds:<40} {total:>7}   {answers}");
     }
     if !wrong.is_empty() {
         println!("\nwrong persons (DTKS_BENCH_SHOW_WRONG):");

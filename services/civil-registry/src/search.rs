@@ -449,9 +449,7 @@ impl Predicate {
                     return Err(format!("{name}: attribute_value is one part of a name"));
                 }
                 let p = self.bind(Param::Texts(vec![part]));
-                format!(
-                    "string_to_array(name_norm, ' ') @> {p}::text[]"
-                )
+                format!("string_to_array(name_norm, ' ') @> {p}::text[]")
             }
             ("birth_date", "eq" | "ge" | "le" | "gt" | "lt") => {
                 let date = chrono::NaiveDate::parse_from_str(&text()?, "%Y-%m-%d")
