@@ -2,7 +2,6 @@
 //! the caller, calls its use case and encodes the answer. No SQL lives here; errors
 //! reach the caller through [`crate::error::Error`]'s one mapping.
 
-use dtks_platform::auth::Claims;
 use dtks_platform::{grpc, outbox};
 use dtks_proto::common::v1 as pb;
 use dtks_proto::events::v1 as ev;
@@ -22,26 +21,6 @@ pub struct Api {
     pub wave_limit: u64,
 }
 
-/// A match request checked at the edge of MatchPerson and of each person of a wave:
-/// the person and their village, or the field refused and why.
-pub fn admit(who: &Claims, request: MatchPersonRequest) -> Result<(pb::Person, String), Status> {
-    let MatchPersonRequest {
-        person,
-        village_code,
-    } = request;
-    // A NIK that is not a NIK is not refused: the person is matched on the other
-    // fields, and the registry's NIK comes back as a correction.
-    let person = person.ok_or_else(|| grpc::invalid_field("person", "is required"))?;
-    if !dtks_platform::reference::village_codes().contains(village_code.as_str()) {
-        return Err(grpc::invalid_field(
-            "village_code",
-            "is not a village code of the reference data",
-        ));
-    }
-    who.require_region(&village_code)?;
-    Ok((person, village_code))
-}
-
 fn uuid_field(field: &str, text: &str) -> Result<uuid::Uuid, Status> {
     uuid::Uuid::parse_str(text).map_err(|_| grpc::invalid_field(field, "must be a UUID"))
 }
@@ -58,7 +37,7 @@ impl MatchingService for Api {
         request: Request<MatchPersonRequest>,
     ) -> Result<Response<MatchPersonResponse>, Status> {
         let who = dtks_platform::auth::claims(&request)?.clone();
-        let (person, village_code) = admit(&who, request.into_inner())?;
+        let (person, village_code) = lookup::admit(&who, request.into_inner())?;
         let answer = lookup::person(&self.db, &self.matcher, &who, person, village_code).await?;
         Ok(Response::new(answer))
     }

@@ -402,7 +402,7 @@ impl DciRegistry {
             requests.len(),
             json!({ "transaction_id": transaction_id, "search_request": requests }),
         );
-        let response = if self.async_search {
+        let mut response = if self.async_search {
             let (tx, rx) = oneshot::channel();
             self.waiters
                 .lock()
@@ -422,7 +422,6 @@ impl DciRegistry {
                 .verify(&response)
                 .map_err(|e| RegistryError::Malformed(format!("answer {e}")))?;
         }
-        let mut response = response;
         let answers = match response.pointer_mut("/message/search_response") {
             Some(Value::Array(answers)) => std::mem::take(answers),
             _ => {

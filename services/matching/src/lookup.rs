@@ -3,13 +3,35 @@
 //! persons DTKS holds, and the lookup audited (who, for which villages; never a NIK).
 
 use dtks_platform::auth::Claims;
+use dtks_platform::grpc;
 use dtks_proto::common::v1 as pb;
 use dtks_proto::events::v1 as ev;
-use dtks_proto::matching::v1::{MatchPersonResponse, MatchWaveResponse};
+use dtks_proto::matching::v1::{MatchPersonRequest, MatchPersonResponse, MatchWaveResponse};
 use sea_orm::{DatabaseConnection, TransactionTrait};
+use tonic::Status;
 
 use crate::error::Result;
 use crate::matcher::{self, Matcher};
+
+/// A match request checked at the edge of MatchPerson and of each person of a wave:
+/// the person and their village, or the field refused and why.
+pub fn admit(who: &Claims, request: MatchPersonRequest) -> Result<(pb::Person, String), Status> {
+    let MatchPersonRequest {
+        person,
+        village_code,
+    } = request;
+    // A NIK that is not a NIK is not refused: the person is matched on the other
+    // fields, and the registry's NIK comes back as a correction.
+    let person = person.ok_or_else(|| grpc::invalid_field("person", "is required"))?;
+    if !dtks_platform::reference::village_codes().contains(village_code.as_str()) {
+        return Err(grpc::invalid_field(
+            "village_code",
+            "is not a village code of the reference data",
+        ));
+    }
+    who.require_region(&village_code)?;
+    Ok((person, village_code))
+}
 
 /// The answer for an assessed person once DTKS has been checked.
 pub fn response_of(assessed: &matcher::Assessed, m: ev::PersonMatch) -> MatchPersonResponse {

@@ -153,7 +153,7 @@ fn admit(
     } else {
         item.request
             .ok_or_else(|| ("", grpc::invalid_field("request", "is required")))
-            .and_then(|r| crate::api::admit(who, r).map_err(|s| ("request.", s)))
+            .and_then(|r| crate::lookup::admit(who, r).map_err(|s| ("request.", s)))
     };
     match admitted {
         Ok((person, village)) => Ok((item.reference, person, village)),

@@ -419,9 +419,20 @@ fn signing_content(created: i64, expires: i64, header: &Value, message: &Value) 
 /// hashed without first being written out whole.
 struct Hashing(Sha256);
 
+impl Hashing {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// A string or scalar as JSON text (writing into a digest cannot fail).
+    fn json(&mut self, value: &(impl serde::Serialize + ?Sized)) {
+        let _ = serde_json::to_writer(&mut *self, value);
+    }
+}
+
 impl std::io::Write for Hashing {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
+        self.put(bytes);
         Ok(bytes.len())
     }
 
@@ -432,37 +443,33 @@ impl std::io::Write for Hashing {
 
 /// JSON with object keys sorted and no whitespace, whatever order the map keeps.
 fn write_canonical(value: &Value, out: &mut Hashing) {
-    use std::io::Write as _;
-    // Writing into a digest cannot fail.
-    let _ = match value {
+    match value {
         Value::Object(map) => {
             let mut entries: Vec<_> = map.iter().collect();
-            if !entries.is_sorted_by(|a, b| a.0 <= b.0) {
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-            }
-            let _ = out.write_all(b"{");
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.put(b"{");
             for (i, (key, value)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    let _ = out.write_all(b",");
+                    out.put(b",");
                 }
-                let _ = serde_json::to_writer(&mut *out, key);
-                let _ = out.write_all(b":");
+                out.json(key);
+                out.put(b":");
                 write_canonical(value, out);
             }
-            out.write_all(b"}")
+            out.put(b"}");
         }
         Value::Array(items) => {
-            let _ = out.write_all(b"[");
+            out.put(b"[");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    let _ = out.write_all(b",");
+                    out.put(b",");
                 }
                 write_canonical(item, out);
             }
-            out.write_all(b"]")
+            out.put(b"]");
         }
-        other => serde_json::to_writer(&mut *out, other).map_err(std::io::Error::from),
-    };
+        other => out.json(other),
+    }
 }
 
 #[cfg(test)]
