@@ -1,27 +1,20 @@
 //! Snapshots as stored, and the schema's migrations.
 
-use dtks_platform::db::{Migration, Migrator as MigratorTrait, sql_migrations, stmt};
+use dtks_platform::db::stmt;
 use dtks_platform::grpc;
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::*;
 use sea_orm::ConnectionTrait;
 use tonic::Status;
 
-/// The schema: the platform's tables, then `migrations/*.sql` in order.
-pub struct Migrator;
-
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn Migration>> {
-        sql_migrations(dtks_platform::sql_files![
-            "m0001_registry_and_snapshots",
-            "m0002_removals_and_diffs",
-            "m0003_province_deciles",
-            "m0004_registry_versions",
-            "m0005_snapshot_partitions",
-            "m0006_snapshot_audit_checkpoint",
-        ])
-    }
-}
+dtks_platform::sql_migrator![
+    "m0001_registry_and_snapshots",
+    "m0002_removals_and_diffs",
+    "m0003_province_deciles",
+    "m0004_registry_versions",
+    "m0005_snapshot_partitions",
+    "m0006_snapshot_audit_checkpoint",
+];
 
 pub(crate) fn row_snapshot(r: &sea_orm::QueryResult) -> Result<Snapshot, Status> {
     let get_i = |c: &str| r.try_get::<i64>("", c).map_err(grpc::internal);

@@ -423,5 +423,4 @@ fn person_rows(household: &dtks_domain::Household) -> Vec<PersonRow> {
 }
 
 #[cfg(test)]
-#[path = "check_props.rs"]
 mod props;

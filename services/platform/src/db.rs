@@ -97,6 +97,22 @@ macro_rules! sql_files {
     };
 }
 
+/// A service's `Migrator`: the platform's tables, then its own `migrations/NAME.sql` in
+/// the order named: `sql_migrator!["m0001_cases", "m0002_tasks"]`.
+#[macro_export]
+macro_rules! sql_migrator {
+    ($($name:literal),* $(,)?) => {
+        /// The schema: the platform's tables, then `migrations/*.sql` in order.
+        pub struct Migrator;
+
+        impl $crate::db::Migrator for Migrator {
+            fn migrations() -> Vec<Box<dyn $crate::db::Migration>> {
+                $crate::db::sql_migrations($crate::sql_files![$($name),*])
+            }
+        }
+    };
+}
+
 const MIGRATION_LOCK: i64 = 0x4454_4b53; // "DTKS"
 
 /// Runs the reference-data migrations and then `M`'s in `schema`, on one connection

@@ -340,13 +340,10 @@ fn timestamp(message: &DynamicMessage, at: &str, out: &mut Violations) {
     let (seconds, nanos) = (int(message, "seconds"), int(message, "nanos"));
     // 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z, as google.protobuf.Timestamp says.
     if !(-62_135_596_800..=253_402_300_799).contains(&seconds) {
-        out.push(
-            &path(at, "seconds"),
-            "must lie between the years 1 and 9999",
-        );
+        out.push(path(at, "seconds"), "must lie between the years 1 and 9999");
     }
     if !(0..=999_999_999).contains(&nanos) {
-        out.push(&path(at, "nanos"), "must be from 0 to 999,999,999");
+        out.push(path(at, "nanos"), "must be from 0 to 999,999,999");
     }
 }
 

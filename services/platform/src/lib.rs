@@ -18,6 +18,7 @@ pub mod dci;
 pub mod deadletters;
 pub mod edge;
 pub mod events;
+pub mod fault;
 pub mod grpc;
 pub mod merkle;
 pub mod metrics;

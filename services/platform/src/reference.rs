@@ -42,8 +42,11 @@ impl MigrationName for LoadIdnAreaData4_0_1 {
     }
 }
 
+/// Codes, parents and names, column by column.
+type Columns = (Vec<String>, Vec<String>, Vec<String>);
+
 /// Parses `code,parent,name` rows (provinces have no parent column).
-fn rows(csv_text: &str) -> Result<(Vec<String>, Vec<String>, Vec<String>), DbErr> {
+fn rows(csv_text: &str) -> Result<Columns, DbErr> {
     let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
     let (mut codes, mut parents, mut names) = (Vec::new(), Vec::new(), Vec::new());
     for record in reader.records() {

@@ -4,23 +4,16 @@
 
 pub mod index;
 
-use dtks_platform::db::{Migration, Migrator as MigratorTrait, sql_migrations, stmt};
+use dtks_platform::db::stmt;
 use dtks_proto::events::v1 as ev;
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
 
-/// The schema: the platform's tables, then `migrations/*.sql` in order.
-pub struct Migrator;
-
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn Migration>> {
-        sql_migrations(dtks_platform::sql_files![
-            "m0001_match_results",
-            "m0002_pending",
-            "m0003_person_index_reviews_life_events",
-        ])
-    }
-}
+dtks_platform::sql_migrator![
+    "m0001_match_results",
+    "m0002_pending",
+    "m0003_person_index_reviews_life_events",
+];
 
 /// Receives a proposal to match (once, however often its event is delivered).
 pub async fn receive(

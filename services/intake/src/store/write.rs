@@ -1,4 +1,4 @@
-//! Storing proposals: one path for a single submission and for bulk batches. A batch is
+//! Writing proposals: one path for a single submission and for bulk batches. A batch is
 //! written with binary COPY into `proposals`, `proposal_persons` and the outbox in one
 //! transaction, so a proposal and its `proposal.submitted` event commit together or not
 //! at all. Idempotency: a proposal whose idempotency key, or channel and external
@@ -53,7 +53,8 @@ async fn existing(
     if idem.is_empty() && references.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(uuid::Uuid, i16, Option<String>, i16, Option<String>)> = sqlx::query_as(
+    type Found = (uuid::Uuid, i16, Option<String>, i16, Option<String>);
+    let rows: Vec<Found> = sqlx::query_as(
         "SELECT p.proposal_id, p.status, p.idempotency_key, p.channel, p.external_reference
            FROM proposals p
           WHERE p.idempotency_key = ANY($1)

@@ -1,0 +1,97 @@
+//! What goes wrong inside a service that no caller can mend: storage, a stored value that
+//! no longer reads, a task that died. Every service's error enum carries these as one
+//! variant, [`Fault`], told to a gRPC caller as INTERNAL with the cause logged and never
+//! sent. [`service_error!`](crate::service_error) lets `?` lift each kind (and a worded
+//! refusal, a `tonic::Status`) into the service's own error.
+
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Fault {
+    #[error("storage: {0}")]
+    Store(#[from] sea_orm::DbErr),
+    #[error("storage: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("stored message unreadable: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("stored value unreadable: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("stored id unreadable: {0}")]
+    Id(#[from] uuid::Error),
+    #[error("sealed value unreadable: {0}")]
+    Sealed(#[from] crate::sealed::SealError),
+    #[error("task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<Fault> for Status {
+    fn from(fault: Fault) -> Self {
+        crate::grpc::internal(fault)
+    }
+}
+
+/// The kinds [`service_error!`](crate::service_error) lifts, named from here so that a
+/// service need not depend on each crate.
+#[doc(hidden)]
+pub mod kinds {
+    pub use crate::sealed::SealError;
+    pub use prost::DecodeError;
+    pub use sea_orm::DbErr;
+    pub use serde_json::Error as JsonError;
+    pub use sqlx::Error as SqlError;
+    pub use tokio::task::JoinError;
+    pub use tonic::Status;
+    pub use uuid::Error as IdError;
+}
+
+/// Gives a service's `Error` (an enum with `Fault(Fault)` and `Refused(Status)` variants)
+/// a `From` for every fault kind and for `Status`, so that `?` lifts them all, and the
+/// crate's `Result`.
+#[macro_export]
+macro_rules! service_error {
+    ($error:ident) => {
+        /// A use case's answer, or the service's error.
+        pub type Result<T, E = $error> = ::std::result::Result<T, E>;
+
+        $crate::service_error!(@each $error:
+            $crate::fault::kinds::DbErr,
+            $crate::fault::kinds::SqlError,
+            $crate::fault::kinds::DecodeError,
+            $crate::fault::kinds::JsonError,
+            $crate::fault::kinds::IdError,
+            $crate::fault::kinds::SealError,
+            $crate::fault::kinds::JoinError,
+        );
+        impl From<$crate::fault::Fault> for $error {
+            fn from(fault: $crate::fault::Fault) -> Self {
+                $error::Fault(fault)
+            }
+        }
+        impl From<$crate::fault::kinds::Status> for $error {
+            fn from(status: $crate::fault::kinds::Status) -> Self {
+                $error::Refused(status)
+            }
+        }
+    };
+    (@each $error:ident: $($kind:ty),* $(,)?) => {
+        $(impl From<$kind> for $error {
+            fn from(cause: $kind) -> Self {
+                $error::Fault($crate::fault::Fault::from(cause))
+            }
+        })*
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_reaches_the_caller_as_internal_without_its_cause() {
+        let status = Status::from(Fault::from(sea_orm::DbErr::Custom("nik 3204".into())));
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(!status.message().contains("3204"));
+    }
+}
