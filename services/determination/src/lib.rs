@@ -2,14 +2,17 @@
 //! the monthly determination: PMT welfare score, national ranking into deciles (desil),
 //! an immutable snapshot with its content hash and its diff against the last one.
 //!
-//! Inside: [`api`] (the gRPC edge), [`run`] (a determination), [`registry`] (the master
-//! registry a run reads, and the diff), [`consume`] (the events taken), [`model`] (the
-//! welfare model), [`store`] (snapshots and the schema, `migrations/*.sql`),
-//! [`singleton`] (one run in a cluster).
+//! Inside: [`api`] (the gRPC edge), [`run`] (a determination), `read` (a determined
+//! month read back), [`registry`] (the master registry a run reads, and the diff),
+//! [`consume`] (the events taken), [`model`] (the welfare model), [`store`] (snapshots
+//! and the schema, `migrations/*.sql`), [`singleton`] (one run in a cluster), [`error`]
+//! (the one error type and its gRPC mapping).
 
 pub mod api;
 pub mod consume;
+pub mod error;
 pub mod model;
+mod read;
 pub mod registry;
 pub mod run;
 pub mod singleton;

@@ -2,9 +2,11 @@
 //! snapshot against the last.
 
 use dtks_platform::copy::copy_out;
-use dtks_platform::grpc;
+use dtks_platform::fault::Fault;
 use dtks_proto::determination::v1::*;
 use tonic::Status;
+
+use crate::error::{Error, Result};
 
 /// The partition that holds one snapshot's rows.
 pub(crate) fn partition(snapshot_id: uuid::Uuid) -> String {
@@ -57,7 +59,7 @@ impl Names {
 }
 
 impl Registry {
-    pub(crate) async fn read(conn: &mut sqlx::PgConnection) -> Result<Self, Status> {
+    pub(crate) async fn read(conn: &mut sqlx::PgConnection) -> Result<Self> {
         let (mut rows, mut inputs, mut regions, mut persons) =
             (Vec::new(), Vec::new(), Names::default(), 0i64);
         copy_out(
@@ -81,8 +83,7 @@ impl Registry {
                 Ok(())
             },
         )
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
         let mut keys: Vec<(u128, u32)> = rows
             .iter()
             .enumerate()
@@ -118,8 +119,8 @@ impl Registry {
         &self,
         model: &dtks_domain::pmt::Model,
         on: chrono::NaiveDate,
-    ) -> Result<Vec<f64>, Status> {
-        let score = |chunk: &[u32]| -> Result<Vec<f64>, Status> {
+    ) -> Result<Vec<f64>> {
+        let score = |chunk: &[u32]| -> Result<Vec<f64>> {
             chunk
                 .iter()
                 .map(|&i| {
@@ -128,10 +129,10 @@ impl Registry {
                     dtks_domain::pmt::Inputs::decode(&self.inputs[start..start + len as usize])
                         .map(|inputs| model.score_inputs(&inputs, on))
                         .map_err(|e| {
-                            Status::internal(format!(
+                            Error::Refused(Status::internal(format!(
                                 "registry household {} cannot be scored ({e}); correct its record",
                                 uuid::Uuid::from_u128(row.id)
-                            ))
+                            )))
                         })
                 })
                 .collect()
@@ -143,7 +144,7 @@ impl Registry {
             (score(first), other.join())
         });
         let mut scores = a?;
-        scores.extend(b.map_err(|_| Status::internal("scoring thread panicked"))??);
+        scores.extend(b.map_err(|_| Fault::Other("scoring thread panicked".into()))??);
         Ok(scores)
     }
 }
@@ -160,7 +161,7 @@ pub(crate) struct Entry {
 pub(crate) async fn entries(
     conn: &mut sqlx::PgConnection,
     snapshot_id: uuid::Uuid,
-) -> Result<Vec<Entry>, Status> {
+) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     copy_out(
         conn,
@@ -174,8 +175,7 @@ pub(crate) async fn entries(
             Ok(())
         },
     )
-    .await
-    .map_err(grpc::internal)?;
+    .await?;
     out.sort_unstable_by_key(|e| e.id);
     Ok(out)
 }
@@ -187,7 +187,7 @@ pub(crate) async fn diff(
     conn: &mut sqlx::PgConnection,
     before: &[Entry],
     after: &[Entry],
-) -> Result<SnapshotDiff, Status> {
+) -> Result<SnapshotDiff> {
     let mut d = SnapshotDiff::default();
     let mut other_version = Vec::new();
     let (mut i, mut j) = (0, 0);
@@ -234,8 +234,7 @@ pub(crate) async fn diff(
             .bind(&ids)
             .bind(&versions)
             .fetch_all(&mut *conn)
-            .await
-            .map_err(grpc::internal)?
+            .await?
             .into_iter()
             .map(|(id, version, digest)| ((id, version), digest))
             .collect();

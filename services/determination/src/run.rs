@@ -12,7 +12,8 @@ use dtks_proto::determination::v1::*;
 use dtks_proto::events::v1::{self as ev};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use sha2::{Digest, Sha256};
-use tonic::Status;
+
+use crate::error::{Error, Result};
 
 /// How long each phase of a run took.
 pub(crate) struct Phases(Vec<(&'static str, f64)>, std::time::Instant);
@@ -67,43 +68,40 @@ impl Api {
         &self,
         conn: &impl ConnectionTrait,
         (year, month): (i32, i32),
-    ) -> Result<Option<Snapshot>, Status> {
+    ) -> Result<Option<Snapshot>> {
         conn.query_one_raw(stmt(
             &format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE year = $1 AND month = $2"),
             [year.into(), month.into()],
         ))
-        .await
-        .map_err(grpc::internal)?
+        .await?
         .map(|r| row_snapshot(&r))
         .transpose()
     }
 
     /// The snapshot whose rows stand for `period` (an unchanged month points back).
-    pub(crate) async fn standing_snapshot_id(
-        &self,
-        period: (i32, i32),
-    ) -> Result<uuid::Uuid, Status> {
+    pub(crate) async fn standing_snapshot_id(&self, period: (i32, i32)) -> Result<uuid::Uuid> {
         let snap = self
             .snapshot(&self.db, period)
             .await?
-            .ok_or_else(|| Status::not_found("period not determined"))?;
+            .ok_or(Error::NotDetermined)?;
         standing_of(&self.db, &snap).await
     }
 
     /// One determination under the cluster's Lease (when there is one), renewed while
     /// the run lasts and given back after it.
-    pub(crate) async fn determine(&self, period: (i32, i32)) -> Result<Snapshot, Status> {
+    pub(crate) async fn determine(&self, period: (i32, i32)) -> Result<Snapshot> {
         let Some(lease) = self.lease.clone() else {
             return self.determine_locked(period).await;
         };
         let now = || k8s_openapi::jiff::Timestamp::now();
-        match lease.acquire(now()).await.map_err(grpc::internal)? {
-            crate::singleton::Taken::Held => {}
-            crate::singleton::Taken::HeldBy(holder) => {
-                return Err(Status::aborted(format!(
-                    "another determination holds the lease ({holder}); try again when it finishes"
-                )));
-            }
+        let taken = lease
+            .acquire(now())
+            .await
+            .map_err(|e| Error::Lease(e.to_string()))?;
+        if let crate::singleton::Taken::HeldBy(holder) = taken {
+            return Err(Error::Busy(format!(
+                "another determination holds the lease ({holder}); try again when it finishes"
+            )));
         }
         let renewer = {
             let lease = lease.clone();
@@ -124,26 +122,19 @@ impl Api {
         result
     }
 
-    pub(crate) async fn determine_locked(&self, period: (i32, i32)) -> Result<Snapshot, Status> {
-        let mut txn = self
-            .db
-            .get_postgres_connection_pool()
-            .begin()
-            .await
-            .map_err(grpc::internal)?;
+    pub(crate) async fn determine_locked(&self, period: (i32, i32)) -> Result<Snapshot> {
+        let mut txn = self.db.get_postgres_connection_pool().begin().await?;
         // One view of the registry for the whole run: its rows and its watermark agree.
         sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .execute(&mut *txn)
-            .await
-            .map_err(grpc::internal)?;
+            .await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(DETERMINATION_LOCK)
             .fetch_one(&mut *txn)
-            .await
-            .map_err(grpc::internal)?;
+            .await?;
         if !locked {
-            return Err(Status::aborted(
-                "another determination is running; try again when it finishes",
+            return Err(Error::Busy(
+                "another determination is running; try again when it finishes".into(),
             ));
         }
         if self.fault == Fault::Pause {
@@ -161,8 +152,7 @@ impl Api {
             "SELECT coalesce(max(change_seq), 0)::bigint FROM registry_households",
         )
         .fetch_one(&mut *txn)
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
         phases.mark("read");
         let scores = registry.scores(model, on)?;
         phases.mark("score");
@@ -200,8 +190,7 @@ impl Api {
         let previous = self
             .db
             .query_one_raw(stmt(&format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots ORDER BY year DESC, month DESC LIMIT 1"), []))
-            .await
-            .map_err(grpc::internal)?
+            .await?
             .map(|r| row_snapshot(&r))
             .transpose()?;
         let unchanged = previous
@@ -215,14 +204,12 @@ impl Api {
                 "CREATE TABLE {table} (LIKE snapshot_rows)"
             )))
             .execute(&mut *txn)
-            .await
-            .map_err(grpc::internal)?;
+            .await?;
             let mut copy = CopyIn::start(
                 &mut txn,
                 &format!("{table} (snapshot_id, national_rank, household_id, version, region_code, score, decile, province_decile)"),
             )
-            .await
-            .map_err(grpc::internal)?;
+            .await?;
             for (rank, &position) in order.iter().enumerate() {
                 let row = &registry.rows[registry.by_id[position as usize] as usize];
                 copy.rows()
@@ -235,9 +222,9 @@ impl Api {
                     .f64(scores[position as usize])
                     .i16(i16::from(deciles[position as usize]))
                     .i16(i16::from(province_deciles[position as usize]));
-                copy.flush_when_full().await.map_err(grpc::internal)?;
+                copy.flush_when_full().await?;
             }
-            copy.finish().await.map_err(grpc::internal)?;
+            copy.finish().await?;
             phases.mark("write");
             // Indexed once, whole, then made the snapshot's partition (the CHECK spares
             // the attach its scan), and its statistics taken at once: without them the
@@ -252,8 +239,7 @@ impl Api {
                  ANALYZE {table}"
             )))
             .execute(&mut *txn)
-            .await
-            .map_err(grpc::internal)?;
+            .await?;
             phases.mark("index");
         }
         if self.fault == Fault::Crash {
@@ -299,8 +285,7 @@ impl Api {
             "SELECT tree_size, root FROM audit_head ORDER BY tree_size DESC LIMIT 1",
         )
         .fetch_optional(&mut *txn)
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
         sqlx::query(
             "INSERT INTO snapshots (snapshot_id, year, month, households, persons, model_version, input_watermark, content_hash, unchanged,
                  stands_from_year, stands_from_month, added, removed, changed, decile_moves, audit_tree_size, audit_root)
@@ -324,8 +309,7 @@ impl Api {
         .bind(audit_head.as_ref().map(|(size, _)| *size))
         .bind(audit_head.as_ref().map(|(_, root)| root.clone()))
         .execute(&mut *txn)
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
         let published = ev::DeterminationPublished {
             period: Some(pb::Period {
                 year: period.0,
@@ -361,17 +345,15 @@ impl Api {
             "",
             &published,
         );
-        outbox::enqueue_copy(&mut txn, [&envelope])
-            .await
-            .map_err(grpc::internal)?;
-        txn.commit().await.map_err(grpc::internal)?;
+        outbox::enqueue_copy(&mut txn, [&envelope]).await?;
+        txn.commit().await?;
         phases.mark("commit");
         self.outbox.wake();
         tracing::info!(households = n, unchanged, timings = ?phases.0, "determination published");
         let mut snapshot = self
             .snapshot(&self.db, period)
             .await?
-            .ok_or_else(|| Status::internal("snapshot vanished"))?;
+            .ok_or_else(|| dtks_platform::fault::Fault::Other("snapshot vanished".into()))?;
         snapshot.timings = phases
             .0
             .into_iter()

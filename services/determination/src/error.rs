@@ -1,0 +1,62 @@
+//! The one error of the determination service, and how each kind is told to a gRPC
+//! caller: use cases return [`Error`], and `?` at the edge maps it to a `Status`.
+
+use dtks_platform::fault::Fault;
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The month asked for has no snapshot: NOT_FOUND.
+    #[error("period not determined")]
+    NotDetermined,
+    /// Another determination holds the cluster's Lease or the lock: ABORTED, the caller
+    /// may try again when it finishes.
+    #[error("{0}")]
+    Busy(String),
+    /// The cluster's Lease could not be read or taken: UNAVAILABLE.
+    #[error("the determination lease: {0}")]
+    Lease(String),
+    /// Storage, a stored value, a task: INTERNAL, the cause logged and never sent.
+    #[error(transparent)]
+    Fault(Fault),
+    /// A refusal already worded for the caller (a field, a region, a household).
+    #[error("{}", .0.message())]
+    Refused(Status),
+}
+
+dtks_platform::service_error!(Error);
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            e @ Error::NotDetermined => Status::not_found(e.to_string()),
+            Error::Busy(why) => Status::aborted(why),
+            e @ Error::Lease(_) => {
+                tracing::warn!(error = %e, "determination lease unavailable");
+                Status::unavailable("the determination lease cannot be taken now; try again")
+            }
+            Error::Fault(fault) => fault.into(),
+            Error::Refused(status) => status,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_run_is_aborted_and_a_missing_month_not_found() {
+        assert_eq!(
+            Status::from(Error::Busy("held".into())).code(),
+            tonic::Code::Aborted
+        );
+        assert_eq!(
+            Status::from(Error::NotDetermined).code(),
+            tonic::Code::NotFound
+        );
+        let lease = Status::from(Error::Lease("kube: 10.0.0.1 refused".into()));
+        assert_eq!(lease.code(), tonic::Code::Unavailable);
+        assert!(!lease.message().contains("10.0.0.1"));
+    }
+}
