@@ -2,9 +2,11 @@
 //! header, numbers as numbers), each row with its region's code and name from the
 //! reference data.
 
+use dtks_platform::fault::Fault;
 use dtks_proto::common::v1::Region;
 use dtks_proto::reporting::v1::*;
-use tonic::Status;
+
+use crate::error::Result;
 
 /// A cell of a report.
 #[derive(Debug, Clone, PartialEq)]
@@ -192,8 +194,8 @@ fn text(cell: &Cell) -> String {
 }
 
 /// The table as file bytes.
-pub fn render(table: &Table, format: ExportFormat) -> Result<Vec<u8>, Status> {
-    let internal = |e: &dyn std::fmt::Display| Status::internal(format!("export: {e}"));
+pub fn render(table: &Table, format: ExportFormat) -> Result<Vec<u8>> {
+    let internal = |e: &dyn std::fmt::Display| Fault::Other(format!("export: {e}"));
     match format {
         ExportFormat::Csv => {
             let mut w = csv::Writer::from_writer(Vec::new());
@@ -202,7 +204,7 @@ pub fn render(table: &Table, format: ExportFormat) -> Result<Vec<u8>, Status> {
                 w.write_record(row.iter().map(text))
                     .map_err(|e| internal(&e))?;
             }
-            w.into_inner().map_err(|e| internal(&e))
+            Ok(w.into_inner().map_err(|e| internal(&e))?)
         }
         ExportFormat::Xlsx => {
             let mut book = rust_xlsxwriter::Workbook::new();
@@ -231,12 +233,11 @@ pub fn render(table: &Table, format: ExportFormat) -> Result<Vec<u8>, Status> {
                 }
             }
             sheet.set_freeze_panes(1, 0).map_err(|e| internal(&e))?;
-            book.save_to_buffer().map_err(|e| internal(&e))
+            Ok(book.save_to_buffer().map_err(|e| internal(&e))?)
         }
-        ExportFormat::Unspecified => Err(dtks_platform::grpc::invalid_field(
-            "format",
-            "must be CSV or XLSX",
-        )),
+        ExportFormat::Unspecified => {
+            Err(dtks_platform::grpc::invalid_field("format", "must be CSV or XLSX").into())
+        }
     }
 }
 

@@ -8,7 +8,8 @@ use dtks_proto::common::v1::RegionLevel;
 use opentelemetry::KeyValue;
 use sea_orm::DatabaseConnection;
 
-use crate::queries::{self, Scope};
+use crate::error::Result;
+use crate::store::reports::{self as queries, Scope};
 
 /// How often the gauges are read again: every `DTKS_REPORTING_GAUGE_SECONDS` (60 unless
 /// set; the update-rate query reads every DTKS household).
@@ -25,7 +26,7 @@ fn code(region: &Option<dtks_proto::common::v1::Region>) -> String {
     region.as_ref().map(|r| r.code.clone()).unwrap_or_default()
 }
 
-async fn refresh(db: &DatabaseConnection) -> Result<(), tonic::Status> {
+async fn refresh(db: &DatabaseConnection) -> Result<()> {
     let meter = opentelemetry::global::meter("dtks");
     let gauge = |name: &'static str, description: &'static str| {
         meter.f64_gauge(name).with_description(description).build()
@@ -91,11 +92,8 @@ async fn refresh(db: &DatabaseConnection) -> Result<(), tonic::Status> {
 /// Refreshes the gauges until shutdown.
 pub async fn run(db: DatabaseConnection, shutdown: dtks_platform::shutdown::Shutdown) {
     while !shutdown.is_triggered() {
-        if let Err(status) = refresh(&db).await {
-            tracing::warn!(
-                message = status.message(),
-                "refreshing the business gauges failed"
-            );
+        if let Err(error) = refresh(&db).await {
+            tracing::warn!(%error, "refreshing the business gauges failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(every()) => {}

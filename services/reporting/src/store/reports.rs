@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use crate::error::Result;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use dtks_platform::auth::Claims;
 use dtks_platform::db::stmt;
@@ -12,7 +13,6 @@ use dtks_platform::{convert, grpc};
 use dtks_proto::common::v1::{Region, RegionLevel};
 use dtks_proto::reporting::v1::*;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
-use tonic::Status;
 
 /// The length of a region code at each level (`32`, `32.04`, `32.04.05`, `32.04.05.2001`).
 fn code_length(level: RegionLevel) -> usize {
@@ -64,7 +64,7 @@ impl Scope {
         }
     }
 
-    pub fn of(who: &Claims, q: &RegionQuery) -> Result<Self, Status> {
+    pub fn of(who: &Claims, q: &RegionQuery) -> Result<Self> {
         // An officer of a region asks about that region unless they name one inside it.
         let region = if q.region_code.is_empty() {
             who.region.clone()
@@ -89,7 +89,8 @@ impl Scope {
                         "must not be coarser than the region asked about ({})",
                         own.as_str_name()
                     ),
-                ));
+                )
+                .into());
             }
             level => level,
         };
@@ -130,21 +131,17 @@ impl Scope {
 pub async fn names(
     db: &DatabaseConnection,
     codes: impl IntoIterator<Item = String>,
-) -> Result<HashMap<String, String>, Status> {
+) -> Result<HashMap<String, String>> {
     let codes: Vec<String> = codes.into_iter().collect();
     let rows = db
         .query_all_raw(stmt(
             "SELECT code, name FROM reference.regions WHERE code = ANY($1)",
             [codes.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let mut names = HashMap::new();
     for r in rows {
-        names.insert(
-            r.try_get("", "code").map_err(grpc::internal)?,
-            r.try_get("", "name").map_err(grpc::internal)?,
-        );
+        names.insert(r.try_get("", "code")?, r.try_get("", "name")?);
     }
     Ok(names)
 }
@@ -161,8 +158,8 @@ fn region(code: &str, names: &HashMap<String, String>) -> Region {
     }
 }
 
-fn get<T: sea_orm::TryGetable>(r: &sea_orm::QueryResult, column: &str) -> Result<T, Status> {
-    r.try_get("", column).map_err(grpc::internal)
+fn get<T: sea_orm::TryGetable>(r: &sea_orm::QueryResult, column: &str) -> Result<T> {
+    Ok(r.try_get("", column)?)
 }
 
 /// Share of each region's DTKS households verified within the six months before the
@@ -171,7 +168,7 @@ pub async fn update_rates(
     db: &DatabaseConnection,
     scope: &Scope,
     now: DateTime<Utc>,
-) -> Result<UpdateRates, Status> {
+) -> Result<UpdateRates> {
     let as_of = scope.as_of(now);
     let rows = db
         .query_all_raw(stmt(
@@ -183,8 +180,7 @@ pub async fn update_rates(
              GROUP BY 1 ORDER BY 1",
             [scope.region.clone().into(), scope.length().into(), as_of.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let mut out = Vec::new();
     for r in &rows {
         let records = get::<i64>(r, "records")? as u64;
@@ -215,7 +211,7 @@ pub async fn inactive(
     db: &DatabaseConnection,
     scope: &Scope,
     now: DateTime<Utc>,
-) -> Result<InactiveRegions, Status> {
+) -> Result<InactiveRegions> {
     let (year, month) = scope.period.unwrap_or((now.year(), now.month() as i32));
     let level = match scope.level {
         RegionLevel::Province => 1i16,
@@ -232,8 +228,7 @@ pub async fn inactive(
              ORDER BY r.code",
             [scope.region.clone().into(), level.into(), year.into(), month.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let mut regions = Vec::new();
     for r in &rows {
         let code: String = get(r, "code")?;
@@ -248,11 +243,7 @@ pub async fn inactive(
 
 /// Cases in each verivali state, with how long they have waited there, for the region
 /// and per region at the query's level.
-pub async fn funnel(
-    db: &DatabaseConnection,
-    scope: &Scope,
-    now: DateTime<Utc>,
-) -> Result<Funnel, Status> {
+pub async fn funnel(db: &DatabaseConnection, scope: &Scope, now: DateTime<Utc>) -> Result<Funnel> {
     let rows = db
         .query_all_raw(stmt(
             "SELECT left(region_code, $2) AS code, state, count(*) AS cases,
@@ -266,8 +257,7 @@ pub async fn funnel(
                 now.into(),
             ],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let mut total = Vec::new();
     let mut per: Vec<(String, Vec<FunnelStage>)> = Vec::new();
     for r in &rows {
@@ -303,7 +293,7 @@ async fn month_of(
     db: &DatabaseConnection,
     scope: &Scope,
     table: &str,
-) -> Result<Option<(i32, i32)>, Status> {
+) -> Result<Option<(i32, i32)>> {
     if scope.period.is_some() {
         return Ok(scope.period);
     }
@@ -312,8 +302,7 @@ async fn month_of(
             &format!("SELECT year, month FROM {table} ORDER BY year DESC, month DESC LIMIT 1"),
             [],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     row.map(|r| Ok((get(&r, "year")?, get(&r, "month")?)))
         .transpose()
 }
@@ -324,7 +313,7 @@ fn regency_length(scope: &Scope) -> i32 {
 }
 
 /// Households per decile of the asked (or newest) determined month, per region.
-pub async fn deciles(db: &DatabaseConnection, scope: &Scope) -> Result<DecileDistribution, Status> {
+pub async fn deciles(db: &DatabaseConnection, scope: &Scope) -> Result<DecileDistribution> {
     let Some((year, month)) = month_of(db, scope, "deciles").await? else {
         return Ok(DecileDistribution::default());
     };
@@ -336,8 +325,7 @@ pub async fn deciles(db: &DatabaseConnection, scope: &Scope) -> Result<DecileDis
              GROUP BY 1, 2 ORDER BY 1, 2",
             [scope.region.clone().into(), regency_length(scope).into(), year.into(), month.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let mut per: Vec<(String, Vec<u64>)> = Vec::new();
     for r in &rows {
         let code: String = get(r, "code")?;
@@ -364,7 +352,7 @@ pub async fn deciles(db: &DatabaseConnection, scope: &Scope) -> Result<DecileDis
 
 /// Each programme's eligible, selected and quota per region, from its fixed lists of
 /// the asked (or newest) month.
-pub async fn coverage(db: &DatabaseConnection, scope: &Scope) -> Result<ProgrammeCoverage, Status> {
+pub async fn coverage(db: &DatabaseConnection, scope: &Scope) -> Result<ProgrammeCoverage> {
     let Some((year, month)) = month_of(db, scope, "coverage").await? else {
         return Ok(ProgrammeCoverage::default());
     };
@@ -376,8 +364,7 @@ pub async fn coverage(db: &DatabaseConnection, scope: &Scope) -> Result<Programm
              GROUP BY 1, 2 ORDER BY 1, 2",
             [scope.region.clone().into(), regency_length(scope).into(), year.into(), month.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let mut out = Vec::new();
     for r in &rows {
         out.push((
@@ -412,10 +399,7 @@ const MATCHED: [&str; 2] = [
 
 /// The outcome mix of matching per region: persons and households by outcome, and the
 /// share of persons the civil registry knows (as stated or with corrections).
-pub async fn match_outcomes(
-    db: &DatabaseConnection,
-    scope: &Scope,
-) -> Result<MatchOutcomes, Status> {
+pub async fn match_outcomes(db: &DatabaseConnection, scope: &Scope) -> Result<MatchOutcomes> {
     let (region_code, length) = (scope.region.clone(), scope.length());
     let households = db
         .query_all_raw(stmt(
@@ -423,8 +407,7 @@ pub async fn match_outcomes(
              FROM match_results WHERE region_code LIKE $1 || '%' GROUP BY 1, 2 ORDER BY 1, 2",
             [region_code.clone().into(), length.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let persons = db
         .query_all_raw(stmt(
             "SELECT left(region_code, $2) AS code, p.key AS outcome, sum(p.value::bigint)::bigint AS n
@@ -432,8 +415,7 @@ pub async fn match_outcomes(
              WHERE region_code LIKE $1 || '%' GROUP BY 1, 2 ORDER BY 1, 2",
             [region_code.into(), length.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let mut per: std::collections::BTreeMap<String, RegionOutcomes> = Default::default();
     for r in &households {
         let code: String = get(r, "code")?;
@@ -481,7 +463,7 @@ pub async fn reverifications(
     db: &DatabaseConnection,
     scope: &Scope,
     now: DateTime<Utc>,
-) -> Result<Reverifications, Status> {
+) -> Result<Reverifications> {
     let rows = db
         .query_all_raw(stmt(
             "SELECT left(region_code, $2) AS code,
@@ -496,8 +478,7 @@ pub async fn reverifications(
                 now.into(),
             ],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let mut out = Vec::new();
     for r in &rows {
         out.push((

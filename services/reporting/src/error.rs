@@ -1,0 +1,48 @@
+//! The one error of the reporting service, and how each kind is told to a gRPC caller:
+//! use cases return [`Error`], and `?` at the edge maps it to a `Status`.
+
+use dtks_platform::fault::Fault;
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bus could not say how many events wait in the dead-letter queues:
+    /// UNAVAILABLE, the caller may ask again.
+    #[error("dead-letter counts: {0}")]
+    Bus(String),
+    /// Storage, a stored value, a task: INTERNAL, the cause logged and never sent.
+    #[error(transparent)]
+    Fault(Fault),
+    /// A refusal already worded for the caller (a region, a format, a report).
+    #[error("{}", .0.message())]
+    Refused(Status),
+}
+
+dtks_platform::service_error!(Error);
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            e @ Error::Bus(_) => {
+                tracing::warn!(error = %e, "dead-letter counts unavailable");
+                Status::unavailable("the bus cannot be asked now; try again")
+            }
+            Error::Fault(fault) => fault.into(),
+            Error::Refused(status) => status,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bus_down_is_unavailable_and_storage_internal() {
+        let bus = Status::from(Error::Bus("amqp://10.0.0.5 refused".into()));
+        assert_eq!(bus.code(), tonic::Code::Unavailable);
+        assert!(!bus.message().contains("10.0.0.5"));
+        let store = Status::from(Error::from(sea_orm::DbErr::Custom("x".into())));
+        assert_eq!(store.code(), tonic::Code::Internal);
+    }
+}
