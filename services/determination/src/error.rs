@@ -1,30 +1,22 @@
 //! The one error of the determination service, and how each kind is told to a gRPC
 //! caller: use cases return [`Error`], and `?` at the edge maps it to a `Status`.
 
-use dtks_platform::fault::Fault;
 use tonic::Status;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The month asked for has no snapshot: NOT_FOUND.
-    #[error("period not determined")]
-    NotDetermined,
-    /// Another determination holds the cluster's Lease or the lock: ABORTED, the caller
-    /// may try again when it finishes.
-    #[error("{0}")]
-    Busy(String),
-    /// The cluster's Lease could not be read or taken: UNAVAILABLE.
-    #[error("the determination lease: {0}")]
-    Lease(String),
-    /// Storage, a stored value, a task: INTERNAL, the cause logged and never sent.
-    #[error(transparent)]
-    Fault(Fault),
-    /// A refusal already worded for the caller (a field, a region, a household).
-    #[error("{}", .0.message())]
-    Refused(Status),
+dtks_platform::service_error! {
+    pub enum Error {
+        /// The month asked for has no snapshot: NOT_FOUND.
+        #[error("period not determined")]
+        NotDetermined,
+        /// Another determination holds the cluster's Lease or the lock: ABORTED, the caller
+        /// may try again when it finishes.
+        #[error("{0}")]
+        Busy(String),
+        /// The cluster's Lease could not be read or taken: UNAVAILABLE.
+        #[error("the determination lease: {0}")]
+        Lease(String),
+    }
 }
-
-dtks_platform::service_error!(Error);
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {

@@ -1,36 +1,28 @@
 //! The one error of the intake service, and how each kind is told to a gRPC caller: use
 //! cases return [`Error`], and `?` at the edge maps it to a `Status`.
 
-use dtks_platform::fault::Fault;
 use dtks_proto::intake::v1::ProposalStatus;
 use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::check::Refusal;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A proposal refused with every offending field (INVALID_ARGUMENT), or one the
-    /// caller may not submit (PERMISSION_DENIED).
-    #[error("proposal refused")]
-    Refusal(Refusal),
-    /// No such proposal, or one outside the caller's scope, which is not disclosed:
-    /// NOT_FOUND.
-    #[error("no such proposal")]
-    NoSuchProposal,
-    /// The proposal has gone past the point where it can be withdrawn:
-    /// FAILED_PRECONDITION.
-    #[error("a {} proposal can no longer be withdrawn", .0.as_str_name())]
-    NotWithdrawable(ProposalStatus),
-    /// Storage, a stored value, a task: INTERNAL, the cause logged and never sent.
-    #[error(transparent)]
-    Fault(Fault),
-    /// A refusal already worded for the caller (a field, a region, a rate limit).
-    #[error("{}", .0.message())]
-    Refused(Status),
+dtks_platform::service_error! {
+    pub enum Error {
+        /// A proposal refused with every offending field (INVALID_ARGUMENT), or one the
+        /// caller may not submit (PERMISSION_DENIED).
+        #[error("proposal refused")]
+        Refusal(Refusal),
+        /// No such proposal, or one outside the caller's scope, which is not disclosed:
+        /// NOT_FOUND.
+        #[error("no such proposal")]
+        NoSuchProposal,
+        /// The proposal has gone past the point where it can be withdrawn:
+        /// FAILED_PRECONDITION.
+        #[error("a {} proposal can no longer be withdrawn", status.as_str_name())]
+        NotWithdrawable { status: ProposalStatus },
+    }
 }
-
-dtks_platform::service_error!(Error);
 
 impl From<Refusal> for Error {
     fn from(refusal: Refusal) -> Self {
@@ -43,7 +35,7 @@ impl From<Error> for Status {
         match error {
             Error::Refusal(refusal) => refusal.into_status(),
             Error::NoSuchProposal => Status::not_found("no such proposal"),
-            e @ Error::NotWithdrawable(_) => Status::with_error_details(
+            e @ Error::NotWithdrawable { .. } => Status::with_error_details(
                 tonic::Code::FailedPrecondition,
                 e.to_string(),
                 ErrorDetails::with_precondition_failure_violation(
@@ -64,7 +56,9 @@ mod tests {
 
     #[test]
     fn each_kind_reaches_the_caller_with_its_code() {
-        let gone = Status::from(Error::NotWithdrawable(ProposalStatus::Accepted));
+        let gone = Status::from(Error::NotWithdrawable {
+            status: ProposalStatus::Accepted,
+        });
         assert_eq!(gone.code(), tonic::Code::FailedPrecondition);
         assert!(gone.message().contains("ACCEPTED"), "{}", gone.message());
         assert_eq!(

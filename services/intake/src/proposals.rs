@@ -164,7 +164,7 @@ impl Intake {
             status,
             ProposalStatus::Submitted | ProposalStatus::InVerification
         ) {
-            return Err(Error::NotWithdrawable(status));
+            return Err(Error::NotWithdrawable { status });
         }
         store::withdraw(&txn, id, reason).await?;
         let envelope = events::envelope(

@@ -1,25 +1,17 @@
 //! The one error of the matching service, and how each kind is told to a gRPC caller:
 //! handlers and use cases return [`Error`], and `?` at the edge maps it to a `Status`.
 
-use dtks_platform::fault::Fault;
 use tonic::Status;
 
 use crate::dci::RegistryError;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The civil registry did not answer: UNAVAILABLE, the caller may try again.
-    #[error("civil registry unavailable: {0}")]
-    Registry(#[from] RegistryError),
-    /// Storage, a stored value, a task: INTERNAL, the cause logged and never sent.
-    #[error(transparent)]
-    Fault(Fault),
-    /// A refusal already worded for the caller (a field, a region, a state).
-    #[error("{}", .0.message())]
-    Refused(Status),
+dtks_platform::service_error! {
+    pub enum Error {
+        /// The civil registry did not answer: UNAVAILABLE, the caller may try again.
+        #[error("civil registry unavailable: {0}")]
+        Registry(#[from] RegistryError),
+    }
 }
-
-dtks_platform::service_error!(Error);
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {

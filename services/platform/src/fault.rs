@@ -46,12 +46,25 @@ pub mod kinds {
     pub use uuid::Error as IdError;
 }
 
-/// Gives a service's `Error` (an enum with `Fault(Fault)` and `Refused(Status)` variants)
-/// a `From` for every fault kind and for `Status`, so that `?` lifts them all, and the
-/// crate's `Result`.
+/// Declares a service's `Error`: the variants of its own, then `Fault` (INTERNAL, the
+/// cause logged and never sent) and `Refused` (a `Status` already worded for the
+/// caller); a `From` for every fault kind and for `Status`, so that `?` lifts them all;
+/// and the crate's `Result`. The service writes its one `From<Error> for Status`.
 #[macro_export]
 macro_rules! service_error {
-    ($error:ident) => {
+    ($(#[$meta:meta])* pub enum $error:ident { $($own:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, thiserror::Error)]
+        pub enum $error {
+            $($own)*
+            /// Storage, a stored value, a task: INTERNAL, the cause logged and never sent.
+            #[error(transparent)]
+            Fault($crate::fault::Fault),
+            /// A refusal already worded for the caller (a field, a region, a state).
+            #[error("{}", .0.message())]
+            Refused($crate::fault::kinds::Status),
+        }
+
         /// A use case's answer, or the service's error.
         pub type Result<T, E = $error> = ::std::result::Result<T, E>;
 

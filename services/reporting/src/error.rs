@@ -1,24 +1,16 @@
 //! The one error of the reporting service, and how each kind is told to a gRPC caller:
 //! use cases return [`Error`], and `?` at the edge maps it to a `Status`.
 
-use dtks_platform::fault::Fault;
 use tonic::Status;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The bus could not say how many events wait in the dead-letter queues:
-    /// UNAVAILABLE, the caller may ask again.
-    #[error("dead-letter counts: {0}")]
-    Bus(String),
-    /// Storage, a stored value, a task: INTERNAL, the cause logged and never sent.
-    #[error(transparent)]
-    Fault(Fault),
-    /// A refusal already worded for the caller (a region, a format, a report).
-    #[error("{}", .0.message())]
-    Refused(Status),
+dtks_platform::service_error! {
+    pub enum Error {
+        /// The bus could not say how many events wait in the dead-letter queues:
+        /// UNAVAILABLE, the caller may ask again.
+        #[error("dead-letter counts: {0}")]
+        Bus(String),
+    }
 }
-
-dtks_platform::service_error!(Error);
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
