@@ -6,7 +6,7 @@
 
 use dtks_platform::auth::Claims;
 
-use crate::entries;
+use crate::store::entries;
 use dtks_platform::db::stmt;
 use dtks_platform::{events, grpc, outbox};
 use dtks_proto::distribution::v1::{ListStatus, Recipient, RecipientBatch, StreamListRequest};
@@ -14,19 +14,21 @@ use dtks_proto::events::v1 as ev;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tonic::Status;
 
+use crate::error::Result;
+
 pub const DEFAULT_BATCH: u32 = 1000;
 pub const MAX_BATCH: u32 = 5000;
 
 /// A cursor names the last position a client received (`p<position>`).
-pub fn parse_cursor(cursor: &str) -> Result<i64, Status> {
+pub fn parse_cursor(cursor: &str) -> Result<i64> {
     if cursor.is_empty() {
         return Ok(0);
     }
-    cursor
+    Ok(cursor
         .strip_prefix('p')
         .and_then(|p| p.parse::<i64>().ok())
         .filter(|p| *p >= 0)
-        .ok_or_else(|| grpc::invalid_field("cursor", "is not a cursor this service gave out"))
+        .ok_or_else(|| grpc::invalid_field("cursor", "is not a cursor this service gave out"))?)
 }
 
 pub fn cursor(position: i64) -> String {
@@ -52,9 +54,9 @@ impl Audit {
         who: &Claims,
         (list_id, request_id): (Option<uuid::Uuid>, Option<uuid::Uuid>),
         from_cursor: &str,
-    ) -> Result<Self, Status> {
+    ) -> Result<Self> {
         let delivery_id = uuid::Uuid::now_v7();
-        let txn = db.begin().await.map_err(grpc::internal)?;
+        let txn = db.begin().await?;
         txn.execute_raw(stmt(
             "INSERT INTO deliveries (delivery_id, list_id, request_id, recipient, role, from_cursor, rows) VALUES ($1, $2, $3, $4, $5, $6, 0)",
             [
@@ -66,8 +68,7 @@ impl Audit {
                 from_cursor.into(),
             ],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
         // Heads' NIKs and names leave with a delivery: it is in the hash-chained log too.
         let records: Vec<String> = [Some(delivery_id), list_id, request_id]
             .into_iter()
@@ -79,10 +80,8 @@ impl Audit {
         } else {
             "distribution.StreamExtract"
         };
-        dtks_platform::audit::record(&txn, who, action, &records)
-            .await
-            .map_err(grpc::internal)?;
-        txn.commit().await.map_err(grpc::internal)?;
+        dtks_platform::audit::record(&txn, who, action, &records).await?;
+        txn.commit().await?;
         Ok(Self {
             db: db.clone(),
             signal: signal.clone(),
@@ -95,34 +94,31 @@ impl Audit {
     }
 
     /// Counts a batch of `rows` covering positions `from..=to`.
-    pub async fn batch(&mut self, from: i64, to: i64, rows: i64) -> Result<(), Status> {
-        let txn = self.db.begin().await.map_err(grpc::internal)?;
+    pub async fn batch(&mut self, from: i64, to: i64, rows: i64) -> Result<()> {
+        let txn = self.db.begin().await?;
         txn.execute_raw(stmt(
             "INSERT INTO delivery_batches (delivery_id, from_position, to_position, rows) VALUES ($1, $2, $3, $4)",
             [self.delivery_id.into(), from.into(), to.into(), rows.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
         txn.execute_raw(stmt(
             "UPDATE deliveries SET rows = rows + $2 WHERE delivery_id = $1",
             [self.delivery_id.into(), rows.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
-        txn.commit().await.map_err(grpc::internal)?;
+        .await?;
+        txn.commit().await?;
         self.rows += rows as u64;
         Ok(())
     }
 
     /// The delivery reached its end: finished and announced.
-    pub async fn finish(&mut self) -> Result<(), Status> {
-        let txn = self.db.begin().await.map_err(grpc::internal)?;
+    pub async fn finish(&mut self) -> Result<()> {
+        let txn = self.db.begin().await?;
         txn.execute_raw(stmt(
             "UPDATE deliveries SET finished_at = now() WHERE delivery_id = $1",
             [self.delivery_id.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
         let id = |u: Option<uuid::Uuid>| u.map(|u| u.to_string()).unwrap_or_default();
         let delivered = ev::Delivered {
             delivery_id: self.delivery_id.to_string(),
@@ -135,9 +131,8 @@ impl Audit {
             &txn,
             &events::envelope(events::DELIVERED, "distribution", "", &delivered),
         )
-        .await
-        .map_err(grpc::internal)?;
-        txn.commit().await.map_err(grpc::internal)?;
+        .await?;
+        txn.commit().await?;
         self.signal.wake();
         Ok(())
     }
@@ -145,9 +140,7 @@ impl Audit {
 
 /// Something that yields a delivery's batches one at a time (`None` at its end).
 pub trait Source: Send + 'static {
-    fn next(
-        &mut self,
-    ) -> impl std::future::Future<Output = Result<Option<RecipientBatch>, Status>> + Send;
+    fn next(&mut self) -> impl std::future::Future<Output = Result<Option<RecipientBatch>>> + Send;
 }
 
 /// The batches of `source` as a response stream: it ends at the source's end or after
@@ -158,7 +151,7 @@ pub fn batches<S: Source>(source: S) -> Batches {
         match source.next().await {
             Ok(Some(batch)) => Some((Ok(batch), Some(source))),
             Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
+            Err(e) => Some((Err(Status::from(e)), None)),
         }
     }))
 }
@@ -179,7 +172,7 @@ struct Delivery {
 impl Delivery {
     /// Reads the chunk holding the position after `after` into `pending` (from that
     /// position on); false at the end of the list.
-    async fn read_chunk(&mut self, after: i64) -> Result<bool, Status> {
+    async fn read_chunk(&mut self, after: i64) -> Result<bool> {
         let pool = self.db.get_postgres_connection_pool();
         let Some((first, data)) = entries::chunk_at(pool, self.list_id, after + 1).await? else {
             return Ok(false);
@@ -198,7 +191,7 @@ impl Delivery {
 }
 
 impl Source for Delivery {
-    async fn next(&mut self) -> Result<Option<RecipientBatch>, Status> {
+    async fn next(&mut self) -> Result<Option<RecipientBatch>> {
         if self.done {
             return Ok(None);
         }
@@ -239,7 +232,7 @@ pub async fn stream_list(
     signal: &outbox::OutboxSignal,
     who: &Claims,
     req: &StreamListRequest,
-) -> Result<Batches, Status> {
+) -> Result<Batches> {
     let list_id = uuid::Uuid::parse_str(&req.list_id)
         .map_err(|_| grpc::invalid_field("list_id", "must be a UUID"))?;
     let after = parse_cursor(&req.cursor)?;
@@ -247,7 +240,8 @@ pub async fn stream_list(
         return Err(grpc::invalid_field(
             "batch_size",
             format!("at most {MAX_BATCH} recipients a batch"),
-        ));
+        )
+        .into());
     }
     let batch = if req.batch_size == 0 {
         DEFAULT_BATCH
@@ -259,17 +253,16 @@ pub async fn stream_list(
             "SELECT status FROM lists WHERE list_id = $1",
             [list_id.into()],
         ))
-        .await
-        .map_err(grpc::internal)?
+        .await?
         .ok_or_else(|| Status::not_found(format!("no list {list_id}")))?
-        .try_get("", "status")
-        .map_err(grpc::internal)?;
+        .try_get("", "status")?;
     if i32::from(status) != ListStatus::Fixed as i32 {
         return Err(grpc::failed_preconditions(&[(
             "STATE".into(),
             format!("list {list_id}"),
             "the list is a draft; only a fixed (approved) list is delivered".into(),
-        )]));
+        )])
+        .into());
     }
     let audit = Audit::open(db, signal, who, (Some(list_id), None), &req.cursor).await?;
     Ok(batches(Delivery {

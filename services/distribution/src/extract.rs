@@ -15,6 +15,8 @@ use dtks_proto::distribution::v1::{
 use sea_orm::DatabaseConnection;
 use tonic::Status;
 
+use crate::error::Result;
+
 use crate::delivery::{
     Audit, Batches, DEFAULT_BATCH, MAX_BATCH, Source, batches, cursor, parse_cursor,
 };
@@ -188,7 +190,7 @@ struct Extract {
 }
 
 impl Source for Extract {
-    async fn next(&mut self) -> Result<Option<RecipientBatch>, Status> {
+    async fn next(&mut self) -> Result<Option<RecipientBatch>> {
         if self.done {
             return Ok(None);
         }
@@ -244,7 +246,7 @@ pub async fn stream_extract(
     determination: &Determination,
     who: &Claims,
     req: &StreamExtractRequest,
-) -> Result<Batches, Status> {
+) -> Result<Batches> {
     let request_id = uuid::Uuid::parse_str(&req.request_id)
         .map_err(|_| grpc::invalid_field("request_id", "must be a UUID"))?;
     let after = parse_cursor(&req.cursor)?;
@@ -252,12 +254,13 @@ pub async fn stream_extract(
         return Err(grpc::invalid_field(
             "batch_size",
             format!("at most {MAX_BATCH} households a batch"),
-        ));
+        )
+        .into());
     }
     let (year, month) = dtks_platform::convert::period_key(req.period.as_ref())?;
     let request = requests::deliverable(db, request_id).await?;
     if !request.filed_by(who) {
-        return Err(Status::not_found(format!("no data request {request_id}")));
+        return Err(Status::not_found(format!("no data request {request_id}")).into());
     }
     debug_assert_eq!(request.status, RequestStatus::Approved);
     let audit = Audit::open(db, signal, who, (None, Some(request_id)), &req.cursor).await?;

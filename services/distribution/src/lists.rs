@@ -7,18 +7,24 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use dtks_eligibility::month::Month;
+use dtks_eligibility::rules::Rule;
 use dtks_platform::auth::Claims;
-use dtks_platform::db::stmt;
-use dtks_platform::{events, grpc, outbox};
-use dtks_proto::common::v1 as pb;
-use dtks_proto::distribution::v1::{BeneficiaryList, ListStatus, RegionSelection};
+use dtks_platform::fault::Fault;
+use dtks_platform::{convert, events, grpc, outbox};
+use dtks_proto::distribution::v1::{
+    BeneficiaryList, BuildListRequest, ListStatus, RegionSelection,
+};
 use dtks_proto::events::v1 as ev;
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use sha2::{Digest, Sha256};
 use tonic::Status;
 
-use crate::entries;
-use crate::month::Month;
+use crate::Distribution;
+use crate::error::Result;
+use crate::programmes;
+use crate::store::entries;
+use crate::store::lists::{self as store, Draft};
 
 /// Fills each regency's quota from `eligible` (households of a month, in national-rank
 /// order; `regency` answers the index of each one's regency in `names`) and reports per
@@ -93,99 +99,98 @@ pub fn content_hash(month: &Month, selected: &[u32]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// What a new draft list is.
-pub struct Draft<'a> {
-    pub programme_code: &'a str,
-    pub programme_version: i32,
-    pub year: i32,
-    pub month: i32,
-    pub regions: &'a [RegionSelection],
-    pub content_hash: String,
+/// The eligible households of `m` by `rule` (judged on two threads), each regency's
+/// quota filled poorest first.
+fn judge(
+    rule: &Rule,
+    m: &Month,
+    quotas: &HashMap<String, u64>,
+) -> std::result::Result<(Vec<u32>, Vec<RegionSelection>), (usize, String)> {
+    let n = m.households();
+    let half = n / 2;
+    let (first, second) = std::thread::scope(|s| {
+        let second = s.spawn(|| rule.judge(m, half..n));
+        (rule.judge(m, 0..half), second.join())
+    });
+    let mut eligible = first?;
+    eligible.extend(second.map_err(|_| (half, "judging the month failed".to_owned()))??);
+    Ok(fill(
+        &eligible,
+        |i| m.regency(i as usize) as usize,
+        &m.regencies,
+        quotas,
+    ))
 }
 
-/// Stores a draft list and its entries (the selected households of `month`, in rank
-/// order, each with its head's NIK and name) in one transaction.
-pub async fn store(
-    db: &DatabaseConnection,
-    draft: Draft<'_>,
-    month: &Month,
-    selected: &[u32],
-) -> Result<uuid::Uuid, Status> {
-    let list_id = uuid::Uuid::now_v7();
-    let mut txn = db
-        .get_postgres_connection_pool()
-        .begin()
-        .await
-        .map_err(grpc::internal)?;
-    sqlx::query(
-        "INSERT INTO lists (list_id, programme_code, programme_version, year, month, recipients, content_hash, status, regions)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+fn list_id(text: &str) -> Result<uuid::Uuid> {
+    Ok(
+        uuid::Uuid::parse_str(text)
+            .map_err(|_| grpc::invalid_field("list_id", "must be a UUID"))?,
     )
-    .bind(list_id)
-    .bind(draft.programme_code)
-    .bind(draft.programme_version)
-    .bind(draft.year)
-    .bind(draft.month)
-    .bind(selected.len() as i64)
-    .bind(&draft.content_hash)
-    .bind(ListStatus::Draft as i16)
-    .bind(regions_json(draft.regions))
-    .execute(&mut *txn)
-    .await
-    .map_err(grpc::internal)?;
-    entries::store(&mut txn, list_id, month, selected).await?;
-    txn.commit().await.map_err(grpc::internal)?;
-    Ok(list_id)
 }
 
-pub const COLUMNS: &str = "list_id, programme_code, programme_version, year, month, recipients, content_hash, status, regions, added, removed";
+impl Distribution {
+    /// Builds a programme's draft list for a month that has begun; a list already built
+    /// for the programme's version and month is answered as it is (never rebuilt).
+    pub(crate) async fn build(&self, req: BuildListRequest) -> Result<BeneficiaryList> {
+        let (year, month) =
+            convert::begun_period_key(req.period.as_ref(), dtks_platform::clock::now())?;
+        let (programme, rule) = programmes::current(&self.db, &req.programme_code).await?;
+        let version = programme.version as i32;
+        if let Some(existing) =
+            store::built(&self.db, &req.programme_code, version, (year, month)).await?
+        {
+            return Ok(existing);
+        }
+        let m = self.month(year, month as u32).await?;
+        let started = std::time::Instant::now();
+        let quotas = programme.quotas.clone();
+        let compiled = rule.is_compiled();
+        let (selected, regions) = {
+            let shared = m.clone();
+            tokio::task::spawn_blocking(move || judge(&rule, &shared, &quotas))
+                .await?
+                .map_err(|(i, e)| {
+                    Status::failed_precondition(format!(
+                        "programme {}'s rule cannot judge household {}: {e}",
+                        programme.code, m.ids[i]
+                    ))
+                })?
+        };
+        let judged = started.elapsed().as_secs_f64();
+        let content_hash = content_hash(&m, &selected);
+        let draft = Draft {
+            programme_code: &req.programme_code,
+            programme_version: version,
+            year,
+            month,
+            regions: &regions,
+            content_hash,
+        };
+        let list_id = store::insert(&self.db, draft, &m, &selected).await?;
+        tracing::info!(
+            programme = %req.programme_code,
+            year = m.year,
+            month = m.month,
+            compiled,
+            households = m.households(),
+            recipients = selected.len(),
+            judged_seconds = judged,
+            seconds = started.elapsed().as_secs_f64(),
+            "beneficiary list built"
+        );
+        Ok(store::by_id(&self.db, list_id, false)
+            .await?
+            .ok_or_else(|| Fault::Other("list vanished".into()))?)
+    }
 
-pub fn from_row(r: &sea_orm::QueryResult) -> Result<BeneficiaryList, Status> {
-    let regions: serde_json::Value = r.try_get("", "regions").map_err(grpc::internal)?;
-    let regions: Vec<(String, u64, u64, u64, i64)> =
-        serde_json::from_value(regions).map_err(grpc::internal)?;
-    let status: i16 = r.try_get("", "status").map_err(grpc::internal)?;
-    Ok(BeneficiaryList {
-        list_id: r
-            .try_get::<uuid::Uuid>("", "list_id")
-            .map_err(grpc::internal)?
-            .to_string(),
-        programme_code: r.try_get("", "programme_code").map_err(grpc::internal)?,
-        programme_version: r
-            .try_get::<i32>("", "programme_version")
-            .map_err(grpc::internal)? as u32,
-        period: Some(pb::Period {
-            year: r.try_get("", "year").map_err(grpc::internal)?,
-            month: r.try_get("", "month").map_err(grpc::internal)?,
-        }),
-        status: i32::from(status),
-        recipients: r.try_get::<i64>("", "recipients").map_err(grpc::internal)? as u64,
-        content_hash: r.try_get("", "content_hash").map_err(grpc::internal)?,
-        regions: regions
-            .into_iter()
-            .map(
-                |(region_code, eligible, selected, quota, surplus)| RegionSelection {
-                    region_code,
-                    eligible,
-                    selected,
-                    quota,
-                    surplus,
-                },
-            )
-            .collect(),
-        added_since_previous: r.try_get::<i64>("", "added").map_err(grpc::internal)? as u64,
-        removed_since_previous: r.try_get::<i64>("", "removed").map_err(grpc::internal)? as u64,
-    })
-}
-
-/// The regions report as stored.
-pub fn regions_json(regions: &[RegionSelection]) -> serde_json::Value {
-    serde_json::Value::Array(
-        regions
-            .iter()
-            .map(|r| serde_json::json!([r.region_code, r.eligible, r.selected, r.quota, r.surplus]))
-            .collect(),
-    )
+    /// One list.
+    pub(crate) async fn list(&self, id: &str) -> Result<BeneficiaryList> {
+        let id = list_id(id)?;
+        Ok(store::by_id(&self.db, id, false)
+            .await?
+            .ok_or_else(|| Status::not_found("no such list"))?)
+    }
 }
 
 /// Approves a draft list: it is fixed, compared with the programme's previous fixed
@@ -195,38 +200,16 @@ pub async fn approve(
     signal: &outbox::OutboxSignal,
     who: &Claims,
     list_id: &str,
-) -> Result<BeneficiaryList, Status> {
-    let id = uuid::Uuid::parse_str(list_id)
-        .map_err(|_| grpc::invalid_field("list_id", "must be a UUID"))?;
-    let txn = db.begin().await.map_err(grpc::internal)?;
-    let list = txn
-        .query_one_raw(stmt(
-            &format!("SELECT {COLUMNS} FROM lists WHERE list_id = $1 FOR UPDATE"),
-            [id.into()],
-        ))
-        .await
-        .map_err(grpc::internal)?
-        .map(|r| from_row(&r))
-        .transpose()?
+) -> Result<BeneficiaryList> {
+    let id = self::list_id(list_id)?;
+    let txn = db.begin().await?;
+    let list = store::by_id(&txn, id, true)
+        .await?
         .ok_or_else(|| Status::not_found(format!("no list {id}")))?;
     if list.status == ListStatus::Fixed as i32 {
         return Ok(list);
     }
-    let previous: Option<uuid::Uuid> = txn
-        .query_one_raw(stmt(
-            "SELECT list_id FROM lists WHERE programme_code = $1 AND status = $2 AND list_id <> $3
-             ORDER BY year DESC, month DESC, approved_at DESC LIMIT 1",
-            [
-                list.programme_code.clone().into(),
-                (ListStatus::Fixed as i16).into(),
-                id.into(),
-            ],
-        ))
-        .await
-        .map_err(grpc::internal)?
-        .map(|r| r.try_get("", "list_id"))
-        .transpose()
-        .map_err(grpc::internal)?;
+    let previous = store::previous_fixed(&txn, &list.programme_code, id).await?;
     let (added, removed) = match previous {
         None => (list.recipients as i64, 0),
         Some(before) => {
@@ -239,19 +222,7 @@ pub async fn approve(
             (added as i64, removed as i64)
         }
     };
-    txn.execute_raw(stmt(
-        "UPDATE lists SET status = $2, approved_by = $3, approved_at = now(), added = $4, removed = $5, previous_list_id = $6 WHERE list_id = $1",
-        [
-            id.into(),
-            (ListStatus::Fixed as i16).into(),
-            who.sub.clone().into(),
-            added.into(),
-            removed.into(),
-            previous.into(),
-        ],
-    ))
-    .await
-    .map_err(grpc::internal)?;
+    store::fix(&txn, id, &who.sub, (added, removed), previous).await?;
     let fixed = ev::ListFixed {
         list_id: id.to_string(),
         programme_code: list.programme_code.clone(),
@@ -273,19 +244,11 @@ pub async fn approve(
         &txn,
         &events::envelope(events::LIST_FIXED, "distribution", "", &fixed),
     )
-    .await
-    .map_err(grpc::internal)?;
-    let list = txn
-        .query_one_raw(stmt(
-            &format!("SELECT {COLUMNS} FROM lists WHERE list_id = $1"),
-            [id.into()],
-        ))
-        .await
-        .map_err(grpc::internal)?
-        .map(|r| from_row(&r))
-        .transpose()?
-        .ok_or_else(|| Status::internal("list vanished"))?;
-    txn.commit().await.map_err(grpc::internal)?;
+    .await?;
+    let list = store::by_id(&txn, id, false)
+        .await?
+        .ok_or_else(|| Fault::Other("list vanished".into()))?;
+    txn.commit().await?;
     signal.wake();
     Ok(list)
 }
@@ -332,7 +295,7 @@ mod tests {
             ]
         );
         // Stored and read back whole.
-        let json = regions_json(&regions);
+        let json = crate::store::lists::regions_json(&regions);
         let back: Vec<(String, u64, u64, u64, i64)> = serde_json::from_value(json).expect("json");
         assert_eq!(back.len(), 4);
         assert_eq!(back[1], ("32.73".to_owned(), 1, 1, 3, -2));

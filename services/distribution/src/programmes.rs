@@ -15,21 +15,11 @@ use dtks_proto::distribution::v1::Programme;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tonic::Status;
 
-use crate::rules::Rule;
+use crate::error::Result;
 
-const SHIPPED: &str = include_str!("../programmes.json");
+use dtks_eligibility::rules::Rule;
 
-#[derive(serde::Deserialize)]
-pub(crate) struct Shipped {
-    pub code: String,
-    name: String,
-    pub rule: String,
-    source: String,
-}
-
-pub(crate) fn shipped() -> anyhow::Result<Vec<Shipped>> {
-    Ok(serde_json::from_str(SHIPPED)?)
-}
+use dtks_eligibility::shipped;
 
 /// Saves each shipped programme that does not exist yet.
 pub async fn seed(db: &DatabaseConnection) -> anyhow::Result<()> {
@@ -62,41 +52,39 @@ async fn history(conn: &impl ConnectionTrait, code: &str, by: &str) -> Result<()
     Ok(())
 }
 
-fn from_row(r: &sea_orm::QueryResult) -> Result<Programme, Status> {
-    let quotas: serde_json::Value = r.try_get("", "quotas").map_err(grpc::internal)?;
+fn from_row(r: &sea_orm::QueryResult) -> Result<Programme> {
+    let quotas: serde_json::Value = r.try_get("", "quotas")?;
     Ok(Programme {
-        code: r.try_get("", "code").map_err(grpc::internal)?,
-        name: r.try_get("", "name").map_err(grpc::internal)?,
-        rule: r.try_get("", "rule").map_err(grpc::internal)?,
-        version: r.try_get::<i32>("", "version").map_err(grpc::internal)? as u32,
-        quotas: serde_json::from_value::<HashMap<String, u64>>(quotas).map_err(grpc::internal)?,
-        source: r.try_get("", "source").map_err(grpc::internal)?,
+        code: r.try_get("", "code")?,
+        name: r.try_get("", "name")?,
+        rule: r.try_get("", "rule")?,
+        version: r.try_get::<i32>("", "version")? as u32,
+        quotas: serde_json::from_value::<HashMap<String, u64>>(quotas)?,
+        source: r.try_get("", "source")?,
     })
 }
 
 const COLUMNS: &str = "code, name, rule, version, quotas, source";
 
-pub async fn list(db: &DatabaseConnection) -> Result<Vec<Programme>, Status> {
+pub async fn list(db: &DatabaseConnection) -> Result<Vec<Programme>> {
     db.query_all_raw(stmt(
         &format!("SELECT {COLUMNS} FROM programmes ORDER BY code"),
         [],
     ))
-    .await
-    .map_err(grpc::internal)?
+    .await?
     .iter()
     .map(from_row)
     .collect()
 }
 
 /// A programme's current version and its compiled rule.
-pub async fn current(db: &impl ConnectionTrait, code: &str) -> Result<(Programme, Rule), Status> {
+pub async fn current(db: &impl ConnectionTrait, code: &str) -> Result<(Programme, Rule)> {
     let programme = db
         .query_one_raw(stmt(
             &format!("SELECT {COLUMNS} FROM programmes WHERE code = $1"),
             [code.into()],
         ))
-        .await
-        .map_err(grpc::internal)?
+        .await?
         .map(|r| from_row(&r))
         .transpose()?
         .ok_or_else(|| {
@@ -109,7 +97,7 @@ pub async fn current(db: &impl ConnectionTrait, code: &str) -> Result<(Programme
 }
 
 /// Checks a programme as submitted; every problem is named with its field.
-fn check(p: &Programme) -> Result<(), Status> {
+fn check(p: &Programme) -> Result<()> {
     let mut v = dtks_domain::Violations::default();
     let code_ok = !p.code.is_empty()
         && p.code.len() <= 20
@@ -144,27 +132,22 @@ fn check(p: &Programme) -> Result<(), Status> {
     if v.is_empty() {
         Ok(())
     } else {
-        Err(grpc::invalid_argument(&v))
+        Err(grpc::invalid_argument(&v).into())
     }
 }
 
 /// Saves a programme: a new one at version 1, a changed one at its next version; the
 /// same definition again changes nothing.
-pub async fn save(
-    db: &DatabaseConnection,
-    who: &Claims,
-    p: &Programme,
-) -> Result<Programme, Status> {
+pub async fn save(db: &DatabaseConnection, who: &Claims, p: &Programme) -> Result<Programme> {
     check(p)?;
-    let quotas = serde_json::to_value(&p.quotas).map_err(grpc::internal)?;
-    let txn = db.begin().await.map_err(grpc::internal)?;
+    let quotas = serde_json::to_value(&p.quotas)?;
+    let txn = db.begin().await?;
     let before = txn
         .query_one_raw(stmt(
             &format!("SELECT {COLUMNS} FROM programmes WHERE code = $1 FOR UPDATE"),
             [p.code.clone().into()],
         ))
-        .await
-        .map_err(grpc::internal)?
+        .await?
         .map(|r| from_row(&r))
         .transpose()?;
     let submitted = Programme {
@@ -189,23 +172,19 @@ pub async fn save(
                 "UPDATE programmes SET name = $2, rule = $3, quotas = $4, source = $5, version = version + 1 WHERE code = $1",
                 [submitted.code.clone().into(), submitted.name.clone().into(), submitted.rule.clone().into(), quotas.into(), submitted.source.clone().into()],
             ))
-            .await
-            .map_err(grpc::internal)?;
+            .await?;
         }
         None => {
             txn.execute_raw(stmt(
                 "INSERT INTO programmes (code, name, version, source, rule, quotas) VALUES ($1, $2, 1, $3, $4, $5)",
                 [submitted.code.clone().into(), submitted.name.clone().into(), submitted.source.clone().into(), submitted.rule.clone().into(), quotas.into()],
             ))
-            .await
-            .map_err(grpc::internal)?;
+            .await?;
         }
     }
-    history(&txn, &p.code, &who.sub)
-        .await
-        .map_err(grpc::internal)?;
+    history(&txn, &p.code, &who.sub).await?;
     let (saved, _) = current(&txn, &p.code).await?;
-    txn.commit().await.map_err(grpc::internal)?;
+    txn.commit().await?;
     Ok(saved)
 }
 
@@ -219,12 +198,12 @@ mod tests {
             assert!(codes.contains(&code), "{code} is shipped");
         }
         for p in &shipped {
-            let rule =
-                crate::rules::Rule::compile(&p.rule).unwrap_or_else(|e| panic!("{}: {e}", p.code));
+            let rule = dtks_eligibility::rules::Rule::compile(&p.rule)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.code));
             assert!(!p.source.trim().is_empty(), "{}", p.code);
             // The sample household (decile 1, a toddler, earth floor, owned house, no
             // insurance) qualifies for every shipped programme but KIP (no school child).
-            let sample = crate::rules::RuleHousehold::sample();
+            let sample = dtks_eligibility::household::RuleHousehold::sample();
             assert_eq!(rule.eligible(&sample), Ok(p.code != "KIP"), "{}", p.code);
         }
     }

@@ -8,14 +8,18 @@
 
 use chrono::{DateTime, Utc};
 use dtks_platform::auth::{Claims, Role};
-use dtks_platform::db::stmt;
+use dtks_platform::fault::Fault;
 use dtks_platform::{convert, grpc};
 use dtks_proto::distribution::v1::{
     CreateDataRequestRequest, DataKind, DataRequest, RecordHandoverRequest, RequestStatus,
     RequesterKind,
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tonic::Status;
+
+use crate::error::Result;
+use crate::store::requests as store;
+pub use crate::store::requests::Stored;
 
 /// One approval route: who files a request of a kind and who decides it.
 #[derive(Debug, Clone, Copy)]
@@ -93,120 +97,10 @@ impl Decision {
     }
 }
 
-const COLUMNS: &str = "request_id, requester_kind, requester, requested_by, filer, purpose, region_code, data_kinds,
-    use_from, use_until, status, decided_by, decision_reason, decided_at, handover_number, handover_date, created_at";
-
-/// A stored request.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    pub request_id: uuid::Uuid,
-    pub kind: RequesterKind,
-    pub requester: String,
-    pub requested_by: String,
-    /// [`Claims::identity`] of the officer who filed it.
-    pub filer: String,
-    pub purpose: String,
-    pub region_code: String,
-    pub data_kinds: Vec<DataKind>,
-    pub use_from: DateTime<Utc>,
-    pub use_until: DateTime<Utc>,
-    /// As stored; see [`Stored::status_at`].
-    pub status: RequestStatus,
-    pub decided_by: Option<String>,
-    pub decision_reason: Option<String>,
-    pub decided_at: Option<DateTime<Utc>>,
-    pub handover: Option<(String, chrono::NaiveDate)>,
-    pub created_at: DateTime<Utc>,
-}
-
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
-
-impl Stored {
-    /// Whether `who` is the officer who filed it: the same issuer, role, region and
-    /// subject, not merely the same subject.
-    pub fn filed_by(&self, who: &Claims) -> bool {
-        !self.filer.is_empty() && self.filer == who.identity()
-    }
-
-    fn from_row(r: &sea_orm::QueryResult) -> Result<Self, Status> {
-        let kind: i16 = r.try_get("", "requester_kind").map_err(grpc::internal)?;
-        let status: i16 = r.try_get("", "status").map_err(grpc::internal)?;
-        let kinds: Vec<i16> = r.try_get("", "data_kinds").map_err(grpc::internal)?;
-        let number: Option<String> = r.try_get("", "handover_number").map_err(grpc::internal)?;
-        let date: Option<chrono::NaiveDate> =
-            r.try_get("", "handover_date").map_err(grpc::internal)?;
-        Ok(Self {
-            request_id: r.try_get("", "request_id").map_err(grpc::internal)?,
-            kind: RequesterKind::try_from(i32::from(kind)).map_err(grpc::internal)?,
-            requester: r.try_get("", "requester").map_err(grpc::internal)?,
-            requested_by: r.try_get("", "requested_by").map_err(grpc::internal)?,
-            filer: r.try_get("", "filer").map_err(grpc::internal)?,
-            purpose: r.try_get("", "purpose").map_err(grpc::internal)?,
-            region_code: r.try_get("", "region_code").map_err(grpc::internal)?,
-            data_kinds: kinds
-                .into_iter()
-                .map(|k| DataKind::try_from(i32::from(k)).map_err(grpc::internal))
-                .collect::<Result<_, _>>()?,
-            use_from: r.try_get("", "use_from").map_err(grpc::internal)?,
-            use_until: r.try_get("", "use_until").map_err(grpc::internal)?,
-            status: RequestStatus::try_from(i32::from(status)).map_err(grpc::internal)?,
-            decided_by: r.try_get("", "decided_by").map_err(grpc::internal)?,
-            decision_reason: r.try_get("", "decision_reason").map_err(grpc::internal)?,
-            decided_at: r.try_get("", "decided_at").map_err(grpc::internal)?,
-            handover: number.zip(date),
-            created_at: r.try_get("", "created_at").map_err(grpc::internal)?,
-        })
-    }
-
-    /// The status at `now`: an approved request whose period of use has ended is
-    /// expired, whether or not anyone has looked since.
-    pub fn status_at(&self, now: DateTime<Utc>) -> RequestStatus {
-        if self.status == RequestStatus::Approved && now >= self.use_until {
-            RequestStatus::Expired
-        } else {
-            self.status
-        }
-    }
-
-    pub fn to_proto(&self, now: DateTime<Utc>) -> DataRequest {
-        DataRequest {
-            request_id: self.request_id.to_string(),
-            requester_kind: self.kind as i32,
-            requester: self.requester.clone(),
-            purpose: self.purpose.clone(),
-            region_code: self.region_code.clone(),
-            data_kinds: self.data_kinds.iter().map(|k| *k as i32).collect(),
-            use_from: Some(timestamp(self.use_from)),
-            use_until: Some(timestamp(self.use_until)),
-            status: self.status_at(now) as i32,
-            decided_by: self.decided_by.clone().unwrap_or_default(),
-            decision_reason: self.decision_reason.clone().unwrap_or_default(),
-            handover_acknowledged: self.handover.is_some(),
-            requested_by: self.requested_by.clone(),
-            approver_role: route(self.kind)
-                .map(|r| r.decides.as_str().to_owned())
-                .unwrap_or_default(),
-            handover_minutes_number: self
-                .handover
-                .as_ref()
-                .map(|h| h.0.clone())
-                .unwrap_or_default(),
-            handover_minutes_date: self.handover.as_ref().map(|h| convert::pb_date(h.1)),
-            created_at: Some(timestamp(self.created_at)),
-            decided_at: self.decided_at.map(timestamp),
-        }
-    }
-}
-
-fn time_of(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, Status> {
+fn time_of(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>> {
     let t = t.ok_or_else(|| grpc::invalid_field(field, "is required"))?;
-    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
-        .ok_or_else(|| grpc::invalid_field(field, "is not a valid time"))
+    Ok(DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+        .ok_or_else(|| grpc::invalid_field(field, "is not a valid time"))?)
 }
 
 /// A request as filed, once checked.
@@ -218,11 +112,7 @@ struct Checked {
 }
 
 /// The request as filed, checked whole: every problem is named with its field.
-fn check_new(
-    who: &Claims,
-    req: &CreateDataRequestRequest,
-    now: DateTime<Utc>,
-) -> Result<Checked, Status> {
+fn check_new(who: &Claims, req: &CreateDataRequestRequest, now: DateTime<Utc>) -> Result<Checked> {
     let kind = RequesterKind::try_from(req.requester_kind)
         .ok()
         .and_then(route)
@@ -235,7 +125,8 @@ fn check_new(
             kind.kind,
             kind.files.as_str(),
             who.role.as_str()
-        )));
+        ))
+        .into());
     }
     let mut v = dtks_domain::Violations::default();
     let requester = req.requester.trim();
@@ -295,7 +186,7 @@ fn check_new(
         }
     }
     if !v.is_empty() {
-        return Err(grpc::invalid_argument(&v));
+        return Err(grpc::invalid_argument(&v).into());
     }
     // Within the caller's own region: a regency's government asks for its regency.
     who.require_region(&req.region_code)?;
@@ -307,46 +198,9 @@ fn check_new(
     })
 }
 
-async fn history(
-    txn: &DatabaseTransaction,
-    id: uuid::Uuid,
-    who: &Claims,
-    action: &str,
-    reason: &str,
-) -> Result<(), Status> {
-    txn.execute_raw(stmt(
-        "INSERT INTO data_request_history (request_id, actor, role, action, reason) VALUES ($1, $2, $3, $4, $5)",
-        [
-            id.into(),
-            who.sub.clone().into(),
-            who.role.as_str().into(),
-            action.into(),
-            reason.into(),
-        ],
-    ))
-    .await
-    .map_err(grpc::internal)?;
-    Ok(())
-}
-
-async fn load(
-    conn: &impl ConnectionTrait,
-    id: uuid::Uuid,
-    lock: bool,
-) -> Result<Option<Stored>, Status> {
-    let lock = if lock { " FOR UPDATE" } else { "" };
-    conn.query_one_raw(stmt(
-        &format!("SELECT {COLUMNS} FROM data_requests WHERE request_id = $1{lock}"),
-        [id.into()],
-    ))
-    .await
-    .map_err(grpc::internal)?
-    .map(|r| Stored::from_row(&r))
-    .transpose()
-}
-
-fn request_id(text: &str) -> Result<uuid::Uuid, Status> {
-    uuid::Uuid::parse_str(text).map_err(|_| grpc::invalid_field("request_id", "must be a UUID"))
+fn request_id(text: &str) -> Result<uuid::Uuid> {
+    Ok(uuid::Uuid::parse_str(text)
+        .map_err(|_| grpc::invalid_field("request_id", "must be a UUID"))?)
 }
 
 /// Whether `who` may see the request at all: the officer who filed it, the authority
@@ -361,7 +215,7 @@ pub async fn create(
     db: &DatabaseConnection,
     who: &Claims,
     req: &CreateDataRequestRequest,
-) -> Result<DataRequest, Status> {
+) -> Result<DataRequest> {
     let now = dtks_platform::clock::now();
     let Checked {
         route,
@@ -370,41 +224,38 @@ pub async fn create(
         until,
     } = check_new(who, req, now)?;
     let id = uuid::Uuid::now_v7();
-    let txn = db.begin().await.map_err(grpc::internal)?;
-    txn.execute_raw(stmt(
-        "INSERT INTO data_requests (request_id, requester_kind, requester, requested_by, filer, purpose, region_code, data_kinds, use_from, use_until, status, created_at)
-         VALUES ($1, $2, $3, $4, $12, $5, $6, $7, $8, $9, $10, $11)",
-        [
-            id.into(),
-            (route.kind as i16).into(),
-            req.requester.trim().to_owned().into(),
-            who.sub.clone().into(),
-            req.purpose.trim().to_owned().into(),
-            req.region_code.clone().into(),
-            kinds.iter().map(|k| *k as i16).collect::<Vec<i16>>().into(),
-            from.into(),
-            until.into(),
-            (RequestStatus::Pending as i16).into(),
-            now.into(),
-            who.identity().into(),
-        ],
-    ))
-    .await
-    .map_err(grpc::internal)?;
-    history(&txn, id, who, "filed", "").await?;
-    let stored = load(&txn, id, false)
+    let txn = db.begin().await?;
+    store::insert(
+        &txn,
+        &store::New {
+            id,
+            kind: route.kind,
+            requester: req.requester.trim(),
+            requested_by: &who.sub,
+            filer: &who.identity(),
+            purpose: req.purpose.trim(),
+            region_code: &req.region_code,
+            kinds: &kinds,
+            use_from: from,
+            use_until: until,
+            created_at: now,
+        },
+    )
+    .await?;
+    store::history(&txn, id, who, "filed", "").await?;
+    let stored = store::load(&txn, id, false)
         .await?
-        .ok_or_else(|| Status::internal("request vanished"))?;
-    txn.commit().await.map_err(grpc::internal)?;
+        .ok_or_else(|| Fault::Other("request vanished".into()))?;
+    txn.commit().await?;
     Ok(stored.to_proto(now))
 }
 
-pub async fn get(db: &DatabaseConnection, who: &Claims, id: &str) -> Result<DataRequest, Status> {
+pub async fn get(db: &DatabaseConnection, who: &Claims, id: &str) -> Result<DataRequest> {
     let id = request_id(id)?;
     let now = dtks_platform::clock::now();
-    match load(db, id, false).await? {
+    match store::load(db, id, false).await? {
         Some(r) if may_see(who, &r) => Ok(r.to_proto(now)),
-        _ => Err(Status::not_found(format!("no data request {id}"))),
+        _ => Err(Status::not_found(format!("no data request {id}")).into()),
     }
 }
 
@@ -414,20 +265,21 @@ pub async fn decide(
     id: &str,
     decision: Decision,
     reason: &str,
-) -> Result<DataRequest, Status> {
+) -> Result<DataRequest> {
     let id = request_id(id)?;
     let reason = reason.trim();
     if decision != Decision::Approve && reason.is_empty() {
         return Err(grpc::invalid_field(
             "reason",
             format!("is required to {} a request", decision.verb()),
-        ));
+        )
+        .into());
     }
     let now = dtks_platform::clock::now();
-    let txn = db.begin().await.map_err(grpc::internal)?;
-    let stored = match load(&txn, id, true).await? {
+    let txn = db.begin().await?;
+    let stored = match store::load(&txn, id, true).await? {
         Some(r) if may_see(who, &r) => r,
-        _ => return Err(Status::not_found(format!("no data request {id}"))),
+        _ => return Err(Status::not_found(format!("no data request {id}")).into()),
     };
     let route = route(stored.kind).ok_or_else(|| Status::internal("request of no kind"))?;
     if who.role != route.decides {
@@ -437,7 +289,8 @@ pub async fn decide(
             route.authority,
             route.decides.as_str(),
             who.role.as_str()
-        )));
+        ))
+        .into());
     }
     who.require_region(&stored.region_code)?;
     let (from, to) = decision.transition();
@@ -452,25 +305,15 @@ pub async fn decide(
                 decision.verb(),
                 from.as_str_name()
             ),
-        )]));
+        )])
+        .into());
     }
-    txn.execute_raw(stmt(
-        "UPDATE data_requests SET status = $2, decided_by = $3, decision_reason = $4, decided_at = $5 WHERE request_id = $1",
-        [
-            id.into(),
-            (to as i16).into(),
-            who.sub.clone().into(),
-            (!reason.is_empty()).then(|| reason.to_owned()).into(),
-            now.into(),
-        ],
-    ))
-    .await
-    .map_err(grpc::internal)?;
-    history(&txn, id, who, decision.verb(), reason).await?;
-    let stored = load(&txn, id, false)
+    store::decide(&txn, id, to, &who.sub, reason, now).await?;
+    store::history(&txn, id, who, decision.verb(), reason).await?;
+    let stored = store::load(&txn, id, false)
         .await?
-        .ok_or_else(|| Status::internal("request vanished"))?;
-    txn.commit().await.map_err(grpc::internal)?;
+        .ok_or_else(|| Fault::Other("request vanished".into()))?;
+    txn.commit().await?;
     Ok(stored.to_proto(now))
 }
 
@@ -481,7 +324,7 @@ pub async fn handover(
     db: &DatabaseConnection,
     who: &Claims,
     req: &RecordHandoverRequest,
-) -> Result<DataRequest, Status> {
+) -> Result<DataRequest> {
     let id = request_id(&req.request_id)?;
     let mut v = dtks_domain::Violations::default();
     let number = req.minutes_number.trim();
@@ -505,19 +348,20 @@ pub async fn handover(
         );
     }
     if !v.is_empty() {
-        return Err(grpc::invalid_argument(&v));
+        return Err(grpc::invalid_argument(&v).into());
     }
     let date = date.ok_or_else(|| Status::internal("date checked above"))?;
     let now = dtks_platform::clock::now();
-    let txn = db.begin().await.map_err(grpc::internal)?;
-    let stored = match load(&txn, id, true).await? {
+    let txn = db.begin().await?;
+    let stored = match store::load(&txn, id, true).await? {
         Some(r) if may_see(who, &r) => r,
-        _ => return Err(Status::not_found(format!("no data request {id}"))),
+        _ => return Err(Status::not_found(format!("no data request {id}")).into()),
     };
     if !stored.filed_by(who) {
         return Err(Status::permission_denied(
             "the handover minutes are recorded by the officer who filed the request",
-        ));
+        )
+        .into());
     }
     if let Some((recorded, _)) = &stored.handover {
         if recorded == number {
@@ -527,7 +371,8 @@ pub async fn handover(
             "STATE".into(),
             format!("data request {id}"),
             format!("handover minutes {recorded} are already recorded"),
-        )]));
+        )])
+        .into());
     }
     let current = stored.status_at(now);
     if current != RequestStatus::Approved {
@@ -538,28 +383,24 @@ pub async fn handover(
                 "the request is {}; handover needs it REQUEST_STATUS_APPROVED",
                 current.as_str_name()
             ),
-        )]));
+        )])
+        .into());
     }
-    txn.execute_raw(stmt(
-        "UPDATE data_requests SET handover_number = $2, handover_date = $3, handover_at = $4 WHERE request_id = $1",
-        [id.into(), number.to_owned().into(), date.into(), now.into()],
-    ))
-    .await
-    .map_err(grpc::internal)?;
-    history(&txn, id, who, "handover", number).await?;
-    let stored = load(&txn, id, false)
+    store::handover(&txn, id, number, date, now).await?;
+    store::history(&txn, id, who, "handover", number).await?;
+    let stored = store::load(&txn, id, false)
         .await?
-        .ok_or_else(|| Status::internal("request vanished"))?;
-    txn.commit().await.map_err(grpc::internal)?;
+        .ok_or_else(|| Fault::Other("request vanished".into()))?;
+    txn.commit().await?;
     Ok(stored.to_proto(now))
 }
 
 /// A request's data may be delivered now: approved, inside its period of use, handover
 /// recorded. A delivery checks this before every batch, so that a revocation or the end
 /// of the period stops it between two batches.
-pub async fn deliverable(db: &impl ConnectionTrait, id: uuid::Uuid) -> Result<Stored, Status> {
+pub async fn deliverable(db: &impl ConnectionTrait, id: uuid::Uuid) -> Result<Stored> {
     let now = dtks_platform::clock::now();
-    let stored = load(db, id, false)
+    let stored = store::load(db, id, false)
         .await?
         .ok_or_else(|| Status::not_found(format!("no data request {id}")))?;
     let why = match stored.status_at(now) {
@@ -578,7 +419,8 @@ pub async fn deliverable(db: &impl ConnectionTrait, id: uuid::Uuid) -> Result<St
             "STATE".into(),
             format!("data request {id}"),
             format!("no delivery: {why}"),
-        )])),
+        )])
+        .into()),
     }
 }
 

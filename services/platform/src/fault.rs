@@ -16,6 +16,8 @@ pub enum Fault {
     Decode(#[from] prost::DecodeError),
     #[error("stored value unreadable: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("stored code unknown: {0}")]
+    Code(#[from] prost::UnknownEnumValue),
     #[error("stored id unreadable: {0}")]
     Id(#[from] uuid::Error),
     #[error("sealed value unreadable: {0}")]
@@ -37,7 +39,7 @@ impl From<Fault> for Status {
 #[doc(hidden)]
 pub mod kinds {
     pub use crate::sealed::SealError;
-    pub use prost::DecodeError;
+    pub use prost::{DecodeError, UnknownEnumValue};
     pub use sea_orm::DbErr;
     pub use serde_json::Error as JsonError;
     pub use sqlx::Error as SqlError;
@@ -73,6 +75,7 @@ macro_rules! service_error {
             $crate::fault::kinds::SqlError,
             $crate::fault::kinds::DecodeError,
             $crate::fault::kinds::JsonError,
+            $crate::fault::kinds::UnknownEnumValue,
             $crate::fault::kinds::IdError,
             $crate::fault::kinds::SealError,
             $crate::fault::kinds::JoinError,

@@ -17,11 +17,12 @@
 //! ```
 
 use dtks_platform::copy::CopyIn;
-use dtks_platform::grpc;
 use dtks_proto::distribution::v1::Recipient;
 use tonic::Status;
 
-use crate::month::Month;
+use crate::error::Result;
+
+use dtks_eligibility::month::Month;
 
 /// Positions per chunk; chunk `k` holds positions `k * CHUNK + 1 ..= (k + 1) * CHUNK`.
 pub const CHUNK: i64 = 5000;
@@ -112,10 +113,9 @@ pub async fn store(
     list_id: uuid::Uuid,
     month: &Month,
     selected: &[u32],
-) -> Result<(), Status> {
-    let mut copy = CopyIn::start(conn, "list_chunks (list_id, first_position, entries, data)")
-        .await
-        .map_err(grpc::internal)?;
+) -> Result<()> {
+    let mut copy =
+        CopyIn::start(conn, "list_chunks (list_id, first_position, entries, data)").await?;
     let mut data = Vec::new();
     for (k, chunk) in selected.chunks(CHUNK as usize).enumerate() {
         data.clear();
@@ -140,9 +140,9 @@ pub async fn store(
             .i64(k as i64 * CHUNK + 1)
             .i32(chunk.len() as i32)
             .bytea(&data);
-        copy.flush_when_full().await.map_err(grpc::internal)?;
+        copy.flush_when_full().await?;
     }
-    copy.finish().await.map_err(grpc::internal)?;
+    copy.finish().await?;
     Ok(())
 }
 
@@ -152,29 +152,24 @@ pub async fn chunk_at(
     pool: &sqlx::PgPool,
     list_id: uuid::Uuid,
     position: i64,
-) -> Result<Option<(i64, Vec<u8>)>, Status> {
+) -> Result<Option<(i64, Vec<u8>)>> {
     let first = (position - 1).div_euclid(CHUNK) * CHUNK + 1;
-    sqlx::query_as(
+    Ok(sqlx::query_as(
         "SELECT first_position, data FROM list_chunks WHERE list_id = $1 AND first_position = $2",
     )
     .bind(list_id)
     .bind(first)
     .fetch_optional(pool)
-    .await
-    .map_err(grpc::internal)
+    .await?)
 }
 
 /// Every household of a list (for the difference between two lists).
-pub async fn household_ids(
-    pool: &sqlx::PgPool,
-    list_id: uuid::Uuid,
-) -> Result<Vec<uuid::Uuid>, Status> {
+pub async fn household_ids(pool: &sqlx::PgPool, list_id: uuid::Uuid) -> Result<Vec<uuid::Uuid>> {
     let chunks: Vec<(Vec<u8>,)> =
         sqlx::query_as("SELECT data FROM list_chunks WHERE list_id = $1 ORDER BY first_position")
             .bind(list_id)
             .fetch_all(pool)
-            .await
-            .map_err(grpc::internal)?;
+            .await?;
     let mut ids = Vec::new();
     for (data,) in &chunks {
         ids.extend(
@@ -222,69 +217,6 @@ pub fn difference(mut old: Vec<uuid::Uuid>, mut new: Vec<uuid::Uuid>) -> (u64, u
     }
     (added, removed)
 }
-
-/// The migration to chunks: the table, the SQL twin of [`encode`] and a view that reads
-/// every list's entries back as rows (for operators' queries), the lists stored row by
-/// row moved over.
-pub const MIGRATION: &str = r#"
-CREATE TABLE list_chunks (
-    list_id UUID NOT NULL REFERENCES lists (list_id),
-    first_position BIGINT NOT NULL,
-    entries INT NOT NULL,
-    data BYTEA NOT NULL,
-    PRIMARY KEY (list_id, first_position)
-);
-ALTER TABLE list_chunks ALTER COLUMN data SET COMPRESSION lz4;
-CREATE FUNCTION list_entry_bytes(household_id UUID, national_rank BIGINT, decile SMALLINT,
-                                 region_code TEXT, head_nik TEXT, head_name TEXT)
-RETURNS BYTEA LANGUAGE sql IMMUTABLE AS $$
-  SELECT uuid_send(household_id) || int8send(national_rank) || int2send(decile)
-      || int2send(octet_length(region_code)::int2) || convert_to(region_code, 'UTF8')
-      || int2send(coalesce(octet_length(head_nik), 0)::int2) || convert_to(coalesce(head_nik, ''), 'UTF8')
-      || int2send(coalesce(octet_length(head_name), 0)::int2) || convert_to(coalesce(head_name, ''), 'UTF8')
-$$;
-CREATE FUNCTION list_chunk_entries(first BIGINT, stored BYTEA)
-RETURNS TABLE (entry_position BIGINT, entry_household_id UUID, entry_region_code TEXT,
-               entry_national_rank BIGINT, entry_decile SMALLINT, entry_head_nik TEXT, entry_head_name TEXT)
-LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-  -- Assigned once so that the stored (compressed) value is expanded once, not per read.
-  data BYTEA := stored || ''::bytea;
-  at INT := 0;
-  n INT;
-  k BIGINT := 0;
-BEGIN
-  WHILE at < octet_length(data) LOOP
-    entry_position := first + k;
-    entry_household_id := encode(substring(data FROM at + 1 FOR 16), 'hex')::uuid;
-    entry_national_rank := ('x' || encode(substring(data FROM at + 17 FOR 8), 'hex'))::bit(64)::bigint;
-    entry_decile := (get_byte(data, at + 24) * 256 + get_byte(data, at + 25))::smallint;
-    at := at + 26;
-    n := get_byte(data, at) * 256 + get_byte(data, at + 1);
-    entry_region_code := convert_from(substring(data FROM at + 3 FOR n), 'UTF8');
-    at := at + 2 + n;
-    n := get_byte(data, at) * 256 + get_byte(data, at + 1);
-    entry_head_nik := nullif(convert_from(substring(data FROM at + 3 FOR n), 'UTF8'), '');
-    at := at + 2 + n;
-    n := get_byte(data, at) * 256 + get_byte(data, at + 1);
-    entry_head_name := nullif(convert_from(substring(data FROM at + 3 FOR n), 'UTF8'), '');
-    at := at + 2 + n;
-    k := k + 1;
-    RETURN NEXT;
-  END LOOP;
-END $$;
-INSERT INTO list_chunks (list_id, first_position, entries, data)
-SELECT list_id, min(position), count(*)::int,
-       string_agg(list_entry_bytes(household_id, national_rank, decile, region_code, head_nik, head_name), ''::bytea ORDER BY position)
-FROM list_entries
-GROUP BY list_id, (position - 1) / 5000;
-DROP TABLE list_entries;
-CREATE VIEW list_entries AS
-SELECT c.list_id, e.entry_position AS position, e.entry_household_id AS household_id,
-       e.entry_region_code AS region_code, e.entry_national_rank AS national_rank,
-       e.entry_decile AS decile, e.entry_head_nik AS head_nik, e.entry_head_name AS head_name
-FROM list_chunks c, LATERAL list_chunk_entries(c.first_position, c.data) e;
-"#;
 
 #[cfg(test)]
 mod tests {

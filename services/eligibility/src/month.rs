@@ -3,22 +3,16 @@
 //! may name, held column by column in memory so that a rule runs over ten million
 //! households in about a second and a list never goes back to the determination service.
 //!
-//! A month is loaded once from the determination service's snapshot stream — when the
-//! month is published (`determination.published`), when an operator prepares it, or at
-//! the first list that needs it — and shared by every list built on it. The
-//! distribution service keeps the two newest months it has loaded.
-//!
 //! Categorical fields are kept as their contract codes; a rule reads them as the same
-//! lower-case words [`crate::rules::RuleHousehold`] gives (`earth`, `pln450`), from one
+//! lower-case words [`crate::household::RuleHousehold`] gives (`earth`, `pln450`), from one
 //! table per field.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::NaiveDate;
 use dtks_domain::household::{self as dom, Household, Person};
 
-use crate::rules::{self, RuleHousehold, Standing};
+use crate::household::{self as rules, RuleHousehold, Standing};
 
 /// A categorical field of a person or a dwelling, as the month keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -489,33 +483,5 @@ impl Month {
             + self.ages.len() * (4 + 7 + 8 + 1 + 4)
             + self.groups.len()
             + self.programme_ids.len() * 2
-    }
-}
-
-/// A month being loaded or loaded, shared by everyone who needs it.
-pub type Cell = Arc<tokio::sync::OnceCell<Arc<Month>>>;
-
-/// The months loaded, newest kept.
-#[derive(Default)]
-pub struct Months {
-    loaded: tokio::sync::Mutex<Vec<(i32, u32, Cell)>>,
-}
-
-/// How many months stay loaded.
-const KEEP: usize = 2;
-
-impl Months {
-    /// The cell of month `(year, month)`, made (and older months let go) if new.
-    pub async fn cell(&self, year: i32, month: u32) -> Cell {
-        let mut loaded = self.loaded.lock().await;
-        if let Some((_, _, cell)) = loaded.iter().find(|(y, m, _)| (*y, *m) == (year, month)) {
-            return cell.clone();
-        }
-        let cell = Arc::new(tokio::sync::OnceCell::new());
-        loaded.push((year, month, cell.clone()));
-        loaded.sort_by_key(|(y, m, _)| std::cmp::Reverse((*y, *m)));
-        // A month older than the kept ones is still answered; it is just not kept.
-        loaded.truncate(KEEP);
-        cell
     }
 }

@@ -1,0 +1,32 @@
+//! The one error of the distribution service, and how each kind is told to a gRPC
+//! caller: use cases return [`Error`], and `?` at the edge maps it to a `Status`.
+
+use tonic::Status;
+
+dtks_platform::service_error! {
+    pub enum Error {}
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Fault(fault) => fault.into(),
+            Error::Refused(status) => status,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_keeps_its_words_and_a_fault_hides_its_cause() {
+        let refused = Status::from(Error::from(Status::failed_precondition("revoked")));
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(refused.message(), "revoked");
+        let fault = Status::from(Error::from(sea_orm::DbErr::Custom("3204".into())));
+        assert_eq!(fault.code(), tonic::Code::Internal);
+        assert!(!fault.message().contains("3204"));
+    }
+}
