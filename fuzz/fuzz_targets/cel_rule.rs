@@ -4,18 +4,7 @@
 //! aborted distribution), however deep or long the text.
 #![no_main]
 
-#[allow(dead_code, unused_imports)]
-#[path = "../../services/distribution/src/rules.rs"]
-mod rules;
-
-#[allow(dead_code, unused_imports)]
-#[path = "../../services/distribution/src/compiled.rs"]
-mod compiled;
-
-#[allow(dead_code, unused_imports)]
-#[path = "../../services/distribution/src/month.rs"]
-mod month;
-
+use dtks_eligibility::{household, rules};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -30,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     };
     match rules::Rule::compile(text) {
         Ok(rule) => {
-            let answer = rule.eligible(&rules::RuleHousehold::sample());
+            let answer = rule.eligible(&household::RuleHousehold::sample());
             assert!(answer.is_ok(), "a compiled rule judges the sample it was checked on");
         }
         Err(e) => assert!(!e.message.is_empty()),

@@ -3,10 +3,7 @@
 //! never accepted unless it carries a valid signature (it cannot, without the key).
 #![no_main]
 
-#[allow(dead_code, unused_imports)]
-#[path = "../../services/platform/src/dci.rs"]
-mod dci;
-
+use dtks_dci as dci;
 use libfuzzer_sys::fuzz_target;
 
 fn keys() -> &'static dci::KeyRing {

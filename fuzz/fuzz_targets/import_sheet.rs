@@ -4,10 +4,7 @@
 //! every row it returns has a line number past the header.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../services/dtksctl/src/sheet.rs"]
-mod sheet;
-
+use dtksctl::sheet;
 use libfuzzer_sys::fuzz_target;
 
 fn scratch() -> &'static std::path::Path {

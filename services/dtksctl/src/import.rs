@@ -13,7 +13,7 @@ use dtks_proto::common::v1 as pb;
 use dtks_proto::events::v1 as ev;
 use dtks_proto::intake::v1::{Minutes, SubmitProposalRequest};
 
-use crate::sheet::{self, ERRORS, Format, Table};
+use dtksctl::sheet::{self, ERRORS, Format, Table};
 
 #[derive(clap::Args)]
 pub struct ImportArgs {

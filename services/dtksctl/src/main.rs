@@ -11,7 +11,6 @@ mod model;
 mod names;
 mod officers;
 mod population;
-mod sheet;
 mod verivali;
 
 use clap::{Parser, Subcommand};
