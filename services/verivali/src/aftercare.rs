@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dtks_domain::consistency::Flag;
-use dtks_platform::auth::{Claims, Role};
+use dtks_platform::auth::Claims;
 use dtks_platform::clock::SharedClock;
 use dtks_platform::db::stmt;
 use dtks_platform::{events, grpc, outbox};
@@ -18,6 +18,8 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, TransactionTrait,
 };
 use tonic::Status;
+
+use crate::error::Result;
 
 use crate::cases::timestamp;
 
@@ -40,7 +42,7 @@ pub struct Page {
 
 pub const MAX_PAGE: u32 = 1000;
 
-pub fn page(request: Option<&pb::PageRequest>) -> Result<Page, Status> {
+pub fn page(request: Option<&pb::PageRequest>) -> Result<Page> {
     let request = request.cloned().unwrap_or_default();
     let size = match request.page_size {
         0 => 100,
@@ -49,7 +51,8 @@ pub fn page(request: Option<&pb::PageRequest>) -> Result<Page, Status> {
             return Err(grpc::invalid_field(
                 "page.page_size",
                 format!("must be at most {MAX_PAGE}"),
-            ));
+            )
+            .into());
         }
     };
     if request.page_token.is_empty() {
@@ -92,7 +95,7 @@ impl Page {
 }
 
 /// The region a listing covers: the request's, or the caller's own scope.
-pub fn listing_region<'a>(who: &'a Claims, requested: &'a str) -> Result<&'a str, Status> {
+pub fn listing_region<'a>(who: &'a Claims, requested: &'a str) -> Result<&'a str> {
     let region = if requested.is_empty() {
         who.region.as_str()
     } else {
@@ -129,7 +132,7 @@ const TASK: &str = "task_id, household_id, region_code, kind, reason, opened_at,
 
 /// Opens a task for the household, or joins the open one of the same kind (its
 /// deadline stands, the reason grows). Answers the task's id and whether it is new.
-async fn open_task(
+pub(crate) async fn open_task(
     txn: &DatabaseTransaction,
     household_id: uuid::Uuid,
     region: &str,
@@ -261,163 +264,12 @@ pub async fn life_event(
     Ok(())
 }
 
-pub async fn file_complaint(
-    db: &DatabaseConnection,
-    who: &Claims,
-    req: FileComplaintRequest,
-    now: DateTime<Utc>,
-) -> Result<(Complaint, bool), Status> {
-    let household_id = uuid::Uuid::parse_str(&req.household_id)
-        .map_err(|_| grpc::invalid_field("household_id", "must be a UUID"))?;
-    let text = req.text.trim();
-    if text.is_empty() || text.chars().count() > 4000 {
-        return Err(grpc::invalid_field("text", "must be 1 to 4000 characters"));
-    }
-    if req.evidence_references.len() > 20 {
-        return Err(grpc::invalid_field("evidence_references", "at most 20"));
-    }
-    for (i, e) in req.evidence_references.iter().enumerate() {
-        if e.trim().is_empty() || e.chars().count() > 500 {
-            return Err(grpc::invalid_field(
-                &format!("evidence_references[{i}]"),
-                "must be 1 to 500 characters",
-            ));
-        }
-    }
-    let txn = db.begin().await.map_err(grpc::internal)?;
-    let row = txn
-        .query_one_raw(stmt(
-            "SELECT region_code FROM households WHERE household_id = $1 AND removed_at IS NULL",
-            [household_id.into()],
-        ))
-        .await
-        .map_err(grpc::internal)?;
-    let public = who.role == Role::Public;
-    let Some(row) = row else {
-        if !public {
-            return Err(Status::not_found("no household in DTKS with this id"));
-        }
-        // A citizen learns nothing of whether the id is in DTKS: the complaint is kept
-        // for the officers and answered with the same receipt as any other.
-        let complaint_id = uuid::Uuid::now_v7();
-        txn.execute_raw(stmt(
-            "INSERT INTO unmatched_complaints (complaint_id, household_id, text, evidence, filed_by, filed_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            [
-                complaint_id.into(),
-                household_id.into(),
-                text.to_owned().into(),
-                serde_json::json!(req.evidence_references).into(),
-                who.sub.clone().into(),
-                now.into(),
-            ],
-        ))
-        .await
-        .map_err(grpc::internal)?;
-        txn.commit().await.map_err(grpc::internal)?;
-        return Ok((
-            receipt(complaint_id, household_id, text, req.evidence_references),
-            false,
-        ));
-    };
-    let region: String = row.try_get("", "region_code").map_err(grpc::internal)?;
-    // The public complains about any household; officers within their region.
-    if who.role != Role::Public {
-        who.require_region(&region)?;
-    }
-    let (task_id, opened, deadline) = open_task(
-        &txn,
-        household_id,
-        &region,
-        ReverificationKind::Complaint,
-        "complaint",
-        now,
-        COMPLAINT_DAYS,
-    )
-    .await
-    .map_err(grpc::internal)?;
-    let complaint_id = uuid::Uuid::now_v7();
-    let role = who.role.as_str().to_owned();
-    txn.execute_raw(stmt(
-        "INSERT INTO complaints (complaint_id, household_id, region_code, text, evidence, filed_by, filed_by_role, filed_at, task_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [
-            complaint_id.into(),
-            household_id.into(),
-            region.into(),
-            text.to_owned().into(),
-            serde_json::json!(req.evidence_references).into(),
-            who.sub.clone().into(),
-            role.clone().into(),
-            now.into(),
-            task_id.into(),
-        ],
-    ))
-    .await
-    .map_err(grpc::internal)?;
-    if opened {
-        txn.execute_raw(stmt(
-            "UPDATE reverifications SET complaint_id = $2 WHERE task_id = $1",
-            [task_id.into(), complaint_id.into()],
-        ))
-        .await
-        .map_err(grpc::internal)?;
-    }
-    dtks_platform::audit::record(
-        &txn,
-        who,
-        "verivali.FileComplaint",
-        &[household_id.to_string(), complaint_id.to_string()],
-    )
-    .await
-    .map_err(grpc::internal)?;
-    txn.commit().await.map_err(grpc::internal)?;
-    // The task and its deadline are the officers' business: a citizen gets the receipt.
-    if public {
-        return Ok((
-            receipt(complaint_id, household_id, text, req.evidence_references),
-            opened,
-        ));
-    }
-    Ok((
-        Complaint {
-            complaint_id: complaint_id.to_string(),
-            household_id: household_id.to_string(),
-            text: text.to_owned(),
-            evidence_references: req.evidence_references,
-            deadline: Some(timestamp(deadline)),
-            escalated: deadline < now,
-            task_id: task_id.to_string(),
-            filed_by_role: role,
-        },
-        opened,
-    ))
-}
-
-/// What a citizen's complaint is answered with, whatever became of it: its number and
-/// what was said, nothing of any task.
-fn receipt(
-    complaint_id: uuid::Uuid,
-    household_id: uuid::Uuid,
-    text: &str,
-    evidence_references: Vec<String>,
-) -> Complaint {
-    Complaint {
-        complaint_id: complaint_id.to_string(),
-        household_id: household_id.to_string(),
-        text: text.to_owned(),
-        evidence_references,
-        filed_by_role: Role::Public.as_str().to_owned(),
-        ..Default::default()
-    }
-}
-
 pub async fn list_tasks(
     db: &DatabaseConnection,
     who: &Claims,
     req: &ListReverificationsRequest,
     now: DateTime<Utc>,
-) -> Result<ListReverificationsResponse, Status> {
+) -> Result<ListReverificationsResponse> {
     let region = listing_region(who, &req.region_code)?;
     let page = page(req.page.as_ref())?;
     let (after_at, after_id) = page.bounds();
@@ -442,12 +294,11 @@ pub async fn list_tasks(
                 i64::from(page.size + 1).into(),
             ],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let mut tasks = Vec::new();
     let mut last = None;
     for r in rows.iter().take(page.size as usize) {
-        let mut t = task(r).map_err(grpc::internal)?;
+        let mut t = task(r)?;
         if t.escalated_at.is_none()
             && t.completed_at.is_none()
             && t.deadline
@@ -457,10 +308,8 @@ pub async fn list_tasks(
             t.escalated_at = t.deadline;
         }
         last = Some((
-            r.try_get::<DateTime<Utc>>("", "opened_at")
-                .map_err(grpc::internal)?,
-            r.try_get::<uuid::Uuid>("", "task_id")
-                .map_err(grpc::internal)?,
+            r.try_get::<DateTime<Utc>>("", "opened_at")?,
+            r.try_get::<uuid::Uuid>("", "task_id")?,
         ));
         tasks.push(t);
     }
@@ -477,23 +326,21 @@ pub async fn complete_task(
     who: &Claims,
     req: CompleteReverificationRequest,
     now: DateTime<Utc>,
-) -> Result<Reverification, Status> {
+) -> Result<Reverification> {
     let task_id = uuid::Uuid::parse_str(&req.task_id)
         .map_err(|_| grpc::invalid_field("task_id", "must be a UUID"))?;
     let outcome = ReverificationOutcome::try_from(req.outcome).unwrap_or_default();
     let note = req.note.trim();
     if note.chars().count() > 4000 {
-        return Err(grpc::invalid_field(
-            "note",
-            "must be at most 4000 characters",
-        ));
+        return Err(grpc::invalid_field("note", "must be at most 4000 characters").into());
     }
     let change_proposal = match outcome {
         ReverificationOutcome::Unspecified => {
             return Err(grpc::invalid_field(
                 "outcome",
                 "must be CONFIRMED, CHANGE_PROPOSED or REMOVED",
-            ));
+            )
+            .into());
         }
         ReverificationOutcome::ChangeProposed => {
             Some(uuid::Uuid::parse_str(&req.proposal_id).map_err(|_| {
@@ -501,20 +348,19 @@ pub async fn complete_task(
             })?)
         }
         ReverificationOutcome::Removed if note.is_empty() => {
-            return Err(grpc::invalid_field("note", "a removal needs its reason"));
+            return Err(grpc::invalid_field("note", "a removal needs its reason").into());
         }
         _ => None,
     };
-    let txn = db.begin().await.map_err(grpc::internal)?;
+    let txn = db.begin().await?;
     let row = txn
         .query_one_raw(stmt(
             &format!("SELECT {TASK} FROM reverifications WHERE task_id = $1 FOR UPDATE"),
             [task_id.into()],
         ))
-        .await
-        .map_err(grpc::internal)?
+        .await?
         .ok_or_else(|| Status::not_found("no re-verification task with this id"))?;
-    let current = task(&row).map_err(grpc::internal)?;
+    let current = task(&row)?;
     who.require_region(&current.region_code)?;
     if current.completed_at.is_some() {
         return Err(grpc::failed_preconditions(&[(
@@ -526,9 +372,10 @@ pub async fn complete_task(
                     .unwrap_or_default()
                     .as_str_name()
             ),
-        )]));
+        )])
+        .into());
     }
-    let household_id = uuid::Uuid::parse_str(&current.household_id).map_err(grpc::internal)?;
+    let household_id = uuid::Uuid::parse_str(&current.household_id)?;
     let row = txn
         .query_one_raw(stmt(
             &format!(
@@ -544,8 +391,7 @@ pub async fn complete_task(
                 change_proposal.into(),
             ],
         ))
-        .await
-        .map_err(grpc::internal)?
+        .await?
         .ok_or_else(|| Status::internal("task vanished"))?;
     if outcome == ReverificationOutcome::Removed {
         let case_id: Option<uuid::Uuid> = txn
@@ -553,11 +399,9 @@ pub async fn complete_task(
                 "UPDATE households SET removed_at = $2, removal_reason = $3 WHERE household_id = $1 RETURNING case_id",
                 [household_id.into(), now.into(), note.to_owned().into()],
             ))
-            .await
-            .map_err(grpc::internal)?
+            .await?
             .map(|r| r.try_get("", "case_id"))
-            .transpose()
-            .map_err(grpc::internal)?;
+            .transpose()?;
         outbox::enqueue(
             &txn,
             &events::envelope(
@@ -571,16 +415,14 @@ pub async fn complete_task(
                 },
             ),
         )
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     } else {
         // A visit renews the household's six-monthly cycle.
         txn.execute_raw(stmt(
             "UPDATE households SET last_verified_at = $2 WHERE household_id = $1",
             [household_id.into(), now.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     }
     outbox::enqueue(
         &txn,
@@ -601,18 +443,16 @@ pub async fn complete_task(
             },
         ),
     )
-    .await
-    .map_err(grpc::internal)?;
+    .await?;
     dtks_platform::audit::record(
         &txn,
         who,
         "verivali.CompleteReverification",
         &[task_id.to_string(), current.household_id.clone()],
     )
-    .await
-    .map_err(grpc::internal)?;
-    txn.commit().await.map_err(grpc::internal)?;
-    task(&row).map_err(grpc::internal)
+    .await?;
+    txn.commit().await?;
+    Ok(task(&row)?)
 }
 
 /// Stamps open tasks whose deadline passed and announces each once, until shutdown.
@@ -674,7 +514,7 @@ pub async fn list_due(
     who: &Claims,
     req: &ListDueRequest,
     now: DateTime<Utc>,
-) -> Result<ListDueResponse, Status> {
+) -> Result<ListDueResponse> {
     let region = listing_region(who, &req.region_code)?;
     let page = page(req.page.as_ref())?;
     let (after_at, after_id) = page.bounds();
@@ -703,18 +543,17 @@ pub async fn list_due(
                 i64::from(page.size + 1).into(),
             ],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let mut households = Vec::new();
     let mut last = None;
     for r in rows.iter().take(page.size as usize) {
-        let at: DateTime<Utc> = r.try_get("", "last_verified_at").map_err(grpc::internal)?;
-        let due: DateTime<Utc> = r.try_get("", "due_at").map_err(grpc::internal)?;
-        let id: uuid::Uuid = r.try_get("", "household_id").map_err(grpc::internal)?;
+        let at: DateTime<Utc> = r.try_get("", "last_verified_at")?;
+        let due: DateTime<Utc> = r.try_get("", "due_at")?;
+        let id: uuid::Uuid = r.try_get("", "household_id")?;
         last = Some((at, id));
         households.push(DueHousehold {
             household_id: id.to_string(),
-            region_code: r.try_get("", "region_code").map_err(grpc::internal)?,
+            region_code: r.try_get("", "region_code")?,
             last_verified_at: Some(timestamp(at)),
             due_at: Some(timestamp(due)),
             overdue: due < now,

@@ -4,18 +4,19 @@
 
 use chrono::{DateTime, Utc};
 use dtks_domain::consistency::{self, Distribution, Flag};
-use dtks_domain::integrity::{self, MatchOutcome};
 use dtks_platform::auth::{Claims, Role, scope_covers};
 use dtks_platform::db::stmt;
 use dtks_platform::{convert, events, grpc, outbox};
 use dtks_proto::common::v1 as pb;
-use dtks_proto::events::v1::{self as ev, Envelope, PersonOutcome};
-use dtks_proto::verivali::v1::{self as vv, CaseState};
+use dtks_proto::events::v1::{self as ev, Envelope};
+use dtks_proto::verivali::v1::CaseState;
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult};
-use serde::{Deserialize, Serialize};
 use tonic::Status;
 
+use crate::error::Result;
+
+use crate::assessment::{Assessment, Content};
 use crate::workflow::{self, Step};
 
 /// Most cases one command may name.
@@ -47,9 +48,9 @@ impl Actor {
     }
 
     /// Refuses (PERMISSION_DENIED) a step the actor's role never takes.
-    pub fn may(&self, step: Step) -> Result<(), Status> {
-        workflow::check_role(step, self.role)
-            .map_err(|r| Status::permission_denied(r.describe(step, self.role)))
+    pub fn may(&self, step: Step) -> Result<()> {
+        Ok(workflow::check_role(step, self.role)
+            .map_err(|r| Status::permission_denied(r.describe(step, self.role)))?)
     }
 }
 
@@ -87,15 +88,16 @@ pub struct Move {
 pub fn parse_ids<'a>(
     ids: impl ExactSizeIterator<Item = &'a str>,
     field: &str,
-) -> Result<Vec<uuid::Uuid>, Status> {
+) -> Result<Vec<uuid::Uuid>> {
     if ids.len() == 0 {
-        return Err(grpc::invalid_field(field, "names no case"));
+        return Err(grpc::invalid_field(field, "names no case").into());
     }
     if ids.len() > MAX_BATCH {
         return Err(grpc::invalid_field(
             field,
             format!("names {} cases; at most {MAX_BATCH} per command", ids.len()),
-        ));
+        )
+        .into());
     }
     let mut seen = std::collections::HashSet::new();
     ids.enumerate()
@@ -106,7 +108,8 @@ pub fn parse_ids<'a>(
                 return Err(grpc::invalid_field(
                     &format!("{field}[{i}]"),
                     "names a case already named in this command",
-                ));
+                )
+                .into());
             }
             Ok(parsed)
         })
@@ -121,7 +124,7 @@ pub async fn lock_for(
     txn: &DatabaseTransaction,
     actor: &Actor,
     steps: &[(uuid::Uuid, Step)],
-) -> Result<Vec<(CaseRow, Step, CaseState)>, Status> {
+) -> Result<Vec<(CaseRow, Step, CaseState)>> {
     for (_, step) in steps {
         actor.may(*step)?;
     }
@@ -131,23 +134,18 @@ pub async fn lock_for(
             &format!("SELECT {ROW} FROM cases WHERE case_id = ANY($1) ORDER BY case_id FOR UPDATE"),
             [ids.clone().into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let mut found: std::collections::HashMap<uuid::Uuid, CaseRow> = rows
         .iter()
         .map(|r| case_row(r).map(|c| (c.case_id, c)))
-        .collect::<Result<_, _>>()
-        .map_err(grpc::internal)?;
+        .collect::<Result<_, _>>()?;
     let missing: Vec<String> = ids
         .iter()
         .filter(|id| !found.contains_key(id))
         .map(ToString::to_string)
         .collect();
     if let Some(first) = missing.first() {
-        return Err(Status::not_found(format!(
-            "no case {first}{}",
-            more(missing.len())
-        )));
+        return Err(Status::not_found(format!("no case {first}{}", more(missing.len()))).into());
     }
     let outside: Vec<&CaseRow> = ids
         .iter()
@@ -161,7 +159,8 @@ pub async fn lock_for(
             first.region,
             actor.region,
             more(outside.len())
-        )));
+        ))
+        .into());
     }
     let mut refused = Vec::new();
     let mut out = Vec::with_capacity(steps.len());
@@ -177,7 +176,7 @@ pub async fn lock_for(
         }
     }
     if !refused.is_empty() {
-        return Err(grpc::failed_preconditions(&refused));
+        return Err(grpc::failed_preconditions(&refused).into());
     }
     Ok(out)
 }
@@ -290,12 +289,6 @@ pub async fn publish_returned(
     outbox::enqueue_many(txn, &envelopes).await
 }
 
-/// What a case holds for its assessment: the match and the household as verified.
-pub struct Content {
-    pub matched: ev::ProposalMatched,
-    pub household: pb::Household,
-}
-
 pub async fn content(
     db: &impl ConnectionTrait,
     ids: &[uuid::Uuid],
@@ -341,164 +334,6 @@ pub fn content_of(r: &QueryResult) -> Result<Content, DbErr> {
         matched: ev::ProposalMatched::decode(matched.as_slice()).map_err(decode)?,
         household: pb::Household::decode(household.as_slice()).map_err(decode)?,
     })
-}
-
-fn outcome_of(p: &ev::PersonMatch) -> MatchOutcome {
-    match PersonOutcome::try_from(p.outcome).unwrap_or_default() {
-        PersonOutcome::Matched => MatchOutcome::Matched,
-        PersonOutcome::MatchedWithCorrections => MatchOutcome::MatchedWithCorrections(
-            p.corrections
-                .iter()
-                .map(|c| (c.field.clone(), c.registry_value.clone()))
-                .collect(),
-        ),
-        PersonOutcome::NikOfAnotherPerson => MatchOutcome::NikOfAnotherPerson,
-        PersonOutcome::Deceased => MatchOutcome::Deceased,
-        PersonOutcome::DuplicateInDtks => MatchOutcome::DuplicateInDtks {
-            household_id: p.duplicate_household_id.clone(),
-        },
-        PersonOutcome::NoNik => MatchOutcome::NoNik,
-        PersonOutcome::InReview => MatchOutcome::InReview,
-        PersonOutcome::NotFound | PersonOutcome::Unspecified => MatchOutcome::NotFound,
-    }
-}
-
-/// The ministry's assessment as stored with the case.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Assessment {
-    pub criteria: Vec<integrity::CriterionResult>,
-    pub accepted: bool,
-    #[serde(default)]
-    pub override_reason: String,
-    #[serde(default)]
-    pub assessed_by: String,
-}
-
-impl Assessment {
-    pub fn to_proto(&self) -> vv::Assessment {
-        vv::Assessment {
-            criteria: self
-                .criteria
-                .iter()
-                .map(|c| vv::CriterionResult {
-                    criterion: u32::from(c.criterion),
-                    verdict: if c.passed {
-                        vv::CriterionVerdict::Pass
-                    } else {
-                        vv::CriterionVerdict::Fail
-                    } as i32,
-                    reasons: c.reasons.clone(),
-                })
-                .collect(),
-            accepted: self.accepted,
-            override_reason: self.override_reason.clone(),
-            assessed_by: self.assessed_by.clone(),
-        }
-    }
-
-    /// The failed criteria's reasons, for the region.
-    pub fn reasons(&self) -> Vec<String> {
-        self.criteria
-            .iter()
-            .filter(|c| !c.passed)
-            .flat_map(|c| {
-                c.reasons
-                    .iter()
-                    .map(move |r| format!("criterion {}: {r}", c.criterion))
-            })
-            .collect()
-    }
-}
-
-/// The five integrity criteria (Pasal 8 ayat 3) for the household as verified and the
-/// match of each of its members.
-pub fn assess(content: &Content, today: chrono::NaiveDate) -> Assessment {
-    let criteria = match convert::household_from_proto(&content.household, today) {
-        Ok(household) => {
-            let outcomes: integrity::Outcomes = content
-                .matched
-                .persons
-                .iter()
-                .map(|p| {
-                    (
-                        (p.family_index as usize, p.member_index as usize),
-                        outcome_of(p),
-                    )
-                })
-                .collect();
-            integrity::assess(&household, &outcomes)
-        }
-        Err(violations) => unparsed(&content.household, &violations),
-    };
-    Assessment {
-        accepted: criteria.iter().all(|c| c.passed),
-        criteria,
-        override_reason: String::new(),
-        assessed_by: String::new(),
-    }
-}
-
-/// The criteria of a household whose fields do not parse: a NIK given twice breaks
-/// criterion 1 (and 4 across families); the other field violations are criterion 5;
-/// criteria 2 and 3 wait for valid fields.
-fn unparsed(
-    household: &pb::Household,
-    violations: &dtks_domain::Violations,
-) -> Vec<integrity::CriterionResult> {
-    let (mut single, mut overlap) = (Vec::new(), Vec::new());
-    let mut seen: std::collections::HashMap<&str, (usize, usize)> = Default::default();
-    for (fi, family) in household.families.iter().enumerate() {
-        for (mi, person) in family.members.iter().enumerate() {
-            if person.nik.is_empty() {
-                continue;
-            }
-            if let Some((f0, m0)) = seen.insert(&person.nik, (fi, mi)) {
-                single.push(format!(
-                    "family {} member {} repeats the NIK of family {} member {}",
-                    fi + 1,
-                    mi + 1,
-                    f0 + 1,
-                    m0 + 1
-                ));
-                if f0 != fi {
-                    overlap.push(format!(
-                        "family {} member {} is also member {} of family {}",
-                        fi + 1,
-                        mi + 1,
-                        m0 + 1,
-                        f0 + 1
-                    ));
-                }
-            }
-        }
-    }
-    let fields: Vec<String> = violations
-        .0
-        .iter()
-        .filter(|v| !v.description.starts_with("the same NIK is already given"))
-        .map(ToString::to_string)
-        .collect();
-    let waiting = |criterion| integrity::CriterionResult {
-        criterion,
-        passed: fields.is_empty(),
-        reasons: if fields.is_empty() {
-            vec![]
-        } else {
-            vec!["cannot be assessed until the fields under criterion 5 are valid".to_owned()]
-        },
-    };
-    let result = |criterion, reasons: Vec<String>| integrity::CriterionResult {
-        criterion,
-        passed: reasons.is_empty(),
-        reasons,
-    };
-    vec![
-        result(1, single),
-        waiting(2),
-        waiting(3),
-        result(4, overlap),
-        result(5, fields),
-    ]
 }
 
 /// The household's consistency flags, with the comparison against its regency's

@@ -245,7 +245,7 @@ async fn demo_policy(
     }
     let contents = cases::content(txn, &[case.case_id]).await?;
     let content = &contents[&case.case_id];
-    let mut assessment = cases::assess(content, now.date_naive());
+    let mut assessment = crate::assessment::assess(content, now.date_naive());
     assessment.assessed_by = "demo-policy".to_owned();
     let actor = Actor {
         id: "demo-policy".to_owned(),

@@ -6,11 +6,17 @@
 
 mod aftercare;
 mod api;
+mod assessment;
 mod cases;
+mod complaints;
 mod consume;
+mod decide;
+pub mod error;
 mod officers;
 pub mod qa;
-mod schema;
+mod read;
+mod review;
+mod store;
 pub mod workflow;
 
 use std::sync::Arc;
@@ -21,8 +27,8 @@ use dtks_platform::events;
 use dtks_platform::grpc;
 use dtks_proto::verivali::v1::verivali_service_server::VerivaliServiceServer;
 
-pub use cases::{Assessment, Content, assess};
-pub use schema::Migrator;
+pub use assessment::{Assessment, Content, assess};
+pub use store::Migrator;
 
 /// Serves verivali on the system clock.
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {

@@ -19,34 +19,10 @@ use dtks_proto::verivali::v1::*;
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait};
 use tonic::Status;
 
+use crate::error::Result;
+
 use crate::aftercare::{self, listing_region};
 use crate::cases::timestamp;
-
-pub const SCHEMA: &str = r#"
-CREATE TABLE officers (
-    subject TEXT PRIMARY KEY,
-    display_name TEXT NOT NULL,
-    role TEXT NOT NULL,
-    region_code TEXT NOT NULL,
-    active BOOLEAN NOT NULL DEFAULT true,
-    assigned_at TIMESTAMPTZ NOT NULL,
-    assigned_by TEXT NOT NULL,
-    tokens_revoked_at TIMESTAMPTZ,
-    reason TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX officers_region ON officers (region_code text_pattern_ops);
-CREATE TABLE officer_history (
-    id BIGSERIAL PRIMARY KEY,
-    subject TEXT NOT NULL REFERENCES officers (subject),
-    change TEXT NOT NULL,
-    role TEXT NOT NULL,
-    region_code TEXT NOT NULL,
-    active BOOLEAN NOT NULL,
-    changed_at TIMESTAMPTZ NOT NULL,
-    changed_by TEXT NOT NULL,
-    reason TEXT NOT NULL
-);
-"#;
 
 const COLUMNS: &str = "subject, display_name, role, region_code, active, assigned_at, assigned_by, tokens_revoked_at, reason";
 const MAX_TEXT: usize = 200;
@@ -68,49 +44,37 @@ fn officer(r: &QueryResult) -> Result<Officer, sea_orm::DbErr> {
 }
 
 /// Checks a text field: present, short, printable.
-fn text(field: &str, value: &str, required: bool) -> Result<(), Status> {
+fn text(field: &str, value: &str, required: bool) -> Result<()> {
     if required && value.trim().is_empty() {
-        return Err(grpc::invalid_field(field, "is required"));
+        return Err(grpc::invalid_field(field, "is required").into());
     }
     if value.chars().count() > MAX_TEXT {
-        return Err(grpc::invalid_field(
-            field,
-            format!("must be at most {MAX_TEXT} characters"),
-        ));
+        return Err(
+            grpc::invalid_field(field, format!("must be at most {MAX_TEXT} characters")).into(),
+        );
     }
     if value.chars().any(char::is_control) {
-        return Err(grpc::invalid_field(
-            field,
-            "must not hold control characters",
-        ));
+        return Err(grpc::invalid_field(field, "must not hold control characters").into());
     }
     Ok(())
 }
 
 /// The role named by `name`, if officers may hold it (services and the public are not
 /// officers).
-fn role(field: &str, name: &str) -> Result<Role, Status> {
+fn role(field: &str, name: &str) -> Result<Role> {
     let role: Role =
         serde_json::from_value(serde_json::Value::String(name.to_owned())).map_err(|_| {
             let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
             grpc::invalid_field(field, format!("must be one of {}", names.join(", ")))
         })?;
     if matches!(role, Role::Service | Role::Public) {
-        return Err(grpc::invalid_field(
-            field,
-            "services and the public are not officers",
-        ));
+        return Err(grpc::invalid_field(field, "services and the public are not officers").into());
     }
     Ok(role)
 }
 
 /// The region a role's assignment names: of the role's reach, and in the reference data.
-async fn region<C: ConnectionTrait>(
-    db: &C,
-    field: &str,
-    role: Role,
-    code: &str,
-) -> Result<String, Status> {
+async fn region<C: ConnectionTrait>(db: &C, field: &str, role: Role, code: &str) -> Result<String> {
     let wanted = match role.reach() {
         Reach::National => {
             return if code.is_empty() {
@@ -119,7 +83,8 @@ async fn region<C: ConnectionTrait>(
                 Err(grpc::invalid_field(
                     field,
                     format!("a {} is national: leave it empty", role.title()),
-                ))
+                )
+                .into())
             };
         }
         Reach::Province => RegionLevel::Province,
@@ -131,26 +96,23 @@ async fn region<C: ConnectionTrait>(
         return Err(grpc::invalid_field(
             field,
             format!("a {} is assigned to a {wanted:?} code", role.title()).to_lowercase(),
-        ));
+        )
+        .into());
     }
     let known = db
         .query_one_raw(stmt(
             "SELECT 1 AS one FROM reference.regions WHERE code = $1",
             [code.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     if known.is_none() {
-        return Err(grpc::invalid_field(
-            field,
-            "is not a region of the reference data",
-        ));
+        return Err(grpc::invalid_field(field, "is not a region of the reference data").into());
     }
     Ok(code.to_owned())
 }
 
 /// Whether `who` may manage an officer holding `role` in `region`.
-fn may_manage(who: &Claims, role: Role, region: &str) -> Result<(), Status> {
+fn may_manage(who: &Claims, role: Role, region: &str) -> Result<()> {
     let allowed = match who.role {
         Role::PusdatinAdmin => true,
         Role::ProvinceOfficer => matches!(role.reach(), Reach::Regency | Reach::Village),
@@ -162,22 +124,22 @@ fn may_manage(who: &Claims, role: Role, region: &str) -> Result<(), Status> {
             "a {} does not manage {} assignments",
             who.role.title(),
             role.title()
-        )));
+        ))
+        .into());
     }
-    who.require_region(region)
+    Ok(who.require_region(region)?)
 }
 
-async fn load<C: ConnectionTrait>(db: &C, subject: &str, lock: bool) -> Result<Officer, Status> {
+async fn load<C: ConnectionTrait>(db: &C, subject: &str, lock: bool) -> Result<Officer> {
     let sql = format!(
         "SELECT {COLUMNS} FROM officers WHERE subject = $1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
     let row = db
         .query_one_raw(stmt(&sql, [subject.into()]))
-        .await
-        .map_err(grpc::internal)?
+        .await?
         .ok_or_else(|| Status::not_found("no officer with this subject"))?;
-    officer(&row).map_err(grpc::internal)
+    Ok(officer(&row)?)
 }
 
 async fn history<C: ConnectionTrait + TransactionTrait>(
@@ -186,7 +148,7 @@ async fn history<C: ConnectionTrait + TransactionTrait>(
     change: &str,
     o: &Officer,
     now: DateTime<Utc>,
-) -> Result<(), Status> {
+) -> Result<()> {
     db.execute_raw(stmt(
         "INSERT INTO officer_history (subject, change, role, region_code, active, changed_at, changed_by, reason)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -201,16 +163,14 @@ async fn history<C: ConnectionTrait + TransactionTrait>(
             o.reason.clone().into(),
         ],
     ))
-    .await
-    .map_err(grpc::internal)?;
+    .await?;
     dtks_platform::audit::record(
         db,
         who,
         &format!("verivali.{change}Officer"),
         std::slice::from_ref(&o.subject),
     )
-    .await
-    .map_err(grpc::internal)?;
+    .await?;
     Ok(())
 }
 
@@ -219,13 +179,13 @@ pub async fn register(
     who: &Claims,
     req: RegisterOfficerRequest,
     now: DateTime<Utc>,
-) -> Result<Officer, Status> {
+) -> Result<Officer> {
     text("subject", &req.subject, true)?;
     text("display_name", &req.display_name, true)?;
     let role = role("role", &req.role)?;
     let region = region(db, "region_code", role, &req.region_code).await?;
     may_manage(who, role, &region)?;
-    let txn = db.begin().await.map_err(grpc::internal)?;
+    let txn = db.begin().await?;
     let inserted = txn
         .execute_raw(stmt(
             "INSERT INTO officers (subject, display_name, role, region_code, assigned_at, assigned_by)
@@ -239,16 +199,16 @@ pub async fn register(
                 who.sub.clone().into(),
             ],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     if inserted.rows_affected() == 0 {
         return Err(Status::already_exists(
             "an officer with this subject is registered; reassign or deactivate them",
-        ));
+        )
+        .into());
     }
     let o = load(&txn, &req.subject, false).await?;
     history(&txn, who, "Register", &o, now).await?;
-    txn.commit().await.map_err(grpc::internal)?;
+    txn.commit().await?;
     Ok(o)
 }
 
@@ -261,8 +221,8 @@ async fn change(
     new: Option<(Role, String)>,
     reason: &str,
     now: DateTime<Utc>,
-) -> Result<Officer, Status> {
-    let txn = db.begin().await.map_err(grpc::internal)?;
+) -> Result<Officer> {
+    let txn = db.begin().await?;
     let current = load(&txn, subject, true).await?;
     // The manager must reach the officer where they are now, and where they go.
     let current_role = role("role", &current.role)?;
@@ -270,9 +230,7 @@ async fn change(
     if let Some((role, region)) = &new {
         may_manage(who, *role, region)?;
     } else if !current.active {
-        return Err(Status::failed_precondition(
-            "the officer is already deactivated",
-        ));
+        return Err(Status::failed_precondition("the officer is already deactivated").into());
     }
     let (role, region, active, kind) = match new {
         Some((role, region)) => (role.as_str().to_owned(), region, true, "Reassign"),
@@ -315,12 +273,11 @@ async fn change(
                 reason.into(),
             ],
         ))
-        .await
-        .map_err(grpc::internal)?
+        .await?
         .ok_or_else(|| Status::not_found("no officer with this subject"))?;
-    let o = officer(&row).map_err(grpc::internal)?;
+    let o = officer(&row)?;
     history(&txn, who, kind, &o, now).await?;
-    txn.commit().await.map_err(grpc::internal)?;
+    txn.commit().await?;
     Ok(o)
 }
 
@@ -330,7 +287,7 @@ pub async fn reassign(
     who: &Claims,
     req: ReassignOfficerRequest,
     now: DateTime<Utc>,
-) -> Result<Officer, Status> {
+) -> Result<Officer> {
     text("subject", &req.subject, true)?;
     text("reason", &req.reason, true)?;
     let role = role("role", &req.role)?;
@@ -353,7 +310,7 @@ pub async fn deactivate(
     who: &Claims,
     req: DeactivateOfficerRequest,
     now: DateTime<Utc>,
-) -> Result<Officer, Status> {
+) -> Result<Officer> {
     text("subject", &req.subject, true)?;
     text("reason", &req.reason, true)?;
     change(db, redis, who, &req.subject, None, &req.reason, now).await
@@ -363,7 +320,7 @@ pub async fn list(
     db: &DatabaseConnection,
     who: &Claims,
     req: &ListOfficersRequest,
-) -> Result<ListOfficersResponse, Status> {
+) -> Result<ListOfficersResponse> {
     let region = listing_region(who, &req.region_code)?;
     let request = req.page.clone().unwrap_or_default();
     let size = match request.page_size {
@@ -373,7 +330,8 @@ pub async fn list(
             return Err(grpc::invalid_field(
                 "page.page_size",
                 format!("must be at most {}", aftercare::MAX_PAGE),
-            ));
+            )
+            .into());
         }
     };
     let after = match request.page_token.as_str() {
@@ -402,19 +360,12 @@ pub async fn list(
                 i64::from(size).into(),
             ],
         ))
-        .await
-        .map_err(grpc::internal)?;
-    let officers = rows
-        .iter()
-        .map(officer)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(grpc::internal)?;
+        .await?;
+    let officers = rows.iter().map(officer).collect::<Result<Vec<_>, _>>()?;
     // Officers' names are personal data: the listing is audited.
     let subjects: Vec<String> = officers.iter().map(|o| o.subject.clone()).collect();
     if !subjects.is_empty() {
-        dtks_platform::audit::record(db, who, "verivali.ListOfficers", &subjects)
-            .await
-            .map_err(grpc::internal)?;
+        dtks_platform::audit::record(db, who, "verivali.ListOfficers", &subjects).await?;
     }
     let next_page_token = match officers.last() {
         Some(last) if officers.len() == size as usize => format!("o1.{}", last.subject),

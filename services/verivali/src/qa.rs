@@ -15,6 +15,8 @@ use dtks_proto::verivali::v1::*;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use tonic::Status;
 
+use crate::error::Result;
+
 /// FNV-1a over the seed and the id, finished with SplitMix64: a stable, well-spread
 /// rank for the draw.
 pub fn rank(seed: &str, id: &uuid::Uuid) -> u64 {
@@ -93,56 +95,52 @@ pub async fn draw_sample(
     who: &Claims,
     req: DrawQaSampleRequest,
     now: DateTime<Utc>,
-) -> Result<QaSample, Status> {
+) -> Result<QaSample> {
     let regency = req.regency_code.trim();
     if regency.split('.').count() != 2
         || !regency
             .split('.')
             .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err(grpc::invalid_field(
-            "regency_code",
-            "must be a regency code such as 32.04",
-        ));
+        return Err(
+            grpc::invalid_field("regency_code", "must be a regency code such as 32.04").into(),
+        );
     }
     who.require_region(regency)?;
     let period = convert::period_key(req.period.as_ref())?;
     let (from, to) =
         month_bounds(period).ok_or_else(|| grpc::invalid_field("period", "is not a month"))?;
     if from > now {
-        return Err(grpc::invalid_field("period", "has not begun"));
+        return Err(grpc::invalid_field("period", "has not begun").into());
     }
     let per_mille = match req.per_mille {
         0 => 50,
         n @ 1..=1000 => n,
-        _ => return Err(grpc::invalid_field("per_mille", "must be 1 to 1000")),
+        _ => return Err(grpc::invalid_field("per_mille", "must be 1 to 1000").into()),
     };
     let team = req.qa_team.trim();
     if team.is_empty() || team.chars().count() > 200 {
-        return Err(grpc::invalid_field(
-            "qa_team",
-            "must name the QA team (1 to 200 characters)",
-        ));
+        return Err(
+            grpc::invalid_field("qa_team", "must name the QA team (1 to 200 characters)").into(),
+        );
     }
-    let txn = db.begin().await.map_err(grpc::internal)?;
+    let txn = db.begin().await?;
     // One sample per regency and period: a second draw answers the first.
     txn.execute_raw(stmt(
         "SELECT pg_advisory_xact_lock(hashtext('qa:' || $1))",
         [seed(regency, period).into()],
     ))
-    .await
-    .map_err(grpc::internal)?;
+    .await?;
     if let Some(existing) = txn
         .query_one_raw(stmt(
             "SELECT sample_id FROM qa_samples WHERE regency_code = $1 AND year = $2 AND month = $3",
             [regency.to_owned().into(), period.0.into(), period.1.into()],
         ))
-        .await
-        .map_err(grpc::internal)?
+        .await?
     {
-        let id: uuid::Uuid = existing.try_get("", "sample_id").map_err(grpc::internal)?;
-        let sample = load(&txn, id).await.map_err(grpc::internal)?;
-        txn.commit().await.map_err(grpc::internal)?;
+        let id: uuid::Uuid = existing.try_get("", "sample_id")?;
+        let sample = load(&txn, id).await?;
+        txn.commit().await?;
         return Ok(sample);
     }
     let rows = txn
@@ -152,19 +150,19 @@ pub async fn draw_sample(
                AND accepted_at >= $2 AND accepted_at < $3",
             [regency.to_owned().into(), from.into(), to.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     if rows.is_empty() {
         return Err(grpc::failed_preconditions(&[(
             "QA_POPULATION".into(),
             format!("regency {regency}"),
             format!("no case was accepted in {:04}-{:02}", period.0, period.1),
-        )]));
+        )])
+        .into());
     }
     let mut households = std::collections::HashMap::new();
     for r in &rows {
-        let c: uuid::Uuid = r.try_get("", "case_id").map_err(grpc::internal)?;
-        let h: uuid::Uuid = r.try_get("", "household_id").map_err(grpc::internal)?;
+        let c: uuid::Uuid = r.try_get("", "case_id")?;
+        let h: uuid::Uuid = r.try_get("", "household_id")?;
         households.insert(c, h);
     }
     let cases: Vec<uuid::Uuid> = households.keys().copied().collect();
@@ -188,8 +186,7 @@ pub async fn draw_sample(
             now.into(),
         ],
     ))
-    .await
-    .map_err(grpc::internal)?;
+    .await?;
     let ranks: Vec<i32> = (0..drawn.len() as i32).collect();
     let homes: Vec<uuid::Uuid> = drawn.iter().map(|c| households[c]).collect();
     txn.execute_raw(stmt(
@@ -197,10 +194,9 @@ pub async fn draw_sample(
          SELECT $1, * FROM unnest($2::uuid[], $3::uuid[], $4::int4[])",
         [sample_id.into(), drawn.into(), homes.into(), ranks.into()],
     ))
-    .await
-    .map_err(grpc::internal)?;
-    let sample = load(&txn, sample_id).await.map_err(grpc::internal)?;
-    txn.commit().await.map_err(grpc::internal)?;
+    .await?;
+    let sample = load(&txn, sample_id).await?;
+    txn.commit().await?;
     Ok(sample)
 }
 
@@ -209,44 +205,34 @@ pub async fn record_result(
     who: &Claims,
     req: RecordQaResultRequest,
     now: DateTime<Utc>,
-) -> Result<QaItem, Status> {
+) -> Result<QaItem> {
     let sample_id = uuid::Uuid::parse_str(&req.sample_id)
         .map_err(|_| grpc::invalid_field("sample_id", "must be a UUID"))?;
     let case_id = uuid::Uuid::parse_str(&req.case_id)
         .map_err(|_| grpc::invalid_field("case_id", "must be a UUID"))?;
     let verdict = QaVerdict::try_from(req.verdict).unwrap_or_default();
     if verdict == QaVerdict::Unspecified {
-        return Err(grpc::invalid_field(
-            "verdict",
-            "must be AGREES or DISAGREES",
-        ));
+        return Err(grpc::invalid_field("verdict", "must be AGREES or DISAGREES").into());
     }
     let note = req.note.trim();
     if verdict == QaVerdict::Disagrees && note.is_empty() {
-        return Err(grpc::invalid_field(
-            "note",
-            "a disagreement needs its finding",
-        ));
+        return Err(grpc::invalid_field("note", "a disagreement needs its finding").into());
     }
     if note.chars().count() > 4000 {
-        return Err(grpc::invalid_field(
-            "note",
-            "must be at most 4000 characters",
-        ));
+        return Err(grpc::invalid_field("note", "must be at most 4000 characters").into());
     }
-    let txn = db.begin().await.map_err(grpc::internal)?;
+    let txn = db.begin().await?;
     let row = txn
         .query_one_raw(stmt(
             "SELECT s.regency_code, i.verdict, i.household_id FROM qa_items i JOIN qa_samples s USING (sample_id)
              WHERE i.sample_id = $1 AND i.case_id = $2 FOR UPDATE OF i",
             [sample_id.into(), case_id.into()],
         ))
-        .await
-        .map_err(grpc::internal)?
+        .await?
         .ok_or_else(|| Status::not_found("this case is not in this sample"))?;
-    let regency: String = row.try_get("", "regency_code").map_err(grpc::internal)?;
+    let regency: String = row.try_get("", "regency_code")?;
     who.require_region(&regency)?;
-    let previous: i16 = row.try_get("", "verdict").map_err(grpc::internal)?;
+    let previous: i16 = row.try_get("", "verdict")?;
     if previous != 0 {
         return Err(grpc::failed_preconditions(&[(
             "QA_RESULT".into(),
@@ -257,7 +243,8 @@ pub async fn record_result(
                     .unwrap_or_default()
                     .as_str_name()
             ),
-        )]));
+        )])
+        .into());
     }
     txn.execute_raw(stmt(
         "UPDATE qa_items SET verdict = $3, note = $4, recorded_by = $5, recorded_at = $6 WHERE sample_id = $1 AND case_id = $2",
@@ -270,23 +257,18 @@ pub async fn record_result(
             now.into(),
         ],
     ))
-    .await
-    .map_err(grpc::internal)?;
+    .await?;
     dtks_platform::audit::record(
         &txn,
         who,
         "verivali.RecordQaResult",
         &[sample_id.to_string(), case_id.to_string()],
     )
-    .await
-    .map_err(grpc::internal)?;
-    txn.commit().await.map_err(grpc::internal)?;
+    .await?;
+    txn.commit().await?;
     Ok(QaItem {
         case_id: case_id.to_string(),
-        household_id: row
-            .try_get::<uuid::Uuid>("", "household_id")
-            .map_err(grpc::internal)?
-            .to_string(),
+        household_id: row.try_get::<uuid::Uuid>("", "household_id")?.to_string(),
         verdict: verdict as i32,
         note: note.to_owned(),
         recorded_by: who.sub.clone(),
@@ -297,7 +279,7 @@ pub async fn report(
     db: &DatabaseConnection,
     who: &Claims,
     req: &QaReportRequest,
-) -> Result<QaReportResponse, Status> {
+) -> Result<QaReportResponse> {
     let region = crate::aftercare::listing_region(who, &req.region_code)?;
     let period = convert::period_key(req.period.as_ref())?;
     let rows = db
@@ -311,8 +293,7 @@ pub async fn report(
              GROUP BY s.regency_code ORDER BY s.regency_code",
             [region.to_owned().into(), period.0.into(), period.1.into()],
         ))
-        .await
-        .map_err(grpc::internal)?;
+        .await?;
     let regencies = rows
         .iter()
         .map(|r| {
@@ -330,8 +311,7 @@ pub async fn report(
                 },
             })
         })
-        .collect::<Result<_, DbErr>>()
-        .map_err(grpc::internal)?;
+        .collect::<Result<_, DbErr>>()?;
     Ok(QaReportResponse { regencies })
 }
 
