@@ -1,24 +1,15 @@
 //! The one error of the distribution service, and how each kind is told to a gRPC
 //! caller: use cases return [`Error`], and `?` at the edge maps it to a `Status`.
 
-use tonic::Status;
-
 dtks_platform::service_error! {
+    /// No kinds of its own: storage faults and worded refusals.
     pub enum Error {}
-}
-
-impl From<Error> for Status {
-    fn from(error: Error) -> Self {
-        match error {
-            Error::Fault(fault) => fault.into(),
-            Error::Refused(status) => status,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Status;
 
     #[test]
     fn a_refusal_keeps_its_words_and_a_fault_hides_its_cause() {

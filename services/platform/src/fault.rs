@@ -52,9 +52,25 @@ pub mod kinds {
 /// cause logged and never sent) and `Refused` (a `Status` already worded for the
 /// caller); a `From` for every fault kind and for `Status`, so that `?` lifts them all;
 /// and the crate's `Result`. The service writes its one `From<Error> for Status`.
+/// A service with no kinds of its own gets its `From<Error> for Status` here too.
 #[macro_export]
 macro_rules! service_error {
+    ($(#[$meta:meta])* pub enum $error:ident {}) => {
+        $crate::service_error! { @declare $(#[$meta])* pub enum $error {} }
+
+        impl From<$error> for $crate::fault::kinds::Status {
+            fn from(error: $error) -> Self {
+                match error {
+                    $error::Fault(fault) => fault.into(),
+                    $error::Refused(status) => status,
+                }
+            }
+        }
+    };
     ($(#[$meta:meta])* pub enum $error:ident { $($own:tt)* }) => {
+        $crate::service_error! { @declare $(#[$meta])* pub enum $error { $($own)* } }
+    };
+    (@declare $(#[$meta:meta])* pub enum $error:ident { $($own:tt)* }) => {
         $(#[$meta])*
         #[derive(Debug, thiserror::Error)]
         pub enum $error {
