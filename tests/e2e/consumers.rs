@@ -79,8 +79,10 @@ async fn a_handler_that_panics_dead_letters_its_event_and_the_consumer_goes_on()
         "fragile",
     )
     .await?;
-    db.execute_unprepared(dtks_platform::db::BUS_TABLES.sql)
-        .await?;
+    db.execute_unprepared(include_str!(
+        "../../services/platform/migrations/m0000_outbox_inbox.sql"
+    ))
+    .await?;
     db.execute_unprepared("CREATE TABLE touched (event_id UUID PRIMARY KEY)")
         .await?;
     let handler = Fragile::default();

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use dtks_platform::db::stmt;
 
-use crate::dci::{Operation, Refusal, Registry, ack, body, storage, text_at};
+use crate::exchange::{Operation, Refusal, Registry, ack, body, storage, text_at};
 use crate::search::{now, record as person_record};
 use crate::transactions::{self, Kind, Txn};
 

@@ -18,6 +18,7 @@
 mod contract;
 mod dci;
 mod events;
+mod exchange;
 mod search;
 mod transactions;
 
@@ -155,12 +156,12 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-fn registry(db: sea_orm::DatabaseConnection) -> anyhow::Result<dci::Registry> {
+fn registry(db: sea_orm::DatabaseConnection) -> anyhow::Result<exchange::Registry> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let signer = env("DTKS_REGISTRY_SIGNING_KEY")
         .map(|seed| {
             let key_id = env("DTKS_REGISTRY_KEY_ID").unwrap_or_else(|| "k1".into());
-            dtks_platform::dci::Signer::new(dci::SENDER_ID, &key_id, &seed)
+            dtks_platform::dci::Signer::new(exchange::SENDER_ID, &key_id, &seed)
         })
         .transpose()?;
     let trusted =
@@ -168,7 +169,7 @@ fn registry(db: sea_orm::DatabaseConnection) -> anyhow::Result<dci::Registry> {
     if trusted.is_empty() {
         tracing::warn!("DTKS_REGISTRY_TRUSTED_KEYS is empty: unsigned requests are accepted");
     }
-    Ok(dci::Registry {
+    Ok(exchange::Registry {
         db,
         signer,
         trusted,

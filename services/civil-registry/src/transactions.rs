@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use dtks_platform::db::stmt;
 
-use crate::dci::{Operation, Refusal, Registry, ack, body, storage, text_at};
+use crate::exchange::{Operation, Refusal, Registry, ack, body, storage, text_at};
 
 /// How long a transaction's answer can be asked about.
 pub const KEPT_HOURS: i64 = 24;

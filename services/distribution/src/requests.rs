@@ -103,6 +103,45 @@ fn time_of(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<U
         .ok_or_else(|| grpc::invalid_field(field, "is not a valid time"))?)
 }
 
+fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl Stored {
+    /// The request as its filer, its authority and the data unit see it at `now`.
+    pub fn to_proto(&self, now: DateTime<Utc>) -> DataRequest {
+        DataRequest {
+            request_id: self.request_id.to_string(),
+            requester_kind: self.kind as i32,
+            requester: self.requester.clone(),
+            purpose: self.purpose.clone(),
+            region_code: self.region_code.clone(),
+            data_kinds: self.data_kinds.iter().map(|k| *k as i32).collect(),
+            use_from: Some(timestamp(self.use_from)),
+            use_until: Some(timestamp(self.use_until)),
+            status: self.status_at(now) as i32,
+            decided_by: self.decided_by.clone().unwrap_or_default(),
+            decision_reason: self.decision_reason.clone().unwrap_or_default(),
+            handover_acknowledged: self.handover.is_some(),
+            requested_by: self.requested_by.clone(),
+            approver_role: route(self.kind)
+                .map(|r| r.decides.as_str().to_owned())
+                .unwrap_or_default(),
+            handover_minutes_number: self
+                .handover
+                .as_ref()
+                .map(|h| h.0.clone())
+                .unwrap_or_default(),
+            handover_minutes_date: self.handover.as_ref().map(|h| convert::pb_date(h.1)),
+            created_at: Some(timestamp(self.created_at)),
+            decided_at: self.decided_at.map(timestamp),
+        }
+    }
+}
+
 /// A request as filed, once checked.
 struct Checked {
     route: Route,

@@ -5,6 +5,7 @@
 //! Plain Rust only: no I/O, no async, no gRPC or database types. Every service parses its
 //! input into these types at its edge and keeps its rules here.
 
+pub mod codes;
 pub mod consistency;
 #[cfg(test)]
 mod extremes;

@@ -9,7 +9,7 @@ use std::fmt;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::household::Sex;
+use crate::codes::Sex;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NikError {

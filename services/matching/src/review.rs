@@ -10,7 +10,7 @@ use dtks_proto::common::v1 as pb;
 use dtks_proto::events::v1::{self as ev, PersonOutcome};
 use dtks_proto::matching::v1::{ReviewDecision, ReviewPair};
 use prost::Message;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tonic::Status;
 
 use crate::error::Result;
@@ -22,45 +22,6 @@ use crate::store::result_for_update;
 
 pub const MAX_PAGE: u32 = 200;
 pub const DEFAULT_PAGE: u32 = 50;
-
-/// Opens (or, for a proposal matched again, refreshes) the pair of one person.
-#[allow(clippy::too_many_arguments)]
-pub async fn open(
-    txn: &DatabaseTransaction,
-    proposal_id: uuid::Uuid,
-    region_code: &str,
-    (fi, mi): (u32, u32),
-    candidate: &RegistryPerson,
-    probability: f64,
-    reason: &str,
-    before: PersonOutcome,
-) -> Result<uuid::Uuid, DbErr> {
-    let row = txn
-        .query_one_raw(stmt(
-            "INSERT INTO review_pairs (pair_id, proposal_id, region_code, family_index, member_index,
-                 candidate, score, reason, outcome_before)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (proposal_id, family_index, member_index) DO UPDATE
-               SET candidate = EXCLUDED.candidate, score = EXCLUDED.score, reason = EXCLUDED.reason
-             RETURNING pair_id",
-            [
-                uuid::Uuid::now_v7().into(),
-                proposal_id.into(),
-                region_code.to_owned().into(),
-                (fi as i32).into(),
-                (mi as i32).into(),
-                serde_json::to_value(candidate)
-                    .map_err(|e| DbErr::Custom(e.to_string()))?
-                    .into(),
-                probability.into(),
-                reason.to_owned().into(),
-                (before as i16).into(),
-            ],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("review pair".into()))?;
-    row.try_get("", "pair_id")
-}
 
 fn candidate_person(r: &RegistryPerson) -> pb::Person {
     let date = chrono::NaiveDate::parse_from_str(&r.birth_date, "%Y-%m-%d").ok();

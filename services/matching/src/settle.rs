@@ -68,7 +68,7 @@ pub async fn settle(
             ..Default::default()
         };
         if let (Some((candidate, reason)), true) = (&a.review, write) {
-            m.review_pair_id = crate::review::open(
+            m.review_pair_id = crate::store::open_review_pair(
                 txn,
                 proposal_id,
                 region_code,

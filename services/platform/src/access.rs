@@ -1,7 +1,7 @@
 //! The access matrix — who may call what, and over which records — written once for every
 //! service. Each gRPC method of DTKS has one row: the roles that may call it at all, and
 //! the scope the service then holds them to. The guard in front of every service
-//! ([`crate::app::Context::serve`]) refuses a caller whose role is not on the method's row
+//! (`Context::serve` of the app module) refuses a caller whose role is not on the method's row
 //! before the handler runs; the handler holds the caller to the row's scope on the records
 //! it touches (`Claims::require_region`, and the owner checks). `docs/access-matrix.md`
 //! is rendered from this table ([`markdown`]) and a test keeps the two equal; the end-to-end

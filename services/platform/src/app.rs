@@ -35,7 +35,7 @@ where
     let config = Config::load(service)?;
     let _telemetry = crate::telemetry::init(service, &config.telemetry)?;
     match std::env::args().nth(1).as_deref() {
-        Some("migrate") => return crate::db::migrate::<M>(&config.database, service).await,
+        Some("migrate") => return crate::schema::migrate::<M>(&config.database, service).await,
         None | Some("serve") => {}
         Some(other) => anyhow::bail!("unknown command `{other}`; use `migrate` or `serve`"),
     }

@@ -31,68 +31,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Valu
 use secrecy::ExposeSecret;
 
 use crate::auth::Claims;
-use crate::db::{SqlMigration, stmt};
+use crate::db::stmt;
 use crate::merkle::{self, Frontier, Hash, Tree};
 use crate::shutdown::Shutdown;
-
-/// The first log: a hash chain appended under one lock (kept for the schema's history;
-/// [`TREE_MIGRATION`] turns it into the tree).
-pub const MIGRATION: SqlMigration = SqlMigration {
-    name: "m0000_audit_log",
-    sql: r#"
-CREATE TABLE audit_log (
-    seq BIGINT PRIMARY KEY,
-    at TIMESTAMPTZ NOT NULL,
-    actor TEXT NOT NULL,
-    role TEXT NOT NULL,
-    action TEXT NOT NULL,
-    records TEXT[] NOT NULL,
-    request_id TEXT NOT NULL,
-    prev_hash BYTEA NOT NULL,
-    hash BYTEA NOT NULL
-);
-CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  RAISE EXCEPTION 'the audit log is append-only';
-END $$;
-CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
-"#,
-};
-
-/// The chain becomes a Merkle tree: entries numbered by a sequence and queued, leaves
-/// and signed heads written by the sequencer. Entries already written are queued, so
-/// the first sequencer round puts them in the tree in their old order.
-pub const TREE_MIGRATION: SqlMigration = SqlMigration {
-    name: "m0000_audit_tree",
-    sql: r#"
-ALTER TABLE audit_log RENAME COLUMN seq TO id;
-CREATE SEQUENCE audit_log_id_seq OWNED BY audit_log.id;
-SELECT setval('audit_log_id_seq', COALESCE((SELECT max(id) FROM audit_log), 0) + 1, false);
-ALTER TABLE audit_log ALTER COLUMN id SET DEFAULT nextval('audit_log_id_seq');
-ALTER TABLE audit_log DROP COLUMN prev_hash;
-ALTER TABLE audit_log DROP COLUMN hash;
-CREATE TABLE audit_queue (entry_id BIGINT PRIMARY KEY REFERENCES audit_log (id));
-INSERT INTO audit_queue SELECT id FROM audit_log;
-CREATE TABLE audit_leaf (
-    leaf_index BIGINT PRIMARY KEY,
-    entry_id BIGINT NOT NULL UNIQUE REFERENCES audit_log (id),
-    leaf_hash BYTEA NOT NULL
-);
-CREATE TABLE audit_head (
-    tree_size BIGINT PRIMARY KEY,
-    root BYTEA NOT NULL,
-    at TIMESTAMPTZ NOT NULL,
-    public_key BYTEA NOT NULL,
-    signature BYTEA NOT NULL,
-    frontier BYTEA[] NOT NULL
-);
-CREATE TRIGGER audit_leaf_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_leaf
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
-CREATE TRIGGER audit_head_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_head
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
-"#,
-};
 
 /// One entry of the log.
 #[derive(Debug, Clone, PartialEq)]

@@ -26,6 +26,7 @@ pub mod outbox;
 pub mod ratelimit;
 pub mod reference;
 pub mod revocation;
+pub mod schema;
 pub mod sealed;
 pub mod shutdown;
 pub mod telemetry;

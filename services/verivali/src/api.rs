@@ -3,37 +3,16 @@
 //! deciding steps), [`crate::aftercare`], [`crate::qa`], [`crate::officers`] — and answers
 //! with what it returns; `?` maps the use case's error to a `Status`.
 
-use chrono::{DateTime, Utc};
 use dtks_platform::auth;
-use dtks_platform::clock::SharedClock;
-use dtks_platform::outbox;
 use dtks_proto::verivali::v1::verivali_service_server::VerivaliService;
 use dtks_proto::verivali::v1::*;
-use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
 use crate::workflow::Step;
-use crate::{aftercare, complaints, officers, qa};
-
-/// What the use cases share: the schema, the outbox, the clock, and where officers'
-/// revocations are published.
-pub struct Api {
-    pub db: DatabaseConnection,
-    pub outbox: outbox::OutboxSignal,
-    pub clock: SharedClock,
-    /// Where officers' revocations are published.
-    pub redis: dtks_platform::config::RedisConfig,
-}
-
-impl Api {
-    /// Now by the service's clock.
-    pub(crate) fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
-    }
-}
+use crate::{Verivali, aftercare, complaints, officers, qa};
 
 #[tonic::async_trait]
-impl VerivaliService for Api {
+impl VerivaliService for Verivali {
     #[tracing::instrument(skip_all)]
     async fn get_case(&self, request: Request<GetCaseRequest>) -> Result<Response<Case>, Status> {
         let who = auth::claims(&request)?;

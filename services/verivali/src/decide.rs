@@ -11,13 +11,13 @@ use dtks_proto::verivali::v1::*;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tonic::Status;
 
-use crate::api::Api;
+use crate::Verivali;
 use crate::cases::{self, Actor, CaseRow, Move};
 use crate::error::Result;
 use crate::review::{case_id, text};
 use crate::workflow::{self, Step};
 
-impl Api {
+impl Verivali {
     /// A batch step on every named case, all or nothing.
     async fn batch(
         &self,

@@ -21,11 +21,13 @@ pub mod workflow;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use dtks_platform::app::Context;
 use dtks_platform::clock::SharedClock;
 use dtks_platform::events;
 use dtks_platform::grpc;
 use dtks_proto::verivali::v1::verivali_service_server::VerivaliServiceServer;
+use sea_orm::DatabaseConnection;
 
 pub use assessment::{Assessment, Content, assess};
 pub use store::Migrator;
@@ -65,7 +67,7 @@ pub async fn start_with_clock(
         clock.clone(),
         ctx.shutdown.clone(),
     ));
-    let service = VerivaliServiceServer::new(api::Api {
+    let service = VerivaliServiceServer::new(Verivali {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
         clock: Arc::clone(&clock),
@@ -74,4 +76,21 @@ pub async fn start_with_clock(
     .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(grpc::MAX_SEND_BYTES);
     ctx.serve(listener, service, Some(consumer)).await
+}
+
+/// What the use cases share: the schema, the outbox, the clock, and where officers'
+/// revocations are published.
+pub struct Verivali {
+    db: DatabaseConnection,
+    outbox: dtks_platform::outbox::OutboxSignal,
+    clock: SharedClock,
+    /// Where officers' revocations are published.
+    redis: dtks_platform::config::RedisConfig,
+}
+
+impl Verivali {
+    /// Now by the service's clock.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
 }

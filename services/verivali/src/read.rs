@@ -10,8 +10,8 @@ use prost::Message;
 use sea_orm::{ConnectionTrait, QueryResult};
 use tonic::Status;
 
+use crate::Verivali;
 use crate::aftercare::{self, listing_region};
-use crate::api::Api;
 use crate::cases::{self, timestamp};
 use crate::error::Result;
 use crate::review::case_id;
@@ -56,7 +56,7 @@ fn summary(r: &QueryResult) -> Result<Case, sea_orm::DbErr> {
     })
 }
 
-impl Api {
+impl Verivali {
     /// The whole case: history, household, reviews, and the assessment (or, before the
     /// ministry's, the automatic verdict as it stands).
     pub(crate) async fn load(

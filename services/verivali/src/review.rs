@@ -11,7 +11,7 @@ use dtks_proto::verivali::v1::*;
 use prost::Message;
 use sea_orm::TransactionTrait;
 
-use crate::api::Api;
+use crate::Verivali;
 use crate::cases::{self, Actor, CaseRow, Move, timestamp};
 use crate::error::Result;
 use crate::store;
@@ -107,7 +107,7 @@ fn valid_household(h: &pb::Household, prefix: &str, today: chrono::NaiveDate) ->
     Err(grpc::invalid_argument(&violations).into())
 }
 
-impl Api {
+impl Verivali {
     pub(crate) async fn village_review(
         &self,
         who: &Claims,

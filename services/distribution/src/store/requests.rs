@@ -2,13 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use dtks_platform::auth::Claims;
-use dtks_platform::convert;
 use dtks_platform::db::stmt;
-use dtks_proto::distribution::v1::{DataKind, DataRequest, RequestStatus, RequesterKind};
+use dtks_proto::distribution::v1::{DataKind, RequestStatus, RequesterKind};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 
 use crate::error::Result;
-use crate::requests::route;
 
 const COLUMNS: &str = "request_id, requester_kind, requester, requested_by, filer, purpose, region_code, data_kinds,
     use_from, use_until, status, decided_by, decision_reason, decided_at, handover_number, handover_date, created_at";
@@ -34,13 +32,6 @@ pub struct Stored {
     pub decided_at: Option<DateTime<Utc>>,
     pub handover: Option<(String, chrono::NaiveDate)>,
     pub created_at: DateTime<Utc>,
-}
-
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
 }
 
 impl Stored {
@@ -86,35 +77,6 @@ impl Stored {
             RequestStatus::Expired
         } else {
             self.status
-        }
-    }
-
-    pub fn to_proto(&self, now: DateTime<Utc>) -> DataRequest {
-        DataRequest {
-            request_id: self.request_id.to_string(),
-            requester_kind: self.kind as i32,
-            requester: self.requester.clone(),
-            purpose: self.purpose.clone(),
-            region_code: self.region_code.clone(),
-            data_kinds: self.data_kinds.iter().map(|k| *k as i32).collect(),
-            use_from: Some(timestamp(self.use_from)),
-            use_until: Some(timestamp(self.use_until)),
-            status: self.status_at(now) as i32,
-            decided_by: self.decided_by.clone().unwrap_or_default(),
-            decision_reason: self.decision_reason.clone().unwrap_or_default(),
-            handover_acknowledged: self.handover.is_some(),
-            requested_by: self.requested_by.clone(),
-            approver_role: route(self.kind)
-                .map(|r| r.decides.as_str().to_owned())
-                .unwrap_or_default(),
-            handover_minutes_number: self
-                .handover
-                .as_ref()
-                .map(|h| h.0.clone())
-                .unwrap_or_default(),
-            handover_minutes_date: self.handover.as_ref().map(|h| convert::pb_date(h.1)),
-            created_at: Some(timestamp(self.created_at)),
-            decided_at: self.decided_at.map(timestamp),
         }
     }
 }

@@ -6,8 +6,11 @@ pub mod index;
 
 use dtks_platform::db::stmt;
 use dtks_proto::events::v1 as ev;
+use dtks_proto::events::v1::PersonOutcome;
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
+
+use crate::dci::RegistryPerson;
 
 dtks_platform::sql_migrator![
     "m0001_match_results",
@@ -173,4 +176,43 @@ pub async fn waiting(
         })
     })
     .transpose()
+}
+
+/// Opens (or, for a proposal matched again, refreshes) the pair of one person.
+#[allow(clippy::too_many_arguments)]
+pub async fn open_review_pair(
+    txn: &DatabaseTransaction,
+    proposal_id: uuid::Uuid,
+    region_code: &str,
+    (fi, mi): (u32, u32),
+    candidate: &RegistryPerson,
+    probability: f64,
+    reason: &str,
+    before: PersonOutcome,
+) -> Result<uuid::Uuid, DbErr> {
+    let row = txn
+        .query_one_raw(stmt(
+            "INSERT INTO review_pairs (pair_id, proposal_id, region_code, family_index, member_index,
+                 candidate, score, reason, outcome_before)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (proposal_id, family_index, member_index) DO UPDATE
+               SET candidate = EXCLUDED.candidate, score = EXCLUDED.score, reason = EXCLUDED.reason
+             RETURNING pair_id",
+            [
+                uuid::Uuid::now_v7().into(),
+                proposal_id.into(),
+                region_code.to_owned().into(),
+                (fi as i32).into(),
+                (mi as i32).into(),
+                serde_json::to_value(candidate)
+                    .map_err(|e| DbErr::Custom(e.to_string()))?
+                    .into(),
+                probability.into(),
+                reason.to_owned().into(),
+                (before as i16).into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("review pair".into()))?;
+    row.try_get("", "pair_id")
 }
