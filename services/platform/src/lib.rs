@@ -3,33 +3,18 @@
 //! a transactional outbox and an idempotent inbox, Redis, the gRPC server bootstrap
 //! (health, reflection, message limits, graceful shutdown) and authentication.
 
-pub mod access;
-pub mod app;
-pub mod audit;
-pub mod auth;
 pub mod bus;
-pub mod cache;
-pub mod clock;
-pub mod config;
-pub mod convert;
-pub mod copy;
-pub mod db;
-pub mod dci;
-pub mod deadletters;
-pub mod edge;
-pub mod events;
-pub mod fault;
-pub mod grpc;
-pub mod merkle;
-pub mod metrics;
-pub mod outbox;
-pub mod ratelimit;
-pub mod reference;
-pub mod revocation;
-pub mod schema;
-pub mod sealed;
-pub mod shutdown;
-pub mod telemetry;
+pub mod interop;
+pub mod runtime;
+pub mod security;
+pub mod store;
+
+// Each module stays reachable where it always was (`dtks_platform::db`, …).
+pub use bus::{deadletters, events, outbox};
+pub use interop::{convert, dci, edge, fault, grpc};
+pub use runtime::{app, clock, config, metrics, shutdown, telemetry};
+pub use security::{access, audit, auth, merkle, ratelimit, revocation};
+pub use store::{cache, copy, db, reference, schema, sealed};
 
 pub use config::Config;
 

@@ -139,7 +139,8 @@ impl Context {
             + 'static,
         S::Future: Send + 'static,
     {
-        let service = crate::access::Guard::new(service, self.auth.clone(), &self.config.limits);
+        let service =
+            crate::security::guard::Guard::new(service, self.auth.clone(), &self.config.limits);
         // The server stops on a signal, or when the consumer ends before one: a service
         // whose consumer is gone turns NOT_SERVING and exits with the reason, so that
         // Kubernetes restarts it instead of probing a live port with a dead consumer.

@@ -7,10 +7,10 @@ use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaMana
 
 use crate::db::stmt;
 
-const PROVINCES: &str = include_str!("../../../deploy/reference/idn-area-data/provinces.csv");
-const REGENCIES: &str = include_str!("../../../deploy/reference/idn-area-data/regencies.csv");
-const DISTRICTS: &str = include_str!("../../../deploy/reference/idn-area-data/districts.csv");
-pub const VILLAGES: &str = include_str!("../../../deploy/reference/idn-area-data/villages.csv");
+const PROVINCES: &str = include_str!("../../../../deploy/reference/idn-area-data/provinces.csv");
+const REGENCIES: &str = include_str!("../../../../deploy/reference/idn-area-data/regencies.csv");
+const DISTRICTS: &str = include_str!("../../../../deploy/reference/idn-area-data/districts.csv");
+pub const VILLAGES: &str = include_str!("../../../../deploy/reference/idn-area-data/villages.csv");
 
 /// Every village (desa/kelurahan) code, held in memory: the hot-path check for a
 /// proposal's address, from the same files the migration loads.
