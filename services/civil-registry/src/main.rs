@@ -19,6 +19,8 @@ mod contract;
 mod dci;
 mod events;
 mod exchange;
+mod predicate;
+mod records;
 mod search;
 mod transactions;
 

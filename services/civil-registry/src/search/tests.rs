@@ -1,4 +1,6 @@
 use super::*;
+use crate::predicate::*;
+use crate::records::*;
 
 #[test]
 fn predicates_parse_into_conditions_or_are_refused_with_the_attribute_named() {

@@ -1,4 +1,5 @@
 use super::*;
+use chrono::NaiveDate;
 
 fn date(y: i32, m: u32, d: u32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(y, m, d)
@@ -278,7 +279,7 @@ fn thresholds_split_three_ways() {
 
 #[test]
 fn blocking_key_hashes_tell_parts_rules_and_bytes_apart() {
-    let h = |seed, parts: &[&[u8]]| super::key_hash(seed, parts);
+    let h = |seed, parts: &[&[u8]]| super::blocking::key_hash(seed, parts);
     assert_eq!(h(1, &[b"32.04.05", b"1"]), h(1, &[b"32.04.05", b"1"]));
     assert_ne!(h(1, &[b"ab", b"c"]), h(1, &[b"a", b"bc"]));
     assert_ne!(h(1, &[b"abcdefgh", b""]), h(1, &[b"abcdefgh"]));
