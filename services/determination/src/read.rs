@@ -26,11 +26,7 @@ fn household_id(text: &str) -> Result<uuid::Uuid> {
 
 impl Api {
     /// A month's snapshot in rank order from `after_rank`, within the caller's region.
-    pub(crate) async fn stream(
-        &self,
-        who: &Claims,
-        req: StreamSnapshotRequest,
-    ) -> Result<PageStream> {
+    pub async fn stream(&self, who: &Claims, req: StreamSnapshotRequest) -> Result<PageStream> {
         let period = convert::period_key(req.period.as_ref())?;
         let region = if req.region_code.is_empty() {
             who.region.clone()
@@ -191,11 +187,7 @@ impl Api {
     }
 
     /// What changed between two determined months.
-    pub(crate) async fn difference(
-        &self,
-        from: (i32, i32),
-        to: (i32, i32),
-    ) -> Result<SnapshotDiff> {
+    pub async fn difference(&self, from: (i32, i32), to: (i32, i32)) -> Result<SnapshotDiff> {
         let before = self.standing_snapshot_id(from).await?;
         let after = self.standing_snapshot_id(to).await?;
         if before == after {

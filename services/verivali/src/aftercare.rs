@@ -19,6 +19,7 @@ use sea_orm::{
 };
 use tonic::Status;
 
+use crate::Verivali;
 use crate::error::Result;
 
 use crate::cases::timestamp;
@@ -264,61 +265,63 @@ pub async fn life_event(
     Ok(())
 }
 
-pub async fn list_tasks(
-    db: &DatabaseConnection,
-    who: &Claims,
-    req: &ListReverificationsRequest,
-    now: DateTime<Utc>,
-) -> Result<ListReverificationsResponse> {
-    let region = listing_region(who, &req.region_code)?;
-    let page = page(req.page.as_ref())?;
-    let (after_at, after_id) = page.bounds();
-    // Overdue counts as escalated at once, before the sweep has stamped it.
-    let rows = db
-        .query_all_raw(stmt(
-            &format!(
-                "SELECT {TASK} FROM reverifications
+impl Verivali {
+    pub(crate) async fn reverifications(
+        &self,
+        who: &Claims,
+        req: &ListReverificationsRequest,
+    ) -> Result<ListReverificationsResponse> {
+        let (db, now) = (&self.db, self.now());
+        let region = listing_region(who, &req.region_code)?;
+        let page = page(req.page.as_ref())?;
+        let (after_at, after_id) = page.bounds();
+        // Overdue counts as escalated at once, before the sweep has stamped it.
+        let rows = db
+            .query_all_raw(stmt(
+                &format!(
+                    "SELECT {TASK} FROM reverifications
                  WHERE ($1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%')
                    AND (NOT $2 OR completed_at IS NULL)
                    AND (NOT $3 OR (completed_at IS NULL AND deadline < $4))
                    AND (opened_at, task_id) > ($5, $6)
                  ORDER BY opened_at, task_id LIMIT $7"
-            ),
-            [
-                region.to_owned().into(),
-                req.open_only.into(),
-                req.escalated_only.into(),
-                now.into(),
-                after_at.into(),
-                after_id.into(),
-                i64::from(page.size + 1).into(),
-            ],
-        ))
-        .await?;
-    let mut tasks = Vec::new();
-    let mut last = None;
-    for r in rows.iter().take(page.size as usize) {
-        let mut t = task(r)?;
-        if t.escalated_at.is_none()
-            && t.completed_at.is_none()
-            && t.deadline
-                .as_ref()
-                .is_some_and(|d| d.seconds < now.timestamp())
-        {
-            t.escalated_at = t.deadline;
+                ),
+                [
+                    region.to_owned().into(),
+                    req.open_only.into(),
+                    req.escalated_only.into(),
+                    now.into(),
+                    after_at.into(),
+                    after_id.into(),
+                    i64::from(page.size + 1).into(),
+                ],
+            ))
+            .await?;
+        let mut tasks = Vec::new();
+        let mut last = None;
+        for r in rows.iter().take(page.size as usize) {
+            let mut t = task(r)?;
+            if t.escalated_at.is_none()
+                && t.completed_at.is_none()
+                && t.deadline
+                    .as_ref()
+                    .is_some_and(|d| d.seconds < now.timestamp())
+            {
+                t.escalated_at = t.deadline;
+            }
+            last = Some((
+                r.try_get::<DateTime<Utc>>("", "opened_at")?,
+                r.try_get::<uuid::Uuid>("", "task_id")?,
+            ));
+            tasks.push(t);
         }
-        last = Some((
-            r.try_get::<DateTime<Utc>>("", "opened_at")?,
-            r.try_get::<uuid::Uuid>("", "task_id")?,
-        ));
-        tasks.push(t);
+        Ok(ListReverificationsResponse {
+            page: Some(pb::PageResponse {
+                next_page_token: page.next(rows.len(), last),
+            }),
+            tasks,
+        })
     }
-    Ok(ListReverificationsResponse {
-        page: Some(pb::PageResponse {
-            next_page_token: page.next(rows.len(), last),
-        }),
-        tasks,
-    })
 }
 
 pub async fn complete_task(
@@ -507,26 +510,23 @@ async fn escalate(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<usize, 
     Ok(rows.len())
 }
 
-/// Households of a region due for their six-monthly update within
-/// [`DUE_NOTICE_DAYS`], or already overdue; the longest unverified first.
-pub async fn list_due(
-    db: &DatabaseConnection,
-    who: &Claims,
-    req: &ListDueRequest,
-    now: DateTime<Utc>,
-) -> Result<ListDueResponse> {
-    let region = listing_region(who, &req.region_code)?;
-    let page = page(req.page.as_ref())?;
-    let (after_at, after_id) = page.bounds();
-    let horizon = if req.overdue_only {
-        now
-    } else {
-        now + chrono::Duration::days(DUE_NOTICE_DAYS)
-    };
-    let rows = db
-        .query_all_raw(stmt(
-            &format!(
-                "SELECT household_id, region_code, last_verified_at,
+impl Verivali {
+    /// Households of a region due for their six-monthly update within
+    /// [`DUE_NOTICE_DAYS`], or already overdue; the longest unverified first.
+    pub(crate) async fn due(&self, who: &Claims, req: &ListDueRequest) -> Result<ListDueResponse> {
+        let (db, now) = (&self.db, self.now());
+        let region = listing_region(who, &req.region_code)?;
+        let page = page(req.page.as_ref())?;
+        let (after_at, after_id) = page.bounds();
+        let horizon = if req.overdue_only {
+            now
+        } else {
+            now + chrono::Duration::days(DUE_NOTICE_DAYS)
+        };
+        let rows = db
+            .query_all_raw(stmt(
+                &format!(
+                    "SELECT household_id, region_code, last_verified_at,
                         last_verified_at + interval '{UPDATE_MONTHS} months' AS due_at
                  FROM households
                  WHERE removed_at IS NULL
@@ -534,35 +534,36 @@ pub async fn list_due(
                    AND last_verified_at + interval '{UPDATE_MONTHS} months' <= $2
                    AND (last_verified_at, household_id) > ($3, $4)
                  ORDER BY last_verified_at, household_id LIMIT $5"
-            ),
-            [
-                region.to_owned().into(),
-                horizon.into(),
-                after_at.into(),
-                after_id.into(),
-                i64::from(page.size + 1).into(),
-            ],
-        ))
-        .await?;
-    let mut households = Vec::new();
-    let mut last = None;
-    for r in rows.iter().take(page.size as usize) {
-        let at: DateTime<Utc> = r.try_get("", "last_verified_at")?;
-        let due: DateTime<Utc> = r.try_get("", "due_at")?;
-        let id: uuid::Uuid = r.try_get("", "household_id")?;
-        last = Some((at, id));
-        households.push(DueHousehold {
-            household_id: id.to_string(),
-            region_code: r.try_get("", "region_code")?,
-            last_verified_at: Some(timestamp(at)),
-            due_at: Some(timestamp(due)),
-            overdue: due < now,
-        });
+                ),
+                [
+                    region.to_owned().into(),
+                    horizon.into(),
+                    after_at.into(),
+                    after_id.into(),
+                    i64::from(page.size + 1).into(),
+                ],
+            ))
+            .await?;
+        let mut households = Vec::new();
+        let mut last = None;
+        for r in rows.iter().take(page.size as usize) {
+            let at: DateTime<Utc> = r.try_get("", "last_verified_at")?;
+            let due: DateTime<Utc> = r.try_get("", "due_at")?;
+            let id: uuid::Uuid = r.try_get("", "household_id")?;
+            last = Some((at, id));
+            households.push(DueHousehold {
+                household_id: id.to_string(),
+                region_code: r.try_get("", "region_code")?,
+                last_verified_at: Some(timestamp(at)),
+                due_at: Some(timestamp(due)),
+                overdue: due < now,
+            });
+        }
+        Ok(ListDueResponse {
+            households,
+            page: Some(pb::PageResponse {
+                next_page_token: page.next(rows.len(), last),
+            }),
+        })
     }
-    Ok(ListDueResponse {
-        households,
-        page: Some(pb::PageResponse {
-            next_page_token: page.next(rows.len(), last),
-        }),
-    })
 }

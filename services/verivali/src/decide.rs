@@ -47,7 +47,17 @@ impl Verivali {
     }
 
     /// A batch step that only moves the cases (sign-off, forwarding).
-    pub(crate) async fn plain_batch(
+    /// The Bupati's (or Walikota's) sign-off of a batch of cases.
+    pub async fn sign_off_cases(&self, who: &Claims, req: &BatchRequest) -> Result<BatchResult> {
+        self.plain_batch(who, Step::SignOff, req).await
+    }
+
+    /// The province's forwarding of a batch of cases to the ministry.
+    pub async fn forward_cases(&self, who: &Claims, req: &BatchRequest) -> Result<BatchResult> {
+        self.plain_batch(who, Step::Forward, req).await
+    }
+
+    async fn plain_batch(
         &self,
         who: &Claims,
         step: Step,
@@ -188,11 +198,7 @@ impl Verivali {
         })
     }
 
-    pub(crate) async fn return_cases(
-        &self,
-        who: &Claims,
-        req: &BatchRequest,
-    ) -> Result<BatchResult> {
+    pub async fn return_cases(&self, who: &Claims, req: &BatchRequest) -> Result<BatchResult> {
         if req.note.trim().is_empty() {
             return Err(
                 grpc::invalid_field("note", "the region needs the reason for the return").into(),

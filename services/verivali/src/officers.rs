@@ -19,6 +19,7 @@ use dtks_proto::verivali::v1::*;
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait};
 use tonic::Status;
 
+use crate::Verivali;
 use crate::error::Result;
 
 use crate::aftercare::{self, listing_region};
@@ -174,19 +175,17 @@ async fn history<C: ConnectionTrait + TransactionTrait>(
     Ok(())
 }
 
-pub async fn register(
-    db: &DatabaseConnection,
-    who: &Claims,
-    req: RegisterOfficerRequest,
-    now: DateTime<Utc>,
-) -> Result<Officer> {
-    text("subject", &req.subject, true)?;
-    text("display_name", &req.display_name, true)?;
-    let role = role("role", &req.role)?;
-    let region = region(db, "region_code", role, &req.region_code).await?;
-    may_manage(who, role, &region)?;
-    let txn = db.begin().await?;
-    let inserted = txn
+impl Verivali {
+    pub async fn enrol(&self, who: &Claims, req: &RegisterOfficerRequest) -> Result<Officer> {
+        let (db, now) = (&self.db, self.now());
+        let req = req.clone();
+        text("subject", &req.subject, true)?;
+        text("display_name", &req.display_name, true)?;
+        let role = role("role", &req.role)?;
+        let region = region(db, "region_code", role, &req.region_code).await?;
+        may_manage(who, role, &region)?;
+        let txn = db.begin().await?;
+        let inserted = txn
         .execute_raw(stmt(
             "INSERT INTO officers (subject, display_name, role, region_code, assigned_at, assigned_by)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject) DO NOTHING",
@@ -200,16 +199,17 @@ pub async fn register(
             ],
         ))
         .await?;
-    if inserted.rows_affected() == 0 {
-        return Err(Status::already_exists(
-            "an officer with this subject is registered; reassign or deactivate them",
-        )
-        .into());
+        if inserted.rows_affected() == 0 {
+            return Err(Status::already_exists(
+                "an officer with this subject is registered; reassign or deactivate them",
+            )
+            .into());
+        }
+        let o = load(&txn, &req.subject, false).await?;
+        history(&txn, who, "Register", &o, now).await?;
+        txn.commit().await?;
+        Ok(o)
     }
-    let o = load(&txn, &req.subject, false).await?;
-    history(&txn, who, "Register", &o, now).await?;
-    txn.commit().await?;
-    Ok(o)
 }
 
 /// Reassigns or deactivates: the change and its revocation commit together.
@@ -281,98 +281,101 @@ async fn change(
     Ok(o)
 }
 
-pub async fn reassign(
-    db: &DatabaseConnection,
-    redis: &RedisConfig,
-    who: &Claims,
-    req: ReassignOfficerRequest,
-    now: DateTime<Utc>,
-) -> Result<Officer> {
-    text("subject", &req.subject, true)?;
-    text("reason", &req.reason, true)?;
-    let role = role("role", &req.role)?;
-    let region = region(db, "region_code", role, &req.region_code).await?;
-    change(
-        db,
-        redis,
-        who,
-        &req.subject,
-        Some((role, region)),
-        &req.reason,
-        now,
-    )
-    .await
+impl Verivali {
+    pub async fn reassign(&self, who: &Claims, req: &ReassignOfficerRequest) -> Result<Officer> {
+        let (db, redis, now) = (&self.db, &self.redis, self.now());
+        let req = req.clone();
+        text("subject", &req.subject, true)?;
+        text("reason", &req.reason, true)?;
+        let role = role("role", &req.role)?;
+        let region = region(db, "region_code", role, &req.region_code).await?;
+        change(
+            db,
+            redis,
+            who,
+            &req.subject,
+            Some((role, region)),
+            &req.reason,
+            now,
+        )
+        .await
+    }
 }
 
-pub async fn deactivate(
-    db: &DatabaseConnection,
-    redis: &RedisConfig,
-    who: &Claims,
-    req: DeactivateOfficerRequest,
-    now: DateTime<Utc>,
-) -> Result<Officer> {
-    text("subject", &req.subject, true)?;
-    text("reason", &req.reason, true)?;
-    change(db, redis, who, &req.subject, None, &req.reason, now).await
+impl Verivali {
+    pub(crate) async fn deactivate(
+        &self,
+        who: &Claims,
+        req: &DeactivateOfficerRequest,
+    ) -> Result<Officer> {
+        let (db, redis, now) = (&self.db, &self.redis, self.now());
+        let req = req.clone();
+        text("subject", &req.subject, true)?;
+        text("reason", &req.reason, true)?;
+        change(db, redis, who, &req.subject, None, &req.reason, now).await
+    }
 }
 
-pub async fn list(
-    db: &DatabaseConnection,
-    who: &Claims,
-    req: &ListOfficersRequest,
-) -> Result<ListOfficersResponse> {
-    let region = listing_region(who, &req.region_code)?;
-    let request = req.page.clone().unwrap_or_default();
-    let size = match request.page_size {
-        0 => 100,
-        n @ 1..=aftercare::MAX_PAGE => n,
-        _ => {
-            return Err(grpc::invalid_field(
-                "page.page_size",
-                format!("must be at most {}", aftercare::MAX_PAGE),
-            )
-            .into());
-        }
-    };
-    let after = match request.page_token.as_str() {
-        "" => String::new(),
-        token => token
-            .strip_prefix("o1.")
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                grpc::invalid_field("page.page_token", "is not a token this service issued")
-            })?
-            .to_owned(),
-    };
-    let rows = db
-        .query_all_raw(stmt(
-            &format!(
-                "SELECT {COLUMNS} FROM officers
+impl Verivali {
+    pub(crate) async fn officers(
+        &self,
+        who: &Claims,
+        req: &ListOfficersRequest,
+    ) -> Result<ListOfficersResponse> {
+        let db = &self.db;
+        let region = listing_region(who, &req.region_code)?;
+        let request = req.page.clone().unwrap_or_default();
+        let size = match request.page_size {
+            0 => 100,
+            n @ 1..=aftercare::MAX_PAGE => n,
+            _ => {
+                return Err(grpc::invalid_field(
+                    "page.page_size",
+                    format!("must be at most {}", aftercare::MAX_PAGE),
+                )
+                .into());
+            }
+        };
+        let after = match request.page_token.as_str() {
+            "" => String::new(),
+            token => token
+                .strip_prefix("o1.")
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    grpc::invalid_field("page.page_token", "is not a token this service issued")
+                })?
+                .to_owned(),
+        };
+        let rows = db
+            .query_all_raw(stmt(
+                &format!(
+                    "SELECT {COLUMNS} FROM officers
                  WHERE ($1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%')
                    AND ($2 OR active)
                    AND subject > $3
                  ORDER BY subject LIMIT $4"
-            ),
-            [
-                region.into(),
-                req.include_inactive.into(),
-                after.into(),
-                i64::from(size).into(),
-            ],
-        ))
-        .await?;
-    let officers = rows.iter().map(officer).collect::<Result<Vec<_>, _>>()?;
-    // Officers' names are personal data: the listing is audited.
-    let subjects: Vec<String> = officers.iter().map(|o| o.subject.clone()).collect();
-    if !subjects.is_empty() {
-        dtks_platform::audit::record(db, who, "verivali.ListOfficers", &subjects).await?;
+                ),
+                [
+                    region.into(),
+                    req.include_inactive.into(),
+                    after.into(),
+                    i64::from(size).into(),
+                ],
+            ))
+            .await?;
+        let officers = rows.iter().map(officer).collect::<Result<Vec<_>, _>>()?;
+        // Officers' names are personal data: the listing is audited.
+        let subjects: Vec<String> = officers.iter().map(|o| o.subject.clone()).collect();
+        if !subjects.is_empty() {
+            dtks_platform::audit::record(db, who, "verivali.ListOfficers", &subjects).await?;
+        }
+        let next_page_token = match officers.last() {
+            Some(last) if officers.len() == size as usize => format!("o1.{}", last.subject),
+            _ => String::new(),
+        };
+        Ok(ListOfficersResponse {
+            officers,
+            page: Some(dtks_proto::common::v1::PageResponse { next_page_token }),
+        })
     }
-    let next_page_token = match officers.last() {
-        Some(last) if officers.len() == size as usize => format!("o1.{}", last.subject),
-        _ => String::new(),
-    };
-    Ok(ListOfficersResponse {
-        officers,
-        page: Some(dtks_proto::common::v1::PageResponse { next_page_token }),
-    })
 }

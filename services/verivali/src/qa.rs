@@ -12,9 +12,10 @@ use dtks_platform::db::stmt;
 use dtks_platform::{convert, grpc};
 use dtks_proto::common::v1 as pb;
 use dtks_proto::verivali::v1::*;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 use tonic::Status;
 
+use crate::Verivali;
 use crate::error::Result;
 
 /// FNV-1a over the seed and the id, finished with SplitMix64: a stable, well-spread
@@ -89,49 +90,51 @@ async fn load(db: &impl ConnectionTrait, sample_id: uuid::Uuid) -> Result<QaSamp
     })
 }
 
-/// Draws the regency's sample for the period, or answers the one already drawn.
-pub async fn draw_sample(
-    db: &DatabaseConnection,
-    who: &Claims,
-    req: DrawQaSampleRequest,
-    now: DateTime<Utc>,
-) -> Result<QaSample> {
-    let regency = req.regency_code.trim();
-    if regency.split('.').count() != 2
-        || !regency
-            .split('.')
-            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(
-            grpc::invalid_field("regency_code", "must be a regency code such as 32.04").into(),
-        );
-    }
-    who.require_region(regency)?;
-    let period = convert::period_key(req.period.as_ref())?;
-    let (from, to) =
-        month_bounds(period).ok_or_else(|| grpc::invalid_field("period", "is not a month"))?;
-    if from > now {
-        return Err(grpc::invalid_field("period", "has not begun").into());
-    }
-    let per_mille = match req.per_mille {
-        0 => 50,
-        n @ 1..=1000 => n,
-        _ => return Err(grpc::invalid_field("per_mille", "must be 1 to 1000").into()),
-    };
-    let team = req.qa_team.trim();
-    if team.is_empty() || team.chars().count() > 200 {
-        return Err(
-            grpc::invalid_field("qa_team", "must name the QA team (1 to 200 characters)").into(),
-        );
-    }
-    let txn = db.begin().await?;
-    // One sample per regency and period: a second draw answers the first.
-    txn.execute_raw(stmt(
-        "SELECT pg_advisory_xact_lock(hashtext('qa:' || $1))",
-        [seed(regency, period).into()],
-    ))
-    .await?;
-    if let Some(existing) = txn
+impl Verivali {
+    /// Draws the regency's sample for the period, or answers the one already drawn.
+    pub async fn qa_sample(&self, who: &Claims, req: &DrawQaSampleRequest) -> Result<QaSample> {
+        let (db, now) = (&self.db, self.now());
+        let req = req.clone();
+        let regency = req.regency_code.trim();
+        if regency.split('.').count() != 2
+            || !regency
+                .split('.')
+                .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(grpc::invalid_field(
+                "regency_code",
+                "must be a regency code such as 32.04",
+            )
+            .into());
+        }
+        who.require_region(regency)?;
+        let period = convert::period_key(req.period.as_ref())?;
+        let (from, to) =
+            month_bounds(period).ok_or_else(|| grpc::invalid_field("period", "is not a month"))?;
+        if from > now {
+            return Err(grpc::invalid_field("period", "has not begun").into());
+        }
+        let per_mille = match req.per_mille {
+            0 => 50,
+            n @ 1..=1000 => n,
+            _ => return Err(grpc::invalid_field("per_mille", "must be 1 to 1000").into()),
+        };
+        let team = req.qa_team.trim();
+        if team.is_empty() || team.chars().count() > 200 {
+            return Err(grpc::invalid_field(
+                "qa_team",
+                "must name the QA team (1 to 200 characters)",
+            )
+            .into());
+        }
+        let txn = db.begin().await?;
+        // One sample per regency and period: a second draw answers the first.
+        txn.execute_raw(stmt(
+            "SELECT pg_advisory_xact_lock(hashtext('qa:' || $1))",
+            [seed(regency, period).into()],
+        ))
+        .await?;
+        if let Some(existing) = txn
         .query_one_raw(stmt(
             "SELECT sample_id FROM qa_samples WHERE regency_code = $1 AND year = $2 AND month = $3",
             [regency.to_owned().into(), period.0.into(), period.1.into()],
@@ -143,34 +146,34 @@ pub async fn draw_sample(
         txn.commit().await?;
         return Ok(sample);
     }
-    let rows = txn
-        .query_all_raw(stmt(
-            "SELECT case_id, household_id FROM cases
+        let rows = txn
+            .query_all_raw(stmt(
+                "SELECT case_id, household_id FROM cases
              WHERE state = 6 AND (region_code = $1 OR region_code LIKE $1 || '.%')
                AND accepted_at >= $2 AND accepted_at < $3",
-            [regency.to_owned().into(), from.into(), to.into()],
-        ))
-        .await?;
-    if rows.is_empty() {
-        return Err(grpc::failed_preconditions(&[(
-            "QA_POPULATION".into(),
-            format!("regency {regency}"),
-            format!("no case was accepted in {:04}-{:02}", period.0, period.1),
-        )])
-        .into());
-    }
-    let mut households = std::collections::HashMap::new();
-    for r in &rows {
-        let c: uuid::Uuid = r.try_get("", "case_id")?;
-        let h: uuid::Uuid = r.try_get("", "household_id")?;
-        households.insert(c, h);
-    }
-    let cases: Vec<uuid::Uuid> = households.keys().copied().collect();
-    let k = (cases.len() * per_mille as usize).div_ceil(1000).max(1);
-    let seed = seed(regency, period);
-    let drawn = draw(&seed, &cases, k);
-    let sample_id = uuid::Uuid::now_v7();
-    txn.execute_raw(stmt(
+                [regency.to_owned().into(), from.into(), to.into()],
+            ))
+            .await?;
+        if rows.is_empty() {
+            return Err(grpc::failed_preconditions(&[(
+                "QA_POPULATION".into(),
+                format!("regency {regency}"),
+                format!("no case was accepted in {:04}-{:02}", period.0, period.1),
+            )])
+            .into());
+        }
+        let mut households = std::collections::HashMap::new();
+        for r in &rows {
+            let c: uuid::Uuid = r.try_get("", "case_id")?;
+            let h: uuid::Uuid = r.try_get("", "household_id")?;
+            households.insert(c, h);
+        }
+        let cases: Vec<uuid::Uuid> = households.keys().copied().collect();
+        let k = (cases.len() * per_mille as usize).div_ceil(1000).max(1);
+        let seed = seed(regency, period);
+        let drawn = draw(&seed, &cases, k);
+        let sample_id = uuid::Uuid::now_v7();
+        txn.execute_raw(stmt(
         "INSERT INTO qa_samples (sample_id, regency_code, year, month, qa_team, seed, population, per_mille, drawn_by, drawn_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         [
@@ -187,42 +190,41 @@ pub async fn draw_sample(
         ],
     ))
     .await?;
-    let ranks: Vec<i32> = (0..drawn.len() as i32).collect();
-    let homes: Vec<uuid::Uuid> = drawn.iter().map(|c| households[c]).collect();
-    txn.execute_raw(stmt(
-        "INSERT INTO qa_items (sample_id, case_id, household_id, rank)
+        let ranks: Vec<i32> = (0..drawn.len() as i32).collect();
+        let homes: Vec<uuid::Uuid> = drawn.iter().map(|c| households[c]).collect();
+        txn.execute_raw(stmt(
+            "INSERT INTO qa_items (sample_id, case_id, household_id, rank)
          SELECT $1, * FROM unnest($2::uuid[], $3::uuid[], $4::int4[])",
-        [sample_id.into(), drawn.into(), homes.into(), ranks.into()],
-    ))
-    .await?;
-    let sample = load(&txn, sample_id).await?;
-    txn.commit().await?;
-    Ok(sample)
+            [sample_id.into(), drawn.into(), homes.into(), ranks.into()],
+        ))
+        .await?;
+        let sample = load(&txn, sample_id).await?;
+        txn.commit().await?;
+        Ok(sample)
+    }
 }
 
-pub async fn record_result(
-    db: &DatabaseConnection,
-    who: &Claims,
-    req: RecordQaResultRequest,
-    now: DateTime<Utc>,
-) -> Result<QaItem> {
-    let sample_id = uuid::Uuid::parse_str(&req.sample_id)
-        .map_err(|_| grpc::invalid_field("sample_id", "must be a UUID"))?;
-    let case_id = uuid::Uuid::parse_str(&req.case_id)
-        .map_err(|_| grpc::invalid_field("case_id", "must be a UUID"))?;
-    let verdict = QaVerdict::try_from(req.verdict).unwrap_or_default();
-    if verdict == QaVerdict::Unspecified {
-        return Err(grpc::invalid_field("verdict", "must be AGREES or DISAGREES").into());
-    }
-    let note = req.note.trim();
-    if verdict == QaVerdict::Disagrees && note.is_empty() {
-        return Err(grpc::invalid_field("note", "a disagreement needs its finding").into());
-    }
-    if note.chars().count() > 4000 {
-        return Err(grpc::invalid_field("note", "must be at most 4000 characters").into());
-    }
-    let txn = db.begin().await?;
-    let row = txn
+impl Verivali {
+    pub async fn qa_result(&self, who: &Claims, req: &RecordQaResultRequest) -> Result<QaItem> {
+        let (db, now) = (&self.db, self.now());
+        let req = req.clone();
+        let sample_id = uuid::Uuid::parse_str(&req.sample_id)
+            .map_err(|_| grpc::invalid_field("sample_id", "must be a UUID"))?;
+        let case_id = uuid::Uuid::parse_str(&req.case_id)
+            .map_err(|_| grpc::invalid_field("case_id", "must be a UUID"))?;
+        let verdict = QaVerdict::try_from(req.verdict).unwrap_or_default();
+        if verdict == QaVerdict::Unspecified {
+            return Err(grpc::invalid_field("verdict", "must be AGREES or DISAGREES").into());
+        }
+        let note = req.note.trim();
+        if verdict == QaVerdict::Disagrees && note.is_empty() {
+            return Err(grpc::invalid_field("note", "a disagreement needs its finding").into());
+        }
+        if note.chars().count() > 4000 {
+            return Err(grpc::invalid_field("note", "must be at most 4000 characters").into());
+        }
+        let txn = db.begin().await?;
+        let row = txn
         .query_one_raw(stmt(
             "SELECT s.regency_code, i.verdict, i.household_id FROM qa_items i JOIN qa_samples s USING (sample_id)
              WHERE i.sample_id = $1 AND i.case_id = $2 FOR UPDATE OF i",
@@ -230,23 +232,23 @@ pub async fn record_result(
         ))
         .await?
         .ok_or_else(|| Status::not_found("this case is not in this sample"))?;
-    let regency: String = row.try_get("", "regency_code")?;
-    who.require_region(&regency)?;
-    let previous: i16 = row.try_get("", "verdict")?;
-    if previous != 0 {
-        return Err(grpc::failed_preconditions(&[(
-            "QA_RESULT".into(),
-            format!("case {case_id}"),
-            format!(
-                "already recorded as {}",
-                QaVerdict::try_from(i32::from(previous))
-                    .unwrap_or_default()
-                    .as_str_name()
-            ),
-        )])
-        .into());
-    }
-    txn.execute_raw(stmt(
+        let regency: String = row.try_get("", "regency_code")?;
+        who.require_region(&regency)?;
+        let previous: i16 = row.try_get("", "verdict")?;
+        if previous != 0 {
+            return Err(grpc::failed_preconditions(&[(
+                "QA_RESULT".into(),
+                format!("case {case_id}"),
+                format!(
+                    "already recorded as {}",
+                    QaVerdict::try_from(i32::from(previous))
+                        .unwrap_or_default()
+                        .as_str_name()
+                ),
+            )])
+            .into());
+        }
+        txn.execute_raw(stmt(
         "UPDATE qa_items SET verdict = $3, note = $4, recorded_by = $5, recorded_at = $6 WHERE sample_id = $1 AND case_id = $2",
         [
             sample_id.into(),
@@ -258,31 +260,34 @@ pub async fn record_result(
         ],
     ))
     .await?;
-    dtks_platform::audit::record(
-        &txn,
-        who,
-        "verivali.RecordQaResult",
-        &[sample_id.to_string(), case_id.to_string()],
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(QaItem {
-        case_id: case_id.to_string(),
-        household_id: row.try_get::<uuid::Uuid>("", "household_id")?.to_string(),
-        verdict: verdict as i32,
-        note: note.to_owned(),
-        recorded_by: who.sub.clone(),
-    })
+        dtks_platform::audit::record(
+            &txn,
+            who,
+            "verivali.RecordQaResult",
+            &[sample_id.to_string(), case_id.to_string()],
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(QaItem {
+            case_id: case_id.to_string(),
+            household_id: row.try_get::<uuid::Uuid>("", "household_id")?.to_string(),
+            verdict: verdict as i32,
+            note: note.to_owned(),
+            recorded_by: who.sub.clone(),
+        })
+    }
 }
 
-pub async fn report(
-    db: &DatabaseConnection,
-    who: &Claims,
-    req: &QaReportRequest,
-) -> Result<QaReportResponse> {
-    let region = crate::aftercare::listing_region(who, &req.region_code)?;
-    let period = convert::period_key(req.period.as_ref())?;
-    let rows = db
+impl Verivali {
+    pub(crate) async fn qa_summary(
+        &self,
+        who: &Claims,
+        req: &QaReportRequest,
+    ) -> Result<QaReportResponse> {
+        let db = &self.db;
+        let region = crate::aftercare::listing_region(who, &req.region_code)?;
+        let period = convert::period_key(req.period.as_ref())?;
+        let rows = db
         .query_all_raw(stmt(
             "SELECT s.regency_code, count(*)::bigint AS sampled,
                     count(*) FILTER (WHERE i.verdict <> 0)::bigint AS recorded,
@@ -294,25 +299,26 @@ pub async fn report(
             [region.to_owned().into(), period.0.into(), period.1.into()],
         ))
         .await?;
-    let regencies = rows
-        .iter()
-        .map(|r| {
-            let n = |c: &str| r.try_get::<i64>("", c).map(|v| v as u32);
-            let (recorded, disagreements) = (n("recorded")?, n("disagreements")?);
-            Ok(QaRegencyRate {
-                regency_code: r.try_get("", "regency_code")?,
-                sampled: n("sampled")?,
-                recorded,
-                disagreements,
-                disagreement_rate: if recorded == 0 {
-                    0.0
-                } else {
-                    f64::from(disagreements) / f64::from(recorded)
-                },
+        let regencies = rows
+            .iter()
+            .map(|r| {
+                let n = |c: &str| r.try_get::<i64>("", c).map(|v| v as u32);
+                let (recorded, disagreements) = (n("recorded")?, n("disagreements")?);
+                Ok(QaRegencyRate {
+                    regency_code: r.try_get("", "regency_code")?,
+                    sampled: n("sampled")?,
+                    recorded,
+                    disagreements,
+                    disagreement_rate: if recorded == 0 {
+                        0.0
+                    } else {
+                        f64::from(disagreements) / f64::from(recorded)
+                    },
+                })
             })
-        })
-        .collect::<Result<_, DbErr>>()?;
-    Ok(QaReportResponse { regencies })
+            .collect::<Result<_, DbErr>>()?;
+        Ok(QaReportResponse { regencies })
+    }
 }
 
 #[cfg(test)]

@@ -129,11 +129,7 @@ impl Verivali {
         Ok(case)
     }
 
-    pub(crate) async fn cases(
-        &self,
-        who: &Claims,
-        req: &ListCasesRequest,
-    ) -> Result<ListCasesResponse> {
+    pub async fn cases(&self, who: &Claims, req: &ListCasesRequest) -> Result<ListCasesResponse> {
         let region = listing_region(who, &req.region_code)?;
         let states = match CaseState::try_from(req.state) {
             Ok(CaseState::Unspecified) => vec![],
@@ -148,11 +144,7 @@ impl Verivali {
             .await
     }
 
-    pub(crate) async fn queue(
-        &self,
-        who: &Claims,
-        req: &WorkQueueRequest,
-    ) -> Result<ListCasesResponse> {
+    pub async fn queue(&self, who: &Claims, req: &WorkQueueRequest) -> Result<ListCasesResponse> {
         let states = workflow::waiting_for(who.role);
         if states.is_empty() {
             return Err(Status::permission_denied(format!(
