@@ -245,7 +245,7 @@ reset() {
 }
 
 # Whether the process that owns an end-to-end database still runs. The database is named
-# dtks_e2e_<pid>_<start>_<run> (tests/src/lib.rs, run_database): it runs when
+# dtks_e2e_<pid>_<start>_<run> (tests/src/ports.rs, run_database): it runs when
 # /proc/<pid>/stat exists and names the same start time (so a pid taken over by another
 # process does not keep a dead run's database). Names without a pid are of older runs.
 run_alive() {
