@@ -247,7 +247,15 @@ async fn months_diffs_removals_and_explained_standings() -> anyhow::Result<()> {
                 .map(|r| r.into_inner())
         }
     };
-    let before_removal = dtks_e2e::time::timestamp_from_now(0);
+    // To the nanosecond: the whole test runs within a few seconds of the services' clock,
+    // and an instant cut to its second could fall before Asep's own acceptance.
+    let before_removal = {
+        let now = dtks_e2e::time::now();
+        prost_types::Timestamp {
+            seconds: now.timestamp(),
+            nanos: now.timestamp_subsec_nanos() as i32,
+        }
+    };
     let record = as_of(asep_household.clone(), None).await?;
     assert_eq!(
         record
