@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 fn defined() -> anyhow::Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
     for source in [
-        "../services/platform/src/metrics.rs",
+        "../services/platform/src/runtime/metrics.rs",
         "../services/reporting/src/gauges.rs",
     ] {
         let text = std::fs::read_to_string(source)?;

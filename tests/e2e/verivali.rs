@@ -266,718 +266,918 @@ async fn walk_to_ministry(
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> anyhow::Result<()> {
-    let clock = PausedClock::at(dtks_e2e::time::now());
-    let (stack, mut client, o) = start(&clock).await?;
+/// Eight households walked through the whole workflow on one stack, step by step: the
+/// ids of their cases and proposals, the officers, the paused clock.
+struct Walk {
+    clock: PausedClock,
+    stack: Stack,
+    client: Client,
+    o: Officers,
+    asep: String,
+    ahmad: String,
+    ahmad_proposal: String,
+    budi: String,
+    budi_proposal: String,
+    cecep: String,
+    dadang: String,
+    dadang_proposal: String,
+    endang: String,
+    fajar: String,
+    gilang: String,
+}
 
-    let (asep, _) = propose(&stack, &o.village, "vv-asep", household()).await?;
-    let (ahmad, ahmad_proposal) =
-        propose(&stack, &o.village, "vv-ahmad", single(0, MEN[0].0)).await?;
-    let (budi, budi_proposal) = propose(&stack, &o.village, "vv-budi", single(1, MEN[1].0)).await?;
-    let (cecep, _) = propose(&stack, &o.village, "vv-cecep", single(2, MEN[2].0)).await?;
-    // Dadang and Endang are proposed with NIKs Dukcapil does not know (criterion 2).
-    let (dadang, dadang_proposal) = propose(
-        &stack,
-        &o.village,
-        "vv-dadang",
-        single(3, "3204050404780099"),
-    )
-    .await?;
-    let (endang, _) = propose(
-        &stack,
-        &o.village,
-        "vv-endang",
-        single(4, "3204050505790098"),
-    )
-    .await?;
-    let (fajar, _) = propose(&stack, &o.village, "vv-fajar", single(5, MEN[5].0)).await?;
-    let (gilang, _) = propose(&stack, &o.village, "vv-gilang", single(6, GILANG.0)).await?;
-    let all = [
-        &asep, &ahmad, &budi, &cecep, &dadang, &endang, &fajar, &gilang,
-    ];
+impl Walk {
+    /// The stack, and eight households proposed and matched.
+    async fn propose_eight() -> anyhow::Result<Self> {
+        let clock = PausedClock::at(dtks_e2e::time::now());
+        let (stack, client, o) = start(&clock).await?;
 
-    // The village operator's work queue holds the eight matched cases; the Bupati's none.
-    let queue = client
-        .work_queue(authed(WorkQueueRequest::default(), &o.village))
-        .await?
-        .into_inner();
-    assert_eq!(queue.cases.len(), 8);
-    assert!(
-        queue
-            .cases
-            .iter()
-            .all(|c| c.state == CaseState::Matched as i32)
-    );
-    let queue = client
-        .work_queue(authed(WorkQueueRequest::default(), &o.bupati))
-        .await?
-        .into_inner();
-    assert!(queue.cases.is_empty());
-    expect_code(
-        client
-            .work_queue(authed(WorkQueueRequest::default(), &o.public))
-            .await,
-        Code::PermissionDenied,
-        "may not call WorkQueue",
-    );
+        let (asep, _) = propose(&stack, &o.village, "vv-asep", household()).await?;
+        let (ahmad, ahmad_proposal) =
+            propose(&stack, &o.village, "vv-ahmad", single(0, MEN[0].0)).await?;
+        let (budi, budi_proposal) =
+            propose(&stack, &o.village, "vv-budi", single(1, MEN[1].0)).await?;
+        let (cecep, _) = propose(&stack, &o.village, "vv-cecep", single(2, MEN[2].0)).await?;
+        // Dadang and Endang are proposed with NIKs Dukcapil does not know (criterion 2).
+        let (dadang, dadang_proposal) = propose(
+            &stack,
+            &o.village,
+            "vv-dadang",
+            single(3, "3204050404780099"),
+        )
+        .await?;
+        let (endang, _) = propose(
+            &stack,
+            &o.village,
+            "vv-endang",
+            single(4, "3204050505790098"),
+        )
+        .await?;
+        let (fajar, _) = propose(&stack, &o.village, "vv-fajar", single(5, MEN[5].0)).await?;
+        let (gilang, _) = propose(&stack, &o.village, "vv-gilang", single(6, GILANG.0)).await?;
+        Ok(Walk {
+            clock,
+            stack,
+            client,
+            o,
+            asep,
+            ahmad,
+            ahmad_proposal,
+            budi,
+            budi_proposal,
+            cecep,
+            dadang,
+            dadang_proposal,
+            endang,
+            fajar,
+            gilang,
+        })
+    }
 
-    // Refusals before the village review, none of which leaves a trace.
-    let history_before = count(&stack, "SELECT count(*) AS n FROM verivali.case_history").await?;
-    let outbox_before = count(&stack, "SELECT count(*) AS n FROM verivali.outbox").await?;
-    expect_code(
-        client
-            .record_village_review(authed(
-                minutes_today(&clock, vec![approve(&asep)]),
-                &o.bupati,
-            ))
-            .await,
-        Code::PermissionDenied,
-        "may not call RecordVillageReview",
-    );
-    expect_code(
-        client
-            .record_village_review(authed(
-                minutes_today(&clock, vec![approve(&asep)]),
-                &o.other_village,
-            ))
-            .await,
-        Code::PermissionDenied,
-        "outside the caller's scope",
-    );
-    expect_code(
-        client
-            .sign_off(authed(batch(&[&asep], ""), &o.bupati))
-            .await,
-        Code::FailedPrecondition,
-        "the case is CASE_STATE_MATCHED; to sign off it must be CASE_STATE_FIELD_VERIFIED",
-    );
-    let mut future = minutes_today(&clock, vec![approve(&asep)]);
-    future.minutes_date = Some(dtks_e2e::time::date_from_today(30));
-    expect_code(
-        client
-            .record_village_review(authed(future, &o.village))
-            .await,
-        Code::InvalidArgument,
-        "minutes_date",
-    );
-    // Finding 9: minutes of a deliberation more than a year ago (1990, in the probe).
-    for days in [-400, -36_500] {
-        let mut stale = minutes_today(&clock, vec![approve(&asep)]);
-        stale.minutes_date = Some(dtks_e2e::time::date_from_today(days));
+    /// The eight cases' ids, in the order they were proposed.
+    fn all(&self) -> [&String; 8] {
+        [
+            &self.asep,
+            &self.ahmad,
+            &self.budi,
+            &self.cecep,
+            &self.dadang,
+            &self.endang,
+            &self.fajar,
+            &self.gilang,
+        ]
+    }
+
+    async fn queues_hold_the_matched_cases(&mut self) -> anyhow::Result<()> {
+        let Walk { client, o, .. } = self;
+        // The village operator's work queue holds the eight matched cases; the Bupati's none.
+        let queue = client
+            .work_queue(authed(WorkQueueRequest::default(), &o.village))
+            .await?
+            .into_inner();
+        assert_eq!(queue.cases.len(), 8);
+        assert!(
+            queue
+                .cases
+                .iter()
+                .all(|c| c.state == CaseState::Matched as i32)
+        );
+        let queue = client
+            .work_queue(authed(WorkQueueRequest::default(), &o.bupati))
+            .await?
+            .into_inner();
+        assert!(queue.cases.is_empty());
         expect_code(
             client
-                .record_village_review(authed(stale, &o.village))
+                .work_queue(authed(WorkQueueRequest::default(), &o.public))
+                .await,
+            Code::PermissionDenied,
+            "may not call WorkQueue",
+        );
+        Ok(())
+    }
+
+    async fn refusals_before_the_village_review_leave_no_trace(&mut self) -> anyhow::Result<()> {
+        let Walk {
+            clock,
+            stack,
+            client,
+            o,
+            asep,
+            ahmad,
+            ..
+        } = self;
+        // Refusals before the village review, none of which leaves a trace.
+        let history_before =
+            count(stack, "SELECT count(*) AS n FROM verivali.case_history").await?;
+        let outbox_before = count(stack, "SELECT count(*) AS n FROM verivali.outbox").await?;
+        expect_code(
+            client
+                .record_village_review(authed(minutes_today(clock, vec![approve(asep)]), &o.bupati))
+                .await,
+            Code::PermissionDenied,
+            "may not call RecordVillageReview",
+        );
+        expect_code(
+            client
+                .record_village_review(authed(
+                    minutes_today(clock, vec![approve(asep)]),
+                    &o.other_village,
+                ))
+                .await,
+            Code::PermissionDenied,
+            "outside the caller's scope",
+        );
+        expect_code(
+            client.sign_off(authed(batch(&[asep], ""), &o.bupati)).await,
+            Code::FailedPrecondition,
+            "the case is CASE_STATE_MATCHED; to sign off it must be CASE_STATE_FIELD_VERIFIED",
+        );
+        let mut future = minutes_today(clock, vec![approve(asep)]);
+        future.minutes_date = Some(dtks_e2e::time::date_from_today(30));
+        expect_code(
+            client
+                .record_village_review(authed(future, &o.village))
                 .await,
             Code::InvalidArgument,
-            "more than a year old",
+            "minutes_date",
         );
+        // Finding 9: minutes of a deliberation more than a year ago (1990, in the probe).
+        for days in [-400, -36_500] {
+            let mut stale = minutes_today(clock, vec![approve(asep)]);
+            stale.minutes_date = Some(dtks_e2e::time::date_from_today(days));
+            expect_code(
+                client
+                    .record_village_review(authed(stale, &o.village))
+                    .await,
+                Code::InvalidArgument,
+                "more than a year old",
+            );
+        }
+        let unexplained = minutes_today(
+            clock,
+            vec![VillageDecision {
+                case_id: ahmad.clone(),
+                approved: false,
+                note: String::new(),
+            }],
+        );
+        expect_code(
+            client
+                .record_village_review(authed(unexplained, &o.village))
+                .await,
+            Code::InvalidArgument,
+            "decisions[0].note",
+        );
+        assert_eq!(
+            count(stack, "SELECT count(*) AS n FROM verivali.case_history").await?,
+            history_before
+        );
+        assert_eq!(
+            count(stack, "SELECT count(*) AS n FROM verivali.outbox").await?,
+            outbox_before
+        );
+        Ok(())
     }
-    let unexplained = minutes_today(
-        &clock,
-        vec![VillageDecision {
+
+    async fn the_musdes_decides_and_a_second_review_is_refused(&mut self) -> anyhow::Result<()> {
+        let all = self.all().map(String::clone);
+        let all = [
+            &all[0], &all[1], &all[2], &all[3], &all[4], &all[5], &all[6], &all[7],
+        ];
+        let Walk {
+            clock,
+            client,
+            o,
+            asep,
+            ahmad,
+            ..
+        } = self;
+        // The musdes: Ahmad is not approved (final), the others are.
+        let mut decisions: Vec<VillageDecision> = all.iter().map(|id| approve(id)).collect();
+        decisions[1] = VillageDecision {
             case_id: ahmad.clone(),
             approved: false,
-            note: String::new(),
-        }],
-    );
-    expect_code(
-        client
-            .record_village_review(authed(unexplained, &o.village))
-            .await,
-        Code::InvalidArgument,
-        "decisions[0].note",
-    );
-    assert_eq!(
-        count(&stack, "SELECT count(*) AS n FROM verivali.case_history").await?,
-        history_before
-    );
-    assert_eq!(
-        count(&stack, "SELECT count(*) AS n FROM verivali.outbox").await?,
-        outbox_before
-    );
+            note: "already receives assistance as part of his parents' household".into(),
+        };
+        let reviewed = client
+            .record_village_review(authed(minutes_today(clock, decisions), &o.village))
+            .await?
+            .into_inner();
+        assert_eq!((reviewed.applied, reviewed.rejected), (8, 1));
+        assert_eq!(
+            state_of(client, &o.village, ahmad).await?,
+            CaseState::Rejected
+        );
+        assert_eq!(
+            state_of(client, &o.village, asep).await?,
+            CaseState::VillageReviewed
+        );
+        // A second review of the same case is refused, naming its state.
+        expect_code(
+            client
+                .record_village_review(authed(
+                    minutes_today(clock, vec![approve(asep)]),
+                    &o.village,
+                ))
+                .await,
+            Code::FailedPrecondition,
+            "CASE_STATE_VILLAGE_REVIEWED",
+        );
+        Ok(())
+    }
 
-    // The musdes: Ahmad is not approved (final), the others are.
-    let mut decisions: Vec<VillageDecision> = all.iter().map(|id| approve(id)).collect();
-    decisions[1] = VillageDecision {
-        case_id: ahmad.clone(),
-        approved: false,
-        note: "already receives assistance as part of his parents' household".into(),
-    };
-    let reviewed = client
-        .record_village_review(authed(minutes_today(&clock, decisions), &o.village))
-        .await?
-        .into_inner();
-    assert_eq!((reviewed.applied, reviewed.rejected), (8, 1));
-    assert_eq!(
-        state_of(&mut client, &o.village, &ahmad).await?,
-        CaseState::Rejected
-    );
-    assert_eq!(
-        state_of(&mut client, &o.village, &asep).await?,
-        CaseState::VillageReviewed
-    );
-    // A second review of the same case is refused, naming its state.
-    expect_code(
-        client
-            .record_village_review(authed(
-                minutes_today(&clock, vec![approve(&asep)]),
-                &o.village,
+    async fn field_verification_refuses_rejects_and_corrects(&mut self) -> anyhow::Result<()> {
+        let Walk {
+            client,
+            o,
+            asep,
+            budi,
+            cecep,
+            dadang,
+            endang,
+            fajar,
+            gilang,
+            ..
+        } = self;
+        // Field verification: the wrong regency, the wrong role, an identity change, refused.
+        expect_code(
+            client
+                .record_field_verification(authed(visit(asep, true), &o.other_regency))
+                .await,
+            Code::PermissionDenied,
+            "outside the caller's scope",
+        );
+        expect_code(
+            client
+                .record_field_verification(authed(visit(asep, true), &o.village))
+                .await,
+            Code::PermissionDenied,
+            "may not call RecordFieldVerification",
+        );
+        let mut renamed = visit(asep, true);
+        let mut h = household();
+        h.families[0].members[2].full_name = "Dede Kurniawan".into();
+        renamed.corrected = Some(h);
+        expect_code(
+            client
+                .record_field_verification(authed(renamed, &o.regency))
+                .await,
+            Code::InvalidArgument,
+            "corrected.families[0].members[2]",
+        );
+        // Budi is not found at the address: rejected, final.
+        let rejected = client
+            .record_field_verification(authed(visit(budi, false), &o.regency))
+            .await?
+            .into_inner();
+        assert_eq!(rejected.state, CaseState::Rejected as i32);
+        // Asep's visit corrects the dwelling; the case keeps the correction.
+        let mut corrected_visit = visit(asep, true);
+        let mut h = household();
+        if let Some(d) = h.dwelling.as_mut() {
+            d.floor_area_m2 = 30.0;
+        }
+        corrected_visit.corrected = Some(h);
+        let visited = client
+            .record_field_verification(authed(corrected_visit, &o.regency))
+            .await?
+            .into_inner();
+        assert_eq!(visited.state, CaseState::FieldVerified as i32);
+        let field = visited.field_visit.clone().expect("field visit");
+        assert_eq!(field.corrected_fields, vec!["dwelling".to_owned()]);
+        assert_eq!(field.officer_id, "dinsos-3204");
+        assert_eq!(
+            visited
+                .household
+                .as_ref()
+                .and_then(|h| h.dwelling.as_ref())
+                .map(|d| d.floor_area_m2),
+            Some(30.0)
+        );
+        for id in [&cecep, &dadang, &endang, &fajar, &gilang] {
+            client
+                .record_field_verification(authed(visit(id, true), &o.regency))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn sign_off_is_all_or_nothing_and_the_province_forwards(&mut self) -> anyhow::Result<()> {
+        let Walk {
+            stack,
+            client,
+            o,
+            asep,
+            budi,
+            cecep,
+            dadang,
+            endang,
+            fajar,
+            gilang,
+            ..
+        } = self;
+        // Sign-off is all or nothing: a batch naming Budi (rejected) changes no case.
+        expect_code(
+            client
+                .sign_off(authed(batch(&[asep, budi], ""), &o.bupati))
+                .await,
+            Code::FailedPrecondition,
+            &format!("case {budi}"),
+        );
+        assert_eq!(
+            state_of(client, &o.bupati, asep).await?,
+            CaseState::FieldVerified
+        );
+        expect_code(
+            client
+                .return_to_region(authed(batch(&[cecep], "  "), &o.bupati))
+                .await,
+            Code::InvalidArgument,
+            "note",
+        );
+        // The Bupati sends Cecep back; the rest is signed off in one batch.
+        let back = client
+            .return_to_region(authed(
+                batch(&[cecep], "the dwelling photo does not show the house"),
+                &o.bupati,
             ))
-            .await,
-        Code::FailedPrecondition,
-        "CASE_STATE_VILLAGE_REVIEWED",
-    );
-
-    // Field verification: the wrong regency, the wrong role, an identity change, refused.
-    expect_code(
+            .await?
+            .into_inner();
+        assert_eq!(back.returned, 1);
+        let other_bupati = stack.token_for("bupati-3273", Role::Bupati, "32.73");
+        expect_code(
+            client
+                .sign_off(authed(batch(&[asep], ""), &other_bupati))
+                .await,
+            Code::PermissionDenied,
+            "outside the caller's scope 32.73",
+        );
+        let signed = client
+            .sign_off(authed(
+                batch(&[asep, dadang, endang, fajar, gilang], "SK Bupati 12/2026"),
+                &o.bupati,
+            ))
+            .await?
+            .into_inner();
+        assert_eq!(signed.applied, 5);
+        // The province sends Gilang back before forwarding; a village operator may not.
+        expect_code(
+            client
+                .return_to_region(authed(batch(&[gilang], "no minutes attached"), &o.village))
+                .await,
+            Code::PermissionDenied,
+            "may not call ReturnToRegion",
+        );
         client
-            .record_field_verification(authed(visit(&asep, true), &o.other_regency))
-            .await,
-        Code::PermissionDenied,
-        "outside the caller's scope",
-    );
-    expect_code(
-        client
-            .record_field_verification(authed(visit(&asep, true), &o.village))
-            .await,
-        Code::PermissionDenied,
-        "may not call RecordFieldVerification",
-    );
-    let mut renamed = visit(&asep, true);
-    let mut h = household();
-    h.families[0].members[2].full_name = "Dede Kurniawan".into();
-    renamed.corrected = Some(h);
-    expect_code(
-        client
-            .record_field_verification(authed(renamed, &o.regency))
-            .await,
-        Code::InvalidArgument,
-        "corrected.families[0].members[2]",
-    );
-    // Budi is not found at the address: rejected, final.
-    let rejected = client
-        .record_field_verification(authed(visit(&budi, false), &o.regency))
-        .await?
-        .into_inner();
-    assert_eq!(rejected.state, CaseState::Rejected as i32);
-    // Asep's visit corrects the dwelling; the case keeps the correction.
-    let mut corrected_visit = visit(&asep, true);
-    let mut h = household();
-    if let Some(d) = h.dwelling.as_mut() {
-        d.floor_area_m2 = 30.0;
-    }
-    corrected_visit.corrected = Some(h);
-    let visited = client
-        .record_field_verification(authed(corrected_visit, &o.regency))
-        .await?
-        .into_inner();
-    assert_eq!(visited.state, CaseState::FieldVerified as i32);
-    let field = visited.field_visit.clone().expect("field visit");
-    assert_eq!(field.corrected_fields, vec!["dwelling".to_owned()]);
-    assert_eq!(field.officer_id, "dinsos-3204");
-    assert_eq!(
-        visited
-            .household
-            .as_ref()
-            .and_then(|h| h.dwelling.as_ref())
-            .map(|d| d.floor_area_m2),
-        Some(30.0)
-    );
-    for id in [&cecep, &dadang, &endang, &fajar, &gilang] {
-        client
-            .record_field_verification(authed(visit(id, true), &o.regency))
+            .return_to_region(authed(
+                batch(&[gilang], "the sign-off letter is unsigned"),
+                &o.province,
+            ))
             .await?;
+        assert_eq!(
+            state_of(client, &o.province, gilang).await?,
+            CaseState::Returned
+        );
+        expect_code(
+            client
+                .forward_to_ministry(authed(batch(&[asep], ""), &o.bupati))
+                .await,
+            Code::PermissionDenied,
+            "may not call ForwardToMinistry",
+        );
+        client
+            .forward_to_ministry(authed(
+                batch(&[asep, dadang, endang, fajar], ""),
+                &o.province,
+            ))
+            .await?;
+        Ok(())
     }
 
-    // Sign-off is all or nothing: a batch naming Budi (rejected) changes no case.
-    expect_code(
-        client
-            .sign_off(authed(batch(&[&asep, &budi], ""), &o.bupati))
-            .await,
-        Code::FailedPrecondition,
-        &format!("case {budi}"),
-    );
-    assert_eq!(
-        state_of(&mut client, &o.bupati, &asep).await?,
-        CaseState::FieldVerified
-    );
-    expect_code(
-        client
-            .return_to_region(authed(batch(&[&cecep], "  "), &o.bupati))
-            .await,
-        Code::InvalidArgument,
-        "note",
-    );
-    // The Bupati sends Cecep back; the rest is signed off in one batch.
-    let back = client
-        .return_to_region(authed(
-            batch(&[&cecep], "the dwelling photo does not show the house"),
-            &o.bupati,
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(back.returned, 1);
-    let other_bupati = stack.token_for("bupati-3273", Role::Bupati, "32.73");
-    expect_code(
-        client
-            .sign_off(authed(batch(&[&asep], ""), &other_bupati))
-            .await,
-        Code::PermissionDenied,
-        "outside the caller's scope 32.73",
-    );
-    let signed = client
-        .sign_off(authed(
-            batch(
-                &[&asep, &dadang, &endang, &fajar, &gilang],
-                "SK Bupati 12/2026",
-            ),
-            &o.bupati,
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(signed.applied, 5);
-    // The province sends Gilang back before forwarding; a village operator may not.
-    expect_code(
-        client
-            .return_to_region(authed(batch(&[&gilang], "no minutes attached"), &o.village))
-            .await,
-        Code::PermissionDenied,
-        "may not call ReturnToRegion",
-    );
-    client
-        .return_to_region(authed(
-            batch(&[&gilang], "the sign-off letter is unsigned"),
-            &o.province,
-        ))
-        .await?;
-    assert_eq!(
-        state_of(&mut client, &o.province, &gilang).await?,
-        CaseState::Returned
-    );
-    expect_code(
-        client
-            .forward_to_ministry(authed(batch(&[&asep], ""), &o.bupati))
-            .await,
-        Code::PermissionDenied,
-        "may not call ForwardToMinistry",
-    );
-    client
-        .forward_to_ministry(authed(
-            batch(&[&asep, &dadang, &endang, &fajar], ""),
-            &o.province,
-        ))
-        .await?;
-
-    // The ministry. Overrides need a written reason.
-    expect_code(
-        client
+    async fn the_ministry_assesses_with_reasoned_overrides(&mut self) -> anyhow::Result<()> {
+        let Walk {
+            client,
+            o,
+            asep,
+            dadang,
+            endang,
+            fajar,
+            ..
+        } = self;
+        // The ministry. Overrides need a written reason.
+        expect_code(
+            client
+                .assess(authed(
+                    AssessRequest {
+                        case_id: endang.clone(),
+                        r#override: Override::Accept as i32,
+                        override_reason: String::new(),
+                    },
+                    &o.ministry,
+                ))
+                .await,
+            Code::InvalidArgument,
+            "override_reason",
+        );
+        expect_code(
+            client
+                .assess(authed(
+                    AssessRequest {
+                        case_id: asep.clone(),
+                        ..Default::default()
+                    },
+                    &o.regency,
+                ))
+                .await,
+            Code::PermissionDenied,
+            "may not call Assess",
+        );
+        // Asep: all five criteria pass.
+        let accepted = client
+            .assess(authed(
+                AssessRequest {
+                    case_id: asep.clone(),
+                    ..Default::default()
+                },
+                &o.ministry,
+            ))
+            .await?
+            .into_inner();
+        assert_eq!(accepted.state, CaseState::Accepted as i32);
+        let assessment = accepted.assessment.clone().expect("assessment");
+        assert!(assessment.accepted);
+        assert_eq!(assessment.criteria.len(), 5);
+        assert!(
+            assessment
+                .criteria
+                .iter()
+                .all(|c| c.verdict == CriterionVerdict::Pass as i32)
+        );
+        // Endang fails criterion 2; the assessor accepts him anyway, with a reason.
+        let overridden = client
             .assess(authed(
                 AssessRequest {
                     case_id: endang.clone(),
                     r#override: Override::Accept as i32,
-                    override_reason: String::new(),
+                    override_reason: "NIK issued last week; Dukcapil's copy lags".into(),
                 },
                 &o.ministry,
             ))
-            .await,
-        Code::InvalidArgument,
-        "override_reason",
-    );
-    expect_code(
-        client
+            .await?
+            .into_inner();
+        assert_eq!(overridden.state, CaseState::Accepted as i32);
+        let a = overridden.assessment.expect("assessment");
+        assert!(a.accepted);
+        assert_eq!(a.criteria[1].verdict, CriterionVerdict::Fail as i32);
+        assert!(a.override_reason.contains("lags"));
+        // Fajar passes; the assessor returns him anyway, with a reason.
+        let overridden = client
             .assess(authed(
                 AssessRequest {
-                    case_id: asep.clone(),
-                    ..Default::default()
+                    case_id: fajar.clone(),
+                    r#override: Override::Return as i32,
+                    override_reason: "income declared twice in the musdes minutes".into(),
+                },
+                &o.ministry,
+            ))
+            .await?
+            .into_inner();
+        assert_eq!(overridden.state, CaseState::Returned as i32);
+        // Dadang, by the automatic verdict: returned under criterion 2.
+        let verdicts = client
+            .assess_batch(authed(batch(&[dadang], ""), &o.ministry))
+            .await?
+            .into_inner();
+        assert_eq!((verdicts.accepted, verdicts.returned), (0, 1));
+        let returned = client
+            .get_case(authed(
+                GetCaseRequest {
+                    case_id: dadang.clone(),
                 },
                 &o.regency,
             ))
-            .await,
-        Code::PermissionDenied,
-        "may not call Assess",
-    );
-    // Asep: all five criteria pass.
-    let accepted = client
-        .assess(authed(
-            AssessRequest {
-                case_id: asep.clone(),
-                ..Default::default()
-            },
-            &o.ministry,
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(accepted.state, CaseState::Accepted as i32);
-    let assessment = accepted.assessment.clone().expect("assessment");
-    assert!(assessment.accepted);
-    assert_eq!(assessment.criteria.len(), 5);
-    assert!(
-        assessment
-            .criteria
-            .iter()
-            .all(|c| c.verdict == CriterionVerdict::Pass as i32)
-    );
-    // Endang fails criterion 2; the assessor accepts him anyway, with a reason.
-    let overridden = client
-        .assess(authed(
-            AssessRequest {
-                case_id: endang.clone(),
-                r#override: Override::Accept as i32,
-                override_reason: "NIK issued last week; Dukcapil's copy lags".into(),
-            },
-            &o.ministry,
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(overridden.state, CaseState::Accepted as i32);
-    let a = overridden.assessment.expect("assessment");
-    assert!(a.accepted);
-    assert_eq!(a.criteria[1].verdict, CriterionVerdict::Fail as i32);
-    assert!(a.override_reason.contains("lags"));
-    // Fajar passes; the assessor returns him anyway, with a reason.
-    let overridden = client
-        .assess(authed(
-            AssessRequest {
-                case_id: fajar.clone(),
-                r#override: Override::Return as i32,
-                override_reason: "income declared twice in the musdes minutes".into(),
-            },
-            &o.ministry,
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(overridden.state, CaseState::Returned as i32);
-    // Dadang, by the automatic verdict: returned under criterion 2.
-    let verdicts = client
-        .assess_batch(authed(batch(&[&dadang], ""), &o.ministry))
-        .await?
-        .into_inner();
-    assert_eq!((verdicts.accepted, verdicts.returned), (0, 1));
-    let returned = client
-        .get_case(authed(
-            GetCaseRequest {
-                case_id: dadang.clone(),
-            },
-            &o.regency,
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(returned.state, CaseState::Returned as i32);
-    let a = returned.assessment.expect("assessment");
-    assert_eq!(
-        a.criteria[1].verdict,
-        CriterionVerdict::Fail as i32,
-        "{a:?}"
-    );
-    assert!(
-        a.criteria[1].reasons[0].contains("family 1 member 1"),
-        "{a:?}"
-    );
-
-    // The loop: Dadang's NIK corrected and resubmitted; matched again; through the
-    // workflow again; accepted.
-    expect_code(
-        client
-            .resubmit(authed(
-                ResubmitRequest {
-                    case_id: asep.clone(),
-                    corrected: Some(household()),
-                    note: String::new(),
-                },
-                &o.regency,
-            ))
-            .await,
-        Code::FailedPrecondition,
-        "CASE_STATE_ACCEPTED",
-    );
-    let mut incomplete = single(3, MEN[3].0);
-    if let Some(d) = incomplete.dwelling.as_mut() {
-        d.roof = 0;
+            .await?
+            .into_inner();
+        assert_eq!(returned.state, CaseState::Returned as i32);
+        let a = returned.assessment.expect("assessment");
+        assert_eq!(
+            a.criteria[1].verdict,
+            CriterionVerdict::Fail as i32,
+            "{a:?}"
+        );
+        assert!(
+            a.criteria[1].reasons[0].contains("family 1 member 1"),
+            "{a:?}"
+        );
+        Ok(())
     }
-    expect_code(
-        client
+
+    async fn dadang_is_corrected_resubmitted_and_accepted(&mut self) -> anyhow::Result<()> {
+        let Walk {
+            stack,
+            client,
+            o,
+            asep,
+            dadang,
+            ..
+        } = self;
+        // The loop: Dadang's NIK corrected and resubmitted; matched again; through the
+        // workflow again; accepted.
+        expect_code(
+            client
+                .resubmit(authed(
+                    ResubmitRequest {
+                        case_id: asep.clone(),
+                        corrected: Some(household()),
+                        note: String::new(),
+                    },
+                    &o.regency,
+                ))
+                .await,
+            Code::FailedPrecondition,
+            "CASE_STATE_ACCEPTED",
+        );
+        let mut incomplete = single(3, MEN[3].0);
+        if let Some(d) = incomplete.dwelling.as_mut() {
+            d.roof = 0;
+        }
+        expect_code(
+            client
+                .resubmit(authed(
+                    ResubmitRequest {
+                        case_id: dadang.clone(),
+                        corrected: Some(incomplete),
+                        note: String::new(),
+                    },
+                    &o.regency,
+                ))
+                .await,
+            Code::InvalidArgument,
+            "corrected.dwelling.roof",
+        );
+        let resubmitted = client
             .resubmit(authed(
                 ResubmitRequest {
                     case_id: dadang.clone(),
-                    corrected: Some(incomplete),
-                    note: String::new(),
+                    corrected: Some(single(3, MEN[3].0)),
+                    note: "NIK copied from the family card".into(),
                 },
                 &o.regency,
             ))
-            .await,
-        Code::InvalidArgument,
-        "corrected.dwelling.roof",
-    );
-    let resubmitted = client
-        .resubmit(authed(
-            ResubmitRequest {
-                case_id: dadang.clone(),
-                corrected: Some(single(3, MEN[3].0)),
-                note: "NIK copied from the family card".into(),
-            },
-            &o.regency,
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(resubmitted.state, CaseState::Resubmitted as i32);
-    assert_eq!(resubmitted.resubmissions, 1);
-    stack
-        .eventually(120, "the resubmitted case to be matched again", || {
-            let mut client = client.clone();
-            let (token, id) = (o.regency.clone(), dadang.clone());
-            async move {
-                Ok(
-                    (state_of(&mut client, &token, &id).await? == CaseState::VillageReviewed)
-                        .then_some(()),
-                )
-            }
-        })
-        .await?;
-    client
-        .record_field_verification(authed(visit(&dadang, true), &o.regency))
-        .await?;
-    client
-        .sign_off(authed(batch(&[&dadang], ""), &o.bupati))
-        .await?;
-    client
-        .forward_to_ministry(authed(batch(&[&dadang], ""), &o.province))
-        .await?;
-    let verdicts = client
-        .assess_batch(authed(batch(&[&dadang], ""), &o.ministry))
-        .await?
-        .into_inner();
-    assert_eq!((verdicts.accepted, verdicts.returned), (1, 0));
-
-    // Dadang's history is the whole loop, each step by its office.
-    let case = client
-        .get_case(authed(
-            GetCaseRequest {
-                case_id: dadang.clone(),
-            },
-            &o.province,
-        ))
-        .await?
-        .into_inner();
-    let path: Vec<(i32, String)> = case
-        .history
-        .iter()
-        .map(|t| (t.to, t.actor_role.clone()))
-        .collect();
-    use CaseState as S;
-    let expected: Vec<(i32, String)> = [
-        (S::Matched, "service"),
-        (S::VillageReviewed, "village_operator"),
-        (S::FieldVerified, "regency_officer"),
-        (S::SignedOff, "bupati"),
-        (S::Forwarded, "province_officer"),
-        (S::Returned, "ministry_assessor"),
-        (S::Resubmitted, "regency_officer"),
-        (S::VillageReviewed, "service"),
-        (S::FieldVerified, "regency_officer"),
-        (S::SignedOff, "bupati"),
-        (S::Forwarded, "province_officer"),
-        (S::Accepted, "ministry_assessor"),
-    ]
-    .into_iter()
-    .map(|(s, r)| (s as i32, r.to_owned()))
-    .collect();
-    assert_eq!(path, expected);
-
-    // Intake follows: rejected (final) and accepted proposals.
-    stack
-        .eventually(60, "intake to follow verivali", || async {
-            let status = |id: &str| {
-                format!(
-                    "SELECT status::bigint AS n FROM intake.proposals WHERE proposal_id = '{id}'"
-                )
-            };
-            Ok((count(&stack, &status(&ahmad_proposal)).await? == 6
-                && count(&stack, &status(&budi_proposal)).await? == 6
-                && count(&stack, &status(&dadang_proposal)).await? == 3)
-                .then_some(()))
-        })
-        .await?;
-    // Events: one household.accepted per accepted case (Asep, Endang, Dadang), one
-    // household.returned per return or rejection (Ahmad, Budi, Cecep, Fajar, Gilang,
-    // Dadang).
-    let events =
-        |t: &str| format!("SELECT count(*) AS n FROM verivali.outbox WHERE event_type = '{t}'");
-    assert_eq!(count(&stack, &events("household.accepted")).await?, 3);
-    assert_eq!(count(&stack, &events("household.returned")).await?, 6);
-    assert_eq!(count(&stack, &events("proposal.resubmitted")).await?, 1);
-    assert_eq!(
-        count(&stack, &events("case.state_changed")).await?,
-        count(&stack, "SELECT count(*) AS n FROM verivali.case_history").await?
-    );
-
-    // Listing by state and age: three days on, the returned cases have waited three
-    // days; none has waited four.
-    clock.advance(chrono::Duration::days(3));
-    let listed = client
-        .list_cases(authed(
-            ListCasesRequest {
-                region_code: "32.04".into(),
-                state: CaseState::Returned as i32,
-                min_age_days: 3,
-                page: Some(pb::PageRequest {
-                    page_size: 1,
-                    page_token: String::new(),
-                }),
-            },
-            &o.regency,
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(listed.cases.len(), 1);
-    let token = listed.page.expect("page").next_page_token;
-    assert!(!token.is_empty());
-    let rest = client
-        .list_cases(authed(
-            ListCasesRequest {
-                region_code: "32.04".into(),
-                state: CaseState::Returned as i32,
-                min_age_days: 3,
-                page: Some(pb::PageRequest {
-                    page_size: 2,
-                    page_token: token,
-                }),
-            },
-            &o.regency,
-        ))
-        .await?
-        .into_inner();
-    assert!(rest.page.as_ref().expect("page").next_page_token.is_empty());
-    let mut seen: Vec<String> = listed
-        .cases
-        .iter()
-        .chain(&rest.cases)
-        .map(|c| c.case_id.clone())
-        .collect();
-    seen.sort();
-    let mut want = vec![cecep.clone(), fajar.clone(), gilang.clone()];
-    want.sort();
-    assert_eq!(seen, want);
-    let older = client
-        .list_cases(authed(
-            ListCasesRequest {
-                region_code: "32.04".into(),
-                state: CaseState::Returned as i32,
-                min_age_days: 4,
-                page: None,
-            },
-            &o.regency,
-        ))
-        .await?
-        .into_inner();
-    assert!(older.cases.is_empty());
-    expect_code(
+            .await?
+            .into_inner();
+        assert_eq!(resubmitted.state, CaseState::Resubmitted as i32);
+        assert_eq!(resubmitted.resubmissions, 1);
+        stack
+            .eventually(120, "the resubmitted case to be matched again", || {
+                let mut client = client.clone();
+                let (token, id) = (o.regency.clone(), dadang.clone());
+                async move {
+                    Ok(
+                        (state_of(&mut client, &token, &id).await? == CaseState::VillageReviewed)
+                            .then_some(()),
+                    )
+                }
+            })
+            .await?;
         client
+            .record_field_verification(authed(visit(dadang, true), &o.regency))
+            .await?;
+        client
+            .sign_off(authed(batch(&[dadang], ""), &o.bupati))
+            .await?;
+        client
+            .forward_to_ministry(authed(batch(&[dadang], ""), &o.province))
+            .await?;
+        let verdicts = client
+            .assess_batch(authed(batch(&[dadang], ""), &o.ministry))
+            .await?
+            .into_inner();
+        assert_eq!((verdicts.accepted, verdicts.returned), (1, 0));
+
+        // Dadang's history is the whole loop, each step by its office.
+        let case = client
+            .get_case(authed(
+                GetCaseRequest {
+                    case_id: dadang.clone(),
+                },
+                &o.province,
+            ))
+            .await?
+            .into_inner();
+        let path: Vec<(i32, String)> = case
+            .history
+            .iter()
+            .map(|t| (t.to, t.actor_role.clone()))
+            .collect();
+        use CaseState as S;
+        let expected: Vec<(i32, String)> = [
+            (S::Matched, "service"),
+            (S::VillageReviewed, "village_operator"),
+            (S::FieldVerified, "regency_officer"),
+            (S::SignedOff, "bupati"),
+            (S::Forwarded, "province_officer"),
+            (S::Returned, "ministry_assessor"),
+            (S::Resubmitted, "regency_officer"),
+            (S::VillageReviewed, "service"),
+            (S::FieldVerified, "regency_officer"),
+            (S::SignedOff, "bupati"),
+            (S::Forwarded, "province_officer"),
+            (S::Accepted, "ministry_assessor"),
+        ]
+        .into_iter()
+        .map(|(s, r)| (s as i32, r.to_owned()))
+        .collect();
+        assert_eq!(path, expected);
+        Ok(())
+    }
+
+    async fn intake_and_the_events_follow(&mut self) -> anyhow::Result<()> {
+        let Walk {
+            stack,
+            ahmad_proposal,
+            budi_proposal,
+            dadang_proposal,
+            ..
+        } = self;
+        // Intake follows: rejected (final) and accepted proposals.
+        stack
+            .eventually(60, "intake to follow verivali", || async {
+                let status = |id: &str| {
+                    format!(
+                        "SELECT status::bigint AS n FROM intake.proposals WHERE proposal_id = '{id}'"
+                    )
+                };
+                Ok((count(stack, &status(ahmad_proposal)).await? == 6
+                    && count(stack, &status(budi_proposal)).await? == 6
+                    && count(stack, &status(dadang_proposal)).await? == 3)
+                    .then_some(()))
+            })
+            .await?;
+        // Events: one household.accepted per accepted case (Asep, Endang, Dadang), one
+        // household.returned per return or rejection (Ahmad, Budi, Cecep, Fajar, Gilang,
+        // Dadang).
+        let events =
+            |t: &str| format!("SELECT count(*) AS n FROM verivali.outbox WHERE event_type = '{t}'");
+        assert_eq!(count(stack, &events("household.accepted")).await?, 3);
+        assert_eq!(count(stack, &events("household.returned")).await?, 6);
+        assert_eq!(count(stack, &events("proposal.resubmitted")).await?, 1);
+        assert_eq!(
+            count(stack, &events("case.state_changed")).await?,
+            count(stack, "SELECT count(*) AS n FROM verivali.case_history").await?
+        );
+        Ok(())
+    }
+
+    async fn listing_by_state_and_age_and_the_regency_queue(&mut self) -> anyhow::Result<()> {
+        let Walk {
+            clock,
+            client,
+            o,
+            cecep,
+            fajar,
+            gilang,
+            ..
+        } = self;
+        // Listing by state and age: three days on, the returned cases have waited three
+        // days; none has waited four.
+        clock.advance(chrono::Duration::days(3));
+        let listed = client
             .list_cases(authed(
                 ListCasesRequest {
-                    region_code: "32.73".into(),
-                    ..Default::default()
+                    region_code: "32.04".into(),
+                    state: CaseState::Returned as i32,
+                    min_age_days: 3,
+                    page: Some(pb::PageRequest {
+                        page_size: 1,
+                        page_token: String::new(),
+                    }),
                 },
                 &o.regency,
             ))
-            .await,
-        Code::PermissionDenied,
-        "outside the caller's scope",
-    );
-    // The regency's queue: the three returned cases wait for it.
-    let queue = client
-        .work_queue(authed(WorkQueueRequest::default(), &o.regency))
-        .await?
-        .into_inner();
-    assert_eq!(queue.cases.len(), 3);
-
-    // Every command refuses the wrong role, the wrong region and the wrong state (Asep's
-    // case is ACCEPTED), and a refused command leaves no trace.
-    let history_before = count(&stack, "SELECT count(*) AS n FROM verivali.case_history").await?;
-    let outbox_before = count(&stack, "SELECT count(*) AS n FROM verivali.outbox").await?;
-    let other_province = stack.token_for("dinsos-33", Role::ProvinceOfficer, "33");
-    let commands: [(Command, &str, Option<&str>); 8] = [
-        (Command::VillageReview, &o.village, Some(&o.other_village)),
-        (Command::FieldVisit, &o.regency, Some(&o.other_regency)),
-        (Command::SignOff, &o.bupati, Some(&other_bupati)),
-        (Command::Forward, &o.province, Some(&other_province)),
-        (Command::Assess, &o.ministry, None),
-        (Command::AssessBatch, &o.ministry, None),
-        (Command::Return, &o.ministry, None),
-        (Command::Resubmit, &o.regency, Some(&o.other_regency)),
-    ];
-    for (command, owner, foreign) in commands {
-        let refused = command.send(&mut client, &asep, &o.public).await;
-        assert_eq!(
-            refused.code(),
+            .await?
+            .into_inner();
+        assert_eq!(listed.cases.len(), 1);
+        let token = listed.page.expect("page").next_page_token;
+        assert!(!token.is_empty());
+        let rest = client
+            .list_cases(authed(
+                ListCasesRequest {
+                    region_code: "32.04".into(),
+                    state: CaseState::Returned as i32,
+                    min_age_days: 3,
+                    page: Some(pb::PageRequest {
+                        page_size: 2,
+                        page_token: token,
+                    }),
+                },
+                &o.regency,
+            ))
+            .await?
+            .into_inner();
+        assert!(rest.page.as_ref().expect("page").next_page_token.is_empty());
+        let mut seen: Vec<String> = listed
+            .cases
+            .iter()
+            .chain(&rest.cases)
+            .map(|c| c.case_id.clone())
+            .collect();
+        seen.sort();
+        let mut want = vec![cecep.clone(), fajar.clone(), gilang.clone()];
+        want.sort();
+        assert_eq!(seen, want);
+        let older = client
+            .list_cases(authed(
+                ListCasesRequest {
+                    region_code: "32.04".into(),
+                    state: CaseState::Returned as i32,
+                    min_age_days: 4,
+                    page: None,
+                },
+                &o.regency,
+            ))
+            .await?
+            .into_inner();
+        assert!(older.cases.is_empty());
+        expect_code(
+            client
+                .list_cases(authed(
+                    ListCasesRequest {
+                        region_code: "32.73".into(),
+                        ..Default::default()
+                    },
+                    &o.regency,
+                ))
+                .await,
             Code::PermissionDenied,
-            "{command:?} by the public: {refused:?}"
+            "outside the caller's scope",
         );
-        assert!(
-            refused.message().contains("may not"),
-            "{command:?}: {refused:?}"
-        );
-        if let Some(foreign) = foreign {
-            let refused = command.send(&mut client, &asep, foreign).await;
+        // The regency's queue: the three returned cases wait for it.
+        let queue = client
+            .work_queue(authed(WorkQueueRequest::default(), &o.regency))
+            .await?
+            .into_inner();
+        assert_eq!(queue.cases.len(), 3);
+        Ok(())
+    }
+
+    async fn every_command_refuses_the_wrong_role_region_and_state(
+        &mut self,
+    ) -> anyhow::Result<()> {
+        let Walk {
+            stack,
+            client,
+            o,
+            asep,
+            ..
+        } = self;
+        let other_bupati = stack.token_for("bupati-3273", Role::Bupati, "32.73");
+        // Every command refuses the wrong role, the wrong region and the wrong state (Asep's
+        // case is ACCEPTED), and a refused command leaves no trace.
+        let history_before =
+            count(stack, "SELECT count(*) AS n FROM verivali.case_history").await?;
+        let outbox_before = count(stack, "SELECT count(*) AS n FROM verivali.outbox").await?;
+        let other_province = stack.token_for("dinsos-33", Role::ProvinceOfficer, "33");
+        let commands: [(Command, &str, Option<&str>); 8] = [
+            (Command::VillageReview, &o.village, Some(&o.other_village)),
+            (Command::FieldVisit, &o.regency, Some(&o.other_regency)),
+            (Command::SignOff, &o.bupati, Some(&other_bupati)),
+            (Command::Forward, &o.province, Some(&other_province)),
+            (Command::Assess, &o.ministry, None),
+            (Command::AssessBatch, &o.ministry, None),
+            (Command::Return, &o.ministry, None),
+            (Command::Resubmit, &o.regency, Some(&o.other_regency)),
+        ];
+        for (command, owner, foreign) in commands {
+            let refused = command.send(client, asep, &o.public).await;
             assert_eq!(
                 refused.code(),
                 Code::PermissionDenied,
-                "{command:?} from afar: {refused:?}"
+                "{command:?} by the public: {refused:?}"
             );
             assert!(
-                refused.message().contains("outside the caller's scope"),
+                refused.message().contains("may not"),
+                "{command:?}: {refused:?}"
+            );
+            if let Some(foreign) = foreign {
+                let refused = command.send(client, asep, foreign).await;
+                assert_eq!(
+                    refused.code(),
+                    Code::PermissionDenied,
+                    "{command:?} from afar: {refused:?}"
+                );
+                assert!(
+                    refused.message().contains("outside the caller's scope"),
+                    "{command:?}: {refused:?}"
+                );
+            }
+            let refused = command.send(client, asep, owner).await;
+            assert_eq!(
+                refused.code(),
+                Code::FailedPrecondition,
+                "{command:?}: {refused:?}"
+            );
+            assert!(
+                refused
+                    .message()
+                    .contains("the case is CASE_STATE_ACCEPTED"),
                 "{command:?}: {refused:?}"
             );
         }
-        let refused = command.send(&mut client, &asep, owner).await;
         assert_eq!(
-            refused.code(),
-            Code::FailedPrecondition,
-            "{command:?}: {refused:?}"
+            count(stack, "SELECT count(*) AS n FROM verivali.case_history").await?,
+            history_before
         );
-        assert!(
-            refused
-                .message()
-                .contains("the case is CASE_STATE_ACCEPTED"),
-            "{command:?}: {refused:?}"
+        assert_eq!(
+            count(stack, "SELECT count(*) AS n FROM verivali.outbox").await?,
+            outbox_before
         );
+        Ok(())
     }
-    assert_eq!(
-        count(&stack, "SELECT count(*) AS n FROM verivali.case_history").await?,
-        history_before
-    );
-    assert_eq!(
-        count(&stack, "SELECT count(*) AS n FROM verivali.outbox").await?,
-        outbox_before
-    );
 
-    // The same from the command line: the regency's queue, a case's file, a refusal.
-    let (code, out, err) = stack.dtksctl(&o.regency, &["verivali", "queue"]).await?;
-    assert_eq!(code, 0, "{err}");
-    for id in [&cecep, &fajar, &gilang] {
-        assert!(out.contains(id.as_str()), "{out}");
+    async fn the_command_line_shows_the_same(&mut self) -> anyhow::Result<()> {
+        let Walk {
+            stack,
+            o,
+            asep,
+            cecep,
+            dadang,
+            fajar,
+            gilang,
+            ..
+        } = self;
+        // The same from the command line: the regency's queue, a case's file, a refusal.
+        let (code, out, err) = stack.dtksctl(&o.regency, &["verivali", "queue"]).await?;
+        assert_eq!(code, 0, "{err}");
+        for id in [&cecep, &fajar, &gilang] {
+            assert!(out.contains(id.as_str()), "{out}");
+        }
+        assert!(out.contains("\treturned\t"), "{out}");
+        let (code, out, err) = stack
+            .dtksctl(&o.regency, &["verivali", "case", dadang])
+            .await?;
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("case ") && out.contains("(accepted)"), "{out}");
+        assert!(out.contains("resubmitted -> village_reviewed"), "{out}");
+        assert!(out.contains("criterion 2 pass"), "{out}");
+        let ids = std::env::temp_dir().join(format!("dtks-cases-{}.txt", stack.run_id));
+        std::fs::write(&ids, format!("# accepted already\n{asep}\n"))?;
+        let (code, _, err) = stack
+            .dtksctl(
+                &o.bupati,
+                &["verivali", "sign-off", &format!("@{}", ids.display())],
+            )
+            .await?;
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("FailedPrecondition") && err.contains("CASE_STATE_ACCEPTED"),
+            "{err}"
+        );
+        Ok(())
     }
-    assert!(out.contains("\treturned\t"), "{out}");
-    let (code, out, err) = stack
-        .dtksctl(&o.regency, &["verivali", "case", &dadang])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transition_and_refusal_with_the_return_and_resubmit_loop() -> anyhow::Result<()> {
+    let mut walk = Walk::propose_eight().await?;
+    walk.queues_hold_the_matched_cases().await?;
+    walk.refusals_before_the_village_review_leave_no_trace()
         .await?;
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("case ") && out.contains("(accepted)"), "{out}");
-    assert!(out.contains("resubmitted -> village_reviewed"), "{out}");
-    assert!(out.contains("criterion 2 pass"), "{out}");
-    let ids = std::env::temp_dir().join(format!("dtks-cases-{}.txt", stack.run_id));
-    std::fs::write(&ids, format!("# accepted already\n{asep}\n"))?;
-    let (code, _, err) = stack
-        .dtksctl(
-            &o.bupati,
-            &["verivali", "sign-off", &format!("@{}", ids.display())],
-        )
+    walk.the_musdes_decides_and_a_second_review_is_refused()
         .await?;
-    assert_eq!(code, 2);
-    assert!(
-        err.contains("FailedPrecondition") && err.contains("CASE_STATE_ACCEPTED"),
-        "{err}"
-    );
+    walk.field_verification_refuses_rejects_and_corrects()
+        .await?;
+    walk.sign_off_is_all_or_nothing_and_the_province_forwards()
+        .await?;
+    walk.the_ministry_assesses_with_reasoned_overrides().await?;
+    walk.dadang_is_corrected_resubmitted_and_accepted().await?;
+    walk.intake_and_the_events_follow().await?;
+    walk.listing_by_state_and_age_and_the_regency_queue()
+        .await?;
+    walk.every_command_refuses_the_wrong_role_region_and_state()
+        .await?;
+    walk.the_command_line_shows_the_same().await?;
     Ok(())
 }
 

@@ -150,6 +150,19 @@ pub fn markdown(rows: &[Row]) -> String {
     out
 }
 
+/// Linkage quality: `correct` of `linked` links right, out of `persons` who could be
+/// linked. Answers precision, recall and F1 (0 where nothing was linked).
+pub fn quality(correct: usize, linked: usize, persons: usize) -> (f64, f64, f64) {
+    let precision = correct as f64 / linked.max(1) as f64;
+    let recall = correct as f64 / persons.max(1) as f64;
+    let f1 = if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    };
+    (precision, recall, f1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,17 +197,4 @@ mod tests {
         assert!(table.contains("| 100,000 persons | 50,000 |"), "{table}");
         assert!(table.contains("| 10.00× | 0.8 |"), "{table}");
     }
-}
-
-/// Linkage quality: `correct` of `linked` links right, out of `persons` who could be
-/// linked. Answers precision, recall and F1 (0 where nothing was linked).
-pub fn quality(correct: usize, linked: usize, persons: usize) -> (f64, f64, f64) {
-    let precision = correct as f64 / linked.max(1) as f64;
-    let recall = correct as f64 / persons.max(1) as f64;
-    let f1 = if precision + recall == 0.0 {
-        0.0
-    } else {
-        2.0 * precision * recall / (precision + recall)
-    };
-    (precision, recall, f1)
 }
