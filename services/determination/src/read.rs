@@ -26,7 +26,7 @@ fn household_id(text: &str) -> Result<uuid::Uuid> {
 
 impl Api {
     /// A month's snapshot in rank order from `after_rank`, within the caller's region.
-    pub async fn stream(&self, who: &Claims, req: StreamSnapshotRequest) -> Result<PageStream> {
+    pub async fn stream(&self, who: &Claims, req: &StreamSnapshotRequest) -> Result<PageStream> {
         let period = convert::period_key(req.period.as_ref())?;
         let region = if req.region_code.is_empty() {
             who.region.clone()
@@ -83,7 +83,7 @@ impl Api {
     pub(crate) async fn standing(
         &self,
         who: &Claims,
-        req: GetHouseholdStandingRequest,
+        req: &GetHouseholdStandingRequest,
     ) -> Result<HouseholdStanding> {
         let household_id = household_id(&req.household_id)?;
         let period = match req.period {
@@ -145,7 +145,7 @@ impl Api {
     pub(crate) async fn registry_household(
         &self,
         who: &Claims,
-        req: GetRegistryHouseholdRequest,
+        req: &GetRegistryHouseholdRequest,
     ) -> Result<RegistryHousehold> {
         let household_id = household_id(&req.household_id)?;
         let as_of = match req.as_of {

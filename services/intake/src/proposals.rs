@@ -64,8 +64,8 @@ fn instant(t: &prost_types::Timestamp, field: &str) -> Result<chrono::DateTime<c
 
 impl Intake {
     /// One proposal with its household; the read names the members, so it is audited.
-    pub async fn proposal(&self, who: &Claims, id: &str) -> Result<Proposal> {
-        let id = proposal_id(id)?;
+    pub async fn proposal(&self, who: &Claims, req: &GetProposalRequest) -> Result<Proposal> {
+        let id = proposal_id(&req.proposal_id)?;
         let proposal = store::load(&self.db, id, true)
             .await?
             .filter(|p| may_see(who, p))
@@ -78,7 +78,7 @@ impl Intake {
     pub async fn proposals(
         &self,
         who: &Claims,
-        req: ListProposalsRequest,
+        req: &ListProposalsRequest,
     ) -> Result<ListProposalsResponse> {
         let (after, size) = page_cursor(req.page.as_ref())?;
         let region = if req.region_code.is_empty() {
@@ -144,7 +144,7 @@ impl Intake {
     }
 
     /// Withdraws a proposal not yet verified; `proposal.withdrawn` is published with it.
-    pub async fn withdraw(&self, who: &Claims, req: WithdrawProposalRequest) -> Result<Proposal> {
+    pub async fn withdraw(&self, who: &Claims, req: &WithdrawProposalRequest) -> Result<Proposal> {
         let id = proposal_id(&req.proposal_id)?;
         let reason = req.reason.trim();
         if reason.is_empty() || reason.chars().count() > check::MAX_REASON {

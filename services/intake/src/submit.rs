@@ -9,7 +9,7 @@ use tonic::Streaming;
 use crate::Intake;
 use crate::check;
 use crate::error::{Error, Result};
-use crate::store::{self, Stored};
+use crate::store;
 
 /// Proposals a bulk import writes per transaction.
 const BATCH: usize = 1_000;
@@ -18,9 +18,13 @@ const WRITES_IN_FLIGHT: usize = 3;
 
 impl Intake {
     /// One proposal, checked and stored (or answered as a replay of the first).
-    pub async fn submit(&self, who: &Claims, request: SubmitProposalRequest) -> Result<Stored> {
+    pub async fn submit(
+        &self,
+        who: &Claims,
+        request: &SubmitProposalRequest,
+    ) -> Result<SubmitProposalResponse> {
         self.rate_limit(who).await?;
-        let prepared = check::prepare(who, request, self.today())?;
+        let prepared = check::prepare(who, request.clone(), self.today())?;
         let channel = prepared.channel;
         let stored = store::store(&self.db, vec![prepared])
             .await?
@@ -37,7 +41,11 @@ impl Intake {
             replayed = stored.replayed,
             "proposal taken"
         );
-        Ok(stored)
+        Ok(SubmitProposalResponse {
+            proposal_id: stored.proposal_id.to_string(),
+            status: stored.status,
+            replayed: stored.replayed,
+        })
     }
 
     /// A citizen's self-registrations are rate-limited per account.
