@@ -26,159 +26,108 @@ impl Distribution {
 type BatchStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<RecipientBatch, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl DistributionService for Distribution {
-    #[tracing::instrument(skip_all)]
-    async fn build_list(
-        &self,
-        request: Request<BuildListRequest>,
-    ) -> Result<Response<BeneficiaryList>, Status> {
-        claims(&request)?;
-        Ok(Response::new(self.build(request.into_inner()).await?))
-    }
+dtks_platform::grpc_edge! {
+    impl DistributionService for Distribution {
+        use_cases {
+            build_list(BuildListRequest) -> BeneficiaryList = build;
+            get_list(GetListRequest) -> BeneficiaryList = list;
+            create_data_request(CreateDataRequestRequest) -> DataRequest = file_request;
+            record_handover(RecordHandoverRequest) -> DataRequest = handover_minutes;
+            get_data_request(GetDataRequestRequest) -> DataRequest = data_request;
+            save_programme(Programme) -> Programme = save;
+        }
 
-    #[tracing::instrument(skip_all)]
-    async fn prepare_month(
-        &self,
-        request: Request<PrepareMonthRequest>,
-    ) -> Result<Response<PreparedMonth>, Status> {
-        let req = request.into_inner();
-        let (year, month) = convert::period_key(req.period.as_ref())?;
-        let m = self.month(year, month as u32).await?;
-        Ok(Response::new(PreparedMonth {
-            period: req.period,
-            households: m.households() as u64,
-            persons: m.ages.len() as u64,
-            load_seconds: m.load_seconds,
-            megabytes: (m.bytes() >> 20) as u64,
-        }))
-    }
+        #[tracing::instrument(skip_all)]
+        async fn prepare_month(
+            &self,
+            request: Request<PrepareMonthRequest>,
+        ) -> Result<Response<PreparedMonth>, Status> {
+            let req = request.into_inner();
+            let (year, month) = convert::period_key(req.period.as_ref())?;
+            let m = self.month(year, month as u32).await?;
+            Ok(Response::new(PreparedMonth {
+                period: req.period,
+                households: m.households() as u64,
+                persons: m.ages.len() as u64,
+                load_seconds: m.load_seconds,
+                megabytes: (m.bytes() >> 20) as u64,
+            }))
+        }
 
-    #[tracing::instrument(skip_all)]
-    async fn get_list(
-        &self,
-        request: Request<GetListRequest>,
-    ) -> Result<Response<BeneficiaryList>, Status> {
-        claims(&request)?;
-        Ok(Response::new(self.list(&request.get_ref().list_id).await?))
-    }
+        #[tracing::instrument(skip_all)]
+        async fn approve_data_request(
+            &self,
+            request: Request<DecideDataRequestRequest>,
+        ) -> Result<Response<DataRequest>, Status> {
+            self.decide(request, requests::Decision::Approve).await
+        }
 
-    #[tracing::instrument(skip_all)]
-    async fn create_data_request(
-        &self,
-        request: Request<CreateDataRequestRequest>,
-    ) -> Result<Response<DataRequest>, Status> {
-        let who = claims(&request)?.clone();
-        Ok(Response::new(
-            requests::create(&self.db, &who, request.get_ref()).await?,
-        ))
-    }
+        #[tracing::instrument(skip_all)]
+        async fn reject_data_request(
+            &self,
+            request: Request<DecideDataRequestRequest>,
+        ) -> Result<Response<DataRequest>, Status> {
+            self.decide(request, requests::Decision::Reject).await
+        }
 
-    #[tracing::instrument(skip_all)]
-    async fn approve_data_request(
-        &self,
-        request: Request<DecideDataRequestRequest>,
-    ) -> Result<Response<DataRequest>, Status> {
-        self.decide(request, requests::Decision::Approve).await
-    }
+        #[tracing::instrument(skip_all)]
+        async fn revoke_data_request(
+            &self,
+            request: Request<DecideDataRequestRequest>,
+        ) -> Result<Response<DataRequest>, Status> {
+            self.decide(request, requests::Decision::Revoke).await
+        }
 
-    #[tracing::instrument(skip_all)]
-    async fn reject_data_request(
-        &self,
-        request: Request<DecideDataRequestRequest>,
-    ) -> Result<Response<DataRequest>, Status> {
-        self.decide(request, requests::Decision::Reject).await
-    }
+        #[tracing::instrument(skip_all)]
+        async fn list_programmes(
+            &self,
+            request: Request<ListProgrammesRequest>,
+        ) -> Result<Response<ListProgrammesResponse>, Status> {
+            claims(&request)?;
+            Ok(Response::new(ListProgrammesResponse {
+                programmes: programmes::list(&self.db).await?,
+            }))
+        }
 
-    #[tracing::instrument(skip_all)]
-    async fn revoke_data_request(
-        &self,
-        request: Request<DecideDataRequestRequest>,
-    ) -> Result<Response<DataRequest>, Status> {
-        self.decide(request, requests::Decision::Revoke).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn record_handover(
-        &self,
-        request: Request<RecordHandoverRequest>,
-    ) -> Result<Response<DataRequest>, Status> {
-        let who = claims(&request)?.clone();
-        Ok(Response::new(
-            requests::handover(&self.db, &who, request.get_ref()).await?,
-        ))
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn get_data_request(
-        &self,
-        request: Request<GetDataRequestRequest>,
-    ) -> Result<Response<DataRequest>, Status> {
-        let who = claims(&request)?.clone();
-        Ok(Response::new(
-            requests::get(&self.db, &who, &request.get_ref().request_id).await?,
-        ))
-    }
-
-    async fn save_programme(
-        &self,
-        request: Request<Programme>,
-    ) -> Result<Response<Programme>, Status> {
-        let who = claims(&request)?.clone();
-        Ok(Response::new(
-            programmes::save(&self.db, &who, request.get_ref()).await?,
-        ))
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn list_programmes(
-        &self,
-        request: Request<ListProgrammesRequest>,
-    ) -> Result<Response<ListProgrammesResponse>, Status> {
-        claims(&request)?;
-        Ok(Response::new(ListProgrammesResponse {
-            programmes: programmes::list(&self.db).await?,
-        }))
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn approve_list(
-        &self,
-        request: Request<ApproveListRequest>,
-    ) -> Result<Response<BeneficiaryList>, Status> {
-        // The programme's Eselon I unit fixes its beneficiaries (KPM).
-        let who = claims(&request)?.clone();
-        Ok(Response::new(
-            lists::approve(&self.db, &self.outbox, &who, &request.get_ref().list_id).await?,
-        ))
-    }
-    type StreamListStream = BatchStream;
-    #[tracing::instrument(skip_all)]
-    async fn stream_list(
-        &self,
-        request: Request<StreamListRequest>,
-    ) -> Result<Response<BatchStream>, Status> {
-        let who = claims(&request)?.clone();
-        Ok(Response::new(
-            delivery::stream_list(&self.db, &self.outbox, &who, request.get_ref()).await?,
-        ))
-    }
-    type StreamExtractStream = BatchStream;
-    #[tracing::instrument(skip_all)]
-    async fn stream_extract(
-        &self,
-        request: Request<StreamExtractRequest>,
-    ) -> Result<Response<BatchStream>, Status> {
-        let who = claims(&request)?.clone();
-        Ok(Response::new(
-            extract::stream_extract(
-                &self.db,
-                &self.outbox,
-                &self.determination,
-                &who,
-                request.get_ref(),
-            )
-            .await?,
-        ))
+        #[tracing::instrument(skip_all)]
+        async fn approve_list(
+            &self,
+            request: Request<ApproveListRequest>,
+        ) -> Result<Response<BeneficiaryList>, Status> {
+            // The programme's Eselon I unit fixes its beneficiaries (KPM).
+            let who = claims(&request)?.clone();
+            Ok(Response::new(
+                lists::approve(&self.db, &self.outbox, &who, &request.get_ref().list_id).await?,
+            ))
+        }
+        type StreamListStream = BatchStream;
+        #[tracing::instrument(skip_all)]
+        async fn stream_list(
+            &self,
+            request: Request<StreamListRequest>,
+        ) -> Result<Response<BatchStream>, Status> {
+            let who = claims(&request)?.clone();
+            Ok(Response::new(
+                delivery::stream_list(&self.db, &self.outbox, &who, request.get_ref()).await?,
+            ))
+        }
+        type StreamExtractStream = BatchStream;
+        #[tracing::instrument(skip_all)]
+        async fn stream_extract(
+            &self,
+            request: Request<StreamExtractRequest>,
+        ) -> Result<Response<BatchStream>, Status> {
+            let who = claims(&request)?.clone();
+            Ok(Response::new(
+                extract::stream_extract(
+                    &self.db,
+                    &self.outbox,
+                    &self.determination,
+                    &who,
+                    request.get_ref(),
+                )
+                .await?,
+            ))
+        }
     }
 }

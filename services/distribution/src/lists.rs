@@ -13,7 +13,7 @@ use dtks_platform::auth::Claims;
 use dtks_platform::fault::Fault;
 use dtks_platform::{convert, events, grpc, outbox};
 use dtks_proto::distribution::v1::{
-    BeneficiaryList, BuildListRequest, ListStatus, RegionSelection,
+    BeneficiaryList, BuildListRequest, GetListRequest, ListStatus, RegionSelection,
 };
 use dtks_proto::events::v1 as ev;
 use sea_orm::{DatabaseConnection, TransactionTrait};
@@ -132,7 +132,7 @@ fn list_id(text: &str) -> Result<uuid::Uuid> {
 impl Distribution {
     /// Builds a programme's draft list for a month that has begun; a list already built
     /// for the programme's version and month is answered as it is (never rebuilt).
-    pub(crate) async fn build(&self, req: BuildListRequest) -> Result<BeneficiaryList> {
+    pub async fn build(&self, _who: &Claims, req: &BuildListRequest) -> Result<BeneficiaryList> {
         let (year, month) =
             convert::begun_period_key(req.period.as_ref(), dtks_platform::clock::now())?;
         let (programme, rule) = programmes::current(&self.db, &req.programme_code).await?;
@@ -185,8 +185,8 @@ impl Distribution {
     }
 
     /// One list.
-    pub(crate) async fn list(&self, id: &str) -> Result<BeneficiaryList> {
-        let id = list_id(id)?;
+    pub async fn list(&self, _who: &Claims, req: &GetListRequest) -> Result<BeneficiaryList> {
+        let id = list_id(&req.list_id)?;
         Ok(store::by_id(&self.db, id, false)
             .await?
             .ok_or_else(|| Status::not_found("no such list"))?)

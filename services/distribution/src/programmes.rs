@@ -15,6 +15,7 @@ use dtks_proto::distribution::v1::Programme;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tonic::Status;
 
+use crate::Distribution;
 use crate::error::Result;
 
 use dtks_eligibility::rules::Rule;
@@ -136,56 +137,59 @@ fn check(p: &Programme) -> Result<()> {
     }
 }
 
-/// Saves a programme: a new one at version 1, a changed one at its next version; the
-/// same definition again changes nothing.
-pub async fn save(db: &DatabaseConnection, who: &Claims, p: &Programme) -> Result<Programme> {
-    check(p)?;
-    let quotas = serde_json::to_value(&p.quotas)?;
-    let txn = db.begin().await?;
-    let before = txn
-        .query_one_raw(stmt(
-            &format!("SELECT {COLUMNS} FROM programmes WHERE code = $1 FOR UPDATE"),
-            [p.code.clone().into()],
-        ))
-        .await?
-        .map(|r| from_row(&r))
-        .transpose()?;
-    let submitted = Programme {
-        code: p.code.clone(),
-        name: p.name.trim().to_owned(),
-        rule: p.rule.clone(),
-        version: 0,
-        quotas: p.quotas.clone(),
-        source: p.source.trim().to_owned(),
-    };
-    match &before {
-        Some(b)
-            if Programme {
-                version: 0,
-                ..b.clone()
-            } == submitted =>
-        {
-            return Ok(b.clone());
-        }
-        Some(_) => {
-            txn.execute_raw(stmt(
+impl Distribution {
+    /// Saves a programme: a new one at version 1, a changed one at its next version; the
+    /// same definition again changes nothing.
+    pub async fn save(&self, who: &Claims, p: &Programme) -> Result<Programme> {
+        let db = &self.db;
+        check(p)?;
+        let quotas = serde_json::to_value(&p.quotas)?;
+        let txn = db.begin().await?;
+        let before = txn
+            .query_one_raw(stmt(
+                &format!("SELECT {COLUMNS} FROM programmes WHERE code = $1 FOR UPDATE"),
+                [p.code.clone().into()],
+            ))
+            .await?
+            .map(|r| from_row(&r))
+            .transpose()?;
+        let submitted = Programme {
+            code: p.code.clone(),
+            name: p.name.trim().to_owned(),
+            rule: p.rule.clone(),
+            version: 0,
+            quotas: p.quotas.clone(),
+            source: p.source.trim().to_owned(),
+        };
+        match &before {
+            Some(b)
+                if Programme {
+                    version: 0,
+                    ..b.clone()
+                } == submitted =>
+            {
+                return Ok(b.clone());
+            }
+            Some(_) => {
+                txn.execute_raw(stmt(
                 "UPDATE programmes SET name = $2, rule = $3, quotas = $4, source = $5, version = version + 1 WHERE code = $1",
                 [submitted.code.clone().into(), submitted.name.clone().into(), submitted.rule.clone().into(), quotas.into(), submitted.source.clone().into()],
             ))
             .await?;
-        }
-        None => {
-            txn.execute_raw(stmt(
+            }
+            None => {
+                txn.execute_raw(stmt(
                 "INSERT INTO programmes (code, name, version, source, rule, quotas) VALUES ($1, $2, 1, $3, $4, $5)",
                 [submitted.code.clone().into(), submitted.name.clone().into(), submitted.source.clone().into(), submitted.rule.clone().into(), quotas.into()],
             ))
             .await?;
+            }
         }
+        history(&txn, &p.code, &who.sub).await?;
+        let (saved, _) = current(&txn, &p.code).await?;
+        txn.commit().await?;
+        Ok(saved)
     }
-    history(&txn, &p.code, &who.sub).await?;
-    let (saved, _) = current(&txn, &p.code).await?;
-    txn.commit().await?;
-    Ok(saved)
 }
 
 #[cfg(test)]

@@ -11,12 +11,13 @@ use dtks_platform::auth::{Claims, Role};
 use dtks_platform::fault::Fault;
 use dtks_platform::{convert, grpc};
 use dtks_proto::distribution::v1::{
-    CreateDataRequestRequest, DataKind, DataRequest, RecordHandoverRequest, RequestStatus,
-    RequesterKind,
+    CreateDataRequestRequest, DataKind, DataRequest, GetDataRequestRequest, RecordHandoverRequest,
+    RequestStatus, RequesterKind,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tonic::Status;
 
+use crate::Distribution;
 use crate::error::Result;
 use crate::store::requests as store;
 pub use crate::store::requests::Stored;
@@ -249,52 +250,60 @@ fn may_see(who: &Claims, r: &Stored) -> bool {
         || who.role == Role::PusdatinAdmin
         || route(r.kind).is_some_and(|route| route.decides == who.role)
 }
-
-pub async fn create(
-    db: &DatabaseConnection,
-    who: &Claims,
-    req: &CreateDataRequestRequest,
-) -> Result<DataRequest> {
-    let now = dtks_platform::clock::now();
-    let Checked {
-        route,
-        kinds,
-        from,
-        until,
-    } = check_new(who, req, now)?;
-    let id = uuid::Uuid::now_v7();
-    let txn = db.begin().await?;
-    store::insert(
-        &txn,
-        &store::New {
-            id,
-            kind: route.kind,
-            requester: req.requester.trim(),
-            requested_by: &who.sub,
-            filer: &who.identity(),
-            purpose: req.purpose.trim(),
-            region_code: &req.region_code,
-            kinds: &kinds,
-            use_from: from,
-            use_until: until,
-            created_at: now,
-        },
-    )
-    .await?;
-    store::history(&txn, id, who, "filed", "").await?;
-    let stored = store::load(&txn, id, false)
-        .await?
-        .ok_or_else(|| Fault::Other("request vanished".into()))?;
-    txn.commit().await?;
-    Ok(stored.to_proto(now))
+impl Distribution {
+    pub async fn file_request(
+        &self,
+        who: &Claims,
+        req: &CreateDataRequestRequest,
+    ) -> Result<DataRequest> {
+        let db = &self.db;
+        let now = dtks_platform::clock::now();
+        let Checked {
+            route,
+            kinds,
+            from,
+            until,
+        } = check_new(who, req, now)?;
+        let id = uuid::Uuid::now_v7();
+        let txn = db.begin().await?;
+        store::insert(
+            &txn,
+            &store::New {
+                id,
+                kind: route.kind,
+                requester: req.requester.trim(),
+                requested_by: &who.sub,
+                filer: &who.identity(),
+                purpose: req.purpose.trim(),
+                region_code: &req.region_code,
+                kinds: &kinds,
+                use_from: from,
+                use_until: until,
+                created_at: now,
+            },
+        )
+        .await?;
+        store::history(&txn, id, who, "filed", "").await?;
+        let stored = store::load(&txn, id, false)
+            .await?
+            .ok_or_else(|| Fault::Other("request vanished".into()))?;
+        txn.commit().await?;
+        Ok(stored.to_proto(now))
+    }
 }
-
-pub async fn get(db: &DatabaseConnection, who: &Claims, id: &str) -> Result<DataRequest> {
-    let id = request_id(id)?;
-    let now = dtks_platform::clock::now();
-    match store::load(db, id, false).await? {
-        Some(r) if may_see(who, &r) => Ok(r.to_proto(now)),
-        _ => Err(Status::not_found(format!("no data request {id}")).into()),
+impl Distribution {
+    pub async fn data_request(
+        &self,
+        who: &Claims,
+        req: &GetDataRequestRequest,
+    ) -> Result<DataRequest> {
+        let (db, id) = (&self.db, &req.request_id);
+        let id = request_id(id)?;
+        let now = dtks_platform::clock::now();
+        match store::load(db, id, false).await? {
+            Some(r) if may_see(who, &r) => Ok(r.to_proto(now)),
+            _ => Err(Status::not_found(format!("no data request {id}")).into()),
+        }
     }
 }
 
@@ -356,82 +365,85 @@ pub async fn decide(
     Ok(stored.to_proto(now))
 }
 
-/// The handover minutes: recorded by the officer who filed the request, once it is
-/// approved, with the user's obligations (no third parties, keep the data secure)
-/// acknowledged. Recording the same minutes again answers the request as it is.
-pub async fn handover(
-    db: &DatabaseConnection,
-    who: &Claims,
-    req: &RecordHandoverRequest,
-) -> Result<DataRequest> {
-    let id = request_id(&req.request_id)?;
-    let mut v = dtks_domain::Violations::default();
-    let number = req.minutes_number.trim();
-    if number.is_empty() || number.chars().count() > 100 {
-        v.push(
-            "minutes_number",
-            "must be the minutes' number (1 to 100 characters)",
-        );
-    }
-    let date = req.minutes_date.as_ref().and_then(convert::naive_date);
-    let today = dtks_platform::clock::today();
-    match date {
-        None => v.push("minutes_date", "is required and must be a valid date"),
-        Some(d) if d > today => v.push("minutes_date", "is in the future"),
-        Some(_) => {}
-    }
-    if !req.obligations_acknowledged {
-        v.push(
-            "obligations_acknowledged",
-            "the user must acknowledge the obligations: no third parties, keep the data secure",
-        );
-    }
-    if !v.is_empty() {
-        return Err(grpc::invalid_argument(&v).into());
-    }
-    let date = date.ok_or_else(|| Status::internal("date checked above"))?;
-    let now = dtks_platform::clock::now();
-    let txn = db.begin().await?;
-    let stored = match store::load(&txn, id, true).await? {
-        Some(r) if may_see(who, &r) => r,
-        _ => return Err(Status::not_found(format!("no data request {id}")).into()),
-    };
-    if !stored.filed_by(who) {
-        return Err(Status::permission_denied(
-            "the handover minutes are recorded by the officer who filed the request",
-        )
-        .into());
-    }
-    if let Some((recorded, _)) = &stored.handover {
-        if recorded == number {
-            return Ok(stored.to_proto(now));
+impl Distribution {
+    /// The handover minutes: recorded by the officer who filed the request, once it is
+    /// approved, with the user's obligations (no third parties, keep the data secure)
+    /// acknowledged. Recording the same minutes again answers the request as it is.
+    pub async fn handover_minutes(
+        &self,
+        who: &Claims,
+        req: &RecordHandoverRequest,
+    ) -> Result<DataRequest> {
+        let db = &self.db;
+        let id = request_id(&req.request_id)?;
+        let mut v = dtks_domain::Violations::default();
+        let number = req.minutes_number.trim();
+        if number.is_empty() || number.chars().count() > 100 {
+            v.push(
+                "minutes_number",
+                "must be the minutes' number (1 to 100 characters)",
+            );
         }
-        return Err(grpc::failed_preconditions(&[(
-            "STATE".into(),
-            format!("data request {id}"),
-            format!("handover minutes {recorded} are already recorded"),
-        )])
-        .into());
+        let date = req.minutes_date.as_ref().and_then(convert::naive_date);
+        let today = dtks_platform::clock::today();
+        match date {
+            None => v.push("minutes_date", "is required and must be a valid date"),
+            Some(d) if d > today => v.push("minutes_date", "is in the future"),
+            Some(_) => {}
+        }
+        if !req.obligations_acknowledged {
+            v.push(
+                "obligations_acknowledged",
+                "the user must acknowledge the obligations: no third parties, keep the data secure",
+            );
+        }
+        if !v.is_empty() {
+            return Err(grpc::invalid_argument(&v).into());
+        }
+        let date = date.ok_or_else(|| Status::internal("date checked above"))?;
+        let now = dtks_platform::clock::now();
+        let txn = db.begin().await?;
+        let stored = match store::load(&txn, id, true).await? {
+            Some(r) if may_see(who, &r) => r,
+            _ => return Err(Status::not_found(format!("no data request {id}")).into()),
+        };
+        if !stored.filed_by(who) {
+            return Err(Status::permission_denied(
+                "the handover minutes are recorded by the officer who filed the request",
+            )
+            .into());
+        }
+        if let Some((recorded, _)) = &stored.handover {
+            if recorded == number {
+                return Ok(stored.to_proto(now));
+            }
+            return Err(grpc::failed_preconditions(&[(
+                "STATE".into(),
+                format!("data request {id}"),
+                format!("handover minutes {recorded} are already recorded"),
+            )])
+            .into());
+        }
+        let current = stored.status_at(now);
+        if current != RequestStatus::Approved {
+            return Err(grpc::failed_preconditions(&[(
+                "STATE".into(),
+                format!("data request {id}"),
+                format!(
+                    "the request is {}; handover needs it REQUEST_STATUS_APPROVED",
+                    current.as_str_name()
+                ),
+            )])
+            .into());
+        }
+        store::handover(&txn, id, number, date, now).await?;
+        store::history(&txn, id, who, "handover", number).await?;
+        let stored = store::load(&txn, id, false)
+            .await?
+            .ok_or_else(|| Fault::Other("request vanished".into()))?;
+        txn.commit().await?;
+        Ok(stored.to_proto(now))
     }
-    let current = stored.status_at(now);
-    if current != RequestStatus::Approved {
-        return Err(grpc::failed_preconditions(&[(
-            "STATE".into(),
-            format!("data request {id}"),
-            format!(
-                "the request is {}; handover needs it REQUEST_STATUS_APPROVED",
-                current.as_str_name()
-            ),
-        )])
-        .into());
-    }
-    store::handover(&txn, id, number, date, now).await?;
-    store::history(&txn, id, who, "handover", number).await?;
-    let stored = store::load(&txn, id, false)
-        .await?
-        .ok_or_else(|| Fault::Other("request vanished".into()))?;
-    txn.commit().await?;
-    Ok(stored.to_proto(now))
 }
 
 /// A request's data may be delivered now: approved, inside its period of use, handover
