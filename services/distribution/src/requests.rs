@@ -14,7 +14,7 @@ use dtks_proto::distribution::v1::{
     CreateDataRequestRequest, DataKind, DataRequest, GetDataRequestRequest, RecordHandoverRequest,
     RequestStatus, RequesterKind,
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tonic::Status;
 
 use crate::Distribution;
@@ -141,6 +141,23 @@ impl Stored {
             decided_at: self.decided_at.map(timestamp),
         }
     }
+}
+
+/// Records `who`'s act on request `id` in its history, commits, and answers the request
+/// as it now stands.
+async fn recorded(
+    txn: DatabaseTransaction,
+    id: uuid::Uuid,
+    who: &Claims,
+    (action, reason): (&str, &str),
+    now: DateTime<Utc>,
+) -> Result<DataRequest> {
+    store::history(&txn, id, who, action, reason).await?;
+    let stored = store::load(&txn, id, false)
+        .await?
+        .ok_or_else(|| Fault::Other("request vanished".into()))?;
+    txn.commit().await?;
+    Ok(stored.to_proto(now))
 }
 
 /// A request as filed, once checked.
@@ -283,12 +300,7 @@ impl Distribution {
             },
         )
         .await?;
-        store::history(&txn, id, who, "filed", "").await?;
-        let stored = store::load(&txn, id, false)
-            .await?
-            .ok_or_else(|| Fault::Other("request vanished".into()))?;
-        txn.commit().await?;
-        Ok(stored.to_proto(now))
+        recorded(txn, id, who, ("filed", ""), now).await
     }
 }
 impl Distribution {
@@ -357,12 +369,7 @@ pub async fn decide(
         .into());
     }
     store::decide(&txn, id, to, &who.sub, reason, now).await?;
-    store::history(&txn, id, who, decision.verb(), reason).await?;
-    let stored = store::load(&txn, id, false)
-        .await?
-        .ok_or_else(|| Fault::Other("request vanished".into()))?;
-    txn.commit().await?;
-    Ok(stored.to_proto(now))
+    recorded(txn, id, who, (decision.verb(), reason), now).await
 }
 
 impl Distribution {
@@ -437,12 +444,7 @@ impl Distribution {
             .into());
         }
         store::handover(&txn, id, number, date, now).await?;
-        store::history(&txn, id, who, "handover", number).await?;
-        let stored = store::load(&txn, id, false)
-            .await?
-            .ok_or_else(|| Fault::Other("request vanished".into()))?;
-        txn.commit().await?;
-        Ok(stored.to_proto(now))
+        recorded(txn, id, who, ("handover", number), now).await
     }
 }
 

@@ -106,14 +106,21 @@ async fn on_search(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answe
     }
 }
 
-async fn on_subscribe(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
-    if let Err(e) = c.registry.check(&body) {
-        return refuse(
+/// A callback's signature checked against the registry's keys, or its refusal.
+fn signed(c: &Callbacks, body: &Value) -> Result<(), Answer> {
+    c.registry.check(body).map_err(|e| {
+        refuse(
             StatusCode::UNAUTHORIZED,
-            &body,
+            body,
             e.reason_code(),
             &e.to_string(),
-        );
+        )
+    })
+}
+
+async fn on_subscribe(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
+    if let Err(refused) = signed(&c, &body) {
+        return refused;
     }
     let responses = body
         .pointer("/message/subscribe_response")
@@ -172,13 +179,8 @@ fn notice(item: &Value) -> Option<Notice> {
 }
 
 async fn notify(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
-    if let Err(e) = c.registry.check(&body) {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            &body,
-            e.reason_code(),
-            &e.to_string(),
-        );
+    if let Err(refused) = signed(&c, &body) {
+        return refused;
     }
     let Some(items) = body
         .pointer("/message/notify_event")
