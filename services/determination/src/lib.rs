@@ -19,7 +19,7 @@ pub mod singleton;
 pub mod store;
 
 use dtks_platform::app::Context;
-use dtks_platform::{events, grpc};
+use dtks_platform::events;
 use dtks_proto::determination::v1::determination_service_server::DeterminationServiceServer;
 
 use crate::consume::{Accepted, backfill_inputs};
@@ -48,14 +48,12 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
     }
     let model = std::sync::Arc::new(load_model()?);
     tracing::info!(version = %model.version, provinces = model.provinces.len(), "welfare model loaded");
-    let service = DeterminationServiceServer::new(Api {
+    let service = dtks_platform::with_limits!(DeterminationServiceServer::new(Api {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
         model,
         lease: lease.map(std::sync::Arc::new),
         fault: Fault::from_env(),
-    })
-    .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-    .max_encoding_message_size(grpc::MAX_SEND_BYTES);
+    }));
     ctx.serve(listener, service, Some(consumer)).await
 }

@@ -1,10 +1,4 @@
-//! The determination service's binary: the library's service, run by the platform.
+//! The determination service's binary: `dtks-determination migrate` or `dtks-determination [serve]`, the platform's
+//! bootstrap around `dtks_determination::start`.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    dtks_platform::app::run::<dtks_determination::Migrator, _, _>(
-        "determination",
-        dtks_determination::start,
-    )
-    .await
-}
+dtks_platform::service_main!("determination", dtks_determination);

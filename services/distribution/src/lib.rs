@@ -59,14 +59,12 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
             },
         )
         .await?;
-    let service = DistributionServiceServer::new(Distribution {
+    let service = dtks_platform::with_limits!(DistributionServiceServer::new(Distribution {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
         determination,
         months,
-    })
-    .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-    .max_encoding_message_size(grpc::MAX_SEND_BYTES);
+    }));
     ctx.serve(listener, service, Some(consumer)).await
 }
 

@@ -21,7 +21,7 @@ mod submit;
 
 use dtks_platform::app::Context;
 use dtks_platform::ratelimit::RateLimiter;
-use dtks_platform::{events, grpc, outbox};
+use dtks_platform::{events, outbox};
 use dtks_proto::intake::v1::intake_service_server::IntakeServiceServer;
 use sea_orm::DatabaseConnection;
 
@@ -40,14 +40,12 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
             consume::StatusUpdates,
         )
         .await?;
-    let service = IntakeServiceServer::new(Intake {
+    let service = dtks_platform::with_limits!(IntakeServiceServer::new(Intake {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
         limiter: RateLimiter::connect(&ctx.config.redis).await?,
         limits: ctx.config.limits.clone(),
-    })
-    .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-    .max_encoding_message_size(grpc::MAX_SEND_BYTES);
+    }));
     ctx.serve(listener, service, Some(consumer)).await
 }
 

@@ -1,6 +1,4 @@
-//! The intake service's binary: the platform's bootstrap around [`dtks_intake::start`].
+//! The intake service's binary: `dtks-intake migrate` or `dtks-intake [serve]`, the platform's
+//! bootstrap around `dtks_intake::start`.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    dtks_platform::app::run::<dtks_intake::Migrator, _, _>("intake", dtks_intake::start).await
-}
+dtks_platform::service_main!("intake", dtks_intake);

@@ -36,7 +36,6 @@ use std::sync::Arc;
 
 use dtks_platform::app::Context;
 use dtks_platform::cache::Cache;
-use dtks_platform::grpc;
 use dtks_proto::matching::v1::matching_service_server::MatchingServiceServer;
 use tokio::sync::Notify;
 
@@ -95,13 +94,11 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
     let consumer = ctx
         .spawn_consumer(consume::TYPES, consume::Consumed { wake })
         .await?;
-    let service = MatchingServiceServer::new(api::Api {
+    let service = dtks_platform::with_limits!(MatchingServiceServer::new(api::Api {
         db: ctx.db.clone(),
         matcher,
         outbox: ctx.outbox.clone(),
         wave_limit: ctx.config.limits.wave_persons_per_stream,
-    })
-    .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-    .max_encoding_message_size(grpc::MAX_SEND_BYTES);
+    }));
     ctx.serve(listener, service, Some(consumer)).await
 }

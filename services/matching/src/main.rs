@@ -1,6 +1,4 @@
-//! The matching service's binary: the library's service, run by the platform.
+//! The matching service's binary: `dtks-matching migrate` or `dtks-matching [serve]`, the platform's
+//! bootstrap around `dtks_matching::start`.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    dtks_platform::app::run::<dtks_matching::Migrator, _, _>("matching", dtks_matching::start).await
-}
+dtks_platform::service_main!("matching", dtks_matching);

@@ -22,7 +22,6 @@ mod read;
 pub mod store;
 
 use dtks_platform::app::Context;
-use dtks_platform::grpc;
 use dtks_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
 use sea_orm::DatabaseConnection;
 
@@ -32,12 +31,10 @@ pub use store::Migrator;
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let consumer = ctx.spawn_consumer(&["#"], consume::Facts).await?;
     tokio::spawn(gauges::run(ctx.db.clone(), ctx.shutdown.clone()));
-    let service = ReportingServiceServer::new(Reporting {
+    let service = dtks_platform::with_limits!(ReportingServiceServer::new(Reporting {
         db: ctx.db.clone(),
         bus: ctx.bus.clone(),
-    })
-    .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-    .max_encoding_message_size(grpc::MAX_SEND_BYTES);
+    }));
     ctx.serve(listener, service, Some(consumer)).await
 }
 

@@ -25,7 +25,6 @@ use chrono::{DateTime, Utc};
 use dtks_platform::app::Context;
 use dtks_platform::clock::SharedClock;
 use dtks_platform::events;
-use dtks_platform::grpc;
 use dtks_proto::verivali::v1::verivali_service_server::VerivaliServiceServer;
 use sea_orm::DatabaseConnection;
 
@@ -67,14 +66,12 @@ pub async fn start_with_clock(
         clock.clone(),
         ctx.shutdown.clone(),
     ));
-    let service = VerivaliServiceServer::new(Verivali {
+    let service = dtks_platform::with_limits!(VerivaliServiceServer::new(Verivali {
         db: ctx.db.clone(),
         outbox: ctx.outbox.clone(),
         clock: Arc::clone(&clock),
         redis: ctx.config.redis.clone(),
-    })
-    .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-    .max_encoding_message_size(grpc::MAX_SEND_BYTES);
+    }));
     ctx.serve(listener, service, Some(consumer)).await
 }
 

@@ -1,6 +1,4 @@
-//! The verivali service's process: `dtks-verivali migrate` or `dtks-verivali [serve]`.
+//! The verivali service's binary: `dtks-verivali migrate` or `dtks-verivali [serve]`, the platform's
+//! bootstrap around `dtks_verivali::start`.
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    dtks_platform::app::run::<dtks_verivali::Migrator, _, _>("verivali", dtks_verivali::start).await
-}
+dtks_platform::service_main!("verivali", dtks_verivali);

@@ -360,3 +360,14 @@ macro_rules! grpc_edge {
         }
     };
 }
+
+/// A generated tonic server with DTKS's message limits: [`MAX_MESSAGE_BYTES`] decoded,
+/// [`MAX_SEND_BYTES`] sent.
+#[macro_export]
+macro_rules! with_limits {
+    ($server:expr) => {
+        $server
+            .max_decoding_message_size($crate::grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size($crate::grpc::MAX_SEND_BYTES)
+    };
+}

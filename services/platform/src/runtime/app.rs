@@ -176,3 +176,16 @@ impl Context {
         watcher.await?
     }
 }
+
+/// A stage's binary: `dtks_platform::service_main!("intake", dtks_intake);` runs
+/// `dtks_intake::start` under the bootstrap with `dtks_intake::Migrator` (`migrate` or
+/// `serve`, the first argument says which).
+#[macro_export]
+macro_rules! service_main {
+    ($name:literal, $stage:ident) => {
+        #[tokio::main]
+        async fn main() -> anyhow::Result<()> {
+            $crate::app::run::<$stage::Migrator, _, _>($name, $stage::start).await
+        }
+    };
+}
