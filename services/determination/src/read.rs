@@ -7,6 +7,8 @@ use dtks_platform::{audit, convert, grpc};
 use dtks_proto::determination::v1::*;
 use tonic::Status;
 
+use dtks_platform::fault::Fault;
+
 use crate::error::{Error, Result};
 use crate::registry::{diff, entries};
 use crate::run::Api;
@@ -103,11 +105,13 @@ impl Api {
         who.require_region(&ranked.region_code)?;
         let on = chrono::NaiveDate::from_ymd_opt(period.0, period.1 as u32, 1)
             .ok_or_else(|| grpc::invalid_field("period", "not a month"))?;
-        let household = convert::household_from_proto(
-            ranked.household.as_ref().unwrap_or(&Default::default()),
-            on,
-        )
-        .map_err(|v| Status::internal(format!("snapshot holds an invalid household: {v}")))?;
+        // A snapshot row is always read with its record (`store::ranked` decodes it).
+        let record = ranked
+            .household
+            .as_ref()
+            .ok_or_else(|| Fault::Other("snapshot row without its household".into()))?;
+        let household = convert::household_from_proto(record, on)
+            .map_err(|v| Status::internal(format!("snapshot holds an invalid household: {v}")))?;
         let model = &self.model;
         if model.version != snap.model_version {
             return Err(Status::failed_precondition(format!(
