@@ -24,6 +24,11 @@ pub struct Table {
     pub rows: Vec<Vec<Cell>>,
 }
 
+/// A report that can be written as a table.
+pub trait Tabular {
+    fn table(&self) -> Table;
+}
+
 fn place(region: &Option<Region>) -> [Cell; 2] {
     let r = region.clone().unwrap_or_default();
     [Cell::Text(r.code), Cell::Text(r.name)]
@@ -53,135 +58,149 @@ fn headers(names: &[&str]) -> Vec<String> {
         .collect()
 }
 
-pub fn update_rates(r: &UpdateRates) -> Table {
-    Table {
-        name: "update_rates",
-        headers: headers(&["records", "updated_last_6_months", "update_rate"]),
-        rows: r
-            .regions
-            .iter()
-            .map(|x| {
-                let mut row = place(&x.region).to_vec();
-                row.extend([
-                    Cell::Count(x.records),
-                    Cell::Count(x.updated),
-                    Cell::Share(x.rate),
-                ]);
-                row
-            })
-            .collect(),
-    }
-}
-
-pub fn inactive(r: &InactiveRegions) -> Table {
-    Table {
-        name: "inactive_regions",
-        headers: headers(&[]),
-        rows: r
-            .regions
-            .iter()
-            .map(|x| place(&Some(x.clone())).to_vec())
-            .collect(),
-    }
-}
-
-pub fn funnel(r: &Funnel) -> Table {
-    let mut rows = Vec::new();
-    for region in &r.regions {
-        for s in &region.stages {
-            let mut row = place(&region.region).to_vec();
-            row.extend([
-                Cell::Text(s.state.clone()),
-                Cell::Count(s.cases),
-                Cell::Share(s.mean_age_days),
-                Cell::Share(s.max_age_days),
-            ]);
-            rows.push(row);
+impl Tabular for UpdateRates {
+    fn table(&self) -> Table {
+        Table {
+            name: "update_rates",
+            headers: headers(&["records", "updated_last_6_months", "update_rate"]),
+            rows: self
+                .regions
+                .iter()
+                .map(|x| {
+                    let mut row = place(&x.region).to_vec();
+                    row.extend([
+                        Cell::Count(x.records),
+                        Cell::Count(x.updated),
+                        Cell::Share(x.rate),
+                    ]);
+                    row
+                })
+                .collect(),
         }
     }
-    Table {
-        name: "funnel",
-        headers: headers(&["state", "cases", "mean_age_days", "max_age_days"]),
-        rows,
+}
+
+impl Tabular for InactiveRegions {
+    fn table(&self) -> Table {
+        Table {
+            name: "inactive_regions",
+            headers: headers(&[]),
+            rows: self
+                .regions
+                .iter()
+                .map(|x| place(&Some(x.clone())).to_vec())
+                .collect(),
+        }
     }
 }
 
-pub fn deciles(r: &DecileDistribution) -> Table {
-    let mut names: Vec<String> = (1..=10).map(|d| format!("decile_{d}")).collect();
-    names.push("households".into());
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    Table {
-        name: "deciles",
-        headers: headers(&names),
-        rows: rows(
-            &r.regions,
-            |x| &x.region,
-            |x| {
-                let mut cells: Vec<Cell> = x
-                    .households_per_decile
-                    .iter()
-                    .map(|n| Cell::Count(*n))
-                    .collect();
-                cells.push(Cell::Count(x.households_per_decile.iter().sum()));
-                cells
-            },
-        ),
+impl Tabular for Funnel {
+    fn table(&self) -> Table {
+        let mut rows = Vec::new();
+        for region in &self.regions {
+            for s in &region.stages {
+                let mut row = place(&region.region).to_vec();
+                row.extend([
+                    Cell::Text(s.state.clone()),
+                    Cell::Count(s.cases),
+                    Cell::Share(s.mean_age_days),
+                    Cell::Share(s.max_age_days),
+                ]);
+                rows.push(row);
+            }
+        }
+        Table {
+            name: "funnel",
+            headers: headers(&["state", "cases", "mean_age_days", "max_age_days"]),
+            rows,
+        }
     }
 }
 
-pub fn coverage(r: &ProgrammeCoverage) -> Table {
-    Table {
-        name: "programme_coverage",
-        headers: headers(&["programme", "eligible", "selected", "quota"]),
-        rows: rows(
-            &r.rows,
-            |x| &x.region,
-            |x| {
-                vec![
-                    Cell::Text(x.programme_code.clone()),
-                    Cell::Count(x.eligible),
-                    Cell::Count(x.selected),
-                    Cell::Count(x.quota),
-                ]
-            },
-        ),
+impl Tabular for DecileDistribution {
+    fn table(&self) -> Table {
+        let mut names: Vec<String> = (1..=10).map(|d| format!("decile_{d}")).collect();
+        names.push("households".into());
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Table {
+            name: "deciles",
+            headers: headers(&names),
+            rows: rows(
+                &self.regions,
+                |x| &x.region,
+                |x| {
+                    let mut cells: Vec<Cell> = x
+                        .households_per_decile
+                        .iter()
+                        .map(|n| Cell::Count(*n))
+                        .collect();
+                    cells.push(Cell::Count(x.households_per_decile.iter().sum()));
+                    cells
+                },
+            ),
+        }
     }
 }
 
-pub fn match_outcomes(r: &MatchOutcomes) -> Table {
-    Table {
-        name: "match_outcomes",
-        headers: headers(&["proposals", "persons", "match_rate"]),
-        rows: rows(
-            &r.regions,
-            |x| &x.region,
-            |x| {
-                vec![
-                    Cell::Count(x.proposals),
-                    Cell::Count(x.persons),
-                    Cell::Share(x.match_rate),
-                ]
-            },
-        ),
+impl Tabular for ProgrammeCoverage {
+    fn table(&self) -> Table {
+        Table {
+            name: "programme_coverage",
+            headers: headers(&["programme", "eligible", "selected", "quota"]),
+            rows: rows(
+                &self.rows,
+                |x| &x.region,
+                |x| {
+                    vec![
+                        Cell::Text(x.programme_code.clone()),
+                        Cell::Count(x.eligible),
+                        Cell::Count(x.selected),
+                        Cell::Count(x.quota),
+                    ]
+                },
+            ),
+        }
     }
 }
 
-pub fn reverifications(r: &Reverifications) -> Table {
-    Table {
-        name: "reverifications",
-        headers: headers(&["complaints", "life_events", "open", "overdue"]),
-        rows: rows(
-            &r.regions,
-            |x| &x.region,
-            |x| {
-                vec![
-                    Cell::Count(x.complaints),
-                    Cell::Count(x.life_events),
-                    Cell::Count(x.open),
-                    Cell::Count(x.overdue),
-                ]
-            },
-        ),
+impl Tabular for MatchOutcomes {
+    fn table(&self) -> Table {
+        Table {
+            name: "match_outcomes",
+            headers: headers(&["proposals", "persons", "match_rate"]),
+            rows: rows(
+                &self.regions,
+                |x| &x.region,
+                |x| {
+                    vec![
+                        Cell::Count(x.proposals),
+                        Cell::Count(x.persons),
+                        Cell::Share(x.match_rate),
+                    ]
+                },
+            ),
+        }
+    }
+}
+
+impl Tabular for Reverifications {
+    fn table(&self) -> Table {
+        Table {
+            name: "reverifications",
+            headers: headers(&["complaints", "life_events", "open", "overdue"]),
+            rows: rows(
+                &self.regions,
+                |x| &x.region,
+                |x| {
+                    vec![
+                        Cell::Count(x.complaints),
+                        Cell::Count(x.life_events),
+                        Cell::Count(x.open),
+                        Cell::Count(x.overdue),
+                    ]
+                },
+            ),
+        }
     }
 }
 
@@ -246,7 +265,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Table {
-        update_rates(&UpdateRates {
+        UpdateRates {
             regions: vec![RegionRate {
                 region: Some(Region {
                     code: "32.04".into(),
@@ -257,7 +276,8 @@ mod tests {
                 updated: 4,
                 rate: 0.4,
             }],
-        })
+        }
+        .table()
     }
 
     #[test]

@@ -9,7 +9,8 @@ use opentelemetry::KeyValue;
 use sea_orm::DatabaseConnection;
 
 use crate::error::Result;
-use crate::store::reports::{self as queries, Scope};
+use crate::store::reports::{Report, Scope};
+use dtks_proto::reporting::v1::*;
 
 /// How often the gauges are read again: every `DTKS_REPORTING_GAUGE_SECONDS` (60 unless
 /// set; the update-rate query reads every DTKS household).
@@ -41,7 +42,7 @@ async fn refresh(db: &DatabaseConnection) -> Result<()> {
         "dtks.registry.update_rate",
         "share of DTKS households verified in the last six months, by province",
     );
-    for r in queries::update_rates(db, &provinces, now).await?.regions {
+    for r in UpdateRates::query(db, &provinces, now).await?.regions {
         let province = [KeyValue::new("province", code(&r.region))];
         households.record(r.records as f64, &province);
         rate.record(r.rate, &province);
@@ -51,7 +52,7 @@ async fn refresh(db: &DatabaseConnection) -> Result<()> {
         "dtks.verivali.backlog_age_days",
         "mean days cases have waited, by state",
     );
-    for s in queries::funnel(db, &provinces, now).await?.stages {
+    for s in Funnel::query(db, &provinces, now).await?.stages {
         let state = [KeyValue::new("state", s.state.clone())];
         cases.record(s.cases as f64, &state);
         age.record(s.mean_age_days, &state);
@@ -61,7 +62,10 @@ async fn refresh(db: &DatabaseConnection) -> Result<()> {
         "households per decile of the newest determined month",
     );
     let national_total = Scope::national(RegionLevel::National);
-    for r in queries::deciles(db, &national_total).await?.regions {
+    for r in DecileDistribution::query(db, &national_total, now)
+        .await?
+        .regions
+    {
         for (d, n) in r.households_per_decile.iter().enumerate() {
             deciles.record(*n as f64, &[KeyValue::new("decile", (d + 1) as i64)]);
         }
@@ -70,7 +74,10 @@ async fn refresh(db: &DatabaseConnection) -> Result<()> {
         "dtks.programme.recipients",
         "recipients of the newest fixed lists, by programme",
     );
-    for c in queries::coverage(db, &national_total).await?.rows {
+    for c in ProgrammeCoverage::query(db, &national_total, now)
+        .await?
+        .rows
+    {
         recipients.record(
             c.selected as f64,
             &[KeyValue::new("programme", c.programme_code.clone())],
@@ -80,7 +87,7 @@ async fn refresh(db: &DatabaseConnection) -> Result<()> {
         "dtks.reverification.overdue",
         "re-verification tasks past their deadline, by province",
     );
-    for r in queries::reverifications(db, &provinces, now).await?.regions {
+    for r in Reverifications::query(db, &provinces, now).await?.regions {
         overdue.record(
             r.overdue as f64,
             &[KeyValue::new("province", code(&r.region))],

@@ -7,15 +7,16 @@ use dtks_proto::reporting::v1::*;
 
 use crate::Reporting;
 use crate::error::{Error, Result};
-use crate::export;
-use crate::store::{self, reports as queries, reports::Scope};
+use crate::export::{self, Table, Tabular};
+use crate::store::{self, reports::Report, reports::Scope};
 
 /// The bytes an export sends per message.
 const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
 
 impl Reporting {
     /// How far each region's proposals got: the counters of `region` and below it.
-    pub(crate) async fn summary(&self, who: &Claims, region: String) -> Result<PipelineSummary> {
+    pub(crate) async fn summary(&self, who: &Claims, q: &RegionQuery) -> Result<PipelineSummary> {
+        let region = q.region_code.clone();
         if !region.is_empty() || !who.region.is_empty() {
             who.require_region(&region)?;
         }
@@ -61,38 +62,64 @@ impl Reporting {
         Ok(s)
     }
 
-    /// A report as a CSV or XLSX file, in chunks.
-    pub(crate) async fn export(&self, who: &Claims, req: ExportRequest) -> Result<Vec<Vec<u8>>> {
+    /// One report of the caller's region, as of the service's clock.
+    pub(crate) async fn report<R: Report>(&self, who: &Claims, q: &RegionQuery) -> Result<R> {
+        R::query(&self.db, &Scope::of(who, q)?, dtks_platform::clock::now()).await
+    }
+
+    async fn table<R: Report + Tabular>(&self, scope: &Scope) -> Result<Table> {
+        let report = R::query(&self.db, scope, dtks_platform::clock::now()).await?;
+        Ok(report.table())
+    }
+
+    /// A report as a CSV or XLSX file, sent in chunks.
+    pub(crate) async fn exported(&self, who: &Claims, req: &ExportRequest) -> Result<ExportStream> {
         let format = ExportFormat::try_from(req.format).unwrap_or_default();
         if format == ExportFormat::Unspecified {
             return Err(grpc::invalid_field("format", "must be CSV or XLSX").into());
         }
-        let scope = Scope::of(who, &req.query.unwrap_or_default())?;
-        let (db, now) = (&self.db, dtks_platform::clock::now());
+        let scope = Scope::of(who, &req.query.clone().unwrap_or_default())?;
         let table = match ReportKind::try_from(req.report).unwrap_or_default() {
-            ReportKind::UpdateRates => {
-                export::update_rates(&queries::update_rates(db, &scope, now).await?)
-            }
-            ReportKind::Funnel => export::funnel(&queries::funnel(db, &scope, now).await?),
-            ReportKind::Deciles => export::deciles(&queries::deciles(db, &scope).await?),
-            ReportKind::Coverage => export::coverage(&queries::coverage(db, &scope).await?),
-            ReportKind::InactiveRegions => {
-                export::inactive(&queries::inactive(db, &scope, now).await?)
-            }
-            ReportKind::MatchOutcomes => {
-                export::match_outcomes(&queries::match_outcomes(db, &scope).await?)
-            }
-            ReportKind::Reverifications => {
-                export::reverifications(&queries::reverifications(db, &scope, now).await?)
-            }
+            ReportKind::UpdateRates => self.table::<UpdateRates>(&scope).await?,
+            ReportKind::Funnel => self.table::<Funnel>(&scope).await?,
+            ReportKind::Deciles => self.table::<DecileDistribution>(&scope).await?,
+            ReportKind::Coverage => self.table::<ProgrammeCoverage>(&scope).await?,
+            ReportKind::InactiveRegions => self.table::<InactiveRegions>(&scope).await?,
+            ReportKind::MatchOutcomes => self.table::<MatchOutcomes>(&scope).await?,
+            ReportKind::Reverifications => self.table::<Reverifications>(&scope).await?,
             ReportKind::Unspecified => {
                 return Err(grpc::invalid_field("report", "name the report to export").into());
             }
         };
         let bytes = export::render(&table, format)?;
-        Ok(bytes
+        let chunks: Vec<_> = bytes
             .chunks(EXPORT_CHUNK_BYTES)
-            .map(<[u8]>::to_vec)
-            .collect())
+            .map(|data| {
+                Ok(ExportChunk {
+                    data: data.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Box::pin(futures::stream::iter(chunks)))
+    }
+
+    /// Every read model rebuilt by replaying the facts.
+    pub(crate) async fn rebuild(
+        &self,
+        _who: &Claims,
+        _req: &RebuildRequest,
+    ) -> Result<RebuildResponse> {
+        let started = std::time::Instant::now();
+        let replayed = store::rebuild(&self.db).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(facts = replayed, seconds, "read models rebuilt");
+        Ok(RebuildResponse {
+            facts_replayed: replayed,
+            seconds,
+        })
     }
 }
+
+/// An exported file's chunks, as the edge streams them.
+pub type ExportStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<ExportChunk, tonic::Status>> + Send>>;

@@ -158,19 +158,25 @@ fn region(code: &str, names: &HashMap<String, String>) -> Region {
     }
 }
 
+/// A report: its rows for a scope, as of `now` (the reports of a month ignore it).
+pub trait Report: Sized {
+    fn query(
+        db: &DatabaseConnection,
+        scope: &Scope,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Self>> + Send;
+}
+
 fn get<T: sea_orm::TryGetable>(r: &sea_orm::QueryResult, column: &str) -> Result<T> {
     Ok(r.try_get("", column)?)
 }
 
 /// Share of each region's DTKS households verified within the six months before the
 /// asked month ended (or before now).
-pub async fn update_rates(
-    db: &DatabaseConnection,
-    scope: &Scope,
-    now: DateTime<Utc>,
-) -> Result<UpdateRates> {
-    let as_of = scope.as_of(now);
-    let rows = db
+impl Report for UpdateRates {
+    async fn query(db: &DatabaseConnection, scope: &Scope, now: DateTime<Utc>) -> Result<Self> {
+        let as_of = scope.as_of(now);
+        let rows = db
         .query_all_raw(stmt(
             "SELECT left(region_code, $2) AS code,
                     count(*) AS records,
@@ -181,45 +187,43 @@ pub async fn update_rates(
             [scope.region.clone().into(), scope.length().into(), as_of.into()],
         ))
         .await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        let records = get::<i64>(r, "records")? as u64;
-        let updated = get::<i64>(r, "updated")? as u64;
-        out.push((get::<String>(r, "code")?, records, updated));
+        let mut out = Vec::new();
+        for r in &rows {
+            let records = get::<i64>(r, "records")? as u64;
+            let updated = get::<i64>(r, "updated")? as u64;
+            out.push((get::<String>(r, "code")?, records, updated));
+        }
+        let names = names(db, out.iter().map(|(c, _, _)| c.clone())).await?;
+        Ok(UpdateRates {
+            regions: out
+                .into_iter()
+                .map(|(code, records, updated)| RegionRate {
+                    region: Some(region(&code, &names)),
+                    records,
+                    updated,
+                    rate: if records == 0 {
+                        0.0
+                    } else {
+                        updated as f64 / records as f64
+                    },
+                })
+                .collect(),
+        })
     }
-    let names = names(db, out.iter().map(|(c, _, _)| c.clone())).await?;
-    Ok(UpdateRates {
-        regions: out
-            .into_iter()
-            .map(|(code, records, updated)| RegionRate {
-                region: Some(region(&code, &names)),
-                records,
-                updated,
-                rate: if records == 0 {
-                    0.0
-                } else {
-                    updated as f64 / records as f64
-                },
-            })
-            .collect(),
-    })
 }
 
 /// The regions (at the query's level) where no verivali step was taken in the asked
 /// month (or the current one).
-pub async fn inactive(
-    db: &DatabaseConnection,
-    scope: &Scope,
-    now: DateTime<Utc>,
-) -> Result<InactiveRegions> {
-    let (year, month) = scope.period.unwrap_or((now.year(), now.month() as i32));
-    let level = match scope.level {
-        RegionLevel::Province => 1i16,
-        RegionLevel::Regency => 2,
-        RegionLevel::District => 3,
-        _ => 4,
-    };
-    let rows = db
+impl Report for InactiveRegions {
+    async fn query(db: &DatabaseConnection, scope: &Scope, now: DateTime<Utc>) -> Result<Self> {
+        let (year, month) = scope.period.unwrap_or((now.year(), now.month() as i32));
+        let level = match scope.level {
+            RegionLevel::Province => 1i16,
+            RegionLevel::Regency => 2,
+            RegionLevel::District => 3,
+            _ => 4,
+        };
+        let rows = db
         .query_all_raw(stmt(
             "SELECT r.code, r.name FROM reference.regions r
              WHERE r.level = $2 AND r.code LIKE $1 || '%'
@@ -229,63 +233,66 @@ pub async fn inactive(
             [scope.region.clone().into(), level.into(), year.into(), month.into()],
         ))
         .await?;
-    let mut regions = Vec::new();
-    for r in &rows {
-        let code: String = get(r, "code")?;
-        regions.push(Region {
-            level: level_of(&code).unwrap_or_default() as i32,
-            code,
-            name: get(r, "name")?,
-        });
+        let mut regions = Vec::new();
+        for r in &rows {
+            let code: String = get(r, "code")?;
+            regions.push(Region {
+                level: level_of(&code).unwrap_or_default() as i32,
+                code,
+                name: get(r, "name")?,
+            });
+        }
+        Ok(InactiveRegions { regions })
     }
-    Ok(InactiveRegions { regions })
 }
 
 /// Cases in each verivali state, with how long they have waited there, for the region
 /// and per region at the query's level.
-pub async fn funnel(db: &DatabaseConnection, scope: &Scope, now: DateTime<Utc>) -> Result<Funnel> {
-    let rows = db
-        .query_all_raw(stmt(
-            "SELECT left(region_code, $2) AS code, state, count(*) AS cases,
+impl Report for Funnel {
+    async fn query(db: &DatabaseConnection, scope: &Scope, now: DateTime<Utc>) -> Result<Self> {
+        let rows = db
+            .query_all_raw(stmt(
+                "SELECT left(region_code, $2) AS code, state, count(*) AS cases,
                     avg(extract(epoch FROM $3 - since))::float8 / 86400 AS mean_days,
                     max(extract(epoch FROM $3 - since))::float8 / 86400 AS max_days
              FROM cases WHERE region_code LIKE $1 || '%'
              GROUP BY GROUPING SETS ((state), (1, state)) ORDER BY 1 NULLS FIRST, 2",
-            [
-                scope.region.clone().into(),
-                scope.length().into(),
-                now.into(),
-            ],
-        ))
-        .await?;
-    let mut total = Vec::new();
-    let mut per: Vec<(String, Vec<FunnelStage>)> = Vec::new();
-    for r in &rows {
-        let stage = FunnelStage {
-            state: get(r, "state")?,
-            cases: get::<i64>(r, "cases")? as u64,
-            mean_age_days: get::<Option<f64>>(r, "mean_days")?.unwrap_or(0.0).max(0.0),
-            max_age_days: get::<Option<f64>>(r, "max_days")?.unwrap_or(0.0).max(0.0),
-        };
-        match get::<Option<String>>(r, "code")? {
-            None => total.push(stage),
-            Some(code) => match per.last_mut() {
-                Some((last, stages)) if *last == code => stages.push(stage),
-                _ => per.push((code, vec![stage])),
-            },
+                [
+                    scope.region.clone().into(),
+                    scope.length().into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        let mut total = Vec::new();
+        let mut per: Vec<(String, Vec<FunnelStage>)> = Vec::new();
+        for r in &rows {
+            let stage = FunnelStage {
+                state: get(r, "state")?,
+                cases: get::<i64>(r, "cases")? as u64,
+                mean_age_days: get::<Option<f64>>(r, "mean_days")?.unwrap_or(0.0).max(0.0),
+                max_age_days: get::<Option<f64>>(r, "max_days")?.unwrap_or(0.0).max(0.0),
+            };
+            match get::<Option<String>>(r, "code")? {
+                None => total.push(stage),
+                Some(code) => match per.last_mut() {
+                    Some((last, stages)) if *last == code => stages.push(stage),
+                    _ => per.push((code, vec![stage])),
+                },
+            }
         }
+        let names = names(db, per.iter().map(|(c, _)| c.clone())).await?;
+        Ok(Funnel {
+            stages: total,
+            regions: per
+                .into_iter()
+                .map(|(code, stages)| RegionFunnel {
+                    region: Some(region(&code, &names)),
+                    stages,
+                })
+                .collect(),
+        })
     }
-    let names = names(db, per.iter().map(|(c, _)| c.clone())).await?;
-    Ok(Funnel {
-        stages: total,
-        regions: per
-            .into_iter()
-            .map(|(code, stages)| RegionFunnel {
-                region: Some(region(&code, &names)),
-                stages,
-            })
-            .collect(),
-    })
 }
 
 /// The month asked, or the newest in `table` (`deciles` or `coverage`).
@@ -313,11 +320,12 @@ fn regency_length(scope: &Scope) -> i32 {
 }
 
 /// Households per decile of the asked (or newest) determined month, per region.
-pub async fn deciles(db: &DatabaseConnection, scope: &Scope) -> Result<DecileDistribution> {
-    let Some((year, month)) = month_of(db, scope, "deciles").await? else {
-        return Ok(DecileDistribution::default());
-    };
-    let rows = db
+impl Report for DecileDistribution {
+    async fn query(db: &DatabaseConnection, scope: &Scope, _now: DateTime<Utc>) -> Result<Self> {
+        let Some((year, month)) = month_of(db, scope, "deciles").await? else {
+            return Ok(DecileDistribution::default());
+        };
+        let rows = db
         .query_all_raw(stmt(
             "SELECT left(region_code, $2) AS code, d.n AS decile, sum(d.households)::bigint AS households
              FROM deciles, unnest(households) WITH ORDINALITY AS d (households, n)
@@ -326,37 +334,39 @@ pub async fn deciles(db: &DatabaseConnection, scope: &Scope) -> Result<DecileDis
             [scope.region.clone().into(), regency_length(scope).into(), year.into(), month.into()],
         ))
         .await?;
-    let mut per: Vec<(String, Vec<u64>)> = Vec::new();
-    for r in &rows {
-        let code: String = get(r, "code")?;
-        let decile = get::<i64>(r, "decile")? as usize;
-        let households = get::<i64>(r, "households")? as u64;
-        if per.last().is_none_or(|(c, _)| *c != code) {
-            per.push((code, vec![0; 10]));
+        let mut per: Vec<(String, Vec<u64>)> = Vec::new();
+        for r in &rows {
+            let code: String = get(r, "code")?;
+            let decile = get::<i64>(r, "decile")? as usize;
+            let households = get::<i64>(r, "households")? as u64;
+            if per.last().is_none_or(|(c, _)| *c != code) {
+                per.push((code, vec![0; 10]));
+            }
+            if let Some(slot) = per.last_mut().and_then(|(_, d)| d.get_mut(decile - 1)) {
+                *slot = households;
+            }
         }
-        if let Some(slot) = per.last_mut().and_then(|(_, d)| d.get_mut(decile - 1)) {
-            *slot = households;
-        }
+        let names = names(db, per.iter().map(|(c, _)| c.clone())).await?;
+        Ok(DecileDistribution {
+            regions: per
+                .into_iter()
+                .map(|(code, households_per_decile)| RegionDeciles {
+                    region: Some(region(&code, &names)),
+                    households_per_decile,
+                })
+                .collect(),
+        })
     }
-    let names = names(db, per.iter().map(|(c, _)| c.clone())).await?;
-    Ok(DecileDistribution {
-        regions: per
-            .into_iter()
-            .map(|(code, households_per_decile)| RegionDeciles {
-                region: Some(region(&code, &names)),
-                households_per_decile,
-            })
-            .collect(),
-    })
 }
 
 /// Each programme's eligible, selected and quota per region, from its fixed lists of
 /// the asked (or newest) month.
-pub async fn coverage(db: &DatabaseConnection, scope: &Scope) -> Result<ProgrammeCoverage> {
-    let Some((year, month)) = month_of(db, scope, "coverage").await? else {
-        return Ok(ProgrammeCoverage::default());
-    };
-    let rows = db
+impl Report for ProgrammeCoverage {
+    async fn query(db: &DatabaseConnection, scope: &Scope, _now: DateTime<Utc>) -> Result<Self> {
+        let Some((year, month)) = month_of(db, scope, "coverage").await? else {
+            return Ok(ProgrammeCoverage::default());
+        };
+        let rows = db
         .query_all_raw(stmt(
             "SELECT left(region_code, $2) AS code, programme_code,
                     sum(eligible)::bigint AS eligible, sum(selected)::bigint AS selected, sum(quota)::bigint AS quota
@@ -365,31 +375,32 @@ pub async fn coverage(db: &DatabaseConnection, scope: &Scope) -> Result<Programm
             [scope.region.clone().into(), regency_length(scope).into(), year.into(), month.into()],
         ))
         .await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        out.push((
-            get::<String>(r, "code")?,
-            get::<String>(r, "programme_code")?,
-            get::<i64>(r, "eligible")? as u64,
-            get::<i64>(r, "selected")? as u64,
-            get::<i64>(r, "quota")? as u64,
-        ));
+        let mut out = Vec::new();
+        for r in &rows {
+            out.push((
+                get::<String>(r, "code")?,
+                get::<String>(r, "programme_code")?,
+                get::<i64>(r, "eligible")? as u64,
+                get::<i64>(r, "selected")? as u64,
+                get::<i64>(r, "quota")? as u64,
+            ));
+        }
+        let names = names(db, out.iter().map(|o| o.0.clone())).await?;
+        Ok(ProgrammeCoverage {
+            rows: out
+                .into_iter()
+                .map(
+                    |(code, programme_code, eligible, selected, quota)| Coverage {
+                        region: Some(region(&code, &names)),
+                        programme_code,
+                        eligible,
+                        selected,
+                        quota,
+                    },
+                )
+                .collect(),
+        })
     }
-    let names = names(db, out.iter().map(|o| o.0.clone())).await?;
-    Ok(ProgrammeCoverage {
-        rows: out
-            .into_iter()
-            .map(
-                |(code, programme_code, eligible, selected, quota)| Coverage {
-                    region: Some(region(&code, &names)),
-                    programme_code,
-                    eligible,
-                    selected,
-                    quota,
-                },
-            )
-            .collect(),
-    })
 }
 
 const MATCHED: [&str; 2] = [
@@ -399,16 +410,17 @@ const MATCHED: [&str; 2] = [
 
 /// The outcome mix of matching per region: persons and households by outcome, and the
 /// share of persons the civil registry knows (as stated or with corrections).
-pub async fn match_outcomes(db: &DatabaseConnection, scope: &Scope) -> Result<MatchOutcomes> {
-    let (region_code, length) = (scope.region.clone(), scope.length());
-    let households = db
-        .query_all_raw(stmt(
-            "SELECT left(region_code, $2) AS code, household_outcome AS outcome, count(*) AS n
+impl Report for MatchOutcomes {
+    async fn query(db: &DatabaseConnection, scope: &Scope, _now: DateTime<Utc>) -> Result<Self> {
+        let (region_code, length) = (scope.region.clone(), scope.length());
+        let households = db
+            .query_all_raw(stmt(
+                "SELECT left(region_code, $2) AS code, household_outcome AS outcome, count(*) AS n
              FROM match_results WHERE region_code LIKE $1 || '%' GROUP BY 1, 2 ORDER BY 1, 2",
-            [region_code.clone().into(), length.into()],
-        ))
-        .await?;
-    let persons = db
+                [region_code.clone().into(), length.into()],
+            ))
+            .await?;
+        let persons = db
         .query_all_raw(stmt(
             "SELECT left(region_code, $2) AS code, p.key AS outcome, sum(p.value::bigint)::bigint AS n
              FROM match_results, jsonb_each_text(persons) AS p
@@ -416,94 +428,93 @@ pub async fn match_outcomes(db: &DatabaseConnection, scope: &Scope) -> Result<Ma
             [region_code.into(), length.into()],
         ))
         .await?;
-    let mut per: std::collections::BTreeMap<String, RegionOutcomes> = Default::default();
-    for r in &households {
-        let code: String = get(r, "code")?;
-        let n = get::<i64>(r, "n")? as u64;
-        let entry = per.entry(code).or_default();
-        entry.proposals += n;
-        entry.households_by_outcome.push(OutcomeCount {
-            outcome: get(r, "outcome")?,
-            count: n,
-        });
-    }
-    for r in &persons {
-        let code: String = get(r, "code")?;
-        let outcome: String = get(r, "outcome")?;
-        let n = get::<i64>(r, "n")? as u64;
-        let entry = per.entry(code).or_default();
-        entry.persons += n;
-        if MATCHED.contains(&outcome.as_str()) {
-            entry.match_rate += n as f64;
+        let mut per: std::collections::BTreeMap<String, RegionOutcomes> = Default::default();
+        for r in &households {
+            let code: String = get(r, "code")?;
+            let n = get::<i64>(r, "n")? as u64;
+            let entry = per.entry(code).or_default();
+            entry.proposals += n;
+            entry.households_by_outcome.push(OutcomeCount {
+                outcome: get(r, "outcome")?,
+                count: n,
+            });
         }
-        entry
-            .persons_by_outcome
-            .push(OutcomeCount { outcome, count: n });
+        for r in &persons {
+            let code: String = get(r, "code")?;
+            let outcome: String = get(r, "outcome")?;
+            let n = get::<i64>(r, "n")? as u64;
+            let entry = per.entry(code).or_default();
+            entry.persons += n;
+            if MATCHED.contains(&outcome.as_str()) {
+                entry.match_rate += n as f64;
+            }
+            entry
+                .persons_by_outcome
+                .push(OutcomeCount { outcome, count: n });
+        }
+        let names = names(db, per.keys().cloned()).await?;
+        Ok(MatchOutcomes {
+            regions: per
+                .into_iter()
+                .map(|(code, mut o)| {
+                    o.match_rate = if o.persons == 0 {
+                        0.0
+                    } else {
+                        o.match_rate / o.persons as f64
+                    };
+                    o.region = Some(region(&code, &names));
+                    o
+                })
+                .collect(),
+        })
     }
-    let names = names(db, per.keys().cloned()).await?;
-    Ok(MatchOutcomes {
-        regions: per
-            .into_iter()
-            .map(|(code, mut o)| {
-                o.match_rate = if o.persons == 0 {
-                    0.0
-                } else {
-                    o.match_rate / o.persons as f64
-                };
-                o.region = Some(region(&code, &names));
-                o
-            })
-            .collect(),
-    })
 }
 
 /// Complaints and life-event tasks per region, how many are open and how many of those
 /// are past their deadline.
-pub async fn reverifications(
-    db: &DatabaseConnection,
-    scope: &Scope,
-    now: DateTime<Utc>,
-) -> Result<Reverifications> {
-    let rows = db
-        .query_all_raw(stmt(
-            "SELECT left(region_code, $2) AS code,
+impl Report for Reverifications {
+    async fn query(db: &DatabaseConnection, scope: &Scope, now: DateTime<Utc>) -> Result<Self> {
+        let rows = db
+            .query_all_raw(stmt(
+                "SELECT left(region_code, $2) AS code,
                     count(*) FILTER (WHERE kind = 'complaint') AS complaints,
                     count(*) FILTER (WHERE kind = 'life_event') AS life_events,
                     count(*) FILTER (WHERE completed_at IS NULL) AS open,
                     count(*) FILTER (WHERE completed_at IS NULL AND deadline < $3) AS overdue
              FROM tasks WHERE region_code LIKE $1 || '%' GROUP BY 1 ORDER BY 1",
-            [
-                scope.region.clone().into(),
-                scope.length().into(),
-                now.into(),
-            ],
-        ))
-        .await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        out.push((
-            get::<String>(r, "code")?,
-            [
-                get::<i64>(r, "complaints")? as u64,
-                get::<i64>(r, "life_events")? as u64,
-                get::<i64>(r, "open")? as u64,
-                get::<i64>(r, "overdue")? as u64,
-            ],
-        ));
+                [
+                    scope.region.clone().into(),
+                    scope.length().into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            out.push((
+                get::<String>(r, "code")?,
+                [
+                    get::<i64>(r, "complaints")? as u64,
+                    get::<i64>(r, "life_events")? as u64,
+                    get::<i64>(r, "open")? as u64,
+                    get::<i64>(r, "overdue")? as u64,
+                ],
+            ));
+        }
+        let names = names(db, out.iter().map(|(c, _)| c.clone())).await?;
+        Ok(Reverifications {
+            regions: out
+                .into_iter()
+                .map(
+                    |(code, [complaints, life_events, open, overdue])| RegionReverifications {
+                        region: Some(region(&code, &names)),
+                        complaints,
+                        life_events,
+                        open,
+                        overdue,
+                    },
+                )
+                .collect(),
+        })
     }
-    let names = names(db, out.iter().map(|(c, _)| c.clone())).await?;
-    Ok(Reverifications {
-        regions: out
-            .into_iter()
-            .map(
-                |(code, [complaints, life_events, open, overdue])| RegionReverifications {
-                    region: Some(region(&code, &names)),
-                    complaints,
-                    life_events,
-                    open,
-                    overdue,
-                },
-            )
-            .collect(),
-    })
 }
