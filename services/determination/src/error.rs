@@ -16,20 +16,10 @@ dtks_platform::service_error! {
         #[error("the determination lease: {0}")]
         Lease(String),
     }
-}
-
-impl From<Error> for Status {
-    fn from(error: Error) -> Self {
-        match error {
-            e @ Error::NotDetermined => Status::not_found(e.to_string()),
-            Error::Busy(why) => Status::aborted(why),
-            e @ Error::Lease(_) => {
-                tracing::warn!(error = %e, "determination lease unavailable");
-                Status::unavailable("the determination lease cannot be taken now; try again")
-            }
-            Error::Fault(fault) => fault.into(),
-            Error::Refused(status) => status,
-        }
+    to_status {
+        e @ Error::NotDetermined => Status::not_found(e.to_string()),
+        Error::Busy(why) => Status::aborted(why),
+        e @ Error::Lease(_) => dtks_platform::fault::unavailable("the determination lease", &e),
     }
 }
 

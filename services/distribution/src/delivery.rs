@@ -31,6 +31,37 @@ pub fn parse_cursor(cursor: &str) -> Result<i64> {
         .ok_or_else(|| grpc::invalid_field("cursor", "is not a cursor this service gave out"))?)
 }
 
+/// Where a delivery starts: what it delivers, the position after which it resumes and
+/// how many items a batch carries.
+pub struct Start {
+    pub id: uuid::Uuid,
+    pub after: i64,
+    pub batch: usize,
+}
+
+impl Start {
+    /// The start a caller asks for: `id` (the request's field `field`), its cursor, and
+    /// its batch size (0 for the default) counted in `unit`.
+    pub fn of(field: &str, id: &str, cursor: &str, batch_size: u32, unit: &str) -> Result<Self> {
+        let id =
+            uuid::Uuid::parse_str(id).map_err(|_| grpc::invalid_field(field, "must be a UUID"))?;
+        let after = parse_cursor(cursor)?;
+        let batch = match batch_size {
+            0 => DEFAULT_BATCH,
+            n if n <= MAX_BATCH => n,
+            _ => {
+                let reason = format!("at most {MAX_BATCH} {unit} a batch");
+                return Err(grpc::invalid_field("batch_size", reason).into());
+            }
+        };
+        Ok(Self {
+            id,
+            after,
+            batch: batch as usize,
+        })
+    }
+}
+
 pub fn cursor(position: i64) -> String {
     format!("p{position}")
 }
@@ -233,21 +264,14 @@ pub async fn stream_list(
     who: &Claims,
     req: &StreamListRequest,
 ) -> Result<Batches> {
-    let list_id = uuid::Uuid::parse_str(&req.list_id)
-        .map_err(|_| grpc::invalid_field("list_id", "must be a UUID"))?;
-    let after = parse_cursor(&req.cursor)?;
-    if req.batch_size > MAX_BATCH {
-        return Err(grpc::invalid_field(
-            "batch_size",
-            format!("at most {MAX_BATCH} recipients a batch"),
-        )
-        .into());
-    }
-    let batch = if req.batch_size == 0 {
-        DEFAULT_BATCH
-    } else {
-        req.batch_size
-    };
+    let start = Start::of(
+        "list_id",
+        &req.list_id,
+        &req.cursor,
+        req.batch_size,
+        "recipients",
+    )?;
+    let list_id = start.id;
     let status: i16 = db
         .query_one_raw(stmt(
             "SELECT status FROM lists WHERE list_id = $1",
@@ -269,8 +293,8 @@ pub async fn stream_list(
         db: db.clone(),
         audit,
         list_id,
-        batch: batch as usize,
-        after,
+        batch: start.batch,
+        after: start.after,
         pending: Default::default(),
         done: false,
     }))

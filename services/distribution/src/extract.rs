@@ -6,7 +6,7 @@
 //! audited as list deliveries are.
 
 use dtks_platform::auth::Claims;
-use dtks_platform::{grpc, outbox};
+use dtks_platform::outbox;
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::{RankedHousehold, StreamSnapshotRequest};
 use dtks_proto::distribution::v1::{
@@ -17,9 +17,7 @@ use tonic::Status;
 
 use crate::error::Result;
 
-use crate::delivery::{
-    Audit, Batches, DEFAULT_BATCH, MAX_BATCH, Source, batches, cursor, parse_cursor,
-};
+use crate::delivery::{Audit, Batches, Source, Start, batches, cursor};
 use crate::requests::{self, Stored};
 
 /// `3204051203800001` → `320405********01`: the region digits and the last two.
@@ -183,7 +181,7 @@ struct Extract {
     determination: Determination,
     request_id: uuid::Uuid,
     period: pb::Period,
-    batch: u32,
+    batch: usize,
     after: i64,
     done: bool,
     pages: Option<tonic::Streaming<dtks_proto::determination::v1::SnapshotPage>>,
@@ -205,7 +203,7 @@ impl Source for Extract {
                         period: Some(self.period),
                         region_code: request.region_code.clone(),
                         max_decile: 10,
-                        batch_size: self.batch,
+                        batch_size: self.batch as u32,
                         after_rank: self.after as u64,
                     })
                     .await?
@@ -247,16 +245,14 @@ pub async fn stream_extract(
     who: &Claims,
     req: &StreamExtractRequest,
 ) -> Result<Batches> {
-    let request_id = uuid::Uuid::parse_str(&req.request_id)
-        .map_err(|_| grpc::invalid_field("request_id", "must be a UUID"))?;
-    let after = parse_cursor(&req.cursor)?;
-    if req.batch_size > MAX_BATCH {
-        return Err(grpc::invalid_field(
-            "batch_size",
-            format!("at most {MAX_BATCH} households a batch"),
-        )
-        .into());
-    }
+    let start = Start::of(
+        "request_id",
+        &req.request_id,
+        &req.cursor,
+        req.batch_size,
+        "households",
+    )?;
+    let request_id = start.id;
     let (year, month) = dtks_platform::convert::period_key(req.period.as_ref())?;
     let request = requests::deliverable(db, request_id).await?;
     if !request.filed_by(who) {
@@ -270,12 +266,8 @@ pub async fn stream_extract(
         determination: determination.clone(),
         request_id,
         period: pb::Period { year, month },
-        batch: if req.batch_size == 0 {
-            DEFAULT_BATCH
-        } else {
-            req.batch_size
-        },
-        after,
+        batch: start.batch,
+        after: start.after,
         done: false,
         pages: None,
     }))

@@ -38,14 +38,9 @@ pub use store::Migrator;
 /// Wires the service: the shipped programmes, the determination client, the month
 /// preparer and the gRPC edge.
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let url = ctx
-        .config
-        .upstream
-        .determination_url
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("DTKS_UPSTREAM__DETERMINATION_URL is required"))?;
+    let url = ctx.config.upstream.determination()?;
     programmes::seed(&ctx.db).await?;
-    let channel = grpc::endpoint(&url, &ctx.config.tls)?.connect_lazy();
+    let channel = grpc::endpoint(url, &ctx.config.tls)?.connect_lazy();
     let token = BearerToken::for_service(&ctx.config.auth, "service:distribution")?;
     let determination = DeterminationServiceClient::with_interceptor(channel, token)
         .max_decoding_message_size(grpc::MAX_SEND_BYTES);

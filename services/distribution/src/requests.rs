@@ -186,20 +186,18 @@ fn check_new(who: &Claims, req: &CreateDataRequestRequest, now: DateTime<Utc>) -
         .into());
     }
     let mut v = dtks_domain::Violations::default();
-    let requester = req.requester.trim();
-    if requester.is_empty() || requester.chars().count() > 200 {
-        v.push(
-            "requester",
-            "must name the requesting body (1 to 200 characters)",
-        );
-    }
-    let purpose = req.purpose.trim();
-    if purpose.is_empty() || purpose.chars().count() > 2000 {
-        v.push(
-            "purpose",
-            "must state what the data is for (1 to 2,000 characters)",
-        );
-    }
+    v.text(
+        "requester",
+        &req.requester,
+        200,
+        "must name the requesting body (1 to 200 characters)",
+    );
+    v.text(
+        "purpose",
+        &req.purpose,
+        2000,
+        "must state what the data is for (1 to 2,000 characters)",
+    );
     if !req.region_code.is_empty()
         && let Err(e) = dtks_domain::RegionCode::parse(&req.region_code)
     {
@@ -384,13 +382,12 @@ impl Distribution {
         let db = &self.db;
         let id = request_id(&req.request_id)?;
         let mut v = dtks_domain::Violations::default();
-        let number = req.minutes_number.trim();
-        if number.is_empty() || number.chars().count() > 100 {
-            v.push(
-                "minutes_number",
-                "must be the minutes' number (1 to 100 characters)",
-            );
-        }
+        let number = v.text(
+            "minutes_number",
+            &req.minutes_number,
+            100,
+            "must be the minutes' number (1 to 100 characters)",
+        );
         let date = req.minutes_date.as_ref().and_then(convert::naive_date);
         let today = dtks_platform::clock::today();
         match date {

@@ -38,6 +38,22 @@ impl Violations {
         self.0.is_empty()
     }
 
+    /// Trims `value` and records `description` under `field` unless it then holds 1 to
+    /// `max` characters; answers the trimmed value.
+    pub fn text<'a>(
+        &mut self,
+        field: &str,
+        value: &'a str,
+        max: usize,
+        description: &str,
+    ) -> &'a str {
+        let value = value.trim();
+        if value.is_empty() || value.chars().count() > max {
+            self.push(field, description);
+        }
+        value
+    }
+
     /// Runs a parser, recording its error under `field`; `None` when it failed.
     pub fn check<T, E: fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
         match result {

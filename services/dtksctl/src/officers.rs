@@ -154,29 +154,29 @@ pub async fn run(change: Change) -> anyhow::Result<()> {
             inactive,
             conn,
         } => {
-            let mut client = client(&conn).await?;
-            let mut all = Vec::new();
-            let mut token = String::new();
-            loop {
-                let answer = client
-                    .list_officers(ListOfficersRequest {
-                        region_code: region.clone(),
+            let client = client(&conn).await?;
+            let all = crate::verivali::all_pages(|page| {
+                let mut client = client.clone();
+                let region_code = region.clone();
+                async move {
+                    let request = ListOfficersRequest {
+                        region_code,
                         include_inactive: inactive,
-                        page: Some(pb::PageRequest {
-                            page_size: 1000,
-                            page_token: token,
-                        }),
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(answer.officers);
-                token = answer.page.map(|p| p.next_page_token).unwrap_or_default();
-                if token.is_empty() {
-                    break;
+                        page: Some(page),
+                    };
+                    client.list_officers(request).await
                 }
-            }
+            })
+            .await?;
             print(&all);
         }
     }
     Ok(())
+}
+
+impl crate::verivali::Paged for ListOfficersResponse {
+    type Item = Officer;
+    fn split(self) -> (Vec<Officer>, Option<pb::PageResponse>) {
+        (self.officers, self.page)
+    }
 }

@@ -129,23 +129,43 @@ fn batch_result(step: &str, r: &BatchResult) {
     );
 }
 
-/// Every page of a listing.
-async fn all_pages<F, Fut>(mut page: F) -> anyhow::Result<Vec<Case>>
+/// A listing's answer: its items and the token of the next page (empty after the last).
+pub(crate) trait Paged {
+    type Item;
+    fn split(self) -> (Vec<Self::Item>, Option<pb::PageResponse>);
+}
+
+impl Paged for ListCasesResponse {
+    type Item = Case;
+    fn split(self) -> (Vec<Case>, Option<pb::PageResponse>) {
+        (self.cases, self.page)
+    }
+}
+
+impl Paged for ListDueResponse {
+    type Item = DueHousehold;
+    fn split(self) -> (Vec<DueHousehold>, Option<pb::PageResponse>) {
+        (self.households, self.page)
+    }
+}
+
+/// Every page of a listing, 1000 items a page.
+pub(crate) async fn all_pages<R, F, Fut>(mut page: F) -> anyhow::Result<Vec<R::Item>>
 where
+    R: Paged,
     F: FnMut(pb::PageRequest) -> Fut,
-    Fut: std::future::Future<Output = Result<tonic::Response<ListCasesResponse>, tonic::Status>>,
+    Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
 {
     let mut out = Vec::new();
     let mut token = String::new();
     loop {
-        let answer = page(pb::PageRequest {
+        let request = pb::PageRequest {
             page_size: 1000,
             page_token: token,
-        })
-        .await?
-        .into_inner();
-        out.extend(answer.cases);
-        token = answer.page.map(|p| p.next_page_token).unwrap_or_default();
+        };
+        let (items, next) = page(request).await?.into_inner().split();
+        out.extend(items);
+        token = next.map(|p| p.next_page_token).unwrap_or_default();
         if token.is_empty() {
             return Ok(out);
         }
@@ -254,34 +274,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &client.return_to_region(b.request()?).await?.into_inner(),
         ),
         Command::Due { region, overdue } => {
-            let mut token = String::new();
-            println!("household_id\tregion\tlast_verified\tdue\toverdue");
-            loop {
-                let answer = client
-                    .list_due(ListDueRequest {
-                        region_code: region.clone(),
+            let due = all_pages(|page| {
+                let mut client = client.clone();
+                let region_code = region.clone();
+                async move {
+                    let request = ListDueRequest {
+                        region_code,
                         overdue_only: overdue,
-                        page: Some(pb::PageRequest {
-                            page_size: 1000,
-                            page_token: token,
-                        }),
-                    })
-                    .await?
-                    .into_inner();
-                for h in &answer.households {
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        h.household_id,
-                        h.region_code,
-                        day(h.last_verified_at.as_ref()),
-                        day(h.due_at.as_ref()),
-                        h.overdue
-                    );
+                        page: Some(page),
+                    };
+                    client.list_due(request).await
                 }
-                token = answer.page.map(|p| p.next_page_token).unwrap_or_default();
-                if token.is_empty() {
-                    break;
-                }
+            })
+            .await?;
+            println!("household_id\tregion\tlast_verified\tdue\toverdue");
+            for h in &due {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    h.household_id,
+                    h.region_code,
+                    day(h.last_verified_at.as_ref()),
+                    day(h.due_at.as_ref()),
+                    h.overdue
+                );
             }
         }
     }

@@ -22,31 +22,24 @@ dtks_platform::service_error! {
         #[error("a {} proposal can no longer be withdrawn", status.as_str_name())]
         NotWithdrawable { status: ProposalStatus },
     }
+    to_status {
+        Error::Refusal(refusal) => refusal.into_status(),
+        Error::NoSuchProposal => Status::not_found("no such proposal"),
+        e @ Error::NotWithdrawable { .. } => Status::with_error_details(
+            tonic::Code::FailedPrecondition,
+            e.to_string(),
+            ErrorDetails::with_precondition_failure_violation(
+                "STATUS",
+                "proposal_id",
+                "only a proposal not yet verified (SUBMITTED or IN_VERIFICATION) can be withdrawn",
+            ),
+        ),
+    }
 }
 
 impl From<Refusal> for Error {
     fn from(refusal: Refusal) -> Self {
         Error::Refusal(refusal)
-    }
-}
-
-impl From<Error> for Status {
-    fn from(error: Error) -> Self {
-        match error {
-            Error::Refusal(refusal) => refusal.into_status(),
-            Error::NoSuchProposal => Status::not_found("no such proposal"),
-            e @ Error::NotWithdrawable { .. } => Status::with_error_details(
-                tonic::Code::FailedPrecondition,
-                e.to_string(),
-                ErrorDetails::with_precondition_failure_violation(
-                    "STATUS",
-                    "proposal_id",
-                    "only a proposal not yet verified (SUBMITTED or IN_VERIFICATION) can be withdrawn",
-                ),
-            ),
-            Error::Fault(fault) => fault.into(),
-            Error::Refused(status) => status,
-        }
     }
 }
 

@@ -11,15 +11,8 @@ dtks_platform::service_error! {
         #[error("civil registry unavailable: {0}")]
         Registry(#[from] RegistryError),
     }
-}
-
-impl From<Error> for Status {
-    fn from(error: Error) -> Self {
-        match error {
-            Error::Registry(e) => Status::unavailable(format!("civil registry unavailable: {e}")),
-            Error::Fault(fault) => fault.into(),
-            Error::Refused(status) => status,
-        }
+    to_status {
+        Error::Registry(e) => Status::unavailable(format!("civil registry unavailable: {e}")),
     }
 }
 

@@ -44,13 +44,8 @@ pub use store::Migrator;
 /// Wires the service: the registry adapter, the DCI callback listener, the matching
 /// worker, the event consumer and the gRPC edge.
 pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let url = ctx
-        .config
-        .upstream
-        .civil_registry_url
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("DTKS_UPSTREAM__CIVIL_REGISTRY_URL is required"))?;
-    let registry = dci::DciRegistry::new(&url, &ctx.config.dci)?;
+    let url = ctx.config.upstream.civil_registry()?;
+    let registry = dci::DciRegistry::new(url, &ctx.config.dci)?;
     let cache = Cache::connect(&ctx.config.redis).await?;
     let matcher = matcher::Matcher {
         registry: registry.clone(),

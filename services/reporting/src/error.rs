@@ -1,8 +1,6 @@
 //! The one error of the reporting service, and how each kind is told to a gRPC caller:
 //! use cases return [`Error`], and `?` at the edge maps it to a `Status`.
 
-use tonic::Status;
-
 dtks_platform::service_error! {
     pub enum Error {
         /// The bus could not say how many events wait in the dead-letter queues:
@@ -10,24 +8,15 @@ dtks_platform::service_error! {
         #[error("dead-letter counts: {0}")]
         Bus(String),
     }
-}
-
-impl From<Error> for Status {
-    fn from(error: Error) -> Self {
-        match error {
-            e @ Error::Bus(_) => {
-                tracing::warn!(error = %e, "dead-letter counts unavailable");
-                Status::unavailable("the bus cannot be asked now; try again")
-            }
-            Error::Fault(fault) => fault.into(),
-            Error::Refused(status) => status,
-        }
+    to_status {
+        e @ Error::Bus(_) => dtks_platform::fault::unavailable("the bus", &e),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Status;
 
     #[test]
     fn the_bus_down_is_unavailable_and_storage_internal() {

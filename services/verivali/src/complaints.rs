@@ -27,18 +27,7 @@ pub async fn file_complaint(
     if text.is_empty() || text.chars().count() > 4000 {
         return Err(grpc::invalid_field("text", "must be 1 to 4000 characters").into());
     }
-    if req.evidence_references.len() > 20 {
-        return Err(grpc::invalid_field("evidence_references", "at most 20").into());
-    }
-    for (i, e) in req.evidence_references.iter().enumerate() {
-        if e.trim().is_empty() || e.chars().count() > 500 {
-            return Err(grpc::invalid_field(
-                &format!("evidence_references[{i}]"),
-                "must be 1 to 500 characters",
-            )
-            .into());
-        }
-    }
+    crate::review::references("evidence_references", &req.evidence_references)?;
     let txn = db.begin().await?;
     let row = txn
         .query_one_raw(stmt(

@@ -25,6 +25,23 @@ pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<String> {
     Ok(value.to_owned())
 }
 
+/// References to stored files (photos, evidence): at most 20, each 1 to 500 characters.
+pub(crate) fn references(field: &str, values: &[String]) -> Result<()> {
+    if values.len() > 20 {
+        return Err(grpc::invalid_field(field, "at most 20").into());
+    }
+    match values
+        .iter()
+        .position(|r| r.trim().is_empty() || r.chars().count() > 500)
+    {
+        Some(i) => {
+            let field = format!("{field}[{i}]");
+            Err(grpc::invalid_field(&field, "must be 1 to 500 characters").into())
+        }
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn case_id(value: &str) -> Result<uuid::Uuid> {
     Ok(uuid::Uuid::parse_str(value)
         .map_err(|_| grpc::invalid_field("case_id", "must be a UUID"))?)
@@ -252,18 +269,7 @@ impl Verivali {
                 return Err(grpc::invalid_field("geotag", "is outside Indonesia").into());
             }
         }
-        if req.photo_references.len() > 20 {
-            return Err(grpc::invalid_field("photo_references", "at most 20").into());
-        }
-        for (i, p) in req.photo_references.iter().enumerate() {
-            if p.trim().is_empty() || p.chars().count() > 500 {
-                return Err(grpc::invalid_field(
-                    &format!("photo_references[{i}]"),
-                    "must be 1 to 500 characters",
-                )
-                .into());
-            }
-        }
+        references("photo_references", &req.photo_references)?;
         if let Some(c) = &req.corrected {
             valid_household(c, "corrected", now.date_naive())?;
         }

@@ -48,27 +48,50 @@ pub mod kinds {
     pub use uuid::Error as IdError;
 }
 
+/// UNAVAILABLE for a part the service depends on (`what`), the caller told to try
+/// again; the cause is logged, never sent.
+pub fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> Status {
+    tracing::warn!(error = %cause, what, "a dependency is unavailable");
+    Status::unavailable(format!("{what} cannot be reached now; try again"))
+}
+
 /// Declares a service's `Error`: the variants of its own, then `Fault` (INTERNAL, the
 /// cause logged and never sent) and `Refused` (a `Status` already worded for the
 /// caller); a `From` for every fault kind and for `Status`, so that `?` lifts them all;
-/// and the crate's `Result`. The service writes its one `From<Error> for Status`.
-/// A service with no kinds of its own gets its `From<Error> for Status` here too.
+/// the crate's `Result`; and the one `From<Error> for Status`, whose arms for the
+/// service's own kinds follow in `to_status { … }`.
+///
+/// ```ignore
+/// dtks_platform::service_error! {
+///     pub enum Error {
+///         #[error("period not determined")]
+///         NotDetermined,
+///     }
+///     to_status {
+///         e @ Error::NotDetermined => tonic::Status::not_found(e.to_string()),
+///     }
+/// }
+/// ```
 #[macro_export]
 macro_rules! service_error {
     ($(#[$meta:meta])* pub enum $error:ident {}) => {
-        $crate::service_error! { @declare $(#[$meta])* pub enum $error {} }
+        $crate::service_error! { $(#[$meta])* pub enum $error {} to_status {} }
+    };
+    (
+        $(#[$meta:meta])* pub enum $error:ident { $($own:tt)* }
+        to_status { $($arms:tt)* }
+    ) => {
+        $crate::service_error! { @declare $(#[$meta])* pub enum $error { $($own)* } }
 
         impl From<$error> for $crate::fault::kinds::Status {
             fn from(error: $error) -> Self {
                 match error {
+                    $($arms)*
                     $error::Fault(fault) => fault.into(),
                     $error::Refused(status) => status,
                 }
             }
         }
-    };
-    ($(#[$meta:meta])* pub enum $error:ident { $($own:tt)* }) => {
-        $crate::service_error! { @declare $(#[$meta])* pub enum $error { $($own)* } }
     };
     (@declare $(#[$meta:meta])* pub enum $error:ident { $($own:tt)* }) => {
         $(#[$meta])*

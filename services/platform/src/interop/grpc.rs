@@ -68,6 +68,20 @@ pub fn endpoint(
     Ok(endpoint.tls_config(config)?)
 }
 
+/// A health service that reports `S` (and the server as a whole) as serving.
+async fn serving<S: NamedService>() -> (
+    tonic_health::server::HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in [S::NAME, ""] {
+        reporter
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    (reporter, health)
+}
+
 /// Serves `service` with health and reflection on `listener` until `shutdown`, over TLS
 /// when `tls` names a certificate.
 pub async fn serve<S>(
@@ -86,13 +100,7 @@ where
     S::Response: axum::response::IntoResponse,
     S::Future: Send + 'static,
 {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status(S::NAME, ServingStatus::Serving)
-        .await;
-    reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+    let (reporter, health) = serving::<S>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(dtks_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -113,13 +121,7 @@ where
     // With TLS on, the kubelet's probes get health alone in plain text on their own port.
     if let (Some(_), Some(health_addr)) = (&server_tls, &tls.health_addr) {
         let health_listener = TcpListener::bind(health_addr).await?;
-        let (probe_reporter, probe_health) = tonic_health::server::health_reporter();
-        probe_reporter
-            .set_service_status(S::NAME, ServingStatus::Serving)
-            .await;
-        probe_reporter
-            .set_service_status("", ServingStatus::Serving)
-            .await;
+        let (probe_reporter, probe_health) = serving::<S>().await;
         let probe_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let drained = async move {
@@ -152,7 +154,6 @@ where
     }
     builder
         .trace_fn(request_span)
-        .layer(crate::metrics::RpcMetricsLayer)
         // Bulk imports stream thousands of messages: HTTP/2's default 64 KiB window would
         // stall the sender on every few dozen rows.
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))

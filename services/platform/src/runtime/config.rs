@@ -271,6 +271,26 @@ pub struct UpstreamConfig {
     pub determination_url: Option<String>,
 }
 
+impl UpstreamConfig {
+    /// The civil registry's URL, which matching cannot start without.
+    pub fn civil_registry(&self) -> anyhow::Result<&str> {
+        required(
+            &self.civil_registry_url,
+            "DTKS_UPSTREAM__CIVIL_REGISTRY_URL",
+        )
+    }
+
+    /// Determination's endpoint, which distribution cannot start without.
+    pub fn determination(&self) -> anyhow::Result<&str> {
+        required(&self.determination_url, "DTKS_UPSTREAM__DETERMINATION_URL")
+    }
+}
+
+fn required<'a>(url: &'a Option<String>, variable: &str) -> anyhow::Result<&'a str> {
+    url.as_deref()
+        .ok_or_else(|| anyhow::anyhow!("{variable} is required"))
+}
+
 /// Matching's side of the DCI link (`DTKS_DCI__…`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct DciConfig {

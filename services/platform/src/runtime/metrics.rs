@@ -53,7 +53,8 @@ pub fn instruments() -> &'static Instruments {
     })
 }
 
-/// Records one call served.
+/// Records one call served: its method, its gRPC status code and how long it took.
+/// The access guard records every call it stands in front of, refused ones included.
 pub fn rpc(method: &str, status: &str, seconds: f64) {
     instruments().rpc_duration.record(
         seconds,
@@ -73,65 +74,4 @@ pub fn event(event_type: &str, result: &'static str, seconds: f64) {
     let i = instruments();
     i.events_handled.add(1, &attributes);
     i.event_duration.record(seconds, &attributes[..1]);
-}
-
-/// A tower layer that times every gRPC call (health checks and reflection aside) and
-/// records it with its status.
-#[derive(Clone, Copy, Default)]
-pub struct RpcMetricsLayer;
-
-impl<S> tower::Layer<S> for RpcMetricsLayer {
-    type Service = RpcMetrics<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RpcMetrics { inner }
-    }
-}
-
-#[derive(Clone)]
-pub struct RpcMetrics<S> {
-    inner: S,
-}
-
-impl<S, B, R> tower::Service<http::Request<B>> for RpcMetrics<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    S::Error: 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().to_owned();
-        let started = std::time::Instant::now();
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await;
-            if !method.starts_with("/grpc.health.") && !method.starts_with("/grpc.reflection.") {
-                // A failed call answers its status in the headers (trailers-only); a call
-                // whose status comes in the trailers succeeded when its headers were sent.
-                let status = match &response {
-                    Ok(r) => r
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("0")
-                        .to_owned(),
-                    Err(_) => "transport".to_owned(),
-                };
-                rpc(&method, &status, started.elapsed().as_secs_f64());
-            }
-            response
-        })
-    }
 }

@@ -190,28 +190,41 @@ where
         let limits = self.limits.clone();
         Box::pin(async move {
             let method = request.uri().path().to_owned();
+            let started = std::time::Instant::now();
             let header = request.headers().get(http::header::AUTHORIZATION);
-            match admit(&auth, &limits, &method, header).await {
+            let response = match admit(&auth, &limits, &method, header).await {
                 Ok(claims) => {
                     request.extensions_mut().insert(claims);
                     // The request message is checked at the edge before any handler.
-                    let request = match crate::edge::single_request(&method) {
+                    match crate::edge::single_request(&method) {
                         Some(input) => match checked(request, input).await {
-                            Ok(request) => request,
+                            Ok(request) => inner.call(request).await,
                             Err(refused) => {
                                 tracing::info!(code = ?refused.code(), %method, "request refused at the edge");
-                                return Ok(refused.into_http());
+                                Ok(refused.into_http())
                             }
                         },
-                        None => request,
-                    };
-                    inner.call(request).await
+                        None => inner.call(request).await,
+                    }
                 }
                 Err(refused) => {
                     tracing::info!(code = ?refused.code(), %method, "call refused by the access guard");
                     Ok(refused.into_http())
                 }
-            }
+            };
+            // A failed call answers its status in the headers (trailers-only); a call
+            // whose status comes in the trailers succeeded when its headers were sent.
+            let status = match &response {
+                Ok(r) => r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0")
+                    .to_owned(),
+                Err(_) => "transport".to_owned(),
+            };
+            crate::metrics::rpc(&method, &status, started.elapsed().as_secs_f64());
+            response
         })
     }
 }
