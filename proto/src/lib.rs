@@ -45,6 +45,9 @@ pub mod reporting {
     }
 }
 
+// Each service's `<service>_edge!` macro, generated from its RPCs by build.rs.
+include!(concat!(env!("OUT_DIR"), "/dtks_edges.rs"));
+
 /// Encoded `FileDescriptorSet` of every DTKS contract, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/dtks_descriptor.bin"));

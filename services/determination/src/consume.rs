@@ -1,7 +1,7 @@
 //! The events determination consumes: accepted and removed households kept in the
 //! master registry, each change a new version.
 
-use dtks_platform::bus::{EventHandler, HandlerError};
+use dtks_platform::bus::{EventHandler, Handled, HandlerError};
 use dtks_platform::db::stmt;
 use dtks_platform::{convert, events};
 use dtks_proto::common::v1 as pb;
@@ -14,11 +14,7 @@ use sha2::{Digest, Sha256};
 pub(crate) struct Accepted;
 
 impl EventHandler for Accepted {
-    async fn handle(
-        &self,
-        txn: &DatabaseTransaction,
-        envelope: &Envelope,
-    ) -> Result<(), HandlerError> {
+    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Handled {
         let at = envelope
             .occurred_at
             .as_ref()

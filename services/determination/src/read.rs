@@ -15,8 +15,7 @@ use crate::run::Api;
 use crate::store;
 
 /// A snapshot's pages as the edge streams them.
-pub(crate) type PageStream =
-    std::pin::Pin<Box<dyn futures::Stream<Item = Result<SnapshotPage, Status>> + Send>>;
+pub(crate) type PageStream = tonic::codegen::BoxStream<SnapshotPage>;
 
 /// The largest page a stream sends.
 const MAX_BATCH: u32 = 5_000;
@@ -28,7 +27,11 @@ fn household_id(text: &str) -> Result<uuid::Uuid> {
 
 impl Api {
     /// A month's snapshot in rank order from `after_rank`, within the caller's region.
-    pub async fn stream(&self, who: &Claims, req: &StreamSnapshotRequest) -> Result<PageStream> {
+    pub async fn stream_snapshot(
+        &self,
+        who: &Claims,
+        req: &StreamSnapshotRequest,
+    ) -> Result<PageStream> {
         let period = convert::period_key(req.period.as_ref())?;
         let region = if req.region_code.is_empty() {
             who.region.clone()
@@ -82,7 +85,7 @@ impl Api {
 
     /// One household's standing in a month (the newest when none is named), with the
     /// terms of its welfare score.
-    pub(crate) async fn standing(
+    pub(crate) async fn get_household_standing(
         &self,
         who: &Claims,
         req: &GetHouseholdStandingRequest,
@@ -146,7 +149,7 @@ impl Api {
     }
 
     /// A household's record as it stood at `as_of` (now when not given).
-    pub(crate) async fn registry_household(
+    pub(crate) async fn get_registry_household(
         &self,
         who: &Claims,
         req: &GetRegistryHouseholdRequest,
@@ -190,8 +193,42 @@ impl Api {
         })
     }
 
+    /// A month is determined once it has begun (finding 13: 2099-12 was determined).
+    pub(crate) async fn determine(
+        &self,
+        _who: &Claims,
+        req: &DetermineRequest,
+    ) -> Result<Snapshot> {
+        let period = convert::begun_period_key(req.period.as_ref(), dtks_platform::clock::now())?;
+        self.determine_period(period).await
+    }
+
+    /// A determined month's snapshot: its counts, deciles and signature.
+    pub(crate) async fn get_snapshot(
+        &self,
+        _who: &Claims,
+        req: &GetSnapshotRequest,
+    ) -> Result<Snapshot> {
+        let period = convert::period_key(req.period.as_ref())?;
+        self.snapshot(&self.db, period)
+            .await?
+            .ok_or(Error::NotDetermined)
+    }
+
     /// What changed between two determined months.
-    pub async fn difference(&self, from: (i32, i32), to: (i32, i32)) -> Result<SnapshotDiff> {
+    pub(crate) async fn diff_snapshots(
+        &self,
+        _who: &Claims,
+        req: &DiffSnapshotsRequest,
+    ) -> Result<SnapshotDiff> {
+        let from = convert::period_key(req.from.as_ref())
+            .map_err(|_| grpc::invalid_field("from", "must be a period"))?;
+        let to = convert::period_key(req.to.as_ref())
+            .map_err(|_| grpc::invalid_field("to", "must be a period"))?;
+        self.difference(from, to).await
+    }
+
+    async fn difference(&self, from: (i32, i32), to: (i32, i32)) -> Result<SnapshotDiff> {
         let before = self.standing_snapshot_id(from).await?;
         let after = self.standing_snapshot_id(to).await?;
         if before == after {

@@ -89,7 +89,7 @@ impl Api {
 
     /// One determination under the cluster's Lease (when there is one), renewed while
     /// the run lasts and given back after it.
-    pub(crate) async fn determine(&self, period: (i32, i32)) -> Result<Snapshot> {
+    pub(crate) async fn determine_period(&self, period: (i32, i32)) -> Result<Snapshot> {
         let Some(lease) = self.lease.clone() else {
             return self.determine_locked(period).await;
         };

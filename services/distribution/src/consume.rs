@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use dtks_platform::bus::{EventHandler, HandlerError};
+use dtks_platform::bus::{EventHandler, Handled};
 use dtks_platform::events;
 use dtks_proto::events::v1::{self as ev, Envelope};
 
@@ -15,11 +15,7 @@ pub struct Preparer {
 }
 
 impl EventHandler for Preparer {
-    async fn handle(
-        &self,
-        _txn: &sea_orm::DatabaseTransaction,
-        envelope: &Envelope,
-    ) -> Result<(), HandlerError> {
+    async fn handle(&self, _txn: &sea_orm::DatabaseTransaction, envelope: &Envelope) -> Handled {
         if envelope.r#type != events::DETERMINATION_PUBLISHED {
             return Ok(());
         }

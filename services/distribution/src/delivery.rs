@@ -14,6 +14,7 @@ use dtks_proto::events::v1 as ev;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tonic::Status;
 
+use crate::Distribution;
 use crate::error::Result;
 
 pub const DEFAULT_BATCH: u32 = 1000;
@@ -257,47 +258,49 @@ impl Source for Delivery {
 pub type Batches =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<RecipientBatch, Status>> + Send>>;
 
-/// Opens the delivery of a fixed list (checked and audited before the first batch).
-pub async fn stream_list(
-    db: &DatabaseConnection,
-    signal: &outbox::OutboxSignal,
-    who: &Claims,
-    req: &StreamListRequest,
-) -> Result<Batches> {
-    let start = Start::of(
-        "list_id",
-        &req.list_id,
-        &req.cursor,
-        req.batch_size,
-        "recipients",
-    )?;
-    let list_id = start.id;
-    let status: i16 = db
-        .query_one_raw(stmt(
-            "SELECT status FROM lists WHERE list_id = $1",
-            [list_id.into()],
-        ))
-        .await?
-        .ok_or_else(|| Status::not_found(format!("no list {list_id}")))?
-        .try_get("", "status")?;
-    if i32::from(status) != ListStatus::Fixed as i32 {
-        return Err(grpc::failed_preconditions(&[(
-            "STATE".into(),
-            format!("list {list_id}"),
-            "the list is a draft; only a fixed (approved) list is delivered".into(),
-        )])
-        .into());
+impl Distribution {
+    /// Opens the delivery of a fixed list (checked and audited before the first batch).
+    pub(crate) async fn stream_list(
+        &self,
+        who: &Claims,
+        req: &StreamListRequest,
+    ) -> Result<Batches> {
+        let (db, signal) = (&self.db, &self.outbox);
+        let start = Start::of(
+            "list_id",
+            &req.list_id,
+            &req.cursor,
+            req.batch_size,
+            "recipients",
+        )?;
+        let list_id = start.id;
+        let status: i16 = db
+            .query_one_raw(stmt(
+                "SELECT status FROM lists WHERE list_id = $1",
+                [list_id.into()],
+            ))
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no list {list_id}")))?
+            .try_get("", "status")?;
+        if i32::from(status) != ListStatus::Fixed as i32 {
+            return Err(grpc::failed_preconditions(&[(
+                "STATE".into(),
+                format!("list {list_id}"),
+                "the list is a draft; only a fixed (approved) list is delivered".into(),
+            )])
+            .into());
+        }
+        let audit = Audit::open(db, signal, who, (Some(list_id), None), &req.cursor).await?;
+        Ok(batches(Delivery {
+            db: db.clone(),
+            audit,
+            list_id,
+            batch: start.batch,
+            after: start.after,
+            pending: Default::default(),
+            done: false,
+        }))
     }
-    let audit = Audit::open(db, signal, who, (Some(list_id), None), &req.cursor).await?;
-    Ok(batches(Delivery {
-        db: db.clone(),
-        audit,
-        list_id,
-        batch: start.batch,
-        after: start.after,
-        pending: Default::default(),
-        done: false,
-    }))
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 //! audited as list deliveries are.
 
 use dtks_platform::auth::Claims;
-use dtks_platform::outbox;
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::{RankedHousehold, StreamSnapshotRequest};
 use dtks_proto::distribution::v1::{
@@ -15,6 +14,7 @@ use dtks_proto::distribution::v1::{
 use sea_orm::DatabaseConnection;
 use tonic::Status;
 
+use crate::Distribution;
 use crate::error::Result;
 
 use crate::delivery::{Audit, Batches, Source, Start, batches, cursor};
@@ -237,40 +237,41 @@ impl Source for Extract {
     }
 }
 
-/// Opens the delivery of a request's extract to the officer who filed it.
-pub async fn stream_extract(
-    db: &DatabaseConnection,
-    signal: &outbox::OutboxSignal,
-    determination: &Determination,
-    who: &Claims,
-    req: &StreamExtractRequest,
-) -> Result<Batches> {
-    let start = Start::of(
-        "request_id",
-        &req.request_id,
-        &req.cursor,
-        req.batch_size,
-        "households",
-    )?;
-    let request_id = start.id;
-    let (year, month) = dtks_platform::convert::period_key(req.period.as_ref())?;
-    let request = requests::deliverable(db, request_id).await?;
-    if !request.filed_by(who) {
-        return Err(Status::not_found(format!("no data request {request_id}")).into());
+impl Distribution {
+    /// Opens the delivery of a request's extract to the officer who filed it.
+    pub(crate) async fn stream_extract(
+        &self,
+        who: &Claims,
+        req: &StreamExtractRequest,
+    ) -> Result<Batches> {
+        let (db, signal, determination) = (&self.db, &self.outbox, &self.determination);
+        let start = Start::of(
+            "request_id",
+            &req.request_id,
+            &req.cursor,
+            req.batch_size,
+            "households",
+        )?;
+        let request_id = start.id;
+        let (year, month) = dtks_platform::convert::period_key(req.period.as_ref())?;
+        let request = requests::deliverable(db, request_id).await?;
+        if !request.filed_by(who) {
+            return Err(Status::not_found(format!("no data request {request_id}")).into());
+        }
+        debug_assert_eq!(request.status, RequestStatus::Approved);
+        let audit = Audit::open(db, signal, who, (None, Some(request_id)), &req.cursor).await?;
+        Ok(batches(Extract {
+            db: db.clone(),
+            audit,
+            determination: determination.clone(),
+            request_id,
+            period: pb::Period { year, month },
+            batch: start.batch,
+            after: start.after,
+            done: false,
+            pages: None,
+        }))
     }
-    debug_assert_eq!(request.status, RequestStatus::Approved);
-    let audit = Audit::open(db, signal, who, (None, Some(request_id)), &req.cursor).await?;
-    Ok(batches(Extract {
-        db: db.clone(),
-        audit,
-        determination: determination.clone(),
-        request_id,
-        period: pb::Period { year, month },
-        batch: start.batch,
-        after: start.after,
-        done: false,
-        pages: None,
-    }))
 }
 
 #[cfg(test)]

@@ -13,10 +13,11 @@ use dtks_platform::auth::Claims;
 use dtks_platform::fault::Fault;
 use dtks_platform::{convert, events, grpc, outbox};
 use dtks_proto::distribution::v1::{
-    BeneficiaryList, BuildListRequest, GetListRequest, ListStatus, RegionSelection,
+    ApproveListRequest, BeneficiaryList, BuildListRequest, GetListRequest, ListStatus,
+    RegionSelection,
 };
 use dtks_proto::events::v1 as ev;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::TransactionTrait;
 use sha2::{Digest, Sha256};
 use tonic::Status;
 
@@ -132,7 +133,11 @@ fn list_id(text: &str) -> Result<uuid::Uuid> {
 impl Distribution {
     /// Builds a programme's draft list for a month that has begun; a list already built
     /// for the programme's version and month is answered as it is (never rebuilt).
-    pub async fn build(&self, _who: &Claims, req: &BuildListRequest) -> Result<BeneficiaryList> {
+    pub async fn build_list(
+        &self,
+        _who: &Claims,
+        req: &BuildListRequest,
+    ) -> Result<BeneficiaryList> {
         let (year, month) =
             convert::begun_period_key(req.period.as_ref(), dtks_platform::clock::now())?;
         let (programme, rule) = programmes::current(&self.db, &req.programme_code).await?;
@@ -185,7 +190,7 @@ impl Distribution {
     }
 
     /// One list.
-    pub async fn list(&self, _who: &Claims, req: &GetListRequest) -> Result<BeneficiaryList> {
+    pub async fn get_list(&self, _who: &Claims, req: &GetListRequest) -> Result<BeneficiaryList> {
         let id = list_id(&req.list_id)?;
         Ok(store::by_id(&self.db, id, false)
             .await?
@@ -195,62 +200,65 @@ impl Distribution {
 
 /// Approves a draft list: it is fixed, compared with the programme's previous fixed
 /// list, and announced. Approving a fixed list again answers it as it is.
-pub async fn approve(
-    db: &DatabaseConnection,
-    signal: &outbox::OutboxSignal,
-    who: &Claims,
-    list_id: &str,
-) -> Result<BeneficiaryList> {
-    let id = self::list_id(list_id)?;
-    let txn = db.begin().await?;
-    let list = store::by_id(&txn, id, true)
-        .await?
-        .ok_or_else(|| Status::not_found(format!("no list {id}")))?;
-    if list.status == ListStatus::Fixed as i32 {
-        return Ok(list);
-    }
-    let previous = store::previous_fixed(&txn, &list.programme_code, id).await?;
-    let (added, removed) = match previous {
-        None => (list.recipients as i64, 0),
-        Some(before) => {
-            let pool = db.get_postgres_connection_pool();
-            let (old, new) = (
-                entries::household_ids(pool, before).await?,
-                entries::household_ids(pool, id).await?,
-            );
-            let (added, removed) = entries::difference(old, new);
-            (added as i64, removed as i64)
+impl Distribution {
+    /// The programme's Eselon I unit fixes its beneficiaries (KPM).
+    pub(crate) async fn approve_list(
+        &self,
+        who: &Claims,
+        req: &ApproveListRequest,
+    ) -> Result<BeneficiaryList> {
+        let (db, signal) = (&self.db, &self.outbox);
+        let id = list_id(&req.list_id)?;
+        let txn = db.begin().await?;
+        let list = store::by_id(&txn, id, true)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no list {id}")))?;
+        if list.status == ListStatus::Fixed as i32 {
+            return Ok(list);
         }
-    };
-    store::fix(&txn, id, &who.sub, (added, removed), previous).await?;
-    let fixed = ev::ListFixed {
-        list_id: id.to_string(),
-        programme_code: list.programme_code.clone(),
-        period: list.period,
-        recipients: list.recipients,
-        content_hash: list.content_hash.clone(),
-        coverage: list
-            .regions
-            .iter()
-            .map(|r| ev::RegionCoverage {
-                region_code: r.region_code.clone(),
-                eligible: r.eligible,
-                selected: r.selected,
-                quota: r.quota,
-            })
-            .collect(),
-    };
-    outbox::enqueue(
-        &txn,
-        &events::envelope(events::LIST_FIXED, "distribution", "", &fixed),
-    )
-    .await?;
-    let list = store::by_id(&txn, id, false)
-        .await?
-        .ok_or_else(|| Fault::Other("list vanished".into()))?;
-    txn.commit().await?;
-    signal.wake();
-    Ok(list)
+        let previous = store::previous_fixed(&txn, &list.programme_code, id).await?;
+        let (added, removed) = match previous {
+            None => (list.recipients as i64, 0),
+            Some(before) => {
+                let pool = db.get_postgres_connection_pool();
+                let (old, new) = (
+                    entries::household_ids(pool, before).await?,
+                    entries::household_ids(pool, id).await?,
+                );
+                let (added, removed) = entries::difference(old, new);
+                (added as i64, removed as i64)
+            }
+        };
+        store::fix(&txn, id, &who.sub, (added, removed), previous).await?;
+        let fixed = ev::ListFixed {
+            list_id: id.to_string(),
+            programme_code: list.programme_code.clone(),
+            period: list.period,
+            recipients: list.recipients,
+            content_hash: list.content_hash.clone(),
+            coverage: list
+                .regions
+                .iter()
+                .map(|r| ev::RegionCoverage {
+                    region_code: r.region_code.clone(),
+                    eligible: r.eligible,
+                    selected: r.selected,
+                    quota: r.quota,
+                })
+                .collect(),
+        };
+        outbox::enqueue(
+            &txn,
+            &events::envelope(events::LIST_FIXED, "distribution", "", &fixed),
+        )
+        .await?;
+        let list = store::by_id(&txn, id, false)
+            .await?
+            .ok_or_else(|| Fault::Other("list vanished".into()))?;
+        txn.commit().await?;
+        signal.wake();
+        Ok(list)
+    }
 }
 
 #[cfg(test)]

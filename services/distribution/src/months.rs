@@ -11,6 +11,7 @@ use dtks_platform::auth::BearerToken;
 use dtks_platform::{convert, grpc};
 use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
 use dtks_proto::determination::v1::{SnapshotPage, StreamSnapshotRequest};
+use dtks_proto::distribution::v1::{PrepareMonthRequest, PreparedMonth};
 use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -134,6 +135,23 @@ pub(crate) async fn prepared(
 }
 
 impl Distribution {
+    /// Loads a determined month ahead of the lists that will need it.
+    pub(crate) async fn prepare_month(
+        &self,
+        _who: &dtks_platform::auth::Claims,
+        req: &PrepareMonthRequest,
+    ) -> Result<PreparedMonth> {
+        let (year, month) = convert::period_key(req.period.as_ref())?;
+        let m = self.month(year, month as u32).await?;
+        Ok(PreparedMonth {
+            period: req.period,
+            households: m.households() as u64,
+            persons: m.ages.len() as u64,
+            load_seconds: m.load_seconds,
+            megabytes: (m.bytes() >> 20) as u64,
+        })
+    }
+
     /// The determined month `(year, month)`, loaded once and shared.
     pub(crate) async fn month(&self, year: i32, month: u32) -> Result<Arc<Month>> {
         prepared(&self.months, &self.determination, year, month).await

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use dtks_platform::auth::Claims;
 use dtks_platform::db::stmt;
 use dtks_platform::grpc;
-use dtks_proto::distribution::v1::Programme;
+use dtks_proto::distribution::v1::{ListProgrammesRequest, ListProgrammesResponse, Programme};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tonic::Status;
 
@@ -67,15 +67,25 @@ fn from_row(r: &sea_orm::QueryResult) -> Result<Programme> {
 
 const COLUMNS: &str = "code, name, rule, version, quotas, source";
 
-pub async fn list(db: &DatabaseConnection) -> Result<Vec<Programme>> {
-    db.query_all_raw(stmt(
-        &format!("SELECT {COLUMNS} FROM programmes ORDER BY code"),
-        [],
-    ))
-    .await?
-    .iter()
-    .map(from_row)
-    .collect()
+impl Distribution {
+    /// Every programme with its rule and quotas.
+    pub(crate) async fn list_programmes(
+        &self,
+        _who: &Claims,
+        _req: &ListProgrammesRequest,
+    ) -> Result<ListProgrammesResponse> {
+        let db = &self.db;
+        let programmes = db
+            .query_all_raw(stmt(
+                &format!("SELECT {COLUMNS} FROM programmes ORDER BY code"),
+                [],
+            ))
+            .await?
+            .iter()
+            .map(from_row)
+            .collect::<Result<_>>()?;
+        Ok(ListProgrammesResponse { programmes })
+    }
 }
 
 /// A programme's current version and its compiled rule.
@@ -140,7 +150,7 @@ fn check(p: &Programme) -> Result<()> {
 impl Distribution {
     /// Saves a programme: a new one at version 1, a changed one at its next version; the
     /// same definition again changes nothing.
-    pub async fn save(&self, who: &Claims, p: &Programme) -> Result<Programme> {
+    pub async fn save_programme(&self, who: &Claims, p: &Programme) -> Result<Programme> {
         let db = &self.db;
         check(p)?;
         let quotas = serde_json::to_value(&p.quotas)?;

@@ -11,10 +11,10 @@ use dtks_platform::auth::{Claims, Role};
 use dtks_platform::fault::Fault;
 use dtks_platform::{convert, grpc};
 use dtks_proto::distribution::v1::{
-    CreateDataRequestRequest, DataKind, DataRequest, GetDataRequestRequest, RecordHandoverRequest,
-    RequestStatus, RequesterKind,
+    CreateDataRequestRequest, DataKind, DataRequest, DecideDataRequestRequest as Decide,
+    GetDataRequestRequest, RecordHandoverRequest, RequestStatus, RequesterKind,
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use tonic::Status;
 
 use crate::Distribution;
@@ -266,7 +266,7 @@ fn may_see(who: &Claims, r: &Stored) -> bool {
         || route(r.kind).is_some_and(|route| route.decides == who.role)
 }
 impl Distribution {
-    pub async fn file_request(
+    pub async fn create_data_request(
         &self,
         who: &Claims,
         req: &CreateDataRequestRequest,
@@ -302,7 +302,7 @@ impl Distribution {
     }
 }
 impl Distribution {
-    pub async fn data_request(
+    pub async fn get_data_request(
         &self,
         who: &Claims,
         req: &GetDataRequestRequest,
@@ -317,64 +317,76 @@ impl Distribution {
     }
 }
 
-pub async fn decide(
-    db: &DatabaseConnection,
-    who: &Claims,
-    id: &str,
-    decision: Decision,
-    reason: &str,
-) -> Result<DataRequest> {
-    let id = request_id(id)?;
-    let reason = reason.trim();
-    if decision != Decision::Approve && reason.is_empty() {
-        return Err(grpc::invalid_field(
-            "reason",
-            format!("is required to {} a request", decision.verb()),
-        )
-        .into());
+impl Distribution {
+    /// The deciding authority approves a pending request.
+    pub async fn approve_data_request(&self, who: &Claims, req: &Decide) -> Result<DataRequest> {
+        self.decide(who, req, Decision::Approve).await
     }
-    let now = dtks_platform::clock::now();
-    let txn = db.begin().await?;
-    let stored = match store::load(&txn, id, true).await? {
-        Some(r) if may_see(who, &r) => r,
-        _ => return Err(Status::not_found(format!("no data request {id}")).into()),
-    };
-    let route = route(stored.kind).ok_or_else(|| Status::internal("request of no kind"))?;
-    if who.role != route.decides {
-        return Err(Status::permission_denied(format!(
-            "a {:?} request is decided by {} (role {}); the caller is {}",
-            stored.kind,
-            route.authority,
-            route.decides.as_str(),
-            who.role.as_str()
-        ))
-        .into());
+
+    /// The deciding authority rejects a pending request, with its reason.
+    pub async fn reject_data_request(&self, who: &Claims, req: &Decide) -> Result<DataRequest> {
+        self.decide(who, req, Decision::Reject).await
     }
-    who.require_region(&stored.region_code)?;
-    let (from, to) = decision.transition();
-    let current = stored.status_at(now);
-    if current != from {
-        return Err(grpc::failed_preconditions(&[(
-            "STATE".into(),
-            format!("data request {id}"),
-            format!(
-                "the request is {}; to {} it, it must be {}",
-                current.as_str_name(),
-                decision.verb(),
-                from.as_str_name()
-            ),
-        )])
-        .into());
+
+    /// The deciding authority revokes an approved request, with its reason.
+    pub async fn revoke_data_request(&self, who: &Claims, req: &Decide) -> Result<DataRequest> {
+        self.decide(who, req, Decision::Revoke).await
     }
-    store::decide(&txn, id, to, &who.sub, reason, now).await?;
-    recorded(txn, id, who, (decision.verb(), reason), now).await
+
+    async fn decide(&self, who: &Claims, req: &Decide, decision: Decision) -> Result<DataRequest> {
+        let (db, reason) = (&self.db, &req.reason);
+        let id = request_id(&req.request_id)?;
+        let reason = reason.trim();
+        if decision != Decision::Approve && reason.is_empty() {
+            return Err(grpc::invalid_field(
+                "reason",
+                format!("is required to {} a request", decision.verb()),
+            )
+            .into());
+        }
+        let now = dtks_platform::clock::now();
+        let txn = db.begin().await?;
+        let stored = match store::load(&txn, id, true).await? {
+            Some(r) if may_see(who, &r) => r,
+            _ => return Err(Status::not_found(format!("no data request {id}")).into()),
+        };
+        let route = route(stored.kind).ok_or_else(|| Status::internal("request of no kind"))?;
+        if who.role != route.decides {
+            return Err(Status::permission_denied(format!(
+                "a {:?} request is decided by {} (role {}); the caller is {}",
+                stored.kind,
+                route.authority,
+                route.decides.as_str(),
+                who.role.as_str()
+            ))
+            .into());
+        }
+        who.require_region(&stored.region_code)?;
+        let (from, to) = decision.transition();
+        let current = stored.status_at(now);
+        if current != from {
+            return Err(grpc::failed_preconditions(&[(
+                "STATE".into(),
+                format!("data request {id}"),
+                format!(
+                    "the request is {}; to {} it, it must be {}",
+                    current.as_str_name(),
+                    decision.verb(),
+                    from.as_str_name()
+                ),
+            )])
+            .into());
+        }
+        store::decide(&txn, id, to, &who.sub, reason, now).await?;
+        recorded(txn, id, who, (decision.verb(), reason), now).await
+    }
 }
 
 impl Distribution {
     /// The handover minutes: recorded by the officer who filed the request, once it is
     /// approved, with the user's obligations (no third parties, keep the data secure)
     /// acknowledged. Recording the same minutes again answers the request as it is.
-    pub async fn handover_minutes(
+    pub async fn record_handover(
         &self,
         who: &Claims,
         req: &RecordHandoverRequest,

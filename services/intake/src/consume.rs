@@ -1,6 +1,6 @@
 //! The events intake takes: later stages' decisions move a proposal along.
 
-use dtks_platform::bus::{EventHandler, HandlerError};
+use dtks_platform::bus::{EventHandler, Handled, HandlerError};
 use dtks_platform::events;
 use dtks_proto::events::v1::{self as ev, Envelope};
 use dtks_proto::intake::v1::ProposalStatus;
@@ -13,11 +13,7 @@ use crate::store;
 pub struct StatusUpdates;
 
 impl EventHandler for StatusUpdates {
-    async fn handle(
-        &self,
-        txn: &DatabaseTransaction,
-        envelope: &Envelope,
-    ) -> Result<(), HandlerError> {
+    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Handled {
         use ProposalStatus::*;
         let (proposal_id, status) = match envelope.r#type.as_str() {
             events::PROPOSAL_MATCHED => (

@@ -64,7 +64,7 @@ fn instant(t: &prost_types::Timestamp, field: &str) -> Result<chrono::DateTime<c
 
 impl Intake {
     /// One proposal with its household; the read names the members, so it is audited.
-    pub async fn proposal(&self, who: &Claims, req: &GetProposalRequest) -> Result<Proposal> {
+    pub async fn get_proposal(&self, who: &Claims, req: &GetProposalRequest) -> Result<Proposal> {
         let id = proposal_id(&req.proposal_id)?;
         let proposal = store::load(&self.db, id, true)
             .await?
@@ -75,7 +75,7 @@ impl Intake {
     }
 
     /// A page of proposals, newest first, within the caller's reach.
-    pub async fn proposals(
+    pub async fn list_proposals(
         &self,
         who: &Claims,
         req: &ListProposalsRequest,
@@ -144,7 +144,11 @@ impl Intake {
     }
 
     /// Withdraws a proposal not yet verified; `proposal.withdrawn` is published with it.
-    pub async fn withdraw(&self, who: &Claims, req: &WithdrawProposalRequest) -> Result<Proposal> {
+    pub async fn withdraw_proposal(
+        &self,
+        who: &Claims,
+        req: &WithdrawProposalRequest,
+    ) -> Result<Proposal> {
         let id = proposal_id(&req.proposal_id)?;
         let reason = req.reason.trim();
         if reason.is_empty() || reason.chars().count() > check::MAX_REASON {

@@ -18,7 +18,7 @@ const WRITES_IN_FLIGHT: usize = 3;
 
 impl Intake {
     /// One proposal, checked and stored (or answered as a replay of the first).
-    pub async fn submit(
+    pub async fn submit_proposal(
         &self,
         who: &Claims,
         request: &SubmitProposalRequest,
@@ -64,7 +64,7 @@ impl Intake {
 
     /// A bulk import: rows are read while earlier batches are checked and written, up to
     /// [`WRITES_IN_FLIGHT`] batches at once, each on its own task and connection.
-    pub async fn import(
+    pub async fn import_proposals(
         &self,
         who: &Claims,
         mut stream: Streaming<ImportProposalsRequest>,

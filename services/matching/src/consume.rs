@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use dtks_platform::bus::{EventHandler, HandlerError};
+use dtks_platform::bus::{EventHandler, Handled, HandlerError};
 use dtks_platform::events;
 use dtks_proto::events::v1::{self as ev, Envelope};
 use prost::Message;
@@ -32,11 +32,7 @@ fn uuid_of(text: &str) -> Result<uuid::Uuid, HandlerError> {
 }
 
 impl EventHandler for Consumed {
-    async fn handle(
-        &self,
-        txn: &DatabaseTransaction,
-        envelope: &Envelope,
-    ) -> Result<(), HandlerError> {
+    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Handled {
         match envelope.r#type.as_str() {
             events::HOUSEHOLD_ACCEPTED => {
                 let accepted: ev::HouseholdAccepted = events::payload(envelope)?;

@@ -89,11 +89,20 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
     let consumer = ctx
         .spawn_consumer(consume::TYPES, consume::Consumed { wake })
         .await?;
-    let service = dtks_platform::with_limits!(MatchingServiceServer::new(api::Api {
+    let service = dtks_platform::with_limits!(MatchingServiceServer::new(Api {
         db: ctx.db.clone(),
         matcher,
         outbox: ctx.outbox.clone(),
         wave_limit: ctx.config.limits.wave_persons_per_stream,
     }));
     ctx.serve(listener, service, Some(consumer)).await
+}
+
+/// What the use cases share: the schema, the matcher, the outbox's signal.
+pub struct Api {
+    pub db: sea_orm::DatabaseConnection,
+    pub matcher: matcher::Matcher,
+    pub outbox: dtks_platform::outbox::OutboxSignal,
+    /// Persons one MatchWave stream may carry.
+    pub wave_limit: u64,
 }

@@ -60,6 +60,18 @@ pub fn response_of(assessed: &matcher::Assessed, m: ev::PersonMatch) -> MatchPer
     }
 }
 
+impl crate::Api {
+    /// MatchPerson: one person of a proposal matched against the civil registry and DTKS.
+    pub(crate) async fn match_person(
+        &self,
+        who: &Claims,
+        req: &MatchPersonRequest,
+    ) -> Result<MatchPersonResponse> {
+        let (one, village_code) = admit(who, req.clone())?;
+        person(&self.db, &self.matcher, who, one, village_code).await
+    }
+}
+
 /// One person, all of their registry searches asked at once.
 pub async fn person(
     db: &DatabaseConnection,

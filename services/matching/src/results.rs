@@ -3,6 +3,7 @@
 
 use dtks_platform::auth::Claims;
 use dtks_proto::events::v1 as ev;
+use dtks_proto::matching::v1::GetProposalMatchRequest;
 use prost::Message;
 use sea_orm::DatabaseConnection;
 use tonic::Status;
@@ -11,6 +12,19 @@ use crate::error::Result;
 use crate::store;
 
 /// The stored result of `proposal_id`; the read is audited.
+impl crate::Api {
+    /// What matching decided for a proposal, for the proposal's region.
+    pub(crate) async fn get_proposal_match(
+        &self,
+        who: &Claims,
+        req: &GetProposalMatchRequest,
+    ) -> Result<ev::ProposalMatched> {
+        let id = uuid::Uuid::parse_str(&req.proposal_id)
+            .map_err(|_| dtks_platform::grpc::invalid_field("proposal_id", "must be a UUID"))?;
+        of_proposal(&self.db, who, id).await
+    }
+}
+
 pub async fn of_proposal(
     db: &DatabaseConnection,
     who: &Claims,

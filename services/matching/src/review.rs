@@ -8,7 +8,10 @@ use dtks_platform::db::stmt;
 use dtks_platform::{events, grpc, outbox};
 use dtks_proto::common::v1 as pb;
 use dtks_proto::events::v1::{self as ev, PersonOutcome};
-use dtks_proto::matching::v1::{ReviewDecision, ReviewPair};
+use dtks_proto::matching::v1::{
+    DecideReviewPairRequest, ListReviewPairsRequest, ListReviewPairsResponse, ReviewDecision,
+    ReviewPair,
+};
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tonic::Status;
@@ -77,6 +80,35 @@ fn pair(row: &sea_orm::QueryResult) -> Result<(ReviewPair, RegistryPerson)> {
 }
 
 /// One page of pairs in `region` (the caller's scope when empty), oldest first.
+impl crate::Api {
+    /// The pairs waiting for a clerical decision in the caller's region.
+    pub(crate) async fn list_review_pairs(
+        &self,
+        who: &Claims,
+        req: &ListReviewPairsRequest,
+    ) -> Result<ListReviewPairsResponse> {
+        let (region, decided) = (&req.region_code, req.include_decided);
+        let (pairs, next_page_token) =
+            list(&self.db, who, region, decided, req.page.as_ref()).await?;
+        Ok(ListReviewPairsResponse {
+            pairs,
+            page: Some(pb::PageResponse { next_page_token }),
+        })
+    }
+
+    /// A clerk's decision on a pair; the event it publishes wakes the relay.
+    pub(crate) async fn decide_review_pair(
+        &self,
+        who: &Claims,
+        req: &DecideReviewPairRequest,
+    ) -> Result<ReviewPair> {
+        let decision = ReviewDecision::try_from(req.decision).unwrap_or_default();
+        let pair = decide(&self.db, who, &req.pair_id, decision, &req.note).await?;
+        self.outbox.wake();
+        Ok(pair)
+    }
+}
+
 pub async fn list(
     db: &DatabaseConnection,
     who: &Claims,

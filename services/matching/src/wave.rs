@@ -73,6 +73,24 @@ async fn deliver(
 }
 
 /// Drives one wave until the caller's stream ends (or the caller goes).
+/// A wave's answers as the edge streams them.
+pub type WaveStream = tonic::codegen::BoxStream<MatchWaveResponse>;
+
+impl crate::Api {
+    /// MatchWave: the caller's persons matched as they arrive, answered in chunks.
+    pub(crate) async fn match_wave(
+        &self,
+        who: &Claims,
+        persons: tonic::Streaming<MatchWaveRequest>,
+    ) -> Result<WaveStream, Status> {
+        let (tx, rx) = tokio::sync::mpsc::channel(CHUNK);
+        let (db, matcher) = (self.db.clone(), self.matcher.clone());
+        let run = run(db, matcher, who.clone(), self.wave_limit, persons, tx);
+        tokio::spawn(run);
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}
+
 pub async fn run(
     db: DatabaseConnection,
     matcher: Matcher,

@@ -1,27 +1,9 @@
-//! The gRPC edge of reporting: each call names its caller and the region asked about and
-//! hands them to a use case in `read` (a report, the summary, an export, a rebuild).
+//! The gRPC edge of reporting, written from the contract: each RPC names its caller and
+//! hands the request to the use case of its own name on [`Reporting`] (in `read`: a
+//! report, the summary, an export, a rebuild); `?` maps the use case's error to a
+//! `Status`.
 
-use dtks_proto::reporting::v1::reporting_service_server::ReportingService;
-use dtks_proto::reporting::v1::*;
-
+#[cfg(doc)]
 use crate::Reporting;
-use crate::read::ExportStream;
 
-dtks_platform::grpc_edge! {
-    impl ReportingService for Reporting {
-        use_cases {
-            get_pipeline_summary(RegionQuery) -> PipelineSummary = summary;
-            get_update_rates(RegionQuery) -> UpdateRates = report;
-            list_inactive_regions(RegionQuery) -> InactiveRegions = report;
-            get_funnel(RegionQuery) -> Funnel = report;
-            get_decile_distribution(RegionQuery) -> DecileDistribution = report;
-            get_programme_coverage(RegionQuery) -> ProgrammeCoverage = report;
-            get_match_outcomes(RegionQuery) -> MatchOutcomes = report;
-            get_reverifications(RegionQuery) -> Reverifications = report;
-            export(ExportRequest) -> ExportStream = exported;
-            rebuild(RebuildRequest) -> RebuildResponse = rebuild;
-        }
-
-        type ExportStream = ExportStream;
-    }
-}
+dtks_proto::reporting_service_edge!(crate::Reporting);

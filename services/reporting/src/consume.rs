@@ -1,6 +1,6 @@
 //! The events reporting takes: every one, kept as a fact and applied to the read models.
 
-use dtks_platform::bus::{EventHandler, HandlerError};
+use dtks_platform::bus::{EventHandler, Handled};
 use dtks_proto::events::v1::Envelope;
 use sea_orm::DatabaseTransaction;
 
@@ -10,11 +10,7 @@ use crate::facts;
 pub struct Facts;
 
 impl EventHandler for Facts {
-    async fn handle(
-        &self,
-        txn: &DatabaseTransaction,
-        envelope: &Envelope,
-    ) -> Result<(), HandlerError> {
+    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Handled {
         let fact = facts::of(envelope)?;
         facts::keep(txn, envelope, &fact).await?;
         let occurred = facts::occurred_at(envelope);

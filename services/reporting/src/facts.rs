@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Utc};
-use dtks_platform::bus::HandlerError;
+use dtks_platform::bus::{Handled, HandlerError};
 use dtks_platform::db::stmt;
 use dtks_platform::events;
 use dtks_proto::events::v1::{self as ev, Envelope};
@@ -186,11 +186,7 @@ pub fn of(envelope: &Envelope) -> Result<Fact, HandlerError> {
 }
 
 /// Keeps a fact (once: a redelivered event is already there).
-pub async fn keep(
-    txn: &DatabaseTransaction,
-    envelope: &Envelope,
-    fact: &Fact,
-) -> Result<(), HandlerError> {
+pub async fn keep(txn: &DatabaseTransaction, envelope: &Envelope, fact: &Fact) -> Handled {
     let event_id = uuid::Uuid::parse_str(&envelope.event_id)
         .map_err(|e| HandlerError::Permanent(format!("event id: {e}")))?;
     let occurred = occurred_at(envelope);
@@ -223,12 +219,7 @@ fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(seconds, 0).unwrap_or_default()
 }
 
-async fn add(
-    txn: &DatabaseTransaction,
-    region: &str,
-    metric: &str,
-    by: i64,
-) -> Result<(), HandlerError> {
+async fn add(txn: &DatabaseTransaction, region: &str, metric: &str, by: i64) -> Handled {
     txn.execute_raw(stmt(
         "INSERT INTO counters (region_code, metric, value) VALUES ($1, $2, $3)
          ON CONFLICT (region_code, metric) DO UPDATE SET value = counters.value + EXCLUDED.value",
@@ -248,7 +239,7 @@ async fn replace(
     txn: &DatabaseTransaction,
     metric: &str,
     per_regency: &[(String, i64)],
-) -> Result<(), HandlerError> {
+) -> Handled {
     txn.execute_raw(stmt(
         "DELETE FROM counters WHERE metric = $1",
         [metric.to_owned().into()],
@@ -267,7 +258,7 @@ pub async fn apply(
     occurred_at: DateTime<Utc>,
     region: &str,
     fact: &Fact,
-) -> Result<(), HandlerError> {
+) -> Handled {
     add(txn, "", "events_consumed", 1).await?;
     let counted = match event_type {
         events::PROPOSAL_SUBMITTED => Some("proposals_submitted"),

@@ -15,7 +15,11 @@ const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
 
 impl Reporting {
     /// How far each region's proposals got: the counters of `region` and below it.
-    pub(crate) async fn summary(&self, who: &Claims, q: &RegionQuery) -> Result<PipelineSummary> {
+    pub(crate) async fn get_pipeline_summary(
+        &self,
+        who: &Claims,
+        q: &RegionQuery,
+    ) -> Result<PipelineSummary> {
         let region = q.region_code.clone();
         if !region.is_empty() || !who.region.is_empty() {
             who.require_region(&region)?;
@@ -63,7 +67,7 @@ impl Reporting {
     }
 
     /// One report of the caller's region, as of the service's clock.
-    pub(crate) async fn report<R: Report>(&self, who: &Claims, q: &RegionQuery) -> Result<R> {
+    async fn report<R: Report>(&self, who: &Claims, q: &RegionQuery) -> Result<R> {
         R::query(&self.db, &Scope::of(who, q)?, dtks_platform::clock::now()).await
     }
 
@@ -73,7 +77,7 @@ impl Reporting {
     }
 
     /// A report as a CSV or XLSX file, sent in chunks.
-    pub(crate) async fn exported(&self, who: &Claims, req: &ExportRequest) -> Result<ExportStream> {
+    pub(crate) async fn export(&self, who: &Claims, req: &ExportRequest) -> Result<ExportStream> {
         let format = ExportFormat::try_from(req.format).unwrap_or_default();
         if format == ExportFormat::Unspecified {
             return Err(grpc::invalid_field("format", "must be CSV or XLSX").into());
@@ -121,5 +125,25 @@ impl Reporting {
 }
 
 /// An exported file's chunks, as the edge streams them.
-pub type ExportStream =
-    std::pin::Pin<Box<dyn futures::Stream<Item = Result<ExportChunk, tonic::Status>> + Send>>;
+pub type ExportStream = tonic::codegen::BoxStream<ExportChunk>;
+
+/// The RPCs that answer one report of the caller's region each.
+macro_rules! reports {
+    ($($rpc:ident => $report:ty,)*) => {
+        impl Reporting {
+            $(pub(crate) async fn $rpc(&self, who: &Claims, q: &RegionQuery) -> Result<$report> {
+                self.report(who, q).await
+            })*
+        }
+    };
+}
+
+reports! {
+    get_update_rates => UpdateRates,
+    list_inactive_regions => InactiveRegions,
+    get_funnel => Funnel,
+    get_decile_distribution => DecileDistribution,
+    get_programme_coverage => ProgrammeCoverage,
+    get_match_outcomes => MatchOutcomes,
+    get_reverifications => Reverifications,
+}

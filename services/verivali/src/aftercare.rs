@@ -84,6 +84,33 @@ impl Page {
             .unwrap_or((DateTime::<Utc>::UNIX_EPOCH, uuid::Uuid::nil()))
     }
 
+    /// One page of `sql`: its parameters are `values`, then this page's bounds and
+    /// size + 1 as the last three (`… AND (at, id) > ($n, $n+1) ORDER BY at, id LIMIT
+    /// $n+2`). Answers at most `size` rows and the next page's token, read from the
+    /// last row's `key` columns (a timestamp and an id).
+    pub async fn fetch(
+        &self,
+        db: &impl ConnectionTrait,
+        sql: &str,
+        mut values: Vec<sea_orm::Value>,
+        key: (&str, &str),
+    ) -> Result<(Vec<QueryResult>, String)> {
+        let (after_at, after_id) = self.bounds();
+        values.extend([
+            after_at.into(),
+            after_id.into(),
+            i64::from(self.size + 1).into(),
+        ]);
+        let mut rows = db.query_all_raw(stmt(sql, values)).await?;
+        let fetched = rows.len();
+        rows.truncate(self.size as usize);
+        let last = match rows.last() {
+            Some(r) => Some((r.try_get("", key.0)?, r.try_get("", key.1)?)),
+            None => None,
+        };
+        Ok((rows, self.next(fetched, last)))
+    }
+
     /// The next page's token when `fetched` (asked for size + 1) had more.
     pub fn next(&self, fetched: usize, last: Option<(DateTime<Utc>, uuid::Uuid)>) -> String {
         match last {
@@ -266,7 +293,7 @@ pub async fn life_event(
 }
 
 impl Verivali {
-    pub(crate) async fn reverifications(
+    pub(crate) async fn list_reverifications(
         &self,
         who: &Claims,
         req: &ListReverificationsRequest,
@@ -274,32 +301,26 @@ impl Verivali {
         let (db, now) = (&self.db, self.now());
         let region = listing_region(who, &req.region_code)?;
         let page = page(req.page.as_ref())?;
-        let (after_at, after_id) = page.bounds();
         // Overdue counts as escalated at once, before the sweep has stamped it.
-        let rows = db
-            .query_all_raw(stmt(
-                &format!(
-                    "SELECT {TASK} FROM reverifications
-                 WHERE ($1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%')
-                   AND (NOT $2 OR completed_at IS NULL)
-                   AND (NOT $3 OR (completed_at IS NULL AND deadline < $4))
-                   AND (opened_at, task_id) > ($5, $6)
-                 ORDER BY opened_at, task_id LIMIT $7"
-                ),
-                [
-                    region.to_owned().into(),
-                    req.open_only.into(),
-                    req.escalated_only.into(),
-                    now.into(),
-                    after_at.into(),
-                    after_id.into(),
-                    i64::from(page.size + 1).into(),
-                ],
-            ))
+        let sql = format!(
+            "SELECT {TASK} FROM reverifications
+             WHERE ($1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%')
+               AND (NOT $2 OR completed_at IS NULL)
+               AND (NOT $3 OR (completed_at IS NULL AND deadline < $4))
+               AND (opened_at, task_id) > ($5, $6)
+             ORDER BY opened_at, task_id LIMIT $7"
+        );
+        let values = vec![
+            region.to_owned().into(),
+            req.open_only.into(),
+            req.escalated_only.into(),
+            now.into(),
+        ];
+        let (rows, next_page_token) = page
+            .fetch(db, &sql, values, ("opened_at", "task_id"))
             .await?;
         let mut tasks = Vec::new();
-        let mut last = None;
-        for r in rows.iter().take(page.size as usize) {
+        for r in &rows {
             let mut t = task(r)?;
             if t.escalated_at.is_none()
                 && t.completed_at.is_none()
@@ -309,25 +330,32 @@ impl Verivali {
             {
                 t.escalated_at = t.deadline;
             }
-            last = Some((
-                r.try_get::<DateTime<Utc>>("", "opened_at")?,
-                r.try_get::<uuid::Uuid>("", "task_id")?,
-            ));
             tasks.push(t);
         }
         Ok(ListReverificationsResponse {
-            page: Some(pb::PageResponse {
-                next_page_token: page.next(rows.len(), last),
-            }),
+            page: Some(pb::PageResponse { next_page_token }),
             tasks,
         })
+    }
+}
+
+impl Verivali {
+    /// A re-verification task completed; the event it publishes wakes the relay.
+    pub(crate) async fn complete_reverification(
+        &self,
+        who: &Claims,
+        req: &CompleteReverificationRequest,
+    ) -> Result<Reverification> {
+        let task = complete_task(&self.db, who, req, self.now()).await?;
+        self.outbox.wake();
+        Ok(task)
     }
 }
 
 pub async fn complete_task(
     db: &DatabaseConnection,
     who: &Claims,
-    req: CompleteReverificationRequest,
+    req: &CompleteReverificationRequest,
     now: DateTime<Utc>,
 ) -> Result<Reverification> {
     let task_id = uuid::Uuid::parse_str(&req.task_id)
@@ -513,44 +541,38 @@ async fn escalate(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<usize, 
 impl Verivali {
     /// Households of a region due for their six-monthly update within
     /// [`DUE_NOTICE_DAYS`], or already overdue; the longest unverified first.
-    pub(crate) async fn due(&self, who: &Claims, req: &ListDueRequest) -> Result<ListDueResponse> {
+    pub(crate) async fn list_due(
+        &self,
+        who: &Claims,
+        req: &ListDueRequest,
+    ) -> Result<ListDueResponse> {
         let (db, now) = (&self.db, self.now());
         let region = listing_region(who, &req.region_code)?;
         let page = page(req.page.as_ref())?;
-        let (after_at, after_id) = page.bounds();
         let horizon = if req.overdue_only {
             now
         } else {
             now + chrono::Duration::days(DUE_NOTICE_DAYS)
         };
-        let rows = db
-            .query_all_raw(stmt(
-                &format!(
-                    "SELECT household_id, region_code, last_verified_at,
-                        last_verified_at + interval '{UPDATE_MONTHS} months' AS due_at
-                 FROM households
-                 WHERE removed_at IS NULL
-                   AND ($1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%')
-                   AND last_verified_at + interval '{UPDATE_MONTHS} months' <= $2
-                   AND (last_verified_at, household_id) > ($3, $4)
-                 ORDER BY last_verified_at, household_id LIMIT $5"
-                ),
-                [
-                    region.to_owned().into(),
-                    horizon.into(),
-                    after_at.into(),
-                    after_id.into(),
-                    i64::from(page.size + 1).into(),
-                ],
-            ))
+        let sql = format!(
+            "SELECT household_id, region_code, last_verified_at,
+                    last_verified_at + interval '{UPDATE_MONTHS} months' AS due_at
+             FROM households
+             WHERE removed_at IS NULL
+               AND ($1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%')
+               AND last_verified_at + interval '{UPDATE_MONTHS} months' <= $2
+               AND (last_verified_at, household_id) > ($3, $4)
+             ORDER BY last_verified_at, household_id LIMIT $5"
+        );
+        let values = vec![region.to_owned().into(), horizon.into()];
+        let (rows, next_page_token) = page
+            .fetch(db, &sql, values, ("last_verified_at", "household_id"))
             .await?;
         let mut households = Vec::new();
-        let mut last = None;
-        for r in rows.iter().take(page.size as usize) {
+        for r in &rows {
             let at: DateTime<Utc> = r.try_get("", "last_verified_at")?;
             let due: DateTime<Utc> = r.try_get("", "due_at")?;
             let id: uuid::Uuid = r.try_get("", "household_id")?;
-            last = Some((at, id));
             households.push(DueHousehold {
                 household_id: id.to_string(),
                 region_code: r.try_get("", "region_code")?,
@@ -561,9 +583,7 @@ impl Verivali {
         }
         Ok(ListDueResponse {
             households,
-            page: Some(pb::PageResponse {
-                next_page_token: page.next(rows.len(), last),
-            }),
+            page: Some(pb::PageResponse { next_page_token }),
         })
     }
 }

@@ -85,6 +85,25 @@ pub struct Move {
 }
 
 /// Parses a command's case ids: each a UUID, none twice, at most [`MAX_BATCH`].
+/// The case of a proposal, locked for the transaction: any case, or only one still
+/// open (not yet accepted or rejected).
+pub async fn of_proposal(
+    txn: &DatabaseTransaction,
+    proposal_id: uuid::Uuid,
+    only_open: bool,
+) -> Result<Option<CaseRow>, DbErr> {
+    let open = if only_open {
+        " AND state NOT IN (6, 8)"
+    } else {
+        ""
+    };
+    let sql = format!("SELECT {ROW} FROM cases WHERE proposal_id = $1{open} FOR UPDATE");
+    txn.query_one_raw(stmt(&sql, [proposal_id.into()]))
+        .await?
+        .map(|r| case_row(&r))
+        .transpose()
+}
+
 pub fn parse_ids<'a>(
     ids: impl ExactSizeIterator<Item = &'a str>,
     field: &str,

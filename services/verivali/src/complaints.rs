@@ -15,10 +15,23 @@ use crate::aftercare::{COMPLAINT_DAYS, open_task};
 use crate::cases::timestamp;
 use crate::error::Result;
 
+impl crate::Verivali {
+    /// A complaint filed; the event it publishes wakes the relay.
+    pub(crate) async fn file_complaint(
+        &self,
+        who: &Claims,
+        req: &FileComplaintRequest,
+    ) -> Result<Complaint> {
+        let (complaint, _) = file_complaint(&self.db, who, req, self.now()).await?;
+        self.outbox.wake();
+        Ok(complaint)
+    }
+}
+
 pub async fn file_complaint(
     db: &DatabaseConnection,
     who: &Claims,
-    req: FileComplaintRequest,
+    req: &FileComplaintRequest,
     now: DateTime<Utc>,
 ) -> Result<(Complaint, bool)> {
     let household_id = uuid::Uuid::parse_str(&req.household_id)
@@ -58,7 +71,7 @@ pub async fn file_complaint(
         .await?;
         txn.commit().await?;
         return Ok((
-            receipt(complaint_id, household_id, text, req.evidence_references),
+            receipt(complaint_id, household_id, text, &req.evidence_references),
             false,
         ));
     };
@@ -113,7 +126,7 @@ pub async fn file_complaint(
     // The task and its deadline are the officers' business: a citizen gets the receipt.
     if public {
         return Ok((
-            receipt(complaint_id, household_id, text, req.evidence_references),
+            receipt(complaint_id, household_id, text, &req.evidence_references),
             opened,
         ));
     }
@@ -122,7 +135,7 @@ pub async fn file_complaint(
             complaint_id: complaint_id.to_string(),
             household_id: household_id.to_string(),
             text: text.to_owned(),
-            evidence_references: req.evidence_references,
+            evidence_references: req.evidence_references.clone(),
             deadline: Some(timestamp(deadline)),
             escalated: deadline < now,
             task_id: task_id.to_string(),
@@ -138,13 +151,13 @@ fn receipt(
     complaint_id: uuid::Uuid,
     household_id: uuid::Uuid,
     text: &str,
-    evidence_references: Vec<String>,
+    evidence_references: &[String],
 ) -> Complaint {
     Complaint {
         complaint_id: complaint_id.to_string(),
         household_id: household_id.to_string(),
         text: text.to_owned(),
-        evidence_references,
+        evidence_references: evidence_references.to_vec(),
         filed_by_role: Role::Public.as_str().to_owned(),
         ..Default::default()
     }

@@ -4,7 +4,7 @@
 //! registry open re-verification tasks for households in DTKS and flag cases still
 //! being verified.
 
-use dtks_platform::bus::{EventHandler, HandlerError};
+use dtks_platform::bus::{EventHandler, Handled, HandlerError};
 use dtks_platform::clock::SharedClock;
 use dtks_platform::db::stmt;
 use dtks_platform::{events, outbox};
@@ -27,11 +27,7 @@ fn permanent(e: impl std::fmt::Display) -> HandlerError {
 }
 
 impl EventHandler for Consumed {
-    async fn handle(
-        &self,
-        txn: &DatabaseTransaction,
-        envelope: &Envelope,
-    ) -> Result<(), HandlerError> {
+    async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Handled {
         match envelope.r#type.as_str() {
             events::PROPOSAL_MATCHED => self.matched(txn, envelope).await,
             events::MATCH_REVIEWED => {
@@ -79,11 +75,7 @@ impl EventHandler for Consumed {
 impl Consumed {
     /// A proposal withdrawn at intake (finding 8): its case, if open, is closed as
     /// rejected with the proposer's reason, and a match arriving later opens none.
-    async fn withdrawn(
-        &self,
-        txn: &DatabaseTransaction,
-        envelope: &Envelope,
-    ) -> Result<(), HandlerError> {
+    async fn withdrawn(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Handled {
         let withdrawn: ev::ProposalWithdrawn = events::payload(envelope)?;
         let proposal_id = uuid::Uuid::parse_str(&withdrawn.proposal_id).map_err(permanent)?;
         let now = self.clock.now();
@@ -92,18 +84,7 @@ impl Consumed {
             [proposal_id.into(), now.into()],
         ))
         .await?;
-        let open = txn
-            .query_one_raw(stmt(
-                &format!(
-                    "SELECT {} FROM cases WHERE proposal_id = $1 AND state NOT IN (6, 8) FOR UPDATE",
-                    cases::ROW
-                ),
-                [proposal_id.into()],
-            ))
-            .await?
-            .map(|r| cases::case_row(&r))
-            .transpose()?;
-        if let Some(case) = open {
+        if let Some(case) = cases::of_proposal(txn, proposal_id, true).await? {
             let mv = Move {
                 case,
                 to: CaseState::Rejected,
@@ -114,11 +95,7 @@ impl Consumed {
         Ok(())
     }
 
-    async fn matched(
-        &self,
-        txn: &DatabaseTransaction,
-        envelope: &Envelope,
-    ) -> Result<(), HandlerError> {
+    async fn matched(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Handled {
         let matched: ev::ProposalMatched = events::payload(envelope)?;
         let proposal_id = uuid::Uuid::parse_str(&matched.proposal_id).map_err(permanent)?;
         let withdrawn = txn
@@ -135,17 +112,7 @@ impl Consumed {
         let now = self.clock.now();
         let region = envelope.region_code.clone();
         let flags = cases::flags(txn, &household, &region, now.date_naive()).await?;
-        let existing = txn
-            .query_one_raw(stmt(
-                &format!(
-                    "SELECT {} FROM cases WHERE proposal_id = $1 FOR UPDATE",
-                    cases::ROW
-                ),
-                [proposal_id.into()],
-            ))
-            .await?
-            .map(|r| cases::case_row(&r))
-            .transpose()?;
+        let existing = cases::of_proposal(txn, proposal_id, false).await?;
         let service = Actor::service("matching");
         let case = match existing {
             None => {
@@ -225,7 +192,7 @@ async fn demo_policy(
     txn: &DatabaseTransaction,
     mut case: cases::CaseRow,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), HandlerError> {
+) -> Handled {
     for (step, role) in workflow::PATH {
         let actor = Actor {
             id: "demo-policy".to_owned(),

@@ -48,12 +48,16 @@ impl Verivali {
 
     /// A batch step that only moves the cases (sign-off, forwarding).
     /// The Bupati's (or Walikota's) sign-off of a batch of cases.
-    pub async fn sign_off_cases(&self, who: &Claims, req: &BatchRequest) -> Result<BatchResult> {
+    pub async fn sign_off(&self, who: &Claims, req: &BatchRequest) -> Result<BatchResult> {
         self.plain_batch(who, Step::SignOff, req).await
     }
 
     /// The province's forwarding of a batch of cases to the ministry.
-    pub async fn forward_cases(&self, who: &Claims, req: &BatchRequest) -> Result<BatchResult> {
+    pub async fn forward_to_ministry(
+        &self,
+        who: &Claims,
+        req: &BatchRequest,
+    ) -> Result<BatchResult> {
         self.plain_batch(who, Step::Forward, req).await
     }
 
@@ -133,7 +137,7 @@ impl Verivali {
         Ok((accepted.len() as u32, returned.len() as u32))
     }
 
-    pub(crate) async fn assess_one(&self, who: &Claims, req: &AssessRequest) -> Result<Case> {
+    pub(crate) async fn assess(&self, who: &Claims, req: &AssessRequest) -> Result<Case> {
         let actor = Actor::officer(who);
         actor.may(Step::Accept)?;
         let id = case_id(&req.case_id)?;
@@ -174,7 +178,11 @@ impl Verivali {
         Ok(out)
     }
 
-    pub(crate) async fn assess_all(&self, who: &Claims, req: &BatchRequest) -> Result<BatchResult> {
+    pub(crate) async fn assess_batch(
+        &self,
+        who: &Claims,
+        req: &BatchRequest,
+    ) -> Result<BatchResult> {
         let (txn, actor, moves) = self.batch(who, Step::Accept, req).await?;
         let now = self.now();
         let ids: Vec<uuid::Uuid> = moves.iter().map(|m| m.case.case_id).collect();
@@ -198,7 +206,7 @@ impl Verivali {
         })
     }
 
-    pub async fn return_cases(&self, who: &Claims, req: &BatchRequest) -> Result<BatchResult> {
+    pub async fn return_to_region(&self, who: &Claims, req: &BatchRequest) -> Result<BatchResult> {
         if req.note.trim().is_empty() {
             return Err(
                 grpc::invalid_field("note", "the region needs the reason for the return").into(),

@@ -176,9 +176,12 @@ async fn history<C: ConnectionTrait + TransactionTrait>(
 }
 
 impl Verivali {
-    pub async fn enrol(&self, who: &Claims, req: &RegisterOfficerRequest) -> Result<Officer> {
+    pub async fn register_officer(
+        &self,
+        who: &Claims,
+        req: &RegisterOfficerRequest,
+    ) -> Result<Officer> {
         let (db, now) = (&self.db, self.now());
-        let req = req.clone();
         text("subject", &req.subject, true)?;
         text("display_name", &req.display_name, true)?;
         let role = role("role", &req.role)?;
@@ -282,9 +285,12 @@ async fn change(
 }
 
 impl Verivali {
-    pub async fn reassign(&self, who: &Claims, req: &ReassignOfficerRequest) -> Result<Officer> {
+    pub async fn reassign_officer(
+        &self,
+        who: &Claims,
+        req: &ReassignOfficerRequest,
+    ) -> Result<Officer> {
         let (db, redis, now) = (&self.db, &self.redis, self.now());
-        let req = req.clone();
         text("subject", &req.subject, true)?;
         text("reason", &req.reason, true)?;
         let role = role("role", &req.role)?;
@@ -303,13 +309,12 @@ impl Verivali {
 }
 
 impl Verivali {
-    pub(crate) async fn deactivate(
+    pub(crate) async fn deactivate_officer(
         &self,
         who: &Claims,
         req: &DeactivateOfficerRequest,
     ) -> Result<Officer> {
         let (db, redis, now) = (&self.db, &self.redis, self.now());
-        let req = req.clone();
         text("subject", &req.subject, true)?;
         text("reason", &req.reason, true)?;
         change(db, redis, who, &req.subject, None, &req.reason, now).await
@@ -317,7 +322,7 @@ impl Verivali {
 }
 
 impl Verivali {
-    pub(crate) async fn officers(
+    pub(crate) async fn list_officers(
         &self,
         who: &Claims,
         req: &ListOfficersRequest,

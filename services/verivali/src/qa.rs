@@ -92,9 +92,12 @@ async fn load(db: &impl ConnectionTrait, sample_id: uuid::Uuid) -> Result<QaSamp
 
 impl Verivali {
     /// Draws the regency's sample for the period, or answers the one already drawn.
-    pub async fn qa_sample(&self, who: &Claims, req: &DrawQaSampleRequest) -> Result<QaSample> {
+    pub async fn draw_qa_sample(
+        &self,
+        who: &Claims,
+        req: &DrawQaSampleRequest,
+    ) -> Result<QaSample> {
         let (db, now) = (&self.db, self.now());
-        let req = req.clone();
         let regency = req.regency_code.trim();
         if regency.split('.').count() != 2
             || !regency
@@ -205,9 +208,12 @@ impl Verivali {
 }
 
 impl Verivali {
-    pub async fn qa_result(&self, who: &Claims, req: &RecordQaResultRequest) -> Result<QaItem> {
+    pub async fn record_qa_result(
+        &self,
+        who: &Claims,
+        req: &RecordQaResultRequest,
+    ) -> Result<QaItem> {
         let (db, now) = (&self.db, self.now());
-        let req = req.clone();
         let sample_id = uuid::Uuid::parse_str(&req.sample_id)
             .map_err(|_| grpc::invalid_field("sample_id", "must be a UUID"))?;
         let case_id = uuid::Uuid::parse_str(&req.case_id)
@@ -279,7 +285,7 @@ impl Verivali {
 }
 
 impl Verivali {
-    pub(crate) async fn qa_summary(
+    pub(crate) async fn qa_report(
         &self,
         who: &Claims,
         req: &QaReportRequest,

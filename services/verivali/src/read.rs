@@ -92,36 +92,16 @@ impl Verivali {
         page: Option<&pb::PageRequest>,
     ) -> Result<ListCasesResponse> {
         let page = aftercare::page(page)?;
-        let rows = store::page(
-            &self.db,
-            region,
-            states,
-            waited_since,
-            page.bounds(),
-            i64::from(page.size + 1),
-        )
-        .await?;
-        let cases = rows
-            .iter()
-            .take(page.size as usize)
-            .map(summary)
-            .collect::<Result<Vec<_>, _>>()?;
-        let last = rows
-            .iter()
-            .take(page.size as usize)
-            .last()
-            .map(cases::case_row)
-            .transpose()?
-            .map(|c| (c.state_since, c.case_id));
+        let (rows, next_page_token) =
+            store::page(&self.db, &page, region, states, waited_since).await?;
+        let cases = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
         Ok(ListCasesResponse {
-            page: Some(pb::PageResponse {
-                next_page_token: page.next(rows.len(), last),
-            }),
+            page: Some(pb::PageResponse { next_page_token }),
             cases,
         })
     }
 
-    pub(crate) async fn case(&self, who: &Claims, req: &GetCaseRequest) -> Result<Case> {
+    pub(crate) async fn get_case(&self, who: &Claims, req: &GetCaseRequest) -> Result<Case> {
         let id = case_id(&req.case_id)?;
         let case = self.load(&self.db, who, id).await?;
         // The case file names the household's members: the read is audited first.
@@ -129,7 +109,11 @@ impl Verivali {
         Ok(case)
     }
 
-    pub async fn cases(&self, who: &Claims, req: &ListCasesRequest) -> Result<ListCasesResponse> {
+    pub async fn list_cases(
+        &self,
+        who: &Claims,
+        req: &ListCasesRequest,
+    ) -> Result<ListCasesResponse> {
         let region = listing_region(who, &req.region_code)?;
         let states = match CaseState::try_from(req.state) {
             Ok(CaseState::Unspecified) => vec![],
@@ -144,7 +128,11 @@ impl Verivali {
             .await
     }
 
-    pub async fn queue(&self, who: &Claims, req: &WorkQueueRequest) -> Result<ListCasesResponse> {
+    pub async fn work_queue(
+        &self,
+        who: &Claims,
+        req: &WorkQueueRequest,
+    ) -> Result<ListCasesResponse> {
         let states = workflow::waiting_for(who.role);
         if states.is_empty() {
             return Err(Status::permission_denied(format!(

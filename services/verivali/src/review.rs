@@ -125,7 +125,7 @@ fn valid_household(h: &pb::Household, prefix: &str, today: chrono::NaiveDate) ->
 }
 
 impl Verivali {
-    pub(crate) async fn village_review(
+    pub(crate) async fn record_village_review(
         &self,
         who: &Claims,
         req: &RecordVillageReviewRequest,
@@ -237,7 +237,7 @@ impl Verivali {
         Ok(result)
     }
 
-    pub(crate) async fn field_verification(
+    pub(crate) async fn record_field_verification(
         &self,
         who: &Claims,
         req: &RecordFieldVerificationRequest,
@@ -318,7 +318,7 @@ impl Verivali {
         Ok(out)
     }
 
-    pub(crate) async fn resubmit_case(&self, who: &Claims, req: &ResubmitRequest) -> Result<Case> {
+    pub(crate) async fn resubmit(&self, who: &Claims, req: &ResubmitRequest) -> Result<Case> {
         let actor = Actor::officer(who);
         actor.may(Step::Resubmit)?;
         let id = case_id(&req.case_id)?;

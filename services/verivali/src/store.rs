@@ -55,38 +55,27 @@ pub async fn history(db: &impl ConnectionTrait, id: uuid::Uuid) -> Result<Vec<Tr
     .collect()
 }
 
-/// Up to `limit` cases in `region` whose state is one of `states` (all when empty),
-/// in their state since before `waited_since`, after `(after_at, after_id)` in the
-/// order of `(state_since, case_id)`.
+/// One page of cases in `region` whose state is one of `states` (all when empty),
+/// waiting since before `waited_since`, in the order of `(state_since, case_id)`.
 pub async fn page(
     db: &impl ConnectionTrait,
+    page: &crate::aftercare::Page,
     region: &str,
     states: &[CaseState],
     waited_since: DateTime<Utc>,
-    (after_at, after_id): (DateTime<Utc>, uuid::Uuid),
-    limit: i64,
-) -> Result<Vec<QueryResult>> {
+) -> Result<(Vec<QueryResult>, String)> {
     let states: Vec<i16> = states.iter().map(|s| *s as i16).collect();
-    Ok(db
-        .query_all_raw(stmt(
-            &format!(
-                "SELECT {SUMMARY} FROM cases
-                 WHERE ($1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%')
-                   AND (cardinality($2::int2[]) = 0 OR state = ANY($2))
-                   AND state_since <= $3
-                   AND (state_since, case_id) > ($4, $5)
-                 ORDER BY state_since, case_id LIMIT $6"
-            ),
-            [
-                region.to_owned().into(),
-                states.into(),
-                waited_since.into(),
-                after_at.into(),
-                after_id.into(),
-                limit.into(),
-            ],
-        ))
-        .await?)
+    let sql = format!(
+        "SELECT {SUMMARY} FROM cases
+         WHERE ($1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%')
+           AND (cardinality($2::int2[]) = 0 OR state = ANY($2))
+           AND state_since <= $3
+           AND (state_since, case_id) > ($4, $5)
+         ORDER BY state_since, case_id LIMIT $6"
+    );
+    let values = vec![region.to_owned().into(), states.into(), waited_since.into()];
+    page.fetch(db, &sql, values, ("state_since", "case_id"))
+        .await
 }
 
 /// The minutes of a village review (musdes/muskel).

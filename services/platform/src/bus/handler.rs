@@ -33,12 +33,15 @@ impl From<sea_orm::DbErr> for HandlerError {
 }
 
 /// What a service does with one event, inside the consumer's transaction.
+/// What handling one event answers.
+pub type Handled = Result<(), HandlerError>;
+
 pub trait EventHandler: Send + Sync {
     fn handle(
         &self,
         txn: &DatabaseTransaction,
         envelope: &Envelope,
-    ) -> impl std::future::Future<Output = Result<(), HandlerError>> + Send;
+    ) -> impl std::future::Future<Output = Handled> + Send;
 
     /// Called after the transaction committed (e.g. to wake the outbox relay).
     fn after_commit(&self) {}

@@ -9,7 +9,7 @@ use dtks_proto::events::v1::Envelope;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
-use super::handler::{EventHandler, HandlerError};
+use super::handler::{EventHandler, Handled, HandlerError};
 use crate::db::stmt;
 use crate::shutdown::Shutdown;
 
@@ -145,7 +145,7 @@ async fn handle_once<H: EventHandler>(
     db: &DatabaseConnection,
     handler: &H,
     envelope: &Envelope,
-) -> Result<(), HandlerError> {
+) -> Handled {
     let event_id = uuid::Uuid::parse_str(&envelope.event_id)
         .map_err(|e| HandlerError::Permanent(format!("event id: {e}")))?;
     let txn = db.begin().await.map_err(HandlerError::transient)?;

@@ -8,4 +8,4 @@ mod lanes;
 pub mod outbox;
 
 pub use broker::{Bus, CONSUMERS, Publisher};
-pub use handler::{EventHandler, HandlerError};
+pub use handler::{EventHandler, Handled, HandlerError};

@@ -313,55 +313,6 @@ fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// A service's gRPC edge where most calls only name the caller and hand the request to
-/// a use case: each `method(Request) -> Response = use_case;` in `use_cases` becomes a
-/// traced tonic handler calling `self.use_case(&claims, &request)` and answering what it
-/// returns (its error mapped to a `Status` by `?`). Handlers that do more are written
-/// out after the list, as in any tonic impl.
-///
-/// ```ignore
-/// dtks_platform::grpc_edge! {
-///     impl VerivaliService for Verivali {
-///         use_cases {
-///             get_case(GetCaseRequest) -> Case = case;
-///             list_cases(ListCasesRequest) -> ListCasesResponse = cases;
-///         }
-///
-///         #[tracing::instrument(skip_all)]
-///         async fn file_complaint(&self, request: Request<FileComplaintRequest>)
-///             -> Result<Response<Complaint>, Status> { … }
-///     }
-/// }
-/// ```
-#[macro_export]
-macro_rules! grpc_edge {
-    (
-        impl $service:ident for $ty:ident {
-            use_cases {
-                $( $method:ident($request:ty) -> $response:ty = $use_case:ident; )*
-            }
-            $( $written:tt )*
-        }
-    ) => {
-        #[tonic::async_trait]
-        impl $service for $ty {
-            $(
-                #[tracing::instrument(skip_all)]
-                async fn $method(
-                    &self,
-                    request: tonic::Request<$request>,
-                ) -> ::std::result::Result<tonic::Response<$response>, tonic::Status> {
-                    let who = $crate::auth::claims(&request)?;
-                    Ok(tonic::Response::new(
-                        self.$use_case(who, request.get_ref()).await?,
-                    ))
-                }
-            )*
-            $( $written )*
-        }
-    };
-}
-
 /// A generated tonic server with DTKS's message limits: [`MAX_MESSAGE_BYTES`] decoded,
 /// [`MAX_SEND_BYTES`] sent.
 #[macro_export]
