@@ -469,6 +469,16 @@ mod tests {
         seal(Some(signer), header, message)
     }
 
+    /// When the tests' messages are signed.
+    const THEN: i64 = 1_700_000_000;
+
+    /// A signer and its ring, with a header and an empty message to sign.
+    fn empty_message() -> (Signer, KeyRing, serde_json::Value, serde_json::Value) {
+        let (signer, ring) = pair();
+        let header = json!({"sender_id": "dtks-matching"});
+        (signer, ring, header, json!({}))
+    }
+
     fn pair() -> (Signer, KeyRing) {
         let (seed, public) = generate_key();
         let signer = Signer::new("dtks-matching", "k1", &seed).expect("signer");
@@ -539,10 +549,8 @@ mod tests {
 
     #[test]
     fn signatures_expire() {
-        let (signer, ring) = pair();
-        let header = json!({"sender_id": "dtks-matching"});
-        let message = json!({});
-        let then = 1_700_000_000;
+        let (signer, ring, header, message) = empty_message();
+        let then = THEN;
         let body = json!({"signature": signer.sign_at(&header, &message, then), "header": header, "message": message});
         assert!(ring.verify_at(&body, then + 10).is_ok());
         assert_eq!(
@@ -558,10 +566,8 @@ mod tests {
     /// Finding 18: a sender could set a 10-year `expires`.
     #[test]
     fn a_signature_valid_longer_than_the_validity_is_refused() {
-        let (signer, ring) = pair();
-        let header = json!({"sender_id": "dtks-matching"});
-        let message = json!({});
-        let then = 1_700_000_000;
+        let (signer, ring, header, message) = empty_message();
+        let then = THEN;
         let long = |expires: i64| {
             let content = signing_content(then, expires, &header, &message);
             let signature = B64.encode(signer.key.sign(content.as_bytes()).to_bytes());

@@ -5,6 +5,26 @@
 //! Plain Rust only: no I/O, no async, no gRPC or database types. Every service parses its
 //! input into these types at its edge and keeps its rules here.
 
+/// A text newtype checked by its `parse`: `TryFrom<String>` through it and back into
+/// `String`, which serde's `try_from`/`into` use, so a stored or received value is
+/// checked like any other.
+macro_rules! checked_text {
+    ($ty:ident, $error:ty) => {
+        impl TryFrom<String> for $ty {
+            type Error = $error;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(value: $ty) -> String {
+                value.0
+            }
+        }
+    };
+}
+
 pub mod codes;
 pub mod consistency;
 #[cfg(test)]

@@ -62,6 +62,28 @@ fn check_date(day: u32, month: u32, b: &[u8]) -> Result<(), NikError> {
     Ok(())
 }
 
+/// What a NIK and a KK number share: 16 digits, a valid region prefix, a real date
+/// (its day read from the stored two digits by `day`) and a serial other than 0000.
+fn check_sixteen(input: &str, day: fn(u32) -> u32) -> Result<(), NikError> {
+    let b = digits16(input)?;
+    check_region(b)?;
+    check_date(day(two(&b[6..8])), two(&b[8..10]), b)?;
+    if &b[12..16] == b"0000" {
+        return Err(NikError::Serial);
+    }
+    Ok(())
+}
+
+/// The 16 digits of a district, a day, a date's month and two-digit year, and a serial.
+fn sixteen(district_prefix: &str, day: u32, date: NaiveDate, serial: u16) -> String {
+    format!(
+        "{}{day:02}{:02}{:02}{serial:04}",
+        district_prefix.replace('.', ""),
+        date.month(),
+        date.year().rem_euclid(100),
+    )
+}
+
 /// A structurally valid NIK.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -69,14 +91,8 @@ pub struct Nik(String);
 
 impl Nik {
     pub fn parse(input: &str) -> Result<Self, NikError> {
-        let b = digits16(input)?;
-        check_region(b)?;
-        let raw_day = two(&b[6..8]);
-        let day = if raw_day > 40 { raw_day - 40 } else { raw_day };
-        check_date(day, two(&b[8..10]), b)?;
-        if &b[12..16] == b"0000" {
-            return Err(NikError::Serial);
-        }
+        // A woman's day of birth is written plus 40.
+        check_sixteen(input, |day| if day > 40 { day - 40 } else { day })?;
         Ok(Self(input.to_owned()))
     }
 
@@ -88,15 +104,7 @@ impl Nik {
         serial: u16,
     ) -> Result<Self, NikError> {
         let day = birth_date.day() + if sex == Sex::Female { 40 } else { 0 };
-        let text = format!(
-            "{}{:02}{:02}{:02}{:04}",
-            district_prefix.replace('.', ""),
-            day,
-            birth_date.month(),
-            birth_date.year().rem_euclid(100),
-            serial
-        );
-        Self::parse(&text)
+        Self::parse(&sixteen(district_prefix, day, birth_date, serial))
     }
 
     pub fn as_str(&self) -> &str {
@@ -147,18 +155,7 @@ impl fmt::Debug for Nik {
     }
 }
 
-impl TryFrom<String> for Nik {
-    type Error = NikError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Nik> for String {
-    fn from(n: Nik) -> String {
-        n.0
-    }
-}
+checked_text!(Nik, NikError);
 
 /// A structurally valid family-card (KK) number.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -167,12 +164,7 @@ pub struct KkNumber(String);
 
 impl KkNumber {
     pub fn parse(input: &str) -> Result<Self, NikError> {
-        let b = digits16(input)?;
-        check_region(b)?;
-        check_date(two(&b[6..8]), two(&b[8..10]), b)?;
-        if &b[12..16] == b"0000" {
-            return Err(NikError::Serial);
-        }
+        check_sixteen(input, |day| day)?;
         Ok(Self(input.to_owned()))
     }
 
@@ -181,15 +173,7 @@ impl KkNumber {
         issued: NaiveDate,
         serial: u16,
     ) -> Result<Self, NikError> {
-        let text = format!(
-            "{}{:02}{:02}{:02}{:04}",
-            district_prefix.replace('.', ""),
-            issued.day(),
-            issued.month(),
-            issued.year().rem_euclid(100),
-            serial
-        );
-        Self::parse(&text)
+        Self::parse(&sixteen(district_prefix, issued.day(), issued, serial))
     }
 
     pub fn as_str(&self) -> &str {
@@ -203,18 +187,7 @@ impl fmt::Debug for KkNumber {
     }
 }
 
-impl TryFrom<String> for KkNumber {
-    type Error = NikError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<KkNumber> for String {
-    fn from(n: KkNumber) -> String {
-        n.0
-    }
-}
+checked_text!(KkNumber, NikError);
 
 #[cfg(test)]
 mod tests {

@@ -107,18 +107,7 @@ impl FromStr for RegionCode {
     }
 }
 
-impl TryFrom<String> for RegionCode {
-    type Error = RegionCodeError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<RegionCode> for String {
-    fn from(code: RegionCode) -> String {
-        code.0
-    }
-}
+checked_text!(RegionCode, RegionCodeError);
 
 #[cfg(test)]
 mod tests {

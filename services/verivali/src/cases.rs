@@ -139,6 +139,20 @@ pub fn parse_ids<'a>(
 /// (PERMISSION_DENIED), that each case exists (NOT_FOUND), lies in the actor's region
 /// (PERMISSION_DENIED) and is in a state the step leaves from (FAILED_PRECONDITION,
 /// each refused case with its current state). Any refusal refuses the whole command.
+/// [`lock_for`] of one case and one step: the case, the step and the state it leads to.
+pub async fn lock_one(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    id: uuid::Uuid,
+    step: Step,
+) -> Result<(CaseRow, Step, CaseState)> {
+    let locked = lock_for(txn, actor, &[(id, step)]).await?;
+    locked
+        .into_iter()
+        .next()
+        .ok_or_else(|| dtks_platform::fault::Fault::Other(format!("case {id} not locked")).into())
+}
+
 pub async fn lock_for(
     txn: &DatabaseTransaction,
     actor: &Actor,

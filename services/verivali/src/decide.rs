@@ -153,11 +153,7 @@ impl Verivali {
         }
         let now = self.now();
         let txn = self.db.begin().await?;
-        let (case, _, _) = cases::lock_for(&txn, &actor, &[(id, Step::Accept)])
-            .await?
-            .into_iter()
-            .next()
-            .expect("one case locked");
+        let (case, _, _) = cases::lock_one(&txn, &actor, id, Step::Accept).await?;
         let content = cases::content(&txn, &[id]).await?;
         let mut a = crate::assessment::assess(&content[&id], now.date_naive());
         a.assessed_by = actor.id.clone();

@@ -274,8 +274,7 @@ impl Verivali {
             valid_household(c, "corrected", now.date_naive())?;
         }
         let txn = self.db.begin().await?;
-        let locked = cases::lock_for(&txn, &actor, &[(id, step)]).await?;
-        let (case, _, to) = locked.into_iter().next().expect("one case locked");
+        let (case, _, to) = cases::lock_one(&txn, &actor, id, step).await?;
         let content = cases::content(&txn, &[id]).await?;
         let current = &content[&id].household;
         let mut corrected_fields_list = Vec::new();
@@ -329,11 +328,7 @@ impl Verivali {
         })?;
         valid_household(corrected, "corrected", now.date_naive())?;
         let txn = self.db.begin().await?;
-        let (case, _, to) = cases::lock_for(&txn, &actor, &[(id, Step::Resubmit)])
-            .await?
-            .into_iter()
-            .next()
-            .expect("one case locked");
+        let (case, _, to) = cases::lock_one(&txn, &actor, id, Step::Resubmit).await?;
         let village = corrected
             .address
             .as_ref()

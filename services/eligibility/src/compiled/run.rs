@@ -326,28 +326,20 @@ impl<'m> Run<'m> {
                 (t, _) if t.is_map() => return Err(Undecided),
                 _ => Val::Bool(false),
             },
-            Node::Fold {
-                range,
-                item,
-                accu,
-                init,
-                cond,
-                step,
-                result,
-            } => {
-                let init = self.eval(init, slots)?;
-                let Val::List(seq) = self.eval(range, slots)? else {
+            Node::Fold(f) => {
+                let init = self.eval(&f.init, slots)?;
+                let Val::List(seq) = self.eval(&f.range, slots)? else {
                     return Err(Undecided);
                 };
-                slots[*accu] = init;
+                slots[f.accu] = init;
                 for k in 0..seq_len(&seq, m) {
-                    if !truthy(&self.eval(cond, slots)?, m) {
+                    if !truthy(&self.eval(&f.cond, slots)?, m) {
                         break;
                     }
-                    slots[*item] = seq_get(&seq, k, m);
-                    slots[*accu] = self.eval(step, slots)?;
+                    slots[f.item] = seq_get(&seq, k, m);
+                    slots[f.accu] = self.eval(&f.step, slots)?;
                 }
-                self.eval(result, slots)?
+                self.eval(&f.result, slots)?
             }
         })
     }

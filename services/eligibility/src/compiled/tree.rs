@@ -140,15 +140,21 @@ pub(super) enum Node {
     StartsWith(Box<Node>, Box<Node>),
     EndsWith(Box<Node>, Box<Node>),
     Contains(Box<Node>, Box<Node>),
-    Fold {
-        range: Box<Node>,
-        item: usize,
-        accu: usize,
-        init: Box<Node>,
-        cond: Box<Node>,
-        step: Box<Node>,
-        result: Box<Node>,
-    },
+    Fold(Fold),
+}
+
+/// A comprehension (`all`, `exists`, `map`, `filter`): `accu` starts at `init`; for each
+/// element of `range` (put in slot `item`) while `cond` holds, `accu` becomes `step`;
+/// the answer is `result`.
+#[derive(Debug)]
+pub struct Fold {
+    pub range: Box<Node>,
+    pub item: usize,
+    pub accu: usize,
+    pub init: Box<Node>,
+    pub cond: Box<Node>,
+    pub step: Box<Node>,
+    pub result: Box<Node>,
 }
 
 struct Builder {
@@ -259,7 +265,7 @@ impl Builder {
                 })();
                 self.scope.truncate(depth);
                 let (cond, step, result) = parts?;
-                Node::Fold {
+                Node::Fold(Fold {
                     range,
                     item,
                     accu,
@@ -267,7 +273,7 @@ impl Builder {
                     cond,
                     step,
                     result,
-                }
+                })
             }
             _ => return None,
         })

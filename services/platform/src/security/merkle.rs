@@ -161,6 +161,33 @@ impl Tree {
     }
 }
 
+/// The cursor of RFC 9162's verification algorithms: `fn` and `sn`, shifted right
+/// together as the proof's hashes are consumed.
+struct Walk {
+    fn_: u64,
+    sn: u64,
+}
+
+impl Walk {
+    fn shift(&mut self) {
+        self.fn_ >>= 1;
+        self.sn >>= 1;
+    }
+
+    /// Takes one proof hash: whether it is a left sibling (hashed first). After a left
+    /// sibling the walk also skips the levels where `fn` is a right child.
+    fn left(&mut self) -> bool {
+        let left = self.fn_ & 1 == 1 || self.fn_ == self.sn;
+        if left {
+            while self.fn_ & 1 == 0 && self.fn_ != 0 {
+                self.shift();
+            }
+        }
+        self.shift();
+        left
+    }
+}
+
 /// Verifies that `leaf_hash` is leaf `index` of the tree of `size` whose head is `root`
 /// (RFC 9162 §2.1.3.2).
 pub fn verify_inclusion(
@@ -173,25 +200,22 @@ pub fn verify_inclusion(
     if index >= size {
         return false;
     }
-    let (mut fn_, mut sn) = (index, size - 1);
+    let mut walk = Walk {
+        fn_: index,
+        sn: size - 1,
+    };
     let mut r = *leaf_hash;
     for p in path {
-        if sn == 0 {
+        if walk.sn == 0 {
             return false;
         }
-        if fn_ & 1 == 1 || fn_ == sn {
-            r = node(p, &r);
-            while fn_ & 1 == 0 && fn_ != 0 {
-                fn_ >>= 1;
-                sn >>= 1;
-            }
+        r = if walk.left() {
+            node(p, &r)
         } else {
-            r = node(&r, p);
-        }
-        fn_ >>= 1;
-        sn >>= 1;
+            node(&r, p)
+        };
     }
-    sn == 0 && &r == root
+    walk.sn == 0 && &r == root
 }
 
 /// Verifies that the tree of `second` leaves headed by `second_root` extends the tree of
@@ -221,30 +245,26 @@ pub fn verify_consistency(
     let Some((start, rest)) = path.split_first() else {
         return false;
     };
-    let (mut fn_, mut sn) = (first - 1, second - 1);
-    while fn_ & 1 == 1 {
-        fn_ >>= 1;
-        sn >>= 1;
+    let mut walk = Walk {
+        fn_: first - 1,
+        sn: second - 1,
+    };
+    while walk.fn_ & 1 == 1 {
+        walk.shift();
     }
     let (mut fr, mut sr) = (*start, *start);
     for c in rest {
-        if sn == 0 {
+        if walk.sn == 0 {
             return false;
         }
-        if fn_ & 1 == 1 || fn_ == sn {
+        if walk.left() {
             fr = node(c, &fr);
             sr = node(c, &sr);
-            while fn_ & 1 == 0 && fn_ != 0 {
-                fn_ >>= 1;
-                sn >>= 1;
-            }
         } else {
             sr = node(&sr, c);
         }
-        fn_ >>= 1;
-        sn >>= 1;
     }
-    &fr == first_root && &sr == second_root && sn == 0
+    &fr == first_root && &sr == second_root && walk.sn == 0
 }
 
 #[cfg(test)]
