@@ -16,7 +16,7 @@ use dtks_platform::config::RedisConfig;
 use dtks_platform::db::stmt;
 use dtks_platform::grpc;
 use dtks_proto::verivali::v1::*;
-use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tonic::Status;
 
 use crate::Verivali;
@@ -24,24 +24,23 @@ use crate::error::Result;
 
 use crate::aftercare::{self, listing_region};
 use crate::cases::timestamp;
+use crate::store::officers as store;
 
-const COLUMNS: &str = "subject, display_name, role, region_code, active, assigned_at, assigned_by, tokens_revoked_at, reason";
 const MAX_TEXT: usize = 200;
 
-fn officer(r: &QueryResult) -> Result<Officer, sea_orm::DbErr> {
-    Ok(Officer {
-        subject: r.try_get("", "subject")?,
-        display_name: r.try_get("", "display_name")?,
-        role: r.try_get("", "role")?,
-        region_code: r.try_get("", "region_code")?,
-        active: r.try_get("", "active")?,
-        assigned_at: Some(timestamp(r.try_get("", "assigned_at")?)),
-        assigned_by: r.try_get("", "assigned_by")?,
-        tokens_revoked_at: r
-            .try_get::<Option<DateTime<Utc>>>("", "tokens_revoked_at")?
-            .map(timestamp),
-        reason: r.try_get("", "reason")?,
-    })
+/// An officer as the API answers it.
+fn officer(row: store::Model) -> Officer {
+    Officer {
+        subject: row.subject,
+        display_name: row.display_name,
+        role: row.role,
+        region_code: row.region_code,
+        active: row.active,
+        assigned_at: Some(timestamp(row.assigned_at)),
+        assigned_by: row.assigned_by,
+        tokens_revoked_at: row.tokens_revoked_at.map(timestamp),
+        reason: row.reason,
+    }
 }
 
 /// Checks a text field: present, short, printable.
@@ -131,47 +130,28 @@ fn may_manage(who: &Claims, role: Role, region: &str) -> Result<()> {
     Ok(who.require_region(region)?)
 }
 
-async fn load<C: ConnectionTrait>(db: &C, subject: &str, lock: bool) -> Result<Officer> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM officers WHERE subject = $1{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    let row = db
-        .query_one_raw(stmt(&sql, [subject.into()]))
+async fn load<C: ConnectionTrait>(db: &C, subject: &str, lock: bool) -> Result<store::Model> {
+    store::load(db, subject, lock)
         .await?
-        .ok_or_else(|| Status::not_found("no officer with this subject"))?;
-    Ok(officer(&row)?)
+        .ok_or_else(|| Status::not_found("no officer with this subject").into())
 }
 
+/// Records a change of `o`: its history row and the audit entry.
 async fn history<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     who: &Claims,
-    change: &str,
-    o: &Officer,
-    now: DateTime<Utc>,
+    kind: &str,
+    o: &store::Model,
+    at: DateTime<Utc>,
 ) -> Result<()> {
-    db.execute_raw(stmt(
-        "INSERT INTO officer_history (subject, change, role, region_code, active, changed_at, changed_by, reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        [
-            o.subject.clone().into(),
-            change.into(),
-            o.role.clone().into(),
-            o.region_code.clone().into(),
-            o.active.into(),
-            now.into(),
-            who.sub.clone().into(),
-            o.reason.clone().into(),
-        ],
-    ))
-    .await?;
-    dtks_platform::audit::record(
-        db,
-        who,
-        &format!("verivali.{change}Officer"),
-        std::slice::from_ref(&o.subject),
-    )
-    .await?;
+    let change = store::Change {
+        kind,
+        by: &who.sub,
+        at,
+    };
+    store::history(db, o, change).await?;
+    let subjects = std::slice::from_ref(&o.subject);
+    dtks_platform::audit::record(db, who, &format!("verivali.{kind}Officer"), subjects).await?;
     Ok(())
 }
 
@@ -188,21 +168,18 @@ impl Verivali {
         let region = region(db, "region_code", role, &req.region_code).await?;
         may_manage(who, role, &region)?;
         let txn = db.begin().await?;
-        let inserted = txn
-        .execute_raw(stmt(
-            "INSERT INTO officers (subject, display_name, role, region_code, assigned_at, assigned_by)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject) DO NOTHING",
-            [
-                req.subject.clone().into(),
-                req.display_name.clone().into(),
-                role.as_str().into(),
-                region.clone().into(),
-                now.into(),
-                who.sub.clone().into(),
-            ],
-        ))
-        .await?;
-        if inserted.rows_affected() == 0 {
+        let new = store::Model {
+            subject: req.subject.clone(),
+            display_name: req.display_name.clone(),
+            role: role.as_str().to_owned(),
+            region_code: region,
+            active: true,
+            assigned_at: now,
+            assigned_by: who.sub.clone(),
+            tokens_revoked_at: None,
+            reason: String::new(),
+        };
+        if !store::register(&txn, new).await? {
             return Err(Status::already_exists(
                 "an officer with this subject is registered; reassign or deactivate them",
             )
@@ -211,7 +188,7 @@ impl Verivali {
         let o = load(&txn, &req.subject, false).await?;
         history(&txn, who, "Register", &o, now).await?;
         txn.commit().await?;
-        Ok(o)
+        Ok(officer(o))
     }
 }
 
@@ -258,30 +235,20 @@ async fn change(
         Status::unavailable("the revocation could not be published; nothing was changed")
     })?;
     let revoked_at = DateTime::from_timestamp(revoked_at, 0).unwrap_or(now);
-    let row = txn
-        .query_one_raw(stmt(
-            &format!(
-                "UPDATE officers SET role = $2, region_code = $3, active = $4, assigned_at = $5,
-                    assigned_by = $6, tokens_revoked_at = $7, reason = $8
-                 WHERE subject = $1 RETURNING {COLUMNS}"
-            ),
-            [
-                subject.into(),
-                role.into(),
-                region.into(),
-                active.into(),
-                now.into(),
-                who.sub.clone().into(),
-                revoked_at.into(),
-                reason.into(),
-            ],
-        ))
-        .await?
-        .ok_or_else(|| Status::not_found("no officer with this subject"))?;
-    let o = officer(&row)?;
+    let changed = store::Model {
+        role,
+        region_code: region,
+        active,
+        assigned_at: now,
+        assigned_by: who.sub.clone(),
+        tokens_revoked_at: Some(revoked_at),
+        reason: reason.to_owned(),
+        ..current
+    };
+    let o = store::reassign(&txn, changed).await?;
     history(&txn, who, kind, &o, now).await?;
     txn.commit().await?;
-    Ok(o)
+    Ok(officer(o))
 }
 
 impl Verivali {
@@ -351,24 +318,8 @@ impl Verivali {
                 })?
                 .to_owned(),
         };
-        let rows = db
-            .query_all_raw(stmt(
-                &format!(
-                    "SELECT {COLUMNS} FROM officers
-                 WHERE ($1 = '' OR region_code = $1 OR region_code LIKE $1 || '.%')
-                   AND ($2 OR active)
-                   AND subject > $3
-                 ORDER BY subject LIMIT $4"
-                ),
-                [
-                    region.into(),
-                    req.include_inactive.into(),
-                    after.into(),
-                    i64::from(size).into(),
-                ],
-            ))
-            .await?;
-        let officers = rows.iter().map(officer).collect::<Result<Vec<_>, _>>()?;
+        let rows = store::page(db, region, req.include_inactive, &after, size).await?;
+        let officers: Vec<Officer> = rows.into_iter().map(officer).collect();
         // Officers' names are personal data: the listing is audited.
         let subjects: Vec<String> = officers.iter().map(|o| o.subject.clone()).collect();
         if !subjects.is_empty() {

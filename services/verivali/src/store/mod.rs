@@ -11,6 +11,8 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
 use crate::cases::timestamp;
 use crate::error::Result;
 
+pub mod officers;
+
 dtks_platform::sql_migrator![
     "m0001_cases",
     "m0002_workflow",
