@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 
 use dtks_platform::auth::Claims;
-use dtks_platform::db::stmt;
 use dtks_platform::grpc;
 use dtks_proto::distribution::v1::{ListProgrammesRequest, ListProgrammesResponse, Programme};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
@@ -17,6 +16,7 @@ use tonic::Status;
 
 use crate::Distribution;
 use crate::error::Result;
+use crate::store::programmes as store;
 
 use dtks_eligibility::rules::Rule;
 
@@ -27,45 +27,33 @@ pub async fn seed(db: &DatabaseConnection) -> anyhow::Result<()> {
     for p in shipped()? {
         Rule::compile(&p.rule).map_err(|e| anyhow::anyhow!("shipped programme {}: {e}", p.code))?;
         let txn = db.begin().await?;
-        let inserted = txn
-            .execute_raw(stmt(
-                "INSERT INTO programmes (code, name, version, source, rule, quotas) VALUES ($1, $2, 1, $3, $4, '{}'::jsonb)
-                 ON CONFLICT (code) DO NOTHING",
-                [p.code.clone().into(), p.name.into(), p.source.into(), p.rule.into()],
-            ))
-            .await?
-            .rows_affected();
-        if inserted == 1 {
-            history(&txn, &p.code, "shipped").await?;
+        let shipped = store::Model {
+            code: p.code.clone(),
+            name: p.name,
+            version: 1,
+            source: p.source,
+            rule: p.rule,
+            quotas: serde_json::json!({}),
+        };
+        if store::add(&txn, shipped).await? {
+            store::keep_version(&txn, &p.code, "shipped").await?;
         }
         txn.commit().await?;
     }
     Ok(())
 }
 
-async fn history(conn: &impl ConnectionTrait, code: &str, by: &str) -> Result<(), sea_orm::DbErr> {
-    conn.execute_raw(stmt(
-        "INSERT INTO programme_versions (code, version, name, rule, quotas, source, saved_by)
-         SELECT code, version, name, rule, quotas, source, $2 FROM programmes WHERE code = $1",
-        [code.into(), by.into()],
-    ))
-    .await?;
-    Ok(())
-}
-
-fn from_row(r: &sea_orm::QueryResult) -> Result<Programme> {
-    let quotas: serde_json::Value = r.try_get("", "quotas")?;
+/// A programme as the API answers it.
+fn programme(row: store::Model) -> Result<Programme> {
     Ok(Programme {
-        code: r.try_get("", "code")?,
-        name: r.try_get("", "name")?,
-        rule: r.try_get("", "rule")?,
-        version: r.try_get::<i32>("", "version")? as u32,
-        quotas: serde_json::from_value::<HashMap<String, u64>>(quotas)?,
-        source: r.try_get("", "source")?,
+        code: row.code,
+        name: row.name,
+        rule: row.rule,
+        version: row.version as u32,
+        quotas: serde_json::from_value::<HashMap<String, u64>>(row.quotas)?,
+        source: row.source,
     })
 }
-
-const COLUMNS: &str = "code, name, rule, version, quotas, source";
 
 impl Distribution {
     /// Every programme with its rule and quotas.
@@ -74,33 +62,18 @@ impl Distribution {
         _who: &Claims,
         _req: &ListProgrammesRequest,
     ) -> Result<ListProgrammesResponse> {
-        let db = &self.db;
-        let programmes = db
-            .query_all_raw(stmt(
-                &format!("SELECT {COLUMNS} FROM programmes ORDER BY code"),
-                [],
-            ))
-            .await?
-            .iter()
-            .map(from_row)
-            .collect::<Result<_>>()?;
+        let rows = store::all(&self.db).await?;
+        let programmes = rows.into_iter().map(programme).collect::<Result<_>>()?;
         Ok(ListProgrammesResponse { programmes })
     }
 }
 
 /// A programme's current version and its compiled rule.
 pub async fn current(db: &impl ConnectionTrait, code: &str) -> Result<(Programme, Rule)> {
-    let programme = db
-        .query_one_raw(stmt(
-            &format!("SELECT {COLUMNS} FROM programmes WHERE code = $1"),
-            [code.into()],
-        ))
-        .await?
-        .map(|r| from_row(&r))
-        .transpose()?
-        .ok_or_else(|| {
-            grpc::invalid_field("programme_code", format!("unknown programme {code}"))
-        })?;
+    let row = store::find(db, code, false).await?.ok_or_else(|| {
+        grpc::invalid_field("programme_code", format!("unknown programme {code}"))
+    })?;
+    let programme = programme(row)?;
     let rule = Rule::compile(&programme.rule).map_err(|e| {
         Status::failed_precondition(format!("programme {code}'s rule no longer compiles: {e}"))
     })?;
@@ -155,14 +128,10 @@ impl Distribution {
         check(p)?;
         let quotas = serde_json::to_value(&p.quotas)?;
         let txn = db.begin().await?;
-        let before = txn
-            .query_one_raw(stmt(
-                &format!("SELECT {COLUMNS} FROM programmes WHERE code = $1 FOR UPDATE"),
-                [p.code.clone().into()],
-            ))
-            .await?
-            .map(|r| from_row(&r))
-            .transpose()?;
+        let before = match store::find(&txn, &p.code, true).await? {
+            Some(row) => Some((row.version, programme(row)?)),
+            None => None,
+        };
         let submitted = Programme {
             code: p.code.clone(),
             name: p.name.trim().to_owned(),
@@ -171,8 +140,8 @@ impl Distribution {
             quotas: p.quotas.clone(),
             source: p.source.trim().to_owned(),
         };
-        match &before {
-            Some(b)
+        let version = match &before {
+            Some((_, b))
                 if Programme {
                     version: 0,
                     ..b.clone()
@@ -180,22 +149,25 @@ impl Distribution {
             {
                 return Ok(b.clone());
             }
-            Some(_) => {
-                txn.execute_raw(stmt(
-                "UPDATE programmes SET name = $2, rule = $3, quotas = $4, source = $5, version = version + 1 WHERE code = $1",
-                [submitted.code.clone().into(), submitted.name.clone().into(), submitted.rule.clone().into(), quotas.into(), submitted.source.clone().into()],
-            ))
-            .await?;
-            }
-            None => {
-                txn.execute_raw(stmt(
-                "INSERT INTO programmes (code, name, version, source, rule, quotas) VALUES ($1, $2, 1, $3, $4, $5)",
-                [submitted.code.clone().into(), submitted.name.clone().into(), submitted.source.clone().into(), submitted.rule.clone().into(), quotas.into()],
-            ))
-            .await?;
-            }
+            Some((version, _)) => version + 1,
+            None => 1,
+        };
+        let row = store::Model {
+            code: submitted.code.clone(),
+            name: submitted.name,
+            version,
+            source: submitted.source,
+            rule: submitted.rule,
+            quotas,
+        };
+        if before.is_some() {
+            store::change(&txn, row).await?;
+        } else if !store::add(&txn, row).await? {
+            return Err(
+                Status::aborted("the programme was created meanwhile; save it again").into(),
+            );
         }
-        history(&txn, &p.code, &who.sub).await?;
+        store::keep_version(&txn, &p.code, &who.sub).await?;
         let (saved, _) = current(&txn, &p.code).await?;
         txn.commit().await?;
         Ok(saved)

@@ -1,9 +1,11 @@
 //! Statements of distribution's schema: lists ([`lists`]) and their entries in chunks
-//! ([`entries`]), data requests ([`requests`]). Programmes and deliveries keep theirs
-//! beside their use cases (`programmes`, `delivery`). Migrations are `migrations/*.sql`.
+//! ([`entries`]), data requests ([`requests`]), programmes ([`programmes`], an entity).
+//! Deliveries keep theirs beside their use case (`delivery`). Migrations are
+//! `migrations/*.sql`.
 
 pub mod entries;
 pub mod lists;
+pub mod programmes;
 pub mod requests;
 
 dtks_platform::sql_migrator![
