@@ -162,7 +162,7 @@ mod tests {
         Timestamp::from_second(NOW).expect("time")
     }
 
-    fn lease_json(holder: &str, renewed: i64, version: &str) -> serde_json::Value {
+    fn lease(holder: &str, renewed: i64, version: &str) -> serde_json::Value {
         let renewed = Timestamp::from_second(renewed).expect("time");
         serde_json::json!({
             "apiVersion": "coordination.k8s.io/v1",
@@ -195,6 +195,16 @@ mod tests {
             "message": "the object has been modified", "reason": "Conflict", "code": 409 })
     }
 
+    /// Answers the server's next request with `status` and `body`.
+    async fn reply(
+        server: &mut mock::Handle<Request<Body>, Response<Body>>,
+        status: u16,
+        body: serde_json::Value,
+    ) {
+        let (_, send) = server.next_request().await.expect("a request");
+        send.send_response(respond(status, &body));
+    }
+
     async fn body_of(request: Request<Body>) -> serde_json::Value {
         let bytes = request.into_body().collect_bytes().await.expect("body");
         serde_json::from_slice(&bytes).expect("json body")
@@ -215,12 +225,23 @@ mod tests {
         (lock, handle)
     }
 
+    /// The lock, with `script` playing the API server on a task of its own (await the
+    /// task to see its assertions hold).
+    fn serve<F>(
+        script: impl FnOnce(mock::Handle<Request<Body>, Response<Body>>) -> F,
+    ) -> (LeaseLock, tokio::task::JoinHandle<()>)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (lock, server) = lock();
+        (lock, tokio::spawn(script(server)))
+    }
+
     const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/dtks/leases/dtks-determination";
 
     #[tokio::test]
     async fn no_lease_yet_is_created_with_us_as_holder() {
-        let (lock, mut server) = lock();
-        let api = tokio::spawn(async move {
+        let (lock, api) = serve(|mut server| async move {
             let (request, send) = server.next_request().await.expect("GET");
             assert_eq!(
                 (request.method(), request.uri().path()),
@@ -244,10 +265,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_live_lease_of_another_replica_is_left_alone() {
-        let (lock, mut server) = lock();
-        let api = tokio::spawn(async move {
-            let (_, send) = server.next_request().await.expect("GET");
-            send.send_response(respond(200, &lease_json("determination-1", NOW - 10, "7")));
+        let (lock, api) = serve(|mut server| async move {
+            reply(&mut server, 200, lease("determination-1", NOW - 10, "7")).await;
         });
         assert_eq!(
             lock.acquire(now()).await.expect("acquire"),
@@ -258,10 +277,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_expired_lease_is_taken_over_at_the_version_read() {
-        let (lock, mut server) = lock();
-        let api = tokio::spawn(async move {
-            let (_, send) = server.next_request().await.expect("GET");
-            send.send_response(respond(200, &lease_json("determination-1", NOW - 301, "7")));
+        let (lock, api) = serve(|mut server| async move {
+            reply(&mut server, 200, lease("determination-1", NOW - 301, "7")).await;
             let (request, send) = server.next_request().await.expect("PUT");
             assert_eq!(
                 (request.method(), request.uri().path()),
@@ -279,12 +296,9 @@ mod tests {
 
     #[tokio::test]
     async fn losing_the_race_for_an_expired_lease_is_a_refusal_not_an_error() {
-        let (lock, mut server) = lock();
-        let api = tokio::spawn(async move {
-            let (_, send) = server.next_request().await.expect("GET");
-            send.send_response(respond(200, &lease_json("determination-1", NOW - 301, "7")));
-            let (_, send) = server.next_request().await.expect("PUT");
-            send.send_response(respond(409, &conflict()));
+        let (lock, api) = serve(|mut server| async move {
+            reply(&mut server, 200, lease("determination-1", NOW - 301, "7")).await;
+            reply(&mut server, 409, conflict()).await;
         });
         assert!(matches!(
             lock.acquire(now()).await.expect("acquire"),
@@ -295,10 +309,8 @@ mod tests {
 
     #[tokio::test]
     async fn release_clears_our_hold_and_only_ours() {
-        let (lock, mut server) = lock();
-        let api = tokio::spawn(async move {
-            let (_, send) = server.next_request().await.expect("GET");
-            send.send_response(respond(200, &lease_json("determination-0", NOW - 5, "8")));
+        let (lock, api) = serve(|mut server| async move {
+            reply(&mut server, 200, lease("determination-0", NOW - 5, "8")).await;
             let (request, send) = server.next_request().await.expect("PUT");
             let body = body_of(request).await;
             assert!(
@@ -308,8 +320,7 @@ mod tests {
             );
             send.send_response(respond(200, &body));
             // A second release finds another holder and leaves the lease alone.
-            let (_, send) = server.next_request().await.expect("GET");
-            send.send_response(respond(200, &lease_json("determination-1", NOW, "9")));
+            reply(&mut server, 200, lease("determination-1", NOW, "9")).await;
         });
         lock.release().await.expect("release");
         lock.release().await.expect("release");
