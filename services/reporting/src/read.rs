@@ -66,14 +66,18 @@ impl Reporting {
         Ok(s)
     }
 
-    /// One report of the caller's region, as of the service's clock.
+    /// A report over `scope`, as of the service's clock.
+    async fn answer<R: Report>(&self, scope: &Scope) -> Result<R> {
+        R::query(&self.db, scope, dtks_platform::clock::now()).await
+    }
+
+    /// One report of the caller's region.
     async fn report<R: Report>(&self, who: &Claims, q: &RegionQuery) -> Result<R> {
-        R::query(&self.db, &Scope::of(who, q)?, dtks_platform::clock::now()).await
+        self.answer(&Scope::of(who, q)?).await
     }
 
     async fn table<R: Report + Tabular>(&self, scope: &Scope) -> Result<Table> {
-        let report = R::query(&self.db, scope, dtks_platform::clock::now()).await?;
-        Ok(report.table())
+        Ok(self.answer::<R>(scope).await?.table())
     }
 
     /// A report as a CSV or XLSX file, sent in chunks.

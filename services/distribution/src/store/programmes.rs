@@ -1,9 +1,9 @@
 //! Programmes as a sea-orm entity: one row per programme at its current version, each
 //! version also kept in `programme_versions` (appended with a statement).
 
-use dtks_platform::db::stmt;
+use dtks_platform::db::{self, stmt};
 use sea_orm::entity::prelude::*;
-use sea_orm::{ConnectionTrait, QueryOrder, QuerySelect};
+use sea_orm::{ConnectionTrait, QueryOrder};
 
 use crate::error::Result;
 
@@ -32,9 +32,7 @@ impl ActiveModelBehavior for ActiveModel {}
 
 /// The programme of `code`, locked until the transaction ends when `lock`.
 pub async fn find<C: ConnectionTrait>(db: &C, code: &str, lock: bool) -> Result<Option<Model>> {
-    let query = Entity::find_by_id(code.to_owned());
-    let query = if lock { query.lock_exclusive() } else { query };
-    Ok(query.one(db).await?)
+    Ok(db::find::<Entity, _>(db, code.to_owned(), lock).await?)
 }
 
 /// Every programme, by code.
@@ -44,11 +42,7 @@ pub async fn all<C: ConnectionTrait>(db: &C) -> Result<Vec<Model>> {
 
 /// Adds a programme unless one of its code exists; whether it was added.
 pub async fn add<C: ConnectionTrait>(db: &C, programme: Model) -> Result<bool> {
-    let added = Entity::insert(ActiveModel::from(programme).reset_all())
-        .on_conflict_do_nothing_on([Column::Code])
-        .exec_without_returning(db)
-        .await?;
-    Ok(matches!(added, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+    Ok(db::insert_new(db, ActiveModel::from(programme).reset_all()).await?)
 }
 
 /// Writes a changed programme (its version already counted up).

@@ -58,3 +58,35 @@ impl MigrationTrait for SqlMigration {
 pub fn stmt(sql: &str, values: impl IntoIterator<Item = sea_orm::Value>) -> Statement {
     Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
 }
+
+/// The row of `E` whose primary key is `key`, locked until the transaction ends when
+/// `lock` (`FOR UPDATE`).
+pub async fn find<E, C>(
+    db: &C,
+    key: <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType,
+    lock: bool,
+) -> Result<Option<E::Model>, DbErr>
+where
+    E: sea_orm::EntityTrait,
+    C: ConnectionTrait,
+{
+    use sea_orm::QuerySelect;
+    let query = E::find_by_id(key);
+    let query = if lock { query.lock_exclusive() } else { query };
+    query.one(db).await
+}
+
+/// Inserts `row` unless a row of its primary key exists; whether it was inserted.
+pub async fn insert_new<A, C>(db: &C, row: A) -> Result<bool, DbErr>
+where
+    A: sea_orm::ActiveModelTrait + Send,
+    C: ConnectionTrait,
+{
+    use sea_orm::{EntityTrait, Iterable, PrimaryKeyToColumn};
+    let key = <A::Entity as EntityTrait>::PrimaryKey::iter().map(|k| k.into_column());
+    let inserted = <A::Entity as EntityTrait>::insert(row)
+        .on_conflict_do_nothing_on(key)
+        .exec_without_returning(db)
+        .await?;
+    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+}

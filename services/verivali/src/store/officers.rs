@@ -4,7 +4,7 @@
 //! `officer_history` is appended with a statement.
 
 use chrono::{DateTime, Utc};
-use dtks_platform::db::stmt;
+use dtks_platform::db::{self, stmt};
 use sea_orm::ActiveValue::{NotSet, Set, Unchanged};
 use sea_orm::entity::prelude::*;
 use sea_orm::{Condition, ConnectionTrait, QueryOrder, QuerySelect};
@@ -37,18 +37,12 @@ impl ActiveModelBehavior for ActiveModel {}
 
 /// The officer of `subject`, locked until the transaction ends when `lock`.
 pub async fn load<C: ConnectionTrait>(db: &C, subject: &str, lock: bool) -> Result<Option<Model>> {
-    let query = Entity::find_by_id(subject.to_owned());
-    let query = if lock { query.lock_exclusive() } else { query };
-    Ok(query.one(db).await?)
+    Ok(db::find::<Entity, _>(db, subject.to_owned(), lock).await?)
 }
 
 /// Registers a new officer; `false` when the subject is already registered.
 pub async fn register<C: ConnectionTrait>(db: &C, officer: Model) -> Result<bool> {
-    let inserted = Entity::insert(ActiveModel::from(officer).reset_all())
-        .on_conflict_do_nothing_on([Column::Subject])
-        .exec_without_returning(db)
-        .await?;
-    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+    Ok(db::insert_new(db, ActiveModel::from(officer).reset_all()).await?)
 }
 
 /// The officer's new assignment (or deactivation), as it now stands.
