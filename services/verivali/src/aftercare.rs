@@ -79,7 +79,7 @@ pub fn page(request: Option<&pb::PageRequest>) -> Result<Page> {
 
 impl Page {
     /// `(after timestamp, after id)` parameters; the start of time when on page one.
-    pub fn bounds(&self) -> (DateTime<Utc>, uuid::Uuid) {
+    fn bounds(&self) -> (DateTime<Utc>, uuid::Uuid) {
         self.after
             .unwrap_or((DateTime::<Utc>::UNIX_EPOCH, uuid::Uuid::nil()))
     }
@@ -112,7 +112,7 @@ impl Page {
     }
 
     /// The next page's token when `fetched` (asked for size + 1) had more.
-    pub fn next(&self, fetched: usize, last: Option<(DateTime<Utc>, uuid::Uuid)>) -> String {
+    fn next(&self, fetched: usize, last: Option<(DateTime<Utc>, uuid::Uuid)>) -> String {
         match last {
             Some((at, id)) if fetched > self.size as usize => {
                 format!("v1.{}.{id}", at.timestamp_micros())
