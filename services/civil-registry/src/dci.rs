@@ -14,13 +14,12 @@
 //! `DTKS_REGISTRY_SIGNING_KEY`.
 
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::exchange::{Operation, Refusal, Registry, ack, body, storage, text_at};
+use crate::exchange::{Answer, Message, Operation, Refusal, Registry, ack, storage, text_at};
 use crate::search::{self, now};
 use crate::{events, transactions};
 
@@ -101,18 +100,13 @@ pub fn search_response(transaction_id: &str, correlation_id: &str, responses: Ve
     })
 }
 
-async fn sync_search(
-    State(registry): State<Registry>,
-    headers: HeaderMap,
-    request: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, Refusal> {
+async fn sync_search(State(registry): State<Registry>, message: Message) -> Answer {
     let on_search = |r: Refusal| r.as_callback("on-search");
     if let Some(answer) = faulty().await {
         return answer.map_err(on_search);
     }
-    let body = body(request).map_err(on_search)?;
-    let sender = registry
-        .admit(&headers, &body, Operation::Search)
+    let (body, sender) = registry
+        .admit_sync(message, Operation::Search)
         .map_err(on_search)?;
     let requests = requests(&body).map_err(on_search)?;
     let responses = search::answer(&registry.db, requests)
@@ -131,15 +125,11 @@ async fn sync_search(
     )))
 }
 
-async fn async_search(
-    State(registry): State<Registry>,
-    headers: HeaderMap,
-    request: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, Refusal> {
+async fn async_search(State(registry): State<Registry>, message: Message) -> Answer {
     if let Some(answer) = faulty().await {
         return answer;
     }
-    let (body, sender, base) = registry.admit_async(&headers, request, Operation::Search)?;
+    let (body, sender, base) = registry.admit_async(message, Operation::Search)?;
     let requests = requests(&body)?.to_vec();
     let transaction_id = text_at(&body, "/message/transaction_id");
     let correlation_id = uuid::Uuid::new_v4();

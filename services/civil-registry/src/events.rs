@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use serde::Deserialize;
@@ -21,7 +20,7 @@ use tokio::sync::Notify;
 
 use dtks_platform::db::stmt;
 
-use crate::exchange::{Operation, Refusal, Registry, ack, body, storage, text_at};
+use crate::exchange::{Answer, Message, Operation, Refusal, Registry, ack, storage, text_at};
 use crate::search::{now, record as person_record};
 use crate::transactions::{self, Kind, Txn};
 
@@ -57,12 +56,8 @@ fn bad(message: impl Into<String>) -> Refusal {
     Refusal::bad(message)
 }
 
-pub async fn subscribe(
-    State(registry): State<Registry>,
-    headers: HeaderMap,
-    request: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, Refusal> {
-    let (body, sender, base) = registry.admit_async(&headers, request, Operation::Subscribe)?;
+pub async fn subscribe(State(registry): State<Registry>, message: Message) -> Answer {
+    let (body, sender, base) = registry.admit_async(message, Operation::Subscribe)?;
     let items = body["message"]["subscribe_request"]
         .as_array()
         .cloned()
@@ -137,12 +132,8 @@ pub async fn subscribe(
 /// `subscription_codes` (as the standard describes them) or `sunscription_codes` (as it
 /// requires them); each is answered on `on-unsubscribe`, a code that is not a
 /// subscription of the sender's as `rjct.subscription_code.invalid`.
-pub async fn unsubscribe(
-    State(registry): State<Registry>,
-    headers: HeaderMap,
-    request: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, Refusal> {
-    let (body, sender, base) = registry.admit_async(&headers, request, Operation::Unsubscribe)?;
+pub async fn unsubscribe(State(registry): State<Registry>, message: Message) -> Answer {
+    let (body, sender, base) = registry.admit_async(message, Operation::Unsubscribe)?;
     let message = &body["message"];
     let listed = message
         .get("subscription_codes")
@@ -243,17 +234,16 @@ fn authorised(registry: &Registry, headers: &HeaderMap) -> bool {
 /// subscribers are fed from, in one transaction.
 pub async fn record(
     State(registry): State<Registry>,
-    headers: HeaderMap,
-    request: Result<Json<Value>, JsonRejection>,
+    message: Message,
 ) -> Result<(StatusCode, Json<Value>), Refusal> {
-    if !authorised(&registry, &headers) {
+    if !authorised(&registry, &message.headers) {
         return Err(Refusal::new(
             StatusCode::UNAUTHORIZED,
             "err.request.unauthorized",
             "registry clerk token required",
         ));
     }
-    let event: VitalEvent = serde_json::from_value(body(request)?)
+    let event: VitalEvent = serde_json::from_value(message.body()?)
         .map_err(|e| bad(format!("not a vital event: {e}")))?;
     if !KINDS.contains(&event.kind.as_str()) {
         return Err(bad(format!("kind must be one of {}", KINDS.join(", "))));

@@ -4,6 +4,7 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sea_orm::DatabaseConnection;
@@ -142,30 +143,52 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// The request body as JSON, or a refusal in the standard's shape: a body that is not
-/// JSON, or not sent as `application/json`, is refused like any other bad message.
-pub fn body(body: Result<Json<Value>, JsonRejection>) -> Result<Value, Refusal> {
-    body.map(|Json(v)| v).map_err(|rejection| {
-        let status = rejection.status();
-        let why = match &rejection {
-            JsonRejection::MissingJsonContentType(_) => {
-                "DCI messages are sent as application/json".to_owned()
-            }
-            JsonRejection::JsonSyntaxError(_) | JsonRejection::JsonDataError(_) => {
-                "the body is not valid JSON".to_owned()
-            }
-            _ => "the body could not be read".to_owned(),
-        };
-        Refusal::new(
-            if status.is_client_error() {
-                status
-            } else {
-                StatusCode::BAD_REQUEST
-            },
-            "err.request.bad",
-            why,
-        )
-    })
+/// A DCI request as it arrived: its headers, and its JSON body or why that could not be
+/// read (refused in the standard's shape by [`Message::body`], not by axum's default).
+pub struct Message {
+    pub headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Message {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = request.headers().clone();
+        let body = Json::from_request(request, state).await;
+        Ok(Message { headers, body })
+    }
+}
+
+/// What a DCI endpoint answers: a message, or a refusal in the standard's shape.
+pub type Answer = Result<Json<Value>, Refusal>;
+
+impl Message {
+    /// The body as JSON, or a refusal in the standard's shape: a body that is not JSON,
+    /// or not sent as `application/json`, is refused like any other bad message.
+    pub fn body(self) -> Result<Value, Refusal> {
+        self.body.map(|Json(v)| v).map_err(|rejection| {
+            let status = rejection.status();
+            let why = match &rejection {
+                JsonRejection::MissingJsonContentType(_) => {
+                    "DCI messages are sent as application/json".to_owned()
+                }
+                JsonRejection::JsonSyntaxError(_) | JsonRejection::JsonDataError(_) => {
+                    "the body is not valid JSON".to_owned()
+                }
+                _ => "the body could not be read".to_owned(),
+            };
+            Refusal::new(
+                if status.is_client_error() {
+                    status
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+                "err.request.bad",
+                why,
+            )
+        })
+    }
 }
 
 impl Registry {
@@ -342,16 +365,22 @@ pub fn ack(correlation_id: &str) -> Json<Value> {
 }
 
 impl Registry {
+    /// Reads and admits a request for `op`; answers its message and its sender.
+    pub fn admit_sync(&self, message: Message, op: Operation) -> Result<(Value, String), Refusal> {
+        let headers = message.headers.clone();
+        let body = message.body()?;
+        let sender = self.admit(&headers, &body, op)?;
+        Ok((body, sender))
+    }
+
     /// Reads and admits an asynchronous request for `op`; answers its message, its
     /// sender and the base its answer goes back to.
     pub fn admit_async(
         &self,
-        headers: &HeaderMap,
-        request: Result<Json<Value>, JsonRejection>,
+        message: Message,
         op: Operation,
     ) -> Result<(Value, String, String), Refusal> {
-        let body = body(request)?;
-        let sender = self.admit(headers, &body, op)?;
+        let (body, sender) = self.admit_sync(message, op)?;
         let base = self.callback_base(&sender, &body["header"])?;
         Ok((body, sender, base))
     }

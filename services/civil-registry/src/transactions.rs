@@ -9,14 +9,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde_json::{Value, json};
 
 use dtks_platform::db::stmt;
 
-use crate::exchange::{Operation, Refusal, Registry, ack, body, storage, text_at};
+use crate::exchange::{Answer, Message, Operation, Refusal, Registry, ack, storage, text_at};
 
 /// How long a transaction's answer can be asked about.
 pub const KEPT_HOURS: i64 = 24;
@@ -232,15 +231,10 @@ fn not_found() -> Refusal {
     )
 }
 
-pub async fn sync_status(
-    State(registry): State<Registry>,
-    headers: HeaderMap,
-    request: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, Refusal> {
+pub async fn sync_status(State(registry): State<Registry>, message: Message) -> Answer {
     let on_status = |r: Refusal| r.as_callback("txn-on-status");
-    let body = body(request).map_err(on_status)?;
-    let sender = registry
-        .admit(&headers, &body, Operation::TxnStatus)
+    let (body, sender) = registry
+        .admit_sync(message, Operation::TxnStatus)
         .map_err(on_status)?;
     let q = asked(&body);
     let found = find(&registry.db, &sender, &q)
@@ -256,12 +250,8 @@ pub async fn sync_status(
     )))
 }
 
-pub async fn async_status(
-    State(registry): State<Registry>,
-    headers: HeaderMap,
-    request: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, Refusal> {
-    let (body, sender, base) = registry.admit_async(&headers, request, Operation::TxnStatus)?;
+pub async fn async_status(State(registry): State<Registry>, message: Message) -> Answer {
+    let (body, sender, base) = registry.admit_async(message, Operation::TxnStatus)?;
     let q = asked(&body);
     let found = find(&registry.db, &sender, &q)
         .await
