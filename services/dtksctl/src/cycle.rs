@@ -13,7 +13,9 @@ use dtks_proto::distribution::v1::{
     ApproveListRequest, BuildListRequest, distribution_service_client::DistributionServiceClient,
 };
 use dtks_proto::intake::v1::{SubmitProposalRequest, intake_service_client::IntakeServiceClient};
-use dtks_proto::reporting::v1::{RegionQuery, reporting_service_client::ReportingServiceClient};
+use dtks_proto::reporting::v1::{
+    PipelineSummary, RegionQuery, reporting_service_client::ReportingServiceClient,
+};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel as GrpcChannel;
 
@@ -62,6 +64,27 @@ fn auth_config() -> anyhow::Result<dtks_platform::config::AuthConfig> {
 pub fn token(role: &str, region: &str, sub: &str) -> anyhow::Result<String> {
     let role: Role = serde_json::from_value(serde_json::Value::String(role.to_owned()))?;
     dtks_platform::auth::issue(&auth_config()?, sub, role, region, 12 * 3600)
+}
+
+type Reporting = ReportingServiceClient<InterceptedService<GrpcChannel, BearerToken>>;
+
+/// The national pipeline summary once `done` holds of it, or as it stands after
+/// `seconds`; and whether `done` held.
+async fn summary_once(
+    reporting: &mut Reporting,
+    seconds: u64,
+    done: impl Fn(&PipelineSummary) -> bool,
+) -> anyhow::Result<(PipelineSummary, bool)> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let request = RegionQuery::default();
+        let summary = reporting.get_pipeline_summary(request).await?.into_inner();
+        if done(&summary) || Instant::now() > deadline {
+            let held = done(&summary);
+            return Ok((summary, held));
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
 }
 
 pub(crate) async fn channel(
@@ -156,21 +179,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let expected = before.households_accepted + before.households_returned + submitted;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let summary = loop {
-        let s = reporting
-            .get_pipeline_summary(RegionQuery::default())
-            .await?
-            .into_inner();
-        if s.households_accepted + s.households_returned >= expected {
-            break s;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "verivali did not finish within 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let decided = |s: &PipelineSummary| s.households_accepted + s.households_returned >= expected;
+    let (summary, done) = summary_once(&mut reporting, 600, decided).await?;
+    anyhow::ensure!(done, "verivali did not finish within 10 minutes");
     println!(
         "matching + verivali: {} accepted, {} returned ({:.1} s)",
         summary.households_accepted,
@@ -224,17 +235,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         list.list_id, list.programme_code, list.recipients
     );
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let report = loop {
-        let s = reporting
-            .get_pipeline_summary(RegionQuery::default())
-            .await?
-            .into_inner();
-        if s.recipients_listed >= list.recipients || Instant::now() > deadline {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let listed = |s: &PipelineSummary| s.recipients_listed >= list.recipients;
+    let (report, _) = summary_once(&mut reporting, 60, listed).await?;
     println!(
         "\nReport (national)\n  proposals submitted   {:>8}\n  proposals matched     {:>8}\n  households accepted   {:>8}\n  households returned   {:>8}\n  households determined {:>8}\n  recipients listed     {:>8}\n  events consumed       {:>8}",
         report.proposals_submitted,

@@ -6,6 +6,8 @@ use dtks_proto::common::v1 as pb;
 use dtks_proto::verivali::v1::verivali_service_client::VerivaliServiceClient;
 use dtks_proto::verivali::v1::*;
 
+use crate::verivali::{all_pages, listing};
+
 /// Where verivali is, and the officer's token.
 #[derive(clap::Args)]
 pub struct Conn {
@@ -98,7 +100,7 @@ fn print(officers: &[Officer]) {
 }
 
 pub async fn run(change: Change) -> anyhow::Result<()> {
-    match change {
+    let changed = match change {
         Change::Register {
             subject,
             name,
@@ -106,17 +108,13 @@ pub async fn run(change: Change) -> anyhow::Result<()> {
             region,
             conn,
         } => {
-            let o = client(&conn)
-                .await?
-                .register_officer(RegisterOfficerRequest {
-                    subject,
-                    display_name: name,
-                    role,
-                    region_code: region,
-                })
-                .await?
-                .into_inner();
-            print(&[o]);
+            let request = RegisterOfficerRequest {
+                subject,
+                display_name: name,
+                role,
+                region_code: region,
+            };
+            client(&conn).await?.register_officer(request).await?
         }
         Change::Reassign {
             subject,
@@ -125,58 +123,40 @@ pub async fn run(change: Change) -> anyhow::Result<()> {
             reason,
             conn,
         } => {
-            let o = client(&conn)
-                .await?
-                .reassign_officer(ReassignOfficerRequest {
-                    subject,
-                    role,
-                    region_code: region,
-                    reason,
-                })
-                .await?
-                .into_inner();
-            print(&[o]);
+            let request = ReassignOfficerRequest {
+                subject,
+                role,
+                region_code: region,
+                reason,
+            };
+            client(&conn).await?.reassign_officer(request).await?
         }
         Change::Deactivate {
             subject,
             reason,
             conn,
         } => {
-            let o = client(&conn)
-                .await?
-                .deactivate_officer(DeactivateOfficerRequest { subject, reason })
-                .await?
-                .into_inner();
-            print(&[o]);
+            let request = DeactivateOfficerRequest { subject, reason };
+            client(&conn).await?.deactivate_officer(request).await?
         }
         Change::List {
             region,
             inactive,
             conn,
         } => {
-            let client = client(&conn).await?;
-            let all = crate::verivali::all_pages(|page| {
-                let mut client = client.clone();
-                let region_code = region.clone();
-                async move {
-                    let request = ListOfficersRequest {
-                        region_code,
-                        include_inactive: inactive,
-                        page: Some(page),
-                    };
-                    client.list_officers(request).await
-                }
-            })
-            .await?;
+            let mut client = client(&conn).await?;
+            let request = ListOfficersRequest {
+                region_code: region,
+                include_inactive: inactive,
+                page: None,
+            };
+            let all = all_pages(request, async |r| client.list_officers(r).await).await?;
             print(&all);
+            return Ok(());
         }
-    }
+    };
+    print(&[changed.into_inner()]);
     Ok(())
 }
 
-impl crate::verivali::Paged for ListOfficersResponse {
-    type Item = Officer;
-    fn split(self) -> (Vec<Officer>, Option<pb::PageResponse>) {
-        (self.officers, self.page)
-    }
-}
+listing!(ListOfficersRequest => ListOfficersResponse, officers: Officer);

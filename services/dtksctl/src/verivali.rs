@@ -122,7 +122,8 @@ fn print_cases(cases: &[Case]) {
     }
 }
 
-fn batch_result(step: &str, r: &BatchResult) {
+fn batch_result(step: &str, answer: tonic::Response<BatchResult>) {
+    let r = answer.into_inner();
     println!(
         "{step}: {} cases (accepted {}, returned {}, rejected {})",
         r.applied, r.accepted, r.returned, r.rejected
@@ -135,35 +136,55 @@ pub(crate) trait Paged {
     fn split(self) -> (Vec<Self::Item>, Option<pb::PageResponse>);
 }
 
-impl Paged for ListCasesResponse {
-    type Item = Case;
-    fn split(self) -> (Vec<Case>, Option<pb::PageResponse>) {
-        (self.cases, self.page)
-    }
+/// A listing's request, asked again for each page.
+pub(crate) trait Pageable: Clone {
+    fn at(&self, page: pb::PageRequest) -> Self;
 }
 
-impl Paged for ListDueResponse {
-    type Item = DueHousehold;
-    fn split(self) -> (Vec<DueHousehold>, Option<pb::PageResponse>) {
-        (self.households, self.page)
+/// A listing: `Request => Response, the answer's items: their type`.
+macro_rules! listing {
+    ($request:ty => $response:ty, $items:ident: $item:ty) => {
+        impl crate::verivali::Pageable for $request {
+            fn at(&self, page: pb::PageRequest) -> Self {
+                let page = Some(page);
+                Self {
+                    page,
+                    ..self.clone()
+                }
+            }
+        }
+        impl crate::verivali::Paged for $response {
+            type Item = $item;
+            fn split(self) -> (Vec<$item>, Option<pb::PageResponse>) {
+                (self.$items, self.page)
+            }
+        }
+    };
+}
+pub(crate) use listing;
+
+listing!(ListCasesRequest => ListCasesResponse, cases: Case);
+listing!(ListDueRequest => ListDueResponse, households: DueHousehold);
+
+impl crate::verivali::Pageable for WorkQueueRequest {
+    fn at(&self, page: pb::PageRequest) -> Self {
+        WorkQueueRequest { page: Some(page) }
     }
 }
 
 /// Every page of a listing, 1000 items a page.
-pub(crate) async fn all_pages<R, F, Fut>(mut page: F) -> anyhow::Result<Vec<R::Item>>
-where
-    R: Paged,
-    F: FnMut(pb::PageRequest) -> Fut,
-    Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
-{
+pub(crate) async fn all_pages<Q: Pageable, R: Paged>(
+    request: Q,
+    mut ask: impl AsyncFnMut(Q) -> Result<tonic::Response<R>, tonic::Status>,
+) -> anyhow::Result<Vec<R::Item>> {
     let mut out = Vec::new();
     let mut token = String::new();
     loop {
-        let request = pb::PageRequest {
+        let page = pb::PageRequest {
             page_size: 1000,
             page_token: token,
         };
-        let (items, next) = page(request).await?.into_inner().split();
+        let (items, next) = ask(request.at(page)).await?.into_inner().split();
         out.extend(items);
         token = next.map(|p| p.next_page_token).unwrap_or_default();
         if token.is_empty() {
@@ -176,15 +197,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut client = crate::officers::client(&args.conn).await?;
     match args.command {
         Command::Queue => {
-            let cases = all_pages(|page| {
-                let mut client = client.clone();
-                async move {
-                    client
-                        .work_queue(WorkQueueRequest { page: Some(page) })
-                        .await
-                }
-            })
-            .await?;
+            let queue = WorkQueueRequest::default();
+            let cases = all_pages(queue, async |r| client.work_queue(r).await).await?;
             print_cases(&cases);
         }
         Command::Cases {
@@ -198,21 +212,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 CaseState::from_str_name(&format!("CASE_STATE_{}", state.to_uppercase()))
                     .ok_or_else(|| anyhow::anyhow!("unknown state {state}"))?
             };
-            let cases = all_pages(|page| {
-                let mut client = client.clone();
-                let region = region.clone();
-                async move {
-                    client
-                        .list_cases(ListCasesRequest {
-                            region_code: region,
-                            state: state as i32,
-                            min_age_days,
-                            page: Some(page),
-                        })
-                        .await
-                }
-            })
-            .await?;
+            let request = ListCasesRequest {
+                region_code: region,
+                state: state as i32,
+                min_age_days,
+                page: None,
+            };
+            let cases = all_pages(request, async |r| client.list_cases(r).await).await?;
             print_cases(&cases);
         }
         Command::Case { case_id } => {
@@ -257,36 +263,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::SignOff(b) => batch_result(
-            "signed off",
-            &client.sign_off(b.request()?).await?.into_inner(),
-        ),
-        Command::Forward(b) => batch_result(
-            "forwarded",
-            &client.forward_to_ministry(b.request()?).await?.into_inner(),
-        ),
-        Command::Assess(b) => batch_result(
-            "assessed",
-            &client.assess_batch(b.request()?).await?.into_inner(),
-        ),
-        Command::Return(b) => batch_result(
-            "returned",
-            &client.return_to_region(b.request()?).await?.into_inner(),
-        ),
+        Command::SignOff(b) => batch_result("signed off", client.sign_off(b.request()?).await?),
+        Command::Forward(b) => {
+            batch_result("forwarded", client.forward_to_ministry(b.request()?).await?)
+        }
+        Command::Assess(b) => batch_result("assessed", client.assess_batch(b.request()?).await?),
+        Command::Return(b) => {
+            batch_result("returned", client.return_to_region(b.request()?).await?)
+        }
         Command::Due { region, overdue } => {
-            let due = all_pages(|page| {
-                let mut client = client.clone();
-                let region_code = region.clone();
-                async move {
-                    let request = ListDueRequest {
-                        region_code,
-                        overdue_only: overdue,
-                        page: Some(page),
-                    };
-                    client.list_due(request).await
-                }
-            })
-            .await?;
+            let request = ListDueRequest {
+                region_code: region,
+                overdue_only: overdue,
+                page: None,
+            };
+            let due = all_pages(request, async |r| client.list_due(r).await).await?;
             println!("household_id\tregion\tlast_verified\tdue\toverdue");
             for h in &due {
                 println!(
