@@ -133,13 +133,8 @@ impl Api {
                 contribution: t.contribution,
             })
             .collect();
-        audit::record(
-            &self.db,
-            who,
-            "determination.GetHouseholdStanding",
-            &[household_id.to_string()],
-        )
-        .await?;
+        let action = "determination.GetHouseholdStanding";
+        audit::record(&self.db, who, action, &[household_id]).await?;
         Ok(HouseholdStanding {
             household: Some(ranked),
             model_version: model.version.clone(),
@@ -172,13 +167,8 @@ impl Api {
             ))
             .into());
         };
-        audit::record(
-            &self.db,
-            who,
-            "determination.GetRegistryHousehold",
-            &[household_id.to_string()],
-        )
-        .await?;
+        let action = "determination.GetRegistryHousehold";
+        audit::record(&self.db, who, action, &[household_id]).await?;
         Ok(RegistryHousehold {
             household_id: household_id.to_string(),
             region_code: version.region_code,

@@ -70,7 +70,7 @@ impl Intake {
             .await?
             .filter(|p| may_see(who, p))
             .ok_or(Error::NoSuchProposal)?;
-        audit::record(&self.db, who, "intake.GetProposal", &[id.to_string()]).await?;
+        audit::record(&self.db, who, "intake.GetProposal", &[id]).await?;
         Ok(proposal)
     }
 
@@ -182,7 +182,7 @@ impl Intake {
             },
         );
         outbox::enqueue(&txn, &envelope).await?;
-        audit::record(&txn, who, "intake.WithdrawProposal", &[id.to_string()]).await?;
+        audit::record(&txn, who, "intake.WithdrawProposal", &[id]).await?;
         txn.commit().await?;
         self.outbox.wake();
         tracing::info!(proposal_id = %id, "proposal withdrawn");

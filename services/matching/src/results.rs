@@ -34,13 +34,7 @@ pub async fn of_proposal(
         return Err(not_matched_yet(db, who, proposal_id).await?.into());
     };
     who.require_region(&region)?;
-    dtks_platform::audit::record(
-        db,
-        who,
-        "matching.GetProposalMatch",
-        &[proposal_id.to_string()],
-    )
-    .await?;
+    dtks_platform::audit::record(db, who, "matching.GetProposalMatch", &[proposal_id]).await?;
     Ok(ev::ProposalMatched::decode(bytes.as_slice())?)
 }
 

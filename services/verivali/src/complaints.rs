@@ -115,13 +115,8 @@ pub async fn file_complaint(
         ))
         .await?;
     }
-    dtks_platform::audit::record(
-        &txn,
-        who,
-        "verivali.FileComplaint",
-        &[household_id.to_string(), complaint_id.to_string()],
-    )
-    .await?;
+    let action = "verivali.FileComplaint";
+    dtks_platform::audit::record(&txn, who, action, &[household_id, complaint_id]).await?;
     txn.commit().await?;
     // The task and its deadline are the officers' business: a citizen gets the receipt.
     if public {

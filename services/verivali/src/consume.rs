@@ -12,9 +12,9 @@ use dtks_proto::events::v1::{self as ev, Envelope};
 use dtks_proto::verivali::v1::CaseState;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 
-use crate::aftercare;
 use crate::cases::{self, Actor, Move};
 use crate::workflow::{self, Step};
+use crate::{aftercare, store};
 
 pub struct Consumed {
     pub outbox: outbox::OutboxSignal,
@@ -79,11 +79,7 @@ impl Consumed {
         let withdrawn: ev::ProposalWithdrawn = events::payload(envelope)?;
         let proposal_id = uuid::Uuid::parse_str(&withdrawn.proposal_id).map_err(permanent)?;
         let now = self.clock.now();
-        txn.execute_raw(stmt(
-            "INSERT INTO withdrawn_proposals (proposal_id, withdrawn_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            [proposal_id.into(), now.into()],
-        ))
-        .await?;
+        store::withdraw(txn, proposal_id, now).await?;
         if let Some(case) = cases::of_proposal(txn, proposal_id, true).await? {
             let mv = Move {
                 case,
@@ -98,13 +94,7 @@ impl Consumed {
     async fn matched(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Handled {
         let matched: ev::ProposalMatched = events::payload(envelope)?;
         let proposal_id = uuid::Uuid::parse_str(&matched.proposal_id).map_err(permanent)?;
-        let withdrawn = txn
-            .query_one_raw(stmt(
-                "SELECT 1 AS w FROM withdrawn_proposals WHERE proposal_id = $1",
-                [proposal_id.into()],
-            ))
-            .await?;
-        if withdrawn.is_some() {
+        if store::is_withdrawn(txn, proposal_id).await? {
             tracing::info!("a match arrived for a withdrawn proposal; no case opened");
             return Ok(());
         }

@@ -13,7 +13,6 @@ use dtks_domain::region::{RegionCode, RegionLevel};
 use dtks_platform::access::Reach;
 use dtks_platform::auth::{Claims, Role};
 use dtks_platform::config::RedisConfig;
-use dtks_platform::db::stmt;
 use dtks_platform::grpc;
 use dtks_proto::verivali::v1::*;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
@@ -99,13 +98,7 @@ async fn region<C: ConnectionTrait>(db: &C, field: &str, role: Role, code: &str)
         )
         .into());
     }
-    let known = db
-        .query_one_raw(stmt(
-            "SELECT 1 AS one FROM reference.regions WHERE code = $1",
-            [code.into()],
-        ))
-        .await?;
-    if known.is_none() {
+    if !dtks_platform::reference::exists(db, code).await? {
         return Err(grpc::invalid_field(field, "is not a region of the reference data").into());
     }
     Ok(code.to_owned())

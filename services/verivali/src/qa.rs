@@ -266,13 +266,8 @@ impl Verivali {
         ],
     ))
     .await?;
-        dtks_platform::audit::record(
-            &txn,
-            who,
-            "verivali.RecordQaResult",
-            &[sample_id.to_string(), case_id.to_string()],
-        )
-        .await?;
+        let action = "verivali.RecordQaResult";
+        dtks_platform::audit::record(&txn, who, action, &[sample_id, case_id]).await?;
         txn.commit().await?;
         Ok(QaItem {
             case_id: case_id.to_string(),

@@ -105,7 +105,7 @@ impl Verivali {
         let id = case_id(&req.case_id)?;
         let case = self.load(&self.db, who, id).await?;
         // The case file names the household's members: the read is audited first.
-        dtks_platform::audit::record(&self.db, who, "verivali.GetCase", &[id.to_string()]).await?;
+        dtks_platform::audit::record(&self.db, who, "verivali.GetCase", &[id]).await?;
         Ok(case)
     }
 

@@ -197,6 +197,12 @@ const OIDC_ALGORITHMS: [Algorithm; 7] = [
 ];
 
 impl Oidc {
+    /// A JSON document of the provider's.
+    async fn get<T: serde::de::DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
+        let answer = self.http.get(url).send().await?.error_for_status()?;
+        Ok(answer.json().await?)
+    }
+
     /// The JWKS address: configured, or from the issuer's discovery document.
     async fn jwks_url(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.jwks_url {
@@ -206,14 +212,7 @@ impl Oidc {
             "{}/.well-known/openid-configuration",
             self.issuer.trim_end_matches('/')
         );
-        let document: serde_json::Value = self
-            .http
-            .get(&discovery)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let document: serde_json::Value = self.get(&discovery).await?;
         document["jwks_uri"]
             .as_str()
             .map(str::to_owned)
@@ -224,14 +223,7 @@ impl Oidc {
     /// provider stops verifying). Keys without an id or of another use are skipped.
     async fn fetch(&self) -> anyhow::Result<usize> {
         let url = self.jwks_url().await?;
-        let set: jsonwebtoken::jwk::JwkSet = self
-            .http
-            .get(&url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let set: jsonwebtoken::jwk::JwkSet = self.get(&url).await?;
         let mut keys = std::collections::HashMap::new();
         for jwk in &set.keys {
             let Some(kid) = jwk.common.key_id.clone() else {

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use dtks_platform::db::stmt;
 use dtks_proto::verivali::v1::{CaseState, Transition};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult};
 
 use crate::cases::timestamp;
 use crate::error::Result;
@@ -34,6 +34,26 @@ pub async fn case(db: &impl ConnectionTrait, id: uuid::Uuid) -> Result<Option<Qu
             [id.into()],
         ))
         .await?)
+}
+
+/// Records, once, that a proposal was withdrawn at intake.
+pub async fn withdraw(
+    txn: &DatabaseTransaction,
+    id: uuid::Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    txn.execute_raw(stmt(
+        "INSERT INTO withdrawn_proposals (proposal_id, withdrawn_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        [id.into(), at.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Whether a proposal was withdrawn at intake (a match arriving later opens no case).
+pub async fn is_withdrawn(txn: &DatabaseTransaction, id: uuid::Uuid) -> Result<bool, DbErr> {
+    let sql = "SELECT 1 AS w FROM withdrawn_proposals WHERE proposal_id = $1";
+    Ok(txn.query_one_raw(stmt(sql, [id.into()])).await?.is_some())
 }
 
 /// A case's transitions, oldest first.

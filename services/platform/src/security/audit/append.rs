@@ -56,14 +56,23 @@ pub(super) fn now_micros() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
-fn append_values(actor: &str, role: &str, action: &str, records: &[String]) -> [Value; 6] {
+fn append_values(
+    actor: &str,
+    role: &str,
+    action: &str,
+    records: &[impl std::fmt::Display],
+) -> [Value; 6] {
     let (request_id, _) = crate::telemetry::current_trace_context();
     [
         now_micros().into(),
         actor.into(),
         role.into(),
         action.into(),
-        records.to_vec().into(),
+        records
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .into(),
         request_id.into(),
     ]
 }
@@ -74,7 +83,7 @@ pub async fn record<C: ConnectionTrait>(
     conn: &C,
     who: &Claims,
     action: &str,
-    records: &[String],
+    records: &[impl std::fmt::Display],
 ) -> Result<(), DbErr> {
     record_as(conn, (&who.sub, who.role.as_str()), action, records).await
 }
@@ -84,7 +93,7 @@ pub async fn record_as<C: ConnectionTrait>(
     conn: &C,
     (actor, role): (&str, &str),
     action: &str,
-    records: &[String],
+    records: &[impl std::fmt::Display],
 ) -> Result<(), DbErr> {
     conn.execute_raw(stmt(APPEND, append_values(actor, role, action, records)))
         .await?;
