@@ -210,7 +210,7 @@ impl Distribution {
         let (db, signal) = (&self.db, &self.outbox);
         let id = list_id(&req.list_id)?;
         let txn = db.begin().await?;
-        let list = store::by_id(&txn, id, true)
+        let list: BeneficiaryList = store::by_id(&txn, id, true)
             .await?
             .ok_or_else(|| Status::not_found(format!("no list {id}")))?;
         if list.status == ListStatus::Fixed as i32 {

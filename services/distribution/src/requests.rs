@@ -153,7 +153,7 @@ async fn recorded(
     now: DateTime<Utc>,
 ) -> Result<DataRequest> {
     store::history(&txn, id, who, action, reason).await?;
-    let stored = store::load(&txn, id, false)
+    let stored: Stored = store::by_id(&txn, id, false)
         .await?
         .ok_or_else(|| Fault::Other("request vanished".into()))?;
     txn.commit().await?;
@@ -310,7 +310,7 @@ impl Distribution {
         let (db, id) = (&self.db, &req.request_id);
         let id = request_id(id)?;
         let now = dtks_platform::clock::now();
-        match store::load(db, id, false).await? {
+        match store::by_id(db, id, false).await? {
             Some(r) if may_see(who, &r) => Ok(r.to_proto(now)),
             _ => Err(Status::not_found(format!("no data request {id}")).into()),
         }
@@ -346,7 +346,7 @@ impl Distribution {
         }
         let now = dtks_platform::clock::now();
         let txn = db.begin().await?;
-        let stored = match store::load(&txn, id, true).await? {
+        let stored = match store::by_id(&txn, id, true).await? {
             Some(r) if may_see(who, &r) => r,
             _ => return Err(Status::not_found(format!("no data request {id}")).into()),
         };
@@ -419,7 +419,7 @@ impl Distribution {
         let date = date.ok_or_else(|| Status::internal("date checked above"))?;
         let now = dtks_platform::clock::now();
         let txn = db.begin().await?;
-        let stored = match store::load(&txn, id, true).await? {
+        let stored = match store::by_id(&txn, id, true).await? {
             Some(r) if may_see(who, &r) => r,
             _ => return Err(Status::not_found(format!("no data request {id}")).into()),
         };
@@ -462,7 +462,7 @@ impl Distribution {
 /// of the period stops it between two batches.
 pub async fn deliverable(db: &impl ConnectionTrait, id: uuid::Uuid) -> Result<Stored> {
     let now = dtks_platform::clock::now();
-    let stored = store::load(db, id, false)
+    let stored: Stored = store::by_id(db, id, false)
         .await?
         .ok_or_else(|| Status::not_found(format!("no data request {id}")))?;
     let why = match stored.status_at(now) {

@@ -466,13 +466,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_child_older_than_plausible_is_refused() {
+    /// The violations of the household whose child is born on 1 February `year` (its
+    /// NIK saying the same).
+    fn with_child_born(year: i32) -> Vec<crate::FieldViolation> {
         let mut h = household();
         let child = &mut h.families[0].members[2];
-        child.birth_date = NaiveDate::from_ymd_opt(1975, 2, 1).unwrap();
-        child.nik = Some(Nik::parse("3204010102750003").unwrap());
-        let v = household_violations(&h);
+        child.birth_date = NaiveDate::from_ymd_opt(year, 2, 1).unwrap();
+        let nik = format!("3204010102{:02}0003", year % 100);
+        child.nik = Some(Nik::parse(&nik).unwrap());
+        household_violations(&h)
+    }
+
+    #[test]
+    fn a_child_older_than_plausible_is_refused() {
+        let v = with_child_born(1975);
         assert!(
             v.iter()
                 .any(|f| f.field == "household.families[0].members[2].relationship")
@@ -481,12 +488,8 @@ mod tests {
 
     #[test]
     fn a_child_must_be_plausibly_younger_than_the_spouse_too() {
-        let mut h = household();
         // Head born 1980 (15 years older: fine); spouse born 1984 (11 years: refused).
-        let child = &mut h.families[0].members[2];
-        child.birth_date = NaiveDate::from_ymd_opt(1995, 2, 1).unwrap();
-        child.nik = Some(Nik::parse("3204010102950003").unwrap());
-        let v = household_violations(&h);
+        let v = with_child_born(1995);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].field, "household.families[0].members[2].relationship");
         assert!(v[0].description.contains("spouse"));

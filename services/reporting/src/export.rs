@@ -50,34 +50,47 @@ fn rows<T>(
         .collect()
 }
 
+/// A report of one row per item of its `items`, each placed in its region, then one
+/// cell per field: `Report, "name", items: Kind(field) [as "header"], …` (the header is
+/// the field's name unless given).
+macro_rules! tabular {
+    ($report:ty, $name:literal, $items:ident: $($kind:ident($field:ident) $(as $header:literal)?),+) => {
+        impl Tabular for $report {
+            fn table(&self) -> Table {
+                Table {
+                    name: $name,
+                    headers: headers(&[$(tabular!(@header $field $($header)?)),+]),
+                    rows: rows(&self.$items, |x| &x.region, |x| {
+                        vec![$(Cell::$kind(Clone::clone(&x.$field))),+]
+                    }),
+                }
+            }
+        }
+    };
+    (@header $field:ident) => { stringify!($field) };
+    (@header $field:ident $header:literal) => { $header };
+}
+
+tabular!(MatchOutcomes, "match_outcomes", regions: Count(proposals), Count(persons), Share(match_rate));
+tabular!(
+    UpdateRates, "update_rates",
+    regions: Count(records), Count(updated) as "updated_last_6_months", Share(rate) as "update_rate"
+);
+tabular!(
+    ProgrammeCoverage, "programme_coverage",
+    rows: Text(programme_code) as "programme", Count(eligible), Count(selected), Count(quota)
+);
+tabular!(
+    Reverifications, "reverifications",
+    regions: Count(complaints), Count(life_events), Count(open), Count(overdue)
+);
+
 fn headers(names: &[&str]) -> Vec<String> {
     ["region_code", "region_name"]
         .iter()
         .chain(names)
         .map(|h| (*h).to_owned())
         .collect()
-}
-
-impl Tabular for UpdateRates {
-    fn table(&self) -> Table {
-        Table {
-            name: "update_rates",
-            headers: headers(&["records", "updated_last_6_months", "update_rate"]),
-            rows: self
-                .regions
-                .iter()
-                .map(|x| {
-                    let mut row = place(&x.region).to_vec();
-                    row.extend([
-                        Cell::Count(x.records),
-                        Cell::Count(x.updated),
-                        Cell::Share(x.rate),
-                    ]);
-                    row
-                })
-                .collect(),
-        }
-    }
 }
 
 impl Tabular for InactiveRegions {
@@ -136,68 +149,6 @@ impl Tabular for DecileDistribution {
                         .collect();
                     cells.push(Cell::Count(x.households_per_decile.iter().sum()));
                     cells
-                },
-            ),
-        }
-    }
-}
-
-impl Tabular for ProgrammeCoverage {
-    fn table(&self) -> Table {
-        Table {
-            name: "programme_coverage",
-            headers: headers(&["programme", "eligible", "selected", "quota"]),
-            rows: rows(
-                &self.rows,
-                |x| &x.region,
-                |x| {
-                    vec![
-                        Cell::Text(x.programme_code.clone()),
-                        Cell::Count(x.eligible),
-                        Cell::Count(x.selected),
-                        Cell::Count(x.quota),
-                    ]
-                },
-            ),
-        }
-    }
-}
-
-impl Tabular for MatchOutcomes {
-    fn table(&self) -> Table {
-        Table {
-            name: "match_outcomes",
-            headers: headers(&["proposals", "persons", "match_rate"]),
-            rows: rows(
-                &self.regions,
-                |x| &x.region,
-                |x| {
-                    vec![
-                        Cell::Count(x.proposals),
-                        Cell::Count(x.persons),
-                        Cell::Share(x.match_rate),
-                    ]
-                },
-            ),
-        }
-    }
-}
-
-impl Tabular for Reverifications {
-    fn table(&self) -> Table {
-        Table {
-            name: "reverifications",
-            headers: headers(&["complaints", "life_events", "open", "overdue"]),
-            rows: rows(
-                &self.regions,
-                |x| &x.region,
-                |x| {
-                    vec![
-                        Cell::Count(x.complaints),
-                        Cell::Count(x.life_events),
-                        Cell::Count(x.open),
-                        Cell::Count(x.overdue),
-                    ]
                 },
             ),
         }

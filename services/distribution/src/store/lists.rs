@@ -110,20 +110,15 @@ pub async fn built(
     .transpose()
 }
 
-/// A list by id, locked until the transaction ends when `lock`.
-pub async fn by_id(
-    db: &impl ConnectionTrait,
-    id: uuid::Uuid,
-    lock: bool,
-) -> Result<Option<BeneficiaryList>> {
-    let lock = if lock { " FOR UPDATE" } else { "" };
-    db.query_one_raw(stmt(
-        &format!("SELECT {COLUMNS} FROM lists WHERE list_id = $1{lock}"),
-        [id.into()],
-    ))
-    .await?
-    .map(|r| from_row(&r))
-    .transpose()
+pub use super::by_id;
+
+impl super::Row for BeneficiaryList {
+    fn by_id() -> String {
+        format!("SELECT {COLUMNS} FROM lists WHERE list_id = $1")
+    }
+    fn from_row(r: &sea_orm::QueryResult) -> Result<Self> {
+        from_row(r)
+    }
 }
 
 /// The programme's newest fixed list other than `except`.

@@ -41,7 +41,7 @@ impl Stored {
         !self.filer.is_empty() && self.filer == who.identity()
     }
 
-    fn from_row(r: &sea_orm::QueryResult) -> Result<Self> {
+    fn read(r: &sea_orm::QueryResult) -> Result<Self> {
         let kind: i16 = r.try_get("", "requester_kind")?;
         let status: i16 = r.try_get("", "status")?;
         let kinds: Vec<i16> = r.try_get("", "data_kinds")?;
@@ -102,19 +102,15 @@ pub async fn history(
     Ok(())
 }
 
-pub async fn load(
-    conn: &impl ConnectionTrait,
-    id: uuid::Uuid,
-    lock: bool,
-) -> Result<Option<Stored>> {
-    let lock = if lock { " FOR UPDATE" } else { "" };
-    conn.query_one_raw(stmt(
-        &format!("SELECT {COLUMNS} FROM data_requests WHERE request_id = $1{lock}"),
-        [id.into()],
-    ))
-    .await?
-    .map(|r| Stored::from_row(&r))
-    .transpose()
+pub use super::by_id;
+
+impl super::Row for Stored {
+    fn by_id() -> String {
+        format!("SELECT {COLUMNS} FROM data_requests WHERE request_id = $1")
+    }
+    fn from_row(r: &sea_orm::QueryResult) -> Result<Self> {
+        Stored::read(r)
+    }
 }
 
 /// A request being filed.

@@ -222,6 +222,17 @@ fn link_corrupted_copies(labelled: usize) -> (Model, Patterns, f64, f64) {
     (model, random, precision, recall)
 }
 
+/// Links the corrupted copies with `labelled` identifiers kept, and checks what any
+/// learned model must do: weights that point the right way, and precision above .98
+/// and recall above .95.
+fn learned_well(labelled: usize) -> Model {
+    let (model, random, precision, recall) = link_corrupted_copies(labelled);
+    assert_weights_point_the_right_way(&model, &random);
+    assert!(precision > 0.98, "precision {precision}");
+    assert!(recall > 0.95, "recall {recall}");
+    model
+}
+
 /// Learned, not hand-set: agreement weighs for, the worst level seen against.
 fn assert_weights_point_the_right_way(model: &Model, random: &Patterns) {
     for f in FIELDS {
@@ -242,10 +253,7 @@ fn assert_weights_point_the_right_way(model: &Model, random: &Patterns) {
 
 #[test]
 fn weights_learned_from_labelled_matches_link_the_unlabelled() {
-    let (model, random, precision, recall) = link_corrupted_copies(70);
-    assert_weights_point_the_right_way(&model, &random);
-    assert!(precision > 0.98, "precision {precision}");
-    assert!(recall > 0.95, "recall {recall}");
+    let model = learned_well(70);
     // An explanation names every field.
     let text = model.explain(&[3, 0, NULL, 1]);
     for needle in [
@@ -260,10 +268,7 @@ fn weights_learned_from_labelled_matches_link_the_unlabelled() {
 
 #[test]
 fn em_learns_weights_without_any_label() {
-    let (model, random, precision, recall) = link_corrupted_copies(0);
-    assert_weights_point_the_right_way(&model, &random);
-    assert!(precision > 0.98, "precision {precision}");
-    assert!(recall > 0.95, "recall {recall}");
+    learned_well(0);
 }
 
 #[test]

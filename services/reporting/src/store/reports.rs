@@ -12,7 +12,7 @@ use dtks_platform::db::stmt;
 use dtks_platform::{convert, grpc};
 use dtks_proto::common::v1::{Region, RegionLevel};
 use dtks_proto::reporting::v1::*;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult};
 
 /// The length of a region code at each level (`32`, `32.04`, `32.04.05`, `32.04.05.2001`).
 fn code_length(level: RegionLevel) -> usize {
@@ -144,6 +144,19 @@ pub async fn names(
         names.insert(r.try_get("", "code")?, r.try_get("", "name")?);
     }
     Ok(names)
+}
+
+/// Figures per region, each made into its answer `make` with the region named.
+async fn named<F, T>(
+    db: &DatabaseConnection,
+    per: Vec<(String, F)>,
+    make: impl Fn(Option<Region>, F) -> T,
+) -> Result<Vec<T>> {
+    let names = names(db, per.iter().map(|(c, _)| c.clone())).await?;
+    let each = per.into_iter();
+    Ok(each
+        .map(|(code, f)| make(Some(region(&code, &names)), f))
+        .collect())
 }
 
 fn region(code: &str, names: &HashMap<String, String>) -> Region {
@@ -281,16 +294,10 @@ impl Report for Funnel {
                 },
             }
         }
-        let names = names(db, per.iter().map(|(c, _)| c.clone())).await?;
+        let regions = named(db, per, |region, stages| RegionFunnel { region, stages }).await?;
         Ok(Funnel {
             stages: total,
-            regions: per
-                .into_iter()
-                .map(|(code, stages)| RegionFunnel {
-                    region: Some(region(&code, &names)),
-                    stages,
-                })
-                .collect(),
+            regions,
         })
     }
 }
@@ -314,6 +321,23 @@ async fn month_of(
         .transpose()
 }
 
+/// The rows `sql` selects of the asked (or newest) month of `table`; none before its
+/// first month. Its parameters: $1 the region, $2 the length of the codes it groups by
+/// (regencies at the finest), $3 and $4 the year and month.
+async fn of_month(
+    db: &DatabaseConnection,
+    scope: &Scope,
+    table: &str,
+    sql: &str,
+) -> Result<Vec<QueryResult>> {
+    let Some((year, month)) = month_of(db, scope, table).await? else {
+        return Ok(Vec::new());
+    };
+    let (region, length) = (scope.region.clone(), regency_length(scope));
+    let values = [region.into(), length.into(), year.into(), month.into()];
+    Ok(db.query_all_raw(stmt(sql, values)).await?)
+}
+
 /// Regencies are the finest level determination publishes deciles and lists cover.
 fn regency_length(scope: &Scope) -> i32 {
     scope.length().min(5)
@@ -322,18 +346,11 @@ fn regency_length(scope: &Scope) -> i32 {
 /// Households per decile of the asked (or newest) determined month, per region.
 impl Report for DecileDistribution {
     async fn query(db: &DatabaseConnection, scope: &Scope, _now: DateTime<Utc>) -> Result<Self> {
-        let Some((year, month)) = month_of(db, scope, "deciles").await? else {
-            return Ok(DecileDistribution::default());
-        };
-        let rows = db
-        .query_all_raw(stmt(
-            "SELECT left(region_code, $2) AS code, d.n AS decile, sum(d.households)::bigint AS households
+        let sql = "SELECT left(region_code, $2) AS code, d.n AS decile, sum(d.households)::bigint AS households
              FROM deciles, unnest(households) WITH ORDINALITY AS d (households, n)
              WHERE year = $3 AND month = $4 AND region_code LIKE $1 || '%'
-             GROUP BY 1, 2 ORDER BY 1, 2",
-            [scope.region.clone().into(), regency_length(scope).into(), year.into(), month.into()],
-        ))
-        .await?;
+             GROUP BY 1, 2 ORDER BY 1, 2";
+        let rows = of_month(db, scope, "deciles", sql).await?;
         let mut per: Vec<(String, Vec<u64>)> = Vec::new();
         for r in &rows {
             let code: String = get(r, "code")?;
@@ -346,15 +363,12 @@ impl Report for DecileDistribution {
                 *slot = households;
             }
         }
-        let names = names(db, per.iter().map(|(c, _)| c.clone())).await?;
+        let regions = named(db, per, |region, households_per_decile| RegionDeciles {
+            region,
+            households_per_decile,
+        });
         Ok(DecileDistribution {
-            regions: per
-                .into_iter()
-                .map(|(code, households_per_decile)| RegionDeciles {
-                    region: Some(region(&code, &names)),
-                    households_per_decile,
-                })
-                .collect(),
+            regions: regions.await?,
         })
     }
 }
@@ -363,43 +377,27 @@ impl Report for DecileDistribution {
 /// the asked (or newest) month.
 impl Report for ProgrammeCoverage {
     async fn query(db: &DatabaseConnection, scope: &Scope, _now: DateTime<Utc>) -> Result<Self> {
-        let Some((year, month)) = month_of(db, scope, "coverage").await? else {
-            return Ok(ProgrammeCoverage::default());
-        };
-        let rows = db
-        .query_all_raw(stmt(
-            "SELECT left(region_code, $2) AS code, programme_code,
+        let sql = "SELECT left(region_code, $2) AS code, programme_code,
                     sum(eligible)::bigint AS eligible, sum(selected)::bigint AS selected, sum(quota)::bigint AS quota
              FROM coverage WHERE year = $3 AND month = $4 AND region_code LIKE $1 || '%'
-             GROUP BY 1, 2 ORDER BY 1, 2",
-            [scope.region.clone().into(), regency_length(scope).into(), year.into(), month.into()],
-        ))
-        .await?;
+             GROUP BY 1, 2 ORDER BY 1, 2";
         let mut out = Vec::new();
-        for r in &rows {
+        for r in &of_month(db, scope, "coverage", sql).await? {
+            let code = get::<String>(r, "code")?;
+            let count = |column| Ok::<_, crate::error::Error>(get::<i64>(r, column)? as u64);
             out.push((
-                get::<String>(r, "code")?,
-                get::<String>(r, "programme_code")?,
-                get::<i64>(r, "eligible")? as u64,
-                get::<i64>(r, "selected")? as u64,
-                get::<i64>(r, "quota")? as u64,
+                code,
+                Coverage {
+                    region: None,
+                    programme_code: get(r, "programme_code")?,
+                    eligible: count("eligible")?,
+                    selected: count("selected")?,
+                    quota: count("quota")?,
+                },
             ));
         }
-        let names = names(db, out.iter().map(|o| o.0.clone())).await?;
-        Ok(ProgrammeCoverage {
-            rows: out
-                .into_iter()
-                .map(
-                    |(code, programme_code, eligible, selected, quota)| Coverage {
-                        region: Some(region(&code, &names)),
-                        programme_code,
-                        eligible,
-                        selected,
-                        quota,
-                    },
-                )
-                .collect(),
-        })
+        let rows = named(db, out, |region, row| Coverage { region, ..row });
+        Ok(ProgrammeCoverage { rows: rows.await? })
     }
 }
 
@@ -501,20 +499,19 @@ impl Report for Reverifications {
                 ],
             ));
         }
-        let names = names(db, out.iter().map(|(c, _)| c.clone())).await?;
+        let regions = named(
+            db,
+            out,
+            |region, [complaints, life_events, open, overdue]| RegionReverifications {
+                region,
+                complaints,
+                life_events,
+                open,
+                overdue,
+            },
+        );
         Ok(Reverifications {
-            regions: out
-                .into_iter()
-                .map(
-                    |(code, [complaints, life_events, open, overdue])| RegionReverifications {
-                        region: Some(region(&code, &names)),
-                        complaints,
-                        life_events,
-                        open,
-                        overdue,
-                    },
-                )
-                .collect(),
+            regions: regions.await?,
         })
     }
 }
