@@ -111,6 +111,32 @@ pub struct Query {
     pub wide: bool,
 }
 
+impl Query {
+    /// A search whose finds agree on `fixed` within `scope`, with the weight of neither
+    /// a name count nor a departure.
+    fn exact(predicates: Vec<Value>, fixed: &'static [Field], scope: Scope, stray: f64) -> Query {
+        Query {
+            predicates,
+            fixed,
+            scope,
+            stray,
+            name_count: false,
+            wide: false,
+        }
+    }
+
+    /// How a person this search found was found, among `total` it found.
+    pub fn found(&self, total: u64) -> Retrieval {
+        Retrieval {
+            fixed: self.fixed,
+            scope: self.scope,
+            total,
+            stray: self.stray,
+            name_count: self.name_count,
+        }
+    }
+}
+
 /// The registry searches that find a person's candidates: the same keys the batch
 /// linker blocks on, as DCI predicates. A person with neither a birth date nor a name
 /// has no candidates.
@@ -118,44 +144,41 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
     let term = |name: &str, value: &str| json!({ "attribute_name": name, "operator": "eq", "attribute_value": value });
     let mut queries = Vec::new();
     let born = iso(p.birth_date.as_ref());
+    let named = !p.full_name.trim().is_empty();
     if !born.is_empty() && village.len() >= 8 {
-        queries.push(Query {
-            predicates: vec![
-                term("birth_date", &born),
-                term("district_code", &village[..8]),
-            ],
-            fixed: &[Field::BirthDate],
-            scope: Scope::District,
-            // Someone of a district is born on most days.
-            stray: 0.8,
-            name_count: false,
-            wide: false,
-        });
+        let predicates = vec![
+            term("birth_date", &born),
+            term("district_code", &village[..8]),
+        ];
+        // Someone of a district is born on most days.
+        queries.push(Query::exact(
+            predicates,
+            &[Field::BirthDate],
+            Scope::District,
+            0.8,
+        ));
     }
-    if !p.full_name.trim().is_empty() && village.len() >= 5 {
+    if named && village.len() >= 5 {
+        let predicates = vec![
+            term("name", &p.full_name),
+            term("regency_code", &village[..5]),
+        ];
+        // Namesakes in a regency are common.
+        let namesakes = Query::exact(predicates, &[Field::Name], Scope::Regency, 0.3);
         queries.push(Query {
-            predicates: vec![
-                term("name", &p.full_name),
-                term("regency_code", &village[..5]),
-            ],
-            fixed: &[Field::Name],
-            scope: Scope::Regency,
-            // Namesakes in a regency are common.
-            stray: 0.3,
             name_count: true,
-            wide: false,
+            ..namesakes
         });
     }
-    if !born.is_empty() && !p.full_name.trim().is_empty() {
-        queries.push(Query {
-            predicates: vec![term("name", &p.full_name), term("birth_date", &born)],
-            fixed: &[Field::Name, Field::BirthDate],
-            scope: Scope::Nation,
-            // The same full name born the same day is rare, even nationally.
-            stray: 0.02,
-            name_count: false,
-            wide: false,
-        });
+    if !born.is_empty() && named {
+        let predicates = vec![term("name", &p.full_name), term("birth_date", &born)];
+        // The same full name born the same day is rare, even nationally.
+        queries.push(Query::exact(
+            predicates,
+            &[Field::Name, Field::BirthDate],
+            Scope::Nation,
+            0.02,
+        ));
     }
     // Within three years of the birth date given: a date written as 1 July or 31
     // December, or corrected since, still meets the person; so does a name with one
@@ -166,20 +189,14 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
             predicates.push(json!({ "attribute_name": "birth_date", "operator": "ge", "attribute_value": format!("{:04}-01-01", year - 1) }));
             predicates.push(json!({ "attribute_name": "birth_date", "operator": "le", "attribute_value": format!("{:04}-12-31", year + 1) }));
         };
-        if !p.full_name.trim().is_empty() {
+        if named {
             let mut predicates = vec![
                 term("name", &p.full_name),
                 term("regency_code", &village[..5]),
             ];
             window(&mut predicates);
-            queries.push(Query {
-                predicates,
-                fixed: &[Field::Name],
-                scope: Scope::Regency,
-                stray: 0.15,
-                name_count: false,
-                wide: true,
-            });
+            let near = Query::exact(predicates, &[Field::Name], Scope::Regency, 0.15);
+            queries.push(Query { wide: true, ..near });
         }
         let parts = name_parts(&p.full_name);
         let outer = [parts.first(), parts.last()];
@@ -189,13 +206,10 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
             }
             let mut predicates = vec![term("name_part", part), term("regency_code", &village[..5])];
             window(&mut predicates);
+            let by_part = Query::exact(predicates, &[], Scope::Regency, 0.6);
             queries.push(Query {
-                predicates,
-                fixed: &[],
-                scope: Scope::Regency,
-                stray: 0.6,
-                name_count: false,
                 wide: true,
+                ..by_part
             });
         }
     }
@@ -263,13 +277,7 @@ pub fn candidates(
             person,
             found: by
                 .into_iter()
-                .map(|q| Retrieval {
-                    fixed: queries[q].fixed,
-                    scope: queries[q].scope,
-                    total: found.totals.get(q).copied().unwrap_or(1),
-                    stray: queries[q].stray,
-                    name_count: queries[q].name_count,
-                })
+                .map(|q| queries[q].found(found.totals.get(q).copied().unwrap_or(1)))
                 .collect(),
         })
         .collect();

@@ -33,95 +33,65 @@ const VILLAGE: &str = "32.04.05.2001";
 
 /// Found by the birth-date search of the district, which found `total`.
 fn by_birth(person: &RegistryPerson, total: u64) -> Candidate {
+    let search = Query::exact(vec![], &[Field::BirthDate], Scope::District, 0.8);
+    let found = vec![search.found(total)];
     Candidate {
         person: person.clone(),
-        found: vec![Retrieval {
-            fixed: &[Field::BirthDate],
-            scope: Scope::District,
-            total,
-            stray: 0.8,
-            name_count: false,
-        }],
+        found,
     }
 }
 
 /// Found by the name search of the regency, which found `total`.
 fn by_name(person: &RegistryPerson, total: u64) -> Candidate {
+    let search = Query::exact(vec![], &[Field::Name], Scope::Regency, 0.3);
+    let found = vec![
+        Query {
+            name_count: true,
+            ..search
+        }
+        .found(total),
+    ];
     Candidate {
         person: person.clone(),
-        found: vec![Retrieval {
-            fixed: &[Field::Name],
-            scope: Scope::Regency,
-            total,
-            stray: 0.3,
-            name_count: true,
-        }],
+        found,
     }
+}
+
+/// What the shipped model, at the default thresholds, decides of a man `name` born
+/// `born` in the village among the candidates `found`.
+fn decided(name: &str, born: (i32, i32, i32), found: &[Candidate]) -> Linked {
+    let model = load_model().expect("shipped model");
+    let person = proposed(name, born, 1);
+    decide(&model, &person, VILLAGE, found, Thresholds::default(), None)
 }
 
 #[test]
 fn a_spelling_variant_links_an_unrelated_candidate_does_not_and_twins_go_to_a_clerk() {
-    let model = load_model().expect("shipped model");
-    let t = Thresholds::default();
     let asep = registry("3204051203800001", "Asep Sunandar", "1980-03-12", "male");
     let ujang = registry("3204051507650009", "Ujang Suryana", "1965-07-15", "male");
 
-    let linked = decide(
-        &model,
-        &proposed("Asep Sunandar", (1980, 3, 12), 1),
-        VILLAGE,
-        &[by_birth(&asep, 1)],
-        t,
-        None,
-    );
+    let linked = decided("Asep Sunandar", (1980, 3, 12), &[by_birth(&asep, 1)]);
     assert!(
         matches!(&linked, Linked::Link { person, .. } if person.nik == asep.nik),
         "{linked:?}"
     );
     // A variant spelling, found by birth date in the district.
-    let variant = decide(
-        &model,
-        &proposed("Asep Sunanda", (1980, 3, 12), 1),
-        VILLAGE,
-        &[by_birth(&asep, 1)],
-        t,
-        None,
-    );
+    let variant = decided("Asep Sunanda", (1980, 3, 12), &[by_birth(&asep, 1)]);
     assert!(matches!(variant, Linked::Link { .. }), "{variant:?}");
 
     // Born the same day in the district, but another name altogether.
     assert_eq!(
-        decide(
-            &model,
-            &proposed("Asep Sunandar", (1965, 7, 15), 1),
-            VILLAGE,
-            &[by_birth(&ujang, 1)],
-            t,
-            None
-        ),
+        decided("Asep Sunandar", (1965, 7, 15), &[by_birth(&ujang, 1)]),
         Linked::None
     );
-    assert_eq!(
-        decide(
-            &model,
-            &proposed("Asep", (1980, 3, 12), 1),
-            VILLAGE,
-            &[],
-            t,
-            None
-        ),
-        Linked::None
-    );
+    assert_eq!(decided("Asep", (1980, 3, 12), &[]), Linked::None);
 
     // Two registry persons the proposal fits equally well: never linked silently.
     let twin = registry("3204051203800007", "Asep Sunandar", "1980-03-12", "male");
-    let ambiguous = decide(
-        &model,
-        &proposed("Asep Sunandar", (1980, 3, 12), 1),
-        VILLAGE,
+    let ambiguous = decided(
+        "Asep Sunandar",
+        (1980, 3, 12),
         &[by_birth(&asep, 2), by_birth(&twin, 2)],
-        t,
-        None,
     );
     match ambiguous {
         Linked::Review { reason, .. } => assert!(reason.contains("within"), "{reason}"),
@@ -131,43 +101,20 @@ fn a_spelling_variant_links_an_unrelated_candidate_does_not_and_twins_go_to_a_cl
 
 #[test]
 fn namesakes_are_not_linked_on_the_name_alone() {
-    let model = load_model().expect("shipped model");
-    let t = Thresholds::default();
     // In the same village, born twenty years earlier: never a link.
     let elder = registry("3204051203800001", "Asep Sunandar", "1980-03-12", "male");
-    let decided = decide(
-        &model,
-        &proposed("Asep Sunandar", (2001, 9, 30), 1),
-        VILLAGE,
-        &[by_name(&elder, 1)],
-        t,
-        None,
-    );
-    assert!(!matches!(decided, Linked::Link { .. }), "{decided:?}");
+    let d = decided("Asep Sunandar", (2001, 9, 30), &[by_name(&elder, 1)]);
+    assert!(!matches!(d, Linked::Link { .. }), "{d:?}");
     // In another district of the regency, born months apart: the name search found
     // them; nothing else says it is the person.
     let mut elsewhere = registry("3204291902780001", "Agus Santoso", "1978-02-19", "male");
     elsewhere.village_code = "32.04.29.2008".into();
-    let decided = decide(
-        &model,
-        &proposed("Agus Santoso", (1978, 5, 22), 1),
-        VILLAGE,
-        &[by_name(&elsewhere, 1)],
-        t,
-        None,
-    );
-    assert!(!matches!(decided, Linked::Link { .. }), "{decided:?}");
+    let d = decided("Agus Santoso", (1978, 5, 22), &[by_name(&elsewhere, 1)]);
+    assert!(!matches!(d, Linked::Link { .. }), "{d:?}");
     // The same person, in the proposal's village, with a corrected birth date: linked.
     let here = registry("3204051902780001", "Agus Santoso", "1978-02-19", "male");
-    let decided = decide(
-        &model,
-        &proposed("Agus Santoso", (1978, 5, 22), 1),
-        VILLAGE,
-        &[by_name(&here, 1)],
-        t,
-        None,
-    );
-    assert!(matches!(decided, Linked::Link { .. }), "{decided:?}");
+    let d = decided("Agus Santoso", (1978, 5, 22), &[by_name(&here, 1)]);
+    assert!(matches!(d, Linked::Link { .. }), "{d:?}");
 }
 
 /// Term frequency: agreeing on a name one in two hundred of the regency bears says
@@ -217,7 +164,7 @@ fn a_common_name_agreeing_says_less_than_a_rare_one() {
         model,
         &alone,
         VILLAGE,
-        &[found_by_birth.clone()],
+        std::slice::from_ref(&found_by_birth),
         Thresholds::default(),
         None,
     ) {
