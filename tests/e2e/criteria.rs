@@ -25,6 +25,7 @@ fn content() -> Content {
             ..Default::default()
         },
         household,
+        flags: Vec::new(),
     }
 }
 
@@ -146,4 +147,56 @@ fn a_household_that_does_not_parse_fails_criterion_5_with_the_fields() {
     let numbers: Vec<u8> = f.iter().map(|(n, _)| *n).collect();
     assert_eq!(numbers, vec![2, 3, 5], "{f:?}");
     assert!(f[2].1.contains("members[0].nik"), "{f:?}");
+}
+
+/// A REMOVE of a household of DTKS, with its reason.
+fn removal(reason: &str) -> Content {
+    let household = dtks_proto::common::v1::Household {
+        household_id: "0190a8e4-7d1c-7000-8000-000000000001".into(),
+        ..Default::default()
+    };
+    Content {
+        matched: ev::ProposalMatched {
+            kind: ev::ProposalKind::Remove as i32,
+            reason: reason.into(),
+            household: Some(household.clone()),
+            ..Default::default()
+        },
+        household,
+        flags: Vec::new(),
+    }
+}
+
+#[test]
+fn a_removal_is_held_to_the_fifth_criterion_alone() {
+    let a = assess(&removal("the family moved abroad"), today());
+    assert!(a.accepted, "{a:?}");
+    assert_eq!(a.criteria.len(), 1);
+    assert_eq!(a.criteria[0].criterion, 5);
+
+    let unexplained = assess(&removal("  "), today());
+    assert!(!unexplained.accepted);
+    assert!(
+        unexplained.reasons()[0].contains("states why"),
+        "{unexplained:?}"
+    );
+
+    let mut unnamed = removal("moved");
+    unnamed.household.household_id = "rumah pak RT".into();
+    let a = assess(&unnamed, today());
+    assert!(!a.accepted);
+    assert!(a.reasons()[0].contains("names the DTKS household"), "{a:?}");
+
+    // Told at opening that the household is not in DTKS: nothing to take out.
+    let mut gone = removal("moved");
+    gone.flags.push(dtks_domain::consistency::Flag {
+        code: "not_in_dtks".into(),
+        reason: "not in DTKS".into(),
+    });
+    let a = assess(&gone, today());
+    assert!(!a.accepted);
+    assert_eq!(a.reasons(), ["criterion 5: not in DTKS"]);
+    // Any other flag is the officers' to weigh, not a refusal.
+    gone.flags[0].code = "income_outlier".into();
+    assert!(assess(&gone, today()).accepted);
 }

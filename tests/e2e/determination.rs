@@ -24,6 +24,13 @@ pub(super) fn registry() -> String {
     format!("{REGISTRY}{IMAS},3204050101000201,Imas Masitoh,Bandung,1950-03-04,2,{VILLAGE},\n")
 }
 
+/// The stages from intake to determination, and `more`, over [`registry`].
+pub(super) async fn through_determination(more: &[&'static str]) -> anyhow::Result<Stack> {
+    let mut services = vec!["intake", "matching", "verivali", "determination"];
+    services.extend_from_slice(more);
+    Stack::start_services(&registry(), &services, &[]).await
+}
+
 pub(super) fn imas() -> pb::Household {
     let mut h = household();
     h.families[0].kk_number = "3204050101000201".into();
@@ -56,18 +63,7 @@ pub(super) async fn accepted(stack: &Stack, n: i64) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn months_diffs_removals_and_explained_standings() -> anyhow::Result<()> {
-    let stack = Stack::start_services(
-        &registry(),
-        &[
-            "intake",
-            "matching",
-            "verivali",
-            "determination",
-            "distribution",
-        ],
-        &[],
-    )
-    .await?;
+    let stack = through_determination(&["distribution"]).await?;
     let operator = stack.token(Role::VillageOperator, VILLAGE);
     let admin = stack.token(Role::PusdatinAdmin, "");
     let determination = DeterminationServiceClient::new(stack.channel("determination").await?);

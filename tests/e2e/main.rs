@@ -15,6 +15,7 @@ mod extracts;
 mod faults;
 mod import;
 mod intake;
+mod lifecycle;
 mod limits;
 mod lists;
 mod matching;

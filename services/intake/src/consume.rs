@@ -28,6 +28,15 @@ impl EventHandler for StatusUpdates {
                 events::payload::<ev::HouseholdAccepted>(envelope)?.proposal_id,
                 Accepted,
             ),
+            // A REMOVE accepted: its household left DTKS. A removal by a re-verification
+            // visit names no proposal.
+            events::HOUSEHOLD_REMOVED => {
+                let removed: ev::HouseholdRemoved = events::payload(envelope)?;
+                if removed.proposal_id.is_empty() {
+                    return Ok(());
+                }
+                (removed.proposal_id, Accepted)
+            }
             events::HOUSEHOLD_RETURNED => {
                 let returned: ev::HouseholdReturned = events::payload(envelope)?;
                 let status = if returned.r#final { Rejected } else { Returned };

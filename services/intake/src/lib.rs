@@ -35,6 +35,7 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
                 events::PROPOSAL_MATCHED,
                 events::PROPOSAL_RESUBMITTED,
                 events::HOUSEHOLD_ACCEPTED,
+                events::HOUSEHOLD_REMOVED,
                 events::HOUSEHOLD_RETURNED,
             ],
             consume::StatusUpdates,

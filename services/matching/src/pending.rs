@@ -126,6 +126,8 @@ async fn match_envelope(
         household: Some(household),
         persons,
         outcome: outcome as i32,
+        reason: submitted.reason.clone(),
+        change_type: submitted.change_type,
     };
     store::store_result(&txn, proposal_id, &envelope.region_code, &matched).await?;
     outbox::enqueue(

@@ -22,7 +22,7 @@ use tonic::Status;
 use crate::Verivali;
 use crate::error::Result;
 
-use crate::cases::timestamp;
+use crate::cases::{self, timestamp};
 
 /// Days a region has to re-verify after a complaint (Permensos practice: 14 days).
 pub const COMPLAINT_DAYS: i64 = 14;
@@ -425,28 +425,7 @@ pub async fn complete_task(
         .await?
         .ok_or_else(|| Status::internal("task vanished"))?;
     if outcome == ReverificationOutcome::Removed {
-        let case_id: Option<uuid::Uuid> = txn
-            .query_one_raw(stmt(
-                "UPDATE households SET removed_at = $2, removal_reason = $3 WHERE household_id = $1 RETURNING case_id",
-                [household_id.into(), now.into(), note.to_owned().into()],
-            ))
-            .await?
-            .map(|r| r.try_get("", "case_id"))
-            .transpose()?;
-        outbox::enqueue(
-            &txn,
-            &events::envelope(
-                events::HOUSEHOLD_REMOVED,
-                "verivali",
-                &current.region_code,
-                &ev::HouseholdRemoved {
-                    household_id: household_id.to_string(),
-                    case_id: case_id.map(|c| c.to_string()).unwrap_or_default(),
-                    reason: note.to_owned(),
-                },
-            ),
-        )
-        .await?;
+        cases::remove(&txn, household_id, None, note, now).await?;
     } else {
         // A visit renews the household's six-monthly cycle.
         txn.execute_raw(stmt(

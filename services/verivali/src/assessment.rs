@@ -9,10 +9,21 @@ use dtks_proto::events::v1::{self as ev, PersonOutcome};
 use dtks_proto::verivali::v1 as vv;
 use serde::{Deserialize, Serialize};
 
-/// What a case holds for its assessment: the match and the household as verified.
+/// What a case holds for its assessment: the match, the household as verified, and
+/// what the officers were told of it when it opened.
 pub struct Content {
     pub matched: ev::ProposalMatched,
     pub household: pb::Household,
+    pub flags: Vec<dtks_domain::consistency::Flag>,
+}
+
+impl Content {
+    /// A removal (*penghapusan*: a REMOVE proposal) answers its reason: the household it
+    /// names leaves DTKS once the case is accepted.
+    pub fn removal(&self) -> Option<&str> {
+        let kind = ev::ProposalKind::try_from(self.matched.kind).unwrap_or_default();
+        (kind == ev::ProposalKind::Remove).then_some(self.matched.reason.as_str())
+    }
 }
 
 fn outcome_of(p: &ev::PersonMatch) -> MatchOutcome {
@@ -68,6 +79,20 @@ impl Assessment {
         }
     }
 
+    /// The verdict in a line, for the case's history.
+    pub fn note(&self) -> String {
+        match (
+            self.accepted,
+            self.override_reason.is_empty(),
+            self.criteria.len(),
+        ) {
+            (_, false, _) => format!("assessor's override: {}", self.override_reason),
+            (true, _, 5) => "all five integrity criteria pass".to_owned(),
+            (true, _, _) => "the removal names its household and why it leaves".to_owned(),
+            (false, _, _) => "integrity criteria failed".to_owned(),
+        }
+    }
+
     /// The failed criteria's reasons, for the region.
     pub fn reasons(&self) -> Vec<String> {
         self.criteria
@@ -85,7 +110,47 @@ impl Assessment {
 /// The five integrity criteria (Pasal 8 ayat 3) for the household as verified and the
 /// match of each of its members.
 pub fn assess(content: &Content, today: chrono::NaiveDate) -> Assessment {
-    let criteria = match convert::household_from_proto(&content.household, today) {
+    let criteria = match content.removal() {
+        Some(reason) => removal(content, reason),
+        None => household(content, today),
+    };
+    Assessment {
+        accepted: criteria.iter().all(|c| c.passed),
+        criteria,
+        override_reason: String::new(),
+        assessed_by: String::new(),
+    }
+}
+
+/// The flags that say a removal would take nothing out.
+pub const NOTHING_TO_REMOVE: [&str; 2] = ["not_in_dtks", "other_village"];
+
+/// A removal carries no members to check against the first four criteria: it is held
+/// to the fifth, sound and complete data — a household of DTKS registered in the
+/// village it is proposed from, and why it leaves.
+fn removal(content: &Content, reason: &str) -> Vec<integrity::CriterionResult> {
+    let mut reasons = Vec::new();
+    if uuid::Uuid::parse_str(content.household.household_id.trim()).is_err() {
+        reasons.push("a removal names the DTKS household it takes out".to_owned());
+    }
+    if reason.trim().is_empty() {
+        reasons.push("a removal states why the household leaves DTKS".to_owned());
+    }
+    for flag in &content.flags {
+        if NOTHING_TO_REMOVE.contains(&flag.code.as_str()) {
+            reasons.push(flag.reason.clone());
+        }
+    }
+    vec![integrity::CriterionResult {
+        criterion: 5,
+        passed: reasons.is_empty(),
+        reasons,
+    }]
+}
+
+/// The five criteria of a household proposed whole (ADD, CHANGE).
+fn household(content: &Content, today: chrono::NaiveDate) -> Vec<integrity::CriterionResult> {
+    match convert::household_from_proto(&content.household, today) {
         Ok(household) => {
             let outcomes: integrity::Outcomes = content
                 .matched
@@ -101,12 +166,6 @@ pub fn assess(content: &Content, today: chrono::NaiveDate) -> Assessment {
             integrity::assess(&household, &outcomes)
         }
         Err(violations) => unparsed(&content.household, &violations),
-    };
-    Assessment {
-        accepted: criteria.iter().all(|c| c.passed),
-        criteria,
-        override_reason: String::new(),
-        assessed_by: String::new(),
     }
 }
 

@@ -4,6 +4,7 @@
 //! registry open re-verification tasks for households in DTKS and flag cases still
 //! being verified.
 
+use dtks_domain::consistency::Flag;
 use dtks_platform::bus::{EventHandler, Handled, HandlerError};
 use dtks_platform::clock::SharedClock;
 use dtks_platform::db::stmt;
@@ -101,7 +102,10 @@ impl Consumed {
         let household = matched.household.clone().unwrap_or_default();
         let now = self.clock.now();
         let region = envelope.region_code.clone();
-        let flags = cases::flags(txn, &household, &region, now.date_naive()).await?;
+        let mut flags = cases::flags(txn, &household, &region, now.date_naive()).await?;
+        if ev::ProposalKind::try_from(matched.kind) == Ok(ev::ProposalKind::Remove) {
+            flags.extend(removal_flag(txn, &household.household_id, &region).await?);
+        }
         let existing = cases::of_proposal(txn, proposal_id, false).await?;
         let service = Actor::service("matching");
         let case = match existing {
@@ -176,6 +180,35 @@ impl Consumed {
     }
 }
 
+/// What the officers are told of a REMOVE whose household is not in DTKS in the
+/// village it is proposed from: accepting it would take nothing out.
+async fn removal_flag(
+    txn: &DatabaseTransaction,
+    household_id: &str,
+    village: &str,
+) -> Result<Option<Flag>, sea_orm::DbErr> {
+    let registered = match uuid::Uuid::parse_str(household_id) {
+        Ok(id) => cases::registered_in(txn, id).await?,
+        Err(_) => None,
+    };
+    let (code, reason) = match registered {
+        Some(at) if at == village => return Ok(None),
+        Some(at) => (
+            "other_village",
+            format!("the household this removal names is registered in village {at}, not this one"),
+        ),
+        None => (
+            "not_in_dtks",
+            "the household this removal names is not in DTKS: never accepted, or removed already"
+                .to_owned(),
+        ),
+    };
+    Ok(Some(Flag {
+        code: code.to_owned(),
+        reason,
+    }))
+}
+
 /// The demo policy's path: each step of Permensos 3/2021 in order, taken by the role
 /// that owns it, then the ministry's automatic verdict.
 async fn demo_policy(
@@ -210,11 +243,12 @@ async fn demo_policy(
         region: String::new(),
     };
     cases::store_assessments(txn, &[(case.case_id, &assessment)]).await?;
-    let (step, note) = if assessment.accepted {
-        (Step::Accept, "all five integrity criteria pass".to_owned())
+    let step = if assessment.accepted {
+        Step::Accept
     } else {
-        (Step::Return, "integrity criteria failed".to_owned())
+        Step::Return
     };
+    let note = assessment.note();
     let to = workflow::check(step, actor.role, case.state)
         .map_err(|r| permanent(r.describe(step, actor.role)))?;
     let mv = Move {
@@ -224,7 +258,7 @@ async fn demo_policy(
     };
     cases::record(txn, &actor, &[mv], now).await?;
     if assessment.accepted {
-        cases::accept(txn, &[(&case, &content.household)], now).await?;
+        cases::accept(txn, &[(&case, content)], now).await?;
     } else {
         cases::publish_returned(txn, &[(&case, assessment.reasons())], false).await?;
     }

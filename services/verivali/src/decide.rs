@@ -6,7 +6,6 @@
 use chrono::{DateTime, Utc};
 use dtks_platform::auth::Claims;
 use dtks_platform::grpc;
-use dtks_proto::common::v1 as pb;
 use dtks_proto::verivali::v1::*;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tonic::Status;
@@ -104,22 +103,17 @@ impl Verivali {
             };
             let to = workflow::check(step, actor.role, case.state)
                 .map_err(|r| Status::failed_precondition(r.describe(step, actor.role)))?;
-            let note = match (a.accepted, a.override_reason.is_empty()) {
-                (true, true) => "all five integrity criteria pass".to_owned(),
-                (false, true) => "integrity criteria failed".to_owned(),
-                (_, false) => format!("assessor's override: {}", a.override_reason),
-            };
             moves.push(Move {
                 case: case.clone(),
                 to,
-                note,
+                note: a.note(),
             });
         }
         cases::record(txn, actor, &moves, now).await?;
-        let accepted: Vec<(&CaseRow, &pb::Household)> = verdicts
+        let accepted: Vec<(&CaseRow, &crate::Content)> = verdicts
             .iter()
             .filter(|(_, a)| a.accepted)
-            .map(|(c, _)| (c, &contents[&c.case_id].household))
+            .map(|(c, _)| (c, &contents[&c.case_id]))
             .collect();
         let returned: Vec<(&CaseRow, Vec<String>)> = verdicts
             .iter()

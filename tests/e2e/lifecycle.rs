@@ -1,0 +1,254 @@
+//! Keeping DTKS up to date (*pemutakhiran*) through every stage. A REMOVE
+//! (*penghapusan*) is verified like any proposal. Once accepted, its household leaves
+//! DTKS with its reason:
+//! - verivali's case is accepted on the removal's own criterion;
+//! - matching releases the household's persons from its index;
+//! - determination drops it from the next month and its diff names the removal;
+//! - reporting counts it.
+//!
+//! A REMOVE naming a household that is not in DTKS is flagged for the officers.
+
+use dtks_e2e::{Stack, authed, count, count_becomes};
+use dtks_platform::auth::Role;
+use dtks_proto::common::v1 as pb;
+use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
+use dtks_proto::determination::v1::{DetermineRequest, GetRegistryHouseholdRequest};
+use dtks_proto::events::v1::ProposalKind;
+use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
+use dtks_proto::intake::v1::{GetProposalRequest, ProposalStatus, SubmitProposalRequest};
+use dtks_proto::verivali::v1::verivali_service_client::VerivaliServiceClient;
+use dtks_proto::verivali::v1::{CaseState, GetCaseRequest};
+use sea_orm::ConnectionTrait;
+use tonic::Code;
+
+use super::determination::{accepted, through_determination};
+use super::{VILLAGE, household, musdes, submit_household, summary_when};
+
+/// The test's `month`-th month (1 to 12): one of the twelve months before the services'
+/// current one.
+fn period(month: i32) -> Option<pb::Period> {
+    Some(dtks_e2e::time::period_after(month - 13))
+}
+
+/// Proposes the removal of `household_id` from `village` as `token`, under `key`.
+async fn propose_removal(
+    stack: &Stack,
+    token: &str,
+    key: &str,
+    (household_id, village, reason): (&str, &str, &str),
+) -> anyhow::Result<String> {
+    let mut intake = IntakeServiceClient::new(stack.channel("intake").await?);
+    let request = SubmitProposalRequest {
+        idempotency_key: key.into(),
+        external_reference: key.to_uppercase(),
+        ..removal(household_id, village, reason)
+    };
+    let proposed = intake.submit_proposal(authed(request, token)).await?;
+    Ok(proposed.into_inner().proposal_id)
+}
+
+/// A REMOVE of `household_id` from `village` (only the address travels), with its
+/// reason.
+fn removal(household_id: &str, village: &str, reason: &str) -> SubmitProposalRequest {
+    let named = pb::Household {
+        household_id: household_id.into(),
+        address: Some(pb::Address {
+            village_code: village.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    SubmitProposalRequest {
+        kind: ProposalKind::Remove as i32,
+        reason: reason.into(),
+        ..musdes(&format!("REMOVE-{household_id}"), named)
+    }
+}
+
+/// The case of `proposal_id` once the demo policy has brought it to `state`, as an
+/// officer sees it.
+async fn case_in(
+    stack: &Stack,
+    proposal_id: &str,
+    state: CaseState,
+) -> anyhow::Result<dtks_proto::verivali::v1::Case> {
+    let sql = format!(
+        "SELECT case_id::text AS t FROM verivali.cases WHERE proposal_id = '{proposal_id}' AND state = {}",
+        state as i32
+    );
+    let case_id = stack
+        .eventually(120, "the removal's case decided", || async {
+            Ok(text(stack, &sql).await.ok())
+        })
+        .await?;
+    let mut verivali = VerivaliServiceClient::new(stack.channel("verivali").await?);
+    let admin = stack.token(Role::PusdatinAdmin, "");
+    let asked = authed(GetCaseRequest { case_id }, &admin);
+    Ok(verivali.get_case(asked).await?.into_inner())
+}
+
+/// The flags' codes of a case.
+fn flag_codes(case: &dtks_proto::verivali::v1::Case) -> Vec<&str> {
+    case.flags.iter().map(|f| f.code.as_str()).collect()
+}
+
+/// One text column of the first row `sql` selects.
+async fn text(stack: &Stack, sql: &str) -> anyhow::Result<String> {
+    let row = stack
+        .db
+        .query_one_raw(dtks_platform::db::stmt(sql, []))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no row: {sql}"))?;
+    Ok(row.try_get("", "t")?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_removal_takes_the_household_out_of_every_stage() -> anyhow::Result<()> {
+    let stack = through_determination(&["reporting"]).await?;
+    let operator = stack.token(Role::VillageOperator, VILLAGE);
+    let admin = stack.token(Role::PusdatinAdmin, "");
+    let determination = DeterminationServiceClient::new(stack.channel("determination").await?);
+    let intake = IntakeServiceClient::new(stack.channel("intake").await?);
+
+    // January: Asep's family is in DTKS, its three persons in matching's index.
+    submit_household(&stack, &operator, "life-add", "LIFE-ADD", household()).await?;
+    accepted(&stack, 1).await?;
+    let household_id = text(
+        &stack,
+        "SELECT household_id::text AS t FROM determination.registry_households",
+    )
+    .await?;
+    let indexed = format!(
+        "SELECT count(*) AS n FROM matching.person_index WHERE household_id = '{household_id}'"
+    );
+    count_becomes(&stack, 60, &indexed, 3).await?;
+    let determine = |month: i32| {
+        let (mut determination, admin) = (determination.clone(), admin.clone());
+        async move {
+            let asked = authed(
+                DetermineRequest {
+                    period: period(month),
+                },
+                &admin,
+            );
+            anyhow::Ok(determination.determine(asked).await?.into_inner())
+        }
+    };
+    assert_eq!(determine(1).await?.households, 1);
+
+    // Another village cannot remove it: its REMOVE is flagged and returned to the region
+    // (criterion 5), and the household stays.
+    let elsewhere = stack.token(Role::VillageOperator, "32.04.05.2002");
+    let not_ours = (household_id.as_str(), "32.04.05.2002", "not ours to remove");
+    let wrong = propose_removal(&stack, &elsewhere, "life-remove-elsewhere", not_ours).await?;
+    let case = case_in(&stack, &wrong, CaseState::Returned).await?;
+    assert_eq!(flag_codes(&case), ["other_village"], "{:?}", case.flags);
+    let assessment = case.assessment.expect("assessed");
+    assert!(!assessment.accepted);
+    assert!(
+        assessment.criteria[0].reasons[0].contains("registered in village 32.04.05.2001"),
+        "{assessment:?}"
+    );
+    accepted(&stack, 1).await?;
+
+    // The village proposes its removal: the family moved abroad.
+    let reason = "pindah ke luar negeri (moved abroad)";
+    let ours = (household_id.as_str(), VILLAGE, reason);
+    let proposal_id = propose_removal(&stack, &operator, "life-remove", ours).await?;
+
+    // Verified like any proposal (the demo policy takes each step), and accepted on the
+    // removal's own criterion.
+    let removed_sql =
+        "SELECT count(*) AS n FROM determination.registry_households WHERE removed_at IS NOT NULL";
+    stack
+        .eventually(
+            120,
+            "the household removed from the master registry",
+            || async { Ok((count(&stack, removed_sql).await? == 1).then_some(())) },
+        )
+        .await?;
+    let case = case_in(&stack, &proposal_id, CaseState::Accepted).await?;
+    assert_eq!(case.household_id, household_id);
+    assert!(case.flags.is_empty(), "{:?}", case.flags);
+    let assessment = case.assessment.expect("assessed");
+    assert!(assessment.accepted);
+    assert_eq!(assessment.criteria.len(), 1, "{assessment:?}");
+    assert_eq!(assessment.criteria[0].criterion, 5);
+    // Intake's proposal is accepted too.
+    let asked = GetProposalRequest {
+        proposal_id: proposal_id.clone(),
+    };
+    let stored = intake.clone();
+    stack
+        .eventually(60, "intake to mark the removal accepted", || {
+            let (mut intake, asked, operator) = (stored.clone(), asked.clone(), operator.clone());
+            async move {
+                let p = intake
+                    .get_proposal(authed(asked, &operator))
+                    .await?
+                    .into_inner();
+                Ok((p.status == ProposalStatus::Accepted as i32).then_some(()))
+            }
+        })
+        .await?;
+
+    // Determination keeps the reason, and the household as it stood is gone now.
+    let gone = determination
+        .clone()
+        .get_registry_household(authed(
+            GetRegistryHouseholdRequest {
+                household_id: household_id.clone(),
+                as_of: None,
+            },
+            &admin,
+        ))
+        .await
+        .expect_err("removed");
+    assert_eq!(gone.code(), Code::NotFound);
+    assert!(gone.message().contains("moved abroad"), "{gone:?}");
+    let stored = text(
+        &stack,
+        "SELECT removal_reason AS t FROM determination.registry_households",
+    )
+    .await?;
+    assert_eq!(stored, reason);
+
+    // Matching released the persons: the same family may be proposed again.
+    count_becomes(&stack, 60, &indexed, 0).await?;
+
+    // February leaves the household out, and the diff counts one removal.
+    let february = determine(2).await?;
+    assert_eq!(february.households, 0);
+    let diff = february.diff.expect("diff");
+    assert_eq!((diff.added, diff.removed), (0, 1));
+
+    // Reporting counts it.
+    summary_when(&stack, 60, "the removal counted", |s| {
+        s.households_removed == 1
+    })
+    .await?;
+
+    // A second REMOVE of the same household names one no longer in DTKS: its case says
+    // so to the officers and goes back to the region; nothing more is taken out.
+    let again = (
+        household_id.as_str(),
+        VILLAGE,
+        "duplicate of an earlier removal",
+    );
+    let second = propose_removal(&stack, &operator, "life-remove-again", again).await?;
+    let case = case_in(&stack, &second, CaseState::Returned).await?;
+    assert_eq!(flag_codes(&case), ["not_in_dtks"], "{:?}", case.flags);
+    let kept = text(
+        &stack,
+        "SELECT removal_reason AS t FROM determination.registry_households",
+    )
+    .await?;
+    assert_eq!(kept, reason, "the first removal's reason stands");
+    let removals = count(
+        &stack,
+        "SELECT count(*) AS n FROM verivali.outbox WHERE event_type = 'household.removed'",
+    )
+    .await?;
+    assert_eq!(removals, 1, "one household.removed for one household");
+    Ok(())
+}
