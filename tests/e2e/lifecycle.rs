@@ -7,13 +7,17 @@
 //! - reporting counts it.
 //!
 //! A REMOVE naming a household that is not in DTKS is flagged for the officers.
+//!
+//! A CHANGE of a household in DTKS (a birth: NEW_MEMBER) is matched and verified; its
+//! members already in DTKS are not duplicates of their own household, the newborn joins
+//! matching's index under it, and determination takes the household as changed.
 
 use dtks_e2e::{Stack, authed, count, count_becomes};
 use dtks_platform::auth::Role;
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
 use dtks_proto::determination::v1::{DetermineRequest, GetRegistryHouseholdRequest};
-use dtks_proto::events::v1::ProposalKind;
+use dtks_proto::events::v1::{ChangeType, ProposalKind};
 use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
 use dtks_proto::intake::v1::{GetProposalRequest, ProposalStatus, SubmitProposalRequest};
 use dtks_proto::verivali::v1::verivali_service_client::VerivaliServiceClient;
@@ -92,6 +96,24 @@ fn flag_codes(case: &dtks_proto::verivali::v1::Case) -> Vec<&str> {
     case.flags.iter().map(|f| f.code.as_str()).collect()
 }
 
+/// Asep's family proposed under `key` and accepted: its DTKS household id, and the count
+/// of matching's index rows under it (three by now).
+async fn asep_in_dtks(
+    stack: &Stack,
+    operator: &str,
+    key: &str,
+) -> anyhow::Result<(String, String)> {
+    submit_household(stack, operator, key, &key.to_uppercase(), household()).await?;
+    accepted(stack, 1).await?;
+    let sql = "SELECT household_id::text AS t FROM determination.registry_households";
+    let household_id = text(stack, sql).await?;
+    let indexed = format!(
+        "SELECT count(*) AS n FROM matching.person_index WHERE household_id = '{household_id}'"
+    );
+    count_becomes(stack, 60, &indexed, 3).await?;
+    Ok((household_id, indexed))
+}
+
 /// One text column of the first row `sql` selects.
 async fn text(stack: &Stack, sql: &str) -> anyhow::Result<String> {
     let row = stack
@@ -111,17 +133,7 @@ async fn an_accepted_removal_takes_the_household_out_of_every_stage() -> anyhow:
     let intake = IntakeServiceClient::new(stack.channel("intake").await?);
 
     // January: Asep's family is in DTKS, its three persons in matching's index.
-    submit_household(&stack, &operator, "life-add", "LIFE-ADD", household()).await?;
-    accepted(&stack, 1).await?;
-    let household_id = text(
-        &stack,
-        "SELECT household_id::text AS t FROM determination.registry_households",
-    )
-    .await?;
-    let indexed = format!(
-        "SELECT count(*) AS n FROM matching.person_index WHERE household_id = '{household_id}'"
-    );
-    count_becomes(&stack, 60, &indexed, 3).await?;
+    let (household_id, indexed) = asep_in_dtks(&stack, &operator, "life-add").await?;
     let determine = |month: i32| {
         let (mut determination, admin) = (determination.clone(), admin.clone());
         async move {
@@ -250,5 +262,84 @@ async fn an_accepted_removal_takes_the_household_out_of_every_stage() -> anyhow:
     )
     .await?;
     assert_eq!(removals, 1, "one household.removed for one household");
+    Ok(())
+}
+
+/// Asep's son, born last year and registered by Dukcapil.
+const BABY: &str = "3204051506250005";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_birth_joins_the_household_in_every_stage() -> anyhow::Result<()> {
+    let registry = format!(
+        "{}{BABY},3204050505150001,Bayu Sunandar,Bandung,2025-06-15,1,{VILLAGE},\n",
+        super::determination::registry()
+    );
+    let stack = Stack::start_services(
+        &registry,
+        &["intake", "matching", "verivali", "determination"],
+        &[],
+    )
+    .await?;
+    let operator = stack.token(Role::VillageOperator, VILLAGE);
+    let admin = stack.token(Role::PusdatinAdmin, "");
+    let (household_id, indexed) = asep_in_dtks(&stack, &operator, "birth-add").await?;
+    let mut determination = DeterminationServiceClient::new(stack.channel("determination").await?);
+    let asked = authed(DetermineRequest { period: period(1) }, &admin);
+    assert_eq!(
+        determination.determine(asked).await?.into_inner().persons,
+        3
+    );
+
+    // The village proposes the household as it is now, with the newborn.
+    let mut born = household();
+    born.household_id = household_id.clone();
+    let mut baby = dtks_e2e::person(BABY, "Bayu Sunandar", (2025, 6, 15), 1, 3);
+    baby.marital_status = 1;
+    baby.monthly_income = 0;
+    born.families[0].members.push(baby);
+    let request = SubmitProposalRequest {
+        idempotency_key: "birth-change".into(),
+        kind: ProposalKind::Change as i32,
+        change_type: ChangeType::NewMember as i32,
+        reason: "kelahiran (a birth)".into(),
+        ..musdes("BIRTH-CHANGE", born)
+    };
+    let mut intake = IntakeServiceClient::new(stack.channel("intake").await?);
+    let proposal_id = intake
+        .submit_proposal(authed(request, &operator))
+        .await?
+        .into_inner()
+        .proposal_id;
+
+    // Accepted: the newborn is indexed under the household, the others stay as they were,
+    // and the master registry holds four persons.
+    let four = "SELECT count(*) AS n FROM determination.registry_households WHERE persons = 4";
+    count_becomes(&stack, 120, four, 1).await?;
+    count_becomes(&stack, 60, &indexed, 4).await?;
+    let case = case_in(&stack, &proposal_id, CaseState::Accepted).await?;
+    assert_eq!(case.household_id, household_id);
+    let duplicates = "SELECT count(*) AS n FROM matching.person_index WHERE nik IS NOT NULL GROUP BY nik HAVING count(*) > 1";
+    assert_eq!(
+        count(
+            &stack,
+            &format!("SELECT count(*) AS n FROM ({duplicates}) d")
+        )
+        .await?,
+        0
+    );
+    let asked = GetProposalRequest { proposal_id };
+    let status = intake
+        .get_proposal(authed(asked, &operator))
+        .await?
+        .into_inner()
+        .status;
+    assert_eq!(status, ProposalStatus::Accepted as i32);
+
+    // February ranks the changed household: four persons, one household changed.
+    let asked = authed(DetermineRequest { period: period(2) }, &admin);
+    let february = determination.determine(asked).await?.into_inner();
+    assert_eq!((february.households, february.persons), (1, 4));
+    let diff = february.diff.expect("diff");
+    assert_eq!((diff.added, diff.removed, diff.changed), (0, 0, 1));
     Ok(())
 }

@@ -36,8 +36,16 @@ impl EventHandler for Consumed {
         match envelope.r#type.as_str() {
             events::HOUSEHOLD_ACCEPTED => {
                 let accepted: ev::HouseholdAccepted = events::payload(envelope)?;
-                index::accepted(txn, uuid_of(&accepted.proposal_id)?, &accepted.household_id)
-                    .await?;
+                let household = accepted.household.unwrap_or_default();
+                let living: Vec<String> = household
+                    .families
+                    .iter()
+                    .flat_map(|f| &f.members)
+                    .filter(|m| !m.deceased && !m.nik.is_empty())
+                    .map(|m| m.nik.clone())
+                    .collect();
+                let proposal_id = uuid_of(&accepted.proposal_id)?;
+                index::accepted(txn, proposal_id, &accepted.household_id, &living).await?;
             }
             events::HOUSEHOLD_RETURNED => {
                 let returned: ev::HouseholdReturned = events::payload(envelope)?;

@@ -98,6 +98,8 @@ pub async fn settle(
         match holder {
             Some(h) if h.proposal_id != proposal_id => duplicate(&mut m, h),
             Some(_) => {}
+            // A member of the household this change is for, held already.
+            None if write && held_already(txn, &household.household_id, a).await? => {}
             None if write && a.outcome != PersonOutcome::Deceased => {
                 let nik = a.nik.as_deref().filter(|n| indexed.insert(n.to_owned()));
                 index::insert(
@@ -122,6 +124,18 @@ pub async fn settle(
         results.push(m);
     }
     Ok(results)
+}
+
+/// Whether the DTKS household a change proposal is for holds the person by their NIK.
+async fn held_already(
+    txn: &DatabaseTransaction,
+    household: &str,
+    assessed: &Assessed,
+) -> Result<bool, DbErr> {
+    match &assessed.nik {
+        Some(nik) => index::holds(txn, household, nik).await,
+        None => Ok(false),
+    }
 }
 
 /// The overall outcome verivali acts on: a duplicate first, then any person not

@@ -162,18 +162,49 @@ pub async fn insert(
     Ok(())
 }
 
-/// `household.accepted`: the proposal's persons now belong to a DTKS household.
+/// `household.accepted`: the proposal's persons now belong to a DTKS household. For a
+/// change of a household already in DTKS, the household is what the change says: its
+/// earlier persons whose NIK the change still holds (`kept`, its living members) stay,
+/// and the rest leave (a member who died or moved out; and those held without a NIK,
+/// whom the change indexed again).
 pub async fn accepted(
     txn: &DatabaseTransaction,
     proposal_id: uuid::Uuid,
     household_id: &str,
+    kept: &[String],
 ) -> Result<(), DbErr> {
     txn.execute_raw(stmt(
         "UPDATE person_index SET household_id = $2 WHERE proposal_id = $1",
         [proposal_id.into(), household_id.to_owned().into()],
     ))
     .await?;
+    txn.execute_raw(stmt(
+        "DELETE FROM person_index WHERE household_id = $2 AND proposal_id <> $1
+             AND (nik IS NULL OR NOT nik = ANY($3))",
+        [
+            proposal_id.into(),
+            household_id.to_owned().into(),
+            kept.to_vec().into(),
+        ],
+    ))
+    .await?;
     Ok(())
+}
+
+/// Whether `household` (a DTKS household) already holds `nik`: a change proposal's
+/// member it holds is not indexed again.
+pub async fn holds(txn: &DatabaseTransaction, household: &str, nik: &str) -> Result<bool, DbErr> {
+    if household.is_empty() {
+        return Ok(false);
+    }
+    let sql = "SELECT 1 AS one FROM person_index WHERE nik = $1 AND household_id = $2";
+    let row = txn
+        .query_one_raw(stmt(
+            sql,
+            [nik.to_owned().into(), household.to_owned().into()],
+        ))
+        .await?;
+    Ok(row.is_some())
 }
 
 /// `household.returned`: the proposal's persons are no longer held.
