@@ -56,6 +56,7 @@ fn matched(i: usize) -> (String, ev::ProposalMatched) {
             household: Some(household),
             persons,
             outcome: ev::HouseholdOutcome::AllMatched as i32,
+            ..Default::default()
         },
     )
 }

@@ -22,10 +22,10 @@ use super::{REGISTRY, VILLAGE, count, household, submit_household};
 const OTHER_VILLAGE: &str = "32.04.05.2002";
 
 /// NIK, name, birth date, KK number.
-type Man = (&'static str, &'static str, (i32, i32, i32), &'static str);
+pub(super) type Man = (&'static str, &'static str, (i32, i32, i32), &'static str);
 
 /// Six more men of the village, one household each; the registry knows them all.
-const MEN: &[Man] = &[
+pub(super) const MEN: &[Man] = &[
     (
         "3204050101750002",
         "Ahmad Fauzi",
@@ -83,7 +83,7 @@ fn registry() -> String {
 }
 
 /// The household of `MEN[i]` (`GILANG` past the end), alone, proposed with `nik`.
-fn single(i: usize, nik: &str) -> pb::Household {
+pub(super) fn single(i: usize, nik: &str) -> pb::Household {
     let (_, name, (year, month, day), kk) = MEN.get(i).copied().unwrap_or(GILANG);
     let mut h = household();
     let mut head = h.families[0].members[0].clone();
@@ -95,18 +95,18 @@ fn single(i: usize, nik: &str) -> pb::Household {
     h
 }
 
-type Client = VerivaliServiceClient<Channel>;
+pub(super) type Client = VerivaliServiceClient<Channel>;
 
-struct Officers {
-    village: String,
-    other_village: String,
-    regency: String,
-    other_regency: String,
-    bupati: String,
-    province: String,
-    ministry: String,
-    qa: String,
-    public: String,
+pub(super) struct Officers {
+    pub(super) village: String,
+    pub(super) other_village: String,
+    pub(super) regency: String,
+    pub(super) other_regency: String,
+    pub(super) bupati: String,
+    pub(super) province: String,
+    pub(super) ministry: String,
+    pub(super) qa: String,
+    pub(super) public: String,
 }
 
 fn officers(stack: &Stack) -> Officers {
@@ -124,7 +124,7 @@ fn officers(stack: &Stack) -> Officers {
 }
 
 /// Intake and matching as processes, verivali here on `clock`.
-async fn start(clock: &PausedClock) -> anyhow::Result<(Stack, Client, Officers)> {
+pub(super) async fn start(clock: &PausedClock) -> anyhow::Result<(Stack, Client, Officers)> {
     let mut stack = Stack::start_services(&registry(), &["intake", "matching"], &[]).await?;
     stack
         .start_verivali_with_clock(std::sync::Arc::new(clock.clone()))
@@ -135,7 +135,7 @@ async fn start(clock: &PausedClock) -> anyhow::Result<(Stack, Client, Officers)>
 }
 
 /// Submits `household` and waits for its case (MATCHED); answers the case id.
-async fn propose(
+pub(super) async fn propose(
     stack: &Stack,
     token: &str,
     key: &str,
@@ -161,7 +161,11 @@ async fn propose(
     Ok((case_id.to_string(), proposal_id))
 }
 
-async fn state_of(client: &mut Client, token: &str, case_id: &str) -> anyhow::Result<CaseState> {
+pub(super) async fn state_of(
+    client: &mut Client,
+    token: &str,
+    case_id: &str,
+) -> anyhow::Result<CaseState> {
     let case = client
         .get_case(authed(
             GetCaseRequest {
@@ -174,14 +178,14 @@ async fn state_of(client: &mut Client, token: &str, case_id: &str) -> anyhow::Re
     Ok(CaseState::try_from(case.state)?)
 }
 
-fn batch(ids: &[&String], note: &str) -> BatchRequest {
+pub(super) fn batch(ids: &[&String], note: &str) -> BatchRequest {
     BatchRequest {
         case_ids: ids.iter().map(|s| (*s).clone()).collect(),
         note: note.into(),
     }
 }
 
-fn minutes_today(
+pub(super) fn minutes_today(
     clock: &PausedClock,
     decisions: Vec<VillageDecision>,
 ) -> RecordVillageReviewRequest {
@@ -194,7 +198,7 @@ fn minutes_today(
     }
 }
 
-fn approve(case_id: &str) -> VillageDecision {
+pub(super) fn approve(case_id: &str) -> VillageDecision {
     VillageDecision {
         case_id: case_id.into(),
         approved: true,
@@ -202,7 +206,7 @@ fn approve(case_id: &str) -> VillageDecision {
     }
 }
 
-fn visit(case_id: &str, confirmed: bool) -> RecordFieldVerificationRequest {
+pub(super) fn visit(case_id: &str, confirmed: bool) -> RecordFieldVerificationRequest {
     RecordFieldVerificationRequest {
         case_id: case_id.into(),
         interview_summary: "head of household interviewed at home".into(),

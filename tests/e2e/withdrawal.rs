@@ -94,3 +94,144 @@ async fn a_withdrawn_proposal_closes_its_case_and_a_late_match_opens_none() -> a
     );
     Ok(())
 }
+
+/// Withdraws `proposal_id` at intake as `token`.
+async fn withdraw(
+    stack: &Stack,
+    token: &str,
+    proposal_id: &str,
+) -> Result<tonic::Response<dtks_proto::intake::v1::Proposal>, tonic::Status> {
+    let mut intake = IntakeServiceClient::new(stack.channel("intake").await.expect("intake"));
+    let request = WithdrawProposalRequest {
+        proposal_id: proposal_id.into(),
+        reason: "the family asked to withdraw".into(),
+    };
+    intake.withdraw_proposal(authed(request, token)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_is_withdrawn_in_every_open_state_and_refused_once_decided() -> anyhow::Result<()>
+{
+    use super::verivali::{
+        MEN, approve, batch, minutes_today, propose, single, start, state_of, visit,
+    };
+    use dtks_proto::verivali::v1::{AssessRequest, CaseState};
+
+    let clock = dtks_platform::clock::PausedClock::at(dtks_e2e::time::now());
+    let (stack, mut client, o) = start(&clock).await?;
+    let mut cases = Vec::new();
+    for (i, (nik, ..)) in MEN.iter().enumerate().take(6) {
+        cases.push(propose(&stack, &o.village, &format!("wd-all-{i}"), single(i, nik)).await?);
+    }
+    let ids: Vec<&String> = cases.iter().map(|(case, _)| case).collect();
+
+    // One case left in each open state: 0 matched, 1 reviewed by the village, 2 visited,
+    // 3 signed off, 4 forwarded, 5 returned to the region; then 4 is assessed below.
+    let reviewed = minutes_today(&clock, ids[1..].iter().map(|id| approve(id)).collect());
+    client
+        .record_village_review(authed(reviewed, &o.village))
+        .await?;
+    for id in &ids[2..] {
+        client
+            .record_field_verification(authed(visit(id, true), &o.regency))
+            .await?;
+    }
+    client
+        .sign_off(authed(batch(&ids[3..], ""), &o.bupati))
+        .await?;
+    client
+        .forward_to_ministry(authed(batch(&ids[4..], ""), &o.province))
+        .await?;
+    client
+        .return_to_region(authed(
+            batch(&ids[5..], "the KK photo is unreadable"),
+            &o.ministry,
+        ))
+        .await?;
+    let expected = [
+        CaseState::Matched,
+        CaseState::VillageReviewed,
+        CaseState::FieldVerified,
+        CaseState::SignedOff,
+        CaseState::Forwarded,
+        CaseState::Returned,
+    ];
+    for (id, state) in ids.iter().zip(expected) {
+        assert_eq!(state_of(&mut client, &o.ministry, id).await?, state);
+    }
+
+    // The ministry accepts the forwarded one (4), keeping it out of what is withdrawn.
+    client
+        .assess(authed(
+            AssessRequest {
+                case_id: ids[4].clone(),
+                ..Default::default()
+            },
+            &o.ministry,
+        ))
+        .await?;
+    assert_eq!(
+        state_of(&mut client, &o.ministry, ids[4]).await?,
+        CaseState::Accepted
+    );
+
+    // Every open one is withdrawn, and its case closed with the reason.
+    for i in [0, 1, 2, 3, 5] {
+        withdraw(&stack, &o.village, &cases[i].1).await?;
+    }
+    count_becomes(
+        &stack,
+        60,
+        "SELECT count(*)::bigint AS n FROM verivali.case_history WHERE to_state = 8 AND note LIKE '%the family asked to withdraw'",
+        5,
+    )
+    .await?;
+    for i in [0, 1, 2, 3, 5] {
+        assert_eq!(
+            state_of(&mut client, &o.ministry, ids[i]).await?,
+            CaseState::Rejected
+        );
+    }
+
+    // Once intake knows the acceptance, a withdrawal is refused, naming the status.
+    let accepted = format!(
+        "SELECT count(*)::bigint AS n FROM intake.proposals WHERE proposal_id = '{}' AND status = {}",
+        cases[4].1,
+        dtks_proto::intake::v1::ProposalStatus::Accepted as i32
+    );
+    count_becomes(&stack, 60, &accepted, 1).await?;
+    let refused = withdraw(&stack, &o.village, &cases[4].1)
+        .await
+        .expect_err("accepted");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().contains("ACCEPTED"), "{refused:?}");
+    assert_eq!(
+        state_of(&mut client, &o.ministry, ids[4]).await?,
+        CaseState::Accepted
+    );
+
+    // The withdrawn persons left matching's index: the first family, proposed again,
+    // is no duplicate of its withdrawn self.
+    let held = format!(
+        "SELECT count(*)::bigint AS n FROM matching.person_index WHERE proposal_id = '{}'",
+        cases[0].1
+    );
+    count_becomes(&stack, 60, &held, 0).await?;
+    let (again, _) = propose(&stack, &o.village, "wd-all-again", single(0, MEN[0].0)).await?;
+    let case = client
+        .get_case(authed(
+            dtks_proto::verivali::v1::GetCaseRequest { case_id: again },
+            &o.ministry,
+        ))
+        .await?
+        .into_inner();
+    let criteria = case.assessment.expect("the automatic verdict").criteria;
+    assert!(
+        criteria
+            .iter()
+            .find(|c| c.criterion == 1)
+            .is_some_and(|c| c.reasons.is_empty()),
+        "{criteria:?}"
+    );
+    Ok(())
+}

@@ -31,7 +31,7 @@ dtks_platform::service_error! {
             ErrorDetails::with_precondition_failure_violation(
                 "STATUS",
                 "proposal_id",
-                "only a proposal not yet verified (SUBMITTED or IN_VERIFICATION) can be withdrawn",
+                "only a proposal not yet decided (SUBMITTED, IN_VERIFICATION or RETURNED) can be withdrawn",
             ),
         ),
     }

@@ -143,7 +143,8 @@ impl Intake {
         })
     }
 
-    /// Withdraws a proposal not yet verified; `proposal.withdrawn` is published with it.
+    /// Withdraws a proposal not yet decided (submitted, in verification or returned to its
+    /// region); `proposal.withdrawn` is published with it.
     pub async fn withdraw_proposal(
         &self,
         who: &Claims,
@@ -164,9 +165,10 @@ impl Intake {
             .filter(|p| may_see(who, p))
             .ok_or(Error::NoSuchProposal)?;
         let status = ProposalStatus::try_from(current.status).unwrap_or_default();
+        // Open until decided: a proposal returned to its region is still open.
         if !matches!(
             status,
-            ProposalStatus::Submitted | ProposalStatus::InVerification
+            ProposalStatus::Submitted | ProposalStatus::InVerification | ProposalStatus::Returned
         ) {
             return Err(Error::NotWithdrawable { status });
         }

@@ -20,6 +20,7 @@ pub const TYPES: &[&str] = &[
     events::HOUSEHOLD_ACCEPTED,
     events::HOUSEHOLD_RETURNED,
     events::HOUSEHOLD_REMOVED,
+    events::PROPOSAL_WITHDRAWN,
 ];
 
 pub struct Consumed {
@@ -54,6 +55,14 @@ impl EventHandler for Consumed {
             events::HOUSEHOLD_REMOVED => {
                 let removed: ev::HouseholdRemoved = events::payload(envelope)?;
                 index::removed(txn, &removed.household_id).await?;
+            }
+            // Withdrawn at intake: not matched if it waits still, and its persons no
+            // longer held (the same family may be proposed again).
+            events::PROPOSAL_WITHDRAWN => {
+                let withdrawn: ev::ProposalWithdrawn = events::payload(envelope)?;
+                let proposal_id = uuid_of(&withdrawn.proposal_id)?;
+                store::forget(txn, proposal_id).await?;
+                index::returned(txn, proposal_id).await?;
             }
             // proposal.submitted, and proposal.resubmitted (a returned proposal corrected
             // by the regency) with the same payload: both are matched afresh.

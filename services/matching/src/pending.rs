@@ -108,6 +108,10 @@ async fn match_envelope(
     // The registry is asked outside any transaction.
     let assessed = matcher.assess_household(&household).await?;
     let txn = db.begin().await?;
+    if !store::still_pending(&txn, proposal_id).await? {
+        tracing::info!("a proposal withdrawn while it was being matched; not matched");
+        return Ok(());
+    }
     let persons = crate::settle::settle(
         &txn,
         &matcher.model,

@@ -81,11 +81,14 @@ impl Consumed {
         let proposal_id = uuid::Uuid::parse_str(&withdrawn.proposal_id).map_err(permanent)?;
         let now = self.clock.now();
         store::withdraw(txn, proposal_id, now).await?;
-        if let Some(case) = cases::of_proposal(txn, proposal_id, true).await? {
+        let open = cases::of_proposal(txn, proposal_id, true)
+            .await?
+            .filter(|c| !matches!(c.state, CaseState::Accepted | CaseState::Rejected));
+        if let Some(case) = open {
             let mv = Move {
                 case,
                 to: CaseState::Rejected,
-                note: "withdrawn at intake by the proposer".to_owned(),
+                note: format!("withdrawn at intake by the proposer: {}", withdrawn.reason),
             };
             cases::record(txn, &Actor::service("intake"), &[mv], now).await?;
         }

@@ -38,6 +38,26 @@ pub async fn receive(
     Ok(())
 }
 
+/// Forgets a proposal still waiting to be matched (withdrawn at intake).
+pub async fn forget(txn: &DatabaseTransaction, proposal_id: uuid::Uuid) -> Result<(), DbErr> {
+    let sql = "DELETE FROM pending WHERE proposal_id = $1";
+    txn.execute_raw(stmt(sql, [proposal_id.into()])).await?;
+    Ok(())
+}
+
+/// Whether a proposal still waits to be matched, locking it for the transaction: a
+/// withdrawal ([`forget`]) that came first leaves nothing to match.
+pub async fn still_pending(
+    txn: &DatabaseTransaction,
+    proposal_id: uuid::Uuid,
+) -> Result<bool, DbErr> {
+    let sql = "SELECT 1 AS one FROM pending WHERE proposal_id = $1 FOR UPDATE";
+    Ok(txn
+        .query_one_raw(stmt(sql, [proposal_id.into()]))
+        .await?
+        .is_some())
+}
+
 /// A proposal claimed for matching: its id, failed attempts so far, encoded envelope.
 pub type Claimed = (uuid::Uuid, i32, Vec<u8>);
 
