@@ -297,19 +297,9 @@ async fn a_birth_joins_the_household_in_every_stage() -> anyhow::Result<()> {
     baby.marital_status = 1;
     baby.monthly_income = 0;
     born.families[0].members.push(baby);
-    let request = SubmitProposalRequest {
-        idempotency_key: "birth-change".into(),
-        kind: ProposalKind::Change as i32,
-        change_type: ChangeType::NewMember as i32,
-        reason: "kelahiran (a birth)".into(),
-        ..musdes("BIRTH-CHANGE", born)
-    };
+    let birth = (ChangeType::NewMember, "kelahiran (a birth)");
+    let proposal_id = propose_change(&stack, &operator, "birth-change", birth, born).await?;
     let mut intake = IntakeServiceClient::new(stack.channel("intake").await?);
-    let proposal_id = intake
-        .submit_proposal(authed(request, &operator))
-        .await?
-        .into_inner()
-        .proposal_id;
 
     // Accepted: the newborn is indexed under the household, the others stay as they were,
     // and the master registry holds four persons.
@@ -341,5 +331,91 @@ async fn a_birth_joins_the_household_in_every_stage() -> anyhow::Result<()> {
     assert_eq!((february.households, february.persons), (1, 4));
     let diff = february.diff.expect("diff");
     assert_eq!((diff.added, diff.removed, diff.changed), (0, 0, 1));
+    Ok(())
+}
+
+/// Proposes `household`, changed by `change` for `reason`, under `key`; answers the
+/// proposal id.
+async fn propose_change(
+    stack: &Stack,
+    token: &str,
+    key: &str,
+    (change, reason): (ChangeType, &str),
+    household: pb::Household,
+) -> anyhow::Result<String> {
+    let request = SubmitProposalRequest {
+        idempotency_key: key.into(),
+        kind: ProposalKind::Change as i32,
+        change_type: change as i32,
+        reason: reason.into(),
+        ..musdes(&key.to_uppercase(), household)
+    };
+    let mut intake = IntakeServiceClient::new(stack.channel("intake").await?);
+    let proposed = intake.submit_proposal(authed(request, token)).await?;
+    Ok(proposed.into_inner().proposal_id)
+}
+
+/// The household as determination's master registry holds it now.
+async fn registered(stack: &Stack, household_id: &str) -> anyhow::Result<pb::Household> {
+    let mut determination = DeterminationServiceClient::new(stack.channel("determination").await?);
+    let asked = GetRegistryHouseholdRequest {
+        household_id: household_id.into(),
+        as_of: None,
+    };
+    let admin = stack.token(Role::PusdatinAdmin, "");
+    let record = determination
+        .get_registry_household(authed(asked, &admin))
+        .await?;
+    Ok(record.into_inner().household.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_death_takes_the_member_out_and_the_heads_successor_is_named() -> anyhow::Result<()> {
+    let stack = through_determination(&[]).await?;
+    let operator = stack.token(Role::VillageOperator, VILLAGE);
+    let (household_id, indexed) = asep_in_dtks(&stack, &operator, "death-add").await?;
+    let persons = |n: i32| {
+        format!("SELECT count(*) AS n FROM determination.registry_households WHERE persons = {n}")
+    };
+
+    // The son dies: he leaves the household and matching's index; no one else changes.
+    let mut now = household();
+    now.household_id = household_id.clone();
+    now.families[0].members[2].deceased = true;
+    let death = (ChangeType::Death, "meninggal dunia (died)");
+    let son = propose_change(&stack, &operator, "death-son", death, now.clone()).await?;
+    count_becomes(&stack, 120, &persons(2), 1).await?;
+    count_becomes(&stack, 60, &indexed, 2).await?;
+    let case = case_in(&stack, &son, CaseState::Accepted).await?;
+    assert!(case.flags.is_empty(), "{:?}", case.flags);
+    let kept = registered(&stack, &household_id).await?;
+    let names: Vec<&str> = kept.families[0]
+        .members
+        .iter()
+        .map(|m| m.full_name.as_str())
+        .collect();
+    assert_eq!(names, ["Asep Sunandar", "Siti Aminah"]);
+
+    // The head dies: the officers are told whom the rule names, and once accepted the
+    // spouse heads the family.
+    now.families[0].members.truncate(2);
+    now.families[0].members[0].deceased = true;
+    let head = propose_change(&stack, &operator, "death-head", death, now).await?;
+    count_becomes(&stack, 120, &persons(1), 1).await?;
+    count_becomes(&stack, 60, &indexed, 1).await?;
+    let case = case_in(&stack, &head, CaseState::Accepted).await?;
+    assert_eq!(flag_codes(&case), ["head_succession"], "{:?}", case.flags);
+    assert!(
+        case.flags[0].reason.contains("Siti Aminah"),
+        "{:?}",
+        case.flags
+    );
+    let widow = registered(&stack, &household_id).await?;
+    let members = &widow.families[0].members;
+    assert_eq!(members.len(), 1);
+    assert_eq!(
+        (members[0].full_name.as_str(), members[0].relationship),
+        ("Siti Aminah", 1)
+    );
     Ok(())
 }

@@ -97,6 +97,8 @@ pub fn matches_civil_registry(household: &Household, outcomes: &Outcomes) -> Cri
                 Some(MatchOutcome::NikOfAnotherPerson) => {
                     reasons.push(format!("{who}: the NIK belongs to another person"))
                 }
+                // A death the proposal reports, and Dukcapil has recorded too.
+                Some(MatchOutcome::Deceased) if family.members[mi].deceased => {}
                 Some(MatchOutcome::Deceased) => {
                     reasons.push(format!("{who}: recorded as deceased by Dukcapil"))
                 }

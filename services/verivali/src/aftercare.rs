@@ -22,7 +22,7 @@ use tonic::Status;
 use crate::Verivali;
 use crate::error::Result;
 
-use crate::cases::{self, timestamp};
+use crate::cases::timestamp;
 
 /// Days a region has to re-verify after a complaint (Permensos practice: 14 days).
 pub const COMPLAINT_DAYS: i64 = 14;
@@ -425,7 +425,7 @@ pub async fn complete_task(
         .await?
         .ok_or_else(|| Status::internal("task vanished"))?;
     if outcome == ReverificationOutcome::Removed {
-        cases::remove(&txn, household_id, None, note, now).await?;
+        crate::life::remove(&txn, household_id, None, note, now).await?;
     } else {
         // A visit renews the household's six-monthly cycle.
         txn.execute_raw(stmt(

@@ -406,57 +406,6 @@ pub async fn flags(
     Ok(out)
 }
 
-/// Takes a household out of DTKS (*penghapusan*) for `reason`, and tells the stages
-/// (`household.removed`). With the accepted REMOVE's `case`, the event names the case
-/// and its proposal, and only a household registered in the case's village is taken
-/// out; without one (a re-verification visit), the case that brought the household in.
-/// False, and nothing told, when no such household is in DTKS.
-pub async fn remove(
-    txn: &DatabaseTransaction,
-    household_id: uuid::Uuid,
-    case: Option<&CaseRow>,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, DbErr> {
-    let village = case.map(|c| c.region.clone());
-    let row = txn
-        .query_one_raw(stmt(
-            "UPDATE households SET removed_at = $2, removal_reason = $3
-             WHERE household_id = $1 AND removed_at IS NULL AND ($4::text IS NULL OR region_code = $4)
-             RETURNING region_code, case_id",
-            [household_id.into(), now.into(), reason.to_owned().into(), village.into()],
-        ))
-        .await?;
-    let Some(row) = row else {
-        return Ok(false);
-    };
-    let region: String = row.try_get("", "region_code")?;
-    let (case_id, proposal_id) = match case {
-        Some(case) => (case.case_id, case.proposal_id.to_string()),
-        None => (row.try_get("", "case_id")?, String::new()),
-    };
-    let removed = ev::HouseholdRemoved {
-        household_id: household_id.to_string(),
-        case_id: case_id.to_string(),
-        reason: reason.to_owned(),
-        proposal_id,
-    };
-    let envelope = events::envelope(events::HOUSEHOLD_REMOVED, "verivali", &region, &removed);
-    outbox::enqueue(txn, &envelope).await?;
-    Ok(true)
-}
-
-/// The village a household is registered in while it is in DTKS (accepted, and not
-/// removed since).
-pub async fn registered_in(
-    db: &impl ConnectionTrait,
-    household_id: uuid::Uuid,
-) -> Result<Option<String>, DbErr> {
-    let sql = "SELECT region_code FROM households WHERE household_id = $1 AND removed_at IS NULL";
-    let row = db.query_one_raw(stmt(sql, [household_id.into()])).await?;
-    row.map(|r| r.try_get("", "region_code")).transpose()
-}
-
 /// Adds accepted households to their regency's distributions.
 pub async fn add_to_stats(
     txn: &DatabaseTransaction,
@@ -502,25 +451,15 @@ pub fn regency_of(region: &str) -> &str {
 }
 
 /// Accepts cases: `household.accepted` with the household as verified, and the
-/// household enters the six-monthly update cycle; a removal takes its household out
-/// ([`remove`]).
+/// household enters the six-monthly update cycle. A removal takes its household out,
+/// and a death's members leave it first ([`crate::life::settle`]).
 pub async fn accept(
     txn: &DatabaseTransaction,
     accepted: &[(&CaseRow, &Content)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let (removals, accepted): (Vec<_>, Vec<_>) =
-        accepted.iter().partition(|(_, c)| c.removal().is_some());
-    for (case, content) in removals {
-        let reason = content.removal().unwrap_or_default();
-        if !remove(txn, case.household_id, Some(case), reason, now).await? {
-            tracing::warn!(case_id = %case.case_id, "a removal was accepted for a household not in DTKS in its village; nothing taken out");
-        }
-    }
-    let accepted: Vec<(&CaseRow, &pb::Household)> = accepted
-        .iter()
-        .map(|(c, content)| (*c, &content.household))
-        .collect();
+    let accepted = crate::life::settle(txn, accepted, now).await?;
+    let accepted: Vec<(&CaseRow, &pb::Household)> = accepted.iter().map(|(c, h)| (*c, h)).collect();
     let mut envelopes = Vec::with_capacity(accepted.len());
     for (case, household) in &accepted {
         let mut household = (*household).clone();

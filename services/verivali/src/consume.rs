@@ -106,8 +106,12 @@ impl Consumed {
         let now = self.clock.now();
         let region = envelope.region_code.clone();
         let mut flags = cases::flags(txn, &household, &region, now.date_naive()).await?;
-        if ev::ProposalKind::try_from(matched.kind) == Ok(ev::ProposalKind::Remove) {
-            flags.extend(removal_flag(txn, &household.household_id, &region).await?);
+        match ev::ProposalKind::try_from(matched.kind).unwrap_or_default() {
+            ev::ProposalKind::Remove => {
+                flags.extend(removal_flag(txn, &household.household_id, &region).await?)
+            }
+            ev::ProposalKind::Change => flags.extend(crate::life::death_flags(&household)),
+            _ => {}
         }
         let existing = cases::of_proposal(txn, proposal_id, false).await?;
         let service = Actor::service("matching");
@@ -191,7 +195,7 @@ async fn removal_flag(
     village: &str,
 ) -> Result<Option<Flag>, sea_orm::DbErr> {
     let registered = match uuid::Uuid::parse_str(household_id) {
-        Ok(id) => cases::registered_in(txn, id).await?,
+        Ok(id) => crate::life::registered_in(txn, id).await?,
         Err(_) => None,
     };
     let (code, reason) = match registered {

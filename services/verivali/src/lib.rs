@@ -12,6 +12,7 @@ mod complaints;
 mod consume;
 mod decide;
 pub mod error;
+mod life;
 mod officers;
 pub mod qa;
 mod read;
