@@ -419,3 +419,92 @@ async fn a_death_takes_the_member_out_and_the_heads_successor_is_named() -> anyh
     );
     Ok(())
 }
+
+/// A village of another regency (Kota Bandung).
+const NEW_VILLAGE: &str = "32.73.01.1001";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_household_that_moves_is_held_by_its_new_regency_alone() -> anyhow::Result<()> {
+    use dtks_proto::verivali::v1::FileComplaintRequest;
+    let stack = through_determination(&[]).await?;
+    let operator = stack.token(Role::VillageOperator, VILLAGE);
+    let (household_id, indexed) = asep_in_dtks(&stack, &operator, "move-add").await?;
+    let (old, new) = (
+        stack.token(Role::RegencyOfficer, "32.04"),
+        stack.token(Role::RegencyOfficer, "32.73"),
+    );
+    let mut verivali = VerivaliServiceClient::new(stack.channel("verivali").await?);
+    let complaint = |token: &str| {
+        let text = "the family is said to have left the village".to_owned();
+        let request = FileComplaintRequest {
+            household_id: household_id.clone(),
+            text,
+            evidence_references: vec![],
+        };
+        authed(request, token)
+    };
+    // An open re-verification task, in the old regency.
+    let task = verivali
+        .file_complaint(complaint(&old))
+        .await?
+        .into_inner()
+        .task_id;
+
+    // Dukcapil records the move first, and matching hears of it.
+    let today = dtks_e2e::time::today().to_string();
+    for nik in [super::HEAD_NIK, super::SPOUSE_NIK, super::CHILD_NIK] {
+        let moved = serde_json::json!({ "kind": "moved", "nik": nik, "date": today, "village_code": NEW_VILLAGE });
+        let (status, body) = stack.vital_event(moved).await?;
+        assert_eq!(status, 201, "{body}");
+    }
+    let heard = "SELECT count(*) AS n FROM matching.outbox WHERE event_type = 'person.life_event'";
+    count_becomes(&stack, 60, heard, 3).await?;
+
+    // The new village proposes the household at its new address.
+    let mut moved = household();
+    moved.household_id = household_id.clone();
+    moved.address.as_mut().expect("address").village_code = NEW_VILLAGE.into();
+    let newcomer = stack.token(Role::VillageOperator, NEW_VILLAGE);
+    let change = (ChangeType::Moved, "pindah domisili (moved)");
+    let proposal = propose_change(&stack, &newcomer, "move-change", change, moved).await?;
+    let arrived = format!(
+        "SELECT count(*) AS n FROM determination.registry_households WHERE region_code = '{NEW_VILLAGE}'"
+    );
+    count_becomes(&stack, 120, &arrived, 1).await?;
+    let case = case_in(&stack, &proposal, CaseState::Accepted).await?;
+    assert_eq!(flag_codes(&case), ["moved_from"], "{:?}", case.flags);
+    assert!(case.flags[0].reason.contains(VILLAGE), "{:?}", case.flags);
+
+    // The new regency reads it and holds its task; the old one does neither.
+    let asked = |token: &str| {
+        let request = GetRegistryHouseholdRequest {
+            household_id: household_id.clone(),
+            as_of: None,
+        };
+        authed(request, token)
+    };
+    let mut determination = DeterminationServiceClient::new(stack.channel("determination").await?);
+    determination.get_registry_household(asked(&new)).await?;
+    let refused = determination
+        .get_registry_household(asked(&old))
+        .await
+        .expect_err("moved away");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let task_region =
+        format!("SELECT region_code AS t FROM verivali.reverifications WHERE task_id = '{task}'");
+    assert_eq!(text(&stack, &task_region).await?, NEW_VILLAGE);
+    let refused = verivali
+        .file_complaint(complaint(&old))
+        .await
+        .expect_err("not the old regency's any more");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    verivali.file_complaint(complaint(&new)).await?;
+
+    // Matching searches for its persons in the new village.
+    let elsewhere = format!(
+        "SELECT count(*) AS n FROM matching.person_index WHERE household_id = '{household_id}' AND village_code <> '{NEW_VILLAGE}'"
+    );
+    count_becomes(&stack, 60, &elsewhere, 0).await?;
+    assert_eq!(count(&stack, &indexed).await?, 3);
+    Ok(())
+}

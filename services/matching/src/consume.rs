@@ -46,7 +46,9 @@ impl EventHandler for Consumed {
                     .map(|m| m.nik.clone())
                     .collect();
                 let proposal_id = uuid_of(&accepted.proposal_id)?;
-                index::accepted(txn, proposal_id, &accepted.household_id, &living).await?;
+                let village = household.address.as_ref().map(|a| a.village_code.as_str());
+                let at = (accepted.household_id.as_str(), village.unwrap_or_default());
+                index::accepted(txn, proposal_id, at, &living).await?;
             }
             events::HOUSEHOLD_RETURNED => {
                 let returned: ev::HouseholdReturned = events::payload(envelope)?;

@@ -122,8 +122,8 @@ pub fn assess(content: &Content, today: chrono::NaiveDate) -> Assessment {
     }
 }
 
-/// The flags that say a removal would take nothing out.
-pub const NOTHING_TO_REMOVE: [&str; 2] = ["not_in_dtks", "other_village"];
+/// The flags that say a removal or a change has no household of its village to act on.
+pub const NOTHING_TO_CHANGE: [&str; 2] = ["not_in_dtks", "other_village"];
 
 /// A removal carries no members to check against the first four criteria: it is held
 /// to the fifth, sound and complete data — a household of DTKS registered in the
@@ -136,11 +136,7 @@ fn removal(content: &Content, reason: &str) -> Vec<integrity::CriterionResult> {
     if reason.trim().is_empty() {
         reasons.push("a removal states why the household leaves DTKS".to_owned());
     }
-    for flag in &content.flags {
-        if NOTHING_TO_REMOVE.contains(&flag.code.as_str()) {
-            reasons.push(flag.reason.clone());
-        }
-    }
+    reasons.extend(nothing_to_change(content));
     vec![integrity::CriterionResult {
         criterion: 5,
         passed: reasons.is_empty(),
@@ -148,8 +144,28 @@ fn removal(content: &Content, reason: &str) -> Vec<integrity::CriterionResult> {
     }]
 }
 
-/// The five criteria of a household proposed whole (ADD, CHANGE).
+/// The reasons of the flags that say there is no household to act on.
+fn nothing_to_change(content: &Content) -> impl Iterator<Item = String> + '_ {
+    let flags = content.flags.iter();
+    let named = flags.filter(|f| NOTHING_TO_CHANGE.contains(&f.code.as_str()));
+    named.map(|f| f.reason.clone())
+}
+
+/// The five criteria of a household proposed whole (ADD, CHANGE); a change of no
+/// household of its village fails the fifth.
 fn household(content: &Content, today: chrono::NaiveDate) -> Vec<integrity::CriterionResult> {
+    let mut criteria = five_criteria(content, today);
+    let missing: Vec<String> = nothing_to_change(content).collect();
+    if let Some(fifth) = criteria.iter_mut().find(|c| c.criterion == 5)
+        && !missing.is_empty()
+    {
+        fifth.reasons.extend(missing);
+        fifth.passed = false;
+    }
+    criteria
+}
+
+fn five_criteria(content: &Content, today: chrono::NaiveDate) -> Vec<integrity::CriterionResult> {
     match convert::household_from_proto(&content.household, today) {
         Ok(household) => {
             let outcomes: integrity::Outcomes = content

@@ -4,7 +4,6 @@
 //! registry open re-verification tasks for households in DTKS and flag cases still
 //! being verified.
 
-use dtks_domain::consistency::Flag;
 use dtks_platform::bus::{EventHandler, Handled, HandlerError};
 use dtks_platform::clock::SharedClock;
 use dtks_platform::db::stmt;
@@ -106,12 +105,12 @@ impl Consumed {
         let now = self.clock.now();
         let region = envelope.region_code.clone();
         let mut flags = cases::flags(txn, &household, &region, now.date_naive()).await?;
-        match ev::ProposalKind::try_from(matched.kind).unwrap_or_default() {
-            ev::ProposalKind::Remove => {
-                flags.extend(removal_flag(txn, &household.household_id, &region).await?)
-            }
-            ev::ProposalKind::Change => flags.extend(crate::life::death_flags(&household)),
-            _ => {}
+        let kind = ev::ProposalKind::try_from(matched.kind).unwrap_or_default();
+        if matches!(kind, ev::ProposalKind::Remove | ev::ProposalKind::Change) {
+            let moving = matched.change_type == ev::ChangeType::Moved as i32;
+            let target = (household.household_id.as_str(), region.as_str());
+            flags.extend(crate::life::target_flag(txn, target, kind, moving).await?);
+            flags.extend(crate::life::death_flags(&household));
         }
         let existing = cases::of_proposal(txn, proposal_id, false).await?;
         let service = Actor::service("matching");
@@ -185,35 +184,6 @@ impl Consumed {
         }
         Ok(())
     }
-}
-
-/// What the officers are told of a REMOVE whose household is not in DTKS in the
-/// village it is proposed from: accepting it would take nothing out.
-async fn removal_flag(
-    txn: &DatabaseTransaction,
-    household_id: &str,
-    village: &str,
-) -> Result<Option<Flag>, sea_orm::DbErr> {
-    let registered = match uuid::Uuid::parse_str(household_id) {
-        Ok(id) => crate::life::registered_in(txn, id).await?,
-        Err(_) => None,
-    };
-    let (code, reason) = match registered {
-        Some(at) if at == village => return Ok(None),
-        Some(at) => (
-            "other_village",
-            format!("the household this removal names is registered in village {at}, not this one"),
-        ),
-        None => (
-            "not_in_dtks",
-            "the household this removal names is not in DTKS: never accepted, or removed already"
-                .to_owned(),
-        ),
-    };
-    Ok(Some(Flag {
-        code: code.to_owned(),
-        reason,
-    }))
 }
 
 /// The demo policy's path: each step of Permensos 3/2021 in order, taken by the role

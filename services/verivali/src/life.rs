@@ -40,6 +40,7 @@ pub async fn settle<'a>(
             tracing::warn!(case_id = %case.case_id, "a removal was accepted for a household not in DTKS in its village; nothing taken out");
         }
     }
+    follow(txn, &entering).await?;
     Ok(entering)
 }
 
@@ -89,6 +90,67 @@ fn successor(members: &[pb::Person]) -> Option<usize> {
     eldest(Some(SPOUSE))
         .or_else(|| eldest(Some(CHILD)))
         .or_else(|| eldest(None))
+}
+
+/// What the officers are told when a REMOVE or a CHANGE names a household that is not
+/// in DTKS in the village it is proposed from (`not_in_dtks`, `other_village`: there
+/// is nothing to change, and the assessment says so), or, for a move, the village the
+/// household comes from (`moved_from`).
+pub async fn target_flag(
+    txn: &DatabaseTransaction,
+    (household_id, village): (&str, &str),
+    kind: ev::ProposalKind,
+    moving: bool,
+) -> Result<Option<Flag>, DbErr> {
+    let registered = match uuid::Uuid::parse_str(household_id) {
+        Ok(id) => registered_in(txn, id).await?,
+        Err(_) => None,
+    };
+    let what = if kind == ev::ProposalKind::Remove {
+        "removal"
+    } else {
+        "change"
+    };
+    let (code, reason) = match registered {
+        Some(at) if at == village => return Ok(None),
+        Some(at) if moving => (
+            "moved_from",
+            format!(
+                "the household moves here from village {at}: once accepted, its open tasks follow it and that region no longer reads it"
+            ),
+        ),
+        Some(at) => (
+            "other_village",
+            format!("the household this {what} names is registered in village {at}, not this one"),
+        ),
+        None => (
+            "not_in_dtks",
+            format!(
+                "the household this {what} names is not in DTKS: never accepted, or removed already"
+            ),
+        ),
+    };
+    Ok(Some(Flag {
+        code: code.to_owned(),
+        reason,
+    }))
+}
+
+/// A household that moved takes its open re-verification tasks to its new village.
+pub async fn follow(
+    txn: &DatabaseTransaction,
+    entering: &[(&CaseRow, pb::Household)],
+) -> Result<(), DbErr> {
+    let ids: Vec<uuid::Uuid> = entering.iter().map(|(c, _)| c.household_id).collect();
+    let villages: Vec<String> = entering.iter().map(|(c, _)| c.region.clone()).collect();
+    txn.execute_raw(stmt(
+        "UPDATE reverifications t SET region_code = u.village
+         FROM unnest($1::uuid[], $2::text[]) AS u (household_id, village)
+         WHERE t.household_id = u.household_id AND t.completed_at IS NULL AND t.region_code <> u.village",
+        [ids.into(), villages.into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// What the officers are told when a case opens on a death: the successor the rule

@@ -166,11 +166,11 @@ pub async fn insert(
 /// change of a household already in DTKS, the household is what the change says: its
 /// earlier persons whose NIK the change still holds (`kept`, its living members) stay,
 /// and the rest leave (a member who died or moved out; and those held without a NIK,
-/// whom the change indexed again).
+/// whom the change indexed again). All are searched for in its `village` from now on.
 pub async fn accepted(
     txn: &DatabaseTransaction,
     proposal_id: uuid::Uuid,
-    household_id: &str,
+    (household_id, village): (&str, &str),
     kept: &[String],
 ) -> Result<(), DbErr> {
     txn.execute_raw(stmt(
@@ -186,6 +186,12 @@ pub async fn accepted(
             household_id.to_owned().into(),
             kept.to_vec().into(),
         ],
+    ))
+    .await?;
+    // A household that moved is searched for in its new village.
+    txn.execute_raw(stmt(
+        "UPDATE person_index SET village_code = $2 WHERE household_id = $1 AND village_code <> $2",
+        [household_id.to_owned().into(), village.to_owned().into()],
     ))
     .await?;
     Ok(())
