@@ -108,10 +108,6 @@ async fn match_envelope(
     // The registry is asked outside any transaction.
     let assessed = matcher.assess_household(&household).await?;
     let txn = db.begin().await?;
-    if !store::still_pending(&txn, proposal_id).await? {
-        tracing::info!("a proposal withdrawn while it was being matched; not matched");
-        return Ok(());
-    }
     let persons = crate::settle::settle(
         &txn,
         &matcher.model,
@@ -133,7 +129,11 @@ async fn match_envelope(
         reason: submitted.reason.clone(),
         change_type: submitted.change_type,
     };
-    store::store_result(&txn, proposal_id, &envelope.region_code, &matched).await?;
+    if !store::store_result(&txn, proposal_id, &envelope.region_code, &matched).await? {
+        // Withdrawn while it was being matched: the transaction is dropped unpublished.
+        tracing::info!("a proposal withdrawn while it was being matched; not matched");
+        return Ok(());
+    }
     outbox::enqueue(
         &txn,
         &events::envelope(

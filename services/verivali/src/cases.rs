@@ -459,10 +459,9 @@ pub async fn accept(
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let accepted = crate::life::settle(txn, accepted, now).await?;
-    let accepted: Vec<(&CaseRow, &pb::Household)> = accepted.iter().map(|(c, h)| (*c, h)).collect();
     let mut envelopes = Vec::with_capacity(accepted.len());
     for (case, household) in &accepted {
-        let mut household = (*household).clone();
+        let mut household = household.clone();
         household.household_id = case.household_id.to_string();
         envelopes.push(events::envelope(
             events::HOUSEHOLD_ACCEPTED,
@@ -495,7 +494,7 @@ pub async fn accept(
     let today = now.date_naive();
     let stats: Vec<(&str, &pb::Household)> = accepted
         .iter()
-        .map(|(c, h)| (c.region.as_str(), *h))
+        .map(|(c, h)| (c.region.as_str(), h))
         .collect();
     add_to_stats(txn, &stats, today).await
 }

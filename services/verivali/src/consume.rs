@@ -110,6 +110,8 @@ impl Consumed {
             let moving = matched.change_type == ev::ChangeType::Moved as i32;
             let target = (household.household_id.as_str(), region.as_str());
             flags.extend(crate::life::target_flag(txn, target, kind, moving).await?);
+        }
+        if kind == ev::ProposalKind::Change {
             flags.extend(crate::life::death_flags(&household));
         }
         let existing = cases::of_proposal(txn, proposal_id, false).await?;

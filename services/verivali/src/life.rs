@@ -27,14 +27,15 @@ pub async fn settle<'a>(
 ) -> Result<Vec<(&'a CaseRow, pb::Household)>, DbErr> {
     let mut entering = Vec::with_capacity(accepted.len());
     for (case, content) in accepted {
-        let household = after_deaths(&content.household);
         let reason = match content.removal() {
             Some(reason) => reason,
-            None if household.is_none() => ALL_DIED,
-            None => {
-                entering.extend(household.map(|(h, _)| (*case, h)));
-                continue;
-            }
+            None => match after_deaths(&content.household) {
+                Some((household, _)) => {
+                    entering.push((*case, household));
+                    continue;
+                }
+                None => ALL_DIED,
+            },
         };
         if !remove(txn, case.household_id, Some(case), reason, now).await? {
             tracing::warn!(case_id = %case.case_id, "a removal was accepted for a household not in DTKS in its village; nothing taken out");
@@ -67,9 +68,9 @@ pub fn after_deaths(household: &pb::Household) -> Option<(pb::Household, Vec<Str
     (!after.families.is_empty()).then_some((after, successors))
 }
 
-const HEAD: i32 = 1;
-const SPOUSE: i32 = 2;
-const CHILD: i32 = 3;
+const HEAD: i32 = pb::Relationship::Head as i32;
+const SPOUSE: i32 = pb::Relationship::Spouse as i32;
+const CHILD: i32 = pb::Relationship::Child as i32;
 
 /// The member who heads the family after its head: see [`after_deaths`].
 fn successor(members: &[pb::Person]) -> Option<usize> {
@@ -302,14 +303,14 @@ mod tests {
             person("Asep", HEAD, 1950, true),
             person("Rina", CHILD, 1990, false),
             person("Dede", CHILD, 1975, false),
-            person("Ibu", 6, 1930, false),
+            person("Ibu", pb::Relationship::Parent as i32, 1930, false),
         ]);
         assert_eq!(heads(&after_deaths(&children).expect("lives").0), ["Dede"]);
 
         let others = family(vec![
             person("Asep", HEAD, 1950, true),
-            person("Ujang", 8, 1990, false),
-            person("Ibu", 6, 1930, false),
+            person("Ujang", pb::Relationship::Other as i32, 1990, false),
+            person("Ibu", pb::Relationship::Parent as i32, 1930, false),
         ]);
         assert_eq!(heads(&after_deaths(&others).expect("lives").0), ["Ibu"]);
     }

@@ -174,11 +174,6 @@ pub async fn accepted(
     kept: &[String],
 ) -> Result<(), DbErr> {
     txn.execute_raw(stmt(
-        "UPDATE person_index SET household_id = $2 WHERE proposal_id = $1",
-        [proposal_id.into(), household_id.to_owned().into()],
-    ))
-    .await?;
-    txn.execute_raw(stmt(
         "DELETE FROM person_index WHERE household_id = $2 AND proposal_id <> $1
              AND (nik IS NULL OR NOT nik = ANY($3))",
         [
@@ -188,10 +183,16 @@ pub async fn accepted(
         ],
     ))
     .await?;
-    // A household that moved is searched for in its new village.
+    // The proposal's persons and those the household kept, in its village (a household
+    // that moved is searched for in its new one).
     txn.execute_raw(stmt(
-        "UPDATE person_index SET village_code = $2 WHERE household_id = $1 AND village_code <> $2",
-        [household_id.to_owned().into(), village.to_owned().into()],
+        "UPDATE person_index SET household_id = $2, village_code = coalesce(NULLIF($3, ''), village_code)
+         WHERE proposal_id = $1 OR household_id = $2",
+        [
+            proposal_id.into(),
+            household_id.to_owned().into(),
+            village.to_owned().into(),
+        ],
     ))
     .await?;
     Ok(())

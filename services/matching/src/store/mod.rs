@@ -45,19 +45,6 @@ pub async fn forget(txn: &DatabaseTransaction, proposal_id: uuid::Uuid) -> Resul
     Ok(())
 }
 
-/// Whether a proposal still waits to be matched, locking it for the transaction: a
-/// withdrawal ([`forget`]) that came first leaves nothing to match.
-pub async fn still_pending(
-    txn: &DatabaseTransaction,
-    proposal_id: uuid::Uuid,
-) -> Result<bool, DbErr> {
-    let sql = "SELECT 1 AS one FROM pending WHERE proposal_id = $1 FOR UPDATE";
-    Ok(txn
-        .query_one_raw(stmt(sql, [proposal_id.into()]))
-        .await?
-        .is_some())
-}
-
 /// A proposal claimed for matching: its id, failed attempts so far, encoded envelope.
 pub type Claimed = (uuid::Uuid, i32, Vec<u8>);
 
@@ -112,13 +99,15 @@ pub async fn delay(
     Ok(())
 }
 
-/// Stores a proposal's result (replacing an earlier one) and takes it off `pending`.
+/// Stores a proposal's result (replacing an earlier one) and takes it off `pending`;
+/// false when it was no longer there (withdrawn meanwhile, [`forget`]): the caller
+/// then drops the transaction.
 pub async fn store_result(
     txn: &DatabaseTransaction,
     proposal_id: uuid::Uuid,
     region_code: &str,
     matched: &ev::ProposalMatched,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
     txn.execute_raw(stmt(
         "INSERT INTO match_results (proposal_id, region_code, outcome, result) VALUES ($1, $2, $3, $4)
          ON CONFLICT (proposal_id) DO UPDATE SET outcome = EXCLUDED.outcome, result = EXCLUDED.result, matched_at = now()",
@@ -130,12 +119,9 @@ pub async fn store_result(
         ],
     ))
     .await?;
-    txn.execute_raw(stmt(
-        "DELETE FROM pending WHERE proposal_id = $1",
-        [proposal_id.into()],
-    ))
-    .await?;
-    Ok(())
+    let sql = "DELETE FROM pending WHERE proposal_id = $1 RETURNING proposal_id";
+    let taken = txn.query_one_raw(stmt(sql, [proposal_id.into()])).await?;
+    Ok(taken.is_some())
 }
 
 /// A proposal's stored result and its region.
