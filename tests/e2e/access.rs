@@ -476,6 +476,19 @@ fn request(method: &str, role: Role, target: &Target, list_id: &str, serial: u32
             as_of: None,
         }
         .encode_to_vec(),
+        "GetHouseholdHistory" => det::GetHouseholdHistoryRequest {
+            household_id: target.household.clone(),
+        }
+        .encode_to_vec(),
+        // Only this month is determined: its changes against itself, none.
+        "StreamSnapshotChanges" => det::StreamSnapshotChangesRequest {
+            from: period,
+            to: period,
+            region_code: region,
+            decile_moves: true,
+            batch_size: 100,
+        }
+        .encode_to_vec(),
         "CreateDataRequest" => dist::CreateDataRequestRequest {
             requester_kind: requester_kind(role) as i32,
             requester: "Dinas Sosial".into(),
@@ -1050,6 +1063,8 @@ async fn every_method_as_every_role_inside_and_outside_its_region_leaks_nothing(
             &[
                 "determination.StreamSnapshot",
                 "determination.GetRegistryHousehold",
+                "determination.GetHouseholdHistory",
+                "determination.StreamSnapshotChanges",
                 "determination.GetHouseholdStanding",
             ][..],
         ),

@@ -16,7 +16,9 @@ use dtks_e2e::{Stack, authed, count, count_becomes};
 use dtks_platform::auth::Role;
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
-use dtks_proto::determination::v1::{DetermineRequest, GetRegistryHouseholdRequest};
+use dtks_proto::determination::v1::{
+    DetermineRequest, GetHouseholdHistoryRequest, GetRegistryHouseholdRequest,
+};
 use dtks_proto::events::v1::{ChangeType, ProposalKind};
 use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
 use dtks_proto::intake::v1::{GetProposalRequest, ProposalStatus, SubmitProposalRequest};
@@ -34,8 +36,23 @@ fn period(month: i32) -> Option<pb::Period> {
     Some(dtks_e2e::time::period_after(month - 13))
 }
 
+/// Determines the test's `month`-th month as `admin`.
+pub(super) async fn determine(
+    determination: &DeterminationServiceClient<tonic::transport::Channel>,
+    admin: &str,
+    month: i32,
+) -> anyhow::Result<dtks_proto::determination::v1::Snapshot> {
+    let asked = authed(
+        DetermineRequest {
+            period: period(month),
+        },
+        admin,
+    );
+    Ok(determination.clone().determine(asked).await?.into_inner())
+}
+
 /// Proposes the removal of `household_id` from `village` as `token`, under `key`.
-async fn propose_removal(
+pub(super) async fn propose_removal(
     stack: &Stack,
     token: &str,
     key: &str,
@@ -115,7 +132,7 @@ async fn asep_in_dtks(
 }
 
 /// One text column of the first row `sql` selects.
-async fn text(stack: &Stack, sql: &str) -> anyhow::Result<String> {
+pub(super) async fn text(stack: &Stack, sql: &str) -> anyhow::Result<String> {
     let row = stack
         .db
         .query_one_raw(dtks_platform::db::stmt(sql, []))
@@ -134,18 +151,7 @@ async fn an_accepted_removal_takes_the_household_out_of_every_stage() -> anyhow:
 
     // January: Asep's family is in DTKS, its three persons in matching's index.
     let (household_id, indexed) = asep_in_dtks(&stack, &operator, "life-add").await?;
-    let determine = |month: i32| {
-        let (mut determination, admin) = (determination.clone(), admin.clone());
-        async move {
-            let asked = authed(
-                DetermineRequest {
-                    period: period(month),
-                },
-                &admin,
-            );
-            anyhow::Ok(determination.determine(asked).await?.into_inner())
-        }
-    };
+    let determine = |month| determine(&determination, &admin, month);
     assert_eq!(determine(1).await?.households, 1);
 
     // Another village cannot remove it: its REMOVE is flagged and returned to the region
@@ -331,12 +337,39 @@ async fn a_birth_joins_the_household_in_every_stage() -> anyhow::Result<()> {
     assert_eq!((february.households, february.persons), (1, 4));
     let diff = february.diff.expect("diff");
     assert_eq!((diff.added, diff.removed, diff.changed), (0, 0, 1));
+
+    // The household's history names the birth and the newborn's fields; nothing else of
+    // the family changed.
+    let asked = GetHouseholdHistoryRequest { household_id };
+    let history = determination
+        .get_household_history(authed(asked, &operator))
+        .await?;
+    let last = history.into_inner().versions.pop().expect("versions");
+    assert_eq!(
+        (last.kind, last.change_type, last.reason.as_str()),
+        (
+            ProposalKind::Change as i32,
+            ChangeType::NewMember as i32,
+            birth.1
+        )
+    );
+    let member = format!("families[3204050505150001].members[{BABY}].");
+    assert!(!last.changes.is_empty());
+    for change in &last.changes {
+        assert!(change.field.starts_with(&member), "{change:?}");
+        assert!(change.before.is_empty(), "{change:?}");
+    }
+    let name = last
+        .changes
+        .iter()
+        .find(|c| c.field.ends_with(".full_name"));
+    assert_eq!(name.map(|c| c.after.as_str()), Some("Bayu Sunandar"));
     Ok(())
 }
 
 /// Proposes `household`, changed by `change` for `reason`, under `key`; answers the
 /// proposal id.
-async fn propose_change(
+pub(super) async fn propose_change(
     stack: &Stack,
     token: &str,
     key: &str,

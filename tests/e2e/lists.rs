@@ -27,7 +27,7 @@ fn in_village(mut h: pb::Household, village: &str) -> pb::Household {
     h
 }
 
-async fn recipients(
+pub(super) async fn recipients(
     client: &mut DistributionServiceClient<tonic::transport::Channel>,
     token: &str,
     list_id: &str,

@@ -13,6 +13,7 @@ mod determination;
 mod duplicates;
 mod extracts;
 mod faults;
+mod history;
 mod import;
 mod intake;
 mod lifecycle;

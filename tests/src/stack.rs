@@ -452,7 +452,11 @@ impl Stack {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> anyhow::Result<(i32, String, String)> {
-        let out = Command::new(bin_dir().join("dtksctl"))
+        let mut command = Command::new(bin_dir().join("dtksctl"));
+        if self.ports.contains_key("determination") {
+            command.env("DTKS_DETERMINATION_URL", self.endpoint("determination"));
+        }
+        let out = command
             .args(args)
             .env("DTKS_INTAKE_URL", self.endpoint("intake"))
             .env("DTKS_VERIVALI_URL", self.endpoint("verivali"))

@@ -24,14 +24,25 @@ impl EventHandler for Accepted {
             let removed: ev::HouseholdRemoved = events::payload(envelope)?;
             let id = uuid::Uuid::parse_str(&removed.household_id)
                 .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+            let proposal = optional_uuid(&removed.proposal_id)?;
+            let kind = proposal.map(|_| ev::ProposalKind::Remove as i16);
             txn.execute_raw(stmt(
                 "WITH r AS (
                      UPDATE registry_households SET removed_at = $3, removal_reason = $2, change_seq = nextval('registry_change_seq')
                      WHERE household_id = $1 AND removed_at IS NULL
                      RETURNING household_id, change_seq, region_code)
-                 INSERT INTO registry_versions (household_id, version, region_code, valid_from, household, removal_reason)
-                 SELECT household_id, change_seq, region_code, $3, NULL, $2 FROM r",
-                [id.into(), removed.reason.into(), at.into()],
+                 INSERT INTO registry_versions (household_id, version, region_code, valid_from, household, removal_reason,
+                                                kind, reason, proposal_id, case_id, decided_by)
+                 SELECT household_id, change_seq, region_code, $3, NULL, $2, $4, $2, $5, $6, $7 FROM r",
+                [
+                    id.into(),
+                    removed.reason.into(),
+                    at.into(),
+                    kind.into(),
+                    proposal.into(),
+                    optional_uuid(&removed.case_id)?.into(),
+                    removed.decided_by.into(),
+                ],
             ))
             .await?;
             return Ok(());
@@ -39,6 +50,14 @@ impl EventHandler for Accepted {
         let accepted: ev::HouseholdAccepted = events::payload(envelope)?;
         let id = uuid::Uuid::parse_str(&accepted.household_id)
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let why: [sea_orm::Value; 6] = [
+            (accepted.kind as i16).into(),
+            (accepted.change_type as i16).into(),
+            accepted.reason.clone().into(),
+            optional_uuid(&accepted.proposal_id)?.into(),
+            optional_uuid(&accepted.case_id)?.into(),
+            accepted.decided_by.clone().into(),
+        ];
         let household = accepted.household.unwrap_or_default();
         let persons: usize = household.families.iter().map(|f| f.members.len()).sum();
         let inputs = model_inputs(&household, at.date_naive())
@@ -53,13 +72,31 @@ impl EventHandler for Accepted {
                      change_seq = EXCLUDED.change_seq, verified_at = EXCLUDED.verified_at, digest = EXCLUDED.digest,
                      inputs = EXCLUDED.inputs, removed_at = NULL, removal_reason = NULL
                  RETURNING household_id, change_seq, region_code)
-             INSERT INTO registry_versions (household_id, version, region_code, valid_from, household, digest)
-             SELECT household_id, change_seq, region_code, $5, $3, $6 FROM h",
-            [id.into(), envelope.region_code.clone().into(), bytes.into(), (persons as i32).into(), at.into(), digest.into(), inputs.into()],
+             INSERT INTO registry_versions (household_id, version, region_code, valid_from, household, digest,
+                                            kind, change_type, reason, proposal_id, case_id, decided_by)
+             SELECT household_id, change_seq, region_code, $5, $3, $6, $8, $9, $10, $11, $12, $13 FROM h",
+            [
+                id.into(),
+                envelope.region_code.clone().into(),
+                bytes.into(),
+                (persons as i32).into(),
+                at.into(),
+                digest.into(),
+                inputs.into(),
+            ]
+            .into_iter()
+            .chain(why),
         ))
         .await?;
         Ok(())
     }
+}
+
+/// A UUID an event may leave empty.
+fn optional_uuid(text: &str) -> Result<Option<uuid::Uuid>, HandlerError> {
+    (!text.is_empty())
+        .then(|| uuid::Uuid::parse_str(text).map_err(|e| HandlerError::Permanent(e.to_string())))
+        .transpose()
 }
 
 /// The welfare model's stored inputs of a registry household.

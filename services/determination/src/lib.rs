@@ -3,7 +3,8 @@
 //! an immutable snapshot with its content hash and its diff against the last one.
 //!
 //! Inside: [`api`] (the gRPC edge), [`run`] (a determination), `read` (a determined
-//! month read back), [`registry`] (the master registry a run reads, and the diff),
+//! month read back), `history` (a household's versions and the households behind a
+//! diff), [`registry`] (the master registry a run reads, and the diff),
 //! [`consume`] (the events taken), [`model`] (the welfare model), [`store`] (snapshots
 //! and the schema, `migrations/*.sql`), [`singleton`] (one run in a cluster), [`error`]
 //! (the one error type and its gRPC mapping).
@@ -11,6 +12,7 @@
 pub mod api;
 pub mod consume;
 pub mod error;
+mod history;
 pub mod model;
 mod read;
 pub mod registry;

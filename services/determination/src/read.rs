@@ -20,7 +20,7 @@ pub(crate) type PageStream = tonic::codegen::BoxStream<SnapshotPage>;
 /// The largest page a stream sends.
 const MAX_BATCH: u32 = 5_000;
 
-fn household_id(text: &str) -> Result<uuid::Uuid> {
+pub(crate) fn household_id(text: &str) -> Result<uuid::Uuid> {
     Ok(uuid::Uuid::parse_str(text)
         .map_err(|_| grpc::invalid_field("household_id", "must be a UUID"))?)
 }
@@ -33,15 +33,8 @@ impl Api {
         req: &StreamSnapshotRequest,
     ) -> Result<PageStream> {
         let period = convert::period_key(req.period.as_ref())?;
-        let region = if req.region_code.is_empty() {
-            who.region.clone()
-        } else {
-            req.region_code.clone()
-        };
         // A national officer may stream any region; others only within their own.
-        if !who.region.is_empty() {
-            who.require_region(&region)?;
-        }
+        let region = crate::history::region_asked(who, &req.region_code)?;
         let snapshot_id = self.standing_snapshot_id(period).await?;
         // A stream of the month's households with their members: who took which region
         // of which month (and from which rank) is audited before the first page.
@@ -133,13 +126,20 @@ impl Api {
                 contribution: t.contribution,
             })
             .collect();
+        let intercept = model.intercept_for(&household);
+        let (previous_period, previous_decile, changes_since) = self
+            .since_month_before(household_id, period, snapshot_id)
+            .await?;
         let action = "determination.GetHouseholdStanding";
         audit::record(&self.db, who, action, &[household_id]).await?;
         Ok(HouseholdStanding {
             household: Some(ranked),
             model_version: model.version.clone(),
-            intercept: model.intercept_for(&household),
+            intercept,
             terms,
+            previous_period,
+            previous_decile,
+            changes_since,
         })
     }
 

@@ -180,6 +180,15 @@ pub(crate) async fn entries(
     Ok(out)
 }
 
+/// One household a diff names: as it stood in each month (`None` where it is not in
+/// that month), and whether its record changed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Named {
+    pub(crate) before: Option<Entry>,
+    pub(crate) after: Option<Entry>,
+    pub(crate) changed: bool,
+}
+
 /// Households added, removed, changed (their record differs) and moved to another
 /// decile between two snapshots' households, both in id order. A household whose
 /// version differs counts as changed only when the records' digests differ too.
@@ -188,8 +197,27 @@ pub(crate) async fn diff(
     before: &[Entry],
     after: &[Entry],
 ) -> Result<SnapshotDiff> {
+    Ok(compare(conn, before, after, None).await?)
+}
+
+/// [`diff`], naming into `named` (when given) every household it counts, in id order.
+pub(crate) async fn compare(
+    conn: &mut sqlx::PgConnection,
+    before: &[Entry],
+    after: &[Entry],
+    mut named: Option<&mut Vec<Named>>,
+) -> Result<SnapshotDiff> {
     let mut d = SnapshotDiff::default();
     let mut other_version = Vec::new();
+    let mut name = |before: Option<&Entry>, after: Option<&Entry>| {
+        if let Some(named) = named.as_deref_mut() {
+            named.push(Named {
+                before: before.copied(),
+                after: after.copied(),
+                changed: false,
+            });
+        }
+    };
     let (mut i, mut j) = (0, 0);
     while i < before.len() || j < after.len() {
         match (before.get(i), after.get(j)) {
@@ -200,23 +228,25 @@ pub(crate) async fn diff(
                 if b.decile != a.decile {
                     d.decile_moves += 1;
                 }
+                if b.version != a.version || b.decile != a.decile {
+                    name(Some(b), Some(a));
+                }
                 i += 1;
                 j += 1;
             }
-            (Some(b), Some(a)) if b.id < a.id => {
+            (Some(b), a) if a.is_none_or(|a| b.id < a.id) => {
                 d.removed += 1;
+                name(Some(b), None);
                 i += 1;
             }
-            (Some(_), None) => {
-                d.removed += 1;
-                i += 1;
-            }
-            _ => {
+            (_, a) => {
                 d.added += 1;
+                name(None, a);
                 j += 1;
             }
         }
     }
+    let mut changed = std::collections::HashSet::new();
     for pairs in other_version.chunks(10_000) {
         let ids: Vec<uuid::Uuid> = pairs
             .iter()
@@ -244,10 +274,19 @@ pub(crate) async fn diff(
                 .cloned()
                 .flatten()
         };
-        d.changed += pairs
-            .iter()
-            .filter(|(b, a)| digest(b).is_none() || digest(b) != digest(a))
-            .count() as u64;
+        let before = changed.len();
+        changed.extend(
+            pairs
+                .iter()
+                .filter(|(b, a)| digest(b).is_none() || digest(b) != digest(a))
+                .map(|(b, _)| b.id),
+        );
+        d.changed += (changed.len() - before) as u64;
+    }
+    if let Some(named) = named {
+        for n in named.iter_mut() {
+            n.changed = n.before.is_some_and(|b| changed.contains(&b.id)) && n.after.is_some();
+        }
     }
     Ok(d)
 }

@@ -16,6 +16,7 @@ dtks_platform::sql_migrator![
     "m0004_registry_versions",
     "m0005_snapshot_partitions",
     "m0006_snapshot_audit_checkpoint",
+    "m0007_version_history",
 ];
 
 pub(crate) fn row_snapshot(r: &sea_orm::QueryResult) -> Result<Snapshot> {

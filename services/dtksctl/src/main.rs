@@ -11,6 +11,7 @@ mod model;
 mod names;
 mod officers;
 mod population;
+mod registry;
 mod verivali;
 
 use clap::{Parser, Subcommand};
@@ -95,6 +96,10 @@ enum Command {
     /// registry), and `revoke <subject>` straight through Redis in an emergency.
     #[command(subcommand)]
     Officer(OfficerCommand),
+    /// The master registry: `dtksctl registry history <household>` (its versions, who
+    /// decided each, when, why and what changed) and `changes --from YYYY-MM --to
+    /// YYYY-MM` (the households behind a month's diff).
+    Registry(registry::Args),
 }
 
 #[derive(Subcommand)]
@@ -187,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Template(args) => import::template(args),
         Command::Verivali(args) => refusal_exits(verivali::run(args).await),
+        Command::Registry(args) => refusal_exits(registry::run(args).await),
         Command::Audit(AuditCommand::Verify(args)) => {
             let code = audit::run(args).await?;
             std::process::exit(code)

@@ -11,7 +11,7 @@ pub mod store;
 
 // Each module stays reachable where it always was (`dtks_platform::db`, …).
 pub use bus::{deadletters, events, outbox};
-pub use interop::{convert, dci, edge, fault, grpc};
+pub use interop::{convert, dci, edge, fault, fields, grpc};
 pub use runtime::{app, clock, config, metrics, shutdown, telemetry};
 pub use security::{access, audit, auth, merkle, ratelimit, revocation};
 pub use store::{cache, copy, db, reference, schema, sealed};

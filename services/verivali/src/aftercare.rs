@@ -425,7 +425,7 @@ pub async fn complete_task(
         .await?
         .ok_or_else(|| Status::internal("task vanished"))?;
     if outcome == ReverificationOutcome::Removed {
-        crate::life::remove(&txn, household_id, None, note, now).await?;
+        crate::life::remove(&txn, household_id, None, note, &who.sub, now).await?;
     } else {
         // A visit renews the household's six-monthly cycle.
         txn.execute_raw(stmt(

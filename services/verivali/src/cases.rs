@@ -450,17 +450,19 @@ pub fn regency_of(region: &str) -> &str {
     }
 }
 
-/// Accepts cases: `household.accepted` with the household as verified, and the
-/// household enters the six-monthly update cycle. A removal takes its household out,
-/// and a death's members leave it first ([`crate::life::settle`]).
+/// Accepts cases on the decision of `by`: `household.accepted` with the household as
+/// verified and why, and the household enters the six-monthly update cycle. A removal
+/// takes its household out, and a death's members leave it first
+/// ([`crate::life::settle`]).
 pub async fn accept(
     txn: &DatabaseTransaction,
+    by: &str,
     accepted: &[(&CaseRow, &Content)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let accepted = crate::life::settle(txn, accepted, now).await?;
+    let accepted = crate::life::settle(txn, by, accepted, now).await?;
     let mut envelopes = Vec::with_capacity(accepted.len());
-    for (case, household) in &accepted {
+    for (case, household, matched) in &accepted {
         let mut household = household.clone();
         household.household_id = case.household_id.to_string();
         envelopes.push(events::envelope(
@@ -475,13 +477,17 @@ pub async fn accept(
                 verified_at: Some(prost_types::Timestamp::from(std::time::SystemTime::from(
                     now,
                 ))),
+                kind: matched.kind,
+                change_type: matched.change_type,
+                reason: matched.reason.clone(),
+                decided_by: by.to_owned(),
             },
         ));
     }
     outbox::enqueue_many(txn, &envelopes).await?;
-    let ids: Vec<uuid::Uuid> = accepted.iter().map(|(c, _)| c.household_id).collect();
-    let regions: Vec<String> = accepted.iter().map(|(c, _)| c.region.clone()).collect();
-    let cases: Vec<uuid::Uuid> = accepted.iter().map(|(c, _)| c.case_id).collect();
+    let ids: Vec<uuid::Uuid> = accepted.iter().map(|(c, ..)| c.household_id).collect();
+    let regions: Vec<String> = accepted.iter().map(|(c, ..)| c.region.clone()).collect();
+    let cases: Vec<uuid::Uuid> = accepted.iter().map(|(c, ..)| c.case_id).collect();
     txn.execute_raw(stmt(
         "INSERT INTO households (household_id, region_code, case_id, last_verified_at)
          SELECT h, r, c, $4 FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS u(h, r, c)
@@ -494,7 +500,7 @@ pub async fn accept(
     let today = now.date_naive();
     let stats: Vec<(&str, &pb::Household)> = accepted
         .iter()
-        .map(|(c, h)| (c.region.as_str(), h))
+        .map(|(c, h, _)| (c.region.as_str(), h))
         .collect();
     add_to_stats(txn, &stats, today).await
 }

@@ -237,7 +237,7 @@ async fn demo_policy(
     };
     cases::record(txn, &actor, &[mv], now).await?;
     if assessment.accepted {
-        cases::accept(txn, &[(&case, content)], now).await?;
+        cases::accept(txn, &actor.id, &[(&case, content)], now).await?;
     } else {
         cases::publish_returned(txn, &[(&case, assessment.reasons())], false).await?;
     }

@@ -126,7 +126,7 @@ impl Verivali {
                 (c, reasons)
             })
             .collect();
-        cases::accept(txn, &accepted, now).await?;
+        cases::accept(txn, &actor.id, &accepted, now).await?;
         cases::publish_returned(txn, &returned, false).await?;
         Ok((accepted.len() as u32, returned.len() as u32))
     }

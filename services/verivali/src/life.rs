@@ -19,29 +19,32 @@ pub const ALL_DIED: &str = "every member of the household has died";
 
 /// Accepted cases as they enter DTKS: a removal's household is taken out ([`remove`]);
 /// any other's household as it stands after its deaths ([`after_deaths`]), unless none
-/// of its members lives, when it is taken out too. Answers those that enter.
-pub async fn settle<'a>(
+/// of its members lives, when it is taken out too. Answers those that enter, each with
+/// its match result (the proposal's kind and reason).
+pub async fn settle<'a, 'c>(
     txn: &DatabaseTransaction,
-    accepted: &[(&'a CaseRow, &Content)],
+    by: &str,
+    accepted: &[(&'a CaseRow, &'c Content)],
     now: DateTime<Utc>,
-) -> Result<Vec<(&'a CaseRow, pb::Household)>, DbErr> {
+) -> Result<Vec<(&'a CaseRow, pb::Household, &'c ev::ProposalMatched)>, DbErr> {
     let mut entering = Vec::with_capacity(accepted.len());
     for (case, content) in accepted {
         let reason = match content.removal() {
             Some(reason) => reason,
             None => match after_deaths(&content.household) {
                 Some((household, _)) => {
-                    entering.push((*case, household));
+                    entering.push((*case, household, &content.matched));
                     continue;
                 }
                 None => ALL_DIED,
             },
         };
-        if !remove(txn, case.household_id, Some(case), reason, now).await? {
+        if !remove(txn, case.household_id, Some(case), reason, by, now).await? {
             tracing::warn!(case_id = %case.case_id, "a removal was accepted for a household not in DTKS in its village; nothing taken out");
         }
     }
-    follow(txn, &entering).await?;
+    let cases: Vec<&CaseRow> = entering.iter().map(|(c, ..)| *c).collect();
+    follow(txn, &cases).await?;
     Ok(entering)
 }
 
@@ -138,12 +141,9 @@ pub async fn target_flag(
 }
 
 /// A household that moved takes its open re-verification tasks to its new village.
-pub async fn follow(
-    txn: &DatabaseTransaction,
-    entering: &[(&CaseRow, pb::Household)],
-) -> Result<(), DbErr> {
-    let ids: Vec<uuid::Uuid> = entering.iter().map(|(c, _)| c.household_id).collect();
-    let villages: Vec<String> = entering.iter().map(|(c, _)| c.region.clone()).collect();
+pub async fn follow(txn: &DatabaseTransaction, entering: &[&CaseRow]) -> Result<(), DbErr> {
+    let ids: Vec<uuid::Uuid> = entering.iter().map(|c| c.household_id).collect();
+    let villages: Vec<String> = entering.iter().map(|c| c.region.clone()).collect();
     txn.execute_raw(stmt(
         "UPDATE reverifications t SET region_code = u.village
          FROM unnest($1::uuid[], $2::text[]) AS u (household_id, village)
@@ -186,12 +186,13 @@ pub fn death_flags(household: &pb::Household) -> Vec<Flag> {
 /// (`household.removed`). With the accepted REMOVE's `case`, the event names the case
 /// and its proposal, and only a household registered in the case's village is taken
 /// out; without one (a re-verification visit), the case that brought the household in.
-/// False, and nothing told, when no such household is in DTKS.
+/// False, and nothing told, when no such household is in DTKS. `by` decided it.
 pub async fn remove(
     txn: &DatabaseTransaction,
     household_id: uuid::Uuid,
     case: Option<&CaseRow>,
     reason: &str,
+    by: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let village = case.map(|c| c.region.clone());
@@ -216,6 +217,7 @@ pub async fn remove(
         case_id: case_id.to_string(),
         reason: reason.to_owned(),
         proposal_id,
+        decided_by: by.to_owned(),
     };
     let envelope = events::envelope(events::HOUSEHOLD_REMOVED, "verivali", &region, &removed);
     outbox::enqueue(txn, &envelope).await?;

@@ -59,7 +59,7 @@ struct Method {
     client_streaming: bool,
 }
 
-static POOL: LazyLock<Option<DescriptorPool>> =
+pub(crate) static POOL: LazyLock<Option<DescriptorPool>> =
     LazyLock::new(|| DescriptorPool::decode(dtks_proto::FILE_DESCRIPTOR_SET).ok());
 
 static METHODS: LazyLock<HashMap<String, Method>> = LazyLock::new(|| {

@@ -4,4 +4,5 @@ pub mod convert;
 pub mod dci;
 pub mod edge;
 pub mod fault;
+pub mod fields;
 pub mod grpc;

@@ -95,6 +95,8 @@ pub const MATRIX: &[Grant] = grants! {
         GetHouseholdStanding => REGISTRY_READERS, Region;
         DiffSnapshots => &[MinistryAssessor, PusdatinAdmin, EselonI, Service], National;
         GetRegistryHousehold => REGISTRY_READERS, Region;
+        GetHouseholdHistory => REGISTRY_READERS, Region, "a household is read in the region that holds it now: one that moved is no longer its old region's";
+        StreamSnapshotChanges => REGISTRY_READERS, Region;
     }
     // Distribution (penggunaan data).
     "dtks.distribution.v1.DistributionService" {
