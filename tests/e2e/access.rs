@@ -425,6 +425,7 @@ fn request(method: &str, role: Role, target: &Target, list_id: &str, serial: u32
             outcome: verivali::ReverificationOutcome::Confirmed as i32,
             note: "visited".into(),
             proposal_id: String::new(),
+            ..Default::default()
         }
         .encode_to_vec(),
         "DrawQaSample" => verivali::DrawQaSampleRequest {

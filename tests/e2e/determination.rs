@@ -8,6 +8,7 @@ use dtks_platform::auth::Role;
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
 use dtks_proto::determination::v1::*;
+use dtks_proto::events::v1::RemovalReason;
 use dtks_proto::verivali::v1::verivali_service_client::VerivaliServiceClient;
 use dtks_proto::verivali::v1::{
     CompleteReverificationRequest, FileComplaintRequest, ReverificationOutcome,
@@ -292,6 +293,7 @@ async fn months_diffs_removals_and_explained_standings() -> anyhow::Result<()> {
                 outcome: ReverificationOutcome::Removed as i32,
                 note: "moved away; the house is empty".into(),
                 proposal_id: String::new(),
+                removal_reason: RemovalReason::MovedAway as i32,
             },
             &stack.token(Role::RegencyOfficer, "32.04"),
         ))

@@ -18,7 +18,9 @@ use dtks_proto::determination::v1::determination_service_client::DeterminationSe
 use dtks_proto::determination::v1::*;
 use dtks_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use dtks_proto::distribution::v1::{ApproveListRequest, BuildListRequest};
-use dtks_proto::events::v1::{ChangeType, ProposalKind};
+use dtks_proto::events::v1::{ChangeType, ProposalKind, RemovalReason};
+use dtks_proto::reporting::v1::RegionQuery;
+use dtks_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use tonic::Code;
 
 use super::determination::imas;
@@ -156,7 +158,12 @@ async fn a_months_diff_is_its_accepted_changes_each_with_its_history() -> anyhow
     );
     let corrects = propose_change(&stack, &operator, "rec-correct", correction, corrected).await?;
     let reason = "tidak lagi memenuhi kriteria (no longer eligible)";
-    let removal = (imas_id.as_str(), VILLAGE, reason);
+    let removal = (
+        imas_id.as_str(),
+        VILLAGE,
+        reason,
+        RemovalReason::NotEligible,
+    );
     let removes = propose_removal(&stack, &operator, "rec-remove", removal).await?;
     count_becomes(
         &stack,
@@ -328,6 +335,8 @@ async fn a_months_diff_is_its_accepted_changes_each_with_its_history() -> anyhow
     let last = history.versions.last().expect("versions");
     assert_eq!((last.removed, last.reason.as_str()), (true, reason));
     assert_eq!(last.kind, ProposalKind::Remove as i32);
+    assert_eq!(last.removal_reason, RemovalReason::NotEligible as i32);
+    assert_eq!(last.removal_reason, RemovalReason::NotEligible as i32);
 
     // Asep's standing in the second month says what moved it since the first.
     let standing = determination
@@ -372,6 +381,29 @@ async fn a_months_diff_is_its_accepted_changes_each_with_its_history() -> anyhow
         s.households_removed == 1
     })
     .await?;
+    let mut reporting = ReportingServiceClient::new(stack.channel("reporting").await?);
+    let mut removals = async |period: Option<pb::Period>| {
+        let query = RegionQuery {
+            region_code: "32.04".into(),
+            level: pb::RegionLevel::Village as i32,
+            period,
+        };
+        let asked = authed(query, &regency);
+        anyhow::Ok(reporting.get_removals(asked).await?.into_inner().regions)
+    };
+    let now = removals(Some(dtks_e2e::time::period())).await?;
+    let by_reason: Vec<(&str, u64, u64)> = now
+        .iter()
+        .map(|r| {
+            let code = r.region.as_ref().map_or("", |g| g.code.as_str());
+            (code, r.not_eligible, r.total)
+        })
+        .collect();
+    assert_eq!(by_reason, [(VILLAGE, 1, 1)]);
+    assert!(
+        removals(period(2)).await?.is_empty(),
+        "none removed that month"
+    );
     let indexed = |id: &str| {
         format!("SELECT count(*) AS n FROM matching.person_index WHERE household_id = '{id}'")
     };

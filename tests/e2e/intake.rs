@@ -5,7 +5,7 @@
 use dtks_e2e::{Stack, authed};
 use dtks_platform::auth::Role;
 use dtks_proto::common::v1 as pb;
-use dtks_proto::events::v1::{ChangeType, Channel, ProposalKind};
+use dtks_proto::events::v1::{ChangeType, Channel, ProposalKind, RemovalReason};
 use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
 use dtks_proto::intake::v1::*;
 use tonic::Code;
@@ -244,9 +244,27 @@ async fn every_channel_and_every_refusal_with_nothing_left_behind() -> anyhow::R
         "REMOVE without a reason",
         SubmitProposalRequest {
             kind: ProposalKind::Remove as i32,
+            removal_reason: RemovalReason::MovedAway as i32,
             ..musdes("R-17", h.clone())
         },
         "reason",
+    ));
+    cases.push((
+        "REMOVE without its reason's code",
+        SubmitProposalRequest {
+            kind: ProposalKind::Remove as i32,
+            reason: "moved abroad".into(),
+            ..musdes("R-17b", h.clone())
+        },
+        "removal_reason",
+    ));
+    cases.push((
+        "a removal code on an ADD",
+        SubmitProposalRequest {
+            removal_reason: RemovalReason::Duplicate as i32,
+            ..musdes("R-17c", h.clone())
+        },
+        "removal_reason",
     ));
     cases.push((
         "no household",
@@ -318,6 +336,7 @@ async fn every_channel_and_every_refusal_with_nothing_left_behind() -> anyhow::R
             SubmitProposalRequest {
                 kind: ProposalKind::Remove as i32,
                 reason: "moved abroad, confirmed by the village".into(),
+                removal_reason: RemovalReason::MovedAway as i32,
                 ..musdes("REMOVE-1", removal)
             },
             &operator,

@@ -19,7 +19,7 @@ use dtks_proto::determination::v1::determination_service_client::DeterminationSe
 use dtks_proto::determination::v1::{
     DetermineRequest, GetHouseholdHistoryRequest, GetRegistryHouseholdRequest,
 };
-use dtks_proto::events::v1::{ChangeType, ProposalKind};
+use dtks_proto::events::v1::{ChangeType, ProposalKind, RemovalReason};
 use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
 use dtks_proto::intake::v1::{GetProposalRequest, ProposalStatus, SubmitProposalRequest};
 use dtks_proto::verivali::v1::verivali_service_client::VerivaliServiceClient;
@@ -51,17 +51,19 @@ pub(super) async fn determine(
     Ok(determination.clone().determine(asked).await?.into_inner())
 }
 
-/// Proposes the removal of `household_id` from `village` as `token`, under `key`.
+/// Proposes the removal of `household_id` from `village` as `token`, under `key`, for
+/// `reason` (as `code`).
 pub(super) async fn propose_removal(
     stack: &Stack,
     token: &str,
     key: &str,
-    (household_id, village, reason): (&str, &str, &str),
+    (household_id, village, reason, code): (&str, &str, &str, RemovalReason),
 ) -> anyhow::Result<String> {
     let mut intake = IntakeServiceClient::new(stack.channel("intake").await?);
     let request = SubmitProposalRequest {
         idempotency_key: key.into(),
         external_reference: key.to_uppercase(),
+        removal_reason: code as i32,
         ..removal(household_id, village, reason)
     };
     let proposed = intake.submit_proposal(authed(request, token)).await?;
@@ -157,7 +159,12 @@ async fn an_accepted_removal_takes_the_household_out_of_every_stage() -> anyhow:
     // Another village cannot remove it: its REMOVE is flagged and returned to the region
     // (criterion 5), and the household stays.
     let elsewhere = stack.token(Role::VillageOperator, "32.04.05.2002");
-    let not_ours = (household_id.as_str(), "32.04.05.2002", "not ours to remove");
+    let not_ours = (
+        household_id.as_str(),
+        "32.04.05.2002",
+        "not ours to remove",
+        RemovalReason::NotEligible,
+    );
     let wrong = propose_removal(&stack, &elsewhere, "life-remove-elsewhere", not_ours).await?;
     let case = case_in(&stack, &wrong, CaseState::Returned).await?;
     assert_eq!(flag_codes(&case), ["other_village"], "{:?}", case.flags);
@@ -171,7 +178,12 @@ async fn an_accepted_removal_takes_the_household_out_of_every_stage() -> anyhow:
 
     // The village proposes its removal: the family moved abroad.
     let reason = "pindah ke luar negeri (moved abroad)";
-    let ours = (household_id.as_str(), VILLAGE, reason);
+    let ours = (
+        household_id.as_str(),
+        VILLAGE,
+        reason,
+        RemovalReason::MovedAway,
+    );
     let proposal_id = propose_removal(&stack, &operator, "life-remove", ours).await?;
 
     // Verified like any proposal (the demo policy takes each step), and accepted on the
@@ -252,6 +264,7 @@ async fn an_accepted_removal_takes_the_household_out_of_every_stage() -> anyhow:
         household_id.as_str(),
         VILLAGE,
         "duplicate of an earlier removal",
+        RemovalReason::Duplicate,
     );
     let second = propose_removal(&stack, &operator, "life-remove-again", again).await?;
     let case = case_in(&stack, &second, CaseState::Returned).await?;

@@ -1509,6 +1509,7 @@ async fn complaints_life_events_qa_samples_and_the_six_monthly_update_on_a_pause
                 outcome: ReverificationOutcome::Confirmed as i32,
                 note: "one motorcycle, no shop".into(),
                 proposal_id: String::new(),
+                ..Default::default()
             },
             &o.regency,
         ))
@@ -1523,6 +1524,7 @@ async fn complaints_life_events_qa_samples_and_the_six_monthly_update_on_a_pause
                     outcome: ReverificationOutcome::Confirmed as i32,
                     note: String::new(),
                     proposal_id: String::new(),
+                    ..Default::default()
                 },
                 &o.regency,
             ))
@@ -1576,6 +1578,7 @@ async fn complaints_life_events_qa_samples_and_the_six_monthly_update_on_a_pause
                 outcome: ReverificationOutcome::Removed as i32,
                 note: "the only member died".into(),
                 proposal_id: String::new(),
+                removal_reason: dtks_proto::events::v1::RemovalReason::AllDeceased as i32,
             },
             &o.regency,
         ))

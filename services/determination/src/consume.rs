@@ -32,8 +32,8 @@ impl EventHandler for Accepted {
                      WHERE household_id = $1 AND removed_at IS NULL
                      RETURNING household_id, change_seq, region_code)
                  INSERT INTO registry_versions (household_id, version, region_code, valid_from, household, removal_reason,
-                                                kind, reason, proposal_id, case_id, decided_by)
-                 SELECT household_id, change_seq, region_code, $3, NULL, $2, $4, $2, $5, $6, $7 FROM r",
+                                                kind, reason, proposal_id, case_id, decided_by, removal_code)
+                 SELECT household_id, change_seq, region_code, $3, NULL, $2, $4, $2, $5, $6, $7, $8 FROM r",
                 [
                     id.into(),
                     removed.reason.into(),
@@ -42,6 +42,7 @@ impl EventHandler for Accepted {
                     proposal.into(),
                     optional_uuid(&removed.case_id)?.into(),
                     removed.decided_by.into(),
+                    (removed.removal_reason as i16).into(),
                 ],
             ))
             .await?;

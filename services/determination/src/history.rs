@@ -21,7 +21,7 @@ use crate::run::Api;
 const MAX_BATCH: u32 = 5_000;
 
 const VERSION_COLUMNS: &str = "household_id, version, region_code, valid_from, kind, change_type,
-    coalesce(reason, removal_reason) AS reason, proposal_id, case_id, decided_by, household IS NULL AS removed";
+    coalesce(reason, removal_reason) AS reason, proposal_id, case_id, decided_by, household IS NULL AS removed, removal_code";
 
 /// One stored version, with its record when asked for.
 struct Stored {
@@ -71,6 +71,10 @@ fn stored(r: &sea_orm::QueryResult, with_record: bool) -> Result<Stored> {
                 .unwrap_or_default(),
             removed: r.try_get("", "removed")?,
             changes: Vec::new(),
+            removal_reason: i32::from(
+                r.try_get::<Option<i16>>("", "removal_code")?
+                    .unwrap_or_default(),
+            ),
         },
     })
 }

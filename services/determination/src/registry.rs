@@ -197,7 +197,7 @@ pub(crate) async fn diff(
     before: &[Entry],
     after: &[Entry],
 ) -> Result<SnapshotDiff> {
-    Ok(compare(conn, before, after, None).await?)
+    compare(conn, before, after, None).await
 }
 
 /// [`diff`], naming into `named` (when given) every household it counts, in id order.

@@ -208,6 +208,16 @@ pub fn prepare(
     if matches!(kind, ProposalKind::Change | ProposalKind::Remove) && req.reason.trim().is_empty() {
         v.push("reason", "a CHANGE or REMOVE proposal states its reason");
     }
+    let removal_reason =
+        ev::RemovalReason::try_from(req.removal_reason).unwrap_or(ev::RemovalReason::Unspecified);
+    match (kind, removal_reason) {
+        (ProposalKind::Remove, ev::RemovalReason::Unspecified) => v.push(
+            "removal_reason",
+            "a REMOVE names why the household leaves: NOT_ELIGIBLE, MOVED_AWAY, DUPLICATE, ALL_DECEASED or NOT_FOUND",
+        ),
+        (ProposalKind::Remove, _) | (_, ev::RemovalReason::Unspecified) => {}
+        _ => v.push("removal_reason", "only a REMOVE names a removal reason"),
+    }
     let minutes = if channel == Channel::Musdes {
         minutes(req.minutes.as_ref(), today, &mut v)
     } else {
@@ -329,6 +339,7 @@ pub fn prepare(
         change_type: change_type as i32,
         reason: req.reason.trim().to_owned(),
         external_reference: req.external_reference.clone(),
+        removal_reason: removal_reason as i32,
     };
     let envelope = events::envelope(events::PROPOSAL_SUBMITTED, "intake", &region_code, &payload);
     Ok(Prepared {

@@ -128,6 +128,7 @@ async fn match_envelope(
         outcome: outcome as i32,
         reason: submitted.reason.clone(),
         change_type: submitted.change_type,
+        removal_reason: submitted.removal_reason,
     };
     if !store::store_result(&txn, proposal_id, &envelope.region_code, &matched).await? {
         // Withdrawn while it was being matched: the transaction is dropped unpublished.

@@ -84,6 +84,11 @@ tabular!(
     Reverifications, "reverifications",
     regions: Count(complaints), Count(life_events), Count(open), Count(overdue)
 );
+tabular!(
+    Removals, "removals",
+    regions: Count(not_eligible), Count(moved_away), Count(duplicate), Count(all_deceased),
+        Count(not_found), Count(unspecified), Count(total)
+);
 
 fn headers(names: &[&str]) -> Vec<String> {
     ["region_code", "region_name"]

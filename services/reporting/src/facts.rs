@@ -43,6 +43,10 @@ pub enum Fact {
     },
     Removed {
         household_id: String,
+        /// Why, as the code's name without its prefix (`MOVED_AWAY`); empty in facts
+        /// kept before codes were.
+        #[serde(default)]
+        reason: String,
     },
     CaseMoved {
         case_id: String,
@@ -119,8 +123,13 @@ pub fn of(envelope: &Envelope) -> Result<Fact, HandlerError> {
         }
         events::HOUSEHOLD_REMOVED => {
             let removed: ev::HouseholdRemoved = events::payload(envelope)?;
+            let reason = ev::RemovalReason::try_from(removed.removal_reason).unwrap_or_default();
             Fact::Removed {
                 household_id: removed.household_id,
+                reason: reason
+                    .as_str_name()
+                    .trim_start_matches("REMOVAL_REASON_")
+                    .to_owned(),
             }
         }
         events::CASE_STATE_CHANGED => {
@@ -299,10 +308,13 @@ pub async fn apply(
             ))
             .await?;
         }
-        Fact::Removed { household_id } => {
+        Fact::Removed {
+            household_id,
+            reason,
+        } => {
             txn.execute_raw(stmt(
-                "UPDATE households SET removed_at = $2 WHERE household_id = $1",
-                [household_id.clone().into(), occurred_at.into()],
+                "UPDATE households SET removed_at = $2, removal_reason = nullif($3, '') WHERE household_id = $1",
+                [household_id.clone().into(), occurred_at.into(), reason.clone().into()],
             ))
             .await?;
         }

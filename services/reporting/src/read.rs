@@ -95,6 +95,7 @@ impl Reporting {
             ReportKind::InactiveRegions => self.table::<InactiveRegions>(&scope).await?,
             ReportKind::MatchOutcomes => self.table::<MatchOutcomes>(&scope).await?,
             ReportKind::Reverifications => self.table::<Reverifications>(&scope).await?,
+            ReportKind::Removals => self.table::<Removals>(&scope).await?,
             ReportKind::Unspecified => {
                 return Err(grpc::invalid_field("report", "name the report to export").into());
             }
@@ -150,4 +151,5 @@ reports! {
     get_programme_coverage => ProgrammeCoverage,
     get_match_outcomes => MatchOutcomes,
     get_reverifications => Reverifications,
+    get_removals => Removals,
 }

@@ -12,7 +12,7 @@ use dtks_platform::clock::SharedClock;
 use dtks_platform::db::stmt;
 use dtks_platform::{events, grpc, outbox};
 use dtks_proto::common::v1 as pb;
-use dtks_proto::events::v1::{self as ev, Envelope};
+use dtks_proto::events::v1::{self as ev, Envelope, RemovalReason};
 use dtks_proto::verivali::v1::*;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, TransactionTrait,
@@ -361,6 +361,7 @@ pub async fn complete_task(
     let task_id = uuid::Uuid::parse_str(&req.task_id)
         .map_err(|_| grpc::invalid_field("task_id", "must be a UUID"))?;
     let outcome = ReverificationOutcome::try_from(req.outcome).unwrap_or_default();
+    let code = RemovalReason::try_from(req.removal_reason).unwrap_or_default();
     let note = req.note.trim();
     if note.chars().count() > 4000 {
         return Err(grpc::invalid_field("note", "must be at most 4000 characters").into());
@@ -380,6 +381,13 @@ pub async fn complete_task(
         }
         ReverificationOutcome::Removed if note.is_empty() => {
             return Err(grpc::invalid_field("note", "a removal needs its reason").into());
+        }
+        ReverificationOutcome::Removed if code == RemovalReason::Unspecified => {
+            return Err(grpc::invalid_field(
+                "removal_reason",
+                "a removal names its reason: NOT_ELIGIBLE, MOVED_AWAY, DUPLICATE, ALL_DECEASED or NOT_FOUND",
+            )
+            .into());
         }
         _ => None,
     };
@@ -425,7 +433,12 @@ pub async fn complete_task(
         .await?
         .ok_or_else(|| Status::internal("task vanished"))?;
     if outcome == ReverificationOutcome::Removed {
-        crate::life::remove(&txn, household_id, None, note, &who.sub, now).await?;
+        let why = crate::life::Removal {
+            reason: note,
+            code,
+            by: &who.sub,
+        };
+        crate::life::remove(&txn, household_id, None, &why, now).await?;
     } else {
         // A visit renews the household's six-monthly cycle.
         txn.execute_raw(stmt(

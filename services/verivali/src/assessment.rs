@@ -18,11 +18,12 @@ pub struct Content {
 }
 
 impl Content {
-    /// A removal (*penghapusan*: a REMOVE proposal) answers its reason: the household it
-    /// names leaves DTKS once the case is accepted.
-    pub fn removal(&self) -> Option<&str> {
+    /// A removal (*penghapusan*: a REMOVE proposal) answers its reason, in words and as
+    /// a code: the household it names leaves DTKS once the case is accepted.
+    pub fn removal(&self) -> Option<(&str, ev::RemovalReason)> {
         let kind = ev::ProposalKind::try_from(self.matched.kind).unwrap_or_default();
-        (kind == ev::ProposalKind::Remove).then_some(self.matched.reason.as_str())
+        let code = ev::RemovalReason::try_from(self.matched.removal_reason).unwrap_or_default();
+        (kind == ev::ProposalKind::Remove).then_some((self.matched.reason.as_str(), code))
     }
 }
 
@@ -111,7 +112,7 @@ impl Assessment {
 /// match of each of its members.
 pub fn assess(content: &Content, today: chrono::NaiveDate) -> Assessment {
     let criteria = match content.removal() {
-        Some(reason) => removal(content, reason),
+        Some((reason, _)) => removal(content, reason),
         None => household(content, today),
     };
     Assessment {

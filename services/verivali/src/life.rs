@@ -29,17 +29,18 @@ pub async fn settle<'a, 'c>(
 ) -> Result<Vec<(&'a CaseRow, pb::Household, &'c ev::ProposalMatched)>, DbErr> {
     let mut entering = Vec::with_capacity(accepted.len());
     for (case, content) in accepted {
-        let reason = match content.removal() {
-            Some(reason) => reason,
+        let (reason, code) = match content.removal() {
+            Some(why) => why,
             None => match after_deaths(&content.household) {
                 Some((household, _)) => {
                     entering.push((*case, household, &content.matched));
                     continue;
                 }
-                None => ALL_DIED,
+                None => (ALL_DIED, ev::RemovalReason::AllDeceased),
             },
         };
-        if !remove(txn, case.household_id, Some(case), reason, by, now).await? {
+        let why = Removal { reason, code, by };
+        if !remove(txn, case.household_id, Some(case), &why, now).await? {
             tracing::warn!(case_id = %case.case_id, "a removal was accepted for a household not in DTKS in its village; nothing taken out");
         }
     }
@@ -182,17 +183,23 @@ pub fn death_flags(household: &pb::Household) -> Vec<Flag> {
     }
 }
 
-/// Takes a household out of DTKS (*penghapusan*) for `reason`, and tells the stages
+/// Why a household leaves DTKS, and who decided it.
+pub struct Removal<'a> {
+    pub reason: &'a str,
+    pub code: ev::RemovalReason,
+    pub by: &'a str,
+}
+
+/// Takes a household out of DTKS (*penghapusan*) for `why`, and tells the stages
 /// (`household.removed`). With the accepted REMOVE's `case`, the event names the case
 /// and its proposal, and only a household registered in the case's village is taken
 /// out; without one (a re-verification visit), the case that brought the household in.
-/// False, and nothing told, when no such household is in DTKS. `by` decided it.
+/// False, and nothing told, when no such household is in DTKS.
 pub async fn remove(
     txn: &DatabaseTransaction,
     household_id: uuid::Uuid,
     case: Option<&CaseRow>,
-    reason: &str,
-    by: &str,
+    why: &Removal<'_>,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let village = case.map(|c| c.region.clone());
@@ -201,7 +208,7 @@ pub async fn remove(
             "UPDATE households SET removed_at = $2, removal_reason = $3
              WHERE household_id = $1 AND removed_at IS NULL AND ($4::text IS NULL OR region_code = $4)
              RETURNING region_code, case_id",
-            [household_id.into(), now.into(), reason.to_owned().into(), village.into()],
+            [household_id.into(), now.into(), why.reason.to_owned().into(), village.into()],
         ))
         .await?;
     let Some(row) = row else {
@@ -215,9 +222,10 @@ pub async fn remove(
     let removed = ev::HouseholdRemoved {
         household_id: household_id.to_string(),
         case_id: case_id.to_string(),
-        reason: reason.to_owned(),
+        reason: why.reason.to_owned(),
         proposal_id,
-        decided_by: by.to_owned(),
+        decided_by: why.by.to_owned(),
+        removal_reason: why.code as i32,
     };
     let envelope = events::envelope(events::HOUSEHOLD_REMOVED, "verivali", &region, &removed);
     outbox::enqueue(txn, &envelope).await?;

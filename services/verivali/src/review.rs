@@ -371,9 +371,12 @@ impl Verivali {
                     kind: matched.kind,
                     household: Some(household),
                     submitted_by: actor.id.clone(),
-                    change_type: 0,
-                    reason: note,
+                    // What the proposal changes and why stay as proposed; the note is
+                    // the case history's.
+                    change_type: matched.change_type,
+                    reason: matched.reason.clone(),
                     external_reference: String::new(),
+                    removal_reason: matched.removal_reason,
                 },
             ),
         )

@@ -262,6 +262,7 @@ pub(super) fn assemble(
             minutes,
             reason: row.text("reason"),
             change_type: row.code("change_type"),
+            removal_reason: row.code("removal_reason"),
         };
         if !row.errors.is_empty() {
             errors.entry((0, hi)).or_default().extend(row.errors);

@@ -23,6 +23,10 @@ pub const HOUSEHOLD_COLUMNS: &[(&str, &str)] = &[
     ),
     ("reason", "for CHANGE and REMOVE: why"),
     (
+        "removal_reason",
+        "for REMOVE: NOT_ELIGIBLE, MOVED_AWAY, DUPLICATE, ALL_DECEASED or NOT_FOUND",
+    ),
+    (
         "village_code",
         "Kemendagri village code, e.g. 32.04.05.2001; required",
     ),
@@ -124,6 +128,11 @@ pub(super) fn coded_columns() -> Vec<(&'static str, &'static str, NameOf)> {
     vec![
         ("kind", "PROPOSAL_KIND_", names!(ev::ProposalKind)),
         ("change_type", "CHANGE_TYPE_", names!(ev::ChangeType)),
+        (
+            "removal_reason",
+            "REMOVAL_REASON_",
+            names!(ev::RemovalReason),
+        ),
         ("tenure", "TENURE_", names!(pb::Tenure)),
         ("floor", "FLOOR_MATERIAL_", names!(pb::FloorMaterial)),
         ("wall", "WALL_MATERIAL_", names!(pb::WallMaterial)),

@@ -125,6 +125,7 @@ pub const MATRIX: &[Grant] = grants! {
         GetProgrammeCoverage => EVERY_PERSON, Aggregate;
         GetMatchOutcomes => EVERY_PERSON, Aggregate;
         GetReverifications => EVERY_PERSON, Aggregate;
+        GetRemovals => EVERY_PERSON, Aggregate;
         Export => EVERY_PERSON, Aggregate;
         Rebuild => &[PusdatinAdmin], National;
     }

@@ -515,3 +515,65 @@ impl Report for Reverifications {
         })
     }
 }
+
+/// Households removed from DTKS per region by reason (all of them, or those removed in
+/// the month asked about).
+impl Report for Removals {
+    async fn query(db: &DatabaseConnection, scope: &Scope, now: DateTime<Utc>) -> Result<Self> {
+        const REASONS: [&str; 6] = [
+            "NOT_ELIGIBLE",
+            "MOVED_AWAY",
+            "DUPLICATE",
+            "ALL_DECEASED",
+            "NOT_FOUND",
+            "UNSPECIFIED",
+        ];
+        let since = scope.period.map(|_| {
+            let end = scope.as_of(now);
+            let start = end
+                .checked_sub_months(chrono::Months::new(1))
+                .unwrap_or(end);
+            (start, end)
+        });
+        let rows = db
+            .query_all_raw(stmt(
+                "SELECT left(region_code, $2) AS code, coalesce(removal_reason, 'UNSPECIFIED') AS reason, count(*) AS n
+                 FROM households
+                 WHERE removed_at IS NOT NULL AND region_code LIKE $1 || '%'
+                   AND ($3::timestamptz IS NULL OR (removed_at >= $3 AND removed_at < $4))
+                 GROUP BY 1, 2 ORDER BY 1",
+                [
+                    scope.region.clone().into(),
+                    scope.length().into(),
+                    since.map(|s| s.0).into(),
+                    since.map(|s| s.1).into(),
+                ],
+            ))
+            .await?;
+        let mut per: Vec<(String, [u64; 6])> = Vec::new();
+        for r in &rows {
+            let code = get::<String>(r, "code")?;
+            if per.last().is_none_or(|(c, _)| *c != code) {
+                per.push((code, [0; 6]));
+            }
+            let reason = get::<String>(r, "reason")?;
+            let i = REASONS.iter().position(|x| *x == reason).unwrap_or(5);
+            if let Some((_, counts)) = per.last_mut() {
+                counts[i] += get::<i64>(r, "n")?.max(0) as u64;
+            }
+        }
+        let regions = named(db, per, |region, c| RegionRemovals {
+            region,
+            not_eligible: c[0],
+            moved_away: c[1],
+            duplicate: c[2],
+            all_deceased: c[3],
+            not_found: c[4],
+            unspecified: c[5],
+            total: c.iter().sum(),
+        });
+        Ok(Removals {
+            regions: regions.await?,
+        })
+    }
+}
