@@ -6,8 +6,10 @@
 //!   and a correction field by field;
 //! - the corrected household's standing says which change moved it since last month;
 //! - the removed household is in the first month's list and not the second's, and
-//!   reporting counts the removal; matching holds the new household's person and no
-//!   longer the removed one's.
+//!   reporting counts the removal by its reason; matching holds the new household's
+//!   person and no longer the removed one's;
+//! - the six-monthly update counts the corrected household as changed and one a visit
+//!   found unchanged as confirmed.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +23,10 @@ use dtks_proto::distribution::v1::{ApproveListRequest, BuildListRequest};
 use dtks_proto::events::v1::{ChangeType, ProposalKind, RemovalReason};
 use dtks_proto::reporting::v1::RegionQuery;
 use dtks_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
+use dtks_proto::verivali::v1::verivali_service_client::VerivaliServiceClient;
+use dtks_proto::verivali::v1::{
+    CompleteReverificationRequest, FileComplaintRequest, ReverificationOutcome,
+};
 use tonic::Code;
 
 use super::determination::imas;
@@ -172,6 +178,9 @@ async fn a_months_diff_is_its_accepted_changes_each_with_its_history() -> anyhow
         5,
     )
     .await?;
+    // A socio-economic correction asks the registry of no one: every member is held.
+    let matched = super::lifecycle::matched_persons(&stack, &corrects).await?;
+    assert!(matched.iter().all(|(held, ..)| *held), "{matched:?}");
     let ujang_id = text(&stack, &household_of(&joins.proposal_id)).await?;
 
     // The second month's diff counts them, and names them with what made each.
@@ -404,6 +413,51 @@ async fn a_months_diff_is_its_accepted_changes_each_with_its_history() -> anyhow
         removals(period(2)).await?.is_empty(),
         "none removed that month"
     );
+
+    // The six-monthly update: a regency officer visits Ujang after a complaint and finds
+    // nothing changed. Both households in DTKS are updated: Asep's changed, Ujang's
+    // confirmed.
+    let mut verivali = VerivaliServiceClient::new(stack.channel("verivali").await?);
+    let complaint = FileComplaintRequest {
+        household_id: ujang_id.clone(),
+        text: "owns a shop in town".into(),
+        evidence_references: vec![],
+    };
+    let task = verivali.file_complaint(authed(complaint, &regency)).await?;
+    let visit = CompleteReverificationRequest {
+        task_id: task.into_inner().task_id,
+        outcome: ReverificationOutcome::Confirmed as i32,
+        note: "no shop; a farmhand as proposed".into(),
+        ..Default::default()
+    };
+    verivali
+        .complete_reverification(authed(visit, &regency))
+        .await?;
+    let village = RegionQuery {
+        region_code: VILLAGE.into(),
+        ..Default::default()
+    };
+    let updated = stack
+        .eventually(60, "the visit counted", || {
+            let (mut reporting, asked) = (reporting.clone(), authed(village.clone(), &regency));
+            async move {
+                let rates = reporting
+                    .get_update_rates(asked)
+                    .await?
+                    .into_inner()
+                    .regions;
+                let r = rates.first().cloned().unwrap_or_default();
+                Ok((r.confirmed == 1).then_some(r))
+            }
+        })
+        .await?;
+    let figures = (
+        updated.records,
+        updated.updated,
+        updated.changed,
+        updated.confirmed,
+    );
+    assert_eq!(figures, (2, 2, 1, 1), "{updated:?}");
     let indexed = |id: &str| {
         format!("SELECT count(*) AS n FROM matching.person_index WHERE household_id = '{id}'")
     };

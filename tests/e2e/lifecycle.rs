@@ -19,9 +19,11 @@ use dtks_proto::determination::v1::determination_service_client::DeterminationSe
 use dtks_proto::determination::v1::{
     DetermineRequest, GetHouseholdHistoryRequest, GetRegistryHouseholdRequest,
 };
-use dtks_proto::events::v1::{ChangeType, ProposalKind, RemovalReason};
+use dtks_proto::events::v1::{ChangeType, PersonOutcome, ProposalKind, RemovalReason};
 use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
 use dtks_proto::intake::v1::{GetProposalRequest, ProposalStatus, SubmitProposalRequest};
+use dtks_proto::matching::v1::GetProposalMatchRequest;
+use dtks_proto::matching::v1::matching_service_client::MatchingServiceClient;
 use dtks_proto::verivali::v1::verivali_service_client::VerivaliServiceClient;
 use dtks_proto::verivali::v1::{CaseState, GetCaseRequest};
 use sea_orm::ConnectionTrait;
@@ -113,6 +115,40 @@ async fn case_in(
 /// The flags' codes of a case.
 fn flag_codes(case: &dtks_proto::verivali::v1::Case) -> Vec<&str> {
     case.flags.iter().map(|f| f.code.as_str()).collect()
+}
+
+/// The match of each person of a proposal once matched: whether the household held them
+/// already (not asked of the registry), their outcome and the fields Dukcapil corrects.
+pub(super) async fn matched_persons(
+    stack: &Stack,
+    proposal_id: &str,
+) -> anyhow::Result<Vec<(bool, PersonOutcome, Vec<String>)>> {
+    let matching = MatchingServiceClient::new(stack.channel("matching").await?);
+    let admin = stack.token(Role::PusdatinAdmin, "");
+    let result = stack
+        .eventually(120, "the proposal matched", || {
+            let (mut matching, admin) = (matching.clone(), admin.clone());
+            let asked = GetProposalMatchRequest {
+                proposal_id: proposal_id.into(),
+            };
+            async move {
+                match matching.get_proposal_match(authed(asked, &admin)).await {
+                    Ok(m) => Ok(Some(m.into_inner())),
+                    Err(s) if s.code() == Code::NotFound => Ok(None),
+                    Err(s) => Err(s.into()),
+                }
+            }
+        })
+        .await?;
+    Ok(result
+        .persons
+        .iter()
+        .map(|p| {
+            let outcome = PersonOutcome::try_from(p.outcome).unwrap_or_default();
+            let fields = p.corrections.iter().map(|c| c.field.clone()).collect();
+            (p.held, outcome, fields)
+        })
+        .collect())
 }
 
 /// Asep's family proposed under `key` and accepted: its DTKS household id, and the count
@@ -327,6 +363,16 @@ async fn a_birth_joins_the_household_in_every_stage() -> anyhow::Result<()> {
     count_becomes(&stack, 60, &indexed, 4).await?;
     let case = case_in(&stack, &proposal_id, CaseState::Accepted).await?;
     assert_eq!(case.household_id, household_id);
+    // Only the newborn was asked of the registry: the others are held as proposed.
+    let matched = matched_persons(&stack, &proposal_id).await?;
+    let held: Vec<(bool, PersonOutcome)> = matched.iter().map(|(h, o, _)| (*h, *o)).collect();
+    let asked_only_the_newborn = [
+        (true, PersonOutcome::Matched),
+        (true, PersonOutcome::Matched),
+        (true, PersonOutcome::Matched),
+        (false, PersonOutcome::Matched),
+    ];
+    assert_eq!(held, asked_only_the_newborn);
     let duplicates = "SELECT count(*) AS n FROM matching.person_index WHERE nik IS NOT NULL GROUP BY nik HAVING count(*) > 1";
     assert_eq!(
         count(
@@ -552,5 +598,39 @@ async fn a_household_that_moves_is_held_by_its_new_regency_alone() -> anyhow::Re
     );
     count_becomes(&stack, 60, &elsewhere, 0).await?;
     assert_eq!(count(&stack, &indexed).await?, 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_correction_is_matched_again_the_rest_is_not() -> anyhow::Result<()> {
+    let stack = through_determination(&[]).await?;
+    let operator = stack.token(Role::VillageOperator, VILLAGE);
+    let (household_id, _) = asep_in_dtks(&stack, &operator, "identity-add").await?;
+
+    // The village corrects Dede's name to one Dukcapil does not hold: he alone is matched
+    // again, and Dukcapil's name comes back as the correction.
+    let mut corrected = household();
+    corrected.household_id = household_id.clone();
+    corrected.families[0].members[2].full_name = "Dede Kurniawan Saputra".into();
+    let correction = (ChangeType::Correction, "nama salah eja (name misspelt)");
+    let proposal = propose_change(&stack, &operator, "identity-fix", correction, corrected).await?;
+    let matched = matched_persons(&stack, &proposal).await?;
+    let asked: Vec<bool> = matched.iter().map(|(held, ..)| !held).collect();
+    assert_eq!(asked, [false, false, true]);
+    let (_, outcome, fields) = &matched[2];
+    assert_eq!(*outcome, PersonOutcome::MatchedWithCorrections);
+    assert_eq!(fields, &["full_name"]);
+
+    // Dukcapil disagrees, so criterion 2 sends the change back; DTKS keeps his name.
+    let case = case_in(&stack, &proposal, CaseState::Returned).await?;
+    let assessment = case.assessment.expect("assessed");
+    let second = assessment.criteria.iter().find(|c| c.criterion == 2);
+    let failed = dtks_proto::verivali::v1::CriterionVerdict::Fail as i32;
+    assert!(
+        second.is_some_and(|c| c.verdict == failed),
+        "{assessment:?}"
+    );
+    let kept = registered(&stack, &household_id).await?;
+    assert_eq!(kept.families[0].members[2].full_name, "Dede Kurnia");
     Ok(())
 }

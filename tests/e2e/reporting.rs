@@ -505,7 +505,9 @@ async fn read_models_agree_with_direct_counts_and_a_replay_rebuilds_them() -> an
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("region_code,region_name,records,updated_last_6_months,update_rate")
+        Some(
+            "region_code,region_name,records,updated_last_6_months,update_rate,changed_last_6_months,confirmed_last_6_months"
+        )
     );
     assert!(lines.any(|l| l.starts_with("32.04,")));
     let xlsx = export(

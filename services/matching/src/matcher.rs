@@ -13,6 +13,7 @@ use dtks_proto::events::v1::{self as ev, PersonOutcome};
 
 use crate::dci::{DciRegistry, RegistryError, RegistryPerson};
 use crate::link::{self, Linked, SharedModel};
+use crate::store::index::Identity;
 
 /// How long a civil-registry answer is cached; vital events invalidate it sooner.
 pub const CACHE_TTL_SECS: u64 = 3600;
@@ -58,6 +59,24 @@ pub struct Assessed {
     pub before_linkage: PersonOutcome,
     /// For NIK_OF_ANOTHER_PERSON: whom the registry holds under the NIK given.
     pub holder: Option<RegistryPerson>,
+    /// Held already by the household a CHANGE is for, as it is proposed: not asked.
+    pub held: bool,
+}
+
+impl Assessed {
+    /// A member the household holds already, as matched when it entered DTKS.
+    fn held(nik: &str) -> Self {
+        Self {
+            outcome: PersonOutcome::Matched,
+            corrections: Vec::new(),
+            probability: 0.0,
+            nik: Some(nik.to_owned()),
+            review: None,
+            before_linkage: PersonOutcome::Matched,
+            holder: None,
+            held: true,
+        }
+    }
 }
 
 fn normalise(name: &str) -> String {
@@ -318,6 +337,7 @@ impl Matcher {
                 holder: (outcome == PersonOutcome::NikOfAnotherPerson)
                     .then(|| holder.cloned())
                     .flatten(),
+                held: false,
             });
             if !trusted {
                 // The NIK's own holder is always a candidate: the model, not the
@@ -403,20 +423,47 @@ impl Matcher {
         Ok(out)
     }
 
-    /// Assesses every person of a household, (family index, member index) order.
+    /// Assesses every person of a household, (family index, member index) order, but
+    /// those `held` already as they are proposed (a CHANGE's household in DTKS: its
+    /// members by NIK), who are not asked of the registry again.
     pub async fn assess_household(
         &self,
         household: &pb::Household,
+        held: &HashMap<String, Identity>,
     ) -> Result<Vec<Assessed>, RegistryError> {
         let village = household
             .address
             .as_ref()
             .map(|a| a.village_code.as_str())
             .unwrap_or_default();
-        let subjects: Vec<(&pb::Person, &str)> =
-            persons(household).map(|(_, _, p)| (p, village)).collect();
-        self.assess_many(&subjects).await
+        let known: Vec<Option<&str>> = persons(household)
+            .map(|(_, _, p)| held_as_proposed(held, p).then_some(p.nik.as_str()))
+            .collect();
+        let subjects: Vec<(&pb::Person, &str)> = persons(household)
+            .zip(&known)
+            .filter(|(_, k)| k.is_none())
+            .map(|((_, _, p), _)| (p, village))
+            .collect();
+        let mut asked = self.assess_many(&subjects).await?.into_iter();
+        Ok(known
+            .into_iter()
+            .filter_map(|k| match k {
+                Some(nik) => Some(Assessed::held(nik)),
+                None => asked.next(),
+            })
+            .collect())
     }
+}
+
+/// Whether `p` is a member the household holds with the same identity, and living.
+fn held_as_proposed(held: &HashMap<String, Identity>, p: &pb::Person) -> bool {
+    let Some((name, born, sex)) = held.get(&p.nik) else {
+        return false;
+    };
+    !p.deceased
+        && normalise(name) == normalise(&p.full_name)
+        && *born == link::date(p.birth_date.as_ref())
+        && i32::from(*sex) == p.sex
 }
 
 /// What linkage decided, into the person's assessment.

@@ -105,8 +105,14 @@ async fn match_envelope(
     let submitted: ev::ProposalSubmitted = events::payload(envelope)?;
     let household = submitted.household.clone().unwrap_or_default();
     let proposal_id = uuid::Uuid::parse_str(&submitted.proposal_id)?;
-    // The registry is asked outside any transaction.
-    let assessed = matcher.assess_household(&household).await?;
+    // A CHANGE asks the registry only of the members its household does not hold as
+    // they are proposed; the registry is asked outside any transaction.
+    let held = if submitted.kind == ev::ProposalKind::Change as i32 {
+        crate::store::index::identities(db, &household.household_id).await?
+    } else {
+        Default::default()
+    };
+    let assessed = matcher.assess_household(&household, &held).await?;
     let txn = db.begin().await?;
     let persons = crate::settle::settle(
         &txn,

@@ -65,6 +65,7 @@ pub async fn settle(
             corrections: a.corrections.clone(),
             link_probability: a.probability,
             model_version: link::model_version(),
+            held: a.held,
             ..Default::default()
         };
         if let (Some((candidate, reason)), true) = (&a.review, write) {

@@ -74,7 +74,8 @@ macro_rules! tabular {
 tabular!(MatchOutcomes, "match_outcomes", regions: Count(proposals), Count(persons), Share(match_rate));
 tabular!(
     UpdateRates, "update_rates",
-    regions: Count(records), Count(updated) as "updated_last_6_months", Share(rate) as "update_rate"
+    regions: Count(records), Count(updated) as "updated_last_6_months", Share(rate) as "update_rate",
+        Count(changed) as "changed_last_6_months", Count(confirmed) as "confirmed_last_6_months"
 );
 tabular!(
     ProgrammeCoverage, "programme_coverage",
@@ -231,6 +232,8 @@ mod tests {
                 records: 10,
                 updated: 4,
                 rate: 0.4,
+                changed: 3,
+                confirmed: 1,
             }],
         }
         .table()
@@ -242,7 +245,9 @@ mod tests {
         let text = String::from_utf8(bytes).expect("utf-8");
         assert_eq!(
             text,
-            "region_code,region_name,records,updated_last_6_months,update_rate\n32.04,KAB. BANDUNG,10,4,0.4000\n"
+            "region_code,region_name,records,updated_last_6_months,update_rate,\
+             changed_last_6_months,confirmed_last_6_months\n\
+             32.04,KAB. BANDUNG,10,4,0.4000,3,1\n"
         );
     }
 

@@ -40,6 +40,9 @@ pub enum Fact {
     Accepted {
         household_id: String,
         verified_at: i64,
+        /// A CHANGE of a household in DTKS (false for facts kept before this was).
+        #[serde(default)]
+        changed: bool,
     },
     Removed {
         household_id: String,
@@ -119,6 +122,7 @@ pub fn of(envelope: &Envelope) -> Result<Fact, HandlerError> {
             Fact::Accepted {
                 household_id: accepted.household_id,
                 verified_at: seconds(&accepted.verified_at),
+                changed: accepted.kind == ev::ProposalKind::Change as i32,
             }
         }
         events::HOUSEHOLD_REMOVED => {
@@ -299,12 +303,22 @@ pub async fn apply(
         Fact::Accepted {
             household_id,
             verified_at,
+            changed,
         } => {
             txn.execute_raw(stmt(
-                "INSERT INTO households (household_id, region_code, accepted_at, verified_at) VALUES ($1, $2, $3, $4)
+                "INSERT INTO households (household_id, region_code, accepted_at, verified_at, changed_at)
+                 VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN $4 END)
                  ON CONFLICT (household_id) DO UPDATE SET region_code = EXCLUDED.region_code,
-                     verified_at = greatest(households.verified_at, EXCLUDED.verified_at), removed_at = NULL",
-                [household_id.clone().into(), region.to_owned().into(), occurred_at.into(), at(*verified_at).into()],
+                     verified_at = greatest(households.verified_at, EXCLUDED.verified_at),
+                     changed_at = greatest(households.changed_at, EXCLUDED.changed_at),
+                     removed_at = NULL, removal_reason = NULL",
+                [
+                    household_id.clone().into(),
+                    region.to_owned().into(),
+                    occurred_at.into(),
+                    at(*verified_at).into(),
+                    (*changed).into(),
+                ],
             ))
             .await?;
         }
@@ -370,10 +384,17 @@ pub async fn apply(
             ))
             .await?;
             if outcome != "REMOVED" {
-                // A visit renews the household's six-monthly cycle.
+                // A visit renews the household's six-monthly cycle; one that found it
+                // unchanged confirms it (a change proposed counts when it is accepted).
                 txn.execute_raw(stmt(
-                    "UPDATE households SET verified_at = greatest(verified_at, $2) WHERE household_id = $1",
-                    [household_id.clone().into(), at(*when).into()],
+                    "UPDATE households SET verified_at = greatest(verified_at, $2),
+                         confirmed_at = CASE WHEN $3 THEN greatest(confirmed_at, $2) ELSE confirmed_at END
+                     WHERE household_id = $1",
+                    [
+                        household_id.clone().into(),
+                        at(*when).into(),
+                        (outcome == "CONFIRMED").into(),
+                    ],
                 ))
                 .await?;
             }

@@ -214,6 +214,37 @@ pub async fn holds(txn: &DatabaseTransaction, household: &str, nik: &str) -> Res
     Ok(row.is_some())
 }
 
+/// How a DTKS household holds one of its persons: name, birth date and sex.
+pub type Identity = (String, Option<chrono::NaiveDate>, i16);
+
+/// The persons `household` (a DTKS household) holds, by NIK.
+pub async fn identities(
+    db: &impl ConnectionTrait,
+    household: &str,
+) -> Result<std::collections::HashMap<String, Identity>, DbErr> {
+    if household.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT nik, full_name, birth_date, sex FROM person_index WHERE household_id = $1 AND nik IS NOT NULL",
+            [household.to_owned().into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("", "nik")?,
+                (
+                    r.try_get("", "full_name")?,
+                    r.try_get("", "birth_date")?,
+                    r.try_get("", "sex")?,
+                ),
+            ))
+        })
+        .collect()
+}
+
 /// `household.returned`: the proposal's persons are no longer held.
 pub async fn returned(txn: &DatabaseTransaction, proposal_id: uuid::Uuid) -> Result<(), DbErr> {
     txn.execute_raw(stmt(

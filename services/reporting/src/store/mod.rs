@@ -13,7 +13,7 @@ dtks_platform::sql_migrator![
     "m0001_counters",
     "m0002_facts_and_read_models",
     "m0003_counters_by_region",
-    "m0004_removal_reasons",
+    "m0004_removals_and_updates",
 ];
 
 /// Each counter summed over `region` and everything below it (empty: the country).

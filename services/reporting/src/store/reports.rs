@@ -185,7 +185,7 @@ fn get<T: sea_orm::TryGetable>(r: &sea_orm::QueryResult, column: &str) -> Result
 }
 
 /// Share of each region's DTKS households verified within the six months before the
-/// asked month ended (or before now).
+/// asked month ended (or before now): added, changed, or confirmed unchanged at a visit.
 impl Report for UpdateRates {
     async fn query(db: &DatabaseConnection, scope: &Scope, now: DateTime<Utc>) -> Result<Self> {
         let as_of = scope.as_of(now);
@@ -193,7 +193,9 @@ impl Report for UpdateRates {
         .query_all_raw(stmt(
             "SELECT left(region_code, $2) AS code,
                     count(*) AS records,
-                    count(*) FILTER (WHERE verified_at > $3 - interval '6 months') AS updated
+                    count(*) FILTER (WHERE verified_at > $3 - interval '6 months') AS updated,
+                    count(*) FILTER (WHERE changed_at > $3 - interval '6 months') AS changed,
+                    count(*) FILTER (WHERE confirmed_at > $3 - interval '6 months') AS confirmed
              FROM households
              WHERE region_code LIKE $1 || '%' AND accepted_at < $3 AND (removed_at IS NULL OR removed_at >= $3)
              GROUP BY 1 ORDER BY 1",
@@ -202,25 +204,26 @@ impl Report for UpdateRates {
         .await?;
         let mut out = Vec::new();
         for r in &rows {
-            let records = get::<i64>(r, "records")? as u64;
-            let updated = get::<i64>(r, "updated")? as u64;
-            out.push((get::<String>(r, "code")?, records, updated));
+            let n = |c: &str| -> Result<u64> { Ok(get::<i64>(r, c)?.max(0) as u64) };
+            let counts = [n("records")?, n("updated")?, n("changed")?, n("confirmed")?];
+            out.push((get::<String>(r, "code")?, counts));
         }
-        let names = names(db, out.iter().map(|(c, _, _)| c.clone())).await?;
+        let regions = named(db, out, |region, [records, updated, changed, confirmed]| {
+            RegionRate {
+                region,
+                records,
+                updated,
+                rate: if records == 0 {
+                    0.0
+                } else {
+                    updated as f64 / records as f64
+                },
+                changed,
+                confirmed,
+            }
+        });
         Ok(UpdateRates {
-            regions: out
-                .into_iter()
-                .map(|(code, records, updated)| RegionRate {
-                    region: Some(region(&code, &names)),
-                    records,
-                    updated,
-                    rate: if records == 0 {
-                        0.0
-                    } else {
-                        updated as f64 / records as f64
-                    },
-                })
-                .collect(),
+            regions: regions.await?,
         })
     }
 }
