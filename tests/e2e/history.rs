@@ -99,15 +99,7 @@ async fn a_months_diff_is_its_accepted_changes_each_with_its_history() -> anyhow
         "{}{UJANG},3204050101000301,Ujang Suparman,Bandung,1970-10-10,1,{VILLAGE},\n",
         super::determination::registry()
     );
-    let services = [
-        "intake",
-        "matching",
-        "verivali",
-        "determination",
-        "distribution",
-        "reporting",
-    ];
-    let stack = Stack::start_services(&registry, &services, &[]).await?;
+    let stack = Stack::start_services(&registry, dtks_e2e::SERVICES, &[]).await?;
     assert!(registry.starts_with(REGISTRY));
     let operator = stack.token(Role::VillageOperator, VILLAGE);
     let admin = stack.token(Role::PusdatinAdmin, "");

@@ -92,7 +92,7 @@ fn removal(household_id: &str, village: &str, reason: &str) -> SubmitProposalReq
 
 /// The case of `proposal_id` once the demo policy has brought it to `state`, as an
 /// officer sees it.
-async fn case_in(
+pub(super) async fn case_in(
     stack: &Stack,
     proposal_id: &str,
     state: CaseState,
@@ -153,7 +153,7 @@ pub(super) async fn matched_persons(
 
 /// Asep's family proposed under `key` and accepted: its DTKS household id, and the count
 /// of matching's index rows under it (three by now).
-async fn asep_in_dtks(
+pub(super) async fn asep_in_dtks(
     stack: &Stack,
     operator: &str,
     key: &str,
@@ -448,7 +448,7 @@ pub(super) async fn propose_change(
 }
 
 /// The household as determination's master registry holds it now.
-async fn registered(stack: &Stack, household_id: &str) -> anyhow::Result<pb::Household> {
+pub(super) async fn registered(stack: &Stack, household_id: &str) -> anyhow::Result<pb::Household> {
     let mut determination = DeterminationServiceClient::new(stack.channel("determination").await?);
     let asked = GetRegistryHouseholdRequest {
         household_id: household_id.into(),
@@ -542,9 +542,9 @@ async fn a_household_that_moves_is_held_by_its_new_regency_alone() -> anyhow::Re
         .into_inner()
         .task_id;
 
-    // Dukcapil records the move first, and matching hears of it.
+    // Dukcapil records the family's move, the head's last, and matching hears of it.
     let today = dtks_e2e::time::today().to_string();
-    for nik in [super::HEAD_NIK, super::SPOUSE_NIK, super::CHILD_NIK] {
+    for nik in [super::CHILD_NIK, super::SPOUSE_NIK, super::HEAD_NIK] {
         let moved = serde_json::json!({ "kind": "moved", "nik": nik, "date": today, "village_code": NEW_VILLAGE });
         let (status, body) = stack.vital_event(moved).await?;
         assert_eq!(status, 201, "{body}");
@@ -552,13 +552,14 @@ async fn a_household_that_moves_is_held_by_its_new_regency_alone() -> anyhow::Re
     let heard = "SELECT count(*) AS n FROM matching.outbox WHERE event_type = 'person.life_event'";
     count_becomes(&stack, 60, heard, 3).await?;
 
-    // The new village proposes the household at its new address.
-    let mut moved = household();
-    moved.household_id = household_id.clone();
-    moved.address.as_mut().expect("address").village_code = NEW_VILLAGE.into();
-    let newcomer = stack.token(Role::VillageOperator, NEW_VILLAGE);
-    let change = (ChangeType::Moved, "pindah domisili (moved)");
-    let proposal = propose_change(&stack, &newcomer, "move-change", change, moved).await?;
+    // The head's move is proposed by DTKS itself (the CIVIL_REGISTRY channel): the
+    // household at the new village; the others' moves propose nothing of their own.
+    let from_dukcapil = "SELECT proposal_id::text AS t FROM intake.proposals WHERE channel = 4";
+    let proposal = stack
+        .eventually(60, "the move proposed", || async {
+            Ok(text(&stack, from_dukcapil).await.ok())
+        })
+        .await?;
     let arrived = format!(
         "SELECT count(*) AS n FROM determination.registry_households WHERE region_code = '{NEW_VILLAGE}'"
     );

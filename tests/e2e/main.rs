@@ -31,6 +31,7 @@ mod sweep;
 mod telemetry;
 mod tls;
 mod verivali;
+mod vital;
 mod withdrawal;
 
 use dtks_e2e::{SERVICES, Stack, authed, count, person};

@@ -88,6 +88,9 @@ pub fn channel_roles(channel: Channel) -> &'static [Role] {
         Channel::Musdes => &[Role::VillageOperator, Role::RegencyOfficer],
         Channel::Ministry => &[Role::MinistryAssessor, Role::PusdatinAdmin],
         Channel::SelfRegistration => &[Role::Public],
+        // DTKS's own proposals of what Dukcapil recorded (intake's consumer, never the
+        // API: no submitting role holds the service role).
+        Channel::CivilRegistry => &[Role::Service],
         Channel::Unspecified => &[],
     }
 }

@@ -1,20 +1,69 @@
-//! The events intake takes: later stages' decisions move a proposal along.
+//! The events intake takes: later stages' decisions move a proposal along, and verivali
+//! asks for the changes Dukcapil recorded to be proposed.
 
+use dtks_platform::auth::{Claims, Role};
 use dtks_platform::bus::{EventHandler, Handled, HandlerError};
-use dtks_platform::events;
+use dtks_platform::{events, outbox};
 use dtks_proto::events::v1::{self as ev, Envelope};
-use dtks_proto::intake::v1::ProposalStatus;
-use sea_orm::DatabaseTransaction;
+use dtks_proto::intake::v1::{ProposalStatus, SubmitProposalRequest};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
-use crate::store;
+use crate::{check, store};
 
-/// Keeps each proposal's status in step with matching and verivali. A withdrawn
-/// proposal keeps its status whatever arrives after the withdrawal.
-pub struct StatusUpdates;
+/// Keeps each proposal's status in step with matching and verivali (a withdrawn
+/// proposal keeps its status whatever arrives after the withdrawal), and proposes the
+/// changes verivali asks for.
+pub struct StatusUpdates {
+    pub db: DatabaseConnection,
+    pub outbox: outbox::OutboxSignal,
+}
+
+/// Who proposes what Dukcapil recorded.
+const DUKCAPIL: &str = "dukcapil";
+
+impl StatusUpdates {
+    /// `proposal.requested`: a CHANGE on the CIVIL_REGISTRY channel, checked like any
+    /// proposal and stored once per request (its idempotency key). A request intake
+    /// refuses is a fault of the one who built it: dead-lettered with the reasons.
+    async fn propose(&self, envelope: &Envelope) -> Handled {
+        let requested: ev::ProposalRequested = events::payload(envelope)?;
+        let who = Claims {
+            sub: DUKCAPIL.to_owned(),
+            role: Role::Service,
+            region: String::new(),
+            iss: String::new(),
+            aud: serde_json::Value::Null,
+            exp: 0,
+            iat: 0,
+        };
+        let request = SubmitProposalRequest {
+            idempotency_key: format!("dukcapil-{}", requested.request_id),
+            channel: ev::Channel::CivilRegistry as i32,
+            kind: ev::ProposalKind::Change as i32,
+            external_reference: format!("DUKCAPIL-{}", requested.request_id),
+            household: requested.household,
+            reason: requested.reason,
+            change_type: requested.change_type,
+            ..Default::default()
+        };
+        let prepared = check::prepare(&who, request, dtks_platform::clock::today())
+            .map_err(|refused| HandlerError::Permanent(format!("{:?}", refused.into_fields())))?;
+        let stored = store::store(&self.db, vec![prepared])
+            .await
+            .map_err(|e| HandlerError::Transient(anyhow::anyhow!("{e}")))?;
+        if stored.iter().any(|s| !s.replayed) {
+            self.outbox.wake();
+        }
+        Ok(())
+    }
+}
 
 impl EventHandler for StatusUpdates {
     async fn handle(&self, txn: &DatabaseTransaction, envelope: &Envelope) -> Handled {
         use ProposalStatus::*;
+        if envelope.r#type == events::PROPOSAL_REQUESTED {
+            return self.propose(envelope).await;
+        }
         let (proposal_id, status) = match envelope.r#type.as_str() {
             events::PROPOSAL_MATCHED => (
                 events::payload::<ev::ProposalMatched>(envelope)?.proposal_id,

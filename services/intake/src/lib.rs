@@ -37,8 +37,12 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
                 events::HOUSEHOLD_ACCEPTED,
                 events::HOUSEHOLD_REMOVED,
                 events::HOUSEHOLD_RETURNED,
+                events::PROPOSAL_REQUESTED,
             ],
-            consume::StatusUpdates,
+            consume::StatusUpdates {
+                db: ctx.db.clone(),
+                outbox: ctx.outbox.clone(),
+            },
         )
         .await?;
     let service = dtks_platform::with_limits!(IntakeServiceServer::new(Intake {

@@ -142,25 +142,59 @@ async fn on_subscribe(State(c): State<Callbacks>, Json(body): Json<Value>) -> An
     ack(&body)
 }
 
-/// One vital event as notified.
+/// One vital event as notified, with the registry's record of the person.
 struct Notice {
     event_id: uuid::Uuid,
     kind: String,
     nik: String,
     date: Option<pb::Date>,
+    person: pb::Person,
+    kk_number: String,
+    village_code: String,
+}
+
+/// The person a notice's record describes, as DTKS writes a person.
+fn person_of(record: &Value, nik: &str) -> pb::Person {
+    let text = |pointer: &str| {
+        record
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let birth_date = chrono::NaiveDate::parse_from_str(&text("/birth_date"), "%Y-%m-%d")
+        .ok()
+        .map(dtks_platform::convert::pb_date);
+    pb::Person {
+        nik: nik.to_owned(),
+        full_name: text("/name/given_name"),
+        birth_place: text("/birth_place/name"),
+        birth_date,
+        sex: match text("/sex").as_str() {
+            "male" => pb::Sex::Male as i32,
+            "female" => pb::Sex::Female as i32,
+            _ => pb::Sex::Unspecified as i32,
+        },
+        ..Default::default()
+    }
+}
+
+/// The value of a record's identifier of `kind` (NIK, KK).
+fn identifier(record: &Value, kind: &str) -> Option<String> {
+    record
+        .get("identifier")?
+        .as_array()?
+        .iter()
+        .find(|i| i.get("identifier_type").and_then(Value::as_str) == Some(kind))?
+        .get("identifier_value")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn notice(item: &Value) -> Option<Notice> {
     let data = item.get("data")?;
     let record = data.get("reg_records")?;
-    let nik = record
-        .get("identifier")?
-        .as_array()?
-        .iter()
-        .find(|i| i.get("identifier_type").and_then(Value::as_str) == Some("NIK"))?
-        .get("identifier_value")?
-        .as_str()?
-        .to_owned();
+    let nik = identifier(record, "NIK")?;
     let date = data
         .get("event_date")
         .and_then(Value::as_str)
@@ -173,6 +207,13 @@ fn notice(item: &Value) -> Option<Notice> {
             "live_birth" => "birth".to_owned(),
             other => other.to_owned(),
         },
+        person: person_of(record, &nik),
+        kk_number: identifier(record, "KK").unwrap_or_default(),
+        village_code: record
+            .pointer("/address/0/region_code")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         nik,
         date,
     })
@@ -220,7 +261,11 @@ async fn notify(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
 /// answer dropped.
 async fn take(c: &Callbacks, n: &Notice) -> anyhow::Result<()> {
     let txn = c.db.begin().await?;
-    let holder = crate::store::index::holder_of(&txn, &n.nik).await?;
+    let mut holder = crate::store::index::holder_of(&txn, &n.nik).await?;
+    // A newborn is no one DTKS holds yet: the family card it is registered on is.
+    if holder.is_none() && n.kind == "birth" && !n.kk_number.is_empty() {
+        holder = crate::store::index::family_of(&txn, &n.kk_number).await?;
+    }
     let fresh = txn
         .execute_raw(stmt(
             "INSERT INTO life_events (event_id, kind, in_dtks) VALUES ($1, $2, $3)
@@ -242,6 +287,10 @@ async fn take(c: &Callbacks, n: &Notice) -> anyhow::Result<()> {
             household_id,
             reverify_household: n.kind == "death",
             proposal_id: proposal_id.to_string(),
+            person: Some(n.person.clone()),
+            kk_number: n.kk_number.clone(),
+            village_code: n.village_code.clone(),
+            event_id: n.event_id.to_string(),
         };
         outbox::enqueue(
             &txn,

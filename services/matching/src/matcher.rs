@@ -437,7 +437,7 @@ impl Matcher {
             .map(|a| a.village_code.as_str())
             .unwrap_or_default();
         let known: Vec<Option<&str>> = persons(household)
-            .map(|(_, _, p)| held_as_proposed(held, p).then_some(p.nik.as_str()))
+            .map(|(_, _, p)| held_as_proposed(held, p, village).then_some(p.nik.as_str()))
             .collect();
         let subjects: Vec<(&pb::Person, &str)> = persons(household)
             .zip(&known)
@@ -455,12 +455,14 @@ impl Matcher {
     }
 }
 
-/// Whether `p` is a member the household holds with the same identity, and living.
-fn held_as_proposed(held: &HashMap<String, Identity>, p: &pb::Person) -> bool {
-    let Some((name, born, sex)) = held.get(&p.nik) else {
+/// Whether `p` is a member the household holds with the same identity, living, in the
+/// same village (a move is asked of the registry: Dukcapil records it or not).
+fn held_as_proposed(held: &HashMap<String, Identity>, p: &pb::Person, village: &str) -> bool {
+    let Some((name, born, sex, was_in)) = held.get(&p.nik) else {
         return false;
     };
     !p.deceased
+        && was_in == village
         && normalise(name) == normalise(&p.full_name)
         && *born == link::date(p.birth_date.as_ref())
         && i32::from(*sex) == p.sex

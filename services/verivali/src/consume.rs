@@ -61,6 +61,7 @@ impl EventHandler for Consumed {
             events::PERSON_LIFE_EVENT => {
                 let life: ev::PersonLifeEvent = events::payload(envelope)?;
                 aftercare::life_event(txn, &life, self.clock.now()).await?;
+                crate::vital::propose(txn, &life, &envelope.event_id).await?;
                 Ok(())
             }
             _ => Ok(()),
@@ -181,6 +182,11 @@ impl Consumed {
                 return Ok(());
             }
         };
+        let case = if matched.channel == ev::Channel::CivilRegistry as i32 {
+            crate::vital::skip_musdes(txn, case, now).await?
+        } else {
+            case
+        };
         if self.demo_auto_approve {
             demo_policy(txn, case, now).await?;
         }
@@ -195,7 +201,12 @@ async fn demo_policy(
     mut case: cases::CaseRow,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Handled {
-    for (step, role) in workflow::PATH {
+    // From the step the case waits for (a case from Dukcapil starts past the musdes).
+    let start = workflow::PATH
+        .iter()
+        .position(|(step, role)| workflow::check(*step, *role, case.state).is_ok())
+        .unwrap_or(0);
+    for (step, role) in &workflow::PATH[start..] {
         let actor = Actor {
             id: "demo-policy".to_owned(),
             role: *role,

@@ -18,6 +18,7 @@ pub mod qa;
 mod read;
 mod review;
 mod store;
+mod vital;
 pub mod workflow;
 
 use std::sync::Arc;

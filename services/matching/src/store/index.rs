@@ -214,8 +214,8 @@ pub async fn holds(txn: &DatabaseTransaction, household: &str, nik: &str) -> Res
     Ok(row.is_some())
 }
 
-/// How a DTKS household holds one of its persons: name, birth date and sex.
-pub type Identity = (String, Option<chrono::NaiveDate>, i16);
+/// How a DTKS household holds one of its persons: name, birth date, sex and village.
+pub type Identity = (String, Option<chrono::NaiveDate>, i16, String);
 
 /// The persons `household` (a DTKS household) holds, by NIK.
 pub async fn identities(
@@ -227,7 +227,8 @@ pub async fn identities(
     }
     let rows = db
         .query_all_raw(stmt(
-            "SELECT nik, full_name, birth_date, sex FROM person_index WHERE household_id = $1 AND nik IS NOT NULL",
+            "SELECT nik, full_name, birth_date, sex, village_code FROM person_index
+             WHERE household_id = $1 AND nik IS NOT NULL",
             [household.to_owned().into()],
         ))
         .await?;
@@ -239,6 +240,7 @@ pub async fn identities(
                     r.try_get("", "full_name")?,
                     r.try_get("", "birth_date")?,
                     r.try_get("", "sex")?,
+                    r.try_get("", "village_code")?,
                 ),
             ))
         })
@@ -271,11 +273,29 @@ pub async fn holder_of(
     db: &impl ConnectionTrait,
     nik: &str,
 ) -> Result<Option<(String, uuid::Uuid, String)>, DbErr> {
+    holder_where(db, "nik = $1", nik).await
+}
+
+/// The DTKS household holding a family card (KK), for a birth registered on it.
+pub async fn family_of(
+    db: &impl ConnectionTrait,
+    kk_number: &str,
+) -> Result<Option<(String, uuid::Uuid, String)>, DbErr> {
+    holder_where(db, "kk_number = $1 AND household_id IS NOT NULL", kk_number).await
+}
+
+async fn holder_where(
+    db: &impl ConnectionTrait,
+    condition: &str,
+    value: &str,
+) -> Result<Option<(String, uuid::Uuid, String)>, DbErr> {
     let row = db
         .query_one_raw(stmt(
-            "SELECT coalesce(household_id, '') AS household_id, proposal_id, village_code
-             FROM person_index WHERE nik = $1",
-            [nik.to_owned().into()],
+            &format!(
+                "SELECT coalesce(household_id, '') AS household_id, proposal_id, village_code
+                 FROM person_index WHERE {condition} LIMIT 1"
+            ),
+            [value.to_owned().into()],
         ))
         .await?;
     row.map(|r| {

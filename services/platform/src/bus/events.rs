@@ -17,6 +17,9 @@ pub const REVERIFICATION_OPENED: &str = "reverification.opened";
 pub const REVERIFICATION_ESCALATED: &str = "reverification.escalated";
 pub const REVERIFICATION_COMPLETED: &str = "reverification.completed";
 pub const PERSON_LIFE_EVENT: &str = "person.life_event";
+/// A change verivali asks intake to propose from a vital event (payload
+/// `ProposalRequested`).
+pub const PROPOSAL_REQUESTED: &str = "proposal.requested";
 pub const MATCH_REVIEWED: &str = "match.reviewed";
 pub const DETERMINATION_PUBLISHED: &str = "determination.published";
 pub const LIST_FIXED: &str = "distribution.list_fixed";
