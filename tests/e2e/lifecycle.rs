@@ -17,13 +17,18 @@ use dtks_platform::auth::Role;
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
 use dtks_proto::determination::v1::{
-    DetermineRequest, GetHouseholdHistoryRequest, GetRegistryHouseholdRequest,
+    ChangeKind, DetermineRequest, GetHouseholdHistoryRequest, GetRegistryHouseholdRequest,
+    StreamSnapshotChangesRequest,
 };
+use dtks_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
+use dtks_proto::distribution::v1::{ApproveListRequest, BuildListRequest};
 use dtks_proto::events::v1::{ChangeType, PersonOutcome, ProposalKind, RemovalReason};
 use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
 use dtks_proto::intake::v1::{GetProposalRequest, ProposalStatus, SubmitProposalRequest};
 use dtks_proto::matching::v1::GetProposalMatchRequest;
 use dtks_proto::matching::v1::matching_service_client::MatchingServiceClient;
+use dtks_proto::reporting::v1::RegionQuery;
+use dtks_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use dtks_proto::verivali::v1::verivali_service_client::VerivaliServiceClient;
 use dtks_proto::verivali::v1::{CaseState, GetCaseRequest};
 use sea_orm::ConnectionTrait;
@@ -51,6 +56,73 @@ pub(super) async fn determine(
         admin,
     );
     Ok(determination.clone().determine(asked).await?.into_inner())
+}
+
+/// What the stages after verivali make of a household in the test's `month`, once it is
+/// determined: how the month's diff names it (and where it stands), and where the
+/// month's DTKS list (programme DTKS-D1-4, built and approved here) holds it.
+#[derive(Debug, PartialEq)]
+pub(super) struct Month {
+    pub(super) change: Option<(ChangeKind, String)>,
+    pub(super) listed: Option<String>,
+    /// The registry versions the diff names as the change's.
+    pub(super) versions: Vec<dtks_proto::determination::v1::HouseholdVersion>,
+}
+
+pub(super) async fn after_the_month(
+    stack: &Stack,
+    month: i32,
+    household_id: &str,
+) -> anyhow::Result<Month> {
+    let admin = stack.token(Role::PusdatinAdmin, "");
+    let determination = DeterminationServiceClient::new(stack.channel("determination").await?);
+    let asked = StreamSnapshotChangesRequest {
+        from: period(month - 1),
+        to: period(month),
+        batch_size: 100,
+        ..Default::default()
+    };
+    let mut pages = determination
+        .clone()
+        .stream_snapshot_changes(authed(asked, &admin))
+        .await?
+        .into_inner();
+    let (mut change, mut versions) = (None, Vec::new());
+    while let Some(page) = pages.message().await? {
+        for c in page
+            .changes
+            .into_iter()
+            .filter(|c| c.household_id == household_id)
+        {
+            let kind = ChangeKind::try_from(c.change).unwrap_or_default();
+            change = Some((kind, c.region_code));
+            versions = c.versions;
+        }
+    }
+    let eselon = stack.token(Role::EselonI, "");
+    let mut distribution = DistributionServiceClient::new(stack.channel("distribution").await?);
+    let build = BuildListRequest {
+        programme_code: "DTKS-D1-4".into(),
+        period: period(month),
+    };
+    let list = distribution
+        .build_list(authed(build, &eselon))
+        .await?
+        .into_inner();
+    let approve = ApproveListRequest {
+        list_id: list.list_id.clone(),
+    };
+    distribution.approve_list(authed(approve, &eselon)).await?;
+    let listed = super::lists::recipients(&mut distribution, &eselon, &list.list_id)
+        .await?
+        .into_iter()
+        .find(|r| r.household_id == household_id)
+        .map(|r| r.region_code);
+    Ok(Month {
+        change,
+        listed,
+        versions,
+    })
 }
 
 /// Proposes the removal of `household_id` from `village` as `token`, under `key`, for
@@ -181,7 +253,7 @@ pub(super) async fn text(stack: &Stack, sql: &str) -> anyhow::Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accepted_removal_takes_the_household_out_of_every_stage() -> anyhow::Result<()> {
-    let stack = through_determination(&["reporting"]).await?;
+    let stack = through_determination(&["distribution", "reporting"]).await?;
     let operator = stack.token(Role::VillageOperator, VILLAGE);
     let admin = stack.token(Role::PusdatinAdmin, "");
     let determination = DeterminationServiceClient::new(stack.channel("determination").await?);
@@ -287,6 +359,10 @@ async fn an_accepted_removal_takes_the_household_out_of_every_stage() -> anyhow:
     assert_eq!(february.households, 0);
     let diff = february.diff.expect("diff");
     assert_eq!((diff.added, diff.removed), (0, 1));
+    // The diff names it, with the removal's reason; no list holds it any more.
+    let month = after_the_month(&stack, 2, &household_id).await?;
+    let removed = Some((ChangeKind::Removed, VILLAGE.to_owned()));
+    assert_eq!((month.change, month.listed), (removed, None));
 
     // Reporting counts it.
     summary_when(&stack, 60, "the removal counted", |s| {
@@ -329,12 +405,7 @@ async fn a_birth_joins_the_household_in_every_stage() -> anyhow::Result<()> {
         "{}{BABY},3204050505150001,Bayu Sunandar,Bandung,2025-06-15,1,{VILLAGE},\n",
         super::determination::registry()
     );
-    let stack = Stack::start_services(
-        &registry,
-        &["intake", "matching", "verivali", "determination"],
-        &[],
-    )
-    .await?;
+    let stack = Stack::start_services(&registry, dtks_e2e::SERVICES, &[]).await?;
     let operator = stack.token(Role::VillageOperator, VILLAGE);
     let admin = stack.token(Role::PusdatinAdmin, "");
     let (household_id, indexed) = asep_in_dtks(&stack, &operator, "birth-add").await?;
@@ -396,6 +467,16 @@ async fn a_birth_joins_the_household_in_every_stage() -> anyhow::Result<()> {
     assert_eq!((february.households, february.persons), (1, 4));
     let diff = february.diff.expect("diff");
     assert_eq!((diff.added, diff.removed, diff.changed), (0, 0, 1));
+    let month = after_the_month(&stack, 2, &household_id).await?;
+    let changed = Some((ChangeKind::Changed, VILLAGE.to_owned()));
+    assert_eq!(
+        (month.change, month.listed),
+        (changed, Some(VILLAGE.into()))
+    );
+    summary_when(&stack, 60, "the birth counted", |s| {
+        (s.households_accepted, s.households_removed) == (2, 0)
+    })
+    .await?;
 
     // The household's history names the birth and the newborn's fields; nothing else of
     // the family changed.
@@ -463,9 +544,12 @@ pub(super) async fn registered(stack: &Stack, household_id: &str) -> anyhow::Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_death_takes_the_member_out_and_the_heads_successor_is_named() -> anyhow::Result<()> {
-    let stack = through_determination(&[]).await?;
+    let stack = through_determination(&["distribution", "reporting"]).await?;
     let operator = stack.token(Role::VillageOperator, VILLAGE);
+    let admin = stack.token(Role::PusdatinAdmin, "");
     let (household_id, indexed) = asep_in_dtks(&stack, &operator, "death-add").await?;
+    let determination = DeterminationServiceClient::new(stack.channel("determination").await?);
+    determine(&determination, &admin, 1).await?;
     let persons = |n: i32| {
         format!("SELECT count(*) AS n FROM determination.registry_households WHERE persons = {n}")
     };
@@ -509,6 +593,21 @@ async fn a_death_takes_the_member_out_and_the_heads_successor_is_named() -> anyh
         (members[0].full_name.as_str(), members[0].relationship),
         ("Siti Aminah", 1)
     );
+
+    // February ranks the widow's household alone, changed, and lists it; reporting
+    // counts the two deaths as acceptances.
+    let february = determine(&determination, &admin, 2).await?;
+    assert_eq!((february.households, february.persons), (1, 1));
+    let month = after_the_month(&stack, 2, &household_id).await?;
+    let changed = Some((ChangeKind::Changed, VILLAGE.to_owned()));
+    assert_eq!(
+        (month.change, month.listed),
+        (changed, Some(VILLAGE.into()))
+    );
+    summary_when(&stack, 60, "the deaths counted", |s| {
+        (s.households_accepted, s.households_removed) == (3, 0)
+    })
+    .await?;
     Ok(())
 }
 
@@ -518,9 +617,12 @@ const NEW_VILLAGE: &str = "32.73.01.1001";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_household_that_moves_is_held_by_its_new_regency_alone() -> anyhow::Result<()> {
     use dtks_proto::verivali::v1::FileComplaintRequest;
-    let stack = through_determination(&[]).await?;
+    let stack = through_determination(&["distribution", "reporting"]).await?;
     let operator = stack.token(Role::VillageOperator, VILLAGE);
     let (household_id, indexed) = asep_in_dtks(&stack, &operator, "move-add").await?;
+    let admin = stack.token(Role::PusdatinAdmin, "");
+    let determination = DeterminationServiceClient::new(stack.channel("determination").await?);
+    determine(&determination, &admin, 1).await?;
     let (old, new) = (
         stack.token(Role::RegencyOfficer, "32.04"),
         stack.token(Role::RegencyOfficer, "32.73"),
@@ -599,14 +701,49 @@ async fn a_household_that_moves_is_held_by_its_new_regency_alone() -> anyhow::Re
     );
     count_becomes(&stack, 60, &elsewhere, 0).await?;
     assert_eq!(count(&stack, &indexed).await?, 3);
+
+    // February ranks and lists it in the new village; reporting counts it there.
+    determine(&determination, &admin, 2).await?;
+    let month = after_the_month(&stack, 2, &household_id).await?;
+    let changed = Some((ChangeKind::Changed, NEW_VILLAGE.to_owned()));
+    assert_eq!(
+        (month.change, month.listed),
+        (changed, Some(NEW_VILLAGE.into()))
+    );
+    let mut reporting = ReportingServiceClient::new(stack.channel("reporting").await?);
+    let query = |region: &str| RegionQuery {
+        region_code: region.into(),
+        ..Default::default()
+    };
+    let counted = stack
+        .eventually(60, "the move counted in the new regency", || {
+            let (mut reporting, asked) = (reporting.clone(), authed(query("32.73"), &new));
+            async move {
+                let s = reporting.get_pipeline_summary(asked).await?.into_inner();
+                Ok((s.households_accepted == 1).then_some(s))
+            }
+        })
+        .await?;
+    assert_eq!(counted.households_removed, 0);
+    let old_region = reporting
+        .get_pipeline_summary(authed(query("32.04"), &old))
+        .await?;
+    assert_eq!(
+        old_region.into_inner().households_accepted,
+        1,
+        "the addition"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identity_correction_is_matched_again_the_rest_is_not() -> anyhow::Result<()> {
-    let stack = through_determination(&[]).await?;
+    let stack = through_determination(&["distribution", "reporting"]).await?;
     let operator = stack.token(Role::VillageOperator, VILLAGE);
-    let (household_id, _) = asep_in_dtks(&stack, &operator, "identity-add").await?;
+    let admin = stack.token(Role::PusdatinAdmin, "");
+    let (household_id, indexed) = asep_in_dtks(&stack, &operator, "identity-add").await?;
+    let determination = DeterminationServiceClient::new(stack.channel("determination").await?);
+    determine(&determination, &admin, 1).await?;
 
     // The village corrects Dede's name to one Dukcapil does not hold: he alone is matched
     // again, and Dukcapil's name comes back as the correction.
@@ -633,5 +770,16 @@ async fn an_identity_correction_is_matched_again_the_rest_is_not() -> anyhow::Re
     );
     let kept = registered(&stack, &household_id).await?;
     assert_eq!(kept.families[0].members[2].full_name, "Dede Kurnia");
+
+    // Nothing changed downstream: the index as it was, February names no change of the
+    // household and lists it, and reporting counts the return.
+    assert_eq!(count(&stack, &indexed).await?, 3);
+    determine(&determination, &admin, 2).await?;
+    let month = after_the_month(&stack, 2, &household_id).await?;
+    assert_eq!((month.change, month.listed), (None, Some(VILLAGE.into())));
+    summary_when(&stack, 60, "the return counted", |s| {
+        (s.households_accepted, s.households_returned) == (1, 1)
+    })
+    .await?;
     Ok(())
 }

@@ -11,15 +11,15 @@
 use dtks_e2e::{Stack, authed, count, count_becomes};
 use dtks_platform::auth::Role;
 use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
-use dtks_proto::determination::v1::{GetHouseholdHistoryRequest, StreamSnapshotChangesRequest};
-use dtks_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
-use dtks_proto::distribution::v1::{ApproveListRequest, BuildListRequest};
+use dtks_proto::determination::v1::{ChangeKind, GetHouseholdHistoryRequest};
 use dtks_proto::events::v1::{ChangeType, ProposalKind};
 use dtks_proto::verivali::v1::CaseState;
 use serde_json::json;
 use tonic::Code;
 
-use super::lifecycle::{asep_in_dtks, case_in, determine, matched_persons, registered, text};
+use super::lifecycle::{
+    after_the_month, asep_in_dtks, case_in, determine, matched_persons, registered, text,
+};
 use super::{CHILD_NIK, HEAD_NIK, SPOUSE_NIK, VILLAGE, summary_when};
 
 const KK: &str = "3204050505150001";
@@ -156,23 +156,8 @@ async fn vital_events_are_proposed_as_changes_through_every_stage() -> anyhow::R
     let this_month = determine(&determination, &admin, 13).await?;
     let diff = this_month.diff.expect("diff");
     assert_eq!((diff.added, diff.removed, diff.changed), (0, 0, 1));
-    let asked = StreamSnapshotChangesRequest {
-        from: Some(dtks_e2e::time::period_after(-1)),
-        to: Some(dtks_e2e::time::period_after(0)),
-        batch_size: 10,
-        ..Default::default()
-    };
-    let mut pages = determination
-        .clone()
-        .stream_snapshot_changes(authed(asked, &admin))
-        .await?
-        .into_inner();
-    let page = pages.message().await?.expect("a page");
-    let versions: Vec<i32> = page.changes[0]
-        .versions
-        .iter()
-        .map(|v| v.change_type)
-        .collect();
+    let month = after_the_month(&stack, 13, &household_id).await?;
+    let versions: Vec<i32> = month.versions.iter().map(|v| v.change_type).collect();
     let expected = [
         ChangeType::NewMember,
         ChangeType::Death,
@@ -182,7 +167,6 @@ async fn vital_events_are_proposed_as_changes_through_every_stage() -> anyhow::R
     ]
     .map(|c| c as i32);
     assert_eq!(versions, expected);
-    assert_eq!(page.changes[0].region_code, NEW_VILLAGE);
     let history = |token: String| {
         let mut determination = determination.clone();
         let asked = GetHouseholdHistoryRequest {
@@ -202,26 +186,11 @@ async fn vital_events_are_proposed_as_changes_through_every_stage() -> anyhow::R
 
     // This month's list holds the household in its new village; reporting counts
     // the six acceptances: the household, then its five changes.
-    let eselon = stack.token(Role::EselonI, "");
-    let mut distribution = DistributionServiceClient::new(stack.channel("distribution").await?);
-    let build = BuildListRequest {
-        programme_code: "DTKS-D1-4".into(),
-        period: Some(dtks_e2e::time::period_after(0)),
-    };
-    let list = distribution
-        .build_list(authed(build, &eselon))
-        .await?
-        .into_inner();
-    let approve = ApproveListRequest {
-        list_id: list.list_id.clone(),
-    };
-    distribution.approve_list(authed(approve, &eselon)).await?;
-    let listed = super::lists::recipients(&mut distribution, &eselon, &list.list_id).await?;
-    let places: Vec<(&str, &str)> = listed
-        .iter()
-        .map(|r| (r.household_id.as_str(), r.region_code.as_str()))
-        .collect();
-    assert_eq!(places, [(household_id.as_str(), NEW_VILLAGE)]);
+    let changed = Some((ChangeKind::Changed, NEW_VILLAGE.to_owned()));
+    assert_eq!(
+        (month.change, month.listed),
+        (changed, Some(NEW_VILLAGE.into()))
+    );
     summary_when(&stack, 60, "every acceptance counted", |s| {
         s.households_accepted == 6
     })
