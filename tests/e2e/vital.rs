@@ -1,12 +1,13 @@
 //! Vital events Dukcapil records become changes DTKS proposes itself (the CIVIL_REGISTRY
-//! channel, no musdes): a birth registered on the family's card joins the household, a
-//! death takes the member out, a divorce and a marriage correct the marital status, and
-//! the head's move takes the household to the new village, where the old regency can no
-//! longer read it. Each change goes through matching (only the member it concerns is
-//! asked of the registry; a move asks everyone), a case that starts at the regency's
-//! field verification, and determination, whose next month names the household as
-//! changed with the five versions; the month's list holds it in its new village, and
-//! reporting counts each acceptance.
+//! channel, no musdes): a birth registered on the family's card, or on another card
+//! naming a parent in DTKS, joins the household; a death takes the member out; a
+//! divorce and a marriage correct the marital status; and the head's move takes the
+//! household to the new village, where the old regency can no longer read it. Each
+//! change goes through matching (only the member it concerns is asked of the registry;
+//! a move asks everyone), a case that starts at the regency's field verification, and
+//! determination, whose next month names the household as changed with the six
+//! versions; the month's list holds it in its new village, and reporting counts each
+//! acceptance.
 
 use dtks_e2e::{Stack, authed, count, count_becomes};
 use dtks_platform::auth::Role;
@@ -26,7 +27,8 @@ const KK: &str = "3204050505150001";
 /// A village of another regency (Kota Bandung).
 const NEW_VILLAGE: &str = "32.73.01.1001";
 
-/// The `n`-th proposal DTKS made of what Dukcapil recorded, once it is accepted.
+/// The `n`-th proposal DTKS made of what Dukcapil recorded (the newest of `change`), once
+/// it is accepted.
 async fn accepted_from_dukcapil(
     stack: &Stack,
     n: i64,
@@ -34,7 +36,8 @@ async fn accepted_from_dukcapil(
 ) -> anyhow::Result<String> {
     let sql = format!(
         "SELECT proposal_id::text AS t FROM intake.proposals
-         WHERE channel = 4 AND kind = {} AND change_type = {}",
+         WHERE channel = 4 AND kind = {} AND change_type = {}
+         ORDER BY submitted_at DESC, proposal_id DESC LIMIT 1",
         ProposalKind::Change as i32,
         change as i32
     );
@@ -110,11 +113,30 @@ async fn vital_events_are_proposed_as_changes_through_every_stage() -> anyhow::R
         Some(("Nur Aini", 3))
     );
 
+    // A birth registered on a card DTKS does not hold joins the family of the parent it
+    // names (Siti).
+    let born = today - chrono::Days::new(30);
+    let second = {
+        use chrono::Datelike;
+        let (day, month, year) = (born.day(), born.month(), born.year() % 100);
+        format!("320405{day:02}{month:02}{year:02}0007")
+    };
+    record(json!({
+        "kind": "birth", "nik": second, "date": born.to_string(), "kk_number": "3204050101009999",
+        "full_name": "Rizki Pratama", "birth_place": "Bandung", "sex": "male",
+        "village_code": VILLAGE, "parent1_nik": SPOUSE_NIK
+    }))
+    .await?;
+    accepted_from_dukcapil(&stack, 2, ChangeType::NewMember).await?;
+    count_becomes(&stack, 60, &indexed, 5).await?;
+    let now = registered(&stack, &household_id).await?;
+    assert!(now.families[0].members.iter().any(|m| m.nik == second));
+
     // Dede dies: he leaves the household and matching's index.
     let died = today - chrono::Days::new(3);
     record(json!({ "kind": "death", "nik": CHILD_NIK, "date": died.to_string() })).await?;
-    accepted_from_dukcapil(&stack, 2, ChangeType::Death).await?;
-    count_becomes(&stack, 60, &indexed, 3).await?;
+    accepted_from_dukcapil(&stack, 3, ChangeType::Death).await?;
+    count_becomes(&stack, 60, &indexed, 4).await?;
     let now = registered(&stack, &household_id).await?;
     assert!(now.families[0].members.iter().all(|m| m.nik != CHILD_NIK));
 
@@ -131,15 +153,15 @@ async fn vital_events_are_proposed_as_changes_through_every_stage() -> anyhow::R
         );
         anyhow::Ok(())
     };
-    status("divorce", 3, 3).await?;
-    status("marriage", 4, 2).await?;
+    status("divorce", 4, 3).await?;
+    status("marriage", 5, 2).await?;
 
     // The family moves to another regency, the head last: the household moves with him.
-    for nik in [newborn, SPOUSE_NIK, HEAD_NIK] {
+    for nik in [newborn, second.as_str(), SPOUSE_NIK, HEAD_NIK] {
         let moved = json!({ "kind": "moved", "nik": nik, "date": today.to_string(), "village_code": NEW_VILLAGE });
         record(moved).await?;
     }
-    accepted_from_dukcapil(&stack, 5, ChangeType::Moved).await?;
+    accepted_from_dukcapil(&stack, 6, ChangeType::Moved).await?;
     let moved = format!(
         "SELECT count(*) AS n FROM determination.registry_households WHERE region_code = '{NEW_VILLAGE}'"
     );
@@ -147,11 +169,11 @@ async fn vital_events_are_proposed_as_changes_through_every_stage() -> anyhow::R
     let proposals = "SELECT count(*) AS n FROM intake.proposals WHERE channel = 4";
     assert_eq!(
         count(&stack, proposals).await?,
-        5,
+        6,
         "only the head's move proposes"
     );
 
-    // The next month names the household changed, by its five versions; the new regency
+    // The next month names the household changed, by its six versions; the new regency
     // reads its history, the old one no longer can.
     let this_month = determine(&determination, &admin, 13).await?;
     let diff = this_month.diff.expect("diff");
@@ -159,6 +181,7 @@ async fn vital_events_are_proposed_as_changes_through_every_stage() -> anyhow::R
     let month = after_the_month(&stack, 13, &household_id).await?;
     let versions: Vec<i32> = month.versions.iter().map(|v| v.change_type).collect();
     let expected = [
+        ChangeType::NewMember,
         ChangeType::NewMember,
         ChangeType::Death,
         ChangeType::Correction,
@@ -185,14 +208,14 @@ async fn vital_events_are_proposed_as_changes_through_every_stage() -> anyhow::R
     assert_eq!(refused.code(), Code::PermissionDenied);
 
     // This month's list holds the household in its new village; reporting counts
-    // the six acceptances: the household, then its five changes.
+    // the seven acceptances: the household, then its six changes.
     let changed = Some((ChangeKind::Changed, NEW_VILLAGE.to_owned()));
     assert_eq!(
         (month.change, month.listed),
         (changed, Some(NEW_VILLAGE.into()))
     );
     summary_when(&stack, 60, "every acceptance counted", |s| {
-        s.households_accepted == 6
+        s.households_accepted == 7
     })
     .await?;
     Ok(())

@@ -221,6 +221,11 @@ pub struct VitalEvent {
     /// Birth only: `male` or `female`.
     #[serde(default)]
     pub sex: Option<String>,
+    /// Birth only, optional: the parents' NIKs.
+    #[serde(default)]
+    pub parent1_nik: Option<String>,
+    #[serde(default)]
+    pub parent2_nik: Option<String>,
 }
 
 fn authorised(registry: &Registry, headers: &HeaderMap) -> bool {
@@ -294,9 +299,15 @@ pub async fn record(
                 Some("female") => 2,
                 _ => return Err(bad("birth: sex must be male or female")),
             };
+            let parent = |nik: &Option<String>| match nik.as_deref().map(str::trim) {
+                None | Some("") => Ok(None),
+                Some(nik) if dtks_domain::Nik::parse(nik).is_ok() => Ok(Some(nik.to_owned())),
+                Some(_) => Err(bad("birth: a parent's NIK is not a valid NIK")),
+            };
+            let parents = (parent(&event.parent1_nik)?, parent(&event.parent2_nik)?);
             txn.execute_raw(stmt(
-                "INSERT INTO persons (nik, kk_number, full_name, birth_place, birth_date, sex, village_code)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (nik) DO NOTHING",
+                "INSERT INTO persons (nik, kk_number, full_name, birth_place, birth_date, sex, village_code, parent1_nik, parent2_nik)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (nik) DO NOTHING",
                 [
                     nik.clone().into(),
                     field(&event.kk_number, "kk_number")?.into(),
@@ -305,6 +316,8 @@ pub async fn record(
                     date.into(),
                     sex.into(),
                     field(&event.village_code, "village_code")?.into(),
+                    parents.0.into(),
+                    parents.1.into(),
                 ],
             ))
             .await
@@ -387,7 +400,7 @@ async fn deliver(
                 "SELECT e.seq, e.event_id::text AS event_id, e.kind, e.event_date::text AS event_date,
                         e.recorded_at, p.nik, p.kk_number, p.full_name, p.birth_place,
                         p.birth_date::text AS birth_date, p.sex, p.village_code,
-                        p.death_date::text AS death_date, p.marital_status
+                        p.death_date::text AS death_date, p.marital_status, p.parent1_nik, p.parent2_nik
                  FROM vital_events e JOIN persons p ON p.nik = e.nik
                  WHERE e.seq > $1 AND e.kind = $2 ORDER BY e.seq LIMIT $3",
                 [cursor.into(), kind.clone().into(), BATCH.into()],

@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS persons (
     death_date DATE
 );
 ALTER TABLE persons ADD COLUMN IF NOT EXISTS marital_status TEXT;
+-- A birth's parents, as registered (parent1_identifier, parent2_identifier).
+ALTER TABLE persons ADD COLUMN IF NOT EXISTS parent1_nik TEXT, ADD COLUMN IF NOT EXISTS parent2_nik TEXT;
 -- Predicate search: by birth date within a district, and by normalised name within a
 -- regency and a span of birth dates (the name alone, and name and birth date, by the
 -- same index's leading column): each search reads only the rows it answers with.

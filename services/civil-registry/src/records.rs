@@ -8,7 +8,7 @@ pub const MAX_PAGE_SIZE: u64 = 100;
 pub const MAX_OFFSET: u64 = 1_000_000_000;
 pub const DEFAULT_PAGE_SIZE: u64 = 10;
 
-pub const COLUMNS: &str = "nik, kk_number, full_name, birth_place, birth_date::text AS birth_date, sex, village_code, death_date::text AS death_date, marital_status";
+pub const COLUMNS: &str = "nik, kk_number, full_name, birth_place, birth_date::text AS birth_date, sex, village_code, death_date::text AS death_date, marital_status, parent1_nik, parent2_nik";
 
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -28,7 +28,7 @@ pub fn record(row: &sea_orm::QueryResult) -> Value {
         2 => "female",
         _ => "",
     };
-    json!({
+    let mut record = json!({
         "@type": RECORD_TYPE,
         "identifier": [
             { "identifier_type": "NIK", "identifier_value": get("nik") },
@@ -41,7 +41,16 @@ pub fn record(row: &sea_orm::QueryResult) -> Value {
         "death_date": optional("death_date"),
         "marital_status": optional("marital_status"),
         "address": [{ "region_code": get("village_code"), "country_code": "ID" }],
-    })
+    });
+    // A birth's parents, by their NIK (the standard's UIN), where registered.
+    for field in ["parent1", "parent2"] {
+        let nik = optional(&format!("{field}_nik"));
+        if !nik.is_empty() {
+            record[format!("{field}_identifier")] =
+                json!({ "identifier_type": "UIN", "identifier": nik });
+        }
+    }
+    record
 }
 
 /// The registry type this registry answers as (`reg_type`).

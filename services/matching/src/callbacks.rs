@@ -151,6 +151,7 @@ struct Notice {
     person: pb::Person,
     kk_number: String,
     village_code: String,
+    parents: Vec<String>,
 }
 
 /// The person a notice's record describes, as DTKS writes a person.
@@ -209,6 +210,15 @@ fn notice(item: &Value) -> Option<Notice> {
         },
         person: person_of(record, &nik),
         kk_number: identifier(record, "KK").unwrap_or_default(),
+        parents: [
+            "/parent1_identifier/identifier",
+            "/parent2_identifier/identifier",
+        ]
+        .iter()
+        .filter_map(|p| record.pointer(p).and_then(Value::as_str))
+        .filter(|nik| !nik.is_empty())
+        .map(str::to_owned)
+        .collect(),
         village_code: record
             .pointer("/address/0/region_code")
             .and_then(Value::as_str)
@@ -262,9 +272,18 @@ async fn notify(State(c): State<Callbacks>, Json(body): Json<Value>) -> Answer {
 async fn take(c: &Callbacks, n: &Notice) -> anyhow::Result<()> {
     let txn = c.db.begin().await?;
     let mut holder = crate::store::index::holder_of(&txn, &n.nik).await?;
-    // A newborn is no one DTKS holds yet: the family card it is registered on is.
-    if holder.is_none() && n.kind == "birth" && !n.kk_number.is_empty() {
-        holder = crate::store::index::family_of(&txn, &n.kk_number).await?;
+    // A newborn is no one DTKS holds yet: the family card it is registered on may be,
+    // or else a parent (in a household DTKS has accepted).
+    if holder.is_none() && n.kind == "birth" {
+        if !n.kk_number.is_empty() {
+            holder = crate::store::index::family_of(&txn, &n.kk_number).await?;
+        }
+        for parent in &n.parents {
+            if holder.is_none() {
+                let found = crate::store::index::holder_of(&txn, parent).await?;
+                holder = found.filter(|(household, ..)| !household.is_empty());
+            }
+        }
     }
     let fresh = txn
         .execute_raw(stmt(
@@ -291,6 +310,7 @@ async fn take(c: &Callbacks, n: &Notice) -> anyhow::Result<()> {
             kk_number: n.kk_number.clone(),
             village_code: n.village_code.clone(),
             event_id: n.event_id.to_string(),
+            parent_niks: n.parents.clone(),
         };
         outbox::enqueue(
             &txn,

@@ -6,7 +6,7 @@
 //! | event | the change |
 //! |---|---|
 //! | death | DEATH: the member marked deceased (the succession rule and the removal of a household whose last member died follow) |
-//! | birth | NEW_MEMBER: the newborn joins the family whose card (KK) Dukcapil registered it on, as a child |
+//! | birth | NEW_MEMBER: the newborn joins the family whose card (KK) Dukcapil registered it on, or else a parent's family, as a child |
 //! | moved, of the head | MOVED: the household moves to the head's new village |
 //! | moved, of another member | nothing proposed: the regency's re-verification task finds out whether they left |
 //! | marriage, divorce | CORRECTION of the member's marital status; a family split or merge is the regency's to propose after its visit |
@@ -152,10 +152,17 @@ pub fn apply(
             {
                 return None;
             }
-            let family = household
+            // The family on the newborn's card, else a parent's.
+            let on_card =
+                |f: &pb::Family| !life.kk_number.is_empty() && f.kk_number == life.kk_number;
+            let a_parents =
+                |f: &pb::Family| f.members.iter().any(|m| life.parent_niks.contains(&m.nik));
+            let at = household
                 .families
-                .iter_mut()
-                .find(|f| !life.kk_number.is_empty() && f.kk_number == life.kk_number)?;
+                .iter()
+                .position(on_card)
+                .or_else(|| household.families.iter().position(a_parents))?;
+            let family = &mut household.families[at];
             family.members.push(newborn(life.person.clone()?));
             let reason =
                 format!("kelahiran tercatat di Dukcapil pada {date} (birth recorded by Dukcapil)");
@@ -267,6 +274,10 @@ mod tests {
             apply(&mut household(), &born).is_none(),
             "another family's card"
         );
+        born.parent_niks = vec!["3204055708840002".into()];
+        let mut h = household();
+        assert!(apply(&mut h, &born).is_some(), "the mother's family");
+        assert_eq!(h.families[0].members.len(), 3);
 
         let mut h = household();
         let mut moved = event("moved", "3204055708840002");
