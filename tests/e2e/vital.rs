@@ -1,7 +1,8 @@
 //! Vital events Dukcapil records become changes DTKS proposes itself (the CIVIL_REGISTRY
 //! channel, no musdes): a birth registered on the family's card, or on another card
 //! naming a parent in DTKS, joins the household; a death takes the member out; a
-//! divorce and a marriage correct the marital status; and the head's move takes the
+//! divorce and a marriage correct the marital status and, with a new family card,
+//! split the member onto it and merge her back; and the head's move takes the
 //! household to the new village, where the old regency can no longer read it. Each
 //! change goes through matching (only the member it concerns is asked of the registry;
 //! a move asks everyone), a case that starts at the regency's field verification, and
@@ -140,21 +141,35 @@ async fn vital_events_are_proposed_as_changes_through_every_stage() -> anyhow::R
     let now = registered(&stack, &household_id).await?;
     assert!(now.families[0].members.iter().all(|m| m.nik != CHILD_NIK));
 
-    // Siti divorces, and marries again: her marital status is corrected each time (a
-    // split or a merge of the family is the regency's to see).
-    let status = async |kind: &str, n: i64, expected: i32| {
-        record(json!({ "kind": kind, "nik": SPOUSE_NIK, "date": today.to_string() })).await?;
+    // Siti divorces and Dukcapil issues her a family card of her own: her status is
+    // corrected and she moves onto it, still in the household (a split). She marries
+    // again onto the family's card: corrected, and back in the family (a merge).
+    let status = async |kind: &str, card: &str, n: i64| {
+        let event = json!({ "kind": kind, "nik": SPOUSE_NIK, "date": today.to_string(), "kk_number": card });
+        record(event).await?;
         accepted_from_dukcapil(&stack, n, ChangeType::Correction).await?;
         let now = registered(&stack, &household_id).await?;
-        let siti = now.families[0].members.iter().find(|m| m.nik == SPOUSE_NIK);
-        anyhow::ensure!(
-            siti.map(|m| m.marital_status) == Some(expected),
-            "{kind}: {siti:?}"
-        );
-        anyhow::Ok(())
+        let cards: Vec<(String, Vec<(String, i32)>)> = now
+            .families
+            .iter()
+            .map(|f| {
+                let members = f.members.iter().map(|m| (m.nik.clone(), m.marital_status));
+                (f.kk_number.clone(), members.collect())
+            })
+            .collect();
+        anyhow::Ok(cards)
     };
-    status("divorce", 4, 3).await?;
-    status("marriage", 5, 2).await?;
+    let own_card = "3204050101008888";
+    let split = status("divorce", own_card, 4).await?;
+    assert_eq!(split.len(), 2, "{split:?}");
+    assert_eq!(
+        split[1],
+        (own_card.to_owned(), vec![(SPOUSE_NIK.to_owned(), 3)])
+    );
+    let merged = status("marriage", KK, 5).await?;
+    assert_eq!(merged.len(), 1, "{merged:?}");
+    let siti = merged[0].1.iter().find(|(nik, _)| nik == SPOUSE_NIK);
+    assert_eq!(siti.map(|(_, status)| *status), Some(2));
 
     // The family moves to another regency, the head last: the household moves with him.
     for nik in [newborn, second.as_str(), SPOUSE_NIK, HEAD_NIK] {

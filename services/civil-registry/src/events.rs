@@ -211,7 +211,8 @@ pub struct VitalEvent {
     /// Moved: the new village. Birth: the newborn's village.
     #[serde(default)]
     pub village_code: Option<String>,
-    /// Birth only.
+    /// Birth: the card it is registered on. Marriage or divorce: a new card issued with
+    /// it, if any.
     #[serde(default)]
     pub kk_number: Option<String>,
     #[serde(default)]
@@ -282,9 +283,11 @@ pub async fn record(
         }
         "marriage" | "divorce" => {
             let status = if event.kind == "marriage" { "married" } else { "divorced" };
+            // A new family card (KK) issued with it, if any.
+            let card = event.kk_number.clone().filter(|k| !k.trim().is_empty());
             txn.execute_raw(stmt(
-                "UPDATE persons SET marital_status = $2 WHERE nik = $1",
-                [nik.clone().into(), status.to_owned().into()],
+                "UPDATE persons SET marital_status = $2, kk_number = coalesce($3, kk_number) WHERE nik = $1",
+                [nik.clone().into(), status.to_owned().into(), card.into()],
             ))
             .await
         }

@@ -9,7 +9,7 @@
 //! | birth | NEW_MEMBER: the newborn joins the family whose card (KK) Dukcapil registered it on, or else a parent's family, as a child |
 //! | moved, of the head | MOVED: the household moves to the head's new village |
 //! | moved, of another member | nothing proposed: the regency's re-verification task finds out whether they left |
-//! | marriage, divorce | CORRECTION of the member's marital status; a family split or merge is the regency's to propose after its visit |
+//! | marriage, divorce | CORRECTION of the member's marital status; when Dukcapil issued the member a new family card (KK) with it, the member moves onto it within the household (a split, or a merge with a family of the household already on it); a merge with another household is the regency's to propose after its visit |
 //!
 //! The re-verification task every vital event opens ([`crate::aftercare::life_event`])
 //! stays: the regency confirms at its visit what the registry recorded.
@@ -100,25 +100,37 @@ pub fn apply(
             Some((ev::ChangeType::Death, reason))
         }
         "marriage" | "divorce" => {
+            drop(members);
             let status = if life.kind == "marriage" {
                 pb::MaritalStatus::Married
             } else {
                 pb::MaritalStatus::Divorced
-            };
-            let member = members.find(|m| m.nik == life.nik)?;
-            if member.marital_status == status as i32 {
+            } as i32;
+            let (fi, mi) = household.families.iter().enumerate().find_map(|(fi, f)| {
+                let mi = f.members.iter().position(|m| m.nik == life.nik)?;
+                Some((fi, mi))
+            })?;
+            let card = &life.kk_number;
+            let new_card = !card.is_empty() && household.families[fi].kk_number != *card;
+            if household.families[fi].members[mi].marital_status == status && !new_card {
                 return None;
             }
-            member.marital_status = status as i32;
-            let reason = format!(
-                "{} tercatat di Dukcapil pada {date}; pisah atau gabung KK diperiksa regency ({} recorded by Dukcapil; a family split or merge is the regency's to propose)",
-                if life.kind == "marriage" {
-                    "perkawinan"
-                } else {
-                    "perceraian"
-                },
+            household.families[fi].members[mi].marital_status = status;
+            let what = if life.kind == "marriage" {
+                "perkawinan"
+            } else {
+                "perceraian"
+            };
+            let mut reason = format!(
+                "{what} tercatat di Dukcapil pada {date} ({} recorded by Dukcapil)",
                 life.kind
             );
+            if new_card {
+                split(household, (fi, mi), card);
+                reason.push_str(&format!(
+                    "; pindah ke KK {card} (onto the family card Dukcapil issued)"
+                ));
+            }
             Some((ev::ChangeType::Correction, reason))
         }
         "moved" => {
@@ -170,6 +182,21 @@ pub fn apply(
         }
         _ => None,
     }
+}
+
+/// Moves member `mi` of family `fi` onto the family card `card` within the household: a
+/// family of the household already on it (a merge), or a new one (a split); a family
+/// left without members goes.
+fn split(household: &mut pb::Household, (fi, mi): (usize, usize), card: &str) {
+    let member = household.families[fi].members.remove(mi);
+    match household.families.iter_mut().find(|f| f.kk_number == card) {
+        Some(family) => family.members.push(member),
+        None => household.families.push(pb::Family {
+            kk_number: card.to_owned(),
+            members: vec![member],
+        }),
+    }
+    household.families.retain(|f| !f.members.is_empty());
 }
 
 /// A newborn as DTKS holds a person: the registry's identity, a child of the head, and
@@ -296,6 +323,19 @@ mod tests {
             (address.village_code.as_str(), address.street.as_str()),
             ("32.73.01.1001", "")
         );
+
+        // A divorce with a new card: the spouse moves onto it, a family of her own.
+        let mut h = household();
+        let mut divorce = event("divorce", "3204055708840002");
+        divorce.kk_number = "3204050101008888".into();
+        assert!(apply(&mut h, &divorce).is_some());
+        let cards: Vec<(&str, usize)> = h
+            .families
+            .iter()
+            .map(|f| (f.kk_number.as_str(), f.members.len()))
+            .collect();
+        assert_eq!(cards, [("3204050505150001", 1), ("3204050101008888", 1)]);
+        assert!(apply(&mut h, &divorce).is_none(), "nothing more to change");
 
         let mut h = household();
         let divorce = apply(&mut h, &event("divorce", "3204051203800001"));
