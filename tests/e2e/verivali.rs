@@ -125,7 +125,17 @@ fn officers(stack: &Stack) -> Officers {
 
 /// Intake and matching as processes, verivali here on `clock`.
 pub(super) async fn start(clock: &PausedClock) -> anyhow::Result<(Stack, Client, Officers)> {
-    let mut stack = Stack::start_services(&registry(), &["intake", "matching"], &[]).await?;
+    start_with(clock, &[]).await
+}
+
+/// [`start`], with `more` services as processes.
+pub(super) async fn start_with(
+    clock: &PausedClock,
+    more: &[&'static str],
+) -> anyhow::Result<(Stack, Client, Officers)> {
+    let mut services = vec!["intake", "matching"];
+    services.extend_from_slice(more);
+    let mut stack = Stack::start_services(&registry(), &services, &[]).await?;
     stack
         .start_verivali_with_clock(std::sync::Arc::new(clock.clone()))
         .await?;

@@ -4,6 +4,7 @@
 
 use dtks_e2e::{Stack, authed, count, count_becomes};
 use dtks_platform::auth::Role;
+use dtks_proto::determination::v1::determination_service_client::DeterminationServiceClient;
 use dtks_proto::events::v1::Envelope;
 use dtks_proto::intake::v1::WithdrawProposalRequest;
 use dtks_proto::intake::v1::intake_service_client::IntakeServiceClient;
@@ -112,13 +113,15 @@ async fn withdraw(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proposal_is_withdrawn_in_every_open_state_and_refused_once_decided() -> anyhow::Result<()>
 {
+    use super::lifecycle::{after_the_month, determine};
     use super::verivali::{
-        MEN, approve, batch, minutes_today, propose, single, start, state_of, visit,
+        MEN, approve, batch, minutes_today, propose, single, start_with, state_of, visit,
     };
     use dtks_proto::verivali::v1::{AssessRequest, CaseState};
 
     let clock = dtks_platform::clock::PausedClock::at(dtks_e2e::time::now());
-    let (stack, mut client, o) = start(&clock).await?;
+    let downstream = ["determination", "distribution", "reporting"];
+    let (stack, mut client, o) = start_with(&clock, &downstream).await?;
     let mut cases = Vec::new();
     for (i, (nik, ..)) in MEN.iter().enumerate().take(6) {
         cases.push(propose(&stack, &o.village, &format!("wd-all-{i}"), single(i, nik)).await?);
@@ -233,5 +236,32 @@ async fn a_proposal_is_withdrawn_in_every_open_state_and_refused_once_decided() 
             .is_some_and(|c| c.reasons.is_empty()),
         "{criteria:?}"
     );
+
+    // Downstream, only the accepted household exists: last month and this one rank it
+    // alone and name no change between them, this month's list holds it alone, and
+    // reporting counts one acceptance of the seven proposals.
+    let accepted_household = super::lifecycle::text(
+        &stack,
+        &format!(
+            "SELECT household_id::text AS t FROM verivali.cases WHERE case_id = '{}'",
+            ids[4]
+        ),
+    )
+    .await?;
+    let determination = DeterminationServiceClient::new(stack.channel("determination").await?);
+    let admin = stack.token(Role::PusdatinAdmin, "");
+    super::determination::accepted(&stack, 1).await?;
+    for month in [12, 13] {
+        assert_eq!(
+            determine(&determination, &admin, month).await?.households,
+            1
+        );
+    }
+    let month = after_the_month(&stack, 13, &accepted_household).await?;
+    assert_eq!((month.change, month.listed), (None, Some(VILLAGE.into())));
+    super::summary_when(&stack, 60, "the acceptance counted", |s| {
+        (s.proposals_submitted, s.households_accepted) == (7, 1)
+    })
+    .await?;
     Ok(())
 }
