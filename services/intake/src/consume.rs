@@ -24,7 +24,9 @@ const DUKCAPIL: &str = "dukcapil";
 impl StatusUpdates {
     /// `proposal.requested`: a CHANGE on the CIVIL_REGISTRY channel, checked like any
     /// proposal and stored once per request (its idempotency key). A request intake
-    /// refuses is a fault of the one who built it: dead-lettered with the reasons.
+    /// refuses (the registry's record disagrees with itself, a village DTKS does not
+    /// know) is logged with the fields and dropped: the re-verification task the same
+    /// vital event opened leaves it to the regency.
     async fn propose(&self, envelope: &Envelope) -> Handled {
         let requested: ev::ProposalRequested = events::payload(envelope)?;
         let who = Claims {
@@ -46,8 +48,18 @@ impl StatusUpdates {
             change_type: requested.change_type,
             ..Default::default()
         };
-        let prepared = check::prepare(&who, request, dtks_platform::clock::today())
-            .map_err(|refused| HandlerError::Permanent(format!("{:?}", refused.into_fields())))?;
+        let prepared = match check::prepare(&who, request, dtks_platform::clock::today()) {
+            Ok(prepared) => prepared,
+            Err(refused) => {
+                let fields: Vec<String> =
+                    refused.into_fields().into_iter().map(|(f, _)| f).collect();
+                tracing::warn!(
+                    ?fields,
+                    "a change from Dukcapil was refused; the regency's task stands"
+                );
+                return Ok(());
+            }
+        };
         let stored = store::store(&self.db, vec![prepared])
             .await
             .map_err(|e| HandlerError::Transient(anyhow::anyhow!("{e}")))?;
