@@ -323,24 +323,10 @@ async fn page(
             .collect::<Result<std::collections::HashMap<_, _>>>()
     };
     let id_of = |n: &Named| uuid::Uuid::from_u128(n.after.or(n.before).map_or(0, |e| e.id));
-    let now_in = regions(
-        late,
-        chunk
-            .iter()
-            .filter(|n| n.after.is_some())
-            .map(id_of)
-            .collect(),
-    )
-    .await?;
-    let was_in = regions(
-        early,
-        chunk
-            .iter()
-            .filter(|n| n.after.is_none())
-            .map(id_of)
-            .collect(),
-    )
-    .await?;
+    // Where each stands in `to`, or stood in `from` when removed.
+    let (present, gone): (Vec<&Named>, Vec<&Named>) = chunk.iter().partition(|n| n.after.is_some());
+    let now_in = regions(late, present.into_iter().map(id_of).collect()).await?;
+    let was_in = regions(early, gone.into_iter().map(id_of).collect()).await?;
     let kept: Vec<(&Named, String)> = chunk
         .iter()
         .filter_map(|n| {

@@ -20,7 +20,7 @@ use dtks_proto::events::v1 as ev;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use serde_json::{Value, json};
 
-use crate::dci::DciRegistry;
+use crate::dci::{DciRegistry, RegistryPerson};
 use crate::matcher::cache_key;
 
 /// The vital events matching subscribes to, by their DCI names (`live_birth` is the
@@ -155,23 +155,20 @@ struct Notice {
 }
 
 /// The person a notice's record describes, as DTKS writes a person.
-fn person_of(record: &Value, nik: &str) -> pb::Person {
-    let text = |pointer: &str| {
-        record
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let birth_date = chrono::NaiveDate::parse_from_str(&text("/birth_date"), "%Y-%m-%d")
+fn person_of(record: &Value, registered: &RegistryPerson) -> pb::Person {
+    let birth_date = chrono::NaiveDate::parse_from_str(&registered.birth_date, "%Y-%m-%d")
         .ok()
         .map(dtks_platform::convert::pb_date);
     pb::Person {
-        nik: nik.to_owned(),
-        full_name: text("/name/given_name"),
-        birth_place: text("/birth_place/name"),
+        nik: registered.nik.clone(),
+        full_name: registered.full_name.clone(),
+        birth_place: record
+            .pointer("/birth_place/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         birth_date,
-        sex: match text("/sex").as_str() {
+        sex: match registered.sex.as_str() {
             "male" => pb::Sex::Male as i32,
             "female" => pb::Sex::Female as i32,
             _ => pb::Sex::Unspecified as i32,
@@ -180,22 +177,13 @@ fn person_of(record: &Value, nik: &str) -> pb::Person {
     }
 }
 
-/// The value of a record's identifier of `kind` (NIK, KK).
-fn identifier(record: &Value, kind: &str) -> Option<String> {
-    record
-        .get("identifier")?
-        .as_array()?
-        .iter()
-        .find(|i| i.get("identifier_type").and_then(Value::as_str) == Some(kind))?
-        .get("identifier_value")?
-        .as_str()
-        .map(str::to_owned)
-}
-
 fn notice(item: &Value) -> Option<Notice> {
     let data = item.get("data")?;
     let record = data.get("reg_records")?;
-    let nik = identifier(record, "NIK")?;
+    let registered = RegistryPerson::from_record(record);
+    if registered.nik.is_empty() {
+        return None;
+    }
     let date = data
         .get("event_date")
         .and_then(Value::as_str)
@@ -208,8 +196,7 @@ fn notice(item: &Value) -> Option<Notice> {
             "live_birth" => "birth".to_owned(),
             other => other.to_owned(),
         },
-        person: person_of(record, &nik),
-        kk_number: identifier(record, "KK").unwrap_or_default(),
+        person: person_of(record, &registered),
         parents: [
             "/parent1_identifier/identifier",
             "/parent2_identifier/identifier",
@@ -219,12 +206,9 @@ fn notice(item: &Value) -> Option<Notice> {
         .filter(|nik| !nik.is_empty())
         .map(str::to_owned)
         .collect(),
-        village_code: record
-            .pointer("/address/0/region_code")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        nik,
+        nik: registered.nik,
+        kk_number: registered.kk_number,
+        village_code: registered.village_code,
         date,
     })
 }

@@ -31,7 +31,8 @@ pub struct RegistryPerson {
 }
 
 impl RegistryPerson {
-    fn from_record(record: &Value) -> Self {
+    /// A registry record (`CRVS_Person`) as matching reads it.
+    pub(crate) fn from_record(record: &Value) -> Self {
         let text = |p: &str| {
             record
                 .pointer(p)

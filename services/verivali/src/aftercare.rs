@@ -270,14 +270,7 @@ pub async fn life_event(
     let Ok(household_id) = uuid::Uuid::parse_str(&life.household_id) else {
         return Ok(());
     };
-    let region = txn
-        .query_one_raw(stmt(
-            "SELECT region_code FROM households WHERE household_id = $1 AND removed_at IS NULL",
-            [household_id.into()],
-        ))
-        .await?;
-    if let Some(row) = region {
-        let region: String = row.try_get("", "region_code")?;
+    if let Some(region) = crate::life::registered_in(txn, household_id).await? {
         open_task(
             txn,
             household_id,

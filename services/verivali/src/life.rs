@@ -238,9 +238,21 @@ pub async fn registered_in(
     db: &impl ConnectionTrait,
     household_id: uuid::Uuid,
 ) -> Result<Option<String>, DbErr> {
-    let sql = "SELECT region_code FROM households WHERE household_id = $1 AND removed_at IS NULL";
+    Ok(registered(db, household_id)
+        .await?
+        .map(|(village, _)| village))
+}
+
+/// The village a household is registered in while it is in DTKS, and the case that
+/// last changed it.
+pub async fn registered(
+    db: &impl ConnectionTrait,
+    household_id: uuid::Uuid,
+) -> Result<Option<(String, uuid::Uuid)>, DbErr> {
+    let sql = "SELECT region_code, case_id FROM households WHERE household_id = $1 AND removed_at IS NULL";
     let row = db.query_one_raw(stmt(sql, [household_id.into()])).await?;
-    row.map(|r| r.try_get("", "region_code")).transpose()
+    row.map(|r| Ok((r.try_get("", "region_code")?, r.try_get("", "case_id")?)))
+        .transpose()
 }
 
 #[cfg(test)]

@@ -19,11 +19,10 @@
 //! ([`skip_musdes`]).
 
 use chrono::{DateTime, Utc};
-use dtks_platform::db::stmt;
 use dtks_platform::{events, outbox};
 use dtks_proto::common::v1 as pb;
 use dtks_proto::events::v1 as ev;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
+use sea_orm::{DatabaseTransaction, DbErr};
 
 use crate::cases::{Actor, CaseRow, Move};
 use dtks_proto::verivali::v1::CaseState;
@@ -38,14 +37,9 @@ pub async fn propose(
         return Ok(());
     };
     // The household as DTKS holds it: its last accepted case, after that case's deaths.
-    let row = txn
-        .query_one_raw(stmt(
-            "SELECT case_id FROM households WHERE household_id = $1 AND removed_at IS NULL",
-            [household_id.into()],
-        ))
-        .await?;
-    let Some(row) = row else { return Ok(()) };
-    let case_id: uuid::Uuid = row.try_get("", "case_id")?;
+    let Some((_, case_id)) = crate::life::registered(txn, household_id).await? else {
+        return Ok(());
+    };
     let contents = crate::cases::content(txn, &[case_id]).await?;
     let Some(content) = contents.get(&case_id) else {
         return Ok(());
