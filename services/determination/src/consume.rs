@@ -51,14 +51,6 @@ impl EventHandler for Accepted {
         let accepted: ev::HouseholdAccepted = events::payload(envelope)?;
         let id = uuid::Uuid::parse_str(&accepted.household_id)
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
-        let why: [sea_orm::Value; 6] = [
-            (accepted.kind as i16).into(),
-            (accepted.change_type as i16).into(),
-            accepted.reason.clone().into(),
-            optional_uuid(&accepted.proposal_id)?.into(),
-            optional_uuid(&accepted.case_id)?.into(),
-            accepted.decided_by.clone().into(),
-        ];
         let household = accepted.household.unwrap_or_default();
         let persons: usize = household.families.iter().map(|f| f.members.len()).sum();
         let inputs = model_inputs(&household, at.date_naive())
@@ -84,9 +76,14 @@ impl EventHandler for Accepted {
                 at.into(),
                 digest.into(),
                 inputs.into(),
-            ]
-            .into_iter()
-            .chain(why),
+                // Why the version exists.
+                (accepted.kind as i16).into(),
+                (accepted.change_type as i16).into(),
+                accepted.reason.into(),
+                optional_uuid(&accepted.proposal_id)?.into(),
+                optional_uuid(&accepted.case_id)?.into(),
+                accepted.decided_by.into(),
+            ],
         ))
         .await?;
         Ok(())

@@ -4,8 +4,9 @@
 //! household's decile since the month before.
 
 use dtks_platform::auth::Claims;
+use dtks_platform::auth::scope_covers;
 use dtks_platform::db::stmt;
-use dtks_platform::{audit, convert, fields, grpc};
+use dtks_platform::{audit, fields};
 use dtks_proto::common::v1 as pb;
 use dtks_proto::determination::v1::*;
 use prost::Message;
@@ -13,7 +14,7 @@ use sea_orm::ConnectionTrait;
 use tonic::Status;
 
 use crate::error::Result;
-use crate::read::{household_id, read_ahead};
+use crate::read::{household_id, read_ahead, two_months};
 use crate::registry::{Named, compare, entries};
 use crate::run::Api;
 
@@ -51,10 +52,7 @@ fn stored(r: &sea_orm::QueryResult, with_record: bool) -> Result<Stored> {
             // Versions below zero were recovered from snapshots older than the
             // registry's history; they have no number of their own.
             version: r.try_get::<i64>("", "version")?.max(0) as u64,
-            valid_from: Some(prost_types::Timestamp {
-                seconds: valid_from.timestamp(),
-                nanos: valid_from.timestamp_subsec_nanos() as i32,
-            }),
+            valid_from: Some(std::time::SystemTime::from(valid_from).into()),
             region_code: r.try_get("", "region_code")?,
             kind: i32::from(r.try_get::<Option<i16>>("", "kind")?.unwrap_or_default()),
             change_type: i32::from(
@@ -121,14 +119,6 @@ pub(crate) fn region_asked(who: &Claims, asked: &str) -> Result<String> {
     Ok(region)
 }
 
-fn within(region: &str, scope: &str) -> bool {
-    scope.is_empty()
-        || region == scope
-        || region
-            .strip_prefix(scope)
-            .is_some_and(|rest| rest.starts_with('.'))
-}
-
 impl Api {
     /// Every version of a household, oldest first, each against the one before.
     pub(crate) async fn get_household_history(
@@ -190,10 +180,7 @@ impl Api {
         who: &Claims,
         req: &StreamSnapshotChangesRequest,
     ) -> Result<tonic::codegen::BoxStream<SnapshotChangesPage>> {
-        let from = convert::period_key(req.from.as_ref())
-            .map_err(|_| grpc::invalid_field("from", "must be a period"))?;
-        let to = convert::period_key(req.to.as_ref())
-            .map_err(|_| grpc::invalid_field("to", "must be a period"))?;
+        let (from, to) = two_months(req.from.as_ref(), req.to.as_ref())?;
         let region = region_asked(who, &req.region_code)?;
         let (early, late) = (self.determined(from).await?, self.determined(to).await?);
         audit::record(
@@ -260,11 +247,14 @@ impl Api {
         period: (i32, i32),
         standing: uuid::Uuid,
     ) -> Result<(Option<pb::Period>, u32, Vec<HouseholdVersion>)> {
-        let before = if period.1 == 1 {
-            (period.0 - 1, 12)
-        } else {
-            (period.0, period.1 - 1)
+        let Some(before) = u32::try_from(period.1)
+            .ok()
+            .and_then(|m| dtks_domain::Period::new(period.0, m))
+            .and_then(dtks_domain::Period::previous)
+        else {
+            return Ok((None, 0, Vec::new()));
         };
+        let before = (before.year(), before.month() as i32);
         let row_in = |snapshot: uuid::Uuid| {
             self.db.query_one_raw(stmt(
                 "SELECT version, decile FROM snapshot_rows WHERE snapshot_id = $1 AND household_id = $2",
@@ -334,7 +324,7 @@ async fn page(
             let region = now_in.get(&id).or_else(|| was_in.get(&id))?.clone();
             Some((n, region))
         })
-        .filter(|(_, r)| within(r, region))
+        .filter(|(_, r)| scope_covers(region, r))
         .collect();
     let ranges: Vec<(uuid::Uuid, i64, i64)> = kept
         .iter()

@@ -20,6 +20,17 @@ pub(crate) type PageStream = tonic::codegen::BoxStream<SnapshotPage>;
 /// The largest page a stream sends.
 const MAX_BATCH: u32 = 5_000;
 
+/// The two months a comparison names (`from`, `to`).
+pub(crate) fn two_months(
+    from: Option<&dtks_proto::common::v1::Period>,
+    to: Option<&dtks_proto::common::v1::Period>,
+) -> Result<((i32, i32), (i32, i32))> {
+    let month = |p, field| {
+        convert::period_key(p).map_err(|_| grpc::invalid_field(field, "must be a period"))
+    };
+    Ok((month(from, "from")?, month(to, "to")?))
+}
+
 pub(crate) fn household_id(text: &str) -> Result<uuid::Uuid> {
     Ok(uuid::Uuid::parse_str(text)
         .map_err(|_| grpc::invalid_field("household_id", "must be a UUID"))?)
@@ -175,10 +186,7 @@ impl Api {
             // Versions below zero were recovered from snapshots older than the
             // registry's history; they have no number of their own.
             version: version.version.max(0) as u64,
-            valid_from: Some(prost_types::Timestamp {
-                seconds: version.valid_from.timestamp(),
-                nanos: version.valid_from.timestamp_subsec_nanos() as i32,
-            }),
+            valid_from: Some(std::time::SystemTime::from(version.valid_from).into()),
             household: Some(household),
         })
     }
@@ -211,10 +219,7 @@ impl Api {
         _who: &Claims,
         req: &DiffSnapshotsRequest,
     ) -> Result<SnapshotDiff> {
-        let from = convert::period_key(req.from.as_ref())
-            .map_err(|_| grpc::invalid_field("from", "must be a period"))?;
-        let to = convert::period_key(req.to.as_ref())
-            .map_err(|_| grpc::invalid_field("to", "must be a period"))?;
+        let (from, to) = two_months(req.from.as_ref(), req.to.as_ref())?;
         self.difference(from, to).await
     }
 

@@ -274,15 +274,14 @@ pub(crate) async fn compare(
                 .cloned()
                 .flatten()
         };
-        let before = changed.len();
         changed.extend(
             pairs
                 .iter()
                 .filter(|(b, a)| digest(b).is_none() || digest(b) != digest(a))
                 .map(|(b, _)| b.id),
         );
-        d.changed += (changed.len() - before) as u64;
     }
+    d.changed = changed.len() as u64;
     if let Some(named) = named {
         for n in named.iter_mut() {
             n.changed = n.before.is_some_and(|b| changed.contains(&b.id)) && n.after.is_some();

@@ -25,7 +25,6 @@ use dtks_proto::events::v1 as ev;
 use sea_orm::{DatabaseTransaction, DbErr};
 
 use crate::cases::{Actor, CaseRow, Move};
-use dtks_proto::verivali::v1::CaseState;
 
 /// Asks intake to propose the change `life` makes to the household DTKS holds, if any.
 pub async fn propose(
@@ -217,14 +216,18 @@ pub async fn skip_musdes(
     case: CaseRow,
     now: DateTime<Utc>,
 ) -> Result<CaseRow, DbErr> {
+    let step = crate::workflow::Step::RecordedByDukcapil;
+    let actor = Actor::service("dukcapil-policy");
+    let to = crate::workflow::check(step, actor.role, case.state)
+        .map_err(|r| DbErr::Custom(r.describe(step, actor.role)))?;
     let mv = Move {
         case: case.clone(),
-        to: CaseState::VillageReviewed,
+        to,
         note: "perubahan dari Dukcapil: tanpa musdes (recorded by Dukcapil: no musdes)".to_owned(),
     };
-    crate::cases::record(txn, &Actor::service("dukcapil-policy"), &[mv], now).await?;
+    crate::cases::record(txn, &actor, &[mv], now).await?;
     Ok(CaseRow {
-        state: CaseState::VillageReviewed,
+        state: to,
         state_since: now,
         ..case
     })

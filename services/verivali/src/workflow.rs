@@ -28,6 +28,9 @@ pub enum Step {
     Resubmit,
     /// The corrected household was matched again against Dukcapil.
     Rematched,
+    /// A change Dukcapil recorded needs no musdes: its record stands in for the minutes
+    /// (the CIVIL_REGISTRY channel).
+    RecordedByDukcapil,
 }
 
 impl Step {
@@ -43,6 +46,7 @@ impl Step {
             Step::Return => "return to the region",
             Step::Resubmit => "resubmit",
             Step::Rematched => "take the new match",
+            Step::RecordedByDukcapil => "pass the musdes on Dukcapil's record",
         }
     }
 }
@@ -116,6 +120,12 @@ const TABLE: &[(Step, Role, &[CaseState], CaseState)] = &[
         Step::Rematched,
         Role::Service,
         &[S::Resubmitted],
+        S::VillageReviewed,
+    ),
+    (
+        Step::RecordedByDukcapil,
+        Role::Service,
+        &[S::Matched],
         S::VillageReviewed,
     ),
 ];
@@ -287,6 +297,7 @@ mod tests {
         Step::Return,
         Step::Resubmit,
         Step::Rematched,
+        Step::RecordedByDukcapil,
     ];
 
     #[test]
