@@ -57,13 +57,18 @@ fn pool(name: &str) -> &'static [&'static str] {
         .map_or(&[], Vec::as_slice)
 }
 
-/// An index into a pool of `len`, by Zipf's law (weight 1/rank): the first names of a
-/// pool are the common ones.
+/// How much flatter than Zipf's law a pool's head is (Zipf–Mandelbrot's offset): a
+/// pool holds a few dozen of the thousands of names a people uses, so its commonest
+/// name must not take a fifth of every draw.
+const FLATTEN: f64 = 3.0;
+
+/// An index into a pool of `len`, by the Zipf–Mandelbrot law (weight 1/(rank + 3)):
+/// the first names of a pool are the common ones.
 fn zipf(rng: &mut ChaCha8Rng, len: usize) -> usize {
-    let total: f64 = (1..=len).map(|r| 1.0 / r as f64).sum();
+    let total: f64 = (1..=len).map(|r| 1.0 / (r as f64 + FLATTEN)).sum();
     let mut x = rng.random_range(0.0..total);
     for rank in 1..=len {
-        x -= 1.0 / rank as f64;
+        x -= 1.0 / (rank as f64 + FLATTEN);
         if x <= 0.0 {
             return rank - 1;
         }
@@ -142,39 +147,64 @@ impl Household {
 
     /// A name for a member: `female`, the `spouse` of the head (who may keep her own
     /// family name), or the child born `order`-th (0 for the head and spouse, whose
-    /// birth order is drawn).
-    pub fn name(&self, rng: &mut ChaCha8Rng, female: bool, spouse: bool, order: usize) -> String {
+    /// birth order is drawn), born in `year`: people born from the 1990s on carry the
+    /// longer names of their generation more often than their parents' kind.
+    pub fn name(
+        &self,
+        rng: &mut ChaCha8Rng,
+        female: bool,
+        spouse: bool,
+        order: usize,
+        year: i32,
+    ) -> String {
         use Tradition::*;
+        let modern = match year {
+            ..1990 => 0.0,
+            1990..2005 => 0.45,
+            _ => 0.75,
+        };
         let given = |rng: &mut ChaCha8Rng, male: &[&'static str], fem: &[&'static str]| {
             draw(rng, if female { fem } else { male })
         };
         match self.tradition {
+            Sundanese | Javanese | Minang | Arabic if rng.random_bool(modern) => {
+                self.modern(rng, female)
+            }
             Sundanese | Javanese => {
-                let (male, fem, second) = if self.tradition == Sundanese {
-                    (
-                        pool("sundanese_male"),
-                        pool("sundanese_female"),
-                        pool("sundanese_second"),
-                    )
+                let first = if self.tradition == Sundanese {
+                    sundanese_given(rng, female)
                 } else {
-                    (
-                        pool("javanese_male"),
-                        pool("javanese_female"),
-                        pool("javanese_second"),
-                    )
+                    javanese_given(rng, female)
                 };
                 let single = if self.tradition == Javanese {
                     0.4
                 } else {
                     0.15
                 };
-                let first = given(rng, male, fem);
                 if rng.random_bool(single) {
-                    return first.to_owned();
+                    return first;
                 }
-                let mut name = format!("{first} {}", draw(rng, second));
+                let second = |rng: &mut ChaCha8Rng| {
+                    if self.tradition == Sundanese && rng.random_bool(0.35) {
+                        format!(
+                            "{}{}",
+                            draw(rng, pool("sundanese_head")),
+                            draw(rng, pool("sundanese_end"))
+                        )
+                    } else if self.tradition == Sundanese {
+                        draw(rng, pool("sundanese_second")).to_owned()
+                    } else {
+                        draw(rng, pool("javanese_second")).to_owned()
+                    }
+                };
+                let mut name = format!("{first} {}", second(rng));
                 if rng.random_bool(0.15) {
-                    name = format!("{first} {} {}", given(rng, male, fem), draw(rng, second));
+                    let middle = if self.tradition == Sundanese {
+                        sundanese_given(rng, female)
+                    } else {
+                        javanese_given(rng, female)
+                    };
+                    name = format!("{first} {middle} {}", second(rng));
                 }
                 name
             }
@@ -185,7 +215,11 @@ impl Household {
                 } else {
                     self.family.unwrap_or("Siregar")
                 };
-                let first = given(rng, pool("batak_male"), pool("batak_female"));
+                let first = if rng.random_bool(modern) {
+                    given(rng, pool("modern_male"), pool("modern_female"))
+                } else {
+                    given(rng, pool("batak_male"), pool("batak_female"))
+                };
                 if female && rng.random_bool(0.3) {
                     format!("{first} br. {marga}")
                 } else {
@@ -193,14 +227,11 @@ impl Household {
                 }
             }
             Minang => {
-                let first = given(rng, pool("minang_male"), pool("minang_female"));
+                let first = formed(rng, female, "minang");
                 if rng.random_bool(0.55) {
-                    first.to_owned()
+                    first
                 } else {
-                    format!(
-                        "{first} {}",
-                        given(rng, pool("minang_male"), pool("minang_female"))
-                    )
+                    format!("{first} {}", formed(rng, female, "minang"))
                 }
             }
             Manado | Chinese => {
@@ -210,6 +241,11 @@ impl Household {
                     (pool("chinese_male"), pool("chinese_female"))
                 };
                 let family = self.family.unwrap_or("Wenas");
+                if self.tradition == Chinese && year < 1975 && rng.random_bool(0.3) {
+                    // The older generation's Chinese name: family first, two syllables.
+                    let syllable = pool("chinese_syllable");
+                    return format!("{family} {} {}", draw(rng, syllable), draw(rng, syllable));
+                }
                 format!("{} {family}", given(rng, male, fem))
             }
             Balinese => {
@@ -220,10 +256,7 @@ impl Household {
                 };
                 let title = if female { "Ni" } else { "I" };
                 let place = BALI_ORDER[order][rng.random_range(0..BALI_ORDER[order].len())];
-                format!(
-                    "{title} {place} {}",
-                    given(rng, pool("bali_male"), pool("bali_female"))
-                )
+                format!("{title} {place} {}", formed(rng, female, "bali"))
             }
             Arabic => {
                 if female {
@@ -243,6 +276,96 @@ impl Household {
                 }
             }
         }
+    }
+
+    /// A name of the generation born from the 1990s on: one to three parts, in a
+    /// Muslim household often after a Muhammad, a Siti or a Nur.
+    fn modern(&self, rng: &mut ChaCha8Rng, female: bool) -> String {
+        let (first, second) = if female {
+            (pool("modern_female"), pool("modern_female_second"))
+        } else {
+            (pool("modern_male"), pool("modern_male_second"))
+        };
+        let mut parts = Vec::with_capacity(3);
+        if self.tradition == Tradition::Arabic && rng.random_bool(0.4) {
+            parts.push(if female {
+                draw(rng, &["Siti", "Nur", "Nurul"])
+            } else {
+                draw(rng, &["Muhammad", "Ahmad", "Moh."])
+            });
+        }
+        parts.push(draw(rng, first));
+        if parts.len() == 1 || rng.random_bool(0.6) {
+            if rng.random_bool(0.8) {
+                parts.push(draw(rng, second));
+            } else {
+                parts.push(draw(rng, first));
+            }
+        }
+        if parts.len() == 2 && rng.random_bool(0.25) {
+            parts.push(draw(rng, second));
+        }
+        parts.dedup();
+        parts.join(" ")
+    }
+}
+
+/// A Javanese given name: from the pool, or formed as Javanese names are, from a head
+/// and an ending (Su-yanto, Ngat-inem).
+fn javanese_given(rng: &mut ChaCha8Rng, female: bool) -> String {
+    if rng.random_bool(0.4) {
+        let end = if female {
+            "javanese_female_end"
+        } else {
+            "javanese_male_end"
+        };
+        format!(
+            "{}{}",
+            draw(rng, pool("javanese_head")),
+            draw(rng, pool(end))
+        )
+    } else if female {
+        draw(rng, pool("javanese_female")).to_owned()
+    } else {
+        draw(rng, pool("javanese_male")).to_owned()
+    }
+}
+
+/// A Minang or Balinese given name: from the tradition's pool, or formed from a head
+/// and an ending as its names are (Af-rizal, Yus-nimar; Su-dana, Ar-iani).
+fn formed(rng: &mut ChaCha8Rng, female: bool, tradition: &str) -> String {
+    let sex = if female { "female" } else { "male" };
+    if rng.random_bool(0.4) {
+        let head = if tradition == "minang" {
+            pool(if female {
+                "minang_female_head"
+            } else {
+                "minang_male_head"
+            })
+        } else {
+            pool("bali_head")
+        };
+        format!(
+            "{}{}",
+            draw(rng, head),
+            draw(rng, pool(&format!("{tradition}_{sex}_end")))
+        )
+    } else {
+        draw(rng, pool(&format!("{tradition}_{sex}"))).to_owned()
+    }
+}
+
+/// A Sundanese given name: from the pool, or one syllable doubled (Da-dang, Ti-tin).
+fn sundanese_given(rng: &mut ChaCha8Rng, female: bool) -> String {
+    if rng.random_bool(0.25) {
+        let onset = draw(rng, pool("sundanese_onset"));
+        let vowel = draw(rng, pool("sundanese_vowel"));
+        let coda = draw(rng, pool("sundanese_coda"));
+        format!("{onset}{vowel}{}{vowel}{coda}", onset.to_lowercase())
+    } else if female {
+        draw(rng, pool("sundanese_female")).to_owned()
+    } else {
+        draw(rng, pool("sundanese_male")).to_owned()
     }
 }
 
@@ -276,12 +399,12 @@ mod tests {
         // birth order; names are drawn from wide pools.
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let batak = Household::new(&mut rng, Tradition::Batak);
-        let father = batak.name(&mut rng, false, false, 0);
-        let child = batak.name(&mut rng, true, false, 1);
+        let father = batak.name(&mut rng, false, false, 0, 1970);
+        let child = batak.name(&mut rng, true, false, 1, 2000);
         let marga = father.rsplit(' ').next().unwrap_or_default();
         assert!(child.ends_with(marga), "{father} / {child}");
         let bali = Household::new(&mut rng, Tradition::Balinese);
-        let second_born = bali.name(&mut rng, false, false, 2);
+        let second_born = bali.name(&mut rng, false, false, 2, 1998);
         assert!(
             ["I Made ", "I Kadek ", "I Nengah "]
                 .iter()
@@ -297,9 +420,44 @@ mod tests {
         ] {
             let h = Household::new(&mut rng, t);
             for i in 0..500 {
-                distinct.insert(h.name(&mut rng, i % 2 == 0, false, 0));
+                distinct.insert(h.name(&mut rng, i % 2 == 0, false, 0, 1960 + i % 60));
             }
         }
         assert!(distinct.len() > 1_000, "{} distinct names", distinct.len());
+    }
+
+    #[test]
+    fn names_spread_as_a_people_s_do() {
+        // Six provinces, every generation: the commonest full name is a fraction of a
+        // percent, and most names are borne by one person of 60,000.
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        let n = 60_000;
+        for i in 0..n {
+            let province = ["32", "33", "12", "13", "51", "71"][i % 6];
+            let t = tradition(&mut rng, province);
+            let h = Household::new(&mut rng, t);
+            let year = 1950 + (i % 75) as i32;
+            *counts
+                .entry(h.name(&mut rng, i % 2 == 0, false, 0, year))
+                .or_default() += 1;
+        }
+        let commonest = counts.values().max().copied().unwrap_or_default();
+        let alone = counts.values().filter(|&&c| c == 1).count();
+        assert!(
+            commonest * 200 < n,
+            "commonest name borne by {commonest} of {n}"
+        );
+        assert!(
+            alone * 10 > n * 3,
+            "{alone} names borne by one person of {n}"
+        );
+        // Formed names and the younger generation's names are there.
+        assert!(
+            counts
+                .keys()
+                .any(|k| k.starts_with("Ni ") && k.ends_with("asih"))
+        );
+        assert!(counts.keys().any(|k| k.contains("Pratama")));
     }
 }

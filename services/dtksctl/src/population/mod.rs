@@ -168,7 +168,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let tradition = names::tradition(&mut rng, &village[..2]);
         let naming = names::Household::new(&mut rng, tradition);
         let head_born = date_between(&mut rng, 1955, 1995);
-        let head_name = naming.name(&mut rng, false, false, 0);
+        let head_name = naming.name(&mut rng, false, false, 0, head_born.year());
         let mut members = vec![make_person(
             &mut rng,
             &district,
@@ -180,7 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             poor,
         )];
         let spouse_born = date_between(&mut rng, head_born.year() + 1, head_born.year() + 6);
-        let spouse_name = naming.name(&mut rng, true, true, 0);
+        let spouse_name = naming.name(&mut rng, true, true, 0, spouse_born.year());
         members.push(make_person(
             &mut rng,
             &district,
@@ -202,7 +202,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 (head_born.year() + 20).min(2024),
                 (head_born.year() + 40).min(2025),
             );
-            let name = naming.name(&mut rng, sex == Sex::Female, false, order);
+            let name = naming.name(&mut rng, sex == Sex::Female, false, order, born.year());
             members.push(make_person(
                 &mut rng,
                 &district,
