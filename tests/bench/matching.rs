@@ -409,11 +409,24 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
         {
             let answered = match identified("", w) {
                 Some(_) => "another person".to_owned(),
-                None => PersonOutcome::try_from(w.outcome)
-                    .unwrap_or_default()
-                    .as_str_name()
-                    .trim_start_matches("PERSON_OUTCOME_")
-                    .to_lowercase(),
+                None => {
+                    let outcome = PersonOutcome::try_from(w.outcome)
+                        .unwrap_or_default()
+                        .as_str_name()
+                        .trim_start_matches("PERSON_OUTCOME_")
+                        .to_lowercase();
+                    // Why a clerk was asked, in a word.
+                    let why = if w.reason.starts_with("two registry persons") {
+                        " (ambiguous)"
+                    } else if w.reason.starts_with("name and place agree") {
+                        " (born apart)"
+                    } else if w.reason.starts_with("probability") {
+                        " (weak)"
+                    } else {
+                        ""
+                    };
+                    format!("{outcome}{why}")
+                }
             };
             *missed
                 .entry(case.kinds.clone())

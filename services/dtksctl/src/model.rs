@@ -169,9 +169,11 @@ fn train(
     let mut sample = Vec::new();
     // Every spelling the registry holds, once per person who writes it.
     let mut registry_names: Vec<Arc<NameKey>> = Vec::new();
+    let mut birth_days = std::collections::HashSet::new();
     let mut rows = csv::Reader::from_path(registry)?;
     for (i, row) in rows.records().enumerate() {
         let row = row?;
+        birth_days.insert(row[4].to_owned());
         let key = name(&row[2]);
         registry_names.push(key.clone());
         let record = Record::with_name(key, date(&row[4]), row[5].parse().ok(), Some(&row[6]))
@@ -184,10 +186,10 @@ fn train(
     }
     let random = batch::random_patterns(&sample, 1_000_000, 2026, 2);
     let mut model = candidates.train(&random, 100);
-    model.tokens = Some(TokenShares::learn(
-        registry_names.iter().map(|n| n.as_ref()),
-        TOKEN_FLOOR,
-    ));
+    model.tokens = Some(
+        TokenShares::learn(registry_names.iter().map(|n| n.as_ref()), TOKEN_FLOOR)
+            .of_registry(registry_names.len() as u64, birth_days.len() as u64),
+    );
     Ok((model, candidates.pairs.len(), candidates.labelled.total()))
 }
 

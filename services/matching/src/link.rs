@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use dtks_domain::linkage::{Decision, Field, LEVELS, Model, Record, Thresholds, Vector, compare};
+use dtks_domain::linkage::{
+    Decision, Field, LEVELS, Model, NameKey, Record, Thresholds, Vector, compare,
+};
 use dtks_proto::common::v1 as pb;
 use serde_json::{Value, json};
 
@@ -417,6 +419,27 @@ pub fn odds(
     odds
 }
 
+/// `how` with the stray rate of its search taken from the data where the search held
+/// the full name and the birth date equal: a person not in the registry meets someone
+/// of the same name born the same day as often as the name is common (a "Slamet" often,
+/// a rare name almost never). The fixed rate stays for a model without the registry's
+/// name frequencies.
+fn by_name_frequency(model: &Model, how: &Retrieval, name: &NameKey) -> Retrieval {
+    let holds_both = how.fixed.contains(&Field::Name) && how.fixed.contains(&Field::BirthDate);
+    let expected = model
+        .tokens
+        .as_ref()
+        .filter(|_| holds_both)
+        .and_then(|t| t.namesakes_born_that_day(name));
+    match expected {
+        Some(expected) => Retrieval {
+            stray: (1.0 - (-expected).exp()).clamp(1e-6, 1.0),
+            ..*how
+        },
+        None => *how,
+    }
+}
+
 /// What linkage concluded for one person.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Linked {
@@ -459,6 +482,7 @@ pub fn decide(
             let candidate = registry_record(&c.person);
             let v = compare(person, &candidate);
             let how = c.found.iter().min_by_key(|r| r.total)?;
+            let how = &by_name_frequency(model, how, &person.name);
             let born_apart = v[Field::BirthDate as usize] == BIRTH_DATE_DIFFERENT;
             // The name search of the regency found this candidate: the name as written is
             // theirs, and its total is how common it is there.

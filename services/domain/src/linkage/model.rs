@@ -37,6 +37,15 @@ pub struct TokenShares {
     pub agreement: f64,
     /// The share under which parts are not listed.
     pub rare: f64,
+    /// How many persons the registry held, how many parts a name has on average, and
+    /// over how many distinct birth dates the persons were born (absent from models
+    /// learned before them): what [`TokenShares::namesakes_born_that_day`] needs.
+    #[serde(default)]
+    pub persons: u64,
+    #[serde(default)]
+    pub parts_per_name: f64,
+    #[serde(default)]
+    pub birth_days: u64,
 }
 
 impl TokenShares {
@@ -45,12 +54,15 @@ impl TokenShares {
     pub fn learn<'a>(names: impl IntoIterator<Item = &'a NameKey>, floor: f64) -> Self {
         let mut counts: HashMap<&str, u64> = HashMap::new();
         let mut total = 0u64;
+        let mut names_seen = 0u64;
         for name in names {
+            names_seen += 1;
             for token in &name.tokens {
                 *counts.entry(token.as_str()).or_default() += 1;
                 total += 1;
             }
         }
+        let parts_per_name = total as f64 / (names_seen.max(1) as f64);
         let total = total.max(1) as f64;
         let agreement = counts.values().map(|&n| (n as f64 / total).powi(2)).sum();
         let shares = counts
@@ -62,7 +74,36 @@ impl TokenShares {
             shares,
             agreement,
             rare: floor,
+            parts_per_name,
+            ..Self::default()
         }
+    }
+
+    /// With the registry's size and the spread of its birth dates: `persons` names were
+    /// counted, born on `birth_days` distinct dates.
+    pub fn of_registry(mut self, persons: u64, birth_days: u64) -> Self {
+        self.persons = persons;
+        self.birth_days = birth_days;
+        self
+    }
+
+    /// How many registry persons are expected to bear `name` and one given birth date
+    /// by chance: the registry's persons, times the name's share (its parts' shares as
+    /// if drawn apart, each part as likely in any of a name's places), over the dates
+    /// they were born on. Splink's term-frequency adjustment, for the search that holds
+    /// a full name and a birth date equal. `None` for a model that does not know the
+    /// registry's size.
+    pub fn namesakes_born_that_day(&self, name: &NameKey) -> Option<f64> {
+        if self.persons == 0 || self.birth_days == 0 || name.tokens.is_empty() {
+            return None;
+        }
+        let per_name = self.parts_per_name.max(1.0);
+        let share: f64 = name
+            .tokens
+            .iter()
+            .map(|t| (self.share(t) * per_name).min(1.0))
+            .product();
+        Some(self.persons as f64 * share / self.birth_days as f64)
     }
 
     /// A part's share (a part not listed counts as `rare`).

@@ -144,6 +144,7 @@ fn a_common_name_agreeing_says_less_than_a_rare_one() {
         shares: [("SITI".to_owned(), 0.05)].into(),
         agreement: 0.002,
         rare: 1e-5,
+        ..TokenShares::default()
     });
     let alone = proposed("Siti", (1984, 8, 17), 2);
     let partial = compare(&alone, &registry_record(&siti));
@@ -189,6 +190,74 @@ fn a_common_name_agreeing_says_less_than_a_rare_one() {
             Linked::None => 0.0,
         };
     assert!(probability(Some(400_000)) < probability(None));
+}
+
+/// A person registered in another regency is found only by the national search on the
+/// full name and the birth date. With the registry's name frequencies, a rare name
+/// found so is the person; a common one may be a namesake born the same day, and a
+/// clerk decides.
+#[test]
+fn found_elsewhere_by_name_and_birth_date_links_as_the_name_is_rare() {
+    let mut model = load_model().expect("shipped model");
+    let moved = RegistryPerson {
+        village_code: "33.74.01.1001".into(),
+        ..registry("3374011203800001", "Sutrisno Widodo", "1980-03-12", "male")
+    };
+    let national = Query::exact(
+        vec![],
+        &[Field::Name, Field::BirthDate],
+        Scope::Nation,
+        0.02,
+    );
+    let found = [Candidate {
+        person: moved.clone(),
+        found: vec![national.found(1)],
+    }];
+    let decide_with = |model: &Model, shares: &[(&str, f64)]| {
+        let mut tokens = TokenShares {
+            shares: shares.iter().map(|(t, s)| ((*t).to_owned(), *s)).collect(),
+            agreement: 0.002,
+            rare: 1e-6,
+            ..TokenShares::default()
+        };
+        tokens = tokens.of_registry(10_000_000, 27_000);
+        tokens.parts_per_name = 2.0;
+        let mut model = model.clone();
+        model.tokens = Some(tokens);
+        let person = proposed("Sutrisno Widodo", (1980, 3, 12), 1);
+        decide(
+            &model,
+            &person,
+            VILLAGE,
+            &found,
+            Thresholds::default(),
+            None,
+        )
+    };
+    // Both parts one in a hundred thousand: 0.0015 namesakes born that day.
+    let rare = decide_with(&model, &[("SUTRISNO", 1e-5), ("WIDODO", 1e-5)]);
+    assert!(
+        matches!(&rare, Linked::Link { person, .. } if person.nik == moved.nik),
+        "{rare:?}"
+    );
+    // Both parts one in twenty: over nine namesakes born that day.
+    let common = decide_with(&model, &[("SUTRISNO", 0.05), ("WIDODO", 0.05)]);
+    assert!(
+        matches!(common, Linked::Review { .. } | Linked::None),
+        "{common:?}"
+    );
+    // Without the registry's frequencies, the search's own rate applies.
+    model.tokens = None;
+    let person = proposed("Sutrisno Widodo", (1980, 3, 12), 1);
+    let fixed = decide(
+        &model,
+        &person,
+        VILLAGE,
+        &found,
+        Thresholds::default(),
+        None,
+    );
+    assert_ne!(format!("{fixed:?}"), format!("{rare:?}"));
 }
 
 #[test]
