@@ -15,6 +15,8 @@
 //! speed beside Splink linking every row (registry queries included on DTKS's side,
 //! Splink reading files); retrieval recall and the searches a person; a confusion table
 //! of outcomes by what the generator did to the person; and MatchPerson's latency.
+//! `DTKS_BENCH_SHOW_MISSED=n` prints the first n persons the wave without NIKs did not
+//! find, with the service's reason.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -401,6 +403,7 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
     // Who the wave without NIKs did not find, by departure and by what it answered
     // instead: where recall is lost.
     let mut missed: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut examples: Vec<String> = Vec::new();
     for (i, (case, a)) in cases.iter().zip(&given).enumerate() {
         let w = withheld.get(i);
         if let Some(w) = w
@@ -428,6 +431,16 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
                     format!("{outcome}{why}")
                 }
             };
+            if examples.len() < env_or("DTKS_BENCH_SHOW_MISSED", 0usize) {
+                examples.push(format!(
+                    "{} | written {:?} {} in {} | {}",
+                    case.kinds,
+                    case.person.full_name,
+                    dtks_matching::link::iso(case.person.birth_date.as_ref()),
+                    case.village,
+                    w.reason
+                ));
+            }
             *missed
                 .entry(case.kinds.clone())
                 .or_default()
@@ -680,6 +693,12 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
     );
     for (total, kinds, answers) in missed.iter().take(20) {
         println!("{kinds:<40} {total:>7}   {answers}");
+    }
+    if !examples.is_empty() {
+        println!("\nnot found with the NIK withheld, the first (DTKS_BENCH_SHOW_MISSED):");
+        for line in &examples {
+            println!("{line}");
+        }
     }
     if !wrong.is_empty() {
         println!("\nwrong persons (DTKS_BENCH_SHOW_WRONG):");

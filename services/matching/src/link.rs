@@ -255,6 +255,39 @@ impl Retrieval {
         stray: 1.0,
         name_count: false,
     };
+
+    /// The NIK's own holder, where the NIK written carries the birth date and sex
+    /// written beside it: the holder agrees on them because the NIK says so (a mistyped
+    /// serial lands on someone of the district born the same day), so they are no
+    /// evidence either; the name decides.
+    pub const HOLDER_OF_THAT_BIRTH: Retrieval = Retrieval {
+        fixed: &[Field::Region, Field::BirthDate, Field::Sex],
+        ..Self::HOLDER
+    };
+
+    /// How the holder of `p`'s NIK is met.
+    pub fn holder_of(p: &pb::Person) -> Retrieval {
+        if nik_carries_birth(p) {
+            Self::HOLDER_OF_THAT_BIRTH
+        } else {
+            Self::HOLDER
+        }
+    }
+}
+
+/// Whether the NIK `p` gives encodes the birth date and the sex written beside it. A
+/// NIK holds its holder's birth date and sex (the day plus 40 for a woman), so any
+/// holder of such a NIK agrees with the person on both, whoever they are.
+pub fn nik_carries_birth(p: &pb::Person) -> bool {
+    let (Ok(nik), Some(born)) = (dtks_domain::Nik::parse(&p.nik), date(p.birth_date.as_ref()))
+    else {
+        return false;
+    };
+    let sex = match nik.sex() {
+        dtks_domain::household::Sex::Male => 1,
+        dtks_domain::household::Sex::Female => 2,
+    };
+    nik.agrees_with_birth_date(born) && p.sex == sex
 }
 
 /// A registry person and every way they were found.
@@ -270,7 +303,7 @@ pub struct Candidate {
 pub fn candidates(
     queries: &[Query],
     found: crate::dci::Found,
-    holder: Option<&RegistryPerson>,
+    holder: Option<(&RegistryPerson, Retrieval)>,
 ) -> Vec<Candidate> {
     let mut candidates: Vec<Candidate> = found
         .persons
@@ -283,12 +316,12 @@ pub fn candidates(
                 .collect(),
         })
         .collect();
-    if let Some(holder) = holder {
+    if let Some((holder, how)) = holder {
         match candidates.iter_mut().find(|c| c.person.nik == holder.nik) {
-            Some(c) => c.found.push(Retrieval::HOLDER),
+            Some(c) => c.found.push(how),
             None => candidates.push(Candidate {
                 person: holder.clone(),
-                found: vec![Retrieval::HOLDER],
+                found: vec![how],
             }),
         }
     }

@@ -144,8 +144,12 @@ pub fn holder_is_person(
         &link::registry_record(holder),
     );
     // The region is no evidence here: a NIK written wrongly is most often a family
-    // member's, who lives in the same village.
-    v[dtks_domain::linkage::Field::Region as usize] = dtks_domain::linkage::NULL;
+    // member's, who lives in the same village. Nor are the birth date and the sex
+    // where the NIK itself carries the ones written: any holder of it agrees on them.
+    let fixed = link::Retrieval::holder_of(p).fixed;
+    for f in fixed {
+        v[*f as usize] = dtks_domain::linkage::NULL;
+    }
     let prior = (NIK_PRIOR / (1.0 - NIK_PRIOR)).log2();
     dtks_domain::linkage::probability_of_odds(prior + model.weight(&v))
 }
@@ -342,7 +346,11 @@ impl Matcher {
             if !trusted {
                 // The NIK's own holder is always a candidate: the model, not the
                 // retrieval, decides whether it is the person.
-                open.push((i, link::candidates(&[], Default::default(), holder)));
+                let how = link::Retrieval::holder_of(p);
+                open.push((
+                    i,
+                    link::candidates(&[], Default::default(), holder.map(|h| (h, how))),
+                ));
             }
         }
         let regencies: Vec<String> = open

@@ -1,5 +1,6 @@
 use super::*;
 use dtks_domain::linkage::TokenShares;
+use dtks_proto::events::v1::PersonOutcome;
 
 fn registry(nik: &str, name: &str, born: &str, sex: &str) -> RegistryPerson {
     RegistryPerson {
@@ -55,6 +56,12 @@ fn by_name(person: &RegistryPerson, total: u64) -> Candidate {
         person: person.clone(),
         found,
     }
+}
+
+/// What `model`, at the default thresholds and without the regency's population,
+/// decides of `person` among `found`.
+fn decided_by(model: &Model, person: &Record, found: &[Candidate]) -> Linked {
+    decide(model, person, VILLAGE, found, Thresholds::default(), None)
 }
 
 /// What the shipped model, at the default thresholds, decides of a man `name` born
@@ -225,14 +232,7 @@ fn found_elsewhere_by_name_and_birth_date_links_as_the_name_is_rare() {
         let mut model = model.clone();
         model.tokens = Some(tokens);
         let person = proposed("Sutrisno Widodo", (1980, 3, 12), 1);
-        decide(
-            &model,
-            &person,
-            VILLAGE,
-            &found,
-            Thresholds::default(),
-            None,
-        )
+        decided_by(&model, &person, &found)
     };
     // Both parts one in a hundred thousand: 0.0015 namesakes born that day.
     let rare = decide_with(&model, &[("SUTRISNO", 1e-5), ("WIDODO", 1e-5)]);
@@ -249,14 +249,7 @@ fn found_elsewhere_by_name_and_birth_date_links_as_the_name_is_rare() {
     // Without the registry's frequencies, the search's own rate applies.
     model.tokens = None;
     let person = proposed("Sutrisno Widodo", (1980, 3, 12), 1);
-    let fixed = decide(
-        &model,
-        &person,
-        VILLAGE,
-        &found,
-        Thresholds::default(),
-        None,
-    );
+    let fixed = decided_by(&model, &person, &found);
     assert_ne!(format!("{fixed:?}"), format!("{rare:?}"));
 }
 
@@ -286,4 +279,50 @@ fn candidate_queries_follow_the_blocking_keys() {
     );
     let nameless = pb::Person::default();
     assert!(candidate_queries(&nameless, "32.04.05.2001").is_empty());
+}
+
+/// A NIK carries its holder's birth date and sex. A mistyped serial lands on someone of
+/// the district born the same day: that holder agrees on date and sex because the NIK
+/// says so, and only the name tells them apart.
+#[test]
+fn a_nik_that_carries_the_birth_written_is_judged_by_the_name() {
+    let model = load_model().expect("shipped model");
+    // Dewi Lestari holds 3204055203800002: born 12 March 1980 (the day plus 40: a
+    // woman). Sri Wahyuni, born the same day in the district, holds …0001 and wrote …0002.
+    let dewi = registry("3204055203800002", "Dewi Lestari", "1980-03-12", "female");
+    let written = |name: &str, born: (i32, i32, i32)| pb::Person {
+        nik: dewi.nik.clone(),
+        full_name: name.into(),
+        birth_date: Some(pb::Date {
+            year: born.0,
+            month: born.1,
+            day: born.2,
+        }),
+        sex: 2,
+        ..Default::default()
+    };
+    let sri = written("Sri Wahyuni", (1980, 3, 12));
+    assert!(nik_carries_birth(&sri));
+    let (outcome, _) = crate::matcher::exact(&model, &sri, VILLAGE, Some(&dewi));
+    assert_eq!(outcome, PersonOutcome::NikOfAnotherPerson);
+    // Among candidates, the holder met by that NIK is not linked on date and sex.
+    let found = candidates(
+        &[],
+        Default::default(),
+        Some((&dewi, Retrieval::holder_of(&sri))),
+    );
+    let person = person_record(&sri, VILLAGE);
+    let decided = decided_by(&model, &person, &found);
+    assert!(!matches!(decided, Linked::Link { .. }), "{decided:?}");
+    // The holder herself, titled, and with a part dropped, is still the holder.
+    for name in ["Dewi Lestari", "Hj. Dewi Lestari", "Dewi"] {
+        let (outcome, _) =
+            crate::matcher::exact(&model, &written(name, (1980, 3, 12)), VILLAGE, Some(&dewi));
+        assert_ne!(outcome, PersonOutcome::NikOfAnotherPerson, "{name}");
+    }
+    // A birth date written otherwise than the NIK's is evidence again.
+    let shifted = written("Dewi Lestari", (1980, 9, 12));
+    assert!(!nik_carries_birth(&shifted));
+    let (outcome, _) = crate::matcher::exact(&model, &shifted, VILLAGE, Some(&dewi));
+    assert_eq!(outcome, PersonOutcome::MatchedWithCorrections);
 }
