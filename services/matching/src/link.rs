@@ -111,6 +111,9 @@ pub struct Query {
     /// A search for a person written down with a departure (a birth date moved, a name
     /// part mistyped or dropped): asked only when the exact ones found no one to link.
     pub wide: bool,
+    /// A search by one part of the name: its total already counts how common the part
+    /// is, so a rare part adds nothing more ([`odds`]).
+    pub by_part: bool,
 }
 
 impl Query {
@@ -124,6 +127,7 @@ impl Query {
             stray,
             name_count: false,
             wide: false,
+            by_part: false,
         }
     }
 
@@ -135,6 +139,7 @@ impl Query {
             total,
             stray: self.stray,
             name_count: self.name_count,
+            by_part: self.by_part,
         }
     }
 }
@@ -211,6 +216,7 @@ pub fn candidate_queries(p: &pb::Person, village: &str) -> Vec<Query> {
             let by_part = Query::exact(predicates, &[], Scope::Regency, 0.6);
             queries.push(Query {
                 wide: true,
+                by_part: true,
                 ..by_part
             });
         }
@@ -243,6 +249,8 @@ pub struct Retrieval {
     pub stray: f64,
     /// [`Query::name_count`] of the search.
     pub name_count: bool,
+    /// [`Query::by_part`] of the search.
+    pub by_part: bool,
 }
 
 impl Retrieval {
@@ -254,6 +262,7 @@ impl Retrieval {
         total: 1,
         stray: 1.0,
         name_count: false,
+        by_part: false,
     };
 
     /// The NIK's own holder, where the NIK written carries the birth date and sex
@@ -414,18 +423,20 @@ pub fn prior(how: &Retrieval) -> f64 {
 /// `log2(m / share)` instead of the model's average, so that agreeing on a common name
 /// ("Siti Aminah") says less than agreeing on a rare one.
 ///
-/// `common_part_bits`, when the model knows the registry's name parts
-/// ([`dtks_domain::linkage::TokenShares::common_part_bits`]), is what an agreement carried by common parts
-/// loses: applied to every agreeing name level that `name_share` does not already
-/// weigh, so that "Siti" agreeing with "Siti Aminah" says less than "Wulandari" with
-/// "Wulandari Putri".
+/// `part_bits`, when the model knows the registry's name parts
+/// ([`dtks_domain::linkage::TokenShares::part_frequency_bits`]), is what an agreement
+/// carried by those parts is worth beyond the level's average: applied to every
+/// agreeing name level that `name_share` does not already weigh, so that "Siti"
+/// agreeing with "Siti Aminah" says less than "Wulandari" with "Wulandari Putri". A
+/// search by a part already weighed its rarity in its total: there, only a common
+/// part's loss applies.
 pub fn odds(
     model: &Model,
     village: &str,
     v: &Vector,
     how: &Retrieval,
     name_share: Option<f64>,
-    common_part_bits: Option<f64>,
+    part_bits: Option<f64>,
 ) -> f64 {
     let mut odds = prior(how);
     let disagreeing = LEVELS[Field::Name as usize].len() as u8 - 1;
@@ -443,8 +454,9 @@ pub fn odds(
             // evidence than the best (a level random pairs never showed would otherwise
             // weigh without bound).
             (Field::Name, level, _) if level < disagreeing => {
+                let bits = part_bits.unwrap_or(0.0);
                 model.field_weight(f, level).min(model.field_weight(f, 0))
-                    + common_part_bits.unwrap_or(0.0)
+                    + if how.by_part { bits.min(0.0) } else { bits }
             }
             _ => model.field_weight(f, level).min(model.field_weight(f, 0)),
         };
@@ -525,11 +537,11 @@ pub fn decide(
                     .map(|(population, r)| {
                         r.total.max(1) as f64 / population.max(r.total).max(1) as f64
                     });
-            let common_part_bits = model
+            let part_bits = model
                 .tokens
                 .as_ref()
-                .and_then(|t| t.common_part_bits(&person.name, &candidate.name));
-            let odds = odds(model, village, &v, how, name_share, common_part_bits);
+                .and_then(|t| t.part_frequency_bits(&person.name, &candidate.name));
+            let odds = odds(model, village, &v, how, name_share, part_bits);
             Some((odds, c, v, born_apart))
         })
         .collect();

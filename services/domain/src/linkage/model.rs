@@ -111,18 +111,18 @@ impl TokenShares {
         self.shares.get(token).copied().unwrap_or(self.rare)
     }
 
-    /// The bits an agreement on `a` and `b` loses for being carried by common parts: the
-    /// rarest part the two share, held against the average agreement, never more than
-    /// zero (a rare part adds nothing beyond the level's own weight). `None` when they
-    /// share no part.
-    pub fn common_part_bits(&self, a: &NameKey, b: &NameKey) -> Option<f64> {
+    /// What an agreement on `a` and `b` is worth beyond its level's average, for the
+    /// parts that carry it (Splink's term-frequency adjustment, for parts): the rarest
+    /// part the two share, held against the average agreement — negative for a common
+    /// part ("Siti"), positive for a rare one. `None` when they share no part.
+    pub fn part_frequency_bits(&self, a: &NameKey, b: &NameKey) -> Option<f64> {
         let rarest = a
             .tokens
             .iter()
             .filter(|t| b.tokens.contains(t))
             .map(|t| self.share(t))
             .min_by(f64::total_cmp)?;
-        Some((self.agreement / rarest.max(1e-12)).log2().min(0.0))
+        Some((self.agreement / rarest.max(1e-12)).log2())
     }
 }
 

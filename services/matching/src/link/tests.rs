@@ -145,7 +145,7 @@ fn a_common_name_agreeing_says_less_than_a_rare_one() {
     );
     // Name parts: "Siti" written alone agrees with "Siti Aminah" by one part; where
     // the registry's parts say SITI is one in twenty, that agreement loses bits,
-    // and a rare part's does not.
+    // and a rare part's gains them.
     let mut with_parts = model.clone();
     with_parts.tokens = Some(TokenShares {
         shares: [("SITI".to_owned(), 0.05)].into(),
@@ -159,14 +159,41 @@ fn a_common_name_agreeing_says_less_than_a_rare_one() {
     let bits = with_parts
         .tokens
         .as_ref()
-        .and_then(|t| t.common_part_bits(&alone.name, &registry_record(&siti).name));
+        .and_then(|t| t.part_frequency_bits(&alone.name, &registry_record(&siti).name));
     assert!(bits.is_some_and(|b| b < -4.0), "{bits:?}");
     let aminah = proposed("Aminah", (1984, 8, 17), 2);
     let rare_bits = with_parts
         .tokens
         .as_ref()
-        .and_then(|t| t.common_part_bits(&aminah.name, &registry_record(&siti).name));
-    assert_eq!(rare_bits, Some(0.0));
+        .and_then(|t| t.part_frequency_bits(&aminah.name, &registry_record(&siti).name));
+    assert!(rare_bits.is_some_and(|b| b > 7.0), "{rare_bits:?}");
+    // Found by the birth-date search, "Aminah" alone is far surer than "Siti" alone;
+    // found by a search on the part itself, whose total already counted how rare it
+    // is, the rarity is not counted again.
+    let bits_of = |name: &str, how: Retrieval| {
+        let written = proposed(name, (1984, 8, 17), 2);
+        let v = compare(&written, &registry_record(&siti));
+        let bits = with_parts
+            .tokens
+            .as_ref()
+            .and_then(|t| t.part_frequency_bits(&written.name, &registry_record(&siti).name));
+        odds(&with_parts, VILLAGE, &v, &how, None, bits)
+    };
+    let birth = by_birth(&siti, 3).found[0];
+    assert!(bits_of("Aminah", birth) > bits_of("Siti", birth) + 10.0);
+    let part_search = Query {
+        by_part: true,
+        ..Query::exact(vec![], &[], Scope::Regency, 0.6)
+    };
+    let unaware = Query {
+        by_part: false,
+        ..part_search.clone()
+    };
+    let (counted, again) = (
+        bits_of("Aminah", part_search.found(3)),
+        bits_of("Aminah", unaware.found(3)),
+    );
+    assert!(counted < again - 7.0, "{counted} {again}");
     let found_by_birth = by_birth(&siti, 3);
     let probability = |model: &Model| match decide(
         model,
