@@ -16,7 +16,9 @@
 //! Splink reading files); retrieval recall and the searches a person; a confusion table
 //! of outcomes by what the generator did to the person; and MatchPerson's latency.
 //! `DTKS_BENCH_SHOW_MISSED=n` prints the first n persons the wave without NIKs did not
-//! find, with the service's reason.
+//! find, with the service's reason. `DTKS_BENCH_MODEL=shipped` runs the service on the
+//! model it ships, as a deployment that never trained one: it learns the registry's name
+//! frequencies from the persons it meets.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -319,33 +321,37 @@ async fn run(households: usize, unproposed: usize) -> anyhow::Result<()> {
         registered.len()
     );
     // The model is learned from this run's data, as a deployment learns it from its
-    // registry and its wave (`dtksctl model train`), never the one shipped.
+    // registry and its wave (`dtksctl model train`). With DTKS_BENCH_MODEL=shipped the
+    // service runs as a deployment that never trained one: the shipped m and u, and the
+    // name frequencies it learns from the persons it meets (`learn.rs`).
+    let shipped = std::env::var("DTKS_BENCH_MODEL").is_ok_and(|m| m == "shipped");
     let model = dir.join("model.json");
-    let trained = tokio::process::Command::new(dtks_e2e::bin_dir().join("dtksctl"))
-        .args(["model", "train", "--registry"])
-        .arg(dir.join("registry.csv"))
-        .arg("--proposals")
-        .arg(dir.join("proposals.jsonl"))
-        .arg("--out")
-        .arg(&model)
-        .output()
-        .await?;
-    anyhow::ensure!(
-        trained.status.success(),
-        "dtksctl model train failed: {}",
-        String::from_utf8_lossy(&trained.stderr)
-    );
-    println!(
-        "the model, learned from this run's registry and wave:\n{}",
-        String::from_utf8_lossy(&trained.stdout)
-    );
     let model_path = model.to_string_lossy().into_owned();
-    let stack = Stack::start_services(
-        &registry,
-        &["matching"],
-        &[("DTKS_MATCHING_MODEL", model_path.as_str())],
-    )
-    .await?;
+    let mut env = vec![];
+    if shipped {
+        println!("the model: the one shipped, name frequencies learned by the service");
+    } else {
+        let trained = tokio::process::Command::new(dtks_e2e::bin_dir().join("dtksctl"))
+            .args(["model", "train", "--registry"])
+            .arg(dir.join("registry.csv"))
+            .arg("--proposals")
+            .arg(dir.join("proposals.jsonl"))
+            .arg("--out")
+            .arg(&model)
+            .output()
+            .await?;
+        anyhow::ensure!(
+            trained.status.success(),
+            "dtksctl model train failed: {}",
+            String::from_utf8_lossy(&trained.stderr)
+        );
+        println!(
+            "the model, learned from this run's registry and wave:\n{}",
+            String::from_utf8_lossy(&trained.stdout)
+        );
+        env.push(("DTKS_MATCHING_MODEL", model_path.as_str()));
+    }
+    let stack = Stack::start_services(&registry, &["matching"], &env).await?;
     let token = stack.token(Role::PusdatinAdmin, "");
     let client = MatchingServiceClient::new(stack.channel("matching").await?);
 
@@ -755,6 +761,7 @@ async fn retrieval(stack: &Stack, cases: &[Case]) -> anyhow::Result<(f64, f64)> 
         .await?,
         model: std::sync::Arc::new(dtks_matching::link::load_model()?),
         populations: Default::default(),
+        learning: Default::default(),
     };
     let before = registry.searches_sent();
     for chunk in held.chunks(500) {

@@ -22,6 +22,7 @@ mod callbacks;
 pub mod consume;
 pub mod dci;
 pub mod error;
+pub mod learn;
 pub mod link;
 pub mod lookup;
 pub mod matcher;
@@ -52,6 +53,7 @@ pub async fn start(ctx: Context, listener: tokio::net::TcpListener) -> anyhow::R
         cache: cache.clone(),
         model: Arc::new(link::load_model()?),
         populations: Default::default(),
+        learning: Default::default(),
     };
     if let Some(addr) = &ctx.config.dci.callback_addr {
         let callbacks = callbacks::router(callbacks::Callbacks {

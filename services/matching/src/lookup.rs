@@ -104,7 +104,7 @@ pub async fn person(
     let txn = db.begin().await?;
     let settled = crate::settle::settle(
         &txn,
-        &matcher.model,
+        &matcher.current().0,
         uuid::Uuid::nil(),
         &village_code,
         &household,
@@ -139,7 +139,6 @@ pub async fn chunk(
     villages.sort();
     villages.dedup();
     dtks_platform::audit::record(&db, &who, "matching.MatchWave", &villages).await?;
-    let version = crate::link::model_version();
     Ok(chunk
         .into_iter()
         .zip(assessed)
@@ -148,7 +147,7 @@ pub async fn chunk(
                 outcome: a.outcome as i32,
                 corrections: a.corrections.clone(),
                 link_probability: a.probability,
-                model_version: version.clone(),
+                model_version: a.model_version.clone(),
                 ..Default::default()
             };
             MatchWaveResponse {

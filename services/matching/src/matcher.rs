@@ -42,6 +42,9 @@ pub struct Matcher {
     pub model: SharedModel,
     /// Persons per regency in the registry, as last counted.
     pub populations: Populations,
+    /// What is learned of the registry from the persons met, for a model that does not
+    /// carry the registry's name frequencies.
+    pub learning: std::sync::Arc<crate::learn::Learning>,
 }
 
 /// What the registry and linkage say about one person, before the duplicate check.
@@ -57,6 +60,8 @@ pub struct Assessed {
     pub review: Option<(RegistryPerson, String)>,
     /// The outcome before linkage (what a clerk's "different person" restores).
     pub before_linkage: PersonOutcome,
+    /// The version of the model that assessed the person.
+    pub model_version: String,
     /// For NIK_OF_ANOTHER_PERSON: whom the registry holds under the NIK given.
     pub holder: Option<RegistryPerson>,
     /// Held already by the household a CHANGE is for, as it is proposed: not asked.
@@ -75,6 +80,7 @@ impl Assessed {
             before_linkage: PersonOutcome::Matched,
             holder: None,
             held: true,
+            model_version: String::new(),
         }
     }
 }
@@ -222,6 +228,38 @@ impl Populations {
         (known, missing)
     }
 
+    /// How many persons the whole registry holds: every province counted in one search
+    /// (known for an hour, as a regency's count is).
+    pub async fn nation(&self, registry: &DciRegistry) -> Result<u64, RegistryError> {
+        const NATION: &str = "nation";
+        if let (known, missing) = self.split(&[NATION.to_owned()])
+            && missing.is_empty()
+        {
+            return Ok(known.get(NATION).copied().unwrap_or(0));
+        }
+        let mut provinces: Vec<&str> = dtks_platform::reference::village_codes()
+            .iter()
+            .filter_map(|c| c.get(..2))
+            .collect();
+        provinces.sort_unstable();
+        provinces.dedup();
+        let query = vec![serde_json::json!({
+            "attribute_name": "province_code", "operator": "in",
+            "attribute_value": provinces.join(",")
+        })];
+        let n = registry
+            .totals(&[query])
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(0);
+        self.known
+            .lock()
+            .expect("populations")
+            .insert(NATION.to_owned(), (n, std::time::Instant::now()));
+        Ok(n)
+    }
+
     /// The population of each of `regencies`, counted by the registry where not known:
     /// one regency a message (a count reads the whole regency), at once.
     pub async fn of(
@@ -255,6 +293,32 @@ impl Populations {
 }
 
 impl Matcher {
+    /// The model linkage uses now, and its version: the loaded one if it carries the
+    /// registry's name frequencies, else the loaded one with what was learned of them
+    /// ([`crate::learn`]) once enough persons were met.
+    pub fn current(&self) -> (SharedModel, String) {
+        if self.model.tokens.is_none()
+            && let Some(learned) = self.learning.model()
+        {
+            return learned;
+        }
+        (self.model.clone(), link::model_version())
+    }
+
+    /// Rebuilds the learned model, the registry's size counted (at most hourly); a
+    /// registry that cannot count now leaves the model as it was.
+    async fn learn(&self) {
+        if self.model.tokens.is_some() {
+            return;
+        }
+        match self.populations.nation(&self.registry).await {
+            Ok(persons) => self
+                .learning
+                .rebuild(&self.model, &link::model_version(), persons),
+            Err(error) => tracing::warn!(%error, "the registry's size is not known yet"),
+        }
+    }
+
     /// The registry's answer for each NIK: from the cache, the rest in batched requests.
     /// A NIK that is empty or not a NIK at all is not asked about.
     pub async fn lookup(
@@ -319,12 +383,16 @@ impl Matcher {
     ) -> Result<Vec<Assessed>, RegistryError> {
         let niks: Vec<String> = subjects.iter().map(|(p, _)| p.nik.clone()).collect();
         let found = self.lookup(&niks).await?;
+        if self.learning.meet(found.values().flatten()) {
+            self.learn().await;
+        }
+        let (model, version) = self.current();
         let mut out = Vec::with_capacity(subjects.len());
         // Those linkage must decide, with the candidates gathered so far.
         let mut open: Vec<(usize, Vec<link::Candidate>)> = Vec::new();
         for (i, (p, village)) in subjects.iter().enumerate() {
             let holder = found.get(&p.nik).and_then(Option::as_ref);
-            let (outcome, corrections) = exact(&self.model, p, village, holder);
+            let (outcome, corrections) = exact(&model, p, village, holder);
             let trusted = matches!(
                 outcome,
                 PersonOutcome::Matched
@@ -338,6 +406,7 @@ impl Matcher {
                 nik: trusted.then(|| p.nik.clone()),
                 review: None,
                 before_linkage: outcome,
+                model_version: version.clone(),
                 holder: (outcome == PersonOutcome::NikOfAnotherPerson)
                     .then(|| holder.cloned())
                     .flatten(),
@@ -413,7 +482,7 @@ impl Matcher {
                 let person = link::person_record(p, village);
                 let population = village.get(..5).and_then(|r| populations.get(r)).copied();
                 let decided = link::decide(
-                    &self.model,
+                    &model,
                     &person,
                     village,
                     &candidates,

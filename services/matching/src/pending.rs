@@ -116,7 +116,7 @@ async fn match_envelope(
     let txn = db.begin().await?;
     let persons = crate::settle::settle(
         &txn,
-        &matcher.model,
+        &matcher.current().0,
         proposal_id,
         &envelope.region_code,
         &household,

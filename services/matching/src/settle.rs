@@ -64,7 +64,11 @@ pub async fn settle(
             outcome: a.outcome as i32,
             corrections: a.corrections.clone(),
             link_probability: a.probability,
-            model_version: link::model_version(),
+            model_version: if a.model_version.is_empty() {
+                link::model_version()
+            } else {
+                a.model_version.clone()
+            },
             held: a.held,
             ..Default::default()
         };
