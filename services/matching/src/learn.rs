@@ -25,10 +25,10 @@ const MOST: usize = 2_000_000;
 #[derive(Default)]
 struct Sample {
     seen: HashSet<u64>,
+    /// How often each name part was met.
     parts: HashMap<String, u64>,
-    names: Vec<Arc<NameKey>>,
     birth_days: HashSet<String>,
-    /// Persons met when the model was last rebuilt.
+    /// Persons met when the last rebuild was claimed.
     built_at: u64,
 }
 
@@ -40,8 +40,9 @@ pub struct Learning {
 }
 
 impl Learning {
-    /// Meets registry persons; answers whether the model is due to be rebuilt: enough
-    /// persons were met, and half as many again since the last rebuild.
+    /// Meets registry persons; answers whether the model is due to be rebuilt (enough
+    /// persons were met, and half as many again since the last rebuild), and then
+    /// claims the rebuild, so that callers meeting persons at once rebuild it once.
     pub fn meet<'a>(&self, persons: impl IntoIterator<Item = &'a RegistryPerson>) -> bool {
         let mut sample = self.sample.lock().expect("learning");
         for p in persons {
@@ -53,28 +54,31 @@ impl Learning {
             if !sample.seen.insert(h.finish()) {
                 continue;
             }
-            let key = Arc::new(NameKey::new(&p.full_name));
-            for part in &key.tokens {
-                *sample.parts.entry(part.clone()).or_default() += 1;
+            for part in NameKey::new(&p.full_name).tokens {
+                *sample.parts.entry(part).or_default() += 1;
             }
-            sample.names.push(key);
             if !p.birth_date.is_empty() && !sample.birth_days.contains(&p.birth_date) {
                 sample.birth_days.insert(p.birth_date.clone());
             }
         }
         let met = sample.seen.len() as u64;
-        met >= ENOUGH && (sample.built_at == 0 || met * 2 >= sample.built_at * 3)
+        let due = met >= ENOUGH && (sample.built_at == 0 || met * 2 >= sample.built_at * 3);
+        if due {
+            sample.built_at = met;
+        }
+        due
     }
 
     /// Rebuilds the model from `base` (its m, u and prior) and what was met, the
     /// registry holding `persons`; its version names the base and the sample.
     pub fn rebuild(&self, base: &Model, base_version: &str, persons: u64) {
         let (tokens, met) = {
-            let mut sample = self.sample.lock().expect("learning");
-            sample.built_at = sample.seen.len() as u64;
-            let tokens = TokenShares::learn(sample.names.iter().map(|n| n.as_ref()), TOKEN_FLOOR)
+            let sample = self.sample.lock().expect("learning");
+            let met = sample.seen.len() as u64;
+            let counts = sample.parts.iter().map(|(part, n)| (part.as_str(), *n));
+            let tokens = TokenShares::from_counts(counts, met, TOKEN_FLOOR)
                 .of_registry(persons, sample.birth_days.len() as u64);
-            (tokens, sample.built_at)
+            (tokens, met)
         };
         let model = Model {
             tokens: Some(tokens),

@@ -292,11 +292,7 @@ pub fn nik_carries_birth(p: &pb::Person) -> bool {
     else {
         return false;
     };
-    let sex = match nik.sex() {
-        dtks_domain::household::Sex::Male => 1,
-        dtks_domain::household::Sex::Female => 2,
-    };
-    nik.agrees_with_birth_date(born) && p.sex == sex
+    nik.agrees_with_birth_date(born) && p.sex == nik.sex().code()
 }
 
 /// A registry person and every way they were found.
@@ -464,24 +460,21 @@ pub fn odds(
     odds
 }
 
-/// `how` with the stray rate of its search taken from the data where the search held
-/// the full name and the birth date equal: a person not in the registry meets someone
-/// of the same name born the same day as often as the name is common (a "Slamet" often,
-/// a rare name almost never). The fixed rate stays for a model without the registry's
-/// name frequencies.
-fn by_name_frequency(model: &Model, how: &Retrieval, name: &NameKey) -> Retrieval {
+/// The stray rate of a search that holds `name` and a birth date equal, from the
+/// data: a person not in the registry meets someone of the same name born the same day
+/// as often as the name is common (a "Slamet" often, a rare name almost never). `None`
+/// for a model without the registry's name frequencies (the search's own rate stays).
+fn namesake_stray(model: &Model, name: &NameKey) -> Option<f64> {
+    let expected = model.tokens.as_ref()?.namesakes_born_that_day(name)?;
+    Some((1.0 - (-expected).exp()).clamp(1e-6, 1.0))
+}
+
+/// `how`, with `stray` where it held the full name and the birth date equal.
+fn with_stray(how: &Retrieval, stray: Option<f64>) -> Retrieval {
     let holds_both = how.fixed.contains(&Field::Name) && how.fixed.contains(&Field::BirthDate);
-    let expected = model
-        .tokens
-        .as_ref()
-        .filter(|_| holds_both)
-        .and_then(|t| t.namesakes_born_that_day(name));
-    match expected {
-        Some(expected) => Retrieval {
-            stray: (1.0 - (-expected).exp()).clamp(1e-6, 1.0),
-            ..*how
-        },
-        None => *how,
+    match stray {
+        Some(stray) if holds_both => Retrieval { stray, ..*how },
+        _ => *how,
     }
 }
 
@@ -521,13 +514,14 @@ pub fn decide(
     thresholds: Thresholds,
     population: Option<u64>,
 ) -> Linked {
+    let namesake_stray = namesake_stray(model, &person.name);
     let mut scored: Vec<(f64, &Candidate, Vector, bool)> = candidates
         .iter()
         .filter_map(|c| {
             let candidate = registry_record(&c.person);
             let v = compare(person, &candidate);
             let how = c.found.iter().min_by_key(|r| r.total)?;
-            let how = &by_name_frequency(model, how, &person.name);
+            let how = &with_stray(how, namesake_stray);
             let born_apart = v[Field::BirthDate as usize] == BIRTH_DATE_DIFFERENT;
             // The name search of the regency found this candidate: the name as written is
             // theirs, and its total is how common it is there.

@@ -53,21 +53,34 @@ impl TokenShares {
     /// those whose share is at least `floor`.
     pub fn learn<'a>(names: impl IntoIterator<Item = &'a NameKey>, floor: f64) -> Self {
         let mut counts: HashMap<&str, u64> = HashMap::new();
-        let mut total = 0u64;
         let mut names_seen = 0u64;
         for name in names {
             names_seen += 1;
             for token in &name.tokens {
                 *counts.entry(token.as_str()).or_default() += 1;
-                total += 1;
             }
         }
-        let parts_per_name = total as f64 / (names_seen.max(1) as f64);
+        Self::from_counts(counts, names_seen, floor)
+    }
+
+    /// From how often each part was counted over `names` names; lists those whose share
+    /// is at least `floor`.
+    pub fn from_counts<K: AsRef<str>>(
+        counts: impl IntoIterator<Item = (K, u64)>,
+        names: u64,
+        floor: f64,
+    ) -> Self {
+        let counts: Vec<(K, u64)> = counts.into_iter().collect();
+        let total: u64 = counts.iter().map(|(_, n)| n).sum();
+        let parts_per_name = total as f64 / (names.max(1) as f64);
         let total = total.max(1) as f64;
-        let agreement = counts.values().map(|&n| (n as f64 / total).powi(2)).sum();
+        let agreement = counts
+            .iter()
+            .map(|(_, n)| (*n as f64 / total).powi(2))
+            .sum();
         let shares = counts
             .into_iter()
-            .map(|(t, n)| (t.to_owned(), n as f64 / total))
+            .map(|(t, n)| (t.as_ref().to_owned(), n as f64 / total))
             .filter(|(_, share)| *share >= floor)
             .collect();
         Self {
